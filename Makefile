@@ -1,0 +1,46 @@
+# sluice: `make cluster-up` and `make test` are the whole set-up on a fresh machine.
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+SLUICE  := $(VENV)/bin/sluice
+BROKERS ?= 3
+DATA    ?= .sluice
+ZK      ?=
+WORKERS ?= 0
+TOPIC   ?=
+GROUP   ?=
+ZK_JAR  := /usr/share/java/zookeeper.jar
+
+ZK_FLAG     = $(if $(ZK),--zookeeper $(ZK),)
+WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOPIC) --group $(GROUP),)
+
+.PHONY: cluster-up cluster-down test bench drill venv zookeeper clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Debian's ZooKeeper server jars; Java 17 is expected on the machine.
+zookeeper:
+	@if [ -z "$(ZK)" ] && [ ! -f $(ZK_JAR) ]; then \
+	  echo "installing Debian's zookeeper package (server jars)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq zookeeper >/dev/null) \
+	    || { echo "could not install Debian's zookeeper package: install it by hand (apt-get install zookeeper) or pass ZK=host:port"; exit 1; }; \
+	fi
+
+cluster-up: venv zookeeper
+	$(SLUICE) cluster up --detach --data-dir $(DATA) --brokers $(BROKERS) $(ZK_FLAG) $(WORKER_FLAG)
+
+cluster-down: venv
+	$(SLUICE) cluster down --data-dir $(DATA)
+
+test: venv zookeeper
+	$(PY) -m pytest -n auto -q tests
+
+clean:
+	rm -rf $(VENV) .sluice .bench

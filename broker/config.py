@@ -1,0 +1,86 @@
+"""Every broker setting, with its default, in one typed place.
+
+Defaults follow the paper and Kafka 0.7 where they had one (1 GiB segments, flush after 500
+messages or 3 s, 7 days of retention, a message visible to fetches once flushed).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+
+GIB = 1 << 30
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """How one partition's log is stored, flushed and retained."""
+
+    segment_bytes: int = GIB
+    flush_messages: int = 500
+    flush_ms: int = 3000
+    visible_after_flush: bool = True
+    retention_ms: int = 7 * DAY_MS
+    retention_bytes: int | None = None
+    max_message_bytes: int = 1 << 20
+
+    def __post_init__(self):
+        _positive(self, "segment_bytes", "flush_messages", "flush_ms", "retention_ms",
+                  "max_message_bytes")
+        if self.retention_bytes is not None and self.retention_bytes <= 0:
+            raise ValueError("retention_bytes must be positive when set")
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """One broker process. ``port`` 0 binds a free port; ``advertised_host`` is what clients
+    are told to connect to (default: ``host``), so brokers on several hosts share one ensemble."""
+
+    broker_id: int
+    data_dir: str
+    zookeeper: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    advertised_host: str | None = None
+    log: LogConfig = field(default_factory=LogConfig)
+    cleaner_interval_ms: int = 60_000
+    max_fetch_bytes: int = 8 << 20
+    max_wait_ms_limit: int = 30_000
+    session_timeout_ms: int = 6000
+
+    def __post_init__(self):
+        if self.broker_id < 0:
+            raise ValueError("broker_id must be >= 0")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be 0..65535")
+        _positive(self, "cleaner_interval_ms", "max_fetch_bytes", "max_wait_ms_limit",
+                  "session_timeout_ms")
+
+    @property
+    def endpoint_host(self) -> str:
+        return self.advertised_host or self.host
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "BrokerConfig":
+        """Build from plain values (a JSON file, the supervisor); unknown keys are rejected."""
+        values = dict(values)
+        log = values.pop("log", {}) or {}
+        _reject_unknown(cls, values)
+        _reject_unknown(LogConfig, log)
+        return cls(log=LogConfig(**log), **values)
+
+
+def _reject_unknown(cls, values: dict) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
+
+
+def _positive(obj, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ValueError(f"{name} must be positive, not {getattr(obj, name)}")

@@ -1,0 +1,259 @@
+"""The wire protocol: request and response frames carried over ZeroMQ, and the error codes.
+
+Clients talk to a broker with a DEALER socket; the broker answers from a ROUTER. Each request
+is a ZeroMQ multipart message: frame 0 is a small binary header, frame 1 (produce requests and
+fetch responses only) is a MessageSet, carried as its own frame so that neither side copies it.
+All integers are big-endian; a string is a u16 length and UTF-8 bytes.
+
+Requests (frame 0 starts with api u8, correlation id u32)::
+
+    PRODUCE   acks u8, topic str, partition u32             + frame 1: MessageSet
+    FETCH     topic str, partition u32, offset u64, max_bytes u32, min_bytes u32, max_wait_ms u32
+    OFFSETS   topic str, partition u32, time i64            (-1 latest, -2 earliest, else ms)
+    METADATA  (nothing)
+
+Responses (frame 0 starts with correlation id u32, error u16, then the api's fields, then the
+error message str; fields of a failed response are zero)::
+
+    PRODUCE   base_offset u64, next_offset u64              (only when acks=1)
+    FETCH     high_watermark u64, log_start u64             + frame 1: whole messages
+    OFFSETS   offset u64
+    METADATA  json str                                      (broker id, endpoint, partitions)
+"""
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+API = struct.Struct(">BI")
+PRODUCE_FIELDS = struct.Struct(">B")
+PARTITION = struct.Struct(">I")
+FETCH_FIELDS = struct.Struct(">QIII")
+OFFSETS_FIELDS = struct.Struct(">q")
+RESPONSE = struct.Struct(">IH")
+PRODUCE_REPLY = struct.Struct(">QQ")
+FETCH_REPLY = struct.Struct(">QQ")
+OFFSETS_REPLY = struct.Struct(">Q")
+_STR_LEN = struct.Struct(">H")
+
+LATEST = -1
+EARLIEST = -2
+
+
+class Api(enum.IntEnum):
+    PRODUCE = 1
+    FETCH = 2
+    OFFSETS = 3
+    METADATA = 4
+
+
+class ErrorCode(enum.IntEnum):
+    """Error codes on the wire; a response carries one and a line of text for a person."""
+
+    NONE = 0
+    MALFORMED_REQUEST = 1
+    UNKNOWN_API = 2
+    UNKNOWN_TOPIC_OR_PARTITION = 3
+    CORRUPT_MESSAGE = 4
+    MESSAGE_TOO_LARGE = 5
+    OFFSET_OUT_OF_RANGE = 6
+    INVALID_OFFSET = 7
+    STORAGE_ERROR = 8
+    NOT_LEADER = 9
+    BROKER_UNAVAILABLE = 10
+    REQUEST_TIMED_OUT = 11
+
+
+class SluiceError(Exception):
+    """An error a person can act on; ``code`` is what travels on the wire."""
+
+    code = ErrorCode.NONE
+
+    def __init__(self, message: str, code: ErrorCode | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class MalformedRequest(SluiceError):
+    code = ErrorCode.MALFORMED_REQUEST
+
+
+class UnknownTopicOrPartition(SluiceError):
+    code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+class CorruptMessage(SluiceError):
+    code = ErrorCode.CORRUPT_MESSAGE
+
+
+class MessageTooLarge(SluiceError):
+    code = ErrorCode.MESSAGE_TOO_LARGE
+
+
+class OffsetOutOfRange(SluiceError):
+    code = ErrorCode.OFFSET_OUT_OF_RANGE
+
+
+class InvalidOffset(SluiceError):
+    code = ErrorCode.INVALID_OFFSET
+
+
+class StorageError(SluiceError):
+    code = ErrorCode.STORAGE_ERROR
+
+
+class BrokerUnavailable(SluiceError):
+    code = ErrorCode.BROKER_UNAVAILABLE
+
+
+class RequestTimedOut(SluiceError):
+    code = ErrorCode.REQUEST_TIMED_OUT
+
+
+_BY_CODE = {cls.code: cls for cls in (
+    MalformedRequest, UnknownTopicOrPartition, CorruptMessage, MessageTooLarge,
+    OffsetOutOfRange, InvalidOffset, StorageError, BrokerUnavailable, RequestTimedOut)}
+
+
+def error_for(code: int, message: str) -> SluiceError:
+    """The typed exception for an error code received from a broker."""
+    try:
+        code = ErrorCode(code)
+    except ValueError:
+        return SluiceError(f"unknown error code {code}: {message}")
+    return _BY_CODE.get(code, SluiceError)(message, code)
+
+
+def pack_str(text: str) -> bytes:
+    data = text.encode()[:0xFFFF]
+    return _STR_LEN.pack(len(data)) + data
+
+
+def unpack_str(buf, pos: int) -> tuple[str, int]:
+    if pos + 2 > len(buf):
+        raise MalformedRequest("string length cut short")
+    (n,) = _STR_LEN.unpack_from(buf, pos)
+    end = pos + 2 + n
+    if end > len(buf):
+        raise MalformedRequest("string cut short")
+    try:
+        return bytes(buf[pos + 2:end]).decode(), end
+    except UnicodeDecodeError:
+        raise MalformedRequest("string is not UTF-8") from None
+
+
+def _unpack(fmt: struct.Struct, buf, pos: int) -> tuple[tuple, int]:
+    if pos + fmt.size > len(buf):
+        raise MalformedRequest("request header cut short")
+    return fmt.unpack_from(buf, pos), pos + fmt.size
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A parsed request header; ``messages`` is frame 1 of a produce request."""
+
+    api: Api
+    correlation_id: int
+    topic: str = ""
+    partition: int = 0
+    acks: int = 0
+    offset: int = 0
+    max_bytes: int = 0
+    min_bytes: int = 0
+    max_wait_ms: int = 0
+    time: int = 0
+
+
+def encode_produce(correlation_id: int, topic: str, partition: int, acks: int) -> bytes:
+    return (API.pack(Api.PRODUCE, correlation_id) + PRODUCE_FIELDS.pack(acks)
+            + pack_str(topic) + PARTITION.pack(partition))
+
+
+def encode_fetch(correlation_id: int, topic: str, partition: int, offset: int, max_bytes: int,
+                 min_bytes: int = 0, max_wait_ms: int = 0) -> bytes:
+    return (API.pack(Api.FETCH, correlation_id) + pack_str(topic) + PARTITION.pack(partition)
+            + FETCH_FIELDS.pack(offset, max_bytes, min_bytes, max_wait_ms))
+
+
+def encode_offsets(correlation_id: int, topic: str, partition: int, time: int) -> bytes:
+    return (API.pack(Api.OFFSETS, correlation_id) + pack_str(topic) + PARTITION.pack(partition)
+            + OFFSETS_FIELDS.pack(time))
+
+
+def encode_metadata(correlation_id: int) -> bytes:
+    return API.pack(Api.METADATA, correlation_id)
+
+
+def peek_correlation_id(header) -> int:
+    """The correlation id of a request whose header may be malformed (0 when unreadable)."""
+    return API.unpack_from(header)[1] if len(header) >= API.size else 0
+
+
+def decode_request(header) -> Request:
+    """Parse frame 0 of a request. Raises MalformedRequest with a reason a person can read."""
+    (api, corr), pos = _unpack(API, header, 0)
+    try:
+        api = Api(api)
+    except ValueError:
+        raise SluiceError(f"unknown api {api}", ErrorCode.UNKNOWN_API) from None
+    if api is Api.METADATA:
+        request = Request(api, corr)
+    elif api is Api.PRODUCE:
+        (acks,), pos = _unpack(PRODUCE_FIELDS, header, pos)
+        if acks > 1:
+            raise MalformedRequest(f"acks must be 0 or 1, not {acks}")
+        topic, pos = unpack_str(header, pos)
+        (partition,), pos = _unpack(PARTITION, header, pos)
+        request = Request(api, corr, topic, partition, acks=acks)
+    elif api is Api.FETCH:
+        topic, pos = unpack_str(header, pos)
+        (partition,), pos = _unpack(PARTITION, header, pos)
+        (offset, max_bytes, min_bytes, max_wait), pos = _unpack(FETCH_FIELDS, header, pos)
+        request = Request(api, corr, topic, partition, offset=offset, max_bytes=max_bytes,
+                          min_bytes=min_bytes, max_wait_ms=max_wait)
+    else:
+        topic, pos = unpack_str(header, pos)
+        (partition,), pos = _unpack(PARTITION, header, pos)
+        (time,), pos = _unpack(OFFSETS_FIELDS, header, pos)
+        request = Request(api, corr, topic, partition, time=time)
+    if pos != len(header):
+        raise MalformedRequest(f"{len(header) - pos} unexpected bytes after the request header")
+    return request
+
+
+def encode_response(correlation_id: int, fields: bytes = b"", error: SluiceError | None = None,
+                    fill: struct.Struct | None = None) -> bytes:
+    """Frame 0 of a response. On error, ``fill`` gives the size of the zeroed api fields."""
+    if error is None:
+        return RESPONSE.pack(correlation_id, ErrorCode.NONE) + fields + pack_str("")
+    zeros = bytes(fill.size) if fill is not None else b""
+    return RESPONSE.pack(correlation_id, error.code) + zeros + pack_str(str(error))
+
+
+def decode_response(header, fields: struct.Struct | None = None) -> tuple[int, tuple]:
+    """Parse frame 0 of a response: (correlation id, api fields); raises the typed error."""
+    if len(header) < RESPONSE.size:
+        raise MalformedRequest("response header cut short")
+    corr, code = RESPONSE.unpack_from(header)
+    pos = RESPONSE.size
+    values: tuple = ()
+    if fields is not None:
+        values, pos = _unpack(fields, header, pos)
+    if code != ErrorCode.NONE:
+        message, _ = unpack_str(header, pos)
+        error = error_for(code, message)
+        error.correlation_id = corr
+        raise error
+    return corr, values
+
+
+def decode_metadata_response(header) -> tuple[int, str]:
+    corr, _ = decode_response(header)
+    text, _ = unpack_str(header, RESPONSE.size)
+    return corr, text
+
+
+def encode_metadata_response(correlation_id: int, text: str) -> bytes:
+    return RESPONSE.pack(correlation_id, ErrorCode.NONE) + pack_str(text)

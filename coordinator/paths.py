@@ -1,0 +1,77 @@
+"""Every ZooKeeper path sluice uses, in one place.
+
+| path                                             | kind       | value                                   |
+| ------------------------------------------------ | ---------- | --------------------------------------- |
+| /brokers/ids/<broker>                            | ephemeral  | {"endpoint", "host", "port", "pid"}     |
+| /brokers/topics/<topic>/<broker>                 | ephemeral  | [partitions of the topic it hosts]      |
+| /config/topics/<topic>                           | persistent | {"partitions": P, "placement": [b0..]}  |
+| /consumers/<group>/ids/<consumer>                | ephemeral  | {"topics": [...], ...}                  |
+| /consumers/<group>/owners/<topic>/<partition>    | ephemeral  | the owning consumer's id                |
+| /consumers/<group>/offsets/<topic>/<partition>   | persistent | the committed offset (decimal text)     |
+
+The first two and the last three are Kafka 0.7's layout. /config/topics is sluice's: the paper
+creates a topic's partitions implicitly on every broker, while sluice numbers a topic's
+partitions 0..P-1 across the cluster, so the placement chosen at creation must outlive any one
+broker's session. Partitions are always integers in code and decimal names in ZooKeeper.
+"""
+from __future__ import annotations
+
+BROKER_IDS = "/brokers/ids"
+BROKER_TOPICS = "/brokers/topics"
+TOPIC_CONFIG = "/config/topics"
+CONSUMERS = "/consumers"
+
+
+def broker(broker_id: int) -> str:
+    return f"{BROKER_IDS}/{broker_id}"
+
+
+def broker_topic(topic: str) -> str:
+    return f"{BROKER_TOPICS}/{topic}"
+
+
+def broker_topic_partitions(topic: str, broker_id: int) -> str:
+    return f"{BROKER_TOPICS}/{topic}/{broker_id}"
+
+
+def topic_config(topic: str) -> str:
+    return f"{TOPIC_CONFIG}/{topic}"
+
+
+def group(group_id: str) -> str:
+    return f"{CONSUMERS}/{group_id}"
+
+
+def consumer_ids(group_id: str) -> str:
+    return f"{CONSUMERS}/{group_id}/ids"
+
+
+def consumer(group_id: str, consumer_id: str) -> str:
+    return f"{CONSUMERS}/{group_id}/ids/{consumer_id}"
+
+
+def owners(group_id: str, topic: str) -> str:
+    return f"{CONSUMERS}/{group_id}/owners/{topic}"
+
+
+def owner(group_id: str, topic: str, partition: int) -> str:
+    return f"{CONSUMERS}/{group_id}/owners/{topic}/{int(partition)}"
+
+
+def offsets(group_id: str, topic: str) -> str:
+    return f"{CONSUMERS}/{group_id}/offsets/{topic}"
+
+
+def offset(group_id: str, topic: str, partition: int) -> str:
+    return f"{CONSUMERS}/{group_id}/offsets/{topic}/{int(partition)}"
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Reject a topic or group name that cannot be one ZooKeeper path component."""
+    if not name or len(name) > 249 or name in (".", "..") or not set(name) <= _NAME_CHARS:
+        raise ValueError(f"invalid {kind} name {name!r}: use 1-249 of the characters "
+                         "a-z A-Z 0-9 . _ -")
+    return name
