@@ -203,3 +203,19 @@ def decode_set(buf, topic: str, partition: int, base_offset: int) -> Iterator[Me
             raise InvalidMessage("magic", base_offset + pos, f"unknown magic byte {magic}")
         yield Message(topic, partition, base_offset + pos, base_offset + nxt, key, value)
         pos = nxt
+
+
+def check_crc(buf, pos: int = 0) -> bool:
+    """Whether the entry at ``pos`` matches its CRC (dump-log shows bad entries, not raises)."""
+    size, _, crc = _unpack_header(buf, pos)
+    return _crc32(memoryview(buf)[pos + HEADER_SIZE:pos + SIZE_FIELD + size]) == crc
+
+
+def key_value(buf, pos: int = 0) -> tuple[bytes | None, bytes]:
+    """(key, value) of the entry at ``pos``, framing assumed whole."""
+    size, magic, _ = _unpack_header(buf, pos)
+    payload = memoryview(buf)[pos + HEADER_SIZE:pos + SIZE_FIELD + size]
+    if magic == MAGIC_KEYED and len(payload) >= KEY_HEADER.size:
+        keylen = _unpack_size(payload, 1)[0]
+        return payload[5:5 + keylen].tobytes(), payload[5 + keylen:].tobytes()
+    return None, payload.tobytes()

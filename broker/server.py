@@ -1,0 +1,394 @@
+"""The broker's request loop: one thread owns the sockets and the logs; a flusher thread fsyncs.
+
+Two ZeroMQ sockets face the clients:
+
+- a ROUTER (``endpoint``) for requests that want a reply: produce with acks=1, fetch, offsets,
+  metadata;
+- a PULL (``produce_endpoint``) for fire-and-forget produce (acks=0), the paper's producer:
+  no identity frames and no reply path, so the cheapest request there is.
+
+The loop handles a whole MessageSet per request: one validation walk (CRC in C), one write.
+Long-poll fetches (min_bytes / max_wait_ms) park until their log grows or their deadline
+passes, so an idle consumer costs nothing. Flushes run on the flusher thread, which tells the
+loop (inproc PAIR) when data became visible.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import zmq
+
+from broker import message, protocol
+from broker.config import BrokerConfig
+from broker.log import Log
+from broker.protocol import Api, ErrorCode, SluiceError
+from coordinator import zk
+from coordinator.registry import BrokerInfo, BrokerRegistration, ClusterView
+
+log = logging.getLogger("sluice.broker")
+
+_TICK_S = 0.25
+_ERROR_LOG_INTERVAL_S = 5.0
+
+
+class Flusher(threading.Thread):
+    """fsyncs logs off the request loop; the paper's brokers flush asynchronously."""
+
+    def __init__(self, context: zmq.Context, wake_endpoint: str):
+        super().__init__(name="flusher", daemon=True)
+        self.context = context
+        self.wake_endpoint = wake_endpoint
+        self.pending: queue.Queue = queue.Queue()
+        self._queued: set[int] = set()
+        self._queued_lock = threading.Lock()
+
+    def submit(self, log_: Log) -> None:
+        with self._queued_lock:
+            if id(log_) in self._queued:
+                return
+            self._queued.add(id(log_))
+        self.pending.put(log_)
+
+    def stop(self) -> None:
+        self.pending.put(None)
+
+    def run(self) -> None:
+        wake = self.context.socket(zmq.PAIR)
+        wake.connect(self.wake_endpoint)
+        try:
+            while (item := self.pending.get()) is not None:
+                with self._queued_lock:
+                    self._queued.discard(id(item))
+                try:
+                    item.flush()
+                except OSError as exc:
+                    log.error("flush of %s failed: %s", item.directory, exc)
+                wake.send(b"", zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+        finally:
+            wake.close(linger=0)
+
+
+class Broker:
+    """One broker: its logs, its sockets, its registration."""
+
+    def __init__(self, config: BrokerConfig):
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.logs: dict[tuple[str, int], Log] = {}
+        self.errors: Counter = Counter()
+        self.stats: Counter = Counter()
+        self._error_logged_at: dict[str, float] = {}
+        self._waiters: dict[Log, list] = defaultdict(list)
+        self._deadlines: list = []
+        self._placement_changes: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+        self._next_retention = time.monotonic() + config.cleaner_interval_ms / 1000
+
+        self.context = zmq.Context()
+        self.router = self.context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.pull = self.context.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.LINGER, 0)
+        self.pull.setsockopt(zmq.RCVHWM, 10_000)
+        self.endpoint = self._bind(self.router, config.port)
+        self.produce_endpoint = self._bind(self.pull, 0)
+        self.wake = self.context.socket(zmq.PAIR)
+        wake_endpoint = f"inproc://flusher-{id(self)}"
+        self.wake.bind(wake_endpoint)
+        self.flusher = Flusher(self.context, wake_endpoint)
+
+        self.zk = zk.connect(config.zookeeper, session_timeout=config.session_timeout_ms / 1000)
+        self.registration = BrokerRegistration(self.zk, BrokerInfo(
+            config.broker_id, self.endpoint, self.produce_endpoint, config.endpoint_host,
+            os.getpid()))
+        self.view: ClusterView | None = None
+
+    def _bind(self, sock: zmq.Socket, port: int) -> str:
+        if port:
+            sock.bind(f"tcp://{self.config.host}:{port}")
+        else:
+            port = sock.bind_to_random_port(f"tcp://{self.config.host}")
+        return f"tcp://{self.config.endpoint_host}:{port}"
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.flusher.start()
+        self.registration.register()
+        self.view = ClusterView(self.zk)
+        self.view.add_listener(lambda: self._placement_changes.put(True))
+        self._open_placed_logs()
+        log.info("broker %d serving at %s (acks=0 produce at %s)", self.config.broker_id,
+                 self.endpoint, self.produce_endpoint)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def close(self) -> None:
+        """Flush every log, then leave ZooKeeper so clients learn at once."""
+        self.flusher.stop()
+        self.flusher.join(timeout=10)
+        for log_ in self.logs.values():
+            try:
+                log_.flush()
+            finally:
+                log_.close()
+        try:
+            self.zk.stop()
+            self.zk.close()
+        finally:
+            self.router.close(linger=0)
+            self.pull.close(linger=0)
+            self.wake.close(linger=0)
+            self.context.term()
+
+    def _open_placed_logs(self) -> None:
+        """Open a Log for every partition placed on this broker and announce them."""
+        from coordinator import topics
+        for topic in topics.names(self.zk):
+            try:
+                placement = self.view.placement(topic)
+            except topics.TopicError:
+                continue
+            mine = placement.hosted_by(self.config.broker_id)
+            fresh = [p for p in mine if (topic, p) not in self.logs]
+            for partition in fresh:
+                self.logs[(topic, partition)] = Log(self.data_dir / topic / str(partition),
+                                                    self.config.log)
+            if fresh:
+                self.registration.publish(topic, mine)
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.pull, zmq.POLLIN)
+        poller.register(self.wake, zmq.POLLIN)
+        while not self._stopping.is_set():
+            timeout = self._poll_timeout()
+            events = dict(poller.poll(timeout * 1000))
+            if self.pull in events:
+                self._drain(self.pull, self._handle_fire_and_forget)
+            if self.router in events:
+                self._drain(self.router, self._handle_request)
+            if self.wake in events:
+                while self.wake.poll(0):
+                    self.wake.recv()
+                self._wake_waiters(list(self._waiters))
+            self._housekeeping()
+
+    def _drain(self, sock: zmq.Socket, handler, limit: int = 1000) -> None:
+        """Take up to ``limit`` queued requests in one go: fewer polls per request."""
+        for _ in range(limit):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            handler(frames)
+
+    def _poll_timeout(self) -> float:
+        timeout = _TICK_S
+        if self._deadlines:
+            timeout = min(timeout, max(0.0, self._deadlines[0][0] - time.monotonic()))
+        return timeout
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, waiter = heapq.heappop(self._deadlines)
+            if not waiter["done"]:
+                self._answer_fetch(waiter)
+        for log_ in self.logs.values():
+            if log_.flush_due(now):
+                self.flusher.submit(log_)
+        if not self._placement_changes.empty():
+            while not self._placement_changes.empty():
+                self._placement_changes.get_nowait()
+            self._open_placed_logs()
+        if now >= self._next_retention:
+            self._next_retention = now + self.config.cleaner_interval_ms / 1000
+            for log_ in self.logs.values():
+                deleted = log_.apply_retention()
+                if deleted:
+                    log.info("retention deleted %d segment(s) of %s", deleted, log_.directory)
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _handle_fire_and_forget(self, frames) -> None:
+        """acks=0 produce: nobody waits for an answer, so errors are counted and logged."""
+        try:
+            if len(frames) != 2:
+                raise protocol.MalformedRequest(f"produce needs 2 frames, got {len(frames)}")
+            request = protocol.decode_request(frames[0].buffer)
+            if request.api is not Api.PRODUCE:
+                raise protocol.MalformedRequest("only produce requests go to the produce socket")
+            self._produce(request, frames[1].buffer)
+        except SluiceError as exc:
+            self._count_error(exc, acks=0)
+
+    def _handle_request(self, frames) -> None:
+        identity = frames[0]
+        header = frames[1].buffer if len(frames) > 1 else b""
+        corr = protocol.peek_correlation_id(header)
+        try:
+            request = protocol.decode_request(header)
+            if request.api is Api.PRODUCE:
+                if len(frames) != 3:
+                    raise protocol.MalformedRequest("produce needs a header and a message set")
+                base, nxt = self._produce(request, frames[2].buffer)
+                if request.acks:
+                    self.router.send_multipart([identity, protocol.encode_response(
+                        corr, protocol.PRODUCE_REPLY.pack(base, nxt))], copy=False)
+                return
+            if len(frames) != 2:
+                raise protocol.MalformedRequest(f"{request.api.name.lower()} takes one frame")
+            if request.api is Api.FETCH:
+                self._fetch(identity, request)
+            elif request.api is Api.OFFSETS:
+                offset = self._log(request).offset_before(request.time)
+                self.router.send_multipart([identity, protocol.encode_response(
+                    corr, protocol.OFFSETS_REPLY.pack(offset))])
+            else:
+                self.router.send_multipart([identity, protocol.encode_metadata_response(
+                    corr, json.dumps(self.metadata()))])
+        except SluiceError as exc:
+            self._count_error(exc, acks=1)
+            self.router.send_multipart([identity, protocol.encode_response(corr, error=exc, fill=_fill(header))])
+
+    def _log(self, request) -> Log:
+        log_ = self.logs.get((request.topic, request.partition))
+        if log_ is None:
+            raise protocol.UnknownTopicOrPartition(
+                f"broker {self.config.broker_id} has no partition {request.topic}/{request.partition}")
+        return log_
+
+    def _produce(self, request, message_set) -> tuple[int, int]:
+        log_ = self._log(request)
+        try:
+            count = message.validate_set(message_set, self.config.log.max_message_bytes)
+        except message.InvalidMessage as bad:
+            if bad.reason == "too_large":
+                raise protocol.MessageTooLarge(str(bad)) from None
+            raise protocol.CorruptMessage(f"rejected message set for {request.topic}/"
+                                          f"{request.partition}: {bad}") from None
+        base, nxt = log_.append(message_set, count)
+        self.stats["messages_in"] += count
+        self.stats["bytes_in"] += nxt - base
+        if self._waiters.get(log_) and not self.config.log.visible_after_flush:
+            self._wake_waiters([log_])
+        if log_.flush_due(time.monotonic()):
+            self.flusher.submit(log_)
+        return base, nxt
+
+    def _fetch(self, identity, request) -> None:
+        log_ = self._log(request)
+        max_bytes = min(request.max_bytes, self.config.max_fetch_bytes)
+        if max_bytes <= 0:
+            raise protocol.MalformedRequest("max_bytes must be positive")
+        waiter = {"identity": identity, "request": request, "log": log_, "done": False}
+        if not log_.start_offset <= request.offset <= log_.end_offset:
+            raise protocol.OffsetOutOfRange(
+                f"offset {request.offset} is outside {request.topic}/{request.partition}'s log "
+                f"[{log_.start_offset}, {log_.end_offset}]")
+        available = log_.visible_end - request.offset
+        if available >= max(request.min_bytes, 1) or request.max_wait_ms == 0:
+            self._answer_fetch(waiter)
+            return
+        deadline = time.monotonic() + min(request.max_wait_ms, self.config.max_wait_ms_limit) / 1000
+        heapq.heappush(self._deadlines, (deadline, id(waiter), waiter))
+        self._waiters[log_].append(waiter)
+
+    def _wake_waiters(self, logs) -> None:
+        for log_ in logs:
+            waiters = self._waiters.get(log_)
+            if not waiters:
+                self._waiters.pop(log_, None)
+                continue
+            keep = []
+            for waiter in waiters:
+                request = waiter["request"]
+                if waiter["done"]:
+                    continue
+                if log_.visible_end - request.offset >= max(request.min_bytes, 1):
+                    self._answer_fetch(waiter)
+                else:
+                    keep.append(waiter)
+            if keep:
+                self._waiters[log_] = keep
+            else:
+                self._waiters.pop(log_, None)
+
+    def _answer_fetch(self, waiter) -> None:
+        waiter["done"] = True
+        request = waiter["request"]
+        log_ = waiter["log"]
+        corr = request.correlation_id
+        try:
+            data = log_.read(request.offset, min(request.max_bytes, self.config.max_fetch_bytes))
+        except SluiceError as exc:
+            self._count_error(exc, acks=1)
+            self.router.send_multipart([waiter["identity"], protocol.encode_response(
+                corr, error=exc, fill=protocol.FETCH_REPLY), b""])
+            return
+        self.stats["bytes_out"] += len(data)
+        header = protocol.encode_response(corr, protocol.FETCH_REPLY.pack(log_.visible_end,
+                                                                         log_.start_offset))
+        self.router.send_multipart([waiter["identity"], header, data], copy=len(data) < 65536)
+
+    def _count_error(self, exc: SluiceError, acks: int) -> None:
+        name = exc.code.name.lower()
+        self.errors[name] += 1
+        now = time.monotonic()
+        if now - self._error_logged_at.get(name, 0.0) >= _ERROR_LOG_INTERVAL_S:
+            self._error_logged_at[name] = now
+            log.warning("%s (acks=%d): %s [%d so far]", name, acks, exc, self.errors[name])
+
+    def metadata(self) -> dict:
+        return {
+            "broker": self.config.broker_id,
+            "endpoint": self.endpoint,
+            "produce_endpoint": self.produce_endpoint,
+            "partitions": [
+                {"topic": topic, "partition": partition, "start_offset": log_.start_offset,
+                 "end_offset": log_.end_offset, "visible_end": log_.visible_end,
+                 "segments": log_.segment_count, "size_bytes": log_.size_bytes,
+                 "flushes": log_.flush_count}
+                for (topic, partition), log_ in sorted(self.logs.items())],
+            "errors": dict(self.errors),
+            "stats": dict(self.stats),
+        }
+
+
+def _fill(header):
+    """The zeroed api fields of an error response, sized for the request's api."""
+    api = header[0] if len(header) else 0
+    return {Api.PRODUCE: protocol.PRODUCE_REPLY, Api.FETCH: protocol.FETCH_REPLY,
+            Api.OFFSETS: protocol.OFFSETS_REPLY}.get(api)
+
+
+def run(config: BrokerConfig) -> None:
+    """Run a broker until SIGTERM or SIGINT; the supervisor's and ``python -m broker``'s entry."""
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s broker-{config.broker_id} %(levelname)s %(message)s")
+    broker = Broker(config)
+    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
+    signal.signal(signal.SIGINT, lambda *_: broker.stop())
+    try:
+        broker.start()
+        broker.serve_forever()
+    finally:
+        broker.close()
+        log.info("broker %d stopped", config.broker_id)

@@ -1,0 +1,90 @@
+"""Finding the broker of a partition and keeping a socket to it.
+
+Clients learn everything from ZooKeeper (the ClusterView); this pool turns "topic, partition"
+into an open Connection (requests) or PUSH socket (acks=0 produce) to the broker that hosts it,
+and follows a broker that came back on another endpoint.
+"""
+from __future__ import annotations
+
+import threading
+
+import zmq
+
+from broker import protocol
+from clients.connection import Connection
+from coordinator import topics, zk
+from coordinator.registry import BrokerInfo, BrokerUnavailableError, ClusterView
+
+
+class BrokerPool:
+    def __init__(self, zookeeper: str | None = None, data_dir=None, request_timeout_ms: int = 5000):
+        self.zk = zk.connect(zookeeper, data_dir)
+        self.view = ClusterView(self.zk)
+        self.context = zmq.Context()
+        self.request_timeout_ms = request_timeout_ms
+        self._connections: dict[str, Connection] = {}
+        self._pushes: dict[str, zmq.Socket] = {}
+        self._lock = threading.Lock()
+
+    def partitions(self, topic: str) -> int:
+        try:
+            return self.view.partitions(topic)
+        except topics.TopicError as exc:
+            raise protocol.UnknownTopicOrPartition(str(exc)) from None
+
+    def leader(self, topic: str, partition: int) -> BrokerInfo:
+        try:
+            return self.view.leader(topic, partition)
+        except topics.TopicError as exc:
+            raise protocol.UnknownTopicOrPartition(str(exc)) from None
+        except BrokerUnavailableError as exc:
+            raise protocol.BrokerUnavailable(str(exc)) from None
+
+    def connection(self, topic: str, partition: int) -> Connection:
+        endpoint = self.leader(topic, partition).endpoint
+        with self._lock:
+            conn = self._connections.get(endpoint)
+            if conn is None:
+                conn = self._connections[endpoint] = Connection(self.context, endpoint)
+            return conn
+
+    def existing(self, endpoint: str) -> Connection | None:
+        """The open Connection to ``endpoint``, if any."""
+        with self._lock:
+            return self._connections.get(endpoint)
+
+    def push(self, topic: str, partition: int) -> zmq.Socket:
+        """A PUSH socket to the partition's broker for fire-and-forget produce."""
+        endpoint = self.leader(topic, partition).produce_endpoint
+        with self._lock:
+            sock = self._pushes.get(endpoint)
+            if sock is None:
+                sock = self.context.socket(zmq.PUSH)
+                sock.setsockopt(zmq.LINGER, 2000)
+                sock.setsockopt(zmq.SNDHWM, 10_000)
+                sock.setsockopt(zmq.SNDTIMEO, self.request_timeout_ms)
+                sock.connect(endpoint)
+                self._pushes[endpoint] = sock
+            return sock
+
+    def call(self, topic: str, partition: int, header_for, body=None,
+             timeout_ms: float | None = None) -> list:
+        """One request to the partition's broker; refreshes the view when it times out."""
+        conn = self.connection(topic, partition)
+        try:
+            return conn.call(header_for, body, timeout_ms or self.request_timeout_ms)
+        except protocol.RequestTimedOut:
+            self.view.refresh()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections.values():
+                conn.close()
+            for sock in self._pushes.values():
+                sock.close()
+            self._connections.clear()
+            self._pushes.clear()
+        self.context.term()
+        self.zk.stop()
+        self.zk.close()

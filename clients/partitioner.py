@@ -1,0 +1,47 @@
+"""Choosing a partition for a message: at random, or by a stable hash of its key.
+
+The paper's producer picks a random partition, or one from a key so that all of one user's
+events stay in order on one partition. The hash is CRC32 (unsigned, the same in every process
+and every run), not Python's salted ``hash()`` and never negative, unlike 0.7's ``hashCode % n``.
+Random is "sticky" per batch, as later Kafka's default: the producer keeps one random partition
+until that partition's batch is sent, so batches fill instead of scattering.
+"""
+from __future__ import annotations
+
+import random
+import zlib
+
+
+def hash_partition(key: bytes, partitions: int) -> int:
+    """The partition for a key: the same key always lands on the same partition."""
+    return zlib.crc32(key) % partitions
+
+
+class RandomPartitioner:
+    """Random partition per batch (sticky); a keyed message goes by its key's hash."""
+
+    def __init__(self, rng: random.Random | None = None):
+        self._rng = rng or random.Random()
+        self._sticky: dict[str, int] = {}
+
+    def __call__(self, topic: str, key: bytes | None, partitions: int) -> int:
+        if key is not None:
+            return hash_partition(key, partitions)
+        partition = self._sticky.get(topic)
+        if partition is None or partition >= partitions:
+            partition = self._sticky[topic] = self._rng.randrange(partitions)
+        return partition
+
+    def batch_sent(self, topic: str, partition: int) -> None:
+        if self._sticky.get(topic) == partition:
+            del self._sticky[topic]
+
+
+def make(partitioner) -> RandomPartitioner:
+    """``"random"`` (keyed messages still go by key hash), or any callable
+    ``(topic, key, partitions) -> partition``."""
+    if partitioner == "random":
+        return RandomPartitioner()
+    if callable(partitioner):
+        return partitioner
+    raise ValueError(f"partitioner must be 'random' or a callable, not {partitioner!r}")

@@ -1,0 +1,113 @@
+"""SimpleConsumer: pull one partition from an offset, as the paper's consumer API does.
+
+Each fetch asks for (topic, partition, offset, max bytes) and long-polls: the broker holds the
+request until ``min_bytes`` are there or ``max_wait_ms`` passed, so an idle consumer does not
+spin. The consumer checks every message's CRC as it decodes the set and advances its position
+to the last message's ``next_offset``. Passing failures (broker restarting, a timeout) are
+retried; errors a person must act on (offset out of range, not a message boundary, corrupt
+data) are raised.
+
+    for m in SimpleConsumer("clicks", 0, offset="earliest", timeout_ms=1000):
+        print(m.offset, m.value)
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+from broker import message, protocol
+from broker.message import Message
+from clients.brokers import BrokerPool
+
+TRANSIENT = (protocol.BrokerUnavailable, protocol.RequestTimedOut)
+_NAMED_OFFSETS = {"earliest": protocol.EARLIEST, "latest": protocol.LATEST}
+
+
+class SimpleConsumer:
+    def __init__(self, topic: str, partition: int, offset="earliest", zookeeper: str | None = None,
+                 max_bytes: int = 1 << 20, min_bytes: int = 1, max_wait_ms: int = 500,
+                 timeout_ms: float | None = None, request_timeout_ms: int = 5000, data_dir=None,
+                 pool: BrokerPool | None = None):
+        if not isinstance(partition, int) or partition < 0:
+            raise ValueError(f"partition must be a non-negative integer, not {partition!r}")
+        if offset not in _NAMED_OFFSETS and (not isinstance(offset, int) or offset < 0):
+            raise ValueError(f"offset must be 'earliest', 'latest' or a byte offset >= 0, "
+                             f"not {offset!r}")
+        if max_bytes < 1 or min_bytes < 0 or max_wait_ms < 0:
+            raise ValueError("max_bytes must be positive; min_bytes and max_wait_ms >= 0")
+        self.topic = topic
+        self.partition = partition
+        self.max_bytes = max_bytes
+        self.min_bytes = min_bytes
+        self.max_wait_ms = max_wait_ms
+        self.timeout_ms = timeout_ms
+        self.request_timeout_ms = request_timeout_ms
+        self._own_pool = pool is None
+        self._pool = pool or BrokerPool(zookeeper, data_dir, request_timeout_ms)
+        self._pool.partitions(topic)
+        self.high_watermark = 0
+        self.log_start = 0
+        self.position = offset if isinstance(offset, int) else self.offset_of(offset)
+
+    def offset_of(self, when) -> int:
+        """'earliest', 'latest', or a time in ms: the offsets API."""
+        time_ms = _NAMED_OFFSETS.get(when, when)
+        frames = self._retrying(lambda: self._pool.call(
+            self.topic, self.partition,
+            lambda corr: protocol.encode_offsets(corr, self.topic, self.partition, time_ms)))
+        _, (offset,) = protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)
+        return offset
+
+    def seek(self, offset) -> None:
+        self.position = offset if isinstance(offset, int) else self.offset_of(offset)
+
+    def fetch(self) -> list[Message]:
+        """One long-poll fetch from the current position; advances past what it returns."""
+        offset = self.position
+        frames = self._pool.call(
+            self.topic, self.partition,
+            lambda corr: protocol.encode_fetch(corr, self.topic, self.partition, offset,
+                                               self.max_bytes, self.min_bytes, self.max_wait_ms),
+            timeout_ms=self.max_wait_ms + self.request_timeout_ms)
+        _, (self.high_watermark, self.log_start) = protocol.decode_response(
+            frames[0].buffer, protocol.FETCH_REPLY)
+        if len(frames) < 2 or len(frames[1]) == 0:
+            return []
+        messages = list(message.decode_set(frames[1].buffer, self.topic, self.partition, offset))
+        if messages:
+            self.position = messages[-1].next_offset
+        return messages
+
+    def __iter__(self) -> Iterator[Message]:
+        """Messages forever, or until ``timeout_ms`` passes with none."""
+        last = time.monotonic()
+        while True:
+            try:
+                messages = self.fetch()
+            except TRANSIENT:
+                messages = []
+                time.sleep(0.2)
+            if messages:
+                yield from messages
+                last = time.monotonic()
+            elif self.timeout_ms is not None and (time.monotonic() - last) * 1000 >= self.timeout_ms:
+                return
+
+    def _retrying(self, call, attempts: int = 25):
+        for attempt in range(attempts):
+            try:
+                return call()
+            except TRANSIENT:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2)
+
+    def close(self) -> None:
+        if self._own_pool:
+            self._pool.close()
+
+    def __enter__(self) -> "SimpleConsumer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,256 @@
+"""The broker registry: brokers announce themselves, clients discover them.
+
+States of a broker's registration::
+
+    register() --> REGISTERED --(session lost)--> waiting --(new session)--> REGISTERED
+                                                   (ephemeral nodes re-created)
+
+A broker writes ephemeral ``/brokers/ids/<id>`` (its endpoints) and, per topic it hosts,
+ephemeral ``/brokers/topics/<topic>/<id>`` (the partitions). Clients build a ``ClusterView``
+from ZooKeeper alone and follow it through watches: a broker restarting on a new port shows up
+as a changed endpoint.
+
+Usage::
+
+    view = ClusterView(client)
+    broker_id, endpoints = view.leader("clicks", 3)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.recipe.watchers import ChildrenWatch
+
+from coordinator import paths, topics
+
+log = logging.getLogger("sluice.registry")
+
+
+class BrokerUnavailableError(Exception):
+    """The broker that hosts a partition is not registered (down, or not started yet)."""
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """What a broker registers: ``endpoint`` takes requests; ``produce_endpoint`` takes
+    fire-and-forget (acks=0) produce requests, which need no reply path."""
+
+    broker_id: int
+    endpoint: str
+    produce_endpoint: str
+    host: str
+    pid: int
+
+    def to_json(self) -> bytes:
+        return json.dumps({"endpoint": self.endpoint, "produce_endpoint": self.produce_endpoint,
+                           "host": self.host, "pid": self.pid}).encode()
+
+    @classmethod
+    def from_json(cls, broker_id: int, data: bytes) -> "BrokerInfo":
+        value = json.loads(data)
+        return cls(broker_id, value["endpoint"], value.get("produce_endpoint", ""),
+                   value.get("host", ""), int(value.get("pid", 0)))
+
+
+class BrokerRegistration:
+    """One broker's ephemeral nodes, re-created whenever ZooKeeper gives it a new session."""
+
+    def __init__(self, client: KazooClient, info: BrokerInfo, stale_wait_s: float = 30.0):
+        self.client = client
+        self.info = info
+        self.stale_wait_s = stale_wait_s
+        self._hosted: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+        self._lost = False
+        client.add_listener(self._on_state)
+
+    def register(self) -> None:
+        """Create /brokers/ids/<id>, first clearing a stale node left by a dead predecessor."""
+        path = paths.broker(self.info.broker_id)
+        self.client.ensure_path(paths.BROKER_IDS)
+        self._clear_stale(path)
+        self.client.create(path, self.info.to_json(), ephemeral=True)
+        with self._lock:
+            hosted = dict(self._hosted)
+        for topic, partitions in hosted.items():
+            self._write_hosted(topic, partitions)
+
+    def publish(self, topic: str, partitions: list[int]) -> None:
+        """Announce the partitions of ``topic`` this broker serves."""
+        with self._lock:
+            self._hosted[topic] = sorted(partitions)
+        self._write_hosted(topic, sorted(partitions))
+
+    def _write_hosted(self, topic: str, partitions: list[int]) -> None:
+        path = paths.broker_topic_partitions(topic, self.info.broker_id)
+        data = json.dumps(partitions).encode()
+        self.client.ensure_path(paths.broker_topic(topic))
+        try:
+            self.client.create(path, data, ephemeral=True)
+        except NodeExistsError:
+            self._clear_stale(path)
+            try:
+                self.client.create(path, data, ephemeral=True)
+            except NodeExistsError:
+                self.client.set(path, data)
+
+    def _clear_stale(self, path: str) -> None:
+        """A node owned by another session is a dead predecessor's (or a duplicate broker id).
+
+        A predecessor on this host whose pid is gone is deleted at once, so a restarted broker
+        does not wait out the old session; anything else is waited for, up to stale_wait_s.
+        """
+        stat = self.client.exists(path)
+        if stat is None or stat.ephemeralOwner == self.client.client_id[0]:
+            return
+        owner_pid = self._owner_pid(path)
+        if owner_pid is not None and owner_pid != os.getpid() and not _pid_alive(owner_pid):
+            log.info("removing stale %s left by dead pid %d", path, owner_pid)
+            try:
+                self.client.delete(path)
+            except NoNodeError:
+                pass
+            return
+        gone = threading.Event()
+        if self.client.exists(path, watch=lambda event: gone.set()) is None:
+            return
+        log.warning("%s is held by another live session; waiting up to %.0f s", path,
+                    self.stale_wait_s)
+        if not gone.wait(self.stale_wait_s):
+            raise RuntimeError(f"{path} is still held by another session: is broker id "
+                               f"{self.info.broker_id} running twice?")
+
+    def _owner_pid(self, path: str) -> int | None:
+        try:
+            data, _ = self.client.get(path)
+        except NoNodeError:
+            return None
+        if not data.startswith(b"{"):
+            return None
+        value = json.loads(data)
+        if value.get("host") != self.info.host:
+            return None
+        return int(value.get("pid", 0)) or None
+
+    def _on_state(self, state: str) -> None:
+        if state == KazooState.LOST:
+            self._lost = True
+        elif state == KazooState.CONNECTED and self._lost:
+            self._lost = False
+            log.warning("ZooKeeper session was lost; registering broker %d again",
+                        self.info.broker_id)
+            self.client.handler.spawn(self.register)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class ClusterView:
+    """Live brokers and topic placements, kept current by ZooKeeper watches.
+
+    ``on_change`` callbacks run on kazoo's thread after every change, without arguments.
+    """
+
+    def __init__(self, client: KazooClient):
+        self.client = client
+        self._lock = threading.Lock()
+        self._brokers: dict[int, BrokerInfo] = {}
+        self._placements: dict[str, topics.Placement] = {}
+        self._listeners: list[Callable[[], None]] = []
+        client.ensure_path(paths.BROKER_IDS)
+        client.ensure_path(paths.TOPIC_CONFIG)
+        ChildrenWatch(client, paths.BROKER_IDS, self._on_brokers)
+        ChildrenWatch(client, paths.TOPIC_CONFIG, self._on_topics)
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def brokers(self) -> dict[int, BrokerInfo]:
+        with self._lock:
+            return dict(self._brokers)
+
+    def placement(self, topic: str) -> topics.Placement:
+        with self._lock:
+            placement = self._placements.get(topic)
+        if placement is None:
+            placement = topics.get(self.client, topic)
+            with self._lock:
+                self._placements[topic] = placement
+        return placement
+
+    def partitions(self, topic: str) -> int:
+        return self.placement(topic).partitions
+
+    def leader(self, topic: str, partition: int) -> BrokerInfo:
+        """The broker serving (topic, partition); raises topics.TopicError or
+        BrokerUnavailableError with a line a person can act on."""
+        placement = self.placement(topic)
+        if not 0 <= partition < placement.partitions:
+            raise topics.TopicError(f"topic {topic} has partitions 0..{placement.partitions - 1},"
+                                    f" not {partition}")
+        broker_id = placement.brokers[partition]
+        with self._lock:
+            info = self._brokers.get(broker_id)
+        if info is None:
+            raise BrokerUnavailableError(f"broker {broker_id} (hosting {topic}/{partition}) is "
+                                         "not registered")
+        return info
+
+    def refresh(self) -> None:
+        """Re-read the broker registry now (after a request timed out, say)."""
+        self._on_brokers(self.client.get_children(paths.BROKER_IDS))
+
+    def _on_brokers(self, children: list[str]) -> None:
+        brokers = {}
+        for child in children:
+            try:
+                data, _ = self.client.get(paths.broker(int(child)))
+            except (NoNodeError, ValueError):
+                continue
+            brokers[int(child)] = BrokerInfo.from_json(int(child), data)
+        with self._lock:
+            changed = brokers != self._brokers
+            self._brokers = brokers
+        if changed:
+            self._notify()
+
+    def _on_topics(self, children: list[str]) -> None:
+        with self._lock:
+            known = set(self._placements)
+        fresh = {}
+        for topic in set(children) - known:
+            try:
+                fresh[topic] = topics.get(self.client, topic)
+            except topics.TopicError:
+                continue
+        with self._lock:
+            self._placements.update(fresh)
+            for topic in known - set(children):
+                self._placements.pop(topic, None)
+        if fresh:
+            self._notify()
+
+    def _notify(self) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback()
+            except Exception:
+                log.exception("cluster view listener failed")

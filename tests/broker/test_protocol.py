@@ -1,0 +1,52 @@
+"""Request and response frames round-trip, and malformed ones raise typed errors."""
+import pytest
+
+from broker import protocol
+from broker.protocol import Api, ErrorCode
+
+
+def test_requests_round_trip():
+    req = protocol.decode_request(protocol.encode_produce(7, "clicks", 3, 1))
+    assert (req.api, req.correlation_id, req.topic, req.partition, req.acks) == (
+        Api.PRODUCE, 7, "clicks", 3, 1)
+    req = protocol.decode_request(protocol.encode_fetch(8, "t", 0, 2**40, 1 << 20, 1, 500))
+    assert (req.api, req.offset, req.max_bytes, req.min_bytes, req.max_wait_ms) == (
+        Api.FETCH, 2**40, 1 << 20, 1, 500)
+    req = protocol.decode_request(protocol.encode_offsets(9, "t", 1, protocol.EARLIEST))
+    assert (req.api, req.time) == (Api.OFFSETS, -2)
+    assert protocol.decode_request(protocol.encode_metadata(10)).api is Api.METADATA
+
+
+@pytest.mark.parametrize("header,code", [
+    (b"", ErrorCode.MALFORMED_REQUEST),
+    (b"\x01\x00\x00", ErrorCode.MALFORMED_REQUEST),
+    (b"\x63\x00\x00\x00\x01", ErrorCode.UNKNOWN_API),
+    (protocol.encode_produce(1, "t", 0, 1)[:-2], ErrorCode.MALFORMED_REQUEST),
+    (protocol.encode_fetch(1, "t", 0, 0, 10) + b"extra", ErrorCode.MALFORMED_REQUEST),
+    (b"\x01\x00\x00\x00\x01\x05" + protocol.pack_str("t") + b"\x00\x00\x00\x00", ErrorCode.MALFORMED_REQUEST),
+    (b"\x02\x00\x00\x00\x01\x00\x02\xff\xfe" + bytes(24), ErrorCode.MALFORMED_REQUEST),
+])
+def test_malformed_requests_raise_typed_errors(header, code):
+    with pytest.raises(protocol.SluiceError) as info:
+        protocol.decode_request(header)
+    assert info.value.code == code
+
+
+def test_error_responses_carry_a_code_and_a_line():
+    frame = protocol.encode_response(5, error=protocol.OffsetOutOfRange("offset 9 is past the end"),
+                                     fill=protocol.FETCH_REPLY)
+    with pytest.raises(protocol.OffsetOutOfRange, match="past the end") as info:
+        protocol.decode_response(frame, protocol.FETCH_REPLY)
+    assert info.value.correlation_id == 5
+
+
+def test_ok_response_round_trip():
+    frame = protocol.encode_response(6, protocol.PRODUCE_REPLY.pack(100, 300))
+    assert protocol.decode_response(frame, protocol.PRODUCE_REPLY) == (6, (100, 300))
+    corr, text = protocol.decode_metadata_response(protocol.encode_metadata_response(4, '{"a": 1}'))
+    assert (corr, text) == (4, '{"a": 1}')
+
+
+def test_unknown_error_code_still_gives_a_readable_error():
+    error = protocol.error_for(999, "something new")
+    assert "999" in str(error) and "something new" in str(error)

@@ -1,0 +1,197 @@
+"""A real broker process over real sockets: the request types, long-poll, and bad input.
+
+Every bad-input test ends by showing the broker still serves and stored data is unchanged.
+"""
+import json
+import struct
+import time
+
+import pytest
+
+from broker import message, protocol
+from broker.protocol import ErrorCode
+from coordinator import topics, zk
+from tests.helpers import BrokerProcess, RawClient, push, wait_for
+
+TOPIC = "events"
+
+
+@pytest.fixture
+def broker(zk, tmp_path):
+    proc = BrokerProcess(zk, tmp_path, 0, log={"segment_bytes": 4096, "visible_after_flush": False,
+                                                 "max_message_bytes": 10_000}).start()
+    client = zk_connect(zk)
+    topics.create(client, TOPIC, 2)
+    client.stop()
+    proc.wait_hosting(TOPIC, 2)
+    yield proc
+    assert proc.stop() == 0, proc.log_text()[-2000:]
+
+
+@pytest.fixture
+def raw(broker):
+    client = RawClient(broker.endpoint)
+    yield client
+    client.close()
+
+
+def zk_connect(connect):
+    return zk.connect(connect)
+
+
+def produce(raw, value_sets, partition=0, acks=1, corr=1):
+    data = message.encode_set(value_sets)
+    return raw.request(protocol.encode_produce(corr, TOPIC, partition, acks), data)
+
+
+def fetch(raw, offset, partition=0, max_bytes=1 << 20, min_bytes=0, max_wait_ms=0, corr=2):
+    header, *rest = raw.request(protocol.encode_fetch(corr, TOPIC, partition, offset, max_bytes,
+                                                      min_bytes, max_wait_ms))
+    _, (hw, start) = protocol.decode_response(header, protocol.FETCH_REPLY)
+    body = rest[0] if rest else b""
+    return hw, start, list(message.decode_set(body, TOPIC, partition, offset)), body
+
+
+def error_code(frames):
+    return struct.unpack_from(">IH", frames[0])[1]
+
+
+def test_produce_then_fetch_by_byte_offset(raw):
+    reply = produce(raw, [(None, b"a" * 10), (b"key", b"b" * 20)])
+    _, (base, nxt) = protocol.decode_response(reply[0], protocol.PRODUCE_REPLY)
+    assert (base, nxt) == (0, 19 + 14 + 3 + 20)
+    hw, start, got, _ = fetch(raw, 0)
+    assert (hw, start) == (nxt, 0)
+    assert [(m.offset, m.key, m.value) for m in got] == [(0, None, b"a" * 10), (19, b"key", b"b" * 20)]
+    _, _, again, _ = fetch(raw, got[1].offset)
+    assert again == got[1:]
+
+
+def test_fetch_returns_only_whole_messages_within_max_bytes(raw):
+    produce(raw, [(None, b"x" * 100)] * 5)
+    _, _, got, body = fetch(raw, 0, max_bytes=250)
+    assert len(got) == 2 and len(body) == 218
+    _, _, got, body = fetch(raw, 0, max_bytes=50)
+    assert len(got) == 1, "a message larger than max_bytes still comes whole"
+
+
+def test_fetch_continues_across_segments(raw):
+    for _ in range(10):
+        produce(raw, [(None, bytes(1000))])
+    offset, seen = 0, 0
+    while True:
+        hw, _, got, _ = fetch(raw, offset)
+        if not got:
+            break
+        seen += len(got)
+        offset = got[-1].next_offset
+    assert seen == 10 and offset == hw
+
+
+def test_offsets_api(raw):
+    produce(raw, [(None, b"abc")] * 3)
+    for when, expected in ((protocol.EARLIEST, 0), (protocol.LATEST, 36)):
+        reply = raw.request(protocol.encode_offsets(3, TOPIC, 0, when))
+        assert protocol.decode_response(reply[0], protocol.OFFSETS_REPLY)[1] == (expected,)
+
+
+def test_long_poll_waits_then_answers_when_data_arrives(raw, broker):
+    t0 = time.monotonic()
+    hw, _, got, _ = fetch(raw, 0, min_bytes=1, max_wait_ms=300)
+    assert got == [] and hw == 0
+    assert time.monotonic() - t0 >= 0.25, "an idle long-poll waits instead of returning at once"
+    raw.socket.send_multipart([protocol.encode_fetch(9, TOPIC, 0, 0, 1 << 20, 1, 10_000)])
+    time.sleep(0.2)
+    push(broker.produce_endpoint, protocol.encode_produce(0, TOPIC, 0, 0), message.encode(b"wake"))
+    reply = raw.reply(timeout=5)
+    assert reply is not None, "the parked fetch is answered when data arrives, before max_wait"
+    assert [m.value for m in message.decode_set(reply[1], TOPIC, 0, 0)] == [b"wake"]
+
+
+def test_non_boundary_offset_is_a_typed_error(raw):
+    produce(raw, [(None, b"hello world")] * 3)
+    for offset in (1, 4, 9, 21):
+        reply = raw.request(protocol.encode_fetch(4, TOPIC, 0, offset, 1000))
+        assert error_code(reply) == ErrorCode.INVALID_OFFSET, offset
+        with pytest.raises(protocol.InvalidOffset, match="message"):
+            protocol.decode_response(reply[0], protocol.FETCH_REPLY)
+    assert len(fetch(raw, 20)[2]) == 2
+
+
+def test_offset_past_the_end_is_out_of_range(raw):
+    produce(raw, [(None, b"x")])
+    reply = raw.request(protocol.encode_fetch(5, TOPIC, 0, 10_000, 1000))
+    assert error_code(reply) == ErrorCode.OFFSET_OUT_OF_RANGE
+    assert len(fetch(raw, 0)[2]) == 1
+
+
+def test_unknown_topic_and_partition(raw):
+    for header in (protocol.encode_fetch(6, "nope", 0, 0, 100),
+                   protocol.encode_fetch(6, TOPIC, 7, 0, 100),
+                   protocol.encode_offsets(6, "nope", 0, -1)):
+        assert error_code(raw.request(header)) == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    reply = produce(raw, [(None, b"x")], partition=9)
+    assert error_code(reply) == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+@pytest.mark.parametrize("frames,code", [
+    ([b"\x00"], ErrorCode.MALFORMED_REQUEST),
+    ([b"\x09\x00\x00\x00\x01"], ErrorCode.UNKNOWN_API),
+    ([protocol.encode_fetch(1, TOPIC, 0, 0, 100)[:-3]], ErrorCode.MALFORMED_REQUEST),
+    ([protocol.encode_produce(1, TOPIC, 0, 1)], ErrorCode.MALFORMED_REQUEST),
+    ([protocol.encode_fetch(1, TOPIC, 0, 0, 100), b"extra"], ErrorCode.MALFORMED_REQUEST),
+    ([protocol.encode_fetch(1, TOPIC, 0, 0, 0)], ErrorCode.MALFORMED_REQUEST),
+    ([b""], ErrorCode.MALFORMED_REQUEST),
+])
+def test_malformed_frames_get_an_error_code(raw, frames, code):
+    produce(raw, [(None, b"kept")])
+    reply = raw.request(*frames)
+    assert reply is not None and error_code(reply) == code
+    assert [m.value for m in fetch(raw, 0)[2]] == [b"kept"]
+
+
+def test_wrong_crc_is_rejected_and_nothing_is_stored(raw):
+    produce(raw, [(None, b"good")])
+    bad = bytearray(message.encode_set([(None, b"one"), (None, b"two")]))
+    bad[-1] ^= 0xFF
+    reply = raw.request(protocol.encode_produce(7, TOPIC, 0, 1), bytes(bad))
+    assert error_code(reply) == ErrorCode.CORRUPT_MESSAGE
+    with pytest.raises(protocol.CorruptMessage, match="CRC"):
+        protocol.decode_response(reply[0], protocol.PRODUCE_REPLY)
+    hw, _, got, _ = fetch(raw, 0)
+    assert [m.value for m in got] == [b"good"] and hw == 13
+
+
+def test_truncated_message_set_and_oversized_message(raw):
+    data = message.encode_set([(None, b"abc")] * 2)
+    assert error_code(raw.request(protocol.encode_produce(8, TOPIC, 0, 1), data[:-1])) == \
+        ErrorCode.CORRUPT_MESSAGE
+    reply = raw.request(protocol.encode_produce(8, TOPIC, 0, 1), message.encode(bytes(20_000)))
+    assert error_code(reply) == ErrorCode.MESSAGE_TOO_LARGE
+    assert fetch(raw, 0)[0] == 0, "nothing was stored"
+
+
+def test_fire_and_forget_errors_are_counted_and_the_broker_keeps_serving(raw, broker):
+    bad = bytearray(message.encode(b"x"))
+    bad[-1] ^= 1
+    push(broker.produce_endpoint, protocol.encode_produce(0, TOPIC, 0, 0), bytes(bad))
+    push(broker.produce_endpoint, b"garbage")
+    push(broker.produce_endpoint, protocol.encode_produce(0, "nope", 0, 0), message.encode(b"x"))
+    push(broker.produce_endpoint, protocol.encode_produce(0, TOPIC, 0, 0), message.encode(b"ok"))
+
+    def metadata():
+        reply = raw.request(protocol.encode_metadata(11))
+        return json.loads(protocol.decode_metadata_response(reply[0])[1])
+    meta = wait_for(lambda: (m := metadata())["errors"].get("unknown_topic_or_partition") and m,
+                    what="acks=0 errors to be counted")
+    assert meta["errors"]["corrupt_message"] == 1
+    assert meta["errors"]["malformed_request"] == 1
+    assert [m.value for m in fetch(raw, 0)[2]] == [b"ok"]
+    assert "corrupt_message" in broker.log_text()
+
+
+def test_metadata_lists_hosted_partitions(raw):
+    reply = raw.request(protocol.encode_metadata(12))
+    meta = json.loads(protocol.decode_metadata_response(reply[0])[1])
+    assert meta["broker"] == 0
+    assert [(p["topic"], p["partition"]) for p in meta["partitions"]] == [(TOPIC, 0), (TOPIC, 1)]
