@@ -70,7 +70,7 @@ class Flusher(threading.Thread):
                     self._queued.discard(id(item))
                 try:
                     item.flush()
-                except OSError as exc:
+                except (OSError, SluiceError) as exc:
                     log.error("flush of %s failed: %s", item.directory, exc)
                 wake.send(b"", zmq.NOBLOCK)
         except zmq.ZMQError:
@@ -142,9 +142,9 @@ class Broker:
         self.flusher.join(timeout=10)
         for log_ in self.logs.values():
             try:
-                log_.flush()
-            finally:
                 log_.close()
+            except (OSError, SluiceError) as exc:
+                log.error("closing %s: %s", log_.directory, exc)
         try:
             self.zk.stop()
             self.zk.close()
@@ -337,7 +337,10 @@ class Broker:
         log_ = waiter["log"]
         corr = request.correlation_id
         try:
-            data = log_.read(request.offset, min(request.max_bytes, self.config.max_fetch_bytes))
+            if request.offset > log_.visible_end:
+                data = b""  # appended but not yet flushed: nothing visible at that offset
+            else:
+                data = log_.read(request.offset, min(request.max_bytes, self.config.max_fetch_bytes))
         except SluiceError as exc:
             self._count_error(exc, acks=1)
             self.router.send_multipart([waiter["identity"], protocol.encode_response(

@@ -1,0 +1,132 @@
+"""A Segment: one file of a partition's log, named by the byte offset of its first message.
+
+A partition folder holds files ``<start offset, 20 digits>.log``; only the newest is written.
+The file is opened ``O_RDWR | O_APPEND`` so every write lands at its end, and is read with
+``pread`` rather than mmap: cutting a file back (recovery, a failed append) under a live mapping
+turns a later access into SIGBUS, while ``pread`` just returns fewer bytes.
+
+A Segment knows nothing of messages; ``broker.log.Log`` decides what goes in and what comes out.
+"""
+from __future__ import annotations
+
+import bisect
+import errno
+import os
+from pathlib import Path
+from typing import Sequence
+
+SUFFIX = ".log"
+NAME_DIGITS = 20
+OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+
+def segment_name(start: int) -> str:
+    """``segment_name(1024) == "00000000000000001024.log"``: names sort as their offsets do."""
+    if not 0 <= start < 10 ** NAME_DIGITS:
+        raise ValueError(f"segment start offset {start} does not fit in {NAME_DIGITS} digits")
+    return f"{start:0{NAME_DIGITS}d}{SUFFIX}"
+
+
+def parse_segment_name(name: str) -> int:
+    """The start offset in a segment file name; ValueError for any other name."""
+    digits = name[:-len(SUFFIX)] if name.endswith(SUFFIX) else ""
+    if len(digits) != NAME_DIGITS or not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"{name!r} is not a segment file name (20 digits and {SUFFIX})")
+    return int(digits)
+
+
+def find_segment(starts: Sequence[int], offset: int) -> int:
+    """Index of the segment holding ``offset`` in the sorted start offsets; -1 before the first.
+
+    The paper's lookup: a binary search over the in-memory start offsets, no per-message index.
+    """
+    return bisect.bisect_right(starts, offset) - 1
+
+
+class Segment:
+    """One open segment file: its start offset, file descriptor and current size in bytes."""
+
+    __slots__ = ("path", "start", "fd", "size")
+
+    def __init__(self, directory: Path, start: int):
+        self.path = Path(directory) / segment_name(start)
+        self.start = start
+        self.fd = os.open(self.path, OPEN_FLAGS, 0o644)
+        try:
+            self.size = os.fstat(self.fd).st_size
+        except OSError:
+            os.close(self.fd)
+            raise
+
+    def __repr__(self) -> str:
+        return f"Segment({self.path.name}, size={self.size})"
+
+    @property
+    def end(self) -> int:
+        """The partition offset just past this segment's last byte."""
+        return self.start + self.size
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0
+
+    @property
+    def mtime(self) -> float:
+        """Last write time in seconds since the epoch (what retention and the offsets API use)."""
+        return os.fstat(self.fd).st_mtime
+
+    def append(self, data) -> None:
+        """Write all of ``data`` at the end of the file, looping over short writes.
+
+        ``size`` grows only when every byte is written. On OSError the bytes written so far stay
+        in the file; the caller cuts them off with ``truncate(size)``.
+        """
+        view = memoryview(data).cast("B")
+        total = view.nbytes
+        written = 0
+        while written < total:
+            n = os.write(self.fd, view[written:])
+            if n == 0:
+                raise OSError(errno.EIO, "write made no progress")
+            written += n
+        self.size += total
+
+    def read(self, pos: int, n: int) -> bytes:
+        """Up to ``n`` bytes from ``pos`` inside the segment (fewer only at the end of the file)."""
+        data = os.pread(self.fd, n, pos)
+        if len(data) == n or not data:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < n:
+            more = os.pread(self.fd, n - got, pos + got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def truncate(self, size: int) -> None:
+        """Cut the file back to ``size`` bytes (recovery, or undoing a failed append)."""
+        os.ftruncate(self.fd, size)
+        self.size = size
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def dup(self) -> int:
+        """A second descriptor for the file, for a flusher thread to fsync and close on its own.
+
+        A plain fd number could be closed (retention) and reused by another file meanwhile.
+        """
+        return os.dup(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def delete(self) -> None:
+        """Remove the file, then close it (a descriptor held elsewhere keeps the data readable)."""
+        self.path.unlink()
+        self.close()
