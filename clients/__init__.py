@@ -7,9 +7,10 @@ from broker.message import Message
 from broker.protocol import (BrokerUnavailable, CorruptMessage, InvalidOffset, MessageTooLarge,
                              OffsetOutOfRange, RequestTimedOut, SluiceError, StorageError,
                              UnknownTopicOrPartition)
+from clients.consumer import Consumer
 from clients.producer import Producer
 from clients.simple_consumer import SimpleConsumer
 
-__all__ = ["Producer", "SimpleConsumer", "Message", "SluiceError", "BrokerUnavailable",
+__all__ = ["Producer", "SimpleConsumer", "Consumer", "Message", "SluiceError", "BrokerUnavailable",
            "CorruptMessage", "InvalidOffset", "MessageTooLarge", "OffsetOutOfRange",
            "RequestTimedOut", "StorageError", "UnknownTopicOrPartition"]

@@ -17,8 +17,9 @@ from coordinator.registry import BrokerInfo, BrokerUnavailableError, ClusterView
 
 
 class BrokerPool:
-    def __init__(self, zookeeper: str | None = None, data_dir=None, request_timeout_ms: int = 5000):
-        self.zk = zk.connect(zookeeper, data_dir)
+    def __init__(self, zookeeper: str | None = None, data_dir=None, request_timeout_ms: int = 5000,
+                 session_timeout_ms: int = 6000):
+        self.zk = zk.connect(zookeeper, data_dir, session_timeout=session_timeout_ms / 1000)
         self.view = ClusterView(self.zk)
         self.context = zmq.Context()
         self.request_timeout_ms = request_timeout_ms

@@ -8,11 +8,13 @@
 | /consumers/<group>/ids/<consumer>                | ephemeral  | {"topics": [...], ...}                  |
 | /consumers/<group>/owners/<topic>/<partition>    | ephemeral  | the owning consumer's id                |
 | /consumers/<group>/offsets/<topic>/<partition>   | persistent | the committed offset (decimal text)     |
+| /consumers/<group>/data_loss/<topic>/<partition> | persistent | {"committed", "log_start", ...}         |
 
-The first two and the last three are Kafka 0.7's layout. /config/topics is sluice's: the paper
+The first two and the three /consumers paths before data_loss are Kafka 0.7's layout. /config/topics is sluice's: the paper
 creates a topic's partitions implicitly on every broker, while sluice numbers a topic's
 partitions 0..P-1 across the cluster, so the placement chosen at creation must outlive any one
-broker's session. Partitions are always integers in code and decimal names in ZooKeeper.
+broker's session; data_loss notes a committed offset that retention overtook, so the loss stays
+visible after the consumer moved on. Partitions are always integers in code and decimal names in ZooKeeper.
 """
 from __future__ import annotations
 
@@ -64,6 +66,14 @@ def offsets(group_id: str, topic: str) -> str:
 
 def offset(group_id: str, topic: str, partition: int) -> str:
     return f"{CONSUMERS}/{group_id}/offsets/{topic}/{int(partition)}"
+
+
+def data_losses(group_id: str, topic: str) -> str:
+    return f"{CONSUMERS}/{group_id}/data_loss/{topic}"
+
+
+def data_loss(group_id: str, topic: str, partition: int) -> str:
+    return f"{CONSUMERS}/{group_id}/data_loss/{topic}/{int(partition)}"
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")

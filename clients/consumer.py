@@ -1,0 +1,267 @@
+"""Consumer: a member of a consumer group, reading the partitions the rebalance gives it.
+
+Delivery is at-least-once: a message counts as processed once the application comes back for
+the next one (the next ``poll()``, or the next step of the iterator); only processed offsets are
+committed, every ``auto_commit_ms`` and before any partition is given up. A consumer killed
+without warning is replaced after its ZooKeeper session times out, and its successor resumes
+from the last commit, so duplicates are bounded by the commit interval.
+
+A new group starts at ``start`` ("earliest" or "latest"). A committed offset that retention has
+already deleted is a data-loss event: it is logged, counted (``data_loss_events``), noted in
+ZooKeeper for ``sluice groups describe``, and the position is reset by ``start``.
+
+    c = Consumer(["clicks"], group="loaders")
+    for m in c:
+        load(m.value)
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Iterator
+
+from broker import protocol
+from broker.message import Message
+from clients.brokers import BrokerPool
+from clients.fetcher import Fetcher
+from coordinator.group import GroupMember
+from coordinator.offsets import OffsetStore
+from coordinator.rebalance import RetryPolicy
+
+log = logging.getLogger("sluice.consumer")
+TP = tuple[str, int]
+_STARTS = {"earliest": protocol.EARLIEST, "latest": protocol.LATEST}
+
+
+class Consumer:
+    def __init__(self, topics: list[str], group: str, zookeeper: str | None = None,
+                 auto_commit_ms: int | None = 1000, start: str = "earliest",
+                 consumer_id: str | None = None, rebalance_max_tries: int = 4,
+                 rebalance_backoff_ms: int = 2000, session_timeout_ms: int = 6000,
+                 max_bytes: int = 1 << 20, max_wait_ms: int = 500,
+                 request_timeout_ms: int = 5000, data_dir=None):
+        if isinstance(topics, str):
+            topics = [topics]
+        if start not in _STARTS:
+            raise ValueError(f"start must be 'earliest' or 'latest', not {start!r}")
+        if auto_commit_ms is not None and auto_commit_ms <= 0:
+            raise ValueError("auto_commit_ms must be positive, or None for manual commits")
+        self.topics = list(topics)
+        self.group = group
+        self.start = start
+        self.auto_commit_s = None if auto_commit_ms is None else auto_commit_ms / 1000
+        self.max_wait_ms = max_wait_ms
+        self.data_loss_events = 0
+        self.messages = 0
+        self._pool = BrokerPool(zookeeper, data_dir, request_timeout_ms,
+                                session_timeout_ms=session_timeout_ms)
+        for topic in self.topics:
+            self._pool.partitions(topic)
+        self._fetcher = Fetcher(self._pool, max_bytes, 1, max_wait_ms, request_timeout_ms)
+        self.offsets = OffsetStore(self._pool.zk, group)
+        self._lock = threading.RLock()
+        self._positions: dict[TP, int | None] = {}
+        self._returned: dict[TP, int] = {}
+        self._processed: dict[TP, int] = {}
+        self._last_batch: list[Message] = []
+        self._next_commit = time.monotonic() + (self.auto_commit_s or 0)
+        self._closed = False
+        self.member = GroupMember(
+            self._pool.zk, group, self.topics, consumer_id,
+            RetryPolicy(rebalance_max_tries, rebalance_backoff_ms / 1000),
+            on_revoke=self._on_revoke, on_assign=self._on_assign, on_lost=self._on_lost)
+        self.member.start()
+
+    # --- public ----------------------------------------------------------------------------
+
+    @property
+    def consumer_id(self) -> str:
+        return self.member.consumer_id
+
+    def assignment(self) -> list[TP]:
+        return sorted(self.member.owned)
+
+    def poll(self, timeout_ms: float = 500) -> list[Message]:
+        """Messages from owned partitions; marks the previous poll's messages processed."""
+        self._mark_processed(self._last_batch)
+        self._last_batch = []
+        self._maybe_auto_commit()
+        self._resolve_start_positions()
+        with self._lock:
+            positions = {tp: off for tp, off in self._positions.items() if off is not None}
+        messages, errors = self._fetcher.poll(positions, timeout_ms)
+        for tp, error in errors.items():
+            self._on_fetch_error(tp, error)
+        batch: list[Message] = []
+        with self._lock:
+            for tp, got in messages.items():
+                if self._positions.get(tp) != got[0].offset:
+                    continue
+                self._positions[tp] = got[-1].next_offset
+                self._returned[tp] = got[-1].next_offset
+                batch.extend(got)
+        self.messages += len(batch)
+        self._last_batch = batch
+        return batch
+
+    def __iter__(self) -> Iterator[Message]:
+        while not self._closed:
+            batch = self.poll(self.max_wait_ms)
+            self._last_batch = []
+            for m in batch:
+                yield m
+                self._mark_processed([m])
+
+    def commit(self) -> int:
+        """Commit everything returned so far (call after processing it); returns ZK writes."""
+        self._mark_processed(self._last_batch)
+        return self._commit()
+
+    def seek(self, partition: int, offset, topic: str | None = None) -> None:
+        """Move an owned partition's position: 'earliest', 'latest' or a byte offset."""
+        if topic is None:
+            if len(self.topics) != 1:
+                raise ValueError("seek needs topic= when consuming several topics")
+            topic = self.topics[0]
+        tp = (topic, partition)
+        if tp not in self.member.owned:
+            raise ValueError(f"{topic}/{partition} is not owned by this consumer")
+        if isinstance(offset, str):
+            if offset not in _STARTS:
+                raise ValueError(f"offset must be 'earliest', 'latest' or >= 0, not {offset!r}")
+            offset = self._offset_of(tp, _STARTS[offset])
+        elif not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be 'earliest', 'latest' or >= 0, not {offset!r}")
+        with self._lock:
+            self._positions[tp] = offset
+            self._returned[tp] = offset
+            self._processed[tp] = offset
+        self._fetcher.forget(tp)
+
+    def close(self) -> None:
+        """Commit what was returned, release partitions and leave the group at once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._mark_processed(self._last_batch)
+        try:
+            self.member.stop()
+        finally:
+            self._pool.close()
+
+    def __enter__(self) -> "Consumer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> dict:
+        return {"consumer_id": self.consumer_id, "state": self.member.state.value,
+                "owned": [f"{t}/{p}" for t, p in self.assignment()],
+                "rebalances": self.member.rebalances, "conflicts": self.member.conflicts,
+                "rebalance_failures": self.member.failures, "messages": self.messages,
+                "zk_offset_writes": self.offsets.writes,
+                "data_loss_events": self.data_loss_events}
+
+    # --- positions and commits -------------------------------------------------------------
+
+    def _mark_processed(self, batch: list[Message]) -> None:
+        if not batch:
+            return
+        with self._lock:
+            for m in batch:
+                tp = (m.topic, m.partition)
+                if tp in self._positions:
+                    self._processed[tp] = m.next_offset
+
+    def _maybe_auto_commit(self) -> None:
+        if self.auto_commit_s is None or time.monotonic() < self._next_commit:
+            return
+        self._next_commit = time.monotonic() + self.auto_commit_s
+        self._commit()
+
+    def _commit(self) -> int:
+        """Commit processed offsets of owned partitions; the lock keeps a revoke (and thus
+        the release of ownership) from happening in the middle."""
+        with self._lock:
+            offsets = {tp: off for tp, off in self._processed.items() if tp in self._positions}
+            return self.offsets.commit(offsets)
+
+    def _on_revoke(self, partitions: list[TP]) -> None:
+        with self._lock:
+            offsets = {tp: self._processed[tp] for tp in partitions if tp in self._processed}
+            self.offsets.commit(offsets)
+            self._drop(partitions)
+
+    def _on_lost(self, partitions: list[TP]) -> None:
+        with self._lock:
+            self._drop(partitions)
+
+    def _drop(self, partitions: list[TP]) -> None:
+        for tp in partitions:
+            self._positions.pop(tp, None)
+            self._returned.pop(tp, None)
+            self._processed.pop(tp, None)
+            self.offsets.forget(*tp)
+
+    def _on_assign(self, partitions: list[TP]) -> None:
+        committed = {tp: self.offsets.fetch(*tp) for tp in partitions}
+        with self._lock:
+            for tp, offset in committed.items():
+                self._positions[tp] = offset
+                if offset is not None:
+                    self._returned[tp] = offset
+                    self._processed[tp] = offset
+
+    def _resolve_start_positions(self) -> None:
+        with self._lock:
+            unknown = [tp for tp, off in self._positions.items() if off is None]
+        for tp in unknown:
+            try:
+                offset = self._offset_of(tp, _STARTS[self.start])
+            except (protocol.BrokerUnavailable, protocol.RequestTimedOut):
+                continue
+            with self._lock:
+                if tp in self._positions and self._positions[tp] is None:
+                    self._positions[tp] = offset
+                    self._returned[tp] = offset
+
+    def _offset_of(self, tp: TP, when: int) -> int:
+        frames = self._pool.call(tp[0], tp[1],
+                                 lambda corr: protocol.encode_offsets(corr, tp[0], tp[1], when))
+        return protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)[1][0]
+
+    def _on_fetch_error(self, tp: TP, error: protocol.SluiceError) -> None:
+        if isinstance(error, (protocol.BrokerUnavailable, protocol.RequestTimedOut,
+                              protocol.UnknownTopicOrPartition)):
+            return
+        with self._lock:
+            position = self._positions.get(tp)
+        if position is None:
+            return
+        if isinstance(error, protocol.OffsetOutOfRange):
+            try:
+                earliest = self._offset_of(tp, protocol.EARLIEST)
+            except (protocol.BrokerUnavailable, protocol.RequestTimedOut):
+                return
+            if position < earliest:
+                self.data_loss_events += 1
+                log.error("DATA LOSS: group %s's position %d in %s/%d was deleted by retention "
+                          "(log now starts at %d, %d bytes never consumed); resetting to %s",
+                          self.group, position, tp[0], tp[1], earliest, earliest - position,
+                          self.start)
+                self.offsets.record_data_loss(tp[0], tp[1], position, earliest)
+        else:
+            log.error("fetch of %s/%d at %d failed: %s; resetting to %s", tp[0], tp[1],
+                      position, error, self.start)
+        try:
+            reset = self._offset_of(tp, _STARTS[self.start])
+        except (protocol.BrokerUnavailable, protocol.RequestTimedOut):
+            return
+        with self._lock:
+            if self._positions.get(tp) == position:
+                self._positions[tp] = reset
+                self._returned[tp] = reset
+                self._processed[tp] = reset

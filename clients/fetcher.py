@@ -1,0 +1,139 @@
+"""The Fetcher: one long-poll fetch in flight per partition, answers taken as they come.
+
+A consumer that owns several partitions must not wait on an idle one while another has data,
+nor spin on empty replies. The fetcher keeps exactly one fetch outstanding per partition (the
+broker parks it until data arrives or max_wait passes) and returns as soon as any reply brings
+messages. A reply for a position the consumer no longer holds (after a seek or a rebalance) is
+dropped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import zmq
+
+from broker import message, protocol
+from broker.message import Message
+from clients.brokers import BrokerPool
+
+TP = tuple[str, int]
+
+
+@dataclass
+class _Pending:
+    tp: TP
+    offset: int
+    sent_at: float
+
+
+class Fetcher:
+    def __init__(self, pool: BrokerPool, max_bytes: int = 1 << 20, min_bytes: int = 1,
+                 max_wait_ms: int = 500, request_timeout_ms: int = 5000):
+        self.pool = pool
+        self.max_bytes = max_bytes
+        self.min_bytes = min_bytes
+        self.max_wait_ms = max_wait_ms
+        self.request_timeout_s = request_timeout_ms / 1000
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._busy: dict[TP, tuple[str, int]] = {}
+        self._retry_at: dict[TP, float] = {}
+        self.high_watermarks: dict[TP, int] = {}
+
+    def poll(self, positions: dict[TP, int], timeout_ms: float
+             ) -> tuple[dict[TP, list[Message]], dict[TP, protocol.SluiceError]]:
+        """Messages (and errors) by partition from whatever replies arrive within timeout_ms."""
+        now = time.monotonic()
+        for tp, offset in positions.items():
+            if tp not in self._busy and self._retry_at.get(tp, 0) <= now:
+                self._send(tp, offset)
+        messages: dict[TP, list[Message]] = {}
+        errors: dict[TP, protocol.SluiceError] = {}
+        deadline = now + timeout_ms / 1000
+        while True:
+            self._receive(positions, messages, errors, deadline)
+            if messages or errors or time.monotonic() >= deadline or not self._pending:
+                break
+        self._expire(time.monotonic())
+        if not self._pending and not messages and not errors:
+            time.sleep(max(0.0, min(deadline - time.monotonic(), 0.05)))
+        return messages, errors
+
+    def forget(self, tp: TP) -> None:
+        """Stop caring about a partition's outstanding fetch (ownership moved)."""
+        key = self._busy.pop(tp, None)
+        if key is not None:
+            self._pending.pop(key, None)
+
+    def _send(self, tp: TP, offset: int) -> None:
+        topic, partition = tp
+        try:
+            conn = self.pool.connection(topic, partition)
+        except protocol.BrokerUnavailable:
+            self._retry_at[tp] = time.monotonic() + 0.2
+            return
+        corr = conn.next_id()
+        conn.send([protocol.encode_fetch(corr, topic, partition, offset, self.max_bytes,
+                                         self.min_bytes, self.max_wait_ms)])
+        key = (conn.endpoint, corr)
+        self._pending[key] = _Pending(tp, offset, time.monotonic())
+        self._busy[tp] = key
+
+    def _receive(self, positions, messages, errors, deadline: float) -> None:
+        poller = zmq.Poller()
+        sockets = {}
+        for endpoint in {endpoint for endpoint, _ in self._pending}:
+            conn = self.pool.existing(endpoint)
+            if conn is not None:
+                poller.register(conn.socket, zmq.POLLIN)
+                sockets[conn.socket] = conn
+        if not sockets:
+            return
+        wait_ms = max(0, (deadline - time.monotonic()) * 1000)
+        for sock, _ in poller.poll(min(wait_ms, 100)):
+            conn = sockets[sock]
+            while True:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self._on_reply(conn.endpoint, frames, positions, messages, errors)
+
+    def _on_reply(self, endpoint: str, frames, positions, messages, errors) -> None:
+        corr = protocol.RESPONSE.unpack_from(frames[0].buffer)[0]
+        pending = self._pending.pop((endpoint, corr), None)
+        if pending is None:
+            return
+        tp = pending.tp
+        if self._busy.get(tp) == (endpoint, corr):
+            del self._busy[tp]
+        if positions.get(tp) != pending.offset:
+            return
+        try:
+            _, (high_watermark, _start) = protocol.decode_response(frames[0].buffer,
+                                                                   protocol.FETCH_REPLY)
+        except protocol.SluiceError as exc:
+            errors[tp] = exc
+            self._retry_at[tp] = time.monotonic() + 0.2
+            return
+        self.high_watermarks[tp] = high_watermark
+        if len(frames) > 1 and len(frames[1]):
+            try:
+                got = list(message.decode_set(frames[1].buffer, tp[0], tp[1], pending.offset))
+            except message.InvalidMessage as bad:
+                errors[tp] = protocol.CorruptMessage(str(bad))
+                return
+            if got:
+                messages[tp] = got
+
+    def _expire(self, now: float) -> None:
+        limit = self.max_wait_ms / 1000 + self.request_timeout_s
+        for key, pending in list(self._pending.items()):
+            if now - pending.sent_at > limit:
+                del self._pending[key]
+                if self._busy.get(pending.tp) == key:
+                    del self._busy[pending.tp]
+                conn = self.pool.existing(key[0])
+                if conn is not None:
+                    conn.reset()
+                self.pool.view.refresh()
