@@ -24,12 +24,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Debian's ZooKeeper server jars; Java 17 is expected on the machine.
+# Debian's ZooKeeper server jars and a Java runtime (cluster/zookeeper.py runs them); skipped
+# when ZK names an existing ensemble. The tests always start their own, so `test` always needs them.
 zookeeper:
-	@if [ -z "$(ZK)" ] && [ ! -f $(ZK_JAR) ]; then \
-	  echo "installing Debian's zookeeper package (server jars)"; \
+	@if [ -z "$(ZK)" ] && { [ ! -f $(ZK_JAR) ] || ! command -v java >/dev/null; }; then \
+	  echo "installing Debian's zookeeper package (server jars and a Java runtime)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq zookeeper >/dev/null) \
+	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq zookeeper default-jre-headless >/dev/null) \
 	    || { echo "could not install Debian's zookeeper package: install it by hand (apt-get install zookeeper) or pass ZK=host:port"; exit 1; }; \
 	fi
 
@@ -39,7 +40,8 @@ cluster-up: venv zookeeper
 cluster-down: venv
 	$(SLUICE) cluster down --data-dir $(DATA)
 
-test: venv zookeeper
+test: venv
+	@$(MAKE) --no-print-directory zookeeper ZK=
 	$(PY) -m pytest -n auto -q tests
 
 clean:

@@ -1,0 +1,169 @@
+"""``sluice``: the command line. Parses arguments and turns every user error into one line.
+
+The commands themselves live in cluster/commands.py (topics, produce, consume, dump-log) and
+cluster/supervisor.py (cluster up/down/status). Exit codes: 0 fine, 1 an error the command
+reported, 2 a bad argument, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line, not a usage block."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number >= 1, got 0")
+    return value
+
+
+def _offset(text: str):
+    if text in ("earliest", "latest"):
+        return text
+    try:
+        return _non_negative_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected earliest, latest or a byte offset, got {text!r}") from None
+
+
+def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """Options every command takes, before or after the command's name."""
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+    parser.add_argument("--zookeeper", default=default(None),
+                        help="ZooKeeper connect string host:port[,...][/chroot] "
+                        "(default: $SLUICE_ZK, else the local cluster in --data-dir)")
+    parser.add_argument("--data-dir", default=default(".sluice"),
+                        help="local cluster dir (default .sluice)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                        help="log more")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="sluice", description="sluice: a distributed commit log "
+                           "(the 2011 Kafka paper) on ZooKeeper and ZeroMQ")
+    _common_options(parser, defaults=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+
+    def command(subparsers, name, func, help_text):
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        _common_options(sub, defaults=False)
+        sub.set_defaults(func=func)
+        return sub
+
+    from cluster import commands as cmd
+
+    cluster = commands.add_parser("cluster", help="start, stop and inspect the local cluster")
+    cluster_commands = cluster.add_subparsers(dest="action", metavar="ACTION",
+                                              parser_class=OneLineParser)
+    cluster_commands.required = True
+    up = command(cluster_commands, "up", cmd.cluster_up, "start ZooKeeper and the brokers")
+    up.add_argument("--brokers", type=_positive_int, default=3)
+    up.add_argument("--zk-ensemble", type=int, choices=(1, 3), default=1)
+    up.add_argument("--detach", action="store_true", help="run in the background and return "
+                    "once the cluster is ready")
+    up.add_argument("--workers", type=_non_negative_int, default=0)
+    up.add_argument("--topic")
+    up.add_argument("--group")
+    up.add_argument("--handler", help="module:function run for each message by group workers")
+    command(cluster_commands, "down", cmd.cluster_down, "stop the local cluster")
+    status = command(cluster_commands, "status", cmd.cluster_status, "processes of the cluster")
+    status.add_argument("--json", action="store_true")
+
+    topics = commands.add_parser("topics", help="create, list and describe topics")
+    topic_commands = topics.add_subparsers(dest="action", metavar="ACTION",
+                                           parser_class=OneLineParser)
+    topic_commands.required = True
+    create = command(topic_commands, "create", cmd.topics_create, "create a topic")
+    create.add_argument("topic")
+    create.add_argument("--partitions", type=_positive_int, required=True)
+    create.add_argument("--json", action="store_true")
+    listing = command(topic_commands, "list", cmd.topics_list, "list topics")
+    listing.add_argument("--json", action="store_true")
+    describe = command(topic_commands, "describe", cmd.topics_describe,
+                       "partitions of a topic: broker, offsets")
+    describe.add_argument("topic")
+    describe.add_argument("--json", action="store_true")
+
+    produce = command(commands, "produce", cmd.produce, "send lines from stdin as messages")
+    produce.add_argument("topic")
+    produce.add_argument("--key-separator", help="split each line into key SEP value")
+    produce.add_argument("--acks", type=int, choices=(0, 1), default=1)
+    produce.add_argument("--batch-size", type=_positive_int, default=50)
+    produce.add_argument("--linger-ms", type=_non_negative_int, default=5)
+    produce.add_argument("--partition", type=_non_negative_int)
+    produce.add_argument("--json", action="store_true")
+
+    consume = command(commands, "consume", cmd.consume, "print messages of a partition or group")
+    consume.add_argument("topic")
+    consume.add_argument("--partition", type=_non_negative_int)
+    consume.add_argument("--offset", type=_offset, default="earliest")
+    consume.add_argument("--group")
+    consume.add_argument("--max-messages", type=_positive_int)
+    consume.add_argument("--timeout-ms", type=_positive_int)
+    consume.add_argument("--max-bytes", type=_positive_int, default=1 << 20)
+    consume.add_argument("--json", action="store_true")
+
+    groups = commands.add_parser("groups", help="consumer groups and their per-partition lag")
+    group_commands = groups.add_subparsers(dest="action", metavar="ACTION",
+                                           parser_class=OneLineParser)
+    group_commands.required = True
+    glist = command(group_commands, "list", cmd.groups_list, "consumer groups and their members")
+    glist.add_argument("--json", action="store_true")
+    gdescribe = command(group_commands, "describe", cmd.groups_describe,
+                        "per-partition owner, offsets, lag, consume rate and stuck flag")
+    gdescribe.add_argument("group")
+    gdescribe.add_argument("--interval", type=float, default=2.0,
+                           help="seconds between the two samples that give rates (default 2)")
+    gdescribe.add_argument("--json", action="store_true")
+
+    dump = command(commands, "dump-log", cmd.dump_log, "decode a segment file")
+    dump.add_argument("segment")
+    dump.add_argument("--json", action="store_true")
+    dump.add_argument("--preview", type=_non_negative_int, default=40,
+                      help="characters of each value to show (default 40)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from cluster.commands import USER_ERRORS
+    try:
+        return args.func(args) or 0
+    except USER_ERRORS as exc:
+        sys.stderr.write(f"sluice: error: {exc}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Per-partition lag of a consumer group, the way a person needs to read it.
+
+A total lag hides the one partition that is stuck (../shared/seed's point), so every figure here
+is per partition: owner, committed offset, log-end offset, lag in bytes, lag in messages, the
+consume rate, and a stuck flag. Two samples ``interval_s`` apart give the rates:
+
+- lag in messages is estimated as lag bytes / the mean size of the messages right after the
+  committed offset (one fetch of up to 64 KiB there; exact when the lag fits in that fetch);
+- consume rate is how fast the committed offset moved between the samples, in messages/s by
+  the same mean size;
+- stuck: the lag grew between the samples while the committed offset did not move.
+
+A committed offset below the log start (retention deleted unread messages) is shown as data
+loss, as is any data-loss note a consumer left in ZooKeeper.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from broker import message, protocol
+from clients.brokers import BrokerPool
+from coordinator import group as groups
+from coordinator.offsets import OffsetStore
+
+SAMPLE_BYTES = 64 * 1024
+
+
+@dataclass
+class PartitionLag:
+    topic: str
+    partition: int
+    owner: str | None
+    committed: int | None
+    log_start: int | None
+    log_end: int | None
+    lag_bytes: int | None
+    lag_messages: int | None
+    consume_bytes_per_s: float | None
+    consume_msgs_per_s: float | None
+    stuck: bool
+    data_loss: dict | None
+    error: str | None = None
+
+
+def describe(pool: BrokerPool, group: str, interval_s: float = 2.0) -> list[PartitionLag]:
+    """Sample the group twice, ``interval_s`` apart, and report every partition."""
+    store = OffsetStore(pool.zk, group)
+    topics = groups.topics_of(pool.zk, group)
+    first = _sample(pool, store, topics)
+    if interval_s > 0:
+        time.sleep(interval_s)
+    second = _sample(pool, store, topics)
+    rows = []
+    for topic in topics:
+        owners = groups.owners(pool.zk, group, topic)
+        losses = store.data_loss(topic)
+        for partition in range(pool.partitions(topic)):
+            rows.append(_row(pool, topic, partition, owners.get(partition),
+                             first.get((topic, partition)), second.get((topic, partition)),
+                             interval_s, losses.get(partition)))
+    return rows
+
+
+def _sample(pool: BrokerPool, store: OffsetStore, topics: list[str]) -> dict:
+    sample = {}
+    for topic in topics:
+        committed = store.committed(topic)
+        for partition in range(pool.partitions(topic)):
+            entry = {"committed": committed.get(partition), "time": time.monotonic()}
+            try:
+                entry["log_start"] = _offset(pool, topic, partition, protocol.EARLIEST)
+                entry["log_end"] = _offset(pool, topic, partition, protocol.LATEST)
+            except protocol.SluiceError as exc:
+                entry["error"] = str(exc)
+            sample[(topic, partition)] = entry
+    return sample
+
+
+def _row(pool, topic, partition, owner, first, second, interval_s, loss) -> PartitionLag:
+    committed = second.get("committed")
+    log_start, log_end = second.get("log_start"), second.get("log_end")
+    row = PartitionLag(topic, partition, owner, committed, log_start, log_end, None, None, None,
+                       None, False, loss, second.get("error"))
+    if log_end is None:
+        return row
+    position = committed if committed is not None else log_start
+    if committed is not None and log_start is not None and committed < log_start:
+        row.data_loss = {"committed": committed, "log_start": log_start,
+                         "lost_bytes": log_start - committed}
+        position = log_start
+    row.lag_bytes = max(0, log_end - position)
+    mean = _mean_message_size(pool, topic, partition, position) if row.lag_bytes else None
+    row.lag_messages = 0 if not row.lag_bytes else (round(row.lag_bytes / mean) if mean else None)
+    if first.get("log_end") is not None and interval_s > 0:
+        before = first.get("committed")
+        moved = (committed or 0) - (before or 0) if committed is not None else 0
+        elapsed = max(second["time"] - first["time"], 1e-6)
+        row.consume_bytes_per_s = round(moved / elapsed, 1)
+        row.consume_msgs_per_s = round(moved / elapsed / mean, 1) if mean else (0.0 if not moved else None)
+        lag_before = first["log_end"] - (before if before is not None else first.get("log_start", 0))
+        row.stuck = row.lag_bytes > max(lag_before, 0) and moved == 0
+    return row
+
+
+def _offset(pool: BrokerPool, topic: str, partition: int, when: int) -> int:
+    frames = pool.call(topic, partition,
+                       lambda corr: protocol.encode_offsets(corr, topic, partition, when),
+                       timeout_ms=2000)
+    return protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)[1][0]
+
+
+def _mean_message_size(pool: BrokerPool, topic: str, partition: int, offset: int) -> float | None:
+    try:
+        frames = pool.call(topic, partition, lambda corr: protocol.encode_fetch(
+            corr, topic, partition, offset, SAMPLE_BYTES), timeout_ms=2000)
+        protocol.decode_response(frames[0].buffer, protocol.FETCH_REPLY)
+    except protocol.SluiceError:
+        return None
+    if len(frames) < 2 or not len(frames[1]):
+        return None
+    sizes = [m.next_offset - m.offset
+             for m in message.decode_set(frames[1].buffer, topic, partition, offset)]
+    return sum(sizes) / len(sizes) if sizes else None
+
+
+def as_dicts(rows: list[PartitionLag]) -> list[dict]:
+    return [asdict(row) for row in rows]

@@ -1,0 +1,187 @@
+"""The shared test harness: one real ZooKeeper per xdist worker, a fresh chroot per test.
+
+| fixture            | scope    | yields                                                        |
+| ------------------ | -------- | ------------------------------------------------------------- |
+| zk_server          | session  | a running ``ZooKeeperServer`` (one per xdist worker)          |
+| zk                 | function | a connect string with a chroot of its own: ``h:p/t-<hex>``    |
+| zk_client          | function | a started ``KazooClient`` on that chroot, stopped afterwards  |
+| cluster_factory    | function | ``make(brokers=3, ...) -> SupervisedCluster``; all killed at teardown |
+| supervised_cluster | function | one 3-broker ``SupervisedCluster`` running ``broker.server.run`` |
+
+A ``SupervisedCluster`` is ``python -m cluster.supervisor`` in a subprocess against its own chroot
+of the worker's ZooKeeper, so tests run in parallel without seeing each other's brokers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import psutil
+import pytest
+
+from cluster import supervisor
+from cluster.zookeeper import ZooKeeperServer
+from coordinator import zk as zkconnect
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05,
+             message: str = "condition") -> object:
+    """Poll until ``predicate()`` is truthy and return it; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {message}")
+        time.sleep(interval)
+
+
+def target_ref(function: Callable) -> str:
+    """``module:function`` for a module-level function, for --broker-target."""
+    return f"{function.__module__}:{function.__qualname__}"
+
+
+@pytest.fixture(scope="session")
+def zk_server(tmp_path_factory) -> ZooKeeperServer:
+    server = ZooKeeperServer(tmp_path_factory.mktemp("zookeeper"), force_sync=False)
+    server.start()
+    try:
+        server.wait_ready(timeout=60)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def zk(zk_server) -> str:
+    return f"{zk_server.connect_string}/t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def zk_client(zk):
+    client = zkconnect.connect(zk)
+    yield client
+    client.stop()
+    client.close()
+
+
+@dataclass
+class SupervisedCluster:
+    """A supervisor subprocess and the data dir it writes."""
+
+    data_dir: Path
+    zookeeper: str
+    process: subprocess.Popen
+
+    def info(self) -> dict:
+        """cluster.json as the supervisor last wrote it."""
+        return json.loads((self.data_dir / supervisor.CLUSTER_FILE).read_text())
+
+    def status(self) -> dict:
+        return supervisor.status(self.data_dir)
+
+    def broker_pids(self) -> dict[int, int | None]:
+        return {int(p["id"]): p["pid"] for p in self.info()["processes"] if p["role"] == "broker"}
+
+    def log_text(self) -> str:
+        return (self.data_dir / supervisor.LOG_FILE).read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM the supervisor and return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the supervisor and every process cluster.json names: no orphans, no grace."""
+        recorded = []
+        if (self.data_dir / supervisor.CLUSTER_FILE).exists():
+            info = self.info()
+            recorded = info.get("processes", []) + info.get("zookeeper_nodes", [])
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for entry in recorded:
+            if not entry.get("pid"):
+                continue
+            try:
+                proc = psutil.Process(entry["pid"])
+                if abs(proc.create_time() - (entry.get("create_time") or 0)) < 0.05:
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+@pytest.fixture
+def cluster_factory(zk_server, tmp_path, request):
+    """``make(brokers=3, broker_target=None, broker_settings=None, timeout=60, workers=0,
+    worker_settings=None, env=None)``.
+
+    Each cluster gets its own data dir and ZooKeeper chroot; ``broker_target`` is a module-level
+    function (or ``module:function``) run in place of ``broker.server.run``.
+    """
+    clusters: list[SupervisedCluster] = []
+
+    def make(brokers: int = 3, broker_target: Callable | str | None = None,
+             broker_settings: dict | None = None, timeout: float = 60.0, workers: int = 0,
+             worker_settings: dict | None = None, env: dict | None = None) -> SupervisedCluster:
+        data_dir = tmp_path / f"cluster-{len(clusters)}"
+        data_dir.mkdir()
+        connect = f"{zk_server.connect_string}/c-{uuid.uuid4().hex[:12]}"
+        command = [sys.executable, "-m", "cluster.supervisor", "--data-dir", str(data_dir),
+                   "--brokers", str(brokers), "--zookeeper", connect]
+        if broker_target is not None:
+            ref = broker_target if isinstance(broker_target, str) else target_ref(broker_target)
+            command += ["--broker-target", ref]
+        if broker_settings:
+            command += ["--broker-settings", json.dumps(broker_settings)]
+        if workers:
+            command += ["--workers", str(workers), "--worker-settings", json.dumps(worker_settings)]
+        env = {**os.environ, **(env or {})}
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in sys.path if p])
+        with open(data_dir / "supervisor.out", "ab") as out:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        cluster = SupervisedCluster(data_dir, connect, process)
+        clusters.append(cluster)
+        request.addfinalizer(lambda: _tear_down(cluster))
+
+        def ready():
+            if process.poll() is not None:
+                out = (data_dir / "supervisor.out").read_text(errors="replace")
+                pytest.fail(f"supervisor exited with {process.returncode}:\n{out[-3000:]}")
+            try:
+                info = cluster.info()
+            except (FileNotFoundError, json.JSONDecodeError):
+                return False
+            return info.get("ready") and info["supervisor"]["pid"] == process.pid
+
+        wait_for(ready, timeout, message=f"a {brokers}-broker cluster to be ready")
+        return cluster
+
+    return make
+
+
+def _tear_down(cluster: SupervisedCluster) -> None:
+    """Stop politely (a supervisor that ignores SIGTERM fails the test), then kill what is left."""
+    try:
+        if cluster.process.poll() is None:
+            cluster.stop(timeout=30)
+    finally:
+        cluster.kill()
+
+
+@pytest.fixture
+def supervised_cluster(cluster_factory) -> SupervisedCluster:
+    return cluster_factory(brokers=3)
