@@ -295,6 +295,22 @@ def owners(client: KazooClient, group: str, topic: str) -> dict[int, str]:
     return result
 
 
+def topics_of(client: KazooClient, group: str) -> list[str]:
+    """Topics a group has offsets, owners or subscribed members for."""
+    found: set[str] = set()
+    for path in (paths.group_offsets(group), paths.group_owners(group)):
+        try:
+            found.update(client.get_children(path))
+        except NoNodeError:
+            continue
+    for member in members(client, group):
+        try:
+            found.update(json.loads(client.get(paths.consumer(group, member))[0]).get("topics", []))
+        except NoNodeError:
+            continue
+    return sorted(found)
+
+
 def members(client: KazooClient, group: str) -> list[str]:
     try:
         return sorted(client.get_children(paths.consumer_ids(group)))

@@ -52,6 +52,14 @@ def consumer(group_id: str, consumer_id: str) -> str:
     return f"{CONSUMERS}/{group_id}/ids/{consumer_id}"
 
 
+def group_owners(group_id: str) -> str:
+    return f"{CONSUMERS}/{group_id}/owners"
+
+
+def group_offsets(group_id: str) -> str:
+    return f"{CONSUMERS}/{group_id}/offsets"
+
+
 def owners(group_id: str, topic: str) -> str:
     return f"{CONSUMERS}/{group_id}/owners/{topic}"
 
