@@ -89,6 +89,7 @@ class Broker:
         self.logs: dict[tuple[str, int], Log] = {}
         self.errors: Counter = Counter()
         self.stats: Counter = Counter()
+        self.partition_stats: dict[tuple[str, int], Counter] = defaultdict(Counter)
         self._error_logged_at: dict[str, float] = {}
         self._waiters: dict[Log, list] = defaultdict(list)
         self._deadlines: list = []
@@ -287,6 +288,9 @@ class Broker:
         base, nxt = log_.append(message_set, count)
         self.stats["messages_in"] += count
         self.stats["bytes_in"] += nxt - base
+        stats = self.partition_stats[(request.topic, request.partition)]
+        stats["messages_in"] += count
+        stats["bytes_in"] += nxt - base
         if self._waiters.get(log_) and not self.config.log.visible_after_flush:
             self._wake_waiters([log_])
         if log_.flush_due(time.monotonic()):
@@ -347,6 +351,9 @@ class Broker:
                 corr, error=exc, fill=protocol.FETCH_REPLY), b""])
             return
         self.stats["bytes_out"] += len(data)
+        stats = self.partition_stats[(request.topic, request.partition)]
+        stats["bytes_out"] += len(data)
+        stats["fetches"] += 1
         header = protocol.encode_response(corr, protocol.FETCH_REPLY.pack(log_.visible_end,
                                                                          log_.start_offset))
         self.router.send_multipart([waiter["identity"], header, data], copy=len(data) < 65536)
@@ -368,7 +375,8 @@ class Broker:
                 {"topic": topic, "partition": partition, "start_offset": log_.start_offset,
                  "end_offset": log_.end_offset, "visible_end": log_.visible_end,
                  "segments": log_.segment_count, "size_bytes": log_.size_bytes,
-                 "flushes": log_.flush_count}
+                 "flushes": log_.flush_count, "flush_seconds": log_.flush_seconds,
+                 **self.partition_stats.get((topic, partition), {})}
                 for (topic, partition), log_ in sorted(self.logs.items())],
             "errors": dict(self.errors),
             "stats": dict(self.stats),
