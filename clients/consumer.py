@@ -137,6 +137,7 @@ class Consumer:
             self._positions[tp] = offset
             self._returned[tp] = offset
             self._processed[tp] = offset
+        self._last_batch = [m for m in self._last_batch if (m.topic, m.partition) != tp]
         self._fetcher.forget(tp)
 
     def close(self) -> None:

@@ -7,8 +7,10 @@ consume rate, and a stuck flag. Two samples ``interval_s`` apart give the rates:
 - lag in messages is estimated as lag bytes / the mean size of the messages right after the
   committed offset (one fetch of up to 64 KiB there; exact when the lag fits in that fetch);
 - consume rate is how fast the committed offset moved between the samples, in messages/s by
-  the same mean size;
-- stuck: the lag grew between the samples while the committed offset did not move.
+  the mean size of the messages it moved past (or of those ahead of it, when it lags);
+- stuck: there was lag at the first sample, it grew by the second, and the committed offset did
+  not move in between (so choose an interval longer than the group's commit interval plus the
+  brokers' flush interval, which is when new messages become visible).
 
 A committed offset below the log start (retention deleted unread messages) is shown as data
 loss, as is any data-loss note a consumer left in ZooKeeper.
@@ -90,16 +92,17 @@ def _row(pool, topic, partition, owner, first, second, interval_s, loss) -> Part
                          "lost_bytes": log_start - committed}
         position = log_start
     row.lag_bytes = max(0, log_end - position)
-    mean = _mean_message_size(pool, topic, partition, position) if row.lag_bytes else None
+    before = first.get("committed")
+    moved = committed - before if committed is not None and before is not None else 0
+    sample_at = position if row.lag_bytes else (before if moved else None)
+    mean = _mean_message_size(pool, topic, partition, sample_at) if sample_at is not None else None
     row.lag_messages = 0 if not row.lag_bytes else (round(row.lag_bytes / mean) if mean else None)
     if first.get("log_end") is not None and interval_s > 0:
-        before = first.get("committed")
-        moved = (committed or 0) - (before or 0) if committed is not None else 0
         elapsed = max(second["time"] - first["time"], 1e-6)
         row.consume_bytes_per_s = round(moved / elapsed, 1)
-        row.consume_msgs_per_s = round(moved / elapsed / mean, 1) if mean else (0.0 if not moved else None)
+        row.consume_msgs_per_s = round(moved / elapsed / mean, 1) if mean and moved else 0.0
         lag_before = first["log_end"] - (before if before is not None else first.get("log_start", 0))
-        row.stuck = row.lag_bytes > max(lag_before, 0) and moved == 0
+        row.stuck = lag_before > 0 and row.lag_bytes > lag_before and moved == 0
     return row
 
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from clients import Consumer, Producer
+from clients import Consumer, Producer, SimpleConsumer
 from coordinator import group as groups, paths, zk as zkmod
 from coordinator.offsets import OffsetStore
 from coordinator.rebalance import State
@@ -159,3 +159,37 @@ def test_retries_run_out_loudly_then_recover_on_the_next_change(zk, brokers, zk_
         assert c.assignment() == [("stuck", 0)]
     finally:
         c.close()
+
+
+def test_committed_offset_deleted_by_retention_is_reported_as_data_loss(zk, tmp_path):
+    broker = BrokerProcess(zk, tmp_path, 0, cleaner_interval_ms=300,
+                           log={"segment_bytes": 1024, "retention_ms": 1500,
+                                "flush_ms": 50}).start()
+    try:
+        create_topic(zk, "short", 1, [broker])
+        produce(zk, "short", 100)
+        with Consumer(["short"], "g5", zookeeper=zk, **FAST) as c:
+            got = []
+            wait_for(lambda: got.extend(c.poll(200)) or len(got) >= 100, 30, what="messages")
+            c.seek(0, 15 * 10)
+            c.commit()
+        client = zkmod.connect(zk)
+        store = OffsetStore(client, "g5")
+        assert store.fetch("short", 0) == 150
+        wait_for(lambda: SimpleConsumer("short", 0, zookeeper=zk).offset_of("earliest") > 150,
+                 30, what="retention to delete the committed position")
+        produce(zk, "short", 5, start=100)
+        with Consumer(["short"], "g5", zookeeper=zk, **FAST) as c:
+            got = []
+            wait_for(lambda: got.extend(c.poll(200)) or c.data_loss_events, 30,
+                     what="the data loss to be noticed")
+            wait_for(lambda: got.extend(c.poll(200)) or
+                     {b"%06d" % i for i in range(100, 105)} <= {m.value for m in got}, 30,
+                     what="consumption to resume at the log start")
+        note = store.data_loss("short")[0]
+        assert note["committed"] == 150 and note["log_start"] > 150
+        assert note["lost_bytes"] == note["log_start"] - 150
+        client.stop()
+        client.close()
+    finally:
+        broker.stop()
