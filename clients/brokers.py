@@ -78,7 +78,9 @@ class BrokerPool:
             self.view.refresh()
             raise
 
-    def close(self) -> None:
+    def close(self, keep_session: bool = False) -> None:
+        """Close every socket; ``keep_session`` leaves the ZooKeeper session to expire on its
+        own when the process exits (a static member's ephemeral nodes outlive it that long)."""
         with self._lock:
             for conn in self._connections.values():
                 conn.close()
@@ -87,5 +89,6 @@ class BrokerPool:
             self._connections.clear()
             self._pushes.clear()
         self.context.term()
-        self.zk.stop()
-        self.zk.close()
+        if not keep_session:
+            self.zk.stop()
+            self.zk.close()

@@ -6,6 +6,13 @@ committed, every ``auto_commit_ms`` and before any partition is given up. A cons
 without warning is replaced after its ZooKeeper session times out, and its successor resumes
 from the last commit, so duplicates are bounded by the commit interval.
 
+Rebalancing is ``cooperative`` by default: a change moves only the partitions that must move,
+and the rest are consumed throughout; ``rebalance="eager"`` is the paper's protocol (everyone
+releases everything). With an ``instance_id`` the consumer is a static member: restarted within
+``session_timeout_ms`` it gets its partitions back and nobody else's assignment changes. A
+handler that does not come back within ``max_poll_interval_ms`` makes the consumer give its
+partitions up; it rejoins on its next poll.
+
 A new group starts at ``start`` ("earliest" or "latest"). A committed offset that retention has
 already deleted is a data-loss event: it is logged, counted (``data_loss_events``), noted in
 ZooKeeper for ``sluice groups describe``, and the position is reset by ``start``.
@@ -40,7 +47,8 @@ class Consumer:
                  consumer_id: str | None = None, rebalance_max_tries: int = 4,
                  rebalance_backoff_ms: int = 2000, session_timeout_ms: int = 6000,
                  max_bytes: int = 1 << 20, max_wait_ms: int = 500,
-                 request_timeout_ms: int = 5000, data_dir=None):
+                 request_timeout_ms: int = 5000, data_dir=None, rebalance: str = "cooperative",
+                 instance_id: str | None = None, max_poll_interval_ms: int | None = 300_000):
         if isinstance(topics, str):
             topics = [topics]
         if start not in _STARTS:
@@ -70,8 +78,14 @@ class Consumer:
         self.member = GroupMember(
             self._pool.zk, group, self.topics, consumer_id,
             RetryPolicy(rebalance_max_tries, rebalance_backoff_ms / 1000),
-            on_revoke=self._on_revoke, on_assign=self._on_assign, on_lost=self._on_lost)
-        self.member.start()
+            on_revoke=self._on_revoke, on_assign=self._on_assign, on_lost=self._on_lost,
+            protocol=rebalance, instance_id=instance_id,
+            max_poll_interval_s=None if max_poll_interval_ms is None else max_poll_interval_ms / 1000)
+        try:
+            self.member.start()
+        except Exception:
+            self._pool.close()
+            raise
 
     # --- public ----------------------------------------------------------------------------
 
@@ -84,6 +98,7 @@ class Consumer:
 
     def poll(self, timeout_ms: float = 500) -> list[Message]:
         """Messages from owned partitions; marks the previous poll's messages processed."""
+        self.member.polled()
         self._mark_processed(self._last_batch)
         self._last_batch = []
         self._maybe_auto_commit()
@@ -118,6 +133,14 @@ class Consumer:
         self._mark_processed(self._last_batch)
         return self._commit()
 
+    def abandon_from(self, m: Message) -> None:
+        """The application stops before handling ``m``: it and the rest of the last batch stay
+        unprocessed, so they are not committed and a successor handles them."""
+        for index, held in enumerate(self._last_batch):
+            if held is m:
+                del self._last_batch[index:]
+                return
+
     def seek(self, partition: int, offset, topic: str | None = None) -> None:
         """Move an owned partition's position: 'earliest', 'latest' or a byte offset."""
         if topic is None:
@@ -140,16 +163,21 @@ class Consumer:
         self._last_batch = [m for m in self._last_batch if (m.topic, m.partition) != tp]
         self._fetcher.forget(tp)
 
-    def close(self) -> None:
-        """Commit what was returned, release partitions and leave the group at once."""
+    def close(self, leave_group: bool = True) -> None:
+        """Commit what was returned, release partitions and leave the group at once.
+
+        ``leave_group=False`` is for a static member whose process is about to exit: it commits
+        but keeps its member and owner nodes (and the ZooKeeper session) so that, restarted
+        within the session timeout, it takes its partitions straight back.
+        """
         if self._closed:
             return
         self._closed = True
         self._mark_processed(self._last_batch)
         try:
-            self.member.stop()
+            self.member.stop(leave=leave_group)
         finally:
-            self._pool.close()
+            self._pool.close(keep_session=not leave_group)
 
     def __enter__(self) -> "Consumer":
         return self
@@ -163,6 +191,7 @@ class Consumer:
                 "owned": [f"{t}/{p}" for t, p in self.assignment()],
                 "rebalances": self.member.rebalances, "conflicts": self.member.conflicts,
                 "rebalance_failures": self.member.failures, "messages": self.messages,
+                "left_for_slowness": self.member.left_for_slowness,
                 "zk_offset_writes": self.offsets.writes,
                 "data_loss_events": self.data_loss_events}
 

@@ -2,8 +2,14 @@
 
 The loop is the paper's at-least-once recipe: poll a batch, hand each message to the handler,
 and every ``commit_ms`` make the handler's output durable (its ``flush()``, if it has one) and
-only then commit the offsets. SIGTERM stops it cleanly: flush, commit, release the partitions and
-leave the group, so a successor need not wait for a session timeout.
+only then commit the offsets.
+
+SIGTERM is the built-in pre-stop hook: the worker stops fetching, finishes the batch in hand
+(``on_stop="finish"``) or stops after the current message (``"abandon"``), flushes, commits,
+then releases its partitions and leaves the group, so a successor need not wait for a session
+timeout. A static worker (``static=True``: instance id ``worker-<id>``, stable across restarts)
+instead keeps its partitions through the restart: it commits and exits, and its successor in
+the same slot takes them straight back (KIP-345).
 """
 from __future__ import annotations
 
@@ -34,6 +40,20 @@ class WorkerConfig:
     rebalance_max_tries: int = 4
     rebalance_backoff_ms: int = 2000
     start: str = "earliest"
+    rebalance: str = "cooperative"
+    static: bool = False
+    max_poll_interval_ms: int | None = 300_000
+    on_stop: str = "finish"
+
+    def __post_init__(self):
+        if self.on_stop not in ("finish", "abandon"):
+            raise ValueError(f"on_stop must be 'finish' or 'abandon', not {self.on_stop!r}")
+        if self.rebalance not in ("eager", "cooperative"):
+            raise ValueError(f"rebalance must be 'eager' or 'cooperative', not {self.rebalance!r}")
+
+    @property
+    def instance_id(self) -> str | None:
+        return f"worker-{self.worker_id}" if self.static else None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,7 +85,9 @@ def _join(config: WorkerConfig, stopping: threading.Event):
                             auto_commit_ms=None, start=config.start,
                             session_timeout_ms=config.session_timeout_ms,
                             rebalance_max_tries=config.rebalance_max_tries,
-                            rebalance_backoff_ms=config.rebalance_backoff_ms)
+                            rebalance_backoff_ms=config.rebalance_backoff_ms,
+                            rebalance=config.rebalance, instance_id=config.instance_id,
+                            max_poll_interval_ms=config.max_poll_interval_ms)
         except UnknownTopicOrPartition:
             if not waiting:
                 log.info("worker %d waiting for topic %s to be created", config.worker_id,
@@ -94,6 +116,9 @@ def run(config: WorkerConfig) -> None:
     try:
         while not stopping.is_set():
             for m in consumer.poll(200):
+                if stopping.is_set() and config.on_stop == "abandon":
+                    consumer.abandon_from(m)
+                    break
                 handler(m)
             if time.monotonic() >= next_commit:
                 next_commit = time.monotonic() + config.commit_ms / 1000
@@ -103,5 +128,8 @@ def run(config: WorkerConfig) -> None:
     finally:
         if flush is not None:
             flush()
-        consumer.close()
-        log.info("worker %d left group %s", config.worker_id, config.group)
+        consumer.close(leave_group=not config.static)
+        log.info("worker %d %s group %s", config.worker_id,
+                 "stopped, keeping its partitions in" if config.static else "left", config.group)
+    if config.static:
+        os._exit(0)  # keep the ZooKeeper session (and so our partitions) for our successor

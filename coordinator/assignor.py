@@ -40,3 +40,60 @@ def assign(partitions: dict[str, list[int]],
         for consumer, owned in range_assign(partitions[topic], subscribers).items():
             result[consumer].extend((topic, p) for p in owned)
     return result
+
+
+def sticky_assign(partitions: list[int], members: list[str],
+                  owners: dict[int, str]) -> dict[str, list[int]]:
+    """One topic's balanced assignment that keeps every partition where it is unless balance
+    needs it moved, and then moves the fewest (the cooperative planner, KIP-429's idea).
+
+    Each member's quota is P div M, and the P mod M members that own the most now (ties: by
+    member id) get one more, so as many partitions as possible stay put. A member over its
+    quota gives up its highest partitions; partitions with no (live) owner go, lowest first,
+    to the members under quota, in member order. The same inputs give the same answer on every
+    member, and an assignment at its target is a fixed point.
+
+    Worked example: partitions 0..5 owned by a (0, 1, 2) and b (3, 4, 5); c joins::
+
+        quotas 2, 2, 2 -> a gives up 2, b gives up 5; c takes 2 and 5
+        sticky_assign([0, 1, 2, 3, 4, 5], ["a", "b", "c"],
+                      {0: "a", 1: "a", 2: "a", 3: "b", 4: "b", 5: "b"})
+          == {"a": [0, 1], "b": [3, 4], "c": [2, 5]}      # 2 moves; range would move 3
+    """
+    ordered = sorted(int(p) for p in partitions)
+    roster = sorted(members)
+    if not roster:
+        return {}
+    kept: dict[str, list[int]] = {m: [] for m in roster}
+    free = []
+    for p in ordered:
+        owner = owners.get(p)
+        if owner in kept:
+            kept[owner].append(p)
+        else:
+            free.append(p)
+    n, extra = divmod(len(ordered), len(roster))
+    by_holdings = sorted(roster, key=lambda m: (-len(kept[m]), m))
+    quota = {m: n + (1 if i < extra else 0) for i, m in enumerate(by_holdings)}
+    for m in roster:
+        if len(kept[m]) > quota[m]:
+            free.extend(kept[m][quota[m]:])
+            kept[m] = kept[m][:quota[m]]
+    free.sort()
+    for m in roster:
+        while len(kept[m]) < quota[m] and free:
+            kept[m].append(free.pop(0))
+        kept[m].sort()
+    return kept
+
+
+def sticky_assign_all(partitions: dict[str, list[int]], subscriptions: dict[str, list[str]],
+                      owners: dict[str, dict[int, str]]) -> dict[str, list[tuple[str, int]]]:
+    """``sticky_assign`` topic by topic among each topic's subscribers."""
+    result: dict[str, list[tuple[str, int]]] = {member: [] for member in subscriptions}
+    for topic in sorted(partitions):
+        subscribers = [m for m, topics in subscriptions.items() if topic in topics]
+        shares = sticky_assign(partitions[topic], subscribers, owners.get(topic, {}))
+        for member, owned in shares.items():
+            result[member].extend((topic, p) for p in owned)
+    return result

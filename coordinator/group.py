@@ -1,24 +1,33 @@
-"""A consumer group member: registration, watches, and the paper's rebalance over ZooKeeper.
+"""A consumer group member: its watches and rebalances over ZooKeeper, eager or cooperative.
 
 States (see rebalance.State)::
 
     start() -> JOINING -> REBALANCING -> STABLE --(registry change)--> REBALANCING -> ...
-                              |  tries ran out
+                              |  tries ran out (eager)
                               v
                             FAILED --(next change, or a timed retry)--> REBALANCING
+    poll interval exceeded -> LEFT --(next poll: rejoin())--> JOINING
     stop() -> CLOSED   (revoke, release owner nodes, delete the member node)
 
-The member registers ephemeral ``/consumers/<group>/ids/<id>`` with its subscription and
-watches the group's members, the broker registry and each topic's broker list with kazoo's
-ChildrenWatch. Every change wakes one rebalance thread, which runs Algorithm 1: skip if nothing
-changed; ``on_revoke`` (the consumer commits) then delete its owner nodes; compute its range
-share; create an ephemeral owner node per partition; on a conflict (a member that has not
-released yet) release everything, back off and retry; then ``on_assign``. Partitions taken by
-a session expiry go to ``on_lost``: another member may own them already, so nothing is committed.
+The member registers (coordinator.membership) and watches the group's members, the broker
+registry and each topic's broker list with kazoo's ChildrenWatch; every change wakes one
+rebalance thread.
+
+``eager`` is the paper's Algorithm 1, unchanged: skip if nothing changed; ``on_revoke`` (the
+consumer commits) then delete every owner node; take the range share; create an owner node per
+partition; on a conflict release everything, back off and retry.
+
+``cooperative`` (KIP-429's idea over ZooKeeper): every member computes the same sticky,
+balanced target from the current owners (assignor.sticky_assign); a member gives up only the
+partitions that must move (commit, delete just those owner nodes) and claims a partition as
+soon as its owner node is gone (it also watches the owner nodes). Everything else is consumed
+throughout. Ownership stays exclusive at every instant because an owner node is created only if
+none exists: ZooKeeper enforces it, not timing.
 
 Usage::
 
-    member = GroupMember(client, "loaders", ["clicks"], on_revoke=commit, on_assign=resume)
+    member = GroupMember(client, "loaders", ["clicks"], protocol="cooperative",
+                         on_revoke=commit, on_assign=resume)
     member.start()
     ...
     member.stop()
@@ -28,7 +37,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -38,17 +46,25 @@ from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch
 
-from coordinator import paths
+from coordinator import assignor, paths
+from coordinator.liveness import PollTimer
+from coordinator.membership import FencedInstance, Membership
+from coordinator.pids import this_host
 from coordinator.rebalance import RetryPolicy, Snapshot, State, changed, target
 
 log = logging.getLogger("sluice.group")
 
 Partitions = list[tuple[str, int]]
+PROTOCOLS = ("eager", "cooperative")
+_SETTLE_RECHECK_S = 1.0
+
+__all__ = ["GroupMember", "FencedInstance", "new_consumer_id", "owners", "members", "groups",
+           "topics_of"]
 
 
 def new_consumer_id() -> str:
     """host-pid-random: unique, and readable in ``groups describe``."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return f"{this_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class GroupMember:
@@ -56,24 +72,36 @@ class GroupMember:
                  consumer_id: str | None = None, retry: RetryPolicy = RetryPolicy(),
                  on_revoke: Callable[[Partitions], None] = lambda partitions: None,
                  on_assign: Callable[[Partitions], None] = lambda partitions: None,
-                 on_lost: Callable[[Partitions], None] = lambda partitions: None):
+                 on_lost: Callable[[Partitions], None] = lambda partitions: None,
+                 protocol: str = "eager", instance_id: str | None = None,
+                 max_poll_interval_s: float | None = None):
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"rebalance protocol must be one of {PROTOCOLS}, not {protocol!r}")
         self.client = client
         self.group = paths.check_name("group", group)
         self.topics = sorted(paths.check_name("topic", t) for t in topics)
         if not self.topics:
             raise ValueError("a group member needs at least one topic")
-        self.consumer_id = consumer_id or new_consumer_id()
+        if instance_id is not None:
+            paths.check_name("instance id", instance_id)
+        self.protocol = protocol
+        self.consumer_id = instance_id or consumer_id or new_consumer_id()
+        self.membership = Membership(client, self.group, self.consumer_id, self.topics, protocol,
+                                     static=instance_id is not None)
         self.retry = retry
         self.on_revoke = on_revoke
         self.on_assign = on_assign
         self.on_lost = on_lost
+        self.poll_timer = PollTimer(max_poll_interval_s, time.monotonic())
         self.state = State.JOINING
         self.rebalances = 0
         self.conflicts = 0
         self.failures = 0
+        self.left_for_slowness = 0
         self.last_settle_s: float | None = None
         self._owned: set[tuple[str, int]] = set()
         self._last_success: Snapshot | None = None
+        self._unsettled_since: float | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._session_lost = False
@@ -93,41 +121,55 @@ class GroupMember:
             return (topic, partition) in self._owned
 
     def start(self) -> None:
-        for path in (paths.consumer_ids(self.group), paths.BROKER_IDS,
-                     *(paths.broker_topic(t) for t in self.topics)):
+        """Register (a returning static member takes its old partitions back), watch, rebalance."""
+        for path in self._watched_paths():
             self.client.ensure_path(path)
-        self._register()
+        self._adopt(self.membership.register())
         self.client.add_listener(self._on_session)
         self._thread.start()
-        for path in (paths.consumer_ids(self.group), paths.BROKER_IDS,
-                     *(paths.broker_topic(t) for t in self.topics)):
+        for path in self._watched_paths():
             ChildrenWatch(self.client, path, self._on_change)
+
+    def polled(self) -> None:
+        """The application came back for more: feeds the poll-interval timer, rejoins if left."""
+        self.poll_timer.touch(time.monotonic())
+        if self.state is State.LEFT:
+            log.warning("consumer %s of group %s is polling again; rejoining", self.consumer_id,
+                        self.group)
+            self.state = State.JOINING
+            self._adopt(self.membership.register())
+            self._wake.set()
 
     def request_rebalance(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
-        """Leave the group at once: revoke, release, deregister (no session timeout to wait)."""
+    def stop(self, leave: bool = True) -> None:
+        """Leave the group at once: revoke, release, deregister (no session timeout to wait).
+
+        ``leave=False`` (a static member about to exit) only revokes, so the consumer commits;
+        the owner and member nodes stay with the session until it expires or the member returns.
+        """
         self._stopping.set()
         self._wake.set()
-        self._thread.join(timeout=30)
-        self._revoke_and_release()
-        try:
-            self.client.delete(paths.consumer(self.group, self.consumer_id))
-        except NoNodeError:
-            pass
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        if leave:
+            self._release(sorted(self.owned))
+            self.membership.deregister()
+        else:
+            owned = sorted(self.owned)
+            if owned:
+                self.on_revoke(owned)
         self.state = State.CLOSED
 
-    # --- registration and watches --------------------------------------------------------
+    # --- watches ---------------------------------------------------------------------------
 
-    def _register(self) -> None:
-        data = json.dumps({"topics": self.topics, "pid": os.getpid(),
-                           "host": socket.gethostname()}).encode()
-        try:
-            self.client.create(paths.consumer(self.group, self.consumer_id), data,
-                               ephemeral=True, makepath=True)
-        except NodeExistsError:
-            self.client.set(paths.consumer(self.group, self.consumer_id), data)
+    def _watched_paths(self) -> list[str]:
+        watched = [paths.consumer_ids(self.group), paths.BROKER_IDS,
+                   *(paths.broker_topic(t) for t in self.topics)]
+        if self.protocol == "cooperative":
+            watched += [paths.owners(self.group, t) for t in self.topics]
+        return watched
 
     def _on_change(self, children) -> bool | None:
         if self._stopping.is_set():
@@ -147,21 +189,37 @@ class GroupMember:
     def _run(self) -> None:
         self._wake.set()
         while True:
-            timeout = None if self.state is not State.FAILED else self.retry.backoff_s * self.retry.max_tries
-            self._wake.wait(timeout)
+            self._wake.wait(self._wait_timeout())
             if self._stopping.is_set():
                 return
             self._wake.clear()
             try:
                 if self._session_lost and self.client.state == KazooState.CONNECTED:
                     self._recover_session()
-                if self.client.state == KazooState.CONNECTED:
-                    self._rebalance()
+                if self.poll_timer.expired(time.monotonic()) and self.state is not State.LEFT:
+                    self._leave_for_slowness()
+                if self.state is not State.LEFT and self.client.state == KazooState.CONNECTED:
+                    if self.protocol == "eager":
+                        self._rebalance_eager()
+                    else:
+                        self._rebalance_cooperative()
+            except FencedInstance as exc:
+                log.error("%s", exc)
+                self.state = State.FAILED
             except Exception:
                 log.exception("rebalance of group %s failed unexpectedly; will retry",
                               self.group)
                 self.state = State.FAILED
                 self.failures += 1
+
+    def _wait_timeout(self) -> float | None:
+        waits = [self.poll_timer.remaining(time.monotonic())]
+        if self.state is State.FAILED:
+            waits.append(self.retry.backoff_s * self.retry.max_tries)
+        if self.state is State.REBALANCING and self.protocol == "cooperative":
+            waits.append(_SETTLE_RECHECK_S)
+        waits = [w for w in waits if w is not None]
+        return min(waits) + 0.01 if waits else None
 
     def _recover_session(self) -> None:
         """After session expiry our ephemeral nodes are gone: we own nothing any more."""
@@ -174,9 +232,35 @@ class GroupMember:
         if lost:
             self.on_lost(lost)
         self._last_success = None
-        self._register()
+        if self.state is not State.LEFT:
+            self._adopt(self.membership.register())
 
-    def _rebalance(self) -> None:
+    def _leave_for_slowness(self) -> None:
+        """The handler has not come back within max_poll_interval: hand the partitions over."""
+        waited = time.monotonic() - self.poll_timer.last_poll
+        owned = sorted(self.owned)
+        log.warning("consumer %s of group %s has not polled for %.1f s (max %.1f s): giving up "
+                    "%s and leaving until it polls again", self.consumer_id, self.group, waited,
+                    self.poll_timer.max_interval_s, _fmt(owned))
+        self._release(owned)
+        self.membership.deregister()
+        self._last_success = None
+        self.left_for_slowness += 1
+        self.state = State.LEFT
+
+    def _adopt(self, partitions: Partitions) -> None:
+        """Partitions a returning static member took over: resume them at their commits."""
+        if not partitions:
+            return
+        with self._lock:
+            self._owned.update(partitions)
+        log.info("static member %s of group %s took back %s", self.consumer_id, self.group,
+                 _fmt(partitions))
+        self.on_assign(partitions)
+
+    # --- eager: the paper's Algorithm 1 ------------------------------------------------------
+
+    def _rebalance_eager(self) -> None:
         snapshot = self._snapshot()
         if self.state is State.STABLE and not changed(self._last_success, snapshot):
             return
@@ -186,9 +270,9 @@ class GroupMember:
         for attempt in range(1, self.retry.max_tries + 1):
             if self._stopping.is_set():
                 return
-            self._revoke_and_release()
+            self._release(sorted(self.owned))
             mine = target(snapshot, self.consumer_id)
-            claimed = self._claim(mine)
+            claimed = self._claim_all(mine)
             if claimed is not None:
                 with self._lock:
                     self._owned = set(claimed)
@@ -207,6 +291,54 @@ class GroupMember:
         log.error("REBALANCE FAILED: consumer %s of group %s could not claim its partitions "
                   "after %d tries; it owns nothing and retries on the next change",
                   self.consumer_id, self.group, self.retry.max_tries)
+
+    def _claim_all(self, mine: Partitions) -> Partitions | None:
+        """Create an owner node per partition; None (all released) on a conflict."""
+        claimed = []
+        for topic, partition in mine:
+            if not self._claim(topic, partition):
+                log.info("consumer %s: %s/%d is still owned by %s; releasing and retrying",
+                         self.consumer_id, topic, partition,
+                         self._holder(paths.owner(self.group, topic, partition)))
+                self._delete_owners(claimed)
+                return None
+            claimed.append((topic, partition))
+        return claimed
+
+    # --- cooperative: move only what must move -------------------------------------------
+
+    def _rebalance_cooperative(self) -> None:
+        snapshot = self._snapshot()
+        current = {t: owners(self.client, self.group, t) for t in self.topics}
+        shares = assignor.sticky_assign_all(
+            {t: list(ps) for t, ps in snapshot.partitions},
+            {c: list(ts) for c, ts in snapshot.subscriptions}, current)
+        goal = set(shares.get(self.consumer_id, []))
+        owned = set(self.owned)
+        give_up = sorted(owned - goal)
+        if give_up:
+            self._release(give_up)
+        claimed = [tp for tp in sorted(goal - owned)
+                   if current[tp[0]].get(tp[1]) in (None, self.consumer_id) and self._claim(*tp)]
+        if claimed:
+            with self._lock:
+                self._owned.update(claimed)
+            self.on_assign(claimed)
+        if give_up or claimed:
+            self.rebalances += 1
+            log.info("consumer %s of group %s gave up %s, claimed %s", self.consumer_id,
+                     self.group, _fmt(give_up), _fmt(claimed))
+        if set(self.owned) == goal:
+            if self.state is not State.STABLE and self._unsettled_since is not None:
+                self.last_settle_s = time.monotonic() - self._unsettled_since
+            self._unsettled_since = None
+            self.state = State.STABLE
+        else:
+            if self._unsettled_since is None:
+                self._unsettled_since = time.monotonic()
+            self.state = State.REBALANCING
+
+    # --- ZooKeeper I/O shared by both ------------------------------------------------------
 
     def _snapshot(self) -> Snapshot:
         subscriptions = {}
@@ -232,21 +364,13 @@ class GroupMember:
             partitions[topic] = sorted(available)
         return Snapshot.of(subscriptions, partitions)
 
-    def _claim(self, mine: Partitions) -> Partitions | None:
-        """Step 4: create an owner node per partition; None (all released) on a conflict."""
-        claimed = []
-        for topic, partition in mine:
-            path = paths.owner(self.group, topic, partition)
-            try:
-                self.client.create(path, self.consumer_id.encode(), ephemeral=True, makepath=True)
-            except NodeExistsError:
-                holder = self._holder(path)
-                log.info("consumer %s: %s/%d is still owned by %s; releasing and retrying",
-                         self.consumer_id, topic, partition, holder)
-                self._delete_owners(claimed)
-                return None
-            claimed.append((topic, partition))
-        return claimed
+    def _claim(self, topic: str, partition: int) -> bool:
+        try:
+            self.client.create(paths.owner(self.group, topic, partition),
+                               self.consumer_id.encode(), ephemeral=True, makepath=True)
+            return True
+        except NodeExistsError:
+            return False
 
     def _holder(self, path: str) -> str:
         try:
@@ -254,16 +378,14 @@ class GroupMember:
         except NoNodeError:
             return "(gone)"
 
-    def _revoke_and_release(self) -> None:
-        """Step 2: commit (through on_revoke), then delete our owner nodes."""
-        with self._lock:
-            owned = sorted(self._owned)
-        if not owned:
+    def _release(self, partitions: Partitions) -> None:
+        """Commit (through on_revoke), stop owning, then delete the owner nodes."""
+        if not partitions:
             return
-        self.on_revoke(owned)
+        self.on_revoke(partitions)
         with self._lock:
-            self._owned.clear()
-        self._delete_owners(owned)
+            self._owned.difference_update(partitions)
+        self._delete_owners(partitions)
 
     def _delete_owners(self, partitions: Partitions) -> None:
         for topic, partition in partitions:

@@ -16,12 +16,14 @@ from coordinator import assignor
 class State(str, enum.Enum):
     """Where a group member is: JOINING until its first success; REBALANCING while it
     releases and claims; STABLE owning its share; FAILED after the retries ran out (it owns
-    nothing and tries again on the next change); CLOSED after it left."""
+    nothing and tries again on the next change); LEFT after its handler outran the poll
+    interval (it rejoins on its next poll); CLOSED after it left for good."""
 
     JOINING = "joining"
     REBALANCING = "rebalancing"
     STABLE = "stable"
     FAILED = "failed"
+    LEFT = "left"
     CLOSED = "closed"
 
 

@@ -29,6 +29,7 @@ from kazoo.exceptions import NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch
 
 from coordinator import paths, topics
+from coordinator.pids import pid_alive
 
 log = logging.getLogger("sluice.registry")
 
@@ -111,7 +112,7 @@ class BrokerRegistration:
         if stat is None or stat.ephemeralOwner == self.client.client_id[0]:
             return
         owner_pid = self._owner_pid(path)
-        if owner_pid is not None and owner_pid != os.getpid() and not _pid_alive(owner_pid):
+        if owner_pid is not None and owner_pid != os.getpid() and not pid_alive(owner_pid):
             log.info("removing stale %s left by dead pid %d", path, owner_pid)
             try:
                 self.client.delete(path)
@@ -147,20 +148,6 @@ class BrokerRegistration:
             log.warning("ZooKeeper session was lost; registering broker %d again",
                         self.info.broker_id)
             self.client.handler.spawn(self.register)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class ClusterView:

@@ -133,7 +133,7 @@ def test_groups_are_independent(zk, brokers):
 def test_claim_conflict_is_retried_until_the_holder_lets_go(zk, brokers, zk_client):
     create_topic(zk, "race", 2, brokers)
     zk_client.create(paths.owner("g3", "race", 0), b"someone-else", ephemeral=True, makepath=True)
-    c = Consumer(["race"], "g3", zookeeper=zk, **FAST)
+    c = Consumer(["race"], "g3", zookeeper=zk, rebalance="eager", **FAST)
     try:
         wait_for(lambda: c.member.conflicts >= 2, 20, what="claim conflicts")
         assert c.member.state is not State.STABLE
@@ -148,7 +148,8 @@ def test_claim_conflict_is_retried_until_the_holder_lets_go(zk, brokers, zk_clie
 def test_retries_run_out_loudly_then_recover_on_the_next_change(zk, brokers, zk_client, caplog):
     create_topic(zk, "stuck", 1, brokers)
     zk_client.create(paths.owner("g4", "stuck", 0), b"squatter", ephemeral=True, makepath=True)
-    c = Consumer(["stuck"], "g4", zookeeper=zk, rebalance_max_tries=2, rebalance_backoff_ms=100,
+    c = Consumer(["stuck"], "g4", zookeeper=zk, rebalance="eager", rebalance_max_tries=2,
+                 rebalance_backoff_ms=100,
                  auto_commit_ms=200, max_wait_ms=200)
     try:
         wait_for(lambda: c.member.state is State.FAILED, 20, what="the rebalance to fail")

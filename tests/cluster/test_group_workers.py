@@ -160,6 +160,14 @@ def test_group_settles_after_every_change_without_skipping(cluster_factory):
         client.close()
 
 
+def describe(zookeeper, interval):
+    out = subprocess.run([sys.executable, "-m", "cluster.cli", "groups", "describe", GROUP,
+                          "--zookeeper", zookeeper, "--json", "--interval", str(interval)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return {row["partition"]: row for row in json.loads(out.stdout)["partitions"]}
+
+
 def test_describe_matches_zookeeper_and_flags_a_blocked_worker(cluster_factory, tmp_path):
     flag = tmp_path / "block"
     flag.write_text("hold")
@@ -191,24 +199,24 @@ def test_describe_matches_zookeeper_and_flags_a_blocked_worker(cluster_factory, 
         thread = threading.Thread(target=trickle, daemon=True)
         thread.start()
         time.sleep(3)
-        out = subprocess.run([sys.executable, "-m", "cluster.cli", "groups", "describe", GROUP,
-                              "--zookeeper", cluster.zookeeper, "--json", "--interval", "3"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+        report = describe(cluster.zookeeper, interval=3)
         stop.set()
         thread.join(30)
-        assert out.returncode == 0, out.stderr
-        report = {row["partition"]: row for row in json.loads(out.stdout)["partitions"]}
-        committed = OffsetStore(client, GROUP).committed(TOPIC)
-        for partition, row in report.items():
-            assert row["committed"] == committed.get(partition)
-            assert row["owner"] == owners[partition]
-            assert row["lag_bytes"] == row["log_end"] - (row["committed"] or 0)
         blocked = [p for p, o in owners.items() if o == blocked_owner]
         healthy = [p for p in range(4) if p not in blocked]
         assert all(report[p]["stuck"] for p in blocked), report
         assert not any(report[p]["stuck"] for p in healthy), json.dumps(report, indent=1)
         assert all(report[p]["consume_msgs_per_s"] > 0 for p in healthy)
         assert report[0]["lag_messages"] > 0
+
+        time.sleep(3)  # traffic stopped: the healthy worker commits what it has, then all is still
+        report = describe(cluster.zookeeper, interval=0)
+        committed = OffsetStore(client, GROUP).committed(TOPIC)
+        for partition, row in report.items():
+            assert row["committed"] == committed.get(partition)
+            assert row["owner"] == owners[partition]
+            assert row["lag_bytes"] == row["log_end"] - (row["committed"] or 0)
+            assert (row["lag_bytes"] == 0) == (partition not in blocked)
     finally:
         flag.unlink(missing_ok=True)
         client.stop()

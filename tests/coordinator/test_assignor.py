@@ -60,3 +60,64 @@ def test_retry_policy_validates():
     with pytest.raises(ValueError):
         RetryPolicy(0, 1.0)
     assert RetryPolicy().max_tries == 4 and RetryPolicy().backoff_s == 2.0
+
+
+from coordinator.assignor import sticky_assign  # noqa: E402
+from coordinator.liveness import PollTimer  # noqa: E402
+
+
+def test_sticky_docstring_example_moves_two_where_range_moves_three():
+    owners = {0: "a", 1: "a", 2: "a", 3: "b", 4: "b", 5: "b"}
+    assert sticky_assign(list(range(6)), ["a", "b", "c"], owners) == {
+        "a": [0, 1], "b": [3, 4], "c": [2, 5]}
+    ranged = range_assign(list(range(6)), ["a", "b", "c"])
+    moved_by_range = sum(1 for m, ps in ranged.items() for p in ps if owners[p] != m)
+    assert moved_by_range == 3
+
+
+def test_sticky_leaving_member_moves_only_its_own_partitions():
+    owners = {p: f"w{p % 4}" for p in range(12)}
+    after = sticky_assign(list(range(12)), ["w0", "w1", "w3"], owners)
+    for member, ps in after.items():
+        for p in ps:
+            assert owners[p] == member or owners[p] == "w2", "only w2's partitions move"
+    assert sorted(p for ps in after.values() for p in ps) == list(range(12))
+
+
+def test_sticky_is_balanced_minimal_and_a_fixed_point():
+    import random
+    rng = random.Random(7)
+    for _ in range(300):
+        partitions = list(range(rng.randrange(0, 30)))
+        members = [f"m{i}" for i in rng.sample(range(10), rng.randrange(1, 8))]
+        pool = members + ["gone1", "gone2", None]
+        owners = {p: rng.choice(pool) for p in partitions}
+        owners = {p: o for p, o in owners.items() if o is not None}
+        plan = sticky_assign(partitions, members, owners)
+        owned = sorted(p for ps in plan.values() for p in ps)
+        assert owned == partitions
+        sizes = [len(ps) for ps in plan.values()]
+        assert max(sizes) - min(sizes) <= 1
+        holdings = {m: sum(1 for o in owners.values() if o == m) for m in members}
+        n, extra = divmod(len(partitions), len(members))
+        # the fewest moves: every live member keeps n, and the `extra` members holding more
+        # than n keep one more; nothing else leaves a live member
+        over = [h for h in holdings.values() if h > n]
+        fewest = sum(h - n for h in over) - min(extra, len(over))
+        moved_from_live = sum(1 for m, ps in plan.items() for p in ps
+                              if owners.get(p) in holdings and owners[p] != m)
+        assert moved_from_live == fewest
+        new_owners = {p: m for m, ps in plan.items() for p in ps}
+        assert sticky_assign(partitions, members, new_owners) == plan
+
+
+def test_poll_timer():
+    timer = PollTimer(2.0, now=100.0)
+    assert not timer.expired(101.9) and timer.remaining(101.0) == 1.0
+    assert timer.expired(102.1) and timer.remaining(103) == 0.0
+    timer.touch(103.0)
+    assert not timer.expired(104.0)
+    off = PollTimer(None, now=0.0)
+    assert not off.expired(1e9) and off.remaining(5) is None
+    with pytest.raises(ValueError):
+        PollTimer(0, now=0.0)
