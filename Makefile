@@ -9,12 +9,13 @@ ZK      ?=
 WORKERS ?= 0
 TOPIC   ?=
 GROUP   ?=
+DASHBOARD_PORT ?= 8080
 ZK_JAR  := /usr/share/java/zookeeper.jar
 
 ZK_FLAG     = $(if $(ZK),--zookeeper $(ZK),)
 WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOPIC) --group $(GROUP),)
 
-.PHONY: cluster-up cluster-down test bench drill venv zookeeper clean
+.PHONY: cluster-up cluster-down test bench drill venv zookeeper chromium clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,14 +35,24 @@ zookeeper:
 	    || { echo "could not install Debian's zookeeper package: install it by hand (apt-get install zookeeper) or pass ZK=host:port"; exit 1; }; \
 	fi
 
+# Debian's chromium, for the dashboard's headless browser test (tests/cluster/test_dashboard_page.py).
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+	  echo "installing Debian's chromium package (the dashboard's browser test)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null) \
+	    || { echo "could not install Debian's chromium package: install it by hand (apt-get install chromium); the browser test is skipped without it"; }; \
+	fi
+
 cluster-up: venv zookeeper
-	$(SLUICE) cluster up --detach --data-dir $(DATA) --brokers $(BROKERS) $(ZK_FLAG) $(WORKER_FLAG)
+	$(SLUICE) cluster up --detach --data-dir $(DATA) --brokers $(BROKERS) $(ZK_FLAG) $(WORKER_FLAG) --dashboard-port $(DASHBOARD_PORT)
 
 cluster-down: venv
 	$(SLUICE) cluster down --data-dir $(DATA)
 
 test: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
+	@$(MAKE) --no-print-directory chromium
 	$(PY) -m pytest -n auto -q tests
 
 clean:

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--topic")
     up.add_argument("--group")
     up.add_argument("--handler", help="module:function run for each message by group workers")
+    up.add_argument("--dashboard-port", type=int, default=8080,
+                    help="port of the web dashboard and /metrics (default 8080; 0: any free port)")
+    up.add_argument("--no-dashboard", action="store_true",
+                    help="run without the sampler, the web dashboard and /metrics")
     command(cluster_commands, "down", cmd.cluster_down, "stop the local cluster")
     status = command(cluster_commands, "status", cmd.cluster_status, "processes of the cluster")
     status.add_argument("--json", action="store_true")
@@ -140,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     gdescribe.add_argument("--interval", type=float, default=2.0,
                            help="seconds between the two samples that give rates (default 2)")
     gdescribe.add_argument("--json", action="store_true")
+
+    from cluster import dashboard
+    dash = command(commands, "dashboard", dashboard.command,
+                   "live view of processes, brokers and groups (q or Ctrl-C quits)")
+    dash.add_argument("--interval", type=float, default=1.0,
+                      help="seconds between refreshes (default 1)")
+    dash.add_argument("--url", help="a supervisor's dashboard address (default: the one in "
+                      "--data-dir's cluster.json)")
+    dash.add_argument("--once", action="store_true", help="print one frame and exit")
+    dash.add_argument("--json", action="store_true", help="print the latest snapshot as JSON")
 
     dump = command(commands, "dump-log", cmd.dump_log, "decode a segment file")
     dump.add_argument("segment")

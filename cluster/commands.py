@@ -53,6 +53,7 @@ def cluster_up(args) -> int:
     result = supervisor.up(args.data_dir, brokers=args.brokers, zookeeper=args.zookeeper,
                            zk_ensemble=args.zk_ensemble, detach=args.detach,
                            workers=args.workers, worker_settings=workers,
+                           dashboard_port=None if args.no_dashboard else args.dashboard_port,
                            on_ready=lambda status: _print_status(status, as_json=False))
     if args.detach:
         _print_status(result, as_json=False)
@@ -78,7 +79,8 @@ def _print_status(status: dict, as_json: bool) -> None:
         return
     out.print(f"zookeeper: {status['zookeeper']}")
     if status.get("dashboard"):
-        out.print(f"dashboard: {status['dashboard']}")
+        out.print(f"dashboard: {status['dashboard']}  (Prometheus: {status['dashboard']}metrics;"
+                  f" terminal: sluice dashboard)")
     _table("processes", ["role", "id", "pid", "endpoint", "alive"],
            [[p["role"], p["id"], p["pid"], p.get("endpoint") or "", p["alive"]]
             for p in status["processes"]])

@@ -14,11 +14,16 @@ consume rate, and a stuck flag. Two samples ``interval_s`` apart give the rates:
 
 A committed offset below the log start (retention deleted unread messages) is shown as data
 loss, as is any data-loss note a consumer left in ZooKeeper.
+
+The parts are reusable by a sampler that keeps its own successive samples (the dashboard's):
+``sample`` takes one look at a group's partitions, ``row`` turns two looks at one partition
+into its ``PartitionLag``, with the mean message size from a function of your choice.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 from broker import message, protocol
 from clients.brokers import BrokerPool
@@ -49,22 +54,26 @@ def describe(pool: BrokerPool, group: str, interval_s: float = 2.0) -> list[Part
     """Sample the group twice, ``interval_s`` apart, and report every partition."""
     store = OffsetStore(pool.zk, group)
     topics = groups.topics_of(pool.zk, group)
-    first = _sample(pool, store, topics)
+    first = sample(pool, store, topics)
     if interval_s > 0:
         time.sleep(interval_s)
-    second = _sample(pool, store, topics)
+    second = sample(pool, store, topics)
     rows = []
     for topic in topics:
         owners = groups.owners(pool.zk, group, topic)
         losses = store.data_loss(topic)
         for partition in range(pool.partitions(topic)):
-            rows.append(_row(pool, topic, partition, owners.get(partition),
-                             first.get((topic, partition)), second.get((topic, partition)),
-                             interval_s, losses.get(partition)))
+            rows.append(row(topic, partition, owners.get(partition),
+                            first.get((topic, partition)) if interval_s > 0 else None,
+                            second.get((topic, partition)), losses.get(partition),
+                            lambda offset, t=topic, p=partition:
+                            mean_message_size(pool, t, p, offset)))
     return rows
 
 
-def _sample(pool: BrokerPool, store: OffsetStore, topics: list[str]) -> dict:
+def sample(pool: BrokerPool, store: OffsetStore, topics: list[str]) -> dict:
+    """One look at every partition of ``topics``: ``{(topic, partition): {"committed", "time",
+    "log_start", "log_end"}}`` (``"error"`` instead of the offsets when the broker failed)."""
     sample = {}
     for topic in topics:
         committed = store.committed(topic)
@@ -79,7 +88,12 @@ def _sample(pool: BrokerPool, store: OffsetStore, topics: list[str]) -> dict:
     return sample
 
 
-def _row(pool, topic, partition, owner, first, second, interval_s, loss) -> PartitionLag:
+def row(topic: str, partition: int, owner: str | None, first: dict | None, second: dict,
+        loss: dict | None, mean_size: Callable[[int], float | None]) -> PartitionLag:
+    """One partition's figures from two samples of it (``first`` None: no rates, not stuck).
+
+    ``mean_size(offset)`` is the mean size of the messages from ``offset`` on (None: unknown).
+    """
     committed = second.get("committed")
     log_start, log_end = second.get("log_start"), second.get("log_end")
     row = PartitionLag(topic, partition, owner, committed, log_start, log_end, None, None, None,
@@ -92,12 +106,12 @@ def _row(pool, topic, partition, owner, first, second, interval_s, loss) -> Part
                          "lost_bytes": log_start - committed}
         position = log_start
     row.lag_bytes = max(0, log_end - position)
-    before = first.get("committed")
+    before = first.get("committed") if first is not None else None
     moved = committed - before if committed is not None and before is not None else 0
     sample_at = position if row.lag_bytes else (before if moved else None)
-    mean = _mean_message_size(pool, topic, partition, sample_at) if sample_at is not None else None
+    mean = mean_size(sample_at) if sample_at is not None else None
     row.lag_messages = 0 if not row.lag_bytes else (round(row.lag_bytes / mean) if mean else None)
-    if first.get("log_end") is not None and interval_s > 0:
+    if first is not None and first.get("log_end") is not None:
         elapsed = max(second["time"] - first["time"], 1e-6)
         row.consume_bytes_per_s = round(moved / elapsed, 1)
         row.consume_msgs_per_s = round(moved / elapsed / mean, 1) if mean and moved else 0.0
@@ -113,7 +127,8 @@ def _offset(pool: BrokerPool, topic: str, partition: int, when: int) -> int:
     return protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)[1][0]
 
 
-def _mean_message_size(pool: BrokerPool, topic: str, partition: int, offset: int) -> float | None:
+def mean_message_size(pool: BrokerPool, topic: str, partition: int, offset: int) -> float | None:
+    """Mean size of the messages in one fetch of up to SAMPLE_BYTES at ``offset``."""
     try:
         frames = pool.call(topic, partition, lambda corr: protocol.encode_fetch(
             corr, topic, partition, offset, SAMPLE_BYTES), timeout_ms=2000)

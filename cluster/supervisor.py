@@ -24,6 +24,11 @@ Files in the data dir, which is how every other command finds the cluster:
 | loaded/<group>/  | what the default worker handler loaded, hourly files per partition        |
 | zookeeper-data/  | the embedded ZooKeeper nodes' data and logs                               |
 
+The supervisor also runs the dashboards: a ``cluster.sampler.Sampler`` thread samples every
+process, broker and group once a second, and ``cluster.web.DashboardServer`` serves the page,
+its JSON and Prometheus ``/metrics`` on ``--dashboard-port`` (default 8080; 0 = any free port; a
+taken port falls back to a free one). cluster.json's ``dashboard`` holds the address served.
+
 Children die with the supervisor even when it is SIGKILLed: each child runs ``child_main``, which
 watches its parent pid, and the ZooKeeper java processes ask Linux for a parent-death signal.
 
@@ -71,6 +76,7 @@ PARENT_POLL_S = 0.5
 ORPHAN_GRACE_S = 5.0
 MONITOR_TICK_S = 0.2
 READY_CHECK_S = 0.2
+DASHBOARD_PORT = 8080
 _LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 
 
@@ -212,8 +218,12 @@ class Supervisor:
                  broker_target: str | Callable[..., Any] = DEFAULT_BROKER_TARGET,
                  backoff: Backoff = Backoff(), ready_warning_s: float = 60.0,
                  on_ready: Callable[[dict], None] | None = None, workers: int = 0,
-                 worker_settings: dict | None = None):
+                 worker_settings: dict | None = None, dashboard_port: int | None = DASHBOARD_PORT):
         _check_options(brokers, zookeeper, zk_ensemble)
+        _check_dashboard_port(dashboard_port)
+        self.dashboard_port = dashboard_port
+        self._sampler = None
+        self._dashboard = None
         self.workers = workers
         self.worker_settings = _check_workers(workers, worker_settings)
         self.data_dir = Path(data_dir).resolve()
@@ -322,6 +332,7 @@ class Supervisor:
             slot = Slot(SlotSpec("worker", str(i), worker_target, (config,)))
             self.slots.append(slot)
             self._launch(slot)
+        self._start_dashboard()
         self._state.phase = "waiting"
         self._write_state()
 
@@ -356,6 +367,7 @@ class Supervisor:
         self._state.phase = "stopping"
         self._state.ready = False
         try:
+            self._stop_dashboard()
             if self._lock_fd is not None:
                 self._write_state()
             self._stop_slots(grace)
@@ -393,12 +405,49 @@ class Supervisor:
             "zookeeper": self.zookeeper,
             "zookeeper_embedded": self.ensemble is not None,
             "zookeeper_nodes": nodes,
-            "dashboard": None,
+            "dashboard": self._dashboard.url if self._dashboard is not None else None,
             "processes": [{"role": s.spec.role, "id": s.spec.id, "pid": s.pid,
                            "create_time": s.create_time, "restarts": s.restarts,
                            "last_exit_code": s.last_exit_code} for s in self.slots],
             "updated_at": time.time(),
         }
+
+    def processes(self) -> list:
+        """Every process to sample (``cluster.sampler.ProcessRef``): this one, ZooKeeper, slots."""
+        from cluster.sampler import ProcessRef
+        refs = [ProcessRef("supervisor", "0", os.getpid())]
+        if self.ensemble is not None:
+            refs += [ProcessRef("zookeeper", str(n.myid), n.pid if n.is_running() else None)
+                     for n in self.ensemble.nodes]
+        return refs + [ProcessRef(s.spec.role, s.spec.id, s.pid if s.process else None,
+                                  s.restarts) for s in list(self.slots)]
+
+    def _start_dashboard(self) -> None:
+        """The sampler thread and the web server, unless ``dashboard_port`` is None."""
+        if self.dashboard_port is None:
+            return
+        from cluster.sampler import BrokerDisk, Sampler
+        from cluster.web import DashboardServer
+        disks = {int(s.spec.id): BrokerDisk(s.spec.args[0].data_dir,
+                                            s.spec.args[0].log.retention_ms)
+                 for s in self.slots if s.spec.role == "broker"
+                 and isinstance(s.spec.args[0], BrokerConfig)}
+        self._sampler = Sampler(self.zookeeper, self.processes, disks).start()
+        try:
+            self._dashboard = DashboardServer(self._sampler, self.dashboard_port).start()
+        except OSError as exc:
+            raise ClusterError(f"cannot serve the dashboard on port {self.dashboard_port}: "
+                               f"{exc}") from exc
+        log.info("dashboard at %s (Prometheus metrics at %smetrics)", self._dashboard.url,
+                 self._dashboard.url)
+
+    def _stop_dashboard(self) -> None:
+        if self._dashboard is not None:
+            self._dashboard.stop()
+            self._dashboard = None
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
 
     def _launch(self, slot: Slot) -> None:
         spec = slot.spec
@@ -585,6 +634,11 @@ def _check_workers(workers: int, settings: dict | None) -> dict:
     return settings
 
 
+def _check_dashboard_port(port: int | None) -> None:
+    if port is not None and not 0 <= port <= 65535:
+        raise ClusterError(f"--dashboard-port must be 0..65535, not {port}")
+
+
 def _check_options(brokers: int, zookeeper: str | None, zk_ensemble: int) -> None:
     if brokers < 1:
         raise ClusterError(f"--brokers must be at least 1, not {brokers}")
@@ -738,7 +792,7 @@ def up(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, brokers: int = 
        broker_settings: dict | None = None, timeout: float = 60.0,
        broker_target: str = DEFAULT_BROKER_TARGET,
        on_ready: Callable[[dict], None] | None = None, workers: int = 0,
-       worker_settings: dict | None = None) -> dict:
+       worker_settings: dict | None = None, dashboard_port: int | None = DASHBOARD_PORT) -> dict:
     """Start a local cluster and return its status once every broker is registered.
 
     Detached, the supervisor runs as its own session (``python -m cluster.supervisor``) and this
@@ -749,6 +803,7 @@ def up(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, brokers: int = 
     _check_options(brokers, zookeeper, zk_ensemble)
     broker_config(0, data_dir, "127.0.0.1:2181", broker_settings)
     worker_settings = _check_workers(workers, worker_settings)
+    _check_dashboard_port(dashboard_port)
     running = _running_pid(data_dir)
     if running is not None:
         raise ClusterError(_already_running(data_dir, running))
@@ -759,15 +814,17 @@ def up(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, brokers: int = 
             raise ClusterError(str(exc)) from exc
     if not detach:
         Supervisor(data_dir, brokers, zookeeper, zk_ensemble, broker_settings, broker_target,
-                   on_ready=on_ready, workers=workers, worker_settings=worker_settings).run()
+                   on_ready=on_ready, workers=workers, worker_settings=worker_settings,
+                   dashboard_port=dashboard_port).run()
         return status(data_dir)
     return _up_detached(data_dir, brokers, zookeeper, zk_ensemble, broker_settings, timeout,
-                        broker_target, workers, worker_settings)
+                        broker_target, workers, worker_settings, dashboard_port)
 
 
 def _up_detached(data_dir: Path, brokers: int, zookeeper: str | None, zk_ensemble: int,
                  broker_settings: dict | None, timeout: float, broker_target: str,
-                 workers: int = 0, worker_settings: dict | None = None) -> dict:
+                 workers: int = 0, worker_settings: dict | None = None,
+                 dashboard_port: int | None = DASHBOARD_PORT) -> dict:
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "cluster.supervisor", "--data-dir", str(data_dir),
                "--brokers", str(brokers), "--zk-ensemble", str(zk_ensemble),
@@ -778,6 +835,8 @@ def _up_detached(data_dir: Path, brokers: int, zookeeper: str | None, zk_ensembl
         command += ["--broker-settings", json.dumps(broker_settings)]
     if workers:
         command += ["--workers", str(workers), "--worker-settings", json.dumps(worker_settings)]
+    command += (["--no-dashboard"] if dashboard_port is None
+                else ["--dashboard-port", str(dashboard_port)])
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -856,13 +915,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--worker-settings", type=json.loads, default=None,
                         help="JSON object of WorkerConfig settings (topic, group, handler, ...)")
+    parser.add_argument("--dashboard-port", type=int, default=DASHBOARD_PORT,
+                        help="port of the web dashboard and /metrics (default %(default)s; "
+                        "0: any free port)")
+    parser.add_argument("--no-dashboard", action="store_true",
+                        help="no sampler, no web dashboard, no /metrics")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("kazoo").setLevel(logging.WARNING)
     try:
         return Supervisor(args.data_dir, args.brokers, args.zookeeper, args.zk_ensemble,
                           args.broker_settings, args.broker_target, workers=args.workers,
-                          worker_settings=args.worker_settings).run()
+                          worker_settings=args.worker_settings,
+                          dashboard_port=None if args.no_dashboard else args.dashboard_port).run()
     except ClusterError as exc:
         log.error("%s", exc)
         return 1

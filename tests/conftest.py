@@ -126,16 +126,18 @@ class SupervisedCluster:
 @pytest.fixture
 def cluster_factory(zk_server, tmp_path, request):
     """``make(brokers=3, broker_target=None, broker_settings=None, timeout=60, workers=0,
-    worker_settings=None, env=None)``.
+    worker_settings=None, env=None, dashboard_port=0)``.
 
     Each cluster gets its own data dir and ZooKeeper chroot; ``broker_target`` is a module-level
-    function (or ``module:function``) run in place of ``broker.server.run``.
+    function (or ``module:function``) run in place of ``broker.server.run``. The dashboard gets
+    a free port (``dashboard_port=None``: no dashboard); cluster.json's "dashboard" has its URL.
     """
     clusters: list[SupervisedCluster] = []
 
     def make(brokers: int = 3, broker_target: Callable | str | None = None,
              broker_settings: dict | None = None, timeout: float = 60.0, workers: int = 0,
-             worker_settings: dict | None = None, env: dict | None = None) -> SupervisedCluster:
+             worker_settings: dict | None = None, env: dict | None = None,
+             dashboard_port: int | None = 0) -> SupervisedCluster:
         data_dir = tmp_path / f"cluster-{len(clusters)}"
         data_dir.mkdir()
         connect = f"{zk_server.connect_string}/c-{uuid.uuid4().hex[:12]}"
@@ -148,6 +150,8 @@ def cluster_factory(zk_server, tmp_path, request):
             command += ["--broker-settings", json.dumps(broker_settings)]
         if workers:
             command += ["--workers", str(workers), "--worker-settings", json.dumps(worker_settings)]
+        command += (["--no-dashboard"] if dashboard_port is None
+                    else ["--dashboard-port", str(dashboard_port)])
         env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in sys.path if p])
         with open(data_dir / "supervisor.out", "ab") as out:

@@ -158,7 +158,8 @@ def test_status_has_the_interface_shape(cluster_factory):
     json.dumps(result)
     assert set(result) == {"zookeeper", "dashboard", "processes"}
     assert result["zookeeper"] == cluster.zookeeper
-    assert result["dashboard"] is None
+    assert result["dashboard"].startswith("http://127.0.0.1:") and result["dashboard"] == \
+        cluster.info()["dashboard"]
     assert all(set(p) == PROCESS_KEYS for p in result["processes"])
     by_role = {}
     for proc in result["processes"]:

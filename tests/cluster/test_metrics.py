@@ -1,0 +1,245 @@
+"""/metrics and the dashboard feed of a supervised cluster against known traffic.
+
+Every figure is read the way Prometheus would (scraping ``/metrics``), and waited for with
+``wait_for``: the sampler looks once a second, so the tests wait for a condition, never a time.
+"""
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from clients import Producer
+from coordinator import topics, zk as zkmod
+from tests.cluster.dashboard_handlers import HOLD_ENV
+from tests.conftest import REPO, wait_for
+
+GROUP = "loaders"
+
+
+def scrape(cluster) -> dict:
+    """``{(name, frozenset(labels)): value}`` from the cluster's /metrics."""
+    with urllib.request.urlopen(cluster.info()["dashboard"] + "metrics", timeout=10) as reply:
+        assert reply.headers["Content-Type"].startswith("text/plain")
+        text = reply.read().decode()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            found[(s.name, frozenset(s.labels.items()))] = s.value
+    return found
+
+
+def pick(found: dict, name: str, **labels) -> dict:
+    """The samples of one metric whose labels include ``labels``, keyed by their label dicts."""
+    wanted = {(k, str(v)) for k, v in labels.items()}
+    return {tuple(sorted(lbl)): v for (n, lbl), v in found.items() if n == name and wanted <= lbl}
+
+
+def one(found: dict, name: str, **labels) -> float | None:
+    values = list(pick(found, name, **labels).values())
+    assert len(values) <= 1, (name, labels, values)
+    return values[0] if values else None
+
+
+def create_topic(cluster, topic: str, partitions: int) -> None:
+    client = zkmod.connect(cluster.zookeeper)
+    try:
+        topics.create(client, topic, partitions)
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_broker_counters_add_up_to_the_messages_produced(cluster_factory):
+    cluster = cluster_factory(brokers=3)
+    create_topic(cluster, "counted", 3)
+    create_topic(cluster, "other", 1)
+    sent = 1000
+    with Producer(cluster.zookeeper, acks=1, batch_size=20) as producer:
+        for i in range(sent):
+            producer.send("counted", b"message %06d" % i)
+        producer.send("other", b"not counted")
+
+    def counted_and_flushed():
+        found = scrape(cluster)
+        total = sum(pick(found, "sluice_broker_messages_in_total", topic="counted").values())
+        flushes = pick(found, "sluice_broker_flushes_total", topic="counted").values()
+        return found if total >= sent and len(flushes) == 3 and all(flushes) else None
+
+    found = wait_for(counted_and_flushed, 60,
+                     message="the counters to reach the messages produced, and a flush")
+    per_partition = pick(found, "sluice_broker_messages_in_total", topic="counted")
+    assert sum(per_partition.values()) == sent
+    assert len(per_partition) == 3 and all(v > 0 for v in per_partition.values())
+    assert {dict(k)["broker"] for k in per_partition} == {"0", "1", "2"}
+    # bytes in are the offsets the logs grew by (visible once flushed; the broker flushes every
+    # 3 s and the sampler looks every second, so wait for that too); 14 bytes of value + header
+    found = wait_for(lambda: (lambda f: f if sum(pick(f, "sluice_broker_log_end_offset",
+                                                    topic="counted").values())
+                              == sum(pick(f, "sluice_broker_bytes_in_total",
+                                          topic="counted").values()) else None)(scrape(cluster)),
+                     60, message="every message to be flushed")
+    bytes_in = sum(pick(found, "sluice_broker_bytes_in_total", topic="counted").values())
+    ends = sum(pick(found, "sluice_broker_log_end_offset", topic="counted").values())
+    sizes = sum(pick(found, "sluice_broker_log_size_bytes", topic="counted").values())
+    assert bytes_in == ends == sizes > sent * 14
+    assert sum(pick(found, "sluice_broker_messages_in_total", topic="other").values()) == 1
+    assert all(v == 1 for v in pick(found, "sluice_broker_log_segments").values())
+    # every process of the cluster is sampled (ZooKeeper is the tests' shared one, not ours)
+    for role, ident in (("supervisor", 0), ("broker", 0), ("broker", 1), ("broker", 2)):
+        assert one(found, "sluice_process_up", role=role, id=ident) == 1
+        assert one(found, "sluice_process_resident_memory_bytes", role=role, id=ident) > 1e6
+        assert one(found, "sluice_process_threads", role=role, id=ident) >= 1
+        assert one(found, "sluice_process_open_files", role=role, id=ident) >= 3
+        assert one(found, "sluice_process_cpu_seconds_total", role=role, id=ident) > 0
+    assert one(found, "sluice_broker_up", broker=2) == 1
+    assert one(found, "sluice_sampler_cpu_seconds_total") is not None
+
+
+def test_lag_and_stuck_follow_a_blocked_worker(cluster_factory, tmp_path):
+    hold = tmp_path / "hold"
+    hold.write_text("hold")
+    cluster = cluster_factory(
+        brokers=1, workers=1, env={HOLD_ENV: str(hold)},
+        broker_settings={"log": {"segment_bytes": 1024, "flush_ms": 50,
+                                 "retention_ms": 3_600_000}},
+        worker_settings={"topic": "clicks", "group": GROUP, "commit_ms": 200,
+                         "handler": "tests.cluster.dashboard_handlers:hold_on_block"})
+    create_topic(cluster, "clicks", 1)
+    labels = {"group": GROUP, "topic": "clicks", "partition": 0}
+    with Producer(cluster.zookeeper, acks=1) as producer:   # every value is 6 bytes
+        for i in range(20):
+            producer.send("clicks", b"m%05d" % i)
+
+    def caught_up():
+        found = scrape(cluster)
+        end = one(found, "sluice_broker_log_end_offset", topic="clicks", partition=0)
+        committed = one(found, "sluice_group_committed_offset", **labels)
+        return found if end and committed == end else None
+
+    found = wait_for(caught_up, 60, message="the worker to consume the first messages")
+    assert one(found, "sluice_group_lag_bytes", **labels) == 0
+    assert one(found, "sluice_group_lag_messages", **labels) == 0
+    assert one(found, "sluice_group_retention_seconds_left", **labels) is None
+    blocked_at = one(found, "sluice_group_committed_offset", **labels)
+
+    with Producer(cluster.zookeeper, acks=1) as producer:
+        producer.send("clicks", b"block!")
+        for i in range(200):
+            producer.send("clicks", b"n%05d" % i)
+
+    def stuck():
+        found = scrape(cluster)
+        return found if one(found, "sluice_group_stuck", **labels) == 1 else None
+
+    found = wait_for(stuck, 60, message="the blocked partition to be flagged stuck")
+    end = one(found, "sluice_broker_log_end_offset", topic="clicks", partition=0)
+    assert one(found, "sluice_group_committed_offset", **labels) == blocked_at
+    assert one(found, "sluice_group_lag_bytes", **labels) == end - blocked_at
+    assert one(found, "sluice_group_lag_messages", **labels) == 201
+    assert one(found, "sluice_group_consume_rate", **labels) == 0
+    assert one(found, "sluice_group_owned", **labels) == 1
+    # 1 KiB segments: the blocked message's segment has rolled, so retention can reach it
+    assert one(found, "sluice_broker_log_segments", topic="clicks", partition=0) > 2
+    assert 0 < one(found, "sluice_group_retention_seconds_left", **labels) <= 3600
+    assert one(found, "sluice_group_members", group=GROUP) == 1
+    assert one(found, "sluice_group_rebalances_total", group=GROUP) >= 1
+
+    hold.unlink()
+
+    def drained():
+        found = scrape(cluster)
+        return found if (one(found, "sluice_group_stuck", **labels) == 0
+                         and one(found, "sluice_group_lag_bytes", **labels) == 0) else None
+
+    found = wait_for(drained, 60, message="the worker to catch up once released")
+    assert one(found, "sluice_group_committed_offset", **labels) == end
+    assert one(found, "sluice_group_retention_seconds_left", **labels) is None
+
+
+def test_cluster_json_status_and_terminal_view_show_the_dashboard(cluster_factory):
+    cluster = cluster_factory(brokers=1)
+    url = cluster.info()["dashboard"]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+    assert cluster.status()["dashboard"] == url
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        page = reply.read().decode()
+    assert 'id="plot-cpu"' in page and "/static/dashboard.js" in page
+    for name in ("dashboard.js", "dashboard.css"):
+        with urllib.request.urlopen(f"{url}static/{name}", timeout=10) as reply:
+            assert reply.status == 200 and len(reply.read()) > 1000
+    wait_for(lambda: json.loads(urllib.request.urlopen(f"{url}api/state?since=0",
+                                                       timeout=10).read())["seq"] >= 2,
+             30, message="two samples")
+    state = json.loads(urllib.request.urlopen(f"{url}api/state?since=0", timeout=10).read())
+    assert len(state["points"]) == state["seq"] and state["history_s"] == 900
+    newer = json.loads(urllib.request.urlopen(f"{url}api/state?since={state['seq']}",
+                                              timeout=10).read())
+    assert all(p["seq"] > state["seq"] for p in newer["points"])
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("SLUICE_ZK", None)
+    once = subprocess.run([sys.executable, "-m", "cluster.cli", "dashboard", "--once",
+                           "--data-dir", str(cluster.data_dir)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert once.returncode == 0, once.stderr
+    assert "supervisor 0" in once.stdout and "broker 0" in once.stdout and url in once.stdout
+    as_json = subprocess.run([sys.executable, "-m", "cluster.cli", "dashboard", "--json",
+                              "--data-dir", str(cluster.data_dir)], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert as_json.returncode == 0, as_json.stderr
+    assert {p["role"] for p in json.loads(as_json.stdout)["processes"]} == {"supervisor",
+                                                                             "broker"}
+    # straight to ZooKeeper (no supervisor address): brokers and groups, no processes
+    direct = subprocess.run([sys.executable, "-m", "cluster.cli", "dashboard", "--json",
+                             "--zookeeper", cluster.zookeeper, "--data-dir",
+                             str(cluster.data_dir / "elsewhere")], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert direct.returncode == 0, direct.stderr
+    snapshot = json.loads(direct.stdout)
+    assert snapshot["processes"] == [] and [b["broker"] for b in snapshot["brokers"]] == [0]
+
+
+def test_terminal_view_quits_on_q_in_a_terminal(cluster_factory):
+    cluster = cluster_factory(brokers=1)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: sluice dashboard on a pseudo-terminal
+        os.chdir(REPO)
+        os.environ["PYTHONPATH"] = str(REPO)
+        os.execv(sys.executable, [sys.executable, "-m", "cluster.cli", "dashboard",
+                                  "--data-dir", str(cluster.data_dir)])
+    output = b""
+
+    def read_some(timeout):
+        nonlocal output
+        if select.select([fd], [], [], timeout)[0]:
+            try:
+                output += os.read(fd, 65536)
+            except OSError:
+                return False
+        return True
+
+    try:
+        wait_for(lambda: read_some(0.2) and b"broker 0" in output, 60,
+                 message="the first frame")
+        os.write(fd, b"q")
+        deadline = time.monotonic() + 30
+        finished = 0
+        while not finished and time.monotonic() < deadline:
+            if not read_some(0.2):
+                time.sleep(0.05)   # the terminal closed: the process is exiting
+            finished, status = os.waitpid(pid, os.WNOHANG)
+        assert finished, "sluice dashboard did not quit on q"
+        pid = 0
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert b"\x1b[?1049l" in output   # left the alternate screen
+    finally:
+        if pid:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
