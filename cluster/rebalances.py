@@ -2,9 +2,12 @@
 
 Each consumer's GroupMember counts its own rebalances, but only inside its process. The dashboard
 sampler instead looks at the group's ZooKeeper nodes once a second: the members (and the topics
-each subscribes to) and the owner of each partition. The range assignor is deterministic, so the
-owners the current members must end up with are known (``expected``, from
-``coordinator.assignor.assign``). A ``RebalanceTracker`` turns those looks into counts:
+each subscribes to) and the owner of each partition. Whichever protocol the group runs, a
+rebalance ends with every partition owned by a current subscriber and the shares balanced (the
+range assignor's answer for ``eager``, the sticky planner's for ``cooperative``); such an
+ownership is the fixed point of ``coordinator.assignor.sticky_assign_all``, so the sampler passes
+that function's answer for the current owners as ``expected``, and the group is settled exactly
+when the owners equal it. A ``RebalanceTracker`` turns those looks into counts:
 
     unknown     --first look: owners == expected------------------------> settled (counts nothing)
     settled     --members or owners changed, or owners != expected------> rebalancing

@@ -333,8 +333,12 @@ class _Groups:
                 rows.append(self._partition(pool, group, topic, partition, owners.get(partition),
                                             committed.get(partition), losses.get(partition),
                                             served.get((topic, partition)), disks, now, wall, seen))
-        expected = {tp: member for member, tps in assignor.assign(
-            {t: p for t, p in counts.items()}, subscriptions).items() for tp in tps}
+        by_topic: dict[str, dict[int, str]] = {}
+        for (topic, partition), owner in owners_all.items():
+            if owner is not None:
+                by_topic.setdefault(topic, {})[partition] = owner
+        expected = {tp: member for member, tps in assignor.sticky_assign_all(
+            counts, subscriptions, by_topic).items() for tp in tps}
         tracker = self._trackers[group]
         tracker.observe(now, set(subscriptions),
                         {tp: o for tp, o in owners_all.items() if o is not None}, expected)

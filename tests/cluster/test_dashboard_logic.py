@@ -204,3 +204,19 @@ def test_terminal_view_renders_a_snapshot():
 def test_sparkline_scales_to_the_maximum():
     assert dashboard.sparkline([0, 1, 2, None, 4]) == "▁▃▅ █"
     assert dashboard.sparkline([]) == ""
+
+
+def test_a_finished_rebalance_of_either_protocol_is_the_sticky_planners_fixed_point():
+    """The sampler's ``expected``: what eager (range) and cooperative (sticky) settle on."""
+    from coordinator import assignor
+    partitions = {"t0": [0, 1, 2, 3, 4], "t1": [0, 1]}
+    subscriptions = {"a": ["t0", "t1"], "b": ["t0", "t1"], "c": ["t0"]}
+    ranged = assignor.assign(partitions, subscriptions)
+    owners: dict = {}
+    for member, tps in ranged.items():
+        for topic, partition in tps:
+            owners.setdefault(topic, {})[partition] = member
+    assert assignor.sticky_assign_all(partitions, subscriptions, owners) == ranged
+    # mid-rebalance (c holds nothing yet) is not a fixed point
+    owners["t0"] = {0: "a", 1: "a", 2: "a", 3: "b", 4: "b"}
+    assert assignor.sticky_assign_all(partitions, subscriptions, owners)["c"]
