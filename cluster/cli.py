@@ -49,6 +49,16 @@ def _offset(text: str):
             f"expected earliest, latest or a byte offset, got {text!r}") from None
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
 def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     """Options every command takes, before or after the command's name."""
     def default(value):
@@ -154,6 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
                       "--data-dir's cluster.json)")
     dash.add_argument("--once", action="store_true", help="print one frame and exit")
     dash.add_argument("--json", action="store_true", help="print the latest snapshot as JSON")
+
+    from cluster.drills import command as drills
+    drill = commands.add_parser("drill", help="kill-a-process fault drills with a loss ledger",
+                                description="run fault drills against a fresh local cluster (or "
+                                "the running one in --data-dir) and report what survived")
+    drill.add_argument("name", choices=[*drills.DRILLS, "all"], metavar="NAME",
+                       help=f"one of {', '.join(drills.DRILLS)}, or all")
+    drill.add_argument("--count", type=_positive_int,
+                       help="faults to inject (default: 20 for kill-broker and kill-worker, 5 "
+                       "for the others)")
+    drill.add_argument("--interval", type=_non_negative_float,
+                       help="seconds of steady traffic before each fault (default 2)")
+    drill.add_argument("--data-dir", dest="drill_data_dir", default=None, metavar="D",
+                       help="drill the cluster running there (default: a fresh one in a temp dir)")
+    drill.add_argument("--keep", action="store_true", help="keep a fresh cluster's data dir")
+    drill.add_argument("--json", action="store_true", help="one JSON object per drill")
+    drill.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    drill.set_defaults(func=drills.command)
 
     dump = command(commands, "dump-log", cmd.dump_log, "decode a segment file")
     dump.add_argument("segment")

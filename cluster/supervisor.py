@@ -133,6 +133,17 @@ class Slot:
     last_exit_code: int | None = None
 
 
+@dataclass
+class ZooKeeperRestart:
+    """The restart state of one embedded ZooKeeper node, kept like a slot's."""
+
+    pid: int | None = None
+    started_at: float = 0.0
+    delay_s: float | None = None
+    restart_at: float | None = None
+    restarts: int = 0
+
+
 def resolve_target(ref: str | Callable[..., Any]) -> Callable[..., Any]:
     """A callable from itself or from ``"module:function"``; ClusterError if it cannot be imported."""
     if callable(ref):
@@ -250,7 +261,7 @@ class Supervisor:
         self._started_at = 0.0
         self._warned_not_ready = False
         self._last_zk_error = ""
-        self._zk_dead: set[int] = set()
+        self._zk_restart: dict[int, ZooKeeperRestart] = {}
         self._log_handler: logging.Handler | None = None
         self._saved_level: int | None = None
 
@@ -340,6 +351,7 @@ class Supervisor:
         """One monitoring step: wait for a death (or ``timeout``), restart what is due."""
         now = time.monotonic()
         due = [s.restart_at for s in self.slots if s.restart_at is not None]
+        due += [z.restart_at for z in self._zk_restart.values() if z.restart_at is not None]
         if due:
             timeout = max(0.0, min(timeout, min(due) - now))
         sentinels = [s.process.sentinel for s in self.slots if s.process is not None]
@@ -394,9 +406,11 @@ class Supervisor:
         nodes = []
         if self.ensemble is not None:
             for node in self.ensemble.nodes:
+                restart = self._zk_restart.get(node.myid)
                 nodes.append({"id": str(node.myid), "pid": node.pid,
                               "create_time": _create_time(node.pid), "port": node.client_port,
-                              "endpoint": node.endpoint, "log": str(node.log_path)})
+                              "endpoint": node.endpoint, "log": str(node.log_path),
+                              "restarts": restart.restarts if restart else 0})
         return {
             "supervisor": {"pid": os.getpid(), "create_time": _create_time(os.getpid())},
             "data_dir": str(self.data_dir),
@@ -481,15 +495,35 @@ class Supervisor:
         self._write_state()
 
     def _check_zookeeper_nodes(self) -> None:
-        """Log an embedded ZooKeeper node's death once (drills kill them; none are restarted)."""
+        """Start a dead embedded ZooKeeper node again, with its data and ports, as a slot is:
+        its death is logged once and the restart waits out the same ``Backoff``."""
         if self.ensemble is None:
             return
+        now = time.monotonic()
         for node in self.ensemble.nodes:
+            restart = self._zk_restart.setdefault(node.myid, ZooKeeperRestart(started_at=now))
             if node.is_running():
-                self._zk_dead.discard(node.myid)
-            elif node.myid not in self._zk_dead:
-                self._zk_dead.add(node.myid)
-                log.warning("zookeeper node %s is not running", node.myid)
+                restart.pid = node.pid
+                continue
+            if restart.restart_at is None:
+                restart.delay_s = self.backoff.next_delay(restart.delay_s,
+                                                          now - restart.started_at)
+                restart.restart_at = now + restart.delay_s
+                log.warning("zookeeper %s (pid %s) is not running; restarting it with its data "
+                            "in %g s", node.myid, restart.pid, restart.delay_s)
+                self._write_state()
+            elif restart.restart_at <= now:
+                restart.restart_at = None
+                restart.started_at = now
+                try:
+                    node.start()
+                except (ZooKeeperError, OSError) as exc:
+                    log.error("cannot restart zookeeper %s: %s", node.myid, exc)
+                    continue
+                restart.pid = node.pid
+                restart.restarts += 1
+                log.info("restarted zookeeper %s (pid %s), restart #%d", node.myid, node.pid,
+                         restart.restarts)
                 self._write_state()
 
     def _check_ready(self) -> None:

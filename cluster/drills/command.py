@@ -1,0 +1,181 @@
+"""``sluice drill NAME|all``: run drills with a live display and print their table (or JSON).
+
+The display goes to stderr (a progress bar per drill on a terminal, one line per fault
+otherwise); stdout carries only the table, or with ``--json`` one object per drill. The exit
+code is 0 when every must-hold held (an "unsupported here" drill does not fail the run), 1
+when a drill failed or could not run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn)
+from rich.table import Table
+
+from cluster import supervisor
+from cluster.drills.catalog import DRILLS
+from cluster.drills.runner import Settings, run
+
+DEFAULT_INTERVAL_S = 2.0
+
+
+def names(name: str) -> list[str]:
+    if name == "all":
+        return list(DRILLS)
+    if name not in DRILLS:
+        raise ValueError(f"unknown drill {name!r}: choose from {', '.join(DRILLS)} or all")
+    return [name]
+
+
+def command(args) -> int:
+    logging.getLogger("kazoo").setLevel(logging.ERROR)
+    chosen = names(args.name)
+    if args.drill_data_dir is not None:
+        check_running(Path(args.drill_data_dir))
+    base = Settings(interval=args.interval if args.interval is not None else DEFAULT_INTERVAL_S,
+                    keep=getattr(args, "keep", False))
+    err = Console(stderr=True, highlight=False)
+    results = []
+    with Display(err, live=err.is_terminal) as display:
+        for name in chosen:
+            drill = DRILLS[name]
+            settings = Settings(**{**base.__dict__,
+                                   "count": args.count or drill.default_count})
+            result = run(drill, settings, args.drill_data_dir, on_event=display.event)
+            results.append(result)
+            if args.json:
+                sys.stdout.write(json.dumps(result) + "\n")
+                sys.stdout.flush()
+    if not args.json:
+        print_table(results, Console(highlight=False, soft_wrap=True,
+                                     width=None if sys.stdout.isatty() else 160))
+    bad = [r for r in results if r["status"] in ("failed", "error")]
+    if bad:
+        sys.stderr.write("sluice: error: drill(s) did not hold: "
+                         + "; ".join(f"{r['drill']}: {first_failure(r)}" for r in bad) + "\n")
+        return 1
+    return 0
+
+
+def check_running(data_dir: Path) -> None:
+    """A drill against ``--data-dir`` needs the cluster there to be up (one line if not)."""
+    if supervisor._running_pid(data_dir.resolve()) is None:
+        raise supervisor.ClusterError(
+            f"no cluster is running in {data_dir}: start one with 'sluice cluster up --data-dir "
+            f"{data_dir} --workers M --topic T --group G', or leave out --data-dir for a fresh one")
+
+
+def first_failure(result: dict) -> str:
+    if result["status"] == "error":
+        return result.get("reason", "error")
+    failed = [c for c in result.get("checks", []) if not c["ok"]]
+    if not failed:
+        return "failed"
+    detail = f" ({failed[0]['detail']})" if failed[0]["detail"] else ""
+    return f"{failed[0]['name']}{detail}"[:300]
+
+
+def verdict(result: dict) -> str:
+    if result["status"] == "ok":
+        return "held"
+    if result["status"] == "unsupported":
+        return f"unsupported here: {result.get('reason', '')}"
+    return f"FAILED: {first_failure(result)}"
+
+
+def _cell(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def table_rows(results: list[dict]) -> list[list[str]]:
+    rows = []
+    for r in results:
+        promised = r.get("acked") if r.get("acks", 1) else r.get("sent")
+        label = "sent" if r.get("acks", 1) == 0 else ""
+        rows.append([r["drill"], _cell(r.get("faults")),
+                     f"{_cell(promised)}{' ' + label if label else ''}", _cell(r.get("lost")),
+                     _cell(r.get("skipped")), _cell(r.get("duplicates")),
+                     _cell(r.get("order_violations")), _cell(r.get("recovery_s_max")),
+                     _cell(r.get("rebalances")), verdict(r)])
+    return rows
+
+
+COLUMNS = ["drill", "faults", "acked", "lost", "skipped", "duplicates", "order viol.",
+           "recovery max (s)", "rebalances", "must-holds"]
+
+
+def print_table(results: list[dict], console: Console) -> None:
+    table = Table(title="sluice fault drills", title_justify="left")
+    for column in COLUMNS:
+        table.add_column(column)
+    for row in table_rows(results):
+        table.add_row(*row)
+    console.print(table)
+
+
+def markdown_table(results: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
+    return "\n".join(lines) + "\n"
+
+
+class Display:
+    """Progress on stderr: rich bars on a terminal, plain lines elsewhere."""
+
+    def __init__(self, console: Console, live: bool):
+        self.console = console
+        self.live = live
+        self.progress = None
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "Display":
+        if self.live:
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                     BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                     console=self.console, transient=False)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def event(self, event: dict) -> None:
+        name, phase = event["drill"], event["phase"]
+        detail = event.get("detail", "")
+        if self.progress is not None:
+            self._bar(name, phase, event, detail)
+            return
+        if phase in ("recovered", "not recovered"):
+            record = event["record"]
+            took = record.get("recovery_s")
+            self.console.print(f"{name}: fault {event['n']}/{event['count']} "
+                               f"({record.get('target', '')}) {phase}"
+                               + (f" in {took:.1f} s" if took is not None else
+                                  f": {record.get('error', '')}"))
+        elif phase == "done":
+            self.console.print(f"{name}: {verdict(event['result'])}")
+        elif phase in ("starting", "warming") and detail:
+            self.console.print(f"{name}: {phase}: {detail}")
+
+    def _bar(self, name: str, phase: str, event: dict, detail: str) -> None:
+        task = self.tasks.get(name)
+        if task is None:
+            task = self.tasks[name] = self.progress.add_task(name, total=None)
+        if phase == "fault":
+            self.progress.update(task, total=event.get("count"))
+        if phase in ("recovered", "not recovered"):
+            self.progress.update(task, completed=event["n"])
+        if phase == "done":
+            result = event["result"]
+            self.progress.update(task, description=f"[bold]{name}[/]: {verdict(result)}",
+                                 total=max(result.get("faults") or 0, 1),
+                                 completed=result.get("faults") or 0)
+            return
+        where = f"fault {event['n']}/{event['count']}: " if "n" in event else ""
+        self.progress.update(task, description=f"[bold]{name}[/]: {phase} {where}{detail}"[:150])
