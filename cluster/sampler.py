@@ -14,7 +14,7 @@ that went down (a restarted broker) gives no rate for that tick. Group figures r
 ``cluster.lag`` with the broker's offsets from METADATA (log start, visible end), so they agree
 with ``sluice groups describe``, except:
 
-- rates are taken over the last ``window_s`` seconds (5 by default), which spans several
+- rates are taken over the last ``window_s`` seconds (10 by default), which spans several
   commits of a worker (one per second by default), so they do not flicker between 0 and twice
   the rate;
 - stuck means: the partition has lag and its committed offset did not move for ``window_s``
@@ -59,7 +59,7 @@ log = logging.getLogger("sluice.sampler")
 
 INTERVAL_S = 1.0
 HISTORY_S = 15 * 60
-WINDOW_S = 5.0
+WINDOW_S = 10.0
 BROKER_TIMEOUT_MS = 800
 ZK_ERRORS = (KazooException, KazooTimeoutError, zkconnect.NoCluster)
 

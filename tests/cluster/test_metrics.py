@@ -130,8 +130,10 @@ def test_lag_and_stuck_follow_a_blocked_worker(cluster_factory, tmp_path):
 
     with Producer(cluster.zookeeper, acks=1) as producer:
         producer.send("clicks", b"block!")
-        for i in range(200):
+        for i in range(200):   # in sets of 20, so the 1 KiB segments roll past the block
             producer.send("clicks", b"n%05d" % i)
+            if i % 20 == 19:
+                producer.flush()
 
     def stuck():
         found = scrape(cluster)
@@ -145,7 +147,7 @@ def test_lag_and_stuck_follow_a_blocked_worker(cluster_factory, tmp_path):
     assert one(found, "sluice_group_consume_rate", **labels) == 0
     assert one(found, "sluice_group_owned", **labels) == 1
     # 1 KiB segments: the blocked message's segment has rolled, so retention can reach it
-    assert one(found, "sluice_broker_log_segments", topic="clicks", partition=0) > 2
+    assert one(found, "sluice_broker_log_segments", topic="clicks", partition=0) >= 3
     assert 0 < one(found, "sluice_group_retention_seconds_left", **labels) <= 3600
     assert one(found, "sluice_group_members", group=GROUP) == 1
     assert one(found, "sluice_group_rebalances_total", group=GROUP) >= 1
