@@ -24,6 +24,9 @@ class NoCluster(RuntimeError):
 
 def resolve(zookeeper: str | None = None, data_dir: str | os.PathLike | None = None) -> str:
     """The connect string to use: the argument, else $SLUICE_ZK, else the local cluster's."""
+    if zookeeper is not None and not isinstance(zookeeper, str):
+        raise TypeError(f"zookeeper must be a connect string 'host:port[,host:port][/chroot]' "
+                        f"or None, not {type(zookeeper).__name__}")
     if zookeeper:
         return zookeeper
     if os.environ.get(ENV):
