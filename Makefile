@@ -55,5 +55,15 @@ test: venv
 	@$(MAKE) --no-print-directory chromium
 	$(PY) -m pytest -n auto -q tests
 
+# The fault drills (cluster/drills/), each on a fresh local cluster in a temp dir with its own
+# embedded ZooKeeper; prints their table (docs/drills.md) and writes every result to
+# .drills/results.json. DRILL=kill-broker runs one drill,
+# DRILL_FLAGS passes options (--count K, --interval S, --json, --keep).
+DRILL       ?= all
+DRILL_FLAGS ?=
+drill: venv
+	@$(MAKE) --no-print-directory zookeeper ZK=
+	$(SLUICE) drill $(DRILL) --output .drills/results.json $(DRILL_FLAGS)
+
 clean:
-	rm -rf $(VENV) .sluice .bench
+	rm -rf $(VENV) .sluice .bench .drills

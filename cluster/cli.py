@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("--data-dir", dest="drill_data_dir", default=None, metavar="D",
                        help="drill the cluster running there (default: a fresh one in a temp dir)")
     drill.add_argument("--keep", action="store_true", help="keep a fresh cluster's data dir")
+    drill.add_argument("--output", metavar="FILE",
+                       help="also write every result to FILE as one JSON list")
     drill.add_argument("--json", action="store_true", help="one JSON object per drill")
     drill.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     drill.set_defaults(func=drills.command)

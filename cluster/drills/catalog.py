@@ -12,6 +12,7 @@ valid CRCs, acknowledged ids at their acknowledged offsets).
 | kill-broker        | SIGKILL a random broker                                 | 20 |
 | pause-broker       | SIGSTOP a broker until its registry node expires, SIGCONT | 5 |
 | kill-worker        | SIGKILL a random group worker                           | 20 |
+| kill-worker-after-revoke | SIGKILL a worker, then another the moment it gives a partition up | 5 |
 | kill-zookeeper     | 3-node ensemble: SIGKILL the leader, then a follower, ... after the last returned | 5 |
 | restart-zookeeper  | single ZooKeeper: SIGKILL it; the supervisor starts it with its data | 5 |
 | torn-segment       | stop a broker, flip a byte in one unflushed message and cut the last one in half, kill it | 5 |
@@ -31,9 +32,12 @@ from pathlib import Path
 from typing import Callable
 
 from broker import message
+from kazoo.exceptions import NoNodeError
+
 from cluster.drills.faults import FaultError, zookeeper_mode
 from cluster.drills.ledger import parse_id
 from cluster.drills.runner import Check, Context, Unsupported
+from coordinator import paths
 
 TMPFS_BYTES = 4 << 20
 REROUTE_S = 2.0        # a paused broker stays paused this long after its registry node expired
@@ -235,6 +239,78 @@ def kill_worker_checks(ctx: Context, result: dict, report) -> list[Check]:
               report.duplicates <= bound,
               f"{report.duplicates} duplicate(s) ({report.redeliveries} redelivered offsets, "
               f"{report.stored_twice} stored twice); bound = kills x rate x commit interval"),
+    ]
+
+
+def kill_worker_after_revoke(ctx: Context, record: dict) -> None:
+    """SIGKILL a worker; the moment another worker gives a partition up to the restarted one
+    (its owner node changes), SIGKILL that worker too: a revoke's commit must not run ahead
+    of what the worker has made durable.
+
+    The first victim is never the member with the highest id: the cooperative planner breaks
+    ties by member id, so a live member (not the dead one) is then the one that gives up a
+    partition to the newcomer. A fault whose rebalance moved nothing off a live member records
+    ``second_target: None`` and counts as an ordinary kill.
+    """
+    look = ctx.watch.latest()
+    by_pid = {pid: member for member, pid in look.members.items()}
+    workers = {e["id"]: e["pid"] for e in ctx.procs.entries("worker")}
+    highest = max(look.members)
+    choices = sorted(i for i, pid in workers.items() if by_pid.get(pid) != highest)
+    first = ctx.rng.choice(choices or sorted(workers))
+    fault_t = time.monotonic()
+    pid = ctx.procs.kill("worker", first)
+    record.update(target=f"worker {first}", pid=pid, second_target=None)
+    ctx.emit("fault", detail=f"SIGKILLed worker {first} (pid {pid}); watching for a revoke")
+    watched = {p: m for p, m in look.owners.items() if look.members.get(m) != pid}
+    client = ctx.zk()
+    deadline = time.monotonic() + ctx.settings.recovery_timeout_s
+    second = None
+    while second is None and time.monotonic() < deadline:
+        for partition, member in watched.items():
+            try:
+                holder = client.get(paths.owner(ctx.group, ctx.topic, partition))[0].decode()
+            except NoNodeError:
+                holder = None
+            if holder != member:
+                second = (partition, member)
+                break
+        else:
+            latest = ctx.watch.latest()
+            if latest.t > fault_t + 1 and latest.complete:
+                break       # settled again without a live member giving anything up
+            time.sleep(0.005)
+    pids = [(first, pid)]
+    if second is not None:
+        victim_pid = look.members[second[1]]
+        victim = next((i for i, p in workers.items() if p == victim_pid), None)
+        try:
+            os.kill(victim_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        pids.append((victim, victim_pid))
+        record.update(second_target=f"worker {victim}", second_pid=victim_pid,
+                      revoked=f"{ctx.topic}/{second[0]}",
+                      second_after_s=round(time.monotonic() - fault_t, 3))
+        ctx.emit("fault", detail=f"worker {victim} gave {ctx.topic}/{second[0]} up: "
+                 f"SIGKILLed it (pid {victim_pid})")
+    new_pids = {ctx.procs.wait_replaced("worker", i, p, ctx.settings.recovery_timeout_s)
+                for i, p in pids}
+    back_t = ctx.watch.wait(lambda look: new_pids <= set(look.members.values()), fault_t,
+                            ctx.settings.recovery_timeout_s,
+                            "the restarted workers members of the group")
+    ctx.recover(record, fault_t, back_t)
+
+
+def kill_worker_after_revoke_checks(ctx: Context, result: dict, report) -> list[Check]:
+    caught = sum(1 for f in ctx.faults if f.get("second_target"))
+    result["killed_right_after_a_revoke"] = caught
+    return [
+        Check("a worker was killed right after giving a partition up", caught > 0,
+              f"{caught} of {len(ctx.faults)} fault(s)"),
+        Check("the group re-settles after every kill",
+              all("owned_s" in f for f in ctx.faults), ""),
+        _lost_is_zero(report),
     ]
 
 
@@ -555,6 +631,10 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
     Drill("kill-worker", "SIGKILL a random group worker",
           "the group re-settles; skipped = 0; duplicates bounded by the commit interval",
           20, kill_worker, kill_worker_checks),
+    Drill("kill-worker-after-revoke", "SIGKILL a worker, then SIGKILL another the moment it "
+          "gives a partition up to the restarted one", "skipped = 0; lost = 0 (at-least-once "
+          "holds across a rebalance)", 5, kill_worker_after_revoke,
+          kill_worker_after_revoke_checks),
     Drill("kill-zookeeper", "3-node ensemble: SIGKILL a node (leader, then follower, ...) "
           "after the last one returned", "nothing stops; lost = 0", 5, kill_zookeeper,
           kill_zookeeper_checks, zk_ensemble=3, needs_embedded_zookeeper=True),

@@ -51,6 +51,8 @@ def command(args) -> int:
             if args.json:
                 sys.stdout.write(json.dumps(result) + "\n")
                 sys.stdout.flush()
+            if args.output:
+                write_results(Path(args.output), results)
     if not args.json:
         print_table(results, Console(highlight=False, soft_wrap=True,
                                      width=None if sys.stdout.isatty() else 160))
@@ -60,6 +62,13 @@ def command(args) -> int:
                          + "; ".join(f"{r['drill']}: {first_failure(r)}" for r in bad) + "\n")
         return 1
     return 0
+
+
+def write_results(path: Path, results: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def check_running(data_dir: Path) -> None:

@@ -109,6 +109,7 @@ class Context:
     notes: dict = field(default_factory=dict)
     faults: list = field(default_factory=list)
     _pool: BrokerPool | None = None
+    _zk: object = None
 
     @property
     def session_timeout_s(self) -> float:
@@ -122,10 +123,20 @@ class Context:
             corr, self.topic, partition, protocol.LATEST))
         return protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)[1][0]
 
+    def zk(self):
+        """A ZooKeeper client of the drill's own (the watch's stays with the watch)."""
+        if self._zk is None:
+            self._zk = zkconnect.connect(self.zookeeper)
+        return self._zk
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._zk is not None:
+            self._zk.stop()
+            self._zk.close()
+            self._zk = None
 
     def placement(self):
         return self.watch.placement

@@ -116,6 +116,12 @@ SHORT = dict(count=2, interval=1.0, warmup_s=1.0, session_timeout_ms=3000,
 # Must-holds that fail today because of a reported bug in code outside the drills: the test
 # asserts everything else and reports these as xfail until the bug is fixed (then it passes).
 KNOWN_BUGS = {
+    ("kill-worker-after-revoke", "lost = 0"):
+        "a revoke commits offsets the worker's handler has not flushed yet (docs/drills.md, "
+        "'Findings')",
+    ("kill-worker-after-revoke", "skipped = 0"):
+        "a revoke commits offsets the worker's handler has not flushed yet (docs/drills.md, "
+        "'Findings')",
     ("pause-broker", "clients reroute: no message sent while the broker was unregistered went "
                      "to its partitions"):
         "the producer's random partitioner still picks partitions of an unregistered broker "
@@ -135,11 +141,13 @@ def judge(result: dict) -> None:
     unexpected = [c for c in failed if (result["drill"], c["name"]) not in KNOWN_BUGS]
     assert not unexpected, json.dumps(unexpected, indent=1)
     if failed:
-        pytest.xfail("; ".join(KNOWN_BUGS[(result["drill"], c["name"])] for c in failed))
+        pytest.xfail("; ".join(sorted({KNOWN_BUGS[(result["drill"], c["name"])]
+                                       for c in failed})))
 
 
-@pytest.mark.parametrize("name", ["kill-broker", "pause-broker", "kill-worker", "torn-segment",
-                                  "disk-full", "acks0-kill-broker"])
+@pytest.mark.parametrize("name", ["kill-broker", "pause-broker", "kill-worker",
+                                  "kill-worker-after-revoke", "torn-segment", "disk-full",
+                                  "acks0-kill-broker"])
 def test_drill_holds(name, zk_server):
     settings = Settings(zookeeper=zk_server.connect_string, **SHORT)
     judge(run(DRILLS[name], settings))
