@@ -105,12 +105,16 @@ class Log:
     def size_bytes(self) -> int:
         return self._end - self._starts[0]
 
-    def append(self, message_set, count: int) -> tuple[int, int]:
-        """Append one validated MessageSet with one write; return (base offset, next offset).
+    def append(self, message_set, count: int,
+               set_sizes: list[int] | None = None) -> tuple[int, int]:
+        """Append validated messages with one write; return (base offset, next offset).
 
         Rolls to a new segment first when the active one is not empty and the set would take
-        it past ``segment_bytes``. A failed write is cut off again, so no partial message
-        stays on disk, and surfaces as StorageError.
+        it past ``segment_bytes``. ``set_sizes`` says that ``message_set`` joins several sets
+        (the broker writes what many requests brought in one go): the result is the same as
+        appending them one by one, each roll falling between two of them, with one write per
+        segment. A failed write is cut off again, so no partial message stays on disk, and
+        surfaces as StorageError (sets written to earlier segments stay).
         """
         data = memoryview(message_set)
         n = data.nbytes
@@ -118,18 +122,41 @@ class Log:
             raise ValueError("cannot append an empty message set")
         with self._lock:
             self._check_writable()
-            segment = self._segments[-1]
-            if segment.size and segment.size + n > self.config.segment_bytes:
-                segment = self._roll()
             base = self._end
-            before = segment.size
             try:
-                segment.append(data)
-            except OSError as err:
-                self._undo_append(segment, before, n, err)
-            self._end = base + n
-            self.policy.record(count, time.monotonic())
-        return base, base + n
+                for chunk in self._chunks(data, set_sizes):
+                    segment = self._segments[-1]
+                    if segment.size and segment.size + chunk.nbytes > self.config.segment_bytes:
+                        segment = self._roll()
+                    before = segment.size
+                    try:
+                        segment.append(chunk)
+                    except OSError as err:
+                        self._undo_append(segment, before, chunk.nbytes, err)
+                    self._end += chunk.nbytes
+            finally:
+                if self._end > base:
+                    self.policy.record(count, time.monotonic())
+        return base, self._end
+
+    def _chunks(self, data: memoryview, set_sizes: list[int] | None) -> list[memoryview]:
+        """``data`` cut where appending its sets one by one would roll to a new segment."""
+        limit = self.config.segment_bytes
+        used = self._segments[-1].size
+        if set_sizes is None or len(set_sizes) == 1 or used + data.nbytes <= limit:
+            return [data]
+        chunks = []
+        start = pos = 0
+        for size in set_sizes:
+            if used and used + size > limit:
+                if pos > start:
+                    chunks.append(data[start:pos])
+                    start = pos
+                used = 0
+            used += size
+            pos += size
+        chunks.append(data[start:pos])
+        return chunks
 
     def flush_due(self, now: float) -> bool:
         """Whether the flush policy wants an fsync (``now`` in monotonic seconds)."""

@@ -7,8 +7,10 @@ Two ZeroMQ sockets face the clients:
 - a PULL (``produce_endpoint``) for fire-and-forget produce (acks=0), the paper's producer:
   no identity frames and no reply path, so the cheapest request there is.
 
-The loop handles a whole MessageSet per request: one validation walk (CRC in C), one write.
-Long-poll fetches (min_bytes / max_wait_ms) park until their log grows or their deadline
+Nothing on the produce path runs Python per message where a set can be handled at once: a
+MessageSet is validated in one walk (CRCs in C) and written with one write, and the acks=0
+requests queued on the PULL socket are drained together, their sets joined per log, so a
+thousand one-message requests still cost one validation walk and one write. Long-poll fetches (min_bytes / max_wait_ms) park until their log grows or their deadline
 passes, so an idle consumer costs nothing. Flushes run on the flusher thread, which tells the
 loop (inproc PAIR) when data became visible.
 """
@@ -37,6 +39,9 @@ from coordinator.registry import BrokerInfo, BrokerRegistration, ClusterView
 log = logging.getLogger("sluice.broker")
 
 _TICK_S = 0.25
+_PRODUCE_DRAIN = 4096    # acks=0 requests taken per turn of the loop before the ROUTER's turn,
+_PRODUCE_DRAIN_BYTES = 1 << 20  # or this many bytes of them (one buffer and one write per log)
+_ROUTE_CACHE = 1024      # parsed acks=0 headers kept
 _ERROR_LOG_INTERVAL_S = 5.0
 
 
@@ -79,6 +84,18 @@ class Flusher(threading.Thread):
             wake.close(linger=0)
 
 
+class _Route:
+    """Where produce requests for one partition go: its Log and its counters."""
+
+    __slots__ = ("topic", "partition", "log", "stats")
+
+    def __init__(self, topic: str, partition: int, log_: Log, stats: Counter):
+        self.topic = topic
+        self.partition = partition
+        self.log = log_
+        self.stats = stats
+
+
 class Broker:
     """One broker: its logs, its sockets, its registration."""
 
@@ -91,6 +108,8 @@ class Broker:
         self.stats: Counter = Counter()
         self.partition_stats: dict[tuple[str, int], Counter] = defaultdict(Counter)
         self._error_logged_at: dict[str, float] = {}
+        self._routes: dict[tuple[str, int], _Route] = {}
+        self._produce_routes: dict[bytes, _Route] = {}
         self._waiters: dict[Log, list] = defaultdict(list)
         self._deadlines: list = []
         self._placement_changes: queue.Queue = queue.Queue()
@@ -102,7 +121,7 @@ class Broker:
         self.router.setsockopt(zmq.LINGER, 0)
         self.pull = self.context.socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
-        self.pull.setsockopt(zmq.RCVHWM, 10_000)
+        self.pull.setsockopt(zmq.RCVHWM, 1000)
         self.endpoint = self._bind(self.router, config.port)
         self.produce_endpoint = self._bind(self.pull, 0)
         self.wake = self.context.socket(zmq.PAIR)
@@ -182,23 +201,32 @@ class Broker:
             timeout = self._poll_timeout()
             events = dict(poller.poll(timeout * 1000))
             if self.pull in events:
-                self._drain(self.pull, self._handle_fire_and_forget)
+                self._drain_produce()
             if self.router in events:
-                self._drain(self.router, self._handle_request)
+                self._drain_requests()
             if self.wake in events:
                 while self.wake.poll(0):
                     self.wake.recv()
                 self._wake_waiters(list(self._waiters))
             self._housekeeping()
 
-    def _drain(self, sock: zmq.Socket, handler, limit: int = 1000) -> None:
-        """Take up to ``limit`` queued requests in one go: fewer polls per request."""
+    def _drain_requests(self, limit: int = 1000) -> None:
+        """Take up to ``limit`` queued ROUTER requests in one go (fewer polls per request).
+
+        Produce requests are validated as they come but written at the end of the turn, with
+        one write per log for all of them, and answered then: each set's offsets follow from
+        where it lies in that write.
+        """
+        produced: dict[_Route, list] = {}
+        recv = self.router.recv_multipart
         for _ in range(limit):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
-            handler(frames)
+                break
+            self._handle_request(frames, produced)
+        for route, requests in produced.items():
+            self._append_produced(route, requests)
 
     def _poll_timeout(self) -> float:
         timeout = _TICK_S
@@ -228,31 +256,110 @@ class Broker:
 
     # --- requests --------------------------------------------------------------------------
 
-    def _handle_fire_and_forget(self, frames) -> None:
-        """acks=0 produce: nobody waits for an answer, so errors are counted and logged."""
+    def _drain_produce(self, limit: int = _PRODUCE_DRAIN) -> None:
+        """Take the queued acks=0 produce requests (up to ``limit`` or about a MiB of them),
+        then append them log by log.
+
+        Per request this receives its two frames and looks its header up in
+        ``_produce_routes``: an acks=0 header is the same bytes for every request to a
+        partition, so it is parsed once and the bytes are the key. The MessageSets bound for
+        one log are then joined, validated in one walk and written with one write. Nobody waits
+        for an answer, so errors are counted and logged.
+
+        Frame 0 comes as a zmq Frame for its ``more`` flag (a one-frame request is malformed);
+        frame 1 as plain bytes. Extra frames of a bad request are then read as requests of
+        their own and rejected in turn: a pair never straddles two ZeroMQ messages, so one bad
+        client cannot shift the framing of another's requests.
+        """
+        recv = self.pull.recv
+        routes = self._produce_routes
+        pending: dict[_Route, list] = {}
+        room = _PRODUCE_DRAIN_BYTES
+        for _ in range(limit):
+            if room <= 0:
+                break
+            try:
+                header = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            if not header.more:
+                self._count_error(protocol.MalformedRequest(
+                    "a produce request is 2 frames (header, message set), got 1"), acks=0)
+                continue
+            body = recv(zmq.NOBLOCK)
+            room -= len(body)
+            key = header.bytes
+            route = routes.get(key)
+            if route is None and (route := self._produce_route(key)) is None:
+                continue
+            sets = pending.get(route)
+            if sets is None:
+                pending[route] = [body]
+            else:
+                sets.append(body)
+        for route, sets in pending.items():
+            self._append_sets(route, sets)
+
+    def _produce_route(self, header: bytes) -> _Route | None:
+        """Parse an acks=0 header not seen before and remember where it goes; None (and the
+        error counted) when it is bad. Headers with varying correlation ids cannot grow the
+        cache without bound: it is emptied when full."""
         try:
-            if len(frames) != 2:
-                raise protocol.MalformedRequest(f"produce needs 2 frames, got {len(frames)}")
-            request = protocol.decode_request(frames[0].buffer)
+            request = protocol.decode_request(header)
             if request.api is not Api.PRODUCE:
                 raise protocol.MalformedRequest("only produce requests go to the produce socket")
-            self._produce(request, frames[1].buffer)
+            route = self._route(request)
+        except SluiceError as exc:
+            self._count_error(exc, acks=0)
+            return None
+        if len(self._produce_routes) >= _ROUTE_CACHE:
+            self._produce_routes.clear()
+        self._produce_routes[header] = route
+        return route
+
+    def _append_sets(self, route: _Route, sets: list) -> None:
+        """Validate and append the acks=0 MessageSets of one log with one walk and one write.
+
+        Should the joined walk hit a bad entry, each set is judged alone so that only the bad
+        requests are dropped (and counted), and the good ones still go in with one write.
+        """
+        data = sets[0] if len(sets) == 1 else b"".join(sets)
+        try:
+            count = message.validate_set(data, self.config.log.max_message_bytes)
+        except message.InvalidMessage as bad:
+            if len(sets) == 1:
+                self._count_error(self._rejection(route, bad), acks=0)
+                return
+            good, count = [], 0
+            for one in sets:
+                try:
+                    count += message.validate_set(one, self.config.log.max_message_bytes)
+                    good.append(one)
+                except message.InvalidMessage as bad_one:
+                    self._count_error(self._rejection(route, bad_one), acks=0)
+            if not good:
+                return
+            sets = good
+            data = b"".join(sets)
+        try:
+            route.log.append(data, count, [len(one) for one in sets] if len(sets) > 1 else None)
+            self._appended(route, len(data), count)
         except SluiceError as exc:
             self._count_error(exc, acks=0)
 
-    def _handle_request(self, frames) -> None:
+    def _handle_request(self, frames: list[bytes], produced: dict) -> None:
         identity = frames[0]
-        header = frames[1].buffer if len(frames) > 1 else b""
+        header = frames[1] if len(frames) > 1 else b""
         corr = protocol.peek_correlation_id(header)
         try:
             request = protocol.decode_request(header)
             if request.api is Api.PRODUCE:
                 if len(frames) != 3:
                     raise protocol.MalformedRequest("produce needs a header and a message set")
-                base, nxt = self._produce(request, frames[2].buffer)
-                if request.acks:
-                    self.router.send_multipart([identity, protocol.encode_response(
-                        corr, protocol.PRODUCE_REPLY.pack(base, nxt))], copy=False)
+                route = self._route(request)
+                count = self._validate(route, frames[2])
+                produced.setdefault(route, []).append(
+                    (identity, corr, request.acks, frames[2], count))
                 return
             if len(frames) != 2:
                 raise protocol.MalformedRequest(f"{request.api.name.lower()} takes one frame")
@@ -266,8 +373,30 @@ class Broker:
                 self.router.send_multipart([identity, protocol.encode_metadata_response(
                     corr, json.dumps(self.metadata()))])
         except SluiceError as exc:
-            self._count_error(exc, acks=1)
-            self.router.send_multipart([identity, protocol.encode_response(corr, error=exc, fill=_fill(header))])
+            self._answer_error(identity, corr, exc, _fill(header))
+
+    def _answer_error(self, identity: bytes, corr: int, exc: SluiceError, fill) -> None:
+        self._count_error(exc, acks=1)
+        self.router.send_multipart([identity, protocol.encode_response(corr, error=exc,
+                                                                       fill=fill)])
+
+    def _append_produced(self, route: _Route, requests: list) -> None:
+        """Write the validated produce requests of one log with one write, then answer each
+        with its own (base offset, next offset)."""
+        sets = [body for _, _, _, body, _ in requests]
+        try:
+            offset, _ = self._append(route, sets, sum(count for *_, count in requests))
+        except SluiceError as exc:
+            for identity, corr, _, _, _ in requests:
+                self._answer_error(identity, corr, exc, protocol.PRODUCE_REPLY)
+            return
+        send = self.router.send_multipart
+        for identity, corr, acks, body, _ in requests:
+            nxt = offset + len(body)
+            if acks:
+                send([identity, protocol.encode_response(corr, protocol.PRODUCE_REPLY.pack(
+                    offset, nxt))])
+            offset = nxt
 
     def _log(self, request) -> Log:
         log_ = self.logs.get((request.topic, request.partition))
@@ -276,26 +405,49 @@ class Broker:
                 f"broker {self.config.broker_id} has no partition {request.topic}/{request.partition}")
         return log_
 
-    def _produce(self, request, message_set) -> tuple[int, int]:
-        log_ = self._log(request)
+    def _route(self, request) -> _Route:
+        key = (request.topic, request.partition)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = _Route(request.topic, request.partition,
+                                               self._log(request), self.partition_stats[key])
+        return route
+
+    def _validate(self, route: _Route, message_set) -> int:
+        """The number of messages in a produce request's set; the typed error when it is bad."""
         try:
-            count = message.validate_set(message_set, self.config.log.max_message_bytes)
+            return message.validate_set(message_set, self.config.log.max_message_bytes)
         except message.InvalidMessage as bad:
-            if bad.reason == "too_large":
-                raise protocol.MessageTooLarge(str(bad)) from None
-            raise protocol.CorruptMessage(f"rejected message set for {request.topic}/"
-                                          f"{request.partition}: {bad}") from None
-        base, nxt = log_.append(message_set, count)
+            raise self._rejection(route, bad) from None
+
+    @staticmethod
+    def _rejection(route: _Route, bad: message.InvalidMessage) -> SluiceError:
+        if bad.reason == "too_large":
+            return protocol.MessageTooLarge(str(bad))
+        return protocol.CorruptMessage(
+            f"rejected message set for {route.topic}/{route.partition}: {bad}")
+
+    def _append(self, route: _Route, sets: list, count: int) -> tuple[int, int]:
+        """Append validated MessageSets (``count`` messages) with one write per segment;
+        counters, waiters, flush."""
+        if len(sets) == 1:
+            base, nxt = route.log.append(sets[0], count)
+        else:
+            base, nxt = route.log.append(b"".join(sets), count, [len(one) for one in sets])
+        self._appended(route, nxt - base, count)
+        return base, nxt
+
+    def _appended(self, route: _Route, nbytes: int, count: int) -> None:
+        """After an append: counters, parked fetches (when no flush is awaited), the flusher."""
         self.stats["messages_in"] += count
-        self.stats["bytes_in"] += nxt - base
-        stats = self.partition_stats[(request.topic, request.partition)]
-        stats["messages_in"] += count
-        stats["bytes_in"] += nxt - base
+        self.stats["bytes_in"] += nbytes
+        route.stats["messages_in"] += count
+        route.stats["bytes_in"] += nbytes
+        log_ = route.log
         if self._waiters.get(log_) and not self.config.log.visible_after_flush:
             self._wake_waiters([log_])
         if log_.flush_due(time.monotonic()):
             self.flusher.submit(log_)
-        return base, nxt
 
     def _fetch(self, identity, request) -> None:
         log_ = self._log(request)

@@ -1,0 +1,97 @@
+"""The broker writes what many produce requests brought with one write per log: the result on
+disk must be what appending the sets one by one gives, and a bad set must still be rejected
+alone."""
+import json
+
+import pytest
+
+from broker import message, protocol
+from broker.config import LogConfig
+from broker.log import Log
+from coordinator import topics, zk as zkmod
+from tests.helpers import BrokerProcess, RawClient, wait_for
+
+TOPIC = "joined"
+
+
+def layout(log: Log) -> list[tuple[int, int]]:
+    return [(start, size) for start, size in zip(log.segment_starts, _sizes(log))]
+
+
+def _sizes(log: Log) -> list[int]:
+    return [s.size for s in log._segments]
+
+
+@pytest.mark.parametrize("segment_bytes", [100, 250, 1000, 10_000])
+def test_joined_append_rolls_where_one_by_one_appends_would(tmp_path, segment_bytes):
+    sets = [message.encode_set([(None, b"x" * n)] * k)
+            for n, k in ((10, 1), (40, 3), (200, 1), (5, 7), (90, 2), (1, 1), (300, 1), (20, 4))]
+    config = LogConfig(segment_bytes=segment_bytes)
+    one_by_one = Log(tmp_path / "a", config)
+    for one in sets:
+        one_by_one.append(one, 1)
+    joined = Log(tmp_path / "b", config)
+    joined.append(sets[0], 1)
+    base, nxt = joined.append(b"".join(sets[1:]), len(sets) - 1, [len(s) for s in sets[1:]])
+    assert (base, nxt) == (len(sets[0]), one_by_one.end_offset)
+    assert layout(joined) == layout(one_by_one)
+    assert joined.read(0, 1 << 20) == one_by_one.read(0, 1 << 20)
+
+
+def test_a_bad_set_among_many_acks0_requests_is_dropped_alone(zk, tmp_path):
+    proc = BrokerProcess(zk, tmp_path, 0, log={"segment_bytes": 2048,
+                                                 "visible_after_flush": False}).start()
+    client = zkmod.connect(zk)
+    try:
+        topics.create(client, TOPIC, 1)
+    finally:
+        client.stop()
+        client.close()
+    proc.wait_hosting(TOPIC, 1)
+    raw = RawClient(proc.endpoint)
+    try:
+        header = protocol.encode_produce(0, TOPIC, 0, 0)
+        frames = []
+        for i in range(300):
+            frames.append([header, message.encode(b"%04d" % i)])
+            if i == 150:
+                bad = bytearray(message.encode(b"bad"))
+                bad[-1] ^= 1
+                frames.append([header, bytes(bad)])
+                frames.append([header, message.encode(b"cut")[:-2]])
+        _push_all(proc.produce_endpoint, frames)
+
+        def fetched():
+            got, offset = [], 0
+            while True:
+                reply = raw.request(protocol.encode_fetch(1, TOPIC, 0, offset, 1 << 20))
+                batch = list(message.decode_set(reply[1], TOPIC, 0, offset))
+                if not batch:
+                    return got
+                got += batch
+                offset = batch[-1].next_offset
+        def all_good():
+            got = fetched()
+            return got if len(got) >= 300 else None
+        got = wait_for(all_good, what="the 300 good messages")
+        assert [m.value for m in got] == [b"%04d" % i for i in range(300)]
+        meta = json.loads(protocol.decode_metadata_response(
+            raw.request(protocol.encode_metadata(2))[0])[1])
+        assert meta["errors"] == {"corrupt_message": 2}
+        assert meta["partitions"][0]["segments"] > 1, "the joined writes rolled segments"
+    finally:
+        raw.close()
+        assert proc.stop() == 0, proc.log_text()[-2000:]
+
+
+def _push_all(endpoint: str, requests: list[list[bytes]]) -> None:
+    """Queue every request on one PUSH socket, so the broker drains many at once."""
+    import zmq
+    context = zmq.Context()
+    sock = context.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 5000)
+    sock.connect(endpoint)
+    for frames in requests:
+        sock.send_multipart(frames)
+    sock.close()
+    context.term()
