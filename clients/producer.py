@@ -13,6 +13,19 @@ A batch leaves when it holds ``batch_size`` messages, when its first message has
 timer off. Errors of acks=1 batches that cannot be retried are raised by the next ``send()``,
 ``flush()`` or ``close()``.
 
+``send()`` is the per-message path and does only per-message work: frame the message (one
+struct pack, one CRC), pick the partition (partition counts are cached per topic) and append
+it to its batch. Routing, joining and sending happen once per batch, under the producer's
+lock: an acks=0 batch is two plain socket sends (header, MessageSet) on a PUSH socket and
+header cached per partition, and the caches are dropped whenever the cluster view changes.
+
+The append itself takes no lock (a lock per message costs a quarter of send()), so a batch
+can be taken for sending (full, lingered, flushed) by one thread while another is appending
+to it. The taker records how many messages it took (``_Batch.taken``) before joining them;
+an appender that finds its batch taken checks, under the lock, whether its message was among
+those and queues it again if not. This relies on list.append and dict.setdefault being atomic
+(they are in CPython), and keeps send() safe to call from several threads.
+
     with Producer(acks=1) as p:
         p.send("clicks", b"page=/home", key=b"user-42")
 """
@@ -20,13 +33,17 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import zmq
 
 from broker import message, protocol
 from clients import partitioner as partitioners
 from clients.brokers import BrokerPool
+from clients.connection import zmq_send
+
+_encode = message.encode
+_monotonic = time.monotonic
 
 RETRIABLE = (protocol.ErrorCode.BROKER_UNAVAILABLE, protocol.ErrorCode.REQUEST_TIMED_OUT,
              protocol.ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, protocol.ErrorCode.NOT_LEADER)
@@ -39,15 +56,22 @@ class _InFlight:
     payload: bytes
     count: int
     sent_at: float
+    queued_at: float = 0.0
     attempts: int = 1
     endpoint: str = ""
     retry_at: float = 0.0
 
 
-@dataclass
 class _Batch:
-    messages: list = field(default_factory=list)
-    started: float = 0.0
+    """The framed messages waiting for one partition, when the first of them came, and, once
+    taken for sending, how many of them were taken (None while open)."""
+
+    __slots__ = ("messages", "started", "taken")
+
+    def __init__(self, started: float):
+        self.messages: list[bytes] = []
+        self.started = started
+        self.taken: int | None = None
 
 
 class Producer:
@@ -55,7 +79,11 @@ class Producer:
                  acks: int = 0, partitioner="random", retries: int = 10,
                  request_timeout_ms: int = 5000, retry_backoff_ms: int = 200,
                  max_in_flight: int = 16, max_message_bytes: int = 1 << 20, data_dir=None,
-                 on_delivery=None):
+                 on_delivery=None, on_acknowledged=None):
+        """``on_delivery(topic, partition, payload, base_offset, error)`` runs for each acks=1
+        batch as it is acknowledged or given up on; ``on_acknowledged(count, seconds)`` for
+        each acknowledged batch, with the seconds since its first message was queued (what
+        ``sluice perf`` turns into latency percentiles)."""
         if acks not in (0, 1):
             raise ValueError(f"acks must be 0 or 1, not {acks!r}")
         for name, value in (("batch_size", batch_size), ("max_in_flight", max_in_flight),
@@ -73,11 +101,14 @@ class Producer:
         self.max_in_flight = max_in_flight
         self.max_message_bytes = max_message_bytes
         self.on_delivery = on_delivery
+        self.on_acknowledged = on_acknowledged
         self._partitioner = partitioners.make(partitioner)
+        self._batch_sent = getattr(self._partitioner, "batch_sent", None)
         self._pool = BrokerPool(zookeeper, data_dir, request_timeout_ms)
         self._lock = threading.RLock()
         self._batches: dict[tuple[str, int], _Batch] = {}
-        self._headers: dict[tuple[str, int], bytes] = {}
+        self._partition_counts: dict[str, int] = {}
+        self._push_routes: dict[tuple[str, int], tuple[zmq.Socket, bytes]] = {}
         self._in_flight: dict[tuple[str, int], _InFlight] = {}
         self._retry_queue: list[_InFlight] = []
         self._error: Exception | None = None
@@ -87,6 +118,7 @@ class Producer:
         self.dropped = 0
         self.retried = 0
         self._stop = threading.Event()
+        self._pool.view.add_listener(self._forget_routes)
         self._timer = None
         if linger_ms > 0:
             self._timer = threading.Thread(target=self._linger_loop, name="producer-linger",
@@ -100,35 +132,52 @@ class Producer:
         """Queue one message; it leaves with its partition's batch."""
         if self._closed:
             raise RuntimeError("send() on a closed Producer")
-        if not isinstance(value, (bytes, bytearray, memoryview)):
+        if type(value) is not bytes and not isinstance(value, (bytearray, memoryview)):
             raise TypeError(f"value must be bytes, not {type(value).__name__}")
         if key is not None and not isinstance(key, (bytes, bytearray, memoryview)):
             raise TypeError(f"key must be bytes or None, not {type(key).__name__}")
         if len(value) + (len(key) if key is not None else 0) > self.max_message_bytes:
             raise protocol.MessageTooLarge(
                 f"message of {len(value)} bytes exceeds max_message_bytes={self.max_message_bytes}")
-        partitions = self._pool.partitions(topic)
+        partitions = self._partition_counts.get(topic)
+        if partitions is None:
+            partitions = self._partition_counts[topic] = self._pool.partitions(topic)
         if partition is None:
             partition = self._partitioner(topic, key, partitions)
         elif not isinstance(partition, int) or not 0 <= partition < partitions:
             raise protocol.UnknownTopicOrPartition(
                 f"topic {topic} has partitions 0..{partitions - 1}, not {partition!r}")
-        encoded = message.encode(value, key)
+        encoded = _encode(value, key)
+        tp = (topic, partition)
+        if self._error is not None:
+            with self._lock:
+                self._raise_pending()
+        if self.batch_size == 1:
+            with self._lock:
+                self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0)
+            return
+        batch = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+        messages = batch.messages
+        messages.append(encoded)
+        if batch.taken is not None or len(messages) >= self.batch_size:
+            self._appended_to_full_or_taken(tp, batch, encoded)
+
+    def _appended_to_full_or_taken(self, tp: tuple[str, int], batch: _Batch, encoded) -> None:
+        """Send a batch this message filled, or requeue the message if the batch it went into
+        had already been taken without it."""
         with self._lock:
-            self._raise_pending()
-            tp = (topic, partition)
-            batch = self._batches.get(tp)
-            if batch is None:
-                batch = self._batches[tp] = _Batch(started=time.monotonic())
-            batch.messages.append(encoded)
-            if len(batch.messages) >= self.batch_size:
-                self._send_batch(tp)
+            if batch.taken is None:
+                self._take_and_send(tp, batch)
+                return
+            if any(m is encoded for m in batch.messages[batch.taken:]):
+                fresh = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+                fresh.messages.append(encoded)
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Send every queued batch and, for acks=1, wait until each is acknowledged."""
         with self._lock:
-            for tp in list(self._batches):
-                self._send_batch(tp)
+            for tp, batch in list(self._batches.items()):
+                self._take_and_send(tp, batch)
             if self.acks:
                 deadline = None if timeout_s is None else time.monotonic() + timeout_s
                 while self._in_flight or self._retry_queue:
@@ -158,33 +207,47 @@ class Producer:
 
     # --- sending ---------------------------------------------------------------------------
 
-    def _header(self, tp: tuple[str, int]) -> bytes:
-        header = self._headers.get(tp)
-        if header is None:
-            header = self._headers[tp] = protocol.encode_produce(0, tp[0], tp[1], 0)
-        return header
-
-    def _send_batch(self, tp: tuple[str, int]) -> None:
-        batch = self._batches.pop(tp, None)
-        if batch is None or not batch.messages:
+    def _take_and_send(self, tp: tuple[str, int], batch: _Batch) -> None:
+        """Close an open batch and send what it holds (under the lock)."""
+        if batch.taken is not None:
             return
-        if isinstance(self._partitioner, partitioners.RandomPartitioner):
-            self._partitioner.batch_sent(*tp)
-        payload = b"".join(batch.messages)
-        count = len(batch.messages)
+        if self._batches.get(tp) is batch:
+            del self._batches[tp]
+        messages = batch.messages
+        count = batch.taken = len(messages)
+        if not count:
+            return
+        payload = messages[0] if count == 1 else b"".join(messages[:count])
+        self._send_set(tp, payload, count, batch.started)
+
+    def _send_set(self, tp: tuple[str, int], payload: bytes, count: int, queued_at: float) -> None:
+        """Send one MessageSet. acks=0: two plain sends on the partition's PUSH socket (pyzmq's
+        send_multipart and its Python-level send wrapper cost more than the set's own work for
+        small batches; ZeroMQ takes a multipart message whole or not at all). acks=1: once the
+        window has room, a request on the broker's DEALER connection."""
+        if self._batch_sent is not None:
+            self._batch_sent(*tp)
         self.sent += count
         if self.acks == 0:
-            self._send_fire_and_forget(tp, payload, count)
+            try:
+                route = self._push_routes.get(tp)
+                if route is None:
+                    route = self._push_routes[tp] = (self._pool.push(*tp),
+                                                     protocol.encode_produce(0, *tp, 0))
+                sock, header = route
+                zmq_send(sock, header, zmq.SNDMORE)
+                zmq_send(sock, payload)
+            except (zmq.Again, protocol.BrokerUnavailable):
+                self.dropped += count
             return
         while len(self._in_flight) >= self.max_in_flight:
             self._collect(self.request_timeout_s * 1000)
-        self._send_request(_InFlight(tp[0], tp[1], payload, count, time.monotonic()))
+        self._send_request(_InFlight(tp[0], tp[1], payload, count, 0.0, queued_at))
 
-    def _send_fire_and_forget(self, tp, payload: bytes, count: int) -> None:
-        try:
-            self._pool.push(*tp).send_multipart([self._header(tp), payload], copy=False)
-        except (zmq.Again, protocol.BrokerUnavailable):
-            self.dropped += count
+    def _forget_routes(self) -> None:
+        """The cluster view changed (a broker moved, a topic came or went): look routes up anew."""
+        self._push_routes.clear()
+        self._partition_counts.clear()
 
     def _send_request(self, item: _InFlight) -> None:
         try:
@@ -194,7 +257,7 @@ class Producer:
             return
         corr = conn.next_id()
         item.endpoint = conn.endpoint
-        item.sent_at = time.monotonic()
+        item.sent_at = _monotonic()
         self._in_flight[(conn.endpoint, corr)] = item
         conn.send([protocol.encode_produce(corr, item.topic, item.partition, 1), item.payload])
 
@@ -216,34 +279,37 @@ class Producer:
 
     def _collect(self, timeout_ms: float) -> None:
         """Take replies for in-flight batches; retry what timed out or failed in passing."""
-        conns = {endpoint for endpoint, _ in self._in_flight}
-        poller = zmq.Poller()
-        sockets = {}
-        for endpoint in conns:
-            conn = self._pool.existing(endpoint)
-            if conn is not None:
-                poller.register(conn.socket, zmq.POLLIN)
-                sockets[conn.socket] = conn
+        conns = [conn for endpoint in {endpoint for endpoint, _ in self._in_flight}
+                 if (conn := self._pool.existing(endpoint)) is not None]
         wait = min(timeout_ms, 50) if self._retry_queue else timeout_ms
-        for sock, _ in poller.poll(wait) if sockets else ():
-            conn = sockets[sock]
+        if len(conns) == 1:
+            ready = conns if conns[0].socket.poll(wait) else []
+        elif conns:
+            poller = zmq.Poller()
+            for conn in conns:
+                poller.register(conn.socket, zmq.POLLIN)
+            by_socket = {conn.socket: conn for conn in conns}
+            ready = [by_socket[sock] for sock, _ in poller.poll(wait)]
+        else:
+            ready = []
+            if not self._retry_queue:
+                time.sleep(min(timeout_ms, 50) / 1000)
+        for conn in ready:
             while True:
                 try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    frames = conn.socket.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 self._on_reply(conn.endpoint, frames)
-        if not sockets and not self._retry_queue:
-            time.sleep(min(timeout_ms, 50) / 1000)
-        self._expire(time.monotonic())
+        self._expire(_monotonic())
 
-    def _on_reply(self, endpoint: str, frames) -> None:
-        corr = protocol.RESPONSE.unpack_from(frames[0].buffer)[0]
+    def _on_reply(self, endpoint: str, frames: list[bytes]) -> None:
+        corr = protocol.RESPONSE.unpack_from(frames[0])[0]
         item = self._in_flight.pop((endpoint, corr), None)
         if item is None:
             return
         try:
-            _, (base, _next) = protocol.decode_response(frames[0].buffer, protocol.PRODUCE_REPLY)
+            _, (base, _next) = protocol.decode_response(frames[0], protocol.PRODUCE_REPLY)
         except protocol.SluiceError as exc:
             if exc.code in RETRIABLE:
                 self._retry_later(item, exc)
@@ -251,12 +317,19 @@ class Producer:
                 self._fail(item, exc)
             return
         self.acked += item.count
+        if self.on_acknowledged is not None:
+            self.on_acknowledged(item.count, _monotonic() - item.queued_at)
         if self.on_delivery is not None:
             self.on_delivery(item.topic, item.partition, item.payload, base, None)
 
     def _expire(self, now: float) -> None:
-        timed_out = [key for key, item in self._in_flight.items()
-                     if now - item.sent_at > self.request_timeout_s]
+        """Retry what timed out, and what is due for a retry. ``_in_flight`` is in the order
+        the requests went out, so the scan stops at the first one still in time."""
+        timed_out = []
+        for key, item in self._in_flight.items():
+            if now - item.sent_at <= self.request_timeout_s:
+                break
+            timed_out.append(key)
         for key in timed_out:
             item = self._in_flight.pop(key)
             conn = self._pool.existing(key[0])
@@ -285,6 +358,6 @@ class Producer:
                     return
                 for tp, batch in list(self._batches.items()):
                     if now - batch.started >= self.linger_s:
-                        self._send_batch(tp)
+                        self._take_and_send(tp, batch)
                 if self.acks and (self._in_flight or self._retry_queue):
                     self._collect(0)

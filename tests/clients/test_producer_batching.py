@@ -1,0 +1,71 @@
+"""The producer's lock-free append: batches taken for sending (full, lingered, flushed) while
+other threads append must lose no message and send none twice."""
+import sys
+import threading
+
+import pytest
+
+from broker import message
+from clients import Producer
+
+
+@pytest.fixture
+def producer(zk):
+    """A Producer whose sets are recorded instead of sent (no broker needed), with threads
+    switching as often as CPython allows, so that appends race with takes."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    p = Producer(zk, batch_size=7, linger_ms=0.2, acks=0)
+    p._partition_counts["t"] = 2
+    sent = []
+    p._send_set = lambda tp, payload, count, queued_at: sent.append((tp, payload, count))
+    try:
+        yield p, sent
+    finally:
+        sys.setswitchinterval(interval)
+        p.close()
+
+
+def test_threads_and_the_linger_timer_lose_and_repeat_nothing(producer):
+    p, sent = producer
+    threads, per_thread = 4, 5000
+
+    def send(name):
+        for i in range(per_thread):
+            p.send("t", b"%s-%d" % (name, i), partition=i % 2)
+
+    workers = [threading.Thread(target=send, args=(b"w%d" % n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    p.flush()
+    values = {}
+    for (topic, partition), payload, count in sent:
+        got = [m.value for m in message.decode_set(payload, topic, partition, 0)]
+        assert len(got) == count
+        for value in got:
+            values[value] = values.get(value, 0) + 1
+    expected = {b"w%d-%d" % (n, i) for n in range(threads) for i in range(per_thread)}
+    assert set(values) == expected
+    assert set(values.values()) == {1}, "no message is sent twice"
+
+
+def test_each_thread_keeps_its_order_within_a_partition(producer):
+    p, sent = producer
+
+    def send(name):
+        for i in range(3000):
+            p.send("t", b"%s-%05d" % (name, i), partition=0)
+
+    workers = [threading.Thread(target=send, args=(name,)) for name in (b"a", b"b")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    p.flush()
+    stream = [m.value for tp, payload, _ in sent
+              for m in message.decode_set(payload, "t", 0, 0)]
+    for name in (b"a", b"b"):
+        mine = [v for v in stream if v.startswith(name)]
+        assert mine == sorted(mine) and len(mine) == 3000
