@@ -7,6 +7,11 @@ to the last message's ``next_offset``. Passing failures (broker restarting, a ti
 retried; errors a person must act on (offset out of range, not a message boundary, corrupt
 data) are raised.
 
+Iterating keeps one fetch in flight ahead of the messages being yielded: as soon as a reply
+arrives, the request for the bytes after it goes out (a broker returns whole messages only,
+so the next offset is the fetched offset plus the reply's length, known before decoding), and
+the broker reads the next chunk while this process decodes the last one.
+
     for m in SimpleConsumer("clicks", 0, offset="earliest", timeout_ms=1000):
         print(m.offset, m.value)
 """
@@ -64,34 +69,62 @@ class SimpleConsumer:
     def fetch(self) -> list[Message]:
         """One long-poll fetch from the current position; advances past what it returns."""
         offset = self.position
-        frames = self._pool.call(
-            self.topic, self.partition,
-            lambda corr: protocol.encode_fetch(corr, self.topic, self.partition, offset,
-                                               self.max_bytes, self.min_bytes, self.max_wait_ms),
-            timeout_ms=self.max_wait_ms + self.request_timeout_ms)
-        _, (self.high_watermark, self.log_start) = protocol.decode_response(
-            frames[0].buffer, protocol.FETCH_REPLY)
-        if len(frames) < 2 or len(frames[1]) == 0:
-            return []
-        messages = list(message.decode_set(frames[1].buffer, self.topic, self.partition, offset))
+        data = self._await(self._request(offset))
+        messages = list(message.decode_set(data, self.topic, self.partition, offset))
         if messages:
             self.position = messages[-1].next_offset
         return messages
 
     def __iter__(self) -> Iterator[Message]:
-        """Messages forever, or until ``timeout_ms`` passes with none."""
+        """Messages forever, or until ``timeout_ms`` passes with none (one fetch ahead)."""
         last = time.monotonic()
+        ahead = None
         while True:
+            offset = self.position
             try:
-                messages = self.fetch()
+                if ahead is None or ahead[2] != offset:
+                    ahead = self._request(offset)
+                data = self._await(ahead)
+                ahead = None
+                if data:
+                    self.position = offset + len(data)
+                    ahead = self._request(self.position)
             except TRANSIENT:
-                messages = []
+                ahead, data = None, b""
                 time.sleep(0.2)
-            if messages:
-                yield from messages
+            if data:
+                yield from message.decode_set(data, self.topic, self.partition, offset)
                 last = time.monotonic()
             elif self.timeout_ms is not None and (time.monotonic() - last) * 1000 >= self.timeout_ms:
                 return
+
+    def _request(self, offset: int) -> tuple:
+        """Send a fetch for ``offset``; what ``_await`` needs to take its reply."""
+        conn = self._pool.connection(self.topic, self.partition)
+        corr = conn.next_id()
+        conn.send([protocol.encode_fetch(corr, self.topic, self.partition, offset,
+                                         self.max_bytes, self.min_bytes, self.max_wait_ms)])
+        return conn, corr, offset
+
+    def _await(self, pending: tuple) -> bytes:
+        """The MessageSet of a fetch's reply (replies to requests given up on are skipped);
+        RequestTimedOut (after resetting the connection) when none comes in time."""
+        conn, corr, _ = pending
+        deadline = time.monotonic() + (self.max_wait_ms + self.request_timeout_ms) / 1000
+        while True:
+            frames = conn.recv((deadline - time.monotonic()) * 1000)
+            if frames is None:
+                conn.reset()
+                self._pool.view.refresh()
+                raise protocol.RequestTimedOut(
+                    f"no reply from broker at {conn.endpoint} within "
+                    f"{self.max_wait_ms + self.request_timeout_ms} ms")
+            header = frames[0].buffer
+            if protocol.RESPONSE.unpack_from(header)[0] != corr:
+                continue
+            _, (self.high_watermark, self.log_start) = protocol.decode_response(
+                header, protocol.FETCH_REPLY)
+            return frames[1].bytes if len(frames) > 1 else b""
 
     def _retrying(self, call, attempts: int = 25):
         for attempt in range(attempts):
