@@ -20,7 +20,7 @@ WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOP
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,profile]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -64,6 +64,15 @@ DRILL_FLAGS ?=
 drill: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
 	$(SLUICE) drill $(DRILL) --output .drills/results.json $(DRILL_FLAGS)
+
+# The paper's benchmark (cluster/bench.py, docs/benchmark.md) on a fresh 1-broker cluster in a
+# temp dir: a table beside the paper's figures, medians written to .bench/results.json.
+MESSAGES ?= 1000000
+RUNS     ?= 3
+bench: venv
+	@$(MAKE) --no-print-directory zookeeper ZK=
+	$(PY) -m cluster.bench --messages $(MESSAGES) --runs $(RUNS) --output .bench/results.json \
+	  --samples .bench/runs.json
 
 clean:
 	rm -rf $(VENV) .sluice .bench .drills

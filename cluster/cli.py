@@ -155,6 +155,36 @@ def build_parser() -> argparse.ArgumentParser:
                            help="seconds between the two samples that give rates (default 2)")
     gdescribe.add_argument("--json", action="store_true")
 
+    from cluster import perf
+    perf_parser = commands.add_parser("perf", help="the paper's benchmark: one producer's or "
+                                      "one consumer's throughput")
+    perf_commands = perf_parser.add_subparsers(dest="action", metavar="ACTION",
+                                               parser_class=OneLineParser)
+    perf_commands.required = True
+    perf_produce = command(perf_commands, "produce", perf.produce_command,
+                           "send generated messages; records/s, MB/s, acks=1 latency")
+    perf_produce.add_argument("topic")
+    perf_produce.add_argument("--messages", type=_positive_int, default=1_000_000)
+    perf_produce.add_argument("--size", type=_non_negative_int, default=200,
+                              help="value bytes per message (default 200, as in the paper)")
+    perf_produce.add_argument("--batch-size", type=_positive_int, default=50)
+    perf_produce.add_argument("--acks", type=int, choices=(0, 1), default=0)
+    perf_produce.add_argument("--linger-ms", type=_non_negative_int, default=5)
+    perf_produce.add_argument("--partition", type=_non_negative_int,
+                              help="send every message to this partition (default: random)")
+    perf_produce.add_argument("--json", action="store_true")
+    perf_consume = command(perf_commands, "consume", perf.consume_command,
+                           "read messages of one partition; records/s, MB/s")
+    perf_consume.add_argument("topic")
+    perf_consume.add_argument("--partition", type=_non_negative_int, default=0)
+    perf_consume.add_argument("--messages", type=_positive_int, default=1_000_000)
+    perf_consume.add_argument("--offset", type=_offset, default="earliest")
+    perf_consume.add_argument("--fetch-size", type=_positive_int, default=1 << 20,
+                              help="max bytes per fetch (default 1 MiB, the client default)")
+    perf_consume.add_argument("--timeout-ms", type=_positive_int, default=10_000,
+                              help="give up when no message came for this long")
+    perf_consume.add_argument("--json", action="store_true")
+
     from cluster import dashboard
     dash = command(commands, "dashboard", dashboard.command,
                    "live view of processes, brokers and groups (q or Ctrl-C quits)")
