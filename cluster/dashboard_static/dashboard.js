@@ -169,7 +169,8 @@ function drawPlots() {
   const byBroker = new Map();
   for (const [name, values] of seriesOf("msgs_in")) byBroker.set("broker " + name, values);
   drawPlot("msgs-in", byBroker, { format: (v) => si(v) });
-  drawPlot("bytes", new Map([["in", sumOf("bytes_in")], ["out", sumOf("bytes_out")]]),
+  // out first, so the smoother "in" line stays visible on top of fetch bursts
+  drawPlot("bytes", new Map([["out", sumOf("bytes_out")], ["in", sumOf("bytes_in")]]),
            { format: (v) => (v === null ? "–" : bytes(v)) });
   drawPlot("consume", seriesOf("consume"), { format: (v) => si(v) });
   drawPlot("lag", seriesOf("lag"), { format: (v) => si(v) });
