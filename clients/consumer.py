@@ -1,8 +1,11 @@
 """Consumer: a member of a consumer group, reading the partitions the rebalance gives it.
 
-Delivery is at-least-once: a message counts as processed once the application comes back for
-the next one (the next ``poll()``, or the next step of the iterator); only processed offsets are
-committed, every ``auto_commit_ms`` and before any partition is given up. A consumer killed
+Delivery is at-least-once. With auto-commit (``auto_commit_ms``, default 1000) a message counts
+as processed once the application comes back for the next one (the next ``poll()``, or the next
+step of the iterator), and processed offsets are committed every ``auto_commit_ms`` and before
+any partition is given up. With ``auto_commit_ms=None`` only ``commit()`` marks messages
+processed (everything returned so far): the application calls it once its output is durable,
+and a partition given up in between is committed only that far, never further. A consumer killed
 without warning is replaced after its ZooKeeper session times out, and its successor resumes
 from the last commit, so duplicates are bounded by the commit interval.
 
@@ -51,10 +54,12 @@ class Consumer:
                  instance_id: str | None = None, max_poll_interval_ms: int | None = 300_000):
         if isinstance(topics, str):
             topics = [topics]
-        if start not in _STARTS:
-            raise ValueError(f"start must be 'earliest' or 'latest', not {start!r}")
-        if auto_commit_ms is not None and auto_commit_ms <= 0:
-            raise ValueError("auto_commit_ms must be positive, or None for manual commits")
+        _check_arguments(topics, group, start, auto_commit_ms, rebalance, instance_id,
+                         rebalance_max_tries=rebalance_max_tries,
+                         rebalance_backoff_ms=rebalance_backoff_ms,
+                         session_timeout_ms=session_timeout_ms, max_bytes=max_bytes,
+                         max_wait_ms=max_wait_ms, request_timeout_ms=request_timeout_ms,
+                         max_poll_interval_ms=max_poll_interval_ms)
         self.topics = list(topics)
         self.group = group
         self.start = start
@@ -64,8 +69,12 @@ class Consumer:
         self.messages = 0
         self._pool = BrokerPool(zookeeper, data_dir, request_timeout_ms,
                                 session_timeout_ms=session_timeout_ms)
-        for topic in self.topics:
-            self._pool.partitions(topic)
+        try:
+            for topic in self.topics:
+                self._pool.partitions(topic)
+        except Exception:
+            self._pool.close()
+            raise
         self._fetcher = Fetcher(self._pool, max_bytes, 1, max_wait_ms, request_timeout_ms)
         self.offsets = OffsetStore(self._pool.zk, group)
         self._lock = threading.RLock()
@@ -97,9 +106,11 @@ class Consumer:
         return sorted(self.member.owned)
 
     def poll(self, timeout_ms: float = 500) -> list[Message]:
-        """Messages from owned partitions; marks the previous poll's messages processed."""
+        """Messages from owned partitions; with auto-commit, marks the previous poll's
+        messages processed."""
         self.member.polled()
-        self._mark_processed(self._last_batch)
+        if self.auto_commit_s is not None:
+            self._mark_processed(self._last_batch)
         self._last_batch = []
         self._maybe_auto_commit()
         self._resolve_start_positions()
@@ -126,11 +137,16 @@ class Consumer:
             self._last_batch = []
             for m in batch:
                 yield m
-                self._mark_processed([m])
+                if self.auto_commit_s is not None:
+                    self._mark_processed([m])
 
     def commit(self) -> int:
         """Commit everything returned so far (call after processing it); returns ZK writes."""
-        self._mark_processed(self._last_batch)
+        with self._lock:
+            for tp, offset in self._returned.items():
+                if tp in self._positions:
+                    self._processed[tp] = offset
+        self._last_batch = []
         return self._commit()
 
     def abandon_from(self, m: Message) -> None:
@@ -138,8 +154,16 @@ class Consumer:
         unprocessed, so they are not committed and a successor handles them."""
         for index, held in enumerate(self._last_batch):
             if held is m:
+                dropped = self._last_batch[index:]
                 del self._last_batch[index:]
-                return
+                break
+        else:
+            return
+        with self._lock:
+            for held in reversed(dropped):
+                tp = (held.topic, held.partition)
+                if tp in self._positions:
+                    self._returned[tp] = held.offset
 
     def seek(self, partition: int, offset, topic: str | None = None) -> None:
         """Move an owned partition's position: 'earliest', 'latest' or a byte offset."""
@@ -173,7 +197,8 @@ class Consumer:
         if self._closed:
             return
         self._closed = True
-        self._mark_processed(self._last_batch)
+        if self.auto_commit_s is not None:
+            self._mark_processed(self._last_batch)
         try:
             self.member.stop(leave=leave_group)
         finally:
@@ -295,3 +320,35 @@ class Consumer:
                 self._positions[tp] = reset
                 self._returned[tp] = reset
                 self._processed[tp] = reset
+
+
+def _check_arguments(topics, group, start, auto_commit_ms, rebalance, instance_id,
+                     **positive) -> None:
+    """Every argument checked before anything connects, each with a line a person can act on."""
+    from coordinator import paths
+    from coordinator.group import PROTOCOLS
+    if not isinstance(topics, (list, tuple)) or not all(isinstance(t, str) for t in topics):
+        raise TypeError(f"topics must be a list of topic names, not {topics!r}")
+    if not topics:
+        raise ValueError("a consumer needs at least one topic")
+    for topic in topics:
+        paths.check_name("topic", topic)
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a group name (str), not {group!r}")
+    paths.check_name("group", group)
+    if instance_id is not None:
+        if not isinstance(instance_id, str):
+            raise TypeError(f"instance_id must be a str, not {instance_id!r}")
+        paths.check_name("instance id", instance_id)
+    if start not in _STARTS:
+        raise ValueError(f"start must be 'earliest' or 'latest', not {start!r}")
+    if rebalance not in PROTOCOLS:
+        raise ValueError(f"rebalance must be one of {', '.join(PROTOCOLS)}, not {rebalance!r}")
+    if auto_commit_ms is not None and (not isinstance(auto_commit_ms, (int, float))
+                                       or auto_commit_ms <= 0):
+        raise ValueError("auto_commit_ms must be positive, or None for manual commits")
+    for name, value in positive.items():
+        if value is None and name == "max_poll_interval_ms":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{name} must be a positive number, not {value!r}")

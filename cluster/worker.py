@@ -128,6 +128,7 @@ def run(config: WorkerConfig) -> None:
     finally:
         if flush is not None:
             flush()
+        consumer.commit()
         consumer.close(leave_group=not config.static)
         log.info("worker %d %s group %s", config.worker_id,
                  "stopped, keeping its partitions in" if config.static else "left", config.group)

@@ -124,8 +124,6 @@ def test_consumer_refuses_bad_settings(kwargs, error, words):
     refused(error, words, lambda: Consumer([TOPIC], "g", **kwargs))
 
 
-@pytest.mark.xfail(strict=True, reason="Consumer checks these after connecting and leaves its "
-                   "BrokerPool open, or says something unclear (docs/drills.md, Findings)")
 @pytest.mark.parametrize("topics_, group, kwargs, error, word", [
     ([TOPIC], "a/b", {}, ValueError, "group name"),
     ([], "g", {}, ValueError, "topic"),
