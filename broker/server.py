@@ -38,6 +38,9 @@ from coordinator.registry import BrokerInfo, BrokerRegistration, ClusterView
 
 log = logging.getLogger("sluice.broker")
 
+# pyzmq's Cython send, without zmq.Socket.send's Python wrapper (draft-API options only).
+_zmq_send = getattr(zmq.backend, "Socket", zmq.Socket).send
+
 _TICK_S = 0.25
 _PRODUCE_DRAIN = 4096    # acks=0 requests taken per turn of the loop before the ROUTER's turn,
 _PRODUCE_DRAIN_BYTES = 1 << 20  # or this many bytes of them (one buffer and one write per log)
@@ -390,12 +393,13 @@ class Broker:
             for identity, corr, _, _, _ in requests:
                 self._answer_error(identity, corr, exc, protocol.PRODUCE_REPLY)
             return
-        send = self.router.send_multipart
+        router = self.router
         for identity, corr, acks, body, _ in requests:
             nxt = offset + len(body)
             if acks:
-                send([identity, protocol.encode_response(corr, protocol.PRODUCE_REPLY.pack(
-                    offset, nxt))])
+                _zmq_send(router, identity, zmq.SNDMORE)
+                _zmq_send(router, protocol.encode_response(corr, protocol.PRODUCE_REPLY.pack(
+                    offset, nxt)))
             offset = nxt
 
     def _log(self, request) -> Log:

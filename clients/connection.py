@@ -17,6 +17,7 @@ from broker import protocol
 # pyzmq's Cython send, without the Python-level wrapper of zmq.Socket.send that only handles
 # draft-API options (it costs about as much as the send itself for a small frame).
 zmq_send = getattr(zmq.backend, "Socket", zmq.Socket).send
+ZERO_COPY_BYTES = 1 << 16
 
 
 class Connection:
@@ -42,12 +43,13 @@ class Connection:
         self.socket = self._open()
 
     def send(self, frames: list) -> None:
-        """Send one request (ZeroMQ delivers its frames whole or not at all). Frames under
-        pyzmq's copy threshold are copied, bigger ones are sent without a copy."""
+        """Send one request (ZeroMQ delivers its frames whole or not at all). Small frames are
+        copied, which costs less than pyzmq's zero-copy bookkeeping; big ones are not."""
         sock = self.socket
         for frame in frames[:-1]:
-            zmq_send(sock, frame, zmq.SNDMORE, copy=False)
-        zmq_send(sock, frames[-1], 0, copy=False)
+            zmq_send(sock, frame, zmq.SNDMORE)
+        last = frames[-1]
+        zmq_send(sock, last, 0, copy=len(last) < ZERO_COPY_BYTES)
 
     def recv(self, timeout_ms: float) -> list | None:
         """The next reply's frames, or None after timeout_ms."""

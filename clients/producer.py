@@ -40,7 +40,7 @@ import zmq
 from broker import message, protocol
 from clients import partitioner as partitioners
 from clients.brokers import BrokerPool
-from clients.connection import zmq_send
+from clients.connection import Connection, zmq_send
 
 _encode = message.encode
 _monotonic = time.monotonic
@@ -109,6 +109,7 @@ class Producer:
         self._batches: dict[tuple[str, int], _Batch] = {}
         self._partition_counts: dict[str, int] = {}
         self._push_routes: dict[tuple[str, int], tuple[zmq.Socket, bytes]] = {}
+        self._request_routes: dict[tuple[str, int], tuple[Connection, bytes]] = {}
         self._in_flight: dict[tuple[str, int], _InFlight] = {}
         self._retry_queue: list[_InFlight] = []
         self._error: Exception | None = None
@@ -247,19 +248,28 @@ class Producer:
     def _forget_routes(self) -> None:
         """The cluster view changed (a broker moved, a topic came or went): look routes up anew."""
         self._push_routes.clear()
+        self._request_routes.clear()
         self._partition_counts.clear()
 
     def _send_request(self, item: _InFlight) -> None:
-        try:
-            conn = self._pool.connection(item.topic, item.partition)
-        except protocol.BrokerUnavailable:
-            self._retry_later(item)
-            return
+        """Send an acks=1 request on the partition's connection (cached like the PUSH routes,
+        with the header's part after the correlation id)."""
+        tp = (item.topic, item.partition)
+        route = self._request_routes.get(tp)
+        if route is None:
+            try:
+                conn = self._pool.connection(*tp)
+            except protocol.BrokerUnavailable:
+                self._retry_later(item)
+                return
+            route = self._request_routes[tp] = (conn, protocol.encode_produce(0, *tp, 1)[
+                protocol.API.size:])
+        conn, fields = route
         corr = conn.next_id()
         item.endpoint = conn.endpoint
         item.sent_at = _monotonic()
         self._in_flight[(conn.endpoint, corr)] = item
-        conn.send([protocol.encode_produce(corr, item.topic, item.partition, 1), item.payload])
+        conn.send([protocol.API.pack(protocol.Api.PRODUCE, corr) + fields, item.payload])
 
     def _retry_later(self, item: _InFlight, error: Exception | None = None) -> None:
         if item.attempts > self.retries:
@@ -278,30 +288,35 @@ class Producer:
             self._error = error
 
     def _collect(self, timeout_ms: float) -> None:
-        """Take replies for in-flight batches; retry what timed out or failed in passing."""
+        """Take the replies that are in; when there are none, wait up to ``timeout_ms`` for
+        some. Then retry what timed out or failed in passing."""
         conns = [conn for endpoint in {endpoint for endpoint, _ in self._in_flight}
                  if (conn := self._pool.existing(endpoint)) is not None]
-        wait = min(timeout_ms, 50) if self._retry_queue else timeout_ms
-        if len(conns) == 1:
-            ready = conns if conns[0].socket.poll(wait) else []
-        elif conns:
-            poller = zmq.Poller()
-            for conn in conns:
-                poller.register(conn.socket, zmq.POLLIN)
-            by_socket = {conn.socket: conn for conn in conns}
-            ready = [by_socket[sock] for sock, _ in poller.poll(wait)]
-        else:
-            ready = []
-            if not self._retry_queue:
+        if not self._take_replies(conns) and timeout_ms > 0:
+            wait = min(timeout_ms, 50) if self._retry_queue else timeout_ms
+            if len(conns) == 1:
+                self._take_replies(conns if conns[0].socket.poll(wait) else [])
+            elif conns:
+                poller = zmq.Poller()
+                for conn in conns:
+                    poller.register(conn.socket, zmq.POLLIN)
+                by_socket = {conn.socket: conn for conn in conns}
+                self._take_replies([by_socket[sock] for sock, _ in poller.poll(wait)])
+            elif not self._retry_queue:
                 time.sleep(min(timeout_ms, 50) / 1000)
-        for conn in ready:
+        self._expire(_monotonic())
+
+    def _take_replies(self, conns: list[Connection]) -> int:
+        taken = 0
+        for conn in conns:
             while True:
                 try:
                     frames = conn.socket.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 self._on_reply(conn.endpoint, frames)
-        self._expire(_monotonic())
+                taken += 1
+        return taken
 
     def _on_reply(self, endpoint: str, frames: list[bytes]) -> None:
         corr = protocol.RESPONSE.unpack_from(frames[0])[0]
