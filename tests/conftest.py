@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,21 +29,9 @@ import pytest
 from cluster import supervisor
 from cluster.zookeeper import ZooKeeperServer
 from coordinator import zk as zkconnect
+from tests.helpers import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05,
-             message: str = "condition") -> object:
-    """Poll until ``predicate()`` is truthy and return it; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {message}")
-        time.sleep(interval)
 
 
 def target_ref(function: Callable) -> str:
@@ -171,7 +158,7 @@ def cluster_factory(zk_server, tmp_path, request):
                 return False
             return info.get("ready") and info["supervisor"]["pid"] == process.pid
 
-        wait_for(ready, timeout, message=f"a {brokers}-broker cluster to be ready")
+        wait_for(ready, timeout, what=f"a {brokers}-broker cluster to be ready")
         return cluster
 
     return make

@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 import pytest
 
 from clients import Producer
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from tests.cluster.test_metrics import create_topic
 
 PLOTS = ("msgs-in", "bytes", "consume", "lag", "cpu", "rss")
@@ -83,7 +83,7 @@ def test_page_draws_live_plots_in_headless_chromium(cluster_factory, tmp_path):
     thread.start()
     try:
         wait_for(lambda: every_plot_has_data(url), 90,
-                 message="three samples with figures for every plot")
+                 what="three samples with figures for every plot")
         dump = run_chromium(binary, tmp_path / "profile", "--virtual-time-budget=8000",
                             "--dump-dom", url)
         shot = tmp_path / "dashboard.png"

@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from clients import Producer
 from coordinator import topics, zk as zkmod
 from tests.cluster.dashboard_handlers import HOLD_ENV
-from tests.conftest import REPO, wait_for
+from tests.conftest import REPO
+from tests.helpers import wait_for
 
 GROUP = "loaders"
 
@@ -72,7 +73,7 @@ def test_broker_counters_add_up_to_the_messages_produced(cluster_factory):
         return found if total >= sent and len(flushes) == 3 and all(flushes) else None
 
     found = wait_for(counted_and_flushed, 60,
-                     message="the counters to reach the messages produced, and a flush")
+                     what="the counters to reach the messages produced, and a flush")
     per_partition = pick(found, "sluice_broker_messages_in_total", topic="counted")
     assert sum(per_partition.values()) == sent
     assert len(per_partition) == 3 and all(v > 0 for v in per_partition.values())
@@ -83,7 +84,7 @@ def test_broker_counters_add_up_to_the_messages_produced(cluster_factory):
                                                     topic="counted").values())
                               == sum(pick(f, "sluice_broker_bytes_in_total",
                                           topic="counted").values()) else None)(scrape(cluster)),
-                     60, message="every message to be flushed")
+                     60, what="every message to be flushed")
     bytes_in = sum(pick(found, "sluice_broker_bytes_in_total", topic="counted").values())
     ends = sum(pick(found, "sluice_broker_log_end_offset", topic="counted").values())
     sizes = sum(pick(found, "sluice_broker_log_size_bytes", topic="counted").values())
@@ -122,7 +123,7 @@ def test_lag_and_stuck_follow_a_blocked_worker(cluster_factory, tmp_path):
         committed = one(found, "sluice_group_committed_offset", **labels)
         return found if end and committed == end else None
 
-    found = wait_for(caught_up, 60, message="the worker to consume the first messages")
+    found = wait_for(caught_up, 60, what="the worker to consume the first messages")
     assert one(found, "sluice_group_lag_bytes", **labels) == 0
     assert one(found, "sluice_group_lag_messages", **labels) == 0
     assert one(found, "sluice_group_retention_seconds_left", **labels) is None
@@ -139,7 +140,7 @@ def test_lag_and_stuck_follow_a_blocked_worker(cluster_factory, tmp_path):
         found = scrape(cluster)
         return found if one(found, "sluice_group_stuck", **labels) == 1 else None
 
-    found = wait_for(stuck, 60, message="the blocked partition to be flagged stuck")
+    found = wait_for(stuck, 60, what="the blocked partition to be flagged stuck")
     end = one(found, "sluice_broker_log_end_offset", topic="clicks", partition=0)
     assert one(found, "sluice_group_committed_offset", **labels) == blocked_at
     assert one(found, "sluice_group_lag_bytes", **labels) == end - blocked_at
@@ -159,7 +160,7 @@ def test_lag_and_stuck_follow_a_blocked_worker(cluster_factory, tmp_path):
         return found if (one(found, "sluice_group_stuck", **labels) == 0
                          and one(found, "sluice_group_lag_bytes", **labels) == 0) else None
 
-    found = wait_for(drained, 60, message="the worker to catch up once released")
+    found = wait_for(drained, 60, what="the worker to catch up once released")
     assert one(found, "sluice_group_committed_offset", **labels) == end
     assert one(found, "sluice_group_retention_seconds_left", **labels) is None
 
@@ -177,7 +178,7 @@ def test_cluster_json_status_and_terminal_view_show_the_dashboard(cluster_factor
             assert reply.status == 200 and len(reply.read()) > 1000
     wait_for(lambda: json.loads(urllib.request.urlopen(f"{url}api/state?since=0",
                                                        timeout=10).read())["seq"] >= 2,
-             30, message="two samples")
+             30, what="two samples")
     state = json.loads(urllib.request.urlopen(f"{url}api/state?since=0", timeout=10).read())
     assert len(state["points"]) == state["seq"] and state["history_s"] == 900
     newer = json.loads(urllib.request.urlopen(f"{url}api/state?since={state['seq']}",
@@ -228,7 +229,7 @@ def test_terminal_view_quits_on_q_in_a_terminal(cluster_factory):
 
     try:
         wait_for(lambda: read_some(0.2) and b"broker 0" in output, 60,
-                 message="the first frame")
+                 what="the first frame")
         os.write(fd, b"q")
         deadline = time.monotonic() + 30
         finished = 0

@@ -18,7 +18,8 @@ from cluster import supervisor
 from cluster.supervisor import Backoff, ClusterError, Supervisor, down, status, up
 from coordinator import paths
 from coordinator import zk as zkconnect
-from tests.conftest import target_ref, wait_for
+from tests.conftest import target_ref
+from tests.helpers import wait_for
 
 PROCESS_KEYS = {"role", "id", "pid", "endpoint", "alive"}
 
@@ -112,7 +113,7 @@ def test_in_process_supervisor_runs_a_callable_target(tmp_path, zk, zk_client):
     sup = Supervisor(tmp_path, brokers=2, zookeeper=zk, broker_target=standin_broker)
     sup.start()
     try:
-        wait_for(lambda: sup.poll(0.1) or sup.ready, 60, message="brokers to register")
+        wait_for(lambda: sup.poll(0.1) or sup.ready, 60, what="brokers to register")
         pids = {int(s.spec.id): s.pid for s in sup.slots}
         assert sorted(zk_client.get_children(paths.BROKER_IDS)) == ["0", "1"]
         for broker_id, pid in pids.items():
@@ -132,7 +133,7 @@ def test_crashing_broker_is_restarted_with_growing_delays(tmp_path, zk):
     sup.start()
     try:
         wait_for(lambda: sup.poll(0.1) or log_file.read_text().count("died with exit code 3") >= 3,
-                 60, message="three crashes")
+                 60, what="three crashes")
     finally:
         sup.stop()
     delays = re.findall(r"broker 0 \(pid \d+\) died with exit code 3; restarting in ([\d.]+) s",
@@ -185,7 +186,7 @@ def test_sigkilled_broker_is_restarted_with_a_new_pid(cluster_factory):
             return None
         return pid if registrations(cluster.zookeeper).get(1, {}).get("pid") == pid else None
 
-    new_pid = wait_for(reregistered, 60, interval=0.2, message="broker 1 to come back")
+    new_pid = wait_for(reregistered, 60, interval=0.2, what="broker 1 to come back")
     assert alive(new_pid) and not alive(before[1])
     after = cluster.broker_pids()
     assert (after[0], after[2]) == (before[0], before[2])
@@ -218,7 +219,7 @@ def test_sigkilled_supervisor_takes_its_brokers_along(cluster_factory):
     pids = list(cluster.broker_pids().values())
     cluster.process.kill()
     cluster.process.wait()
-    wait_for(lambda: not any(alive(pid) for pid in pids), 30, message="orphaned brokers to exit")
+    wait_for(lambda: not any(alive(pid) for pid in pids), 30, what="orphaned brokers to exit")
 
 
 def test_down_with_nothing_running_is_a_cluster_error(tmp_path):
@@ -264,7 +265,7 @@ def test_sigkilled_detached_supervisor_leaves_no_orphans(tmp_path, monkeypatch):
     pids = {p["role"]: p["pid"] for p in result["processes"]}
     os.kill(pids["supervisor"], signal.SIGKILL)
     wait_for(lambda: not any(alive(pid) for pid in pids.values()), 30,
-             message="ZooKeeper and the broker to exit after their supervisor")
+             what="ZooKeeper and the broker to exit after their supervisor")
     with pytest.raises(ClusterError, match="no cluster is running"):
         down(data_dir)
 
