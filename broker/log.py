@@ -207,8 +207,9 @@ class Log:
                 self.flush_count += 1
                 self.flush_seconds += elapsed
 
-    def read(self, offset: int, max_bytes: int) -> bytes:
-        """Whole messages from ``offset``, up to ``max_bytes`` and the visible end.
+    def read(self, offset: int, max_bytes: int) -> bytes | memoryview:
+        """Whole messages from ``offset``, up to ``max_bytes`` and the visible end (a memoryview
+        when the read is cut back to a message boundary, so the cut copies nothing).
 
         A read stays inside one segment: at a segment's end it returns what that segment has,
         and the next fetch, at the next segment's start, continues. A first message bigger
@@ -241,7 +242,7 @@ class Log:
                 raise InvalidOffset(f"offset {offset} is not the start of a message "
                                     f"(the log holds {start}..{visible})") from None
         if first < len(data) < available:
-            data = data[:whole_prefix(data)]
+            data = memoryview(data)[:whole_prefix(data)]
         return data
 
     def offset_before(self, time_ms: int) -> int:

@@ -49,12 +49,18 @@ _ERROR_LOG_INTERVAL_S = 5.0
 
 
 class Flusher(threading.Thread):
-    """fsyncs logs off the request loop; the paper's brokers flush asynchronously."""
+    """fsyncs logs off the request loop; the paper's brokers flush asynchronously.
 
-    def __init__(self, context: zmq.Context, wake_endpoint: str):
+    After a flush it wakes the loop (whose parked fetches may now see data) only when
+    ``wanted()`` says some fetch is parked: under load a flush comes every few hundred
+    messages, and a wake-up of the loop for nobody costs as much as a request.
+    """
+
+    def __init__(self, context: zmq.Context, wake_endpoint: str, wanted=lambda: True):
         super().__init__(name="flusher", daemon=True)
         self.context = context
         self.wake_endpoint = wake_endpoint
+        self.wanted = wanted
         self.pending: queue.Queue = queue.Queue()
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
@@ -80,7 +86,8 @@ class Flusher(threading.Thread):
                     item.flush()
                 except (OSError, SluiceError) as exc:
                     log.error("flush of %s failed: %s", item.directory, exc)
-                wake.send(b"", zmq.NOBLOCK)
+                if self.wanted():
+                    wake.send(b"", zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
         finally:
@@ -130,7 +137,7 @@ class Broker:
         self.wake = self.context.socket(zmq.PAIR)
         wake_endpoint = f"inproc://flusher-{id(self)}"
         self.wake.bind(wake_endpoint)
-        self.flusher = Flusher(self.context, wake_endpoint)
+        self.flusher = Flusher(self.context, wake_endpoint, lambda: bool(self._waiters))
 
         self.zk = zk.connect(config.zookeeper, session_timeout=config.session_timeout_ms / 1000)
         self.registration = BrokerRegistration(self.zk, BrokerInfo(
@@ -470,6 +477,8 @@ class Broker:
         deadline = time.monotonic() + min(request.max_wait_ms, self.config.max_wait_ms_limit) / 1000
         heapq.heappush(self._deadlines, (deadline, id(waiter), waiter))
         self._waiters[log_].append(waiter)
+        if log_.visible_end - request.offset >= max(request.min_bytes, 1):
+            self._wake_waiters([log_])  # a flush ended since the check, seeing no waiter
 
     def _wake_waiters(self, logs) -> None:
         for log_ in logs:

@@ -143,7 +143,8 @@ class Producer:
         partitions = self._partition_counts.get(topic)
         if partitions is None:
             partitions = self._partition_counts[topic] = self._pool.partitions(topic)
-        if partition is None:
+        chosen = partition is None
+        if chosen:
             partition = self._partitioner(topic, key, partitions)
         elif not isinstance(partition, int) or not 0 <= partition < partitions:
             raise protocol.UnknownTopicOrPartition(
@@ -155,6 +156,8 @@ class Producer:
                 self._raise_pending()
         if self.batch_size == 1:
             with self._lock:
+                if chosen and self._batch_sent is not None:
+                    self._batch_sent(topic, partition)
                 self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0)
             return
         batch = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
@@ -218,6 +221,8 @@ class Producer:
         count = batch.taken = len(messages)
         if not count:
             return
+        if self._batch_sent is not None:
+            self._batch_sent(*tp)
         payload = messages[0] if count == 1 else b"".join(messages[:count])
         self._send_set(tp, payload, count, batch.started)
 
@@ -226,8 +231,6 @@ class Producer:
         send_multipart and its Python-level send wrapper cost more than the set's own work for
         small batches; ZeroMQ takes a multipart message whole or not at all). acks=1: once the
         window has room, a request on the broker's DEALER connection."""
-        if self._batch_sent is not None:
-            self._batch_sent(*tp)
         self.sent += count
         if self.acks == 0:
             try:
