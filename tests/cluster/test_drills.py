@@ -120,12 +120,6 @@ ZK_COMMIT_BUG = ("a worker dies when its offset commit meets a ZooKeeper connect
 KNOWN_BUGS = {
     ("kill-zookeeper", "nothing stops: no broker or worker died"): ZK_COMMIT_BUG,
     ("restart-zookeeper", "brokers and consumers ride it out: none died"): ZK_COMMIT_BUG,
-    ("kill-worker-after-revoke", "lost = 0"):
-        "a revoke commits offsets the worker's handler has not flushed yet (docs/drills.md, "
-        "'Findings')",
-    ("kill-worker-after-revoke", "skipped = 0"):
-        "a revoke commits offsets the worker's handler has not flushed yet (docs/drills.md, "
-        "'Findings')",
     ("pause-broker", "clients reroute: no message sent while the broker was unregistered went "
                      "to its partitions"):
         "the producer's random partitioner still picks partitions of an unregistered broker "
