@@ -78,7 +78,7 @@ class Producer:
     def __init__(self, zookeeper: str | None = None, batch_size: int = 50, linger_ms: float = 5,
                  acks: int = 0, partitioner="random", retries: int = 10,
                  request_timeout_ms: int = 5000, retry_backoff_ms: int = 200,
-                 max_in_flight: int = 16, max_message_bytes: int = 1 << 20, data_dir=None,
+                 max_in_flight: int = 32, max_message_bytes: int = 1 << 20, data_dir=None,
                  on_delivery=None, on_acknowledged=None):
         """``on_delivery(topic, partition, payload, base_offset, error)`` runs for each acks=1
         batch as it is acknowledged or given up on; ``on_acknowledged(count, seconds)`` for

@@ -8,7 +8,7 @@ consumer, every process on this host. Each run, on fresh single-partition topics
 
     producer  batch 1,  acks=0        the paper's "batch 1"
     producer  batch 50, acks=0        the paper's "batch 50"
-    producer  batch 50, acks=1        windowed (16 requests in flight), with latency
+    producer  batch 50, acks=1        windowed (the Producer's 32 requests in flight), latency
     consumer  ~200 KB per fetch       the paper's 1000 messages per pull, over the batch-50 topic
     consumer  sluice's default fetch  (1 MiB, SimpleConsumer's default)
 

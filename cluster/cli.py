@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     perf_produce.add_argument("--batch-size", type=_positive_int, default=50)
     perf_produce.add_argument("--acks", type=int, choices=(0, 1), default=0)
     perf_produce.add_argument("--linger-ms", type=_non_negative_int, default=5)
+    perf_produce.add_argument("--max-in-flight", type=_positive_int,
+                              help="acks=1: unanswered requests (default: the Producer's, 32)")
     perf_produce.add_argument("--partition", type=_non_negative_int,
                               help="send every message to this partition (default: random)")
     perf_produce.add_argument("--json", action="store_true")

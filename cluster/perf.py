@@ -64,8 +64,12 @@ class Latencies:
 
 def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, acks: int = 0,
             linger_ms: float = 5, partition: int | None = None, zookeeper: str | None = None,
-            data_dir=None, on_progress: Progress | None = None) -> dict:
-    """Send ``messages`` values of ``size`` bytes; return the run's figures."""
+            data_dir=None, on_progress: Progress | None = None,
+            max_in_flight: int | None = None) -> dict:
+    """Send ``messages`` values of ``size`` bytes; return the run's figures.
+
+    ``max_in_flight`` (acks=1: unanswered requests per producer) defaults to the Producer's.
+    """
     from clients.brokers import BrokerPool
     from clients.producer import Producer
     if messages < 1 or size < 0:
@@ -73,8 +77,10 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
     value = os.urandom(size)
     latencies = Latencies()
     pool = BrokerPool(zookeeper, data_dir)
+    window = {} if max_in_flight is None else {"max_in_flight": max_in_flight}
     producer = Producer(zookeeper, batch_size=batch_size, linger_ms=linger_ms, acks=acks,
-                        data_dir=data_dir, on_acknowledged=latencies.record if acks else None)
+                        data_dir=data_dir, on_acknowledged=latencies.record if acks else None,
+                        **window)
     try:
         before = stored_bytes(pool, topic)
         send = producer.send
@@ -96,7 +102,8 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
         producer.close()
         pool.close()
     return _figures("produce", topic, messages, size, elapsed, batch_size=batch_size, acks=acks,
-                    linger_ms=linger_ms, acked=acked if acks else None, dropped=dropped,
+                    linger_ms=linger_ms, max_in_flight=producer.max_in_flight if acks else None,
+                    acked=acked if acks else None, dropped=dropped,
                     latency_ms=latencies.percentiles(50, 99) if acks else None)
 
 
@@ -206,7 +213,7 @@ def produce_command(args) -> int:
     with bar:
         result = produce(args.topic, args.messages, args.size, args.batch_size, args.acks,
                          args.linger_ms, args.partition, args.zookeeper, args.data_dir,
-                         on_progress=update)
+                         on_progress=update, max_in_flight=args.max_in_flight)
     _report(result, args.json)
     return 0
 
