@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--topic")
     up.add_argument("--group")
     up.add_argument("--handler", help="module:function run for each message by group workers")
+    up.add_argument("--rebalance", choices=("cooperative", "eager"), default=None,
+                    help="group workers' rebalance protocol (default cooperative)")
+    up.add_argument("--static", action="store_true", default=None,
+                    help="group workers are static members (instance id worker-<n>)")
     up.add_argument("--dashboard-port", type=int, default=8080,
                     help="port of the web dashboard and /metrics (default 8080; 0: any free port)")
     up.add_argument("--no-dashboard", action="store_true",

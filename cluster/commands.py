@@ -49,7 +49,8 @@ def _table(title: str, columns: list[str], rows: list[list]) -> None:
 
 def cluster_up(args) -> int:
     from cluster import supervisor
-    workers = {"topic": args.topic, "group": args.group, "handler": args.handler}
+    workers = {"topic": args.topic, "group": args.group, "handler": args.handler,
+               "rebalance": args.rebalance, "static": args.static}
     result = supervisor.up(args.data_dir, brokers=args.brokers, zookeeper=args.zookeeper,
                            zk_ensemble=args.zk_ensemble, detach=args.detach,
                            workers=args.workers, worker_settings=workers,
