@@ -8,11 +8,12 @@ Two ZeroMQ sockets face the clients:
   no identity frames and no reply path, so the cheapest request there is.
 
 Nothing on the produce path runs Python per message where a set can be handled at once: a
-MessageSet is validated in one walk (CRCs in C) and written with one write, and the acks=0
-requests queued on the PULL socket are drained together, their sets joined per log, so a
-thousand one-message requests still cost one validation walk and one write. Long-poll fetches (min_bytes / max_wait_ms) park until their log grows or their deadline
-passes, so an idle consumer costs nothing. Flushes run on the flusher thread, which tells the
-loop (inproc PAIR) when data became visible.
+MessageSet is validated in one walk (CRCs in C), and the produce requests queued when the loop
+comes round (acks=0 on the PULL socket, acks=1 on the ROUTER) are written with one write per
+log, so a thousand one-message requests cost one write. Long-poll fetches (min_bytes /
+max_wait_ms) park until their log grows or their deadline passes, so an idle consumer costs
+nothing. Flushes run on the flusher thread, which tells the loop (inproc PAIR) when data became
+visible to a parked fetch.
 """
 from __future__ import annotations
 
