@@ -23,10 +23,12 @@ def brokers(zk, tmp_path):
         proc.stop()
 
 
-def produce(zk, topic, count, start=0):
+def produce(zk, topic, count, start=0, partitions=None):
+    """Send count messages; with ``partitions``, spread round robin over that many."""
     with Producer(zk, batch_size=25, acks=1) as producer:
         for i in range(start, start + count):
-            producer.send(topic, b"%06d" % i)
+            partition = None if partitions is None else i % partitions
+            producer.send(topic, b"%06d" % i, partition=partition)
 
 
 def owners_now(zk, group, topic):
@@ -98,7 +100,7 @@ def test_two_consumers_split_partitions_and_see_every_message(zk, brokers):
 
 def test_commits_resume_where_the_group_left_off(zk, brokers):
     create_topic(zk, "resume", 2, brokers)
-    produce(zk, "resume", 100)
+    produce(zk, "resume", 100, partitions=2)
     with Consumer(["resume"], "g2", zookeeper=zk, **FAST) as c:
         wait_for(lambda: settled([c], "resume", 2), 30, what="settle")
         got = []
