@@ -28,8 +28,16 @@ class BrokerPool:
         self._lock = threading.Lock()
 
     def partitions(self, topic: str) -> int:
+        return self._placement(topic).partitions
+
+    def available_partitions(self, topic: str) -> tuple[int, ...]:
+        """The topic's partitions whose broker is registered now."""
+        live = self.view.brokers()
+        return tuple(p for p, broker in enumerate(self._placement(topic).brokers) if broker in live)
+
+    def _placement(self, topic: str):
         try:
-            return self.view.partitions(topic)
+            return self.view.placement(topic)
         except topics.TopicError as exc:
             raise protocol.UnknownTopicOrPartition(str(exc)) from None
 

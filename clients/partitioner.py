@@ -4,7 +4,9 @@ The paper's producer picks a random partition, or one from a key so that all of 
 events stay in order on one partition. The hash is CRC32 (unsigned, the same in every process
 and every run), not Python's salted ``hash()`` and never negative, unlike 0.7's ``hashCode % n``.
 Random is "sticky" per batch, as later Kafka's default: the producer keeps one random partition
-until that partition's batch is sent, so batches fill instead of scattering.
+until that partition's batch is sent, so batches fill instead of scattering. It picks among the
+partitions whose broker is registered right now, so unkeyed traffic flows around a broker that
+is down (a keyed message keeps its partition: its order matters more than its timing).
 """
 from __future__ import annotations
 
@@ -24,12 +26,15 @@ class RandomPartitioner:
         self._rng = rng or random.Random()
         self._sticky: dict[str, int] = {}
 
-    def __call__(self, topic: str, key: bytes | None, partitions: int) -> int:
+    def __call__(self, topic: str, key: bytes | None, partitions: int,
+                 available: tuple[int, ...] | None = None) -> int:
+        """``available``: the partitions with a live broker (None or empty: all of them)."""
         if key is not None:
             return hash_partition(key, partitions)
         partition = self._sticky.get(topic)
-        if partition is None or partition >= partitions:
-            partition = self._sticky[topic] = self._rng.randrange(partitions)
+        if partition is None or partition >= partitions or (available and partition not in available):
+            partition = self._sticky[topic] = (self._rng.choice(available) if available
+                                               else self._rng.randrange(partitions))
         return partition
 
     def batch_sent(self, topic: str, partition: int) -> None:

@@ -84,14 +84,10 @@ class Producer:
         batch as it is acknowledged or given up on; ``on_acknowledged(count, seconds)`` for
         each acknowledged batch, with the seconds since its first message was queued (what
         ``sluice perf`` turns into latency percentiles)."""
-        if acks not in (0, 1):
-            raise ValueError(f"acks must be 0 or 1, not {acks!r}")
-        for name, value in (("batch_size", batch_size), ("max_in_flight", max_in_flight),
-                            ("request_timeout_ms", request_timeout_ms)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if linger_ms < 0 or retries < 0:
-            raise ValueError("linger_ms and retries must not be negative")
+        _check_settings(acks=acks, batch_size=batch_size, max_in_flight=max_in_flight,
+                        request_timeout_ms=request_timeout_ms, max_message_bytes=max_message_bytes,
+                        retries=retries, linger_ms=linger_ms, retry_backoff_ms=retry_backoff_ms,
+                        on_delivery=on_delivery, on_acknowledged=on_acknowledged)
         self.batch_size = batch_size
         self.linger_s = linger_ms / 1000
         self.acks = acks
@@ -108,6 +104,8 @@ class Producer:
         self._lock = threading.RLock()
         self._batches: dict[tuple[str, int], _Batch] = {}
         self._partition_counts: dict[str, int] = {}
+        self._available: dict[str, tuple[int, ...]] = {}
+        self._random = isinstance(self._partitioner, partitioners.RandomPartitioner)
         self._push_routes: dict[tuple[str, int], tuple[zmq.Socket, bytes]] = {}
         self._request_routes: dict[tuple[str, int], tuple[Connection, bytes]] = {}
         self._in_flight: dict[tuple[str, int], _InFlight] = {}
@@ -145,7 +143,13 @@ class Producer:
             partitions = self._partition_counts[topic] = self._pool.partitions(topic)
         chosen = partition is None
         if chosen:
-            partition = self._partitioner(topic, key, partitions)
+            if self._random:
+                available = self._available.get(topic)
+                if available is None:
+                    available = self._available[topic] = self._pool.available_partitions(topic)
+                partition = self._partitioner(topic, key, partitions, available)
+            else:
+                partition = self._partitioner(topic, key, partitions)
         elif not isinstance(partition, int) or not 0 <= partition < partitions:
             raise protocol.UnknownTopicOrPartition(
                 f"topic {topic} has partitions 0..{partitions - 1}, not {partition!r}")
@@ -253,6 +257,7 @@ class Producer:
         self._push_routes.clear()
         self._request_routes.clear()
         self._partition_counts.clear()
+        self._available.clear()
 
     def _send_request(self, item: _InFlight) -> None:
         """Send an acks=1 request on the partition's connection (cached like the PUSH routes,
@@ -379,3 +384,20 @@ class Producer:
                         self._take_and_send(tp, batch)
                 if self.acks and (self._in_flight or self._retry_queue):
                     self._collect(0)
+
+
+def _check_settings(acks, on_delivery, on_acknowledged, **numbers) -> None:
+    """Every setting checked before anything connects, with a line a person can act on."""
+    if acks not in (0, 1) or isinstance(acks, bool):
+        raise ValueError(f"acks must be 0 or 1, not {acks!r}")
+    at_least = {"batch_size": 1, "max_in_flight": 1, "request_timeout_ms": 1,
+                "max_message_bytes": 1, "retries": 0, "linger_ms": 0, "retry_backoff_ms": 0}
+    whole = {"batch_size", "max_in_flight", "retries", "max_message_bytes"}
+    for name, value in numbers.items():
+        kind = int if name in whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or value < at_least[name]:
+            what = "a whole number" if name in whole else "a number"
+            raise ValueError(f"{name} must be {what} >= {at_least[name]}, not {value!r}")
+    for name, callback in (("on_delivery", on_delivery), ("on_acknowledged", on_acknowledged)):
+        if callback is not None and not callable(callback):
+            raise TypeError(f"{name} must be callable or None, not {callback!r}")

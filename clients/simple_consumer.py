@@ -49,10 +49,17 @@ class SimpleConsumer:
         self.request_timeout_ms = request_timeout_ms
         self._own_pool = pool is None
         self._pool = pool or BrokerPool(zookeeper, data_dir, request_timeout_ms)
-        self._pool.partitions(topic)
         self.high_watermark = 0
         self.log_start = 0
-        self.position = offset if isinstance(offset, int) else self.offset_of(offset)
+        try:
+            partitions = self._pool.partitions(topic)
+            if partition >= partitions:
+                raise protocol.UnknownTopicOrPartition(
+                    f"topic {topic} has partitions 0..{partitions - 1}, not {partition}")
+            self.position = offset if isinstance(offset, int) else self.offset_of(offset)
+        except BaseException:
+            self.close()
+            raise
 
     def offset_of(self, when) -> int:
         """'earliest', 'latest', or a time in ms: the offsets API."""

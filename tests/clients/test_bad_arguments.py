@@ -69,7 +69,6 @@ def test_producer_refuses_bad_settings(kwargs, error, words):
     refused(error, words, lambda: Producer(**kwargs))
 
 
-@pytest.mark.xfail(strict=True, reason="Producer accepts these today (docs/drills.md, Findings)")
 @pytest.mark.parametrize("kwargs", [{"linger_ms": "5"}, {"retry_backoff_ms": -1},
                                     {"max_message_bytes": 0}])
 def test_producer_refuses_bad_settings_not_yet_checked(cluster, kwargs):
@@ -106,8 +105,6 @@ def test_simple_consumer_refuses_bad_arguments(args, kwargs, error, words):
     refused(error, words, lambda: SimpleConsumer(*args, **kwargs))
 
 
-@pytest.mark.xfail(strict=True, reason="the BrokerPool opened before the topic check is never "
-                   "closed (docs/drills.md, Findings)")
 @pytest.mark.parametrize("topic, partition", [("nope", 0), (TOPIC, 9)])
 def test_simple_consumer_refused_for_the_cluster_leaves_nothing_running(cluster, topic,
                                                                         partition):
