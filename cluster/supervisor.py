@@ -60,7 +60,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 from broker.config import BrokerConfig
 from cluster.worker import WorkerConfig
-from cluster.zookeeper import ZooKeeperEnsemble, ZooKeeperError, find_install
+from cluster.zookeeper import ZooKeeperEnsemble, ZooKeeperError, _die_with_parent, find_install
 from coordinator import paths
 from coordinator import zk as zkconnect
 
@@ -826,12 +826,15 @@ def up(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, brokers: int = 
        broker_settings: dict | None = None, timeout: float = 60.0,
        broker_target: str = DEFAULT_BROKER_TARGET,
        on_ready: Callable[[dict], None] | None = None, workers: int = 0,
-       worker_settings: dict | None = None, dashboard_port: int | None = DASHBOARD_PORT) -> dict:
+       worker_settings: dict | None = None, dashboard_port: int | None = DASHBOARD_PORT,
+       die_with_parent: bool = False) -> dict:
     """Start a local cluster and return its status once every broker is registered.
 
     Detached, the supervisor runs as its own session (``python -m cluster.supervisor``) and this
-    returns when it is ready. In the foreground this supervises until a signal stops it,
-    calling ``on_ready(status)`` once ready, and returns the final status.
+    returns when it is ready; with ``die_with_parent`` (Linux, called from the main thread) it
+    gets SIGTERM, and so stops the cluster, when the caller dies (a drill killed outright).
+    In the foreground this supervises until a signal stops it, calling ``on_ready(status)``
+    once ready, and returns the final status.
     """
     data_dir = Path(data_dir).resolve()
     _check_options(brokers, zookeeper, zk_ensemble)
@@ -852,13 +855,15 @@ def up(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, brokers: int = 
                    dashboard_port=dashboard_port).run()
         return status(data_dir)
     return _up_detached(data_dir, brokers, zookeeper, zk_ensemble, broker_settings, timeout,
-                        broker_target, workers, worker_settings, dashboard_port)
+                        broker_target, workers, worker_settings, dashboard_port,
+                        die_with_parent)
 
 
 def _up_detached(data_dir: Path, brokers: int, zookeeper: str | None, zk_ensemble: int,
                  broker_settings: dict | None, timeout: float, broker_target: str,
                  workers: int = 0, worker_settings: dict | None = None,
-                 dashboard_port: int | None = DASHBOARD_PORT) -> dict:
+                 dashboard_port: int | None = DASHBOARD_PORT,
+                 die_with_parent: bool = False) -> dict:
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "cluster.supervisor", "--data-dir", str(data_dir),
                "--brokers", str(brokers), "--zk-ensemble", str(zk_ensemble),
@@ -876,7 +881,8 @@ def _up_detached(data_dir: Path, brokers: int, zookeeper: str | None, zk_ensembl
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     with open(data_dir / LOG_FILE, "ab") as log_file:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                preexec_fn=_die_with_parent() if die_with_parent else None)
     deadline = time.monotonic() + timeout
     while True:
         code = proc.poll()

@@ -241,7 +241,7 @@ def _start_cluster(ctx: Context) -> None:
     supervisor.up(ctx.data_dir, brokers=s.brokers, zookeeper=zookeeper,
                   zk_ensemble=ctx.drill.zk_ensemble, detach=True, broker_settings=broker_settings,
                   workers=s.workers, worker_settings=worker_settings, dashboard_port=None,
-                  timeout=120)
+                  timeout=120, die_with_parent=True)
     ctx.zookeeper = zkconnect.resolve(None, ctx.data_dir)
     client = zkconnect.connect(ctx.zookeeper)
     try:
@@ -424,14 +424,11 @@ def _tear_down(ctx: Context, result: dict) -> None:
     ctx.close()
     if ctx.watch is not None:
         ctx.watch.stop()
-    if ctx.fresh and (ctx.data_dir / supervisor.LOCK_FILE).exists():
-        ctx.emit("verdict", detail="stopping the cluster")
-        try:
-            if supervisor._running_pid(ctx.data_dir) is not None:
-                supervisor.down(ctx.data_dir, timeout=60)
-        except supervisor.ClusterError as exc:
-            log.error("%s", exc)
     try:
+        if ctx.fresh and (ctx.data_dir / supervisor.LOCK_FILE).exists():
+            ctx.emit("verdict", detail="stopping the cluster")
+            if supervisor._running_pid(ctx.data_dir) is not None:
+                supervisor.down(ctx.data_dir, timeout=90)   # failing, it keeps the data dir
         if ctx.watch is not None and result.get("status") == "judging":
             _verdict(ctx, result, stored, problems)
     finally:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import psutil
 from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.handlers.threading import KazooTimeoutError
 
 from broker import protocol
 from clients.brokers import BrokerPool
@@ -234,7 +235,8 @@ class GroupWatch(threading.Thread):
             started = time.monotonic()
             try:
                 look = self._look()
-            except (KazooException, protocol.SluiceError, TimeoutError) as exc:
+            except (KazooException, KazooTimeoutError, protocol.SluiceError,
+                    TimeoutError) as exc:
                 self.errors[type(exc).__name__] += 1
             except Exception:  # a bug here must not end the drill's eyes silently
                 log.exception("group watch failed to look")

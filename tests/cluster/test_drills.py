@@ -120,10 +120,6 @@ ZK_COMMIT_BUG = ("a worker dies when its offset commit meets a ZooKeeper connect
 KNOWN_BUGS = {
     ("kill-zookeeper", "nothing stops: no broker or worker died"): ZK_COMMIT_BUG,
     ("restart-zookeeper", "brokers and consumers ride it out: none died"): ZK_COMMIT_BUG,
-    ("pause-broker", "clients reroute: no message sent while the broker was unregistered went "
-                     "to its partitions"):
-        "the producer's random partitioner still picks partitions of an unregistered broker "
-        "(docs/drills.md, 'Findings')",
     ("pause-broker", "clients reroute: once the node expired, the other brokers ack >= 50% of "
                      "their batches/s before the pause"):
         "batches in flight to a broker that left the registry keep the producer's one window "
