@@ -15,7 +15,7 @@ ZK_JAR  := /usr/share/java/zookeeper.jar
 ZK_FLAG     = $(if $(ZK),--zookeeper $(ZK),)
 WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOPIC) --group $(GROUP),)
 
-.PHONY: cluster-up cluster-down test bench drill venv zookeeper chromium clean
+.PHONY: cluster-up cluster-down test bench drill drill-rolling venv zookeeper chromium clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,13 @@ DRILL_FLAGS ?=
 drill: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
 	$(SLUICE) drill $(DRILL) --output .drills/results.json $(DRILL_FLAGS)
+
+# The rolling-restart drill (docs/rolling-restart.md): eager, cooperative and cooperative+static
+# one after the other, each on a fresh 1-broker cluster with 12 workers and 24 partitions;
+# prints one table and writes every result to .drills/rolling.json.
+drill-rolling: venv
+	@$(MAKE) --no-print-directory zookeeper ZK=
+	$(SLUICE) drill rolling-restart --protocol all --workers 12 --partitions 24 --output .drills/rolling.json $(DRILL_FLAGS)
 
 # The paper's benchmark (cluster/bench.py, docs/benchmark.md) on a fresh 1-broker cluster in a
 # temp dir: a table beside the paper's figures, medians written to .bench/results.json.

@@ -218,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("--output", metavar="FILE",
                        help="also write every result to FILE as one JSON list")
     drill.add_argument("--json", action="store_true", help="one JSON object per drill")
+    drill.add_argument("--workers", type=_positive_int,
+                       help="group workers of a fresh cluster (rolling-restart: 12)")
+    drill.add_argument("--partitions", type=_positive_int,
+                       help="partitions of the drill topic (rolling-restart: 24)")
+    drill.add_argument("--protocol", choices=["eager", "cooperative", "all"],
+                       help="the workers' rebalance protocol; all: eager, cooperative and "
+                       "cooperative+static one after the other (default: cooperative)")
+    drill.add_argument("--static", action="store_true",
+                       help="static group members (an instance id per worker slot)")
     drill.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     drill.set_defaults(func=drills.command)
 

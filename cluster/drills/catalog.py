@@ -18,6 +18,7 @@ valid CRCs, acknowledged ids at their acknowledged offsets).
 | torn-segment       | stop a broker, flip a byte in one unflushed message and cut the last one in half, kill it | 5 |
 | disk-full          | fill the tmpfs under broker 0's data dir, then free it   | 5  |
 | acks0-kill-broker  | kill-broker with an acks=0 producer                     | 5  |
+| rolling-restart    | SIGTERM every worker in turn (not in ``all``; rolling.py) | = workers |
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from typing import Callable
 from broker import message
 from kazoo.exceptions import NoNodeError
 
+from cluster.drills import rolling
 from cluster.drills.faults import FaultError, zookeeper_mode
 from cluster.drills.ledger import parse_id
 from cluster.drills.runner import Check, Context, Unsupported
@@ -60,6 +62,10 @@ class Drill:
     broker_log: dict = field(default_factory=dict)
     prepare: Callable[[Context], None] | None = None
     cleanup: Callable[[Context], None] | None = None
+    handler: str | None = None              # the workers' handler (None: the loader)
+    library_worker_defaults: bool = False   # workers keep the library's session/rebalance defaults
+    defaults: dict = field(default_factory=dict)   # Settings the command starts from
+    in_all: bool = True                     # part of ``sluice drill all`` / ``make drill``
 
 
 # --- shared pieces ------------------------------------------------------------------------
@@ -654,4 +660,11 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
     Drill("acks0-kill-broker", "SIGKILL a random broker under an acks=0 producer",
           "the loss the paper accepts is measured and reported", 5, kill_broker, acks0_checks,
           acks=0),
+    Drill("rolling-restart", "SIGTERM each group worker in turn; the supervisor replaces it",
+          "skipped = 0; ownership exclusive; cooperative: no group blackout, no partition gap "
+          "longer than a restart + 1 s; static: untouched workers keep their partitions",
+          12, rolling.rolling_restart, rolling.rolling_restart_checks, handler=rolling.HANDLER, prepare=rolling.prepare,
+          library_worker_defaults=True, in_all=False,
+          defaults=dict(brokers=1, flush_ms=100, rate=1000, workers=12, partitions=24,
+                        interval=1.0, rebalance="cooperative")),
 )}

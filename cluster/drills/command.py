@@ -26,10 +26,38 @@ DEFAULT_INTERVAL_S = 2.0
 
 def names(name: str) -> list[str]:
     if name == "all":
-        return list(DRILLS)
+        return [n for n, d in DRILLS.items() if d.in_all]
     if name not in DRILLS:
         raise ValueError(f"unknown drill {name!r}: choose from {', '.join(DRILLS)} or all")
     return [name]
+
+
+ROLLING_VARIANTS = {"eager": [dict(rebalance="eager")],
+                    "cooperative": [dict(rebalance="cooperative")],
+                    "all": [dict(rebalance="eager"), dict(rebalance="cooperative"),
+                            dict(rebalance="cooperative", static=True)]}
+
+
+def runs(chosen: list[str], args) -> list[tuple[str, dict]]:
+    """(drill, Settings overrides) per run: the command line's flags; ``--protocol all`` runs
+    eager, cooperative and cooperative+static one after the other."""
+    common = {}
+    if args.interval is not None:
+        common["interval"] = args.interval
+    for name in ("workers", "partitions"):
+        if getattr(args, name, None) is not None:
+            common[name] = getattr(args, name)
+    if getattr(args, "static", False):
+        common["static"] = True
+    protocol = getattr(args, "protocol", None)
+    result = []
+    for name in chosen:
+        if protocol is None:
+            result.append((name, dict(common)))
+        else:
+            result += [(name, {**common, **v})
+                       for v in ROLLING_VARIANTS.get(protocol, [dict(rebalance=protocol)])]
+    return result
 
 
 def command(args) -> int:
@@ -37,15 +65,17 @@ def command(args) -> int:
     chosen = names(args.name)
     if args.drill_data_dir is not None:
         check_running(Path(args.drill_data_dir))
-    base = Settings(interval=args.interval if args.interval is not None else DEFAULT_INTERVAL_S,
-                    keep=getattr(args, "keep", False))
+    base = Settings(interval=DEFAULT_INTERVAL_S, keep=getattr(args, "keep", False))
     err = Console(stderr=True, highlight=False)
     results = []
     with Display(err, live=err.is_terminal) as display:
-        for name in chosen:
+        for name, variant in runs(chosen, args):
             drill = DRILLS[name]
-            settings = Settings(**{**base.__dict__,
-                                   "count": args.count or drill.default_count})
+            fields = {**base.__dict__, **drill.defaults, **variant}
+            if "count" not in variant:
+                fields["count"] = (args.count or (fields["workers"] if name == "rolling-restart"
+                                                  else drill.default_count))
+            settings = Settings(**fields)
             result = run(drill, settings, args.drill_data_dir, on_event=display.event)
             results.append(result)
             if args.json:
@@ -120,18 +150,47 @@ COLUMNS = ["drill", "faults", "acked", "lost", "skipped", "duplicates", "order v
            "recovery max (s)", "rebalances", "must-holds"]
 
 
+ROLLING_COLUMNS = ["protocol", "workers", "partitions", "blackout (s)", "max partition gap (s)",
+                   "unowned partition-s", "rebalances", "peak lag (msgs)", "skipped",
+                   "duplicates", "restart mean / max (s)", "untouched moves", "must-holds"]
+
+
+def rolling_rows(results: list[dict]) -> list[list[str]]:
+    rows = []
+    for r in results:
+        protocol = r.get("protocol") or r["settings"].get("rebalance") or "cooperative"
+        if r.get("static", r["settings"].get("static")):
+            protocol += "+static"
+        rows.append([protocol, _cell(r["settings"].get("workers")),
+                     _cell(r["settings"].get("partitions")), _cell(r.get("blackout_s")),
+                     _cell(r.get("max_partition_gap_s")), _cell(r.get("unowned_partition_s")),
+                     _cell(r.get("rebalances")), _cell(r.get("peak_lag")),
+                     _cell(r.get("skipped")), _cell(r.get("duplicates")),
+                     f"{_cell(r.get('restart_s_mean'))} / {_cell(r.get('restart_s_max'))}",
+                     _cell(r.get("untouched_reassignments")), verdict(r, short=True)])
+    return rows
+
+
+def _shape(results: list[dict]):
+    if results and all(r["drill"] == "rolling-restart" for r in results):
+        return "sluice rolling restart", ROLLING_COLUMNS, rolling_rows(results)
+    return "sluice fault drills", COLUMNS, table_rows(results)
+
+
 def print_table(results: list[dict], console: Console) -> None:
-    table = Table(title="sluice fault drills", title_justify="left")
-    for column in COLUMNS:
+    title, columns, rows = _shape(results)
+    table = Table(title=title, title_justify="left")
+    for column in columns:
         table.add_column(column)
-    for row in table_rows(results):
+    for row in rows:
         table.add_row(*row)
     console.print(table)
 
 
 def markdown_table(results: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
+    _, columns, rows = _shape(results)
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

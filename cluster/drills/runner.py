@@ -65,8 +65,12 @@ class Settings:
     zookeeper: str | None = None
     keep: bool = False
     seed: int | None = None
+    rebalance: str | None = None      # the workers' protocol (None: the worker's default)
+    static: bool = False              # static members (instance id per worker slot)
 
     def __post_init__(self):
+        if self.rebalance not in (None, "eager", "cooperative"):
+            raise ValueError(f"rebalance must be 'eager' or 'cooperative', not {self.rebalance!r}")
         if not isinstance(self.count, int) or self.count < 1:
             raise ValueError(f"count must be a whole number >= 1, not {self.count!r}")
         if not self.interval >= 0:
@@ -226,9 +230,16 @@ def _start_cluster(ctx: Context) -> None:
              f"{'x' + str(ctx.drill.zk_ensemble) if not s.zookeeper else s.zookeeper}")
     broker_settings = {"session_timeout_ms": s.session_timeout_ms,
                        "log": {"flush_ms": s.flush_ms, **ctx.drill.broker_log}}
-    worker_settings = {"topic": ctx.topic, "group": ctx.group, "commit_ms": s.commit_ms,
-                       "session_timeout_ms": s.session_timeout_ms,
-                       "rebalance_max_tries": 20, "rebalance_backoff_ms": 300}
+    worker_settings = {"topic": ctx.topic, "group": ctx.group, "commit_ms": s.commit_ms}
+    if not ctx.drill.library_worker_defaults:
+        worker_settings.update(session_timeout_ms=s.session_timeout_ms,
+                               rebalance_max_tries=20, rebalance_backoff_ms=300)
+    if s.rebalance is not None:
+        worker_settings["rebalance"] = s.rebalance
+    if s.static:
+        worker_settings["static"] = True
+    if ctx.drill.handler is not None:
+        worker_settings["handler"] = ctx.drill.handler
     zookeeper = s.zookeeper
     if zookeeper and ctx.drill.zk_ensemble != 1:
         raise Unsupported(f"{ctx.drill.name} needs its own {ctx.drill.zk_ensemble}-node "

@@ -1,0 +1,187 @@
+"""The rolling-restart drill: restart every group worker in turn, measure what the group felt.
+
+Each fault is a SIGTERM to the next worker slot (0, 1, 2, ...): the worker hands off (flush,
+commit, release and leave; a static worker keeps its partitions for its successor), the
+supervisor starts a replacement, and the drill waits until the replacement's pid is a member
+of the group and the group is settled, then lets ``ctx.recover`` wait for the lag. The
+**restart phase** runs from the first SIGTERM to the moment the last replacement is back in a
+settled group. Workers run ``cluster.drills.handlers:timed_files``, so every consumption has a
+wall-clock time; ZooKeeper is sampled by ``GroupWatch`` every 0.25 s. Over the restart phase:
+
+| figure                 | meaning                                                              |
+| ---------------------- | -------------------------------------------------------------------- |
+| blackout_s             | the sum of the group-wide consumption gaps longer than 0.5 s: the     |
+|                        | times between consecutive consumptions of any partition by any worker |
+|                        | (and from the phase's start to the first, the last to its end)        |
+| max_partition_gap_s    | the longest time one partition went without a consumption (edges too) |
+| unowned_partition_s    | partition-seconds with no owner node, from the ZooKeeper samples      |
+| rebalances             | ``GroupWatch`` rebalances that started inside the phase                |
+| peak_lag               | the highest total lag of a sample, in messages (acknowledged ids at or |
+|                        | after the committed offset)                                           |
+| restart_s_mean / _max  | per worker: SIGTERM to its replacement back in a settled group        |
+| untouched_reassignments| partitions of the workers not being restarted whose owner node changed |
+|                        | (owner or creation zxid) between a SIGTERM and the group settling     |
+| exclusive_violations   | a partition consumed by two processes at overlapping times             |
+"""
+from __future__ import annotations
+
+import bisect
+import signal
+import time
+from collections import defaultdict
+
+from cluster.drills.handlers import read_times
+from cluster.drills.runner import Check, Context, Unsupported
+
+BLACKOUT_GAP_S = 0.5
+HANDLER = "cluster.drills.handlers:timed_files"
+
+
+def prepare(ctx: Context) -> None:
+    if not ctx.fresh:
+        raise Unsupported("rolling-restart needs a fresh cluster: its workers must run the "
+                          f"timing handler ({HANDLER})")
+
+
+def _member_of(look, pid: int) -> str | None:
+    return next((m for m, p in look.members.items() if p == pid), None)
+
+
+def rolling_restart(ctx: Context, record: dict) -> None:
+    ids = sorted(ctx.procs.ids("worker"), key=int)
+    target = ids[len(ctx.faults) % len(ids)]
+    timeout = ctx.settings.recovery_timeout_s
+    pid = ctx.procs.pid("worker", target)
+    before = ctx.watch.latest()
+    fault_t = time.monotonic()
+    ctx.notes.setdefault("_phase", [fault_t, fault_t])
+    ctx.procs.signal("worker", target, signal.SIGTERM)
+    record.update(target=f"worker {target}", pid=pid)
+    ctx.emit("fault", detail=f"SIGTERMed worker {target} (pid {pid})")
+    new_pid = ctx.procs.wait_replaced("worker", target, pid, timeout)
+    record["new_pid"] = new_pid
+    ctx.emit("fault", detail=f"worker {target} replaced (pid {new_pid}); waiting for the group")
+    back_t = ctx.watch.wait(lambda look: look.settled and new_pid in look.members.values(),
+                            fault_t, timeout, f"worker {target}'s replacement in a settled group")
+    record["restart_s"] = round(back_t - fault_t, 3)
+    ctx.notes["_phase"][1] = back_t
+    ctx.notes.setdefault("_restarts", []).append(
+        (fault_t, back_t, _member_of(before, pid), dict(before.owners), dict(before.owner_zxids)))
+    ctx.recover(record, fault_t, back_t)
+
+
+def _gaps(times: list[float], start: float, end: float) -> list[float]:
+    edges = [start] + [t for t in times if start <= t <= end] + [end]
+    return [b - a for a, b in zip(edges, edges[1:])]
+
+
+def measure(ctx: Context, report=None) -> dict:
+    """The drill's figures (see the module docstring) from the logs and the samples."""
+    s = ctx.settings
+    start_m, end_m = ctx.notes["_phase"]
+    to_wall = time.time() - time.monotonic()
+    start, end = start_m + to_wall, end_m + to_wall
+    rows = [r for r in read_times(ctx.data_dir / "loaded" / ctx.group) if r.topic == ctx.topic]
+    in_phase = [r for r in rows if start <= r.t <= end]
+    group_gaps = _gaps([r.t for r in in_phase], start, end)
+    blackout = sum(g for g in group_gaps if g > BLACKOUT_GAP_S)
+    per_partition = defaultdict(list)
+    for r in in_phase:
+        per_partition[r.partition].append(r.t)
+    partition_gaps = {p: max(_gaps(per_partition.get(p, []), start, end))
+                      for p in range(s.partitions)}
+
+    looks = [look for look in list(ctx.watch.looks) if start_m <= look.t <= end_m]
+    unowned = sum((b.t - a.t) * sum(1 for p in range(s.partitions) if p not in a.owners)
+                  for a, b in zip(looks, looks[1:]))
+    offsets = defaultdict(list)
+    for (tp, offset) in list(ctx.ledger.acked.values()):
+        if tp[0] == ctx.topic:
+            offsets[tp[1]].append(offset)
+    for values in offsets.values():
+        values.sort()
+    lags = []
+    for look in looks:
+        if any(look.log_end.get(p) is None for p in range(s.partitions)):
+            continue
+        lags.append(sum(bisect.bisect_left(offsets[p], look.log_end[p])
+                        - bisect.bisect_left(offsets[p], look.committed.get(p, 0))
+                        for p in range(s.partitions)))
+    rebalances = sum(1 for t in ctx.watch.rebalance_times if start_m <= t <= end_m + 1.0)
+
+    untouched = 0
+    for fault_t, back_t, member, owners, zxids in ctx.notes.get("_restarts", []):
+        moved = set()
+        for look in ctx.watch.since(fault_t):
+            if look.t > back_t:
+                break
+            for p, owner in owners.items():
+                if owner != member and (look.owners.get(p) != owner
+                                        or look.owner_zxids.get(p) != zxids.get(p)):
+                    moved.add(p)
+        untouched += len(moved)
+
+    restarts = [f["restart_s"] for f in ctx.faults if "restart_s" in f]
+    return {
+        "protocol": s.rebalance or "cooperative", "static": s.static,
+        "workers": s.workers, "partitions": s.partitions, "restarts": len(restarts),
+        "blackout_s": round(blackout, 2),
+        "max_partition_gap_s": round(max(partition_gaps.values()), 2) if partition_gaps else None,
+        "unowned_partition_s": round(unowned, 2),
+        "rebalances": rebalances,
+        "peak_lag": max(lags) if lags else None,
+        "restart_s_mean": round(sum(restarts) / len(restarts), 2) if restarts else None,
+        "restart_s_max": round(max(restarts), 2) if restarts else None,
+        "untouched_reassignments": untouched,
+        "restart_phase_s": round(end - start, 2),
+        "exclusive_violations": exclusive_violations(rows),
+    }
+
+
+def exclusive_violations(rows) -> list[str]:
+    """Partitions consumed by two processes at overlapping times: each process's run of
+    consecutive consumptions of a partition is an interval; intervals of different
+    processes must not overlap."""
+    runs = defaultdict(list)          # partition -> [[pid, first t, last t]]
+    for r in rows:                    # sorted by time
+        spans = runs[(r.topic, r.partition)]
+        if spans and spans[-1][0] == r.pid:
+            spans[-1][2] = r.t
+        else:
+            spans.append([r.pid, r.t, r.t])
+    bad = []
+    for (topic, partition), spans in runs.items():
+        for a, b in zip(spans, spans[1:]):
+            if b[1] < a[2] or (b[1] == a[2] and a[0] != b[0]):
+                bad.append(f"{topic}/{partition}: pid {b[0]} at {b[1]:.3f} while pid {a[0]} "
+                           f"until {a[2]:.3f}")
+    return bad
+
+
+def rolling_restart_checks(ctx: Context, result: dict, report) -> list[Check]:
+    figures = measure(ctx, report)
+    result.update(figures)
+    result["exclusive_violations"] = len(figures["exclusive_violations"])
+    restart_max = figures["restart_s_max"] or 0.0
+    checks = [
+        Check("every worker restarted by the supervisor", len(ctx.faults) == figures["restarts"],
+              f"{figures['restarts']} of {len(ctx.faults)}"),
+        Check("ownership exclusive (no partition consumed by two workers at once)",
+              not figures["exclusive_violations"], "; ".join(figures["exclusive_violations"][:3])),
+        Check("lost = 0", report.lost == 0, ", ".join(report.lost_sample)),
+    ]
+    if figures["protocol"] == "eager":
+        checks.append(Check("eager: the paper's protocol shows a group blackout",
+                            figures["blackout_s"] > 0, f"{figures['blackout_s']} s"))
+    else:
+        checks.append(Check("cooperative: group blackout 0 s", figures["blackout_s"] == 0,
+                            f"{figures['blackout_s']} s"))
+        checks.append(Check("cooperative: no partition gap longer than a restart + 1 s",
+                            figures["max_partition_gap_s"] <= restart_max + 1.0,
+                            f"max gap {figures['max_partition_gap_s']} s, longest restart "
+                            f"{restart_max} s"))
+    if figures["static"]:
+        checks.append(Check("static: no reassignment of untouched workers' partitions",
+                            figures["untouched_reassignments"] == 0,
+                            f"{figures['untouched_reassignments']} partition move(s)"))
+    return checks
