@@ -21,7 +21,8 @@ wall-clock time; ZooKeeper is sampled by ``GroupWatch`` every 0.25 s. Over the r
 | restart_s_mean / _max  | per worker: SIGTERM to its replacement back in a settled group        |
 | untouched_reassignments| partitions of the workers not being restarted whose owner node changed |
 |                        | (owner or creation zxid) between a SIGTERM and the group settling     |
-| exclusive_violations   | a partition consumed by two processes at overlapping times             |
+| exclusive_violations   | consumptions (whole run) by a process while the ZooKeeper samples      |
+|                        | 0.3 s before and after show another member's owner node throughout     |
 """
 from __future__ import annotations
 
@@ -134,27 +135,35 @@ def measure(ctx: Context, report=None) -> dict:
         "restart_s_max": round(max(restarts), 2) if restarts else None,
         "untouched_reassignments": untouched,
         "restart_phase_s": round(end - start, 2),
-        "exclusive_violations": exclusive_violations(rows),
+        "exclusive_violations": exclusive_violations(rows, list(ctx.watch.looks), to_wall),
     }
 
 
-def exclusive_violations(rows) -> list[str]:
-    """Partitions consumed by two processes at overlapping times: each process's run of
-    consecutive consumptions of a partition is an interval; intervals of different
-    processes must not overlap."""
-    runs = defaultdict(list)          # partition -> [[pid, first t, last t]]
-    for r in rows:                    # sorted by time
-        spans = runs[(r.topic, r.partition)]
-        if spans and spans[-1][0] == r.pid:
-            spans[-1][2] = r.t
-        else:
-            spans.append([r.pid, r.t, r.t])
+def exclusive_violations(rows, looks, to_wall: float, margin: float = 0.3) -> list[str]:
+    """Consumptions by a process while ZooKeeper said another one owned the partition.
+
+    A consumption by pid P of partition p at wall time t is a violation when the samples
+    ``margin`` seconds before and after t both show the same owner node of p (same owner,
+    same creation zxid, so it existed throughout) held by a member whose pid is not P. An
+    owner node is one znode per partition, so two owners at one sample cannot happen; this
+    checks that only the owner consumed."""
+    looks = sorted(looks, key=lambda look: look.t)
+    times = [look.t + to_wall for look in looks]
     bad = []
-    for (topic, partition), spans in runs.items():
-        for a, b in zip(spans, spans[1:]):
-            if b[1] < a[2] or (b[1] == a[2] and a[0] != b[0]):
-                bad.append(f"{topic}/{partition}: pid {b[0]} at {b[1]:.3f} while pid {a[0]} "
-                           f"until {a[2]:.3f}")
+    for r in rows:
+        i = bisect.bisect_right(times, r.t - margin) - 1
+        j = bisect.bisect_left(times, r.t + margin)
+        if i < 0 or j >= len(looks):
+            continue
+        a, b = looks[i], looks[j]
+        owner = a.owners.get(r.partition)
+        if (owner is None or b.owners.get(r.partition) != owner
+                or a.owner_zxids.get(r.partition) != b.owner_zxids.get(r.partition)):
+            continue
+        pid = a.members.get(owner)
+        if pid and pid == b.members.get(owner) and pid != r.pid:
+            bad.append(f"{r.topic}/{r.partition}@{r.offset}: consumed by pid {r.pid} at "
+                       f"{r.t:.3f} while {owner} (pid {pid}) owned it")
     return bad
 
 
