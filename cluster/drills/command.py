@@ -151,7 +151,7 @@ COLUMNS = ["drill", "faults", "acked", "lost", "skipped", "duplicates", "order v
 
 
 ROLLING_COLUMNS = ["protocol", "workers", "partitions", "blackout (s)", "max partition gap (s)",
-                   "unowned partition-s", "rebalances", "peak lag (msgs)", "skipped",
+                   "partition blackout (s)", "unowned partition-s", "rebalances", "peak lag (msgs)", "skipped",
                    "duplicates", "restart mean / max (s)", "untouched moves", "must-holds"]
 
 
@@ -163,7 +163,8 @@ def rolling_rows(results: list[dict]) -> list[list[str]]:
             protocol += "+static"
         rows.append([protocol, _cell(r["settings"].get("workers")),
                      _cell(r["settings"].get("partitions")), _cell(r.get("blackout_s")),
-                     _cell(r.get("max_partition_gap_s")), _cell(r.get("unowned_partition_s")),
+                     _cell(r.get("max_partition_gap_s")), _cell(r.get("partition_blackout_s")),
+                     _cell(r.get("unowned_partition_s")),
                      _cell(r.get("rebalances")), _cell(r.get("peak_lag")),
                      _cell(r.get("skipped")), _cell(r.get("duplicates")),
                      f"{_cell(r.get('restart_s_mean'))} / {_cell(r.get('restart_s_max'))}",

@@ -58,6 +58,7 @@ class SteadyProducer(threading.Thread):
         self.retried = 0
         self.dropped = 0
         self.deliveries: deque = deque(maxlen=200_000)   # (time, partition, ok, error text)
+        self.acked_at: deque = deque(maxlen=500_000)     # (time, partition, base offset)
         self._seq = 0
         self._marks: list[tuple[float, int]] = []      # (time, next id) at every tick
         self._stop_event = threading.Event()
@@ -69,8 +70,11 @@ class SteadyProducer(threading.Thread):
 
     def _delivered(self, topic, partition, payload, base_offset, error) -> None:
         self.ledger.on_delivery(topic, partition, payload, base_offset, error)
-        self.deliveries.append((time.monotonic(), partition, error is None,
+        now = time.monotonic()
+        self.deliveries.append((now, partition, error is None,
                                 None if error is None else str(error)))
+        if error is None and base_offset is not None:
+            self.acked_at.append((now, partition, base_offset))
 
     def run(self) -> None:
         tick = 0.05

@@ -18,7 +18,7 @@ import pytest
 
 from cluster.drills import DRILLS, Settings, run
 from cluster.drills.handlers import Consumption
-from cluster.drills.rolling import _gaps, exclusive_violations
+from cluster.drills.rolling import _gaps, _waits, exclusive_violations
 from cluster.drills.traffic import Look
 from tests.helpers import ROOT
 
@@ -29,6 +29,14 @@ SHORT = dict(count=2, workers=4, partitions=8, brokers=1, flush_ms=100, rate=500
 def test_gaps_count_the_edges_of_the_phase():
     assert _gaps([], 10.0, 12.0) == [2.0]
     assert _gaps([9.0, 10.5, 11.0, 13.0], 10.0, 12.0) == [0.5, 0.5, 1.0]
+
+
+def test_a_partition_waits_only_while_a_message_is_there():
+    rows = [Consumption(1.0, 7, "t", 0, 0), Consumption(5.0, 7, "t", 0, 10)]
+    assert _waits(rows, [(0, 0.9), (10, 4.0)], 0.0, 10.0) == pytest.approx([0.1, 1.0])
+    assert _waits(rows, [(0, 0.9), (10, 4.0), (20, 8.0)], 0.0, 10.0) == \
+        pytest.approx([0.1, 1.0, 2.0])
+    assert _waits([], [], 0.0, 10.0) == []
 
 
 def look(t, owner, zxid, pid):
