@@ -36,6 +36,8 @@ class BrokerPool:
         return tuple(p for p, broker in enumerate(self._placement(topic).brokers) if broker in live)
 
     def _placement(self, topic: str):
+        if not isinstance(topic, str):
+            raise TypeError(f"topic must be a topic name (str), not {topic!r}")
         try:
             return self.view.placement(topic)
         except topics.TopicError as exc:

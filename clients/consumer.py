@@ -31,6 +31,8 @@ import threading
 import time
 from typing import Iterator
 
+from kazoo.exceptions import KazooException
+
 from broker import protocol
 from broker.message import Message
 from clients.brokers import BrokerPool
@@ -66,6 +68,7 @@ class Consumer:
         self.auto_commit_s = None if auto_commit_ms is None else auto_commit_ms / 1000
         self.max_wait_ms = max_wait_ms
         self.data_loss_events = 0
+        self.commit_failures = 0
         self.messages = 0
         self._pool = BrokerPool(zookeeper, data_dir, request_timeout_ms,
                                 session_timeout_ms=session_timeout_ms)
@@ -218,6 +221,7 @@ class Consumer:
                 "rebalance_failures": self.member.failures, "messages": self.messages,
                 "left_for_slowness": self.member.left_for_slowness,
                 "zk_offset_writes": self.offsets.writes,
+                "commit_failures": self.commit_failures,
                 "data_loss_events": self.data_loss_events}
 
     # --- positions and commits -------------------------------------------------------------
@@ -242,12 +246,24 @@ class Consumer:
         the release of ownership) from happening in the middle."""
         with self._lock:
             offsets = {tp: off for tp, off in self._processed.items() if tp in self._positions}
+            return self._write_offsets(offsets)
+
+    def _write_offsets(self, offsets: dict[TP, int]) -> int:
+        """A commit ZooKeeper cannot take now (connection lost, session expired) is not fatal:
+        the offsets stay uncommitted and the next commit tries again; at worst a successor
+        replays them (at-least-once)."""
+        try:
             return self.offsets.commit(offsets)
+        except KazooException as exc:
+            self.commit_failures += 1
+            log.warning("group %s: commit deferred, ZooKeeper did not take it (%s)", self.group,
+                        type(exc).__name__)
+            return 0
 
     def _on_revoke(self, partitions: list[TP]) -> None:
         with self._lock:
             offsets = {tp: self._processed[tp] for tp in partitions if tp in self._processed}
-            self.offsets.commit(offsets)
+            self._write_offsets(offsets)
             self._drop(partitions)
 
     def _on_lost(self, partitions: list[TP]) -> None:
@@ -262,26 +278,29 @@ class Consumer:
             self.offsets.forget(*tp)
 
     def _on_assign(self, partitions: list[TP]) -> None:
-        committed = {tp: self.offsets.fetch(*tp) for tp in partitions}
+        """New partitions start unresolved; poll() reads their committed offsets (or applies
+        ``start``), so a ZooKeeper hiccup here cannot leave an owned partition unread."""
         with self._lock:
-            for tp, offset in committed.items():
-                self._positions[tp] = offset
-                if offset is not None:
-                    self._returned[tp] = offset
-                    self._processed[tp] = offset
+            for tp in partitions:
+                self._positions[tp] = None
+                self._returned.pop(tp, None)
+                self._processed.pop(tp, None)
 
     def _resolve_start_positions(self) -> None:
         with self._lock:
             unknown = [tp for tp, off in self._positions.items() if off is None]
         for tp in unknown:
             try:
-                offset = self._offset_of(tp, _STARTS[self.start])
-            except (protocol.BrokerUnavailable, protocol.RequestTimedOut):
+                offset = self.offsets.fetch(*tp)
+                if offset is None:
+                    offset = self._offset_of(tp, _STARTS[self.start])
+            except (protocol.BrokerUnavailable, protocol.RequestTimedOut, KazooException):
                 continue
             with self._lock:
                 if tp in self._positions and self._positions[tp] is None:
                     self._positions[tp] = offset
                     self._returned[tp] = offset
+                    self._processed[tp] = offset
 
     def _offset_of(self, tp: TP, when: int) -> int:
         frames = self._pool.call(tp[0], tp[1],
@@ -307,7 +326,10 @@ class Consumer:
                           "(log now starts at %d, %d bytes never consumed); resetting to %s",
                           self.group, position, tp[0], tp[1], earliest, earliest - position,
                           self.start)
-                self.offsets.record_data_loss(tp[0], tp[1], position, earliest)
+                try:
+                    self.offsets.record_data_loss(tp[0], tp[1], position, earliest)
+                except KazooException:
+                    log.warning("could not note the data loss in ZooKeeper; it is logged here")
         else:
             log.error("fetch of %s/%d at %d failed: %s; resetting to %s", tp[0], tp[1],
                       position, error, self.start)

@@ -150,7 +150,7 @@ class Producer:
                 partition = self._partitioner(topic, key, partitions, available)
             else:
                 partition = self._partitioner(topic, key, partitions)
-        elif not isinstance(partition, int) or not 0 <= partition < partitions:
+        elif type(partition) is not int or not 0 <= partition < partitions:
             raise protocol.UnknownTopicOrPartition(
                 f"topic {topic} has partitions 0..{partitions - 1}, not {partition!r}")
         encoded = _encode(value, key)

@@ -29,14 +29,17 @@ class OffsetStore:
         self._lock = threading.Lock()
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> int:
-        """Write the offsets that moved; return how many ZooKeeper writes that took."""
+        """Write the offsets that moved; return how many ZooKeeper writes that took.
+
+        A ZooKeeper error (connection lost, session expired) propagates after the writes that
+        did land are remembered, so the next commit retries only the rest."""
         with self._lock:
             moved = {tp: off for tp, off in offsets.items() if self._last.get(tp) != off}
         for (topic, partition), offset in moved.items():
             self._write(paths.offset(self.group, topic, partition), str(int(offset)).encode())
-        with self._lock:
-            self._last.update(moved)
-            self.writes += len(moved)
+            with self._lock:
+                self._last[(topic, partition)] = offset
+                self.writes += 1
         return len(moved)
 
     def fetch(self, topic: str, partition: int) -> int | None:

@@ -115,11 +115,7 @@ SHORT = dict(count=2, interval=1.0, warmup_s=1.0, session_timeout_ms=3000,
 
 # Must-holds that fail today because of a reported bug in code outside the drills: the test
 # asserts everything else and reports these as xfail until the bug is fixed (then it passes).
-ZK_COMMIT_BUG = ("a worker dies when its offset commit meets a ZooKeeper connection loss "
-                 "(docs/drills.md, 'Findings')")
 KNOWN_BUGS = {
-    ("kill-zookeeper", "nothing stops: no broker or worker died"): ZK_COMMIT_BUG,
-    ("restart-zookeeper", "brokers and consumers ride it out: none died"): ZK_COMMIT_BUG,
     ("pause-broker", "clients reroute: once the node expired, the other brokers ack >= 50% of "
                      "their batches/s before the pause"):
         "batches in flight to a broker that left the registry keep the producer's one window "
