@@ -165,6 +165,7 @@ def measure(ctx: Context, report=None) -> dict:
         "protocol": s.rebalance or "cooperative", "static": s.static,
         "workers": s.workers, "partitions": s.partitions, "restarts": len(restarts),
         "blackout_s": round(blackout, 2),
+        "max_group_gap_s": round(max(group_gaps), 3),
         "max_partition_gap_s": round(max(partition_gaps.values()), 2) if partition_gaps else None,
         "partition_blackout_s": round(partition_blackout, 2),
         "unowned_partition_s": round(unowned, 2),
