@@ -105,6 +105,7 @@ class GroupMember:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._session_lost = False
+        self._warned_mixed = False
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"rebalance-{self.group}",
                                         daemon=True)
@@ -342,12 +343,21 @@ class GroupMember:
 
     def _snapshot(self) -> Snapshot:
         subscriptions = {}
+        mixed = set()
         for member in self.client.get_children(paths.consumer_ids(self.group)):
             try:
                 data, _ = self.client.get(paths.consumer(self.group, member))
             except NoNodeError:
                 continue
-            subscriptions[member] = json.loads(data).get("topics", [])
+            registration = json.loads(data)
+            subscriptions[member] = registration.get("topics", [])
+            if registration.get("protocol", self.protocol) != self.protocol:
+                mixed.add(member)
+        if mixed and not self._warned_mixed:
+            self._warned_mixed = True
+            log.error("group %s mixes rebalance protocols: %s do not use %s; an eager member "
+                      "waits for partitions a cooperative one keeps, so give the whole group "
+                      "one protocol", self.group, ", ".join(sorted(mixed)), self.protocol)
         partitions = {}
         for topic in self.topics:
             available: set[int] = set()

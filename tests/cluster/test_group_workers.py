@@ -94,17 +94,20 @@ def worker_pids(cluster):
     return {p["id"]: p["pid"] for p in cluster.info()["processes"] if p["role"] == "worker"}
 
 
-def start_extra_worker(cluster, worker_id):
+def start_extra_worker(cluster, worker_id, settings):
     code = ("import json, sys; from cluster.worker import WorkerConfig, run; "
             "run(WorkerConfig(**json.loads(sys.argv[1])))")
-    config = dict(WORKER, worker_id=worker_id, zookeeper=cluster.zookeeper,
+    config = dict(settings, worker_id=worker_id, zookeeper=cluster.zookeeper,
                   data_dir=str(cluster.data_dir))
     return subprocess.Popen([sys.executable, "-c", code, json.dumps(config)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_group_settles_after_every_change_without_skipping(cluster_factory):
-    cluster = cluster_factory(brokers=3, workers=4, worker_settings=WORKER)
+@pytest.mark.parametrize("protocol", ["eager", "cooperative"])
+def test_group_settles_after_every_change_without_skipping(cluster_factory, protocol):
+    """The paper's protocol (eager) and the default (cooperative) alike."""
+    settings = {**WORKER, "rebalance": protocol}
+    cluster = cluster_factory(brokers=3, workers=4, worker_settings=settings)
     client = zkmod.connect(cluster.zookeeper)
     extra = None
     try:
@@ -114,7 +117,7 @@ def test_group_settles_after_every_change_without_skipping(cluster_factory):
         producer.start()
         wait_for(lambda: producer.sent > 600, 30, what="traffic")
 
-        extra = start_extra_worker(cluster, 4)
+        extra = start_extra_worker(cluster, 4, settings)
         settle["worker added"] = wait_settled(client, 5, "a worker was added")
 
         victim = worker_pids(cluster)["1"]
