@@ -709,7 +709,7 @@ def _create_time(pid: int | None) -> float | None:
         return None
 
 
-def _alive(pid: int | None, create_time: float | None) -> bool:
+def process_alive(pid: int | None, create_time: float | None) -> bool:
     """The process exists, is not a zombie, and is the one recorded (not a reused pid)."""
     if not pid:
         return False
@@ -785,13 +785,13 @@ def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
     info = _read_cluster_file(data_dir)
     sup = info.get("supervisor", {})
     processes = [{"role": "supervisor", "id": "0", "pid": sup.get("pid"), "endpoint": None,
-                  "alive": _alive(sup.get("pid"), sup.get("create_time"))}]
+                  "alive": process_alive(sup.get("pid"), sup.get("create_time"))}]
     for node in info.get("zookeeper_nodes", []):
         processes.append({"role": "zookeeper", "id": node["id"], "pid": node.get("pid"),
                           "endpoint": node.get("endpoint"),
-                          "alive": _alive(node.get("pid"), node.get("create_time"))})
+                          "alive": process_alive(node.get("pid"), node.get("create_time"))})
     slots = [{"role": p["role"], "id": p["id"], "pid": p.get("pid"), "endpoint": None,
-              "alive": _alive(p.get("pid"), p.get("create_time"))}
+              "alive": process_alive(p.get("pid"), p.get("create_time"))}
              for p in info.get("processes", [])]
     brokers = [p for p in slots if p["role"] == "broker" and p["alive"]]
     if brokers and info.get("zookeeper"):

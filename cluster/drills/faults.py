@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 from kazoo.exceptions import KazooException, NoNodeError
 
+from cluster.supervisor import process_alive
 from cluster.zookeeper import four_letter
 from coordinator import paths
 
@@ -64,7 +65,7 @@ class ClusterProcesses:
     def pid(self, role: str, id_: str) -> int | None:
         """The live pid of ``role id_``, None while it is down."""
         e = self.entry(role, id_)
-        return e["pid"] if _alive(e.get("pid"), e.get("create_time")) else None
+        return e["pid"] if process_alive(e.get("pid"), e.get("create_time")) else None
 
     def restarts(self, role: str) -> dict[str, int]:
         return {e["id"]: e.get("restarts", 0) for e in self.entries(role)}
@@ -109,7 +110,7 @@ class ClusterProcesses:
         deadline = time.monotonic() + timeout
         while True:
             e = self.entry("zookeeper", id_)
-            if _alive(e.get("pid"), e.get("create_time")) and zookeeper_mode(e["port"]):
+            if process_alive(e.get("pid"), e.get("create_time")) and zookeeper_mode(e["port"]):
                 return e["pid"]
             if time.monotonic() >= deadline:
                 raise FaultError(f"zookeeper {id_} not serving again within {timeout:g} s")
@@ -155,18 +156,6 @@ def wait_broker_serving(client, broker_id: int, pid: int, topic: str, timeout: f
             raise FaultError(f"broker {broker_id} (pid {pid}) not registered and serving {topic} "
                              f"within {timeout:g} s")
         time.sleep(0.05)
-
-
-def _alive(pid: int | None, create_time: float | None) -> bool:
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > 0.05:
-            return False
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:

@@ -16,7 +16,7 @@ from clients import Consumer
 from coordinator import group as groups, zk as zkmod
 from coordinator.membership import FencedInstance
 from coordinator.rebalance import State
-from tests.clients.test_consumer_group import FAST, brokers, produce  # noqa: F401 (fixture)
+from tests.clients.test_consumer_group import FAST, brokers, owners_now  # noqa: F401 (fixture)
 from tests.clients.test_produce_consume import create_topic
 from tests.helpers import ROOT, wait_for
 
@@ -186,28 +186,19 @@ def start_member(zk, topic, instance_id, session_ms=8000, leave=True):
     return proc
 
 
-def owners_of(zk, group, topic):
-    client = zkmod.connect(zk)
-    try:
-        return groups.owners(client, group, topic)
-    finally:
-        client.stop()
-        client.close()
-
-
 def test_static_member_comes_back_to_its_partitions_and_a_twin_is_fenced(zk, brokers):
     create_topic(zk, "static", 4, brokers)
     one = start_member(zk, "static", "one")
     two = start_member(zk, "static", "two")
     try:
-        wait_for(lambda: sorted(owners_of(zk, "gst", "static").values()) ==
+        wait_for(lambda: sorted(owners_now(zk, "gst", "static").values()) ==
                  ["one", "one", "two", "two"], 30, what="two static members to settle")
-        before = owners_of(zk, "gst", "static")
+        before = owners_now(zk, "gst", "static")
         one.send_signal(signal.SIGKILL)
         one.wait(10)
         one = start_member(zk, "static", "one")
         for _ in range(20):
-            assert owners_of(zk, "gst", "static") == before, "nobody's assignment changed"
+            assert owners_now(zk, "gst", "static") == before, "nobody's assignment changed"
             time.sleep(0.1)
         with pytest.raises(FencedInstance, match="in use by a live consumer"):
             Consumer(["static"], "gst", zookeeper=zk, instance_id="two", **COOP)
@@ -222,7 +213,7 @@ def test_sigterm_hands_partitions_over_without_a_session_timeout(zk, brokers):
     leaving = start_member(zk, "handoff", "leaving", session_ms=30_000)
     stay = Consumer(["handoff"], "gst", zookeeper=zk, **COOP)
     try:
-        wait_for(lambda: len(owners_of(zk, "gst", "handoff")) == 4 and len(stay.assignment()) == 2,
+        wait_for(lambda: len(owners_now(zk, "gst", "handoff")) == 4 and len(stay.assignment()) == 2,
                  30, what="two members to share four partitions")
         leaving.send_signal(signal.SIGTERM)
         assert leaving.wait(20) == 0
