@@ -859,12 +859,11 @@ def up(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, brokers: int = 
                         die_with_parent)
 
 
-def _up_detached(data_dir: Path, brokers: int, zookeeper: str | None, zk_ensemble: int,
-                 broker_settings: dict | None, timeout: float, broker_target: str,
+def command_line(data_dir, brokers: int = 3, zookeeper: str | None = None, zk_ensemble: int = 1,
+                 broker_target: str = DEFAULT_BROKER_TARGET, broker_settings: dict | None = None,
                  workers: int = 0, worker_settings: dict | None = None,
-                 dashboard_port: int | None = DASHBOARD_PORT,
-                 die_with_parent: bool = False) -> dict:
-    data_dir.mkdir(parents=True, exist_ok=True)
+                 dashboard_port: int | None = DASHBOARD_PORT) -> list[str]:
+    """``python -m cluster.supervisor ...`` for these settings (what a detached up runs)."""
     command = [sys.executable, "-m", "cluster.supervisor", "--data-dir", str(data_dir),
                "--brokers", str(brokers), "--zk-ensemble", str(zk_ensemble),
                "--broker-target", broker_target]
@@ -876,6 +875,17 @@ def _up_detached(data_dir: Path, brokers: int, zookeeper: str | None, zk_ensembl
         command += ["--workers", str(workers), "--worker-settings", json.dumps(worker_settings)]
     command += (["--no-dashboard"] if dashboard_port is None
                 else ["--dashboard-port", str(dashboard_port)])
+    return command
+
+
+def _up_detached(data_dir: Path, brokers: int, zookeeper: str | None, zk_ensemble: int,
+                 broker_settings: dict | None, timeout: float, broker_target: str,
+                 workers: int = 0, worker_settings: dict | None = None,
+                 dashboard_port: int | None = DASHBOARD_PORT,
+                 die_with_parent: bool = False) -> dict:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = command_line(data_dir, brokers, zookeeper, zk_ensemble, broker_target,
+                           broker_settings, workers, worker_settings, dashboard_port)
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)

@@ -128,17 +128,13 @@ def cluster_factory(zk_server, tmp_path, request):
         data_dir = tmp_path / f"cluster-{len(clusters)}"
         data_dir.mkdir()
         connect = f"{zk_server.connect_string}/c-{uuid.uuid4().hex[:12]}"
-        command = [sys.executable, "-m", "cluster.supervisor", "--data-dir", str(data_dir),
-                   "--brokers", str(brokers), "--zookeeper", connect]
-        if broker_target is not None:
-            ref = broker_target if isinstance(broker_target, str) else target_ref(broker_target)
-            command += ["--broker-target", ref]
-        if broker_settings:
-            command += ["--broker-settings", json.dumps(broker_settings)]
-        if workers:
-            command += ["--workers", str(workers), "--worker-settings", json.dumps(worker_settings)]
-        command += (["--no-dashboard"] if dashboard_port is None
-                    else ["--dashboard-port", str(dashboard_port)])
+        if broker_target is None:
+            broker_target = supervisor.DEFAULT_BROKER_TARGET
+        elif not isinstance(broker_target, str):
+            broker_target = target_ref(broker_target)
+        command = supervisor.command_line(data_dir, brokers, connect, 1, broker_target,
+                                          broker_settings, workers, worker_settings,
+                                          dashboard_port)
         env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in sys.path if p])
         with open(data_dir / "supervisor.out", "ab") as out:
