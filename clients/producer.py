@@ -3,7 +3,8 @@
 acks=0 is the paper's producer: a batch goes to the broker's PUSH/PULL produce socket and is
 never answered; if the broker is away it may be lost, and the producer counts what it could not
 even hand to ZeroMQ (``dropped``). acks=1 sends to the broker's request socket and keeps up to
-``max_in_flight`` batches unanswered (a window, not one round trip at a time); a batch that
+``max_in_flight`` batches unanswered per broker (a window, not one round trip at a time, and
+one per broker so a broker that hangs does not stall the others); a batch that
 fails for a reason that passes (broker away, timed out, partition not open yet) is sent again
 to whichever broker then hosts the partition, up to ``retries`` times, so a message may arrive
 twice but an acknowledged one is never lost.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import zmq
@@ -109,6 +111,7 @@ class Producer:
         self._push_routes: dict[tuple[str, int], tuple[zmq.Socket, bytes]] = {}
         self._request_routes: dict[tuple[str, int], tuple[Connection, bytes]] = {}
         self._in_flight: dict[tuple[str, int], _InFlight] = {}
+        self._load: Counter[str] = Counter()
         self._retry_queue: list[_InFlight] = []
         self._error: Exception | None = None
         self._closed = False
@@ -248,9 +251,21 @@ class Producer:
             except (zmq.Again, protocol.BrokerUnavailable):
                 self.dropped += count
             return
-        while len(self._in_flight) >= self.max_in_flight:
+        endpoint = self._endpoint_of(tp)
+        while endpoint is not None and self._load[endpoint] >= self.max_in_flight:
             self._collect(self.request_timeout_s * 1000)
         self._send_request(_InFlight(tp[0], tp[1], payload, count, 0.0, queued_at))
+
+    def _endpoint_of(self, tp: tuple[str, int]) -> str | None:
+        """The broker a partition's next request goes to (None while it has none): the window
+        of requests in flight is per broker, so one that hangs cannot stall the others."""
+        route = self._request_routes.get(tp)
+        if route is not None:
+            return route[0].endpoint
+        try:
+            return self._pool.leader(*tp).endpoint
+        except (protocol.BrokerUnavailable, protocol.UnknownTopicOrPartition):
+            return None
 
     def _forget_routes(self) -> None:
         """The cluster view changed (a broker moved, a topic came or went): look routes up anew."""
@@ -277,6 +292,7 @@ class Producer:
         item.endpoint = conn.endpoint
         item.sent_at = _monotonic()
         self._in_flight[(conn.endpoint, corr)] = item
+        self._load[conn.endpoint] += 1
         conn.send([protocol.API.pack(protocol.Api.PRODUCE, corr) + fields, item.payload])
 
     def _retry_later(self, item: _InFlight, error: Exception | None = None) -> None:
@@ -331,6 +347,7 @@ class Producer:
         item = self._in_flight.pop((endpoint, corr), None)
         if item is None:
             return
+        self._load[endpoint] -= 1
         try:
             _, (base, _next) = protocol.decode_response(frames[0], protocol.PRODUCE_REPLY)
         except protocol.SluiceError as exc:
@@ -355,6 +372,7 @@ class Producer:
             timed_out.append(key)
         for key in timed_out:
             item = self._in_flight.pop(key)
+            self._load[key[0]] -= 1
             conn = self._pool.existing(key[0])
             if conn is not None:
                 conn.reset()

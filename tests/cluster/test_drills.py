@@ -116,10 +116,6 @@ SHORT = dict(count=2, interval=1.0, warmup_s=1.0, session_timeout_ms=3000,
 # Must-holds that fail today because of a reported bug in code outside the drills: the test
 # asserts everything else and reports these as xfail until the bug is fixed (then it passes).
 KNOWN_BUGS = {
-    ("pause-broker", "clients reroute: once the node expired, the other brokers ack >= 50% of "
-                     "their batches/s before the pause"):
-        "batches in flight to a broker that left the registry keep the producer's one window "
-        "full until they time out (docs/drills.md, 'Findings')",
 }
 
 
