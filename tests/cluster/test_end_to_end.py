@@ -66,36 +66,38 @@ def test_cli_moves_100k_keyed_messages_and_survives_a_broker_kill(supervised_clu
 
 def test_torn_and_corrupt_tails_are_repaired_at_restart(zk, tmp_path):
     broker = BrokerProcess(zk, tmp_path, 0, log={"flush_ms": 50}).start()
-    from coordinator import topics, zk as zkmod
-    client = zkmod.connect(zk)
-    topics.create(client, "torn", 1)
-    client.stop()
-    broker.wait_hosting("torn", 1)
-    with Producer(zk, acks=1) as producer:
-        for i in range(10):
-            producer.send("torn", b"message-%02d" % i)
-    assert broker.stop() == 0
-    segment = tmp_path / "broker-0" / "torn" / "0" / ("0" * 20 + ".log")
-    size = len(message.encode(b"message-00"))
-    assert segment.stat().st_size == 10 * size
-    with open(segment, "r+b") as f:
-        f.truncate(10 * size - 3)
-    broker.start()
-    broker.wait_hosting("torn", 1)
-    with SimpleConsumer("torn", 0, zookeeper=zk, timeout_ms=1000) as consumer:
-        assert [m.value for m in consumer] == [b"message-%02d" % i for i in range(9)]
-    assert segment.stat().st_size == 9 * size
-    assert broker.stop() == 0
+    try:
+        from coordinator import topics, zk as zkmod
+        client = zkmod.connect(zk)
+        topics.create(client, "torn", 1)
+        client.stop()
+        broker.wait_hosting("torn", 1)
+        with Producer(zk, acks=1) as producer:
+            for i in range(10):
+                producer.send("torn", b"message-%02d" % i)
+        assert broker.stop() == 0
+        segment = tmp_path / "broker-0" / "torn" / "0" / ("0" * 20 + ".log")
+        size = len(message.encode(b"message-00"))
+        assert segment.stat().st_size == 10 * size
+        with open(segment, "r+b") as f:
+            f.truncate(10 * size - 3)
+        broker.start()
+        broker.wait_hosting("torn", 1)
+        with SimpleConsumer("torn", 0, zookeeper=zk, timeout_ms=1000) as consumer:
+            assert [m.value for m in consumer] == [b"message-%02d" % i for i in range(9)]
+        assert segment.stat().st_size == 9 * size
+        assert broker.stop() == 0
 
-    data = bytearray(segment.read_bytes())
-    data[6 * size + 12] ^= 0x20
-    segment.write_bytes(bytes(data))
-    broker.start()
-    broker.wait_hosting("torn", 1)
-    with Producer(zk, acks=1) as producer:
-        producer.send("torn", b"after-repair")
-    with SimpleConsumer("torn", 0, zookeeper=zk, timeout_ms=1000) as consumer:
-        values = [m.value for m in consumer]
-    assert values == [b"message-%02d" % i for i in range(6)] + [b"after-repair"]
-    assert broker.log_text().count("recovery cut") == 2
-    broker.stop()
+        data = bytearray(segment.read_bytes())
+        data[6 * size + 12] ^= 0x20
+        segment.write_bytes(bytes(data))
+        broker.start()
+        broker.wait_hosting("torn", 1)
+        with Producer(zk, acks=1) as producer:
+            producer.send("torn", b"after-repair")
+        with SimpleConsumer("torn", 0, zookeeper=zk, timeout_ms=1000) as consumer:
+            values = [m.value for m in consumer]
+        assert values == [b"message-%02d" % i for i in range(6)] + [b"after-repair"]
+        assert broker.log_text().count("recovery cut") == 2
+    finally:
+        broker.stop()
