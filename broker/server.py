@@ -337,24 +337,19 @@ class Broker:
         data = sets[0] if len(sets) == 1 else b"".join(sets)
         try:
             count = message.validate_set(data, self.config.log.max_message_bytes)
-        except message.InvalidMessage as bad:
-            if len(sets) == 1:
-                self._count_error(self._rejection(route, bad), acks=0)
-                return
-            good, count = [], 0
+        except message.InvalidMessage:
+            good, count, data = [], 0, None
             for one in sets:
                 try:
-                    count += message.validate_set(one, self.config.log.max_message_bytes)
+                    count += self._validate(route, one)
                     good.append(one)
-                except message.InvalidMessage as bad_one:
-                    self._count_error(self._rejection(route, bad_one), acks=0)
+                except SluiceError as exc:
+                    self._count_error(exc, acks=0)
             if not good:
                 return
             sets = good
-            data = b"".join(sets)
         try:
-            route.log.append(data, count, [len(one) for one in sets] if len(sets) > 1 else None)
-            self._appended(route, len(data), count)
+            self._append(route, sets, count, data)
         except SluiceError as exc:
             self._count_error(exc, acks=0)
 
@@ -439,13 +434,15 @@ class Broker:
         return protocol.CorruptMessage(
             f"rejected message set for {route.topic}/{route.partition}: {bad}")
 
-    def _append(self, route: _Route, sets: list, count: int) -> tuple[int, int]:
+    def _append(self, route: _Route, sets: list, count: int,
+                joined: bytes | None = None) -> tuple[int, int]:
         """Append validated MessageSets (``count`` messages) with one write per segment;
-        counters, waiters, flush."""
+        counters, waiters, flush. ``joined``: the sets already joined by the caller."""
         if len(sets) == 1:
             base, nxt = route.log.append(sets[0], count)
         else:
-            base, nxt = route.log.append(b"".join(sets), count, [len(one) for one in sets])
+            base, nxt = route.log.append(joined or b"".join(sets), count,
+                                         [len(one) for one in sets])
         self._appended(route, nxt - base, count)
         return base, nxt
 

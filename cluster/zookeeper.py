@@ -127,7 +127,23 @@ class Peer:
         return f"server.{self.myid}={HOST}:{self.peer_port}:{self.election_port}"
 
 
-class ZooKeeperServer:
+class _StartedInContext:
+    """``with X(...) as x``: started and serving inside, stopped after (even on failure)."""
+
+    def __enter__(self):
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ZooKeeperServer(_StartedInContext):
     """One ZooKeeper node: standalone when ``peers`` is empty, else a member of that ensemble."""
 
     def __init__(self, directory: str | os.PathLike, client_port: int | None = None, *,
@@ -301,20 +317,8 @@ class ZooKeeperServer:
             self._log_file.close()
             self._log_file = None
 
-    def __enter__(self) -> "ZooKeeperServer":
-        self.start()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-class ZooKeeperEnsemble:
+class ZooKeeperEnsemble(_StartedInContext):
     """One (standalone) or three ZooKeeper nodes under ``directory``/zk-<myid>, ids 1..size."""
 
     def __init__(self, directory: str | os.PathLike, size: int = 1, *, tick_ms: int = 500,
@@ -385,18 +389,6 @@ class ZooKeeperEnsemble:
     def start_node(self, myid: int) -> None:
         """Start one node again after kill(), with its old data and ports."""
         self.node(myid).start()
-
-    def __enter__(self) -> "ZooKeeperEnsemble":
-        self.start()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def _die_with_parent():
