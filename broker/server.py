@@ -33,7 +33,7 @@ import zmq
 from broker import message, protocol
 from broker.config import BrokerConfig
 from broker.log import Log
-from broker.protocol import Api, ErrorCode, SluiceError
+from broker.protocol import Api, SluiceError
 from coordinator import zk
 from coordinator.registry import BrokerInfo, BrokerRegistration, ClusterView
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,6 @@ from rich.table import Table
 from broker import message, protocol
 from broker.protocol import SluiceError
 from coordinator import topics, zk
-from coordinator.registry import ClusterView
 
 try:
     from cluster.supervisor import ClusterError

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from broker import message, protocol
 from broker.protocol import Api, ErrorCode
 from coordinator import topics, zk as zkmod
-from tests.helpers import BrokerProcess, RawClient, push, wait_for
+from tests.helpers import BrokerProcess, RawClient, wait_for
 
 TOPIC = "fuzz"
 LEDGER = [b"ledger-%03d" % i for i in range(20)]
