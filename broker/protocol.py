@@ -8,17 +8,29 @@ All integers are big-endian; a string is a u16 length and UTF-8 bytes.
 Requests (frame 0 starts with api u8, correlation id u32)::
 
     PRODUCE   acks u8, topic str, partition u32             + frame 1: MessageSet
+              acks=1 only: producer_id u64, sequence u32, first_unacked u32
     FETCH     topic str, partition u32, offset u64, max_bytes u32, min_bytes u32, max_wait_ms u32
     OFFSETS   topic str, partition u32, time i64            (-1 latest, -2 earliest, else ms)
     METADATA  (nothing)
 
 Responses (frame 0 starts with correlation id u32, error u16, then the api's fields, then the
-error message str; fields of a failed response are zero)::
+error message str; fields of a failed response are zero; an error that knows where readable data
+resumes, OFFSET_OUT_OF_RANGE below the log start, OFFSET_GAP and CORRUPT_MESSAGE, adds
+resume_offset u64 after its text)::
 
     PRODUCE   base_offset u64, next_offset u64              (only when acks=1)
     FETCH     high_watermark u64, log_start u64             + frame 1: whole messages
     OFFSETS   offset u64
     METADATA  json str                                      (broker id, endpoint, partitions)
+
+Sequenced produce (acks=1 with a producer_id other than 0) keeps a partition's order across
+retries and broker restarts: the producer numbers its requests per partition (``sequence``,
+from 0) and says which is the oldest it has no answer for yet (``first_unacked``). The broker
+expects ``max(next it expects, first_unacked)``: that request is appended, an older one is a
+duplicate (answered with the offsets it got, not appended again), a newer one is refused with
+the retriable OUT_OF_ORDER_SEQUENCE so that the producer sends again in order. A broker that
+restarted knows nothing of the producer and starts from ``first_unacked``. producer_id 0 is
+unsequenced (the paper's behaviour).
 """
 from __future__ import annotations
 
@@ -28,6 +40,7 @@ from dataclasses import dataclass
 
 API = struct.Struct(">BI")
 PRODUCE_FIELDS = struct.Struct(">B")
+SEQUENCE_FIELDS = struct.Struct(">QII")   # producer_id, sequence, first_unacked (acks=1)
 PARTITION = struct.Struct(">I")
 FETCH_FIELDS = struct.Struct(">QIII")
 OFFSETS_FIELDS = struct.Struct(">q")
@@ -35,6 +48,7 @@ RESPONSE = struct.Struct(">IH")
 PRODUCE_REPLY = struct.Struct(">QQ")
 FETCH_REPLY = struct.Struct(">QQ")
 OFFSETS_REPLY = struct.Struct(">Q")
+RESUME = struct.Struct(">Q")
 _STR_LEN = struct.Struct(">H")
 
 LATEST = -1
@@ -63,17 +77,27 @@ class ErrorCode(enum.IntEnum):
     NOT_LEADER = 9
     BROKER_UNAVAILABLE = 10
     REQUEST_TIMED_OUT = 11
+    OFFSET_GAP = 12
+    OUT_OF_ORDER_SEQUENCE = 13
 
 
 class SluiceError(Exception):
-    """An error a person can act on; ``code`` is what travels on the wire."""
+    """An error a person can act on; ``code`` is what travels on the wire.
+
+    ``retriable``: trying the same request again later may succeed (a broker away, a timeout);
+    callers ask the error instead of keeping their own lists. ``resume_offset``: for errors
+    about a position, where readable data resumes (None when unknown or not applicable).
+    """
 
     code = ErrorCode.NONE
+    retriable = False
 
-    def __init__(self, message: str, code: ErrorCode | None = None):
+    def __init__(self, message: str, code: ErrorCode | None = None,
+                 resume_offset: int | None = None):
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.resume_offset = resume_offset
 
 
 class MalformedRequest(SluiceError):
@@ -81,10 +105,16 @@ class MalformedRequest(SluiceError):
 
 
 class UnknownTopicOrPartition(SluiceError):
+    """Retriable: a partition may not be open yet on a broker that just took it."""
+
     code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    retriable = True
 
 
 class CorruptMessage(SluiceError):
+    """A message set that fails its CRC or framing; on a fetch, ``resume_offset`` is the first
+    readable offset after the corrupt bytes."""
+
     code = ErrorCode.CORRUPT_MESSAGE
 
 
@@ -93,37 +123,64 @@ class MessageTooLarge(SluiceError):
 
 
 class OffsetOutOfRange(SluiceError):
+    """Outside the log; below its start (retention deleted it), ``resume_offset`` is the start."""
+
     code = ErrorCode.OFFSET_OUT_OF_RANGE
 
 
 class InvalidOffset(SluiceError):
+    """Inside the log but not at the start of a message."""
+
     code = ErrorCode.INVALID_OFFSET
+
+
+class OffsetGap(SluiceError):
+    """The offset lies in a gap of the log (offsets that were handed out and are gone, after a
+    recovery cut); ``resume_offset`` is where the log continues."""
+
+    code = ErrorCode.OFFSET_GAP
 
 
 class StorageError(SluiceError):
     code = ErrorCode.STORAGE_ERROR
 
 
+class NotLeader(SluiceError):
+    code = ErrorCode.NOT_LEADER
+    retriable = True
+
+
 class BrokerUnavailable(SluiceError):
     code = ErrorCode.BROKER_UNAVAILABLE
+    retriable = True
 
 
 class RequestTimedOut(SluiceError):
     code = ErrorCode.REQUEST_TIMED_OUT
+    retriable = True
+
+
+class OutOfOrderSequence(SluiceError):
+    """A sequenced produce request arrived before an older one of its partition: send again,
+    in order."""
+
+    code = ErrorCode.OUT_OF_ORDER_SEQUENCE
+    retriable = True
 
 
 _BY_CODE = {cls.code: cls for cls in (
     MalformedRequest, UnknownTopicOrPartition, CorruptMessage, MessageTooLarge,
-    OffsetOutOfRange, InvalidOffset, StorageError, BrokerUnavailable, RequestTimedOut)}
+    OffsetOutOfRange, InvalidOffset, OffsetGap, StorageError, NotLeader, BrokerUnavailable,
+    RequestTimedOut, OutOfOrderSequence)}
 
 
-def error_for(code: int, message: str) -> SluiceError:
+def error_for(code: int, message: str, resume_offset: int | None = None) -> SluiceError:
     """The typed exception for an error code received from a broker."""
     try:
         code = ErrorCode(code)
     except ValueError:
         return SluiceError(f"unknown error code {code}: {message}")
-    return _BY_CODE.get(code, SluiceError)(message, code)
+    return _BY_CODE.get(code, SluiceError)(message, code, resume_offset)
 
 
 def pack_str(text: str) -> bytes:
@@ -159,6 +216,9 @@ class Request:
     topic: str = ""
     partition: int = 0
     acks: int = 0
+    producer_id: int = 0
+    sequence: int = 0
+    first_unacked: int = 0
     offset: int = 0
     max_bytes: int = 0
     min_bytes: int = 0
@@ -166,9 +226,13 @@ class Request:
     time: int = 0
 
 
-def encode_produce(correlation_id: int, topic: str, partition: int, acks: int) -> bytes:
-    return (API.pack(Api.PRODUCE, correlation_id) + PRODUCE_FIELDS.pack(acks)
-            + pack_str(topic) + PARTITION.pack(partition))
+def encode_produce(correlation_id: int, topic: str, partition: int, acks: int,
+                   producer_id: int = 0, sequence: int = 0, first_unacked: int = 0) -> bytes:
+    header = (API.pack(Api.PRODUCE, correlation_id) + PRODUCE_FIELDS.pack(acks)
+              + pack_str(topic) + PARTITION.pack(partition))
+    if acks:
+        header += SEQUENCE_FIELDS.pack(producer_id, sequence, first_unacked)
+    return header
 
 
 def encode_fetch(correlation_id: int, topic: str, partition: int, offset: int, max_bytes: int,
@@ -206,7 +270,14 @@ def decode_request(header) -> Request:
             raise MalformedRequest(f"acks must be 0 or 1, not {acks}")
         topic, pos = unpack_str(header, pos)
         (partition,), pos = _unpack(PARTITION, header, pos)
-        request = Request(api, corr, topic, partition, acks=acks)
+        producer_id = sequence = first_unacked = 0
+        if acks:
+            (producer_id, sequence, first_unacked), pos = _unpack(SEQUENCE_FIELDS, header, pos)
+            if producer_id and first_unacked > sequence:
+                raise MalformedRequest(f"first_unacked {first_unacked} is after the request's "
+                                       f"own sequence {sequence}")
+        request = Request(api, corr, topic, partition, acks=acks, producer_id=producer_id,
+                          sequence=sequence, first_unacked=first_unacked)
     elif api is Api.FETCH:
         topic, pos = unpack_str(header, pos)
         (partition,), pos = _unpack(PARTITION, header, pos)
@@ -225,11 +296,13 @@ def decode_request(header) -> Request:
 
 def encode_response(correlation_id: int, fields: bytes = b"", error: SluiceError | None = None,
                     fill: struct.Struct | None = None) -> bytes:
-    """Frame 0 of a response. On error, ``fill`` gives the size of the zeroed api fields."""
+    """Frame 0 of a response. On error, ``fill`` gives the size of the zeroed api fields, and
+    the error's ``resume_offset``, when it has one, follows its text."""
     if error is None:
         return RESPONSE.pack(correlation_id, ErrorCode.NONE) + fields + pack_str("")
     zeros = bytes(fill.size) if fill is not None else b""
-    return RESPONSE.pack(correlation_id, error.code) + zeros + pack_str(str(error))
+    resume = b"" if error.resume_offset is None else RESUME.pack(error.resume_offset)
+    return RESPONSE.pack(correlation_id, error.code) + zeros + pack_str(str(error)) + resume
 
 
 def decode_response(header, fields: struct.Struct | None = None) -> tuple[int, tuple]:
@@ -242,8 +315,9 @@ def decode_response(header, fields: struct.Struct | None = None) -> tuple[int, t
     if fields is not None:
         values, pos = _unpack(fields, header, pos)
     if code != ErrorCode.NONE:
-        message, _ = unpack_str(header, pos)
-        error = error_for(code, message)
+        message, pos = unpack_str(header, pos)
+        resume = RESUME.unpack_from(header, pos)[0] if len(header) - pos >= RESUME.size else None
+        error = error_for(code, message, resume)
         error.correlation_id = corr
         raise error
     return corr, values

@@ -50,3 +50,32 @@ def test_ok_response_round_trip():
 def test_unknown_error_code_still_gives_a_readable_error():
     error = protocol.error_for(999, "something new")
     assert "999" in str(error) and "something new" in str(error)
+
+
+def test_an_error_can_say_where_data_resumes():
+    gap = protocol.OffsetGap("offset 90 lies in a gap", resume_offset=4096)
+    frame = protocol.encode_response(7, error=gap, fill=protocol.FETCH_REPLY)
+    with pytest.raises(protocol.OffsetGap) as info:
+        protocol.decode_response(frame, protocol.FETCH_REPLY)
+    assert info.value.resume_offset == 4096 and info.value.code == ErrorCode.OFFSET_GAP
+    plain = protocol.encode_response(8, error=protocol.InvalidOffset("no"), fill=protocol.FETCH_REPLY)
+    with pytest.raises(protocol.InvalidOffset) as info:
+        protocol.decode_response(plain, protocol.FETCH_REPLY)
+    assert info.value.resume_offset is None
+
+
+def test_errors_say_whether_trying_again_can_help():
+    assert protocol.BrokerUnavailable("x").retriable and protocol.OutOfOrderSequence("x").retriable
+    assert not protocol.CorruptMessage("x").retriable and not protocol.MessageTooLarge("x").retriable
+    assert protocol.error_for(ErrorCode.REQUEST_TIMED_OUT, "slow").retriable
+
+
+def test_sequenced_produce_header_round_trips():
+    req = protocol.decode_request(protocol.encode_produce(3, "t", 2, 1, producer_id=2**60,
+                                                          sequence=41, first_unacked=38))
+    assert (req.producer_id, req.sequence, req.first_unacked) == (2**60, 41, 38)
+    plain = protocol.decode_request(protocol.encode_produce(4, "t", 2, 0))
+    assert (plain.acks, plain.producer_id) == (0, 0)
+    with pytest.raises(protocol.MalformedRequest):
+        protocol.decode_request(protocol.encode_produce(5, "t", 2, 1, producer_id=9, sequence=1,
+                                                        first_unacked=2))
