@@ -9,6 +9,16 @@ States (see rebalance.State)::
     poll interval exceeded -> LEFT --(next poll: rejoin())--> JOINING
     stop() -> CLOSED   (revoke, release owner nodes, delete the member node)
 
+Beside those, whether the member's ownership is *confirmed* (``confirmed``): a ZooKeeper
+connection that goes SUSPENDED (no answer for 2/3 of the session timeout) may mean that the
+session is about to expire on the server, after which another member takes the partitions. So
+from SUSPENDED on, the member's partitions are unconfirmed: the consumer hands out none of
+their messages and commits nothing. Back CONNECTED in the same session, the member checks that
+each owner node is still there and held by its session; those are confirmed again and any
+other is dropped (``on_lost``). A LOST session drops them all. The session expires on the
+server only after the whole timeout, a third later than SUSPENDED, so a member that is cut off
+stops before anyone else can start.
+
 The member registers (coordinator.membership) and watches the group's members, the broker
 registry and each topic's broker list with kazoo's ChildrenWatch; every change wakes one
 rebalance thread.
@@ -105,6 +115,9 @@ class GroupMember:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._session_lost = False
+        self._confirmed = threading.Event()
+        self._confirmed.set()
+        self._check_ownership = False
         self._warned_mixed = False
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"rebalance-{self.group}",
@@ -120,6 +133,15 @@ class GroupMember:
     def owns(self, topic: str, partition: int) -> bool:
         with self._lock:
             return (topic, partition) in self._owned
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the partitions this member owns are known to be its own right now (see the
+        module docstring): False from a SUSPENDED connection until checked again."""
+        return self._confirmed.is_set()
+
+    def wait_confirmed(self, timeout_s: float) -> bool:
+        return self._confirmed.wait(timeout_s)
 
     def start(self) -> None:
         """Register (a returning static member takes its old partitions back), watch, rebalance."""
@@ -179,10 +201,20 @@ class GroupMember:
         return None
 
     def _on_session(self, state: str) -> None:
-        if state == KazooState.LOST:
+        """Runs on kazoo's connection thread: flags only, the rebalance thread does the I/O."""
+        if state == KazooState.SUSPENDED:
+            if self._confirmed.is_set():
+                log.warning("consumer %s of group %s: ZooKeeper connection suspended; handing "
+                            "out nothing of %s until its ownership is confirmed",
+                            self.consumer_id, self.group, _fmt(sorted(self.owned)))
+            self._confirmed.clear()
+        elif state == KazooState.LOST:
+            self._confirmed.clear()
             self._session_lost = True
             self._wake.set()
-        elif state == KazooState.CONNECTED and self._session_lost:
+        elif state == KazooState.CONNECTED:
+            if not self._confirmed.is_set():
+                self._check_ownership = True
             self._wake.set()
 
     # --- the rebalance thread ------------------------------------------------------------
@@ -197,6 +229,8 @@ class GroupMember:
             try:
                 if self._session_lost and self.client.state == KazooState.CONNECTED:
                     self._recover_session()
+                elif self._check_ownership and self.client.state == KazooState.CONNECTED:
+                    self._confirm_ownership()
                 if self.poll_timer.expired(time.monotonic()) and self.state is not State.LEFT:
                     self._leave_for_slowness()
                 if self.state is not State.LEFT and self.client.state == KazooState.CONNECTED:
@@ -227,14 +261,36 @@ class GroupMember:
         log.warning("consumer %s lost its ZooKeeper session; rejoining group %s",
                     self.consumer_id, self.group)
         self._session_lost = False
+        self._check_ownership = False
         with self._lock:
             lost = sorted(self._owned)
             self._owned.clear()
         if lost:
             self.on_lost(lost)
+        self._confirmed.set()
         self._last_success = None
         if self.state is not State.LEFT:
             self._adopt(self.membership.register())
+
+    def _confirm_ownership(self) -> None:
+        """Back in the same session after a suspension: keep the owner nodes still held by this
+        session, drop the rest (``on_lost``), then let the consumer hand out messages again."""
+        self._check_ownership = False
+        session = self.client.client_id[0]
+        gone = []
+        for topic, partition in sorted(self.owned):
+            stat = self.client.exists(paths.owner(self.group, topic, partition))
+            if stat is None or stat.ephemeralOwner != session:
+                gone.append((topic, partition))
+        if gone:
+            with self._lock:
+                self._owned.difference_update(gone)
+            log.warning("consumer %s of group %s: %s no longer ours after the suspension; "
+                        "dropped", self.consumer_id, self.group, _fmt(gone))
+            self.on_lost(gone)
+        log.info("consumer %s of group %s: ownership of %s confirmed", self.consumer_id,
+                 self.group, _fmt(sorted(self.owned)))
+        self._confirmed.set()
 
     def _leave_for_slowness(self) -> None:
         """The handler has not come back within max_poll_interval: hand the partitions over."""

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import zmq
+from kazoo.exceptions import NoNodeError
 
 from coordinator import paths, zk
 
@@ -54,10 +55,10 @@ class BrokerProcess:
             def registered():
                 if self.proc.poll() is not None:
                     raise AssertionError(f"broker exited: {self.log_path.read_text()[-2000:]}")
-                stat = client.exists(paths.broker(self.broker_id))
-                if stat is None:
+                try:
+                    data = json.loads(client.get(paths.broker(self.broker_id))[0])
+                except NoNodeError:  # not yet, or a dead predecessor's node just removed
                     return None
-                data = json.loads(client.get(paths.broker(self.broker_id))[0])
                 return data if data.get("pid") == self.proc.pid else None
             self.info = wait_for(registered, timeout, what=f"broker {self.broker_id} to register")
         finally:
