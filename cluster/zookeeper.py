@@ -45,6 +45,7 @@ MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 NOT_FOUND = "ZooKeeper server jars not found: run 'make cluster-up' or apt-get install zookeeper"
 LOG_FILE = "zookeeper.log"
 HOST = "127.0.0.1"
+SERVING_MODES = ("standalone", "leader", "follower")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -263,7 +264,14 @@ class ZooKeeperServer(_StartedInContext):
                 return False
         except OSError:
             return False
-        return self.mode() in ("standalone", "leader", "follower")
+        return self.mode() in SERVING_MODES
+
+    def check_alive(self) -> None:
+        """Raise ZooKeeperError, naming the log file, if the started process has exited."""
+        if self._process is not None and self._process.poll() is not None:
+            raise ZooKeeperError(
+                f"ZooKeeper node {self.myid} exited with code {self._process.returncode} "
+                f"while starting: see {self.log_path}")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until the node serves; raise ZooKeeperError naming the log file if it does not."""
@@ -271,10 +279,7 @@ class ZooKeeperServer(_StartedInContext):
             raise ZooKeeperError(f"ZooKeeper node {self.myid} is not started")
         deadline = time.monotonic() + timeout
         while True:
-            if self._process.poll() is not None:
-                raise ZooKeeperError(
-                    f"ZooKeeper node {self.myid} exited with code {self._process.returncode} "
-                    f"while starting: see {self.log_path}")
+            self.check_alive()
             if self.is_ready():
                 return
             if time.monotonic() >= deadline:
@@ -364,16 +369,29 @@ class ZooKeeperEnsemble(_StartedInContext):
             self.stop()
             raise
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Every started node serves (for an ensemble: in a quorum, following or leading).
+    def wait_ready(self, timeout: float = 30.0) -> dict[int, str]:
+        """Every started node serves (for an ensemble: in a quorum, following or leading), all
+        in one look; returns that look's mode of each started node by myid.
 
-        A node taken down with kill() or stop() is not waited for, so a drill can wait for the
-        survivors of a lost node.
+        One look at all of them, not one node after the other: while an ensemble elects, a node
+        that served a moment ago may be back in the election (no mode) when the last one comes
+        up. A node taken down with kill() or stop() is not waited for, so a drill can wait for
+        the survivors of a lost node.
         """
         deadline = time.monotonic() + timeout
-        for node in self.nodes:
-            if node.started:
-                node.wait_ready(max(0.1, deadline - time.monotonic()))
+        while True:
+            started = [node for node in self.nodes if node.started]
+            for node in started:
+                node.check_alive()
+            modes = {node.myid: node.mode() for node in started}
+            if all(mode in SERVING_MODES for mode in modes.values()):
+                return modes
+            if time.monotonic() >= deadline:
+                waiting = ", ".join(f"{myid} ({mode or 'not serving'})"
+                                    for myid, mode in modes.items() if mode not in SERVING_MODES)
+                raise ZooKeeperError(f"ZooKeeper node(s) {waiting} not ready after {timeout:g} s:"
+                                     f" see {self.directory}")
+            time.sleep(0.1)
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop every node in parallel, so the last ones do not wait out a lost quorum in turn."""

@@ -119,10 +119,10 @@ def test_three_node_ensemble_survives_a_lost_node_which_then_rejoins(tmp_path):
     ensemble = ZooKeeperEnsemble(tmp_path / "three", size=3, force_sync=False)
     ensemble.start()
     try:
-        ensemble.wait_ready(timeout=60)
+        modes = ensemble.wait_ready(timeout=60)
         hosts = ensemble.connect_string.split(",")
         assert len(hosts) == 3 and len(set(hosts)) == 3
-        assert sorted(n.mode() for n in ensemble.nodes) == ["follower", "follower", "leader"]
+        assert sorted(modes.values()) == ["follower", "follower", "leader"]
         assert len(set(ensemble.pids.values())) == 3
         for node in ensemble.nodes:
             assert (node.directory / "data" / "myid").read_text().strip() == str(node.myid)
@@ -131,21 +131,21 @@ def test_three_node_ensemble_survives_a_lost_node_which_then_rejoins(tmp_path):
         retry = KazooRetry(max_tries=-1, delay=0.1, max_delay=1, deadline=60)
         try:
             client.create("/before", b"1")
-            leader = next(n for n in ensemble.nodes if n.mode() == "leader")
+            leader = ensemble.node(next(myid for myid, mode in ensemble.wait_ready(timeout=60).items()
+                                        if mode == "leader"))
             ensemble.kill(leader.myid)
             assert leader.pid is None and not leader.started
             assert leader.last_exit_code == -9
-            ensemble.wait_ready(timeout=60)
-            assert sorted(n.mode() for n in ensemble.nodes if n is not leader) == [
-                "follower", "leader"]
+            modes = ensemble.wait_ready(timeout=60)
+            assert leader.myid not in modes and sorted(modes.values()) == ["follower", "leader"]
             path = f"/during-{uuid.uuid4().hex[:6]}"
             retry(client.create, path, b"2")
             assert retry(client.get, "/before")[0] == b"1"
 
             ensemble.start_node(leader.myid)
-            ensemble.wait_ready(timeout=60)
-            assert leader.mode() in ("leader", "follower")
-            assert sorted(n.mode() for n in ensemble.nodes).count("leader") == 1
+            modes = ensemble.wait_ready(timeout=60)
+            assert modes[leader.myid] in ("leader", "follower")
+            assert list(modes.values()).count("leader") == 1
         finally:
             client.stop()
             client.close()
