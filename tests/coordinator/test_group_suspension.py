@@ -9,8 +9,9 @@ import threading
 
 import pytest
 
-from coordinator import topics, zk as zkconnect
+from coordinator import zk as zkconnect
 from coordinator.group import GroupMember
+from tests.clients.test_produce_consume import create_topic
 from tests.helpers import BrokerProcess, wait_for
 from tests.netproxy import BlackholeProxy
 
@@ -20,13 +21,7 @@ TOPIC, GROUP = "t", "g"
 @pytest.fixture
 def broker(zk, tmp_path):
     proc = BrokerProcess(zk, tmp_path).start()
-    client = zkconnect.connect(zk)
-    try:
-        topics.create(client, TOPIC, 1)
-    finally:
-        client.stop()
-        client.close()
-    proc.wait_hosting(TOPIC, 1)
+    create_topic(zk, TOPIC, 1, [proc])
     yield proc
     proc.stop()
 
