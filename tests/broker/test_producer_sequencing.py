@@ -73,7 +73,6 @@ def size(value: bytes) -> int:
     return len(message.encode(value))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 hole 10: the broker ignores sequences")
 def test_the_expected_sequence_is_appended_an_older_one_answered_a_newer_one_refused(raw):
     assert produce(raw, b"a", 0, 0) == (0, size(b"a"))
     assert produce(raw, b"b", 1, 0) == (size(b"a"), size(b"a") + size(b"b"))
@@ -90,7 +89,6 @@ def test_the_expected_sequence_is_appended_an_older_one_answered_a_newer_one_ref
     assert info["partitions"][0]["duplicates"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 hole 10: the broker ignores sequences")
 def test_a_duplicate_in_the_same_turn_as_its_original_is_stored_once(raw):
     produce(raw, b"first", 0, 0)
     frames = produce_frames(b"twice", 1, 1, corr=5)
@@ -102,7 +100,6 @@ def test_a_duplicate_in_the_same_turn_as_its_original_is_stored_once(raw):
     assert stored(raw) == [b"first", b"twice"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 hole 10: the broker ignores sequences")
 def test_first_unacked_moves_past_a_sequence_the_producer_gave_up_on(raw):
     assert produce(raw, b"a", 0, 0) == (0, size(b"a"))
     assert produce(raw, b"c", 2, 1) == ErrorCode.OUT_OF_ORDER_SEQUENCE   # 1 is still awaited
@@ -131,7 +128,6 @@ def test_producer_id_0_is_unsequenced(raw):
     assert stored(raw) == [b"raw"] * 3
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 hole 10: the broker ignores sequences")
 def test_a_restarted_broker_starts_from_first_unacked(broker):
     raw = RawClient(broker.endpoint)
     try:
