@@ -9,10 +9,12 @@ fails for a reason that passes (broker away, timed out, partition not open yet) 
 to whichever broker then hosts the partition, up to ``retries`` times, so a message may arrive
 twice but an acknowledged one is never lost.
 
-A batch leaves when it holds ``batch_size`` messages, when its first message has waited
-``linger_ms`` (a background timer), or on ``flush()``/``close()``; ``linger_ms=0`` turns the
-timer off. Errors of acks=1 batches that cannot be retried are raised by the next ``send()``,
-``flush()`` or ``close()``.
+A batch leaves when it holds ``batch_size`` messages, when the next message would take it past
+``max_request_bytes`` (a message bigger than that goes alone; one bigger than
+``max_message_bytes`` is refused by send()), when its first message has waited ``linger_ms`` (a
+background timer), or on ``flush()``/``close()``; ``linger_ms=0`` turns the timer off. Errors
+of acks=1 batches that cannot be retried are raised by the next ``send()``, ``flush()`` or
+``close()``.
 
 ``send()`` is the per-message path and does only per-message work: frame the message (one
 struct pack, one CRC), pick the partition (partition counts are cached per topic) and append
@@ -25,7 +27,9 @@ can be taken for sending (full, lingered, flushed) by one thread while another i
 to it. The taker records how many messages it took (``_Batch.taken``) before joining them;
 an appender that finds its batch taken checks, under the lock, whether its message was among
 those and queues it again if not. This relies on list.append and dict.setdefault being atomic
-(they are in CPython), and keeps send() safe to call from several threads.
+(they are in CPython), and keeps send() safe to call from several threads. The byte count that
+closes a batch is kept the same way and may miss a racing message; the taker cuts what it took
+at ``max_request_bytes`` again, so no set goes over it.
 
     with Producer(acks=1) as p:
         p.send("clicks", b"page=/home", key=b"user-42")
@@ -51,6 +55,25 @@ RETRIABLE = (protocol.ErrorCode.BROKER_UNAVAILABLE, protocol.ErrorCode.REQUEST_T
              protocol.ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, protocol.ErrorCode.NOT_LEADER)
 
 
+def split_set(messages: list[bytes], max_bytes: int) -> list[tuple[bytes, int]]:
+    """Framed messages cut into runs of at most ``max_bytes`` (a longer message alone), in
+    order: (joined run, message count) each.
+
+    >>> split_set([b"aaaa", b"bb", b"c", b"dddddd", b"e"], 5)
+    [(b'aaaa', 1), (b'bbc', 2), (b'dddddd', 1), (b'e', 1)]
+    """
+    runs = []
+    start = size = 0
+    for i, one in enumerate(messages):
+        if size and size + len(one) > max_bytes:
+            runs.append((b"".join(messages[start:i]), i - start))
+            start, size = i, 0
+        size += len(one)
+    if start < len(messages):
+        runs.append((b"".join(messages[start:]), len(messages) - start))
+    return runs
+
+
 @dataclass
 class _InFlight:
     topic: str
@@ -65,14 +88,16 @@ class _InFlight:
 
 
 class _Batch:
-    """The framed messages waiting for one partition, when the first of them came, and, once
-    taken for sending, how many of them were taken (None while open)."""
+    """The framed messages waiting for one partition, when the first of them came, their bytes
+    as counted by send(), and, once taken for sending, how many of them were taken (None while
+    open)."""
 
-    __slots__ = ("messages", "started", "taken")
+    __slots__ = ("messages", "started", "nbytes", "taken")
 
     def __init__(self, started: float):
         self.messages: list[bytes] = []
         self.started = started
+        self.nbytes = 0
         self.taken: int | None = None
 
 
@@ -80,15 +105,17 @@ class Producer:
     def __init__(self, zookeeper: str | None = None, batch_size: int = 50, linger_ms: float = 5,
                  acks: int = 0, partitioner="random", retries: int = 10,
                  request_timeout_ms: int = 5000, retry_backoff_ms: int = 200,
-                 max_in_flight: int = 32, max_message_bytes: int = 1 << 20, data_dir=None,
-                 on_delivery=None, on_acknowledged=None):
+                 max_in_flight: int = 32, max_message_bytes: int = 1 << 20,
+                 max_request_bytes: int = 1 << 20, data_dir=None, on_delivery=None,
+                 on_acknowledged=None):
         """``on_delivery(topic, partition, payload, base_offset, error)`` runs for each acks=1
         batch as it is acknowledged or given up on; ``on_acknowledged(count, seconds)`` for
         each acknowledged batch, with the seconds since its first message was queued (what
         ``sluice perf`` turns into latency percentiles)."""
         _check_settings(acks=acks, batch_size=batch_size, max_in_flight=max_in_flight,
                         request_timeout_ms=request_timeout_ms, max_message_bytes=max_message_bytes,
-                        retries=retries, linger_ms=linger_ms, retry_backoff_ms=retry_backoff_ms,
+                        max_request_bytes=max_request_bytes, retries=retries,
+                        linger_ms=linger_ms, retry_backoff_ms=retry_backoff_ms,
                         on_delivery=on_delivery, on_acknowledged=on_acknowledged)
         self.batch_size = batch_size
         self.linger_s = linger_ms / 1000
@@ -98,6 +125,7 @@ class Producer:
         self.retry_backoff_s = retry_backoff_ms / 1000
         self.max_in_flight = max_in_flight
         self.max_message_bytes = max_message_bytes
+        self.max_request_bytes = max_request_bytes
         self.on_delivery = on_delivery
         self.on_acknowledged = on_acknowledged
         self._partitioner = partitioners.make(partitioner)
@@ -168,10 +196,33 @@ class Producer:
                 self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0)
             return
         batch = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+        nbytes = batch.nbytes + len(encoded)
+        if nbytes > self.max_request_bytes:
+            batch = self._make_room(tp, batch, encoded)
+            if batch is None:
+                return
+            nbytes = batch.nbytes + len(encoded)
+        batch.nbytes = nbytes
         messages = batch.messages
         messages.append(encoded)
         if batch.taken is not None or len(messages) >= self.batch_size:
             self._appended_to_full_or_taken(tp, batch, encoded)
+
+    def _make_room(self, tp: tuple[str, int], batch: _Batch, encoded: bytes) -> _Batch | None:
+        """The message would take its batch past max_request_bytes: send the batch first. A
+        message bigger than that on its own is sent alone (None: nothing left to queue)."""
+        with self._lock:
+            if batch.taken is None and batch.messages:
+                self._take_and_send(tp, batch)
+            if len(encoded) > self.max_request_bytes:
+                fresh = self._batches.get(tp)
+                if fresh is not None:
+                    self._take_and_send(tp, fresh)
+                if self._batch_sent is not None:
+                    self._batch_sent(*tp)
+                self._send_set(tp, encoded, 1, _monotonic())
+                return None
+            return self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
 
     def _appended_to_full_or_taken(self, tp: tuple[str, int], batch: _Batch, encoded) -> None:
         """Send a batch this message filled, or requeue the message if the batch it went into
@@ -182,6 +233,7 @@ class Producer:
                 return
             if any(m is encoded for m in batch.messages[batch.taken:]):
                 fresh = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+                fresh.nbytes += len(encoded)
                 fresh.messages.append(encoded)
 
     def flush(self, timeout_s: float | None = None) -> None:
@@ -219,7 +271,8 @@ class Producer:
     # --- sending ---------------------------------------------------------------------------
 
     def _take_and_send(self, tp: tuple[str, int], batch: _Batch) -> None:
-        """Close an open batch and send what it holds (under the lock)."""
+        """Close an open batch and send what it holds (under the lock), cut at
+        max_request_bytes should racing appends have taken it past."""
         if batch.taken is not None:
             return
         if self._batches.get(tp) is batch:
@@ -231,7 +284,11 @@ class Producer:
         if self._batch_sent is not None:
             self._batch_sent(*tp)
         payload = messages[0] if count == 1 else b"".join(messages[:count])
-        self._send_set(tp, payload, count, batch.started)
+        if len(payload) <= self.max_request_bytes or count == 1:
+            self._send_set(tp, payload, count, batch.started)
+            return
+        for run, n in split_set(messages[:count], self.max_request_bytes):
+            self._send_set(tp, run, n, batch.started)
 
     def _send_set(self, tp: tuple[str, int], payload: bytes, count: int, queued_at: float) -> None:
         """Send one MessageSet. acks=0: two plain sends on the partition's PUSH socket (pyzmq's
@@ -409,8 +466,9 @@ def _check_settings(acks, on_delivery, on_acknowledged, **numbers) -> None:
     if acks not in (0, 1) or isinstance(acks, bool):
         raise ValueError(f"acks must be 0 or 1, not {acks!r}")
     at_least = {"batch_size": 1, "max_in_flight": 1, "request_timeout_ms": 1,
-                "max_message_bytes": 1, "retries": 0, "linger_ms": 0, "retry_backoff_ms": 0}
-    whole = {"batch_size", "max_in_flight", "retries", "max_message_bytes"}
+                "max_message_bytes": 1, "max_request_bytes": 1, "retries": 0, "linger_ms": 0,
+                "retry_backoff_ms": 0}
+    whole = {"batch_size", "max_in_flight", "retries", "max_message_bytes", "max_request_bytes"}
     for name, value in numbers.items():
         kind = int if name in whole else (int, float)
         if isinstance(value, bool) or not isinstance(value, kind) or value < at_least[name]:

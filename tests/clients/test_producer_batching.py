@@ -75,7 +75,6 @@ def test_each_thread_keeps_its_order_within_a_partition(producer):
 
 @pytest.mark.parametrize("producer", [{"batch_size": 1000, "max_request_bytes": 1000}],
                          indirect=True)
-@pytest.mark.xfail(strict=True, reason="issue 10 hole 9: no byte cap on a batch")
 def test_threads_never_make_a_set_over_max_request_bytes(producer):
     p, sent = producer
 

@@ -13,6 +13,7 @@ import pytest
 
 from broker import message, protocol
 from clients import Producer
+from clients.producer import split_set
 from coordinator import topics, zk as zkmod
 from tests.helpers import BrokerProcess, RawClient
 
@@ -58,7 +59,6 @@ def stored_sets(broker: BrokerProcess, bases: list[int]) -> list[int]:
     return [b - a for a, b in zip(cuts, cuts[1:])]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 hole 9: no byte cap on a batch")
 def test_no_set_goes_over_max_request_bytes(zk, broker):
     bases, sizes = [], []
 
@@ -80,7 +80,6 @@ def test_no_set_goes_over_max_request_bytes(zk, broker):
     assert producer.max_request_bytes == MIB
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 hole 9: no byte cap on a batch")
 def test_a_message_over_max_request_bytes_goes_alone(zk, broker):
     bases, counts = [], []
 
@@ -129,8 +128,16 @@ def test_message_too_large_from_a_broker_is_not_retried(zk, tmp_path):
         broker.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 hole 9: no byte cap on a batch")
 def test_max_request_bytes_is_checked(zk):
     for bad in (0, -1, 2.5, "1"):
         with pytest.raises(ValueError, match="max_request_bytes"):
             Producer(zk, max_request_bytes=bad)
+
+
+def test_split_set_cuts_in_order_and_never_over_the_cap():
+    messages = [message.encode(b"x" * n) for n in (1, 30, 2, 2, 80, 5, 5, 5)]
+    runs = split_set(messages, 40)
+    assert [len(run) for run, _ in runs] == [10, 39, 11 + 11, 89, 14 + 14, 14]
+    assert [count for _, count in runs] == [1, 1, 2, 1, 2, 1]
+    assert b"".join(run for run, _ in runs) == b"".join(messages)
+    assert split_set([], 40) == []
