@@ -18,6 +18,7 @@ import pytest
 
 from broker import message, protocol
 from clients import Producer, SimpleConsumer
+from clients import producer as producer_module
 from cluster.zookeeper import free_ports
 from coordinator import topics, zk as zkmod
 from tests.helpers import BrokerProcess, RawClient, wait_for
@@ -84,7 +85,6 @@ def broker(zk, tmp_path):
     proc.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 hole 10: retries reorder and duplicate")
 def test_order_holds_when_a_stopped_broker_is_killed_and_restarted_on_its_port(zk, broker):
     window = 8
     deliveries = Deliveries()
@@ -135,7 +135,6 @@ def broker_metadata(broker: BrokerProcess) -> dict:
     return json.loads(protocol.decode_metadata_response(frames[0])[1])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 hole 10: retries reorder and duplicate")
 def test_a_lost_acknowledgement_is_answered_as_a_duplicate_and_stored_once(zk, broker):
     deliveries = Deliveries()
     with Producer(zk, acks=1, batch_size=100, linger_ms=0, request_timeout_ms=1000,
@@ -154,3 +153,48 @@ def test_a_lost_acknowledgement_is_answered_as_a_duplicate_and_stored_once(zk, b
     assert stored_values(zk) == [b"%d" % i for i in range(11)], "the batch is stored once"
     assert sorted(deliveries.acked, key=int) == [b"%d" % i for i in range(11)]
     assert broker_metadata(broker)["stats"].get("duplicates") == 1
+
+
+def test_a_batch_given_up_on_is_skipped_and_the_ones_after_it_keep_their_order(zk, tmp_path):
+    broker = BrokerProcess(zk, tmp_path / "small", 0,
+                           log={**VISIBLE_AT_ONCE, "max_message_bytes": 1000}).start()
+    try:
+        create_topic(zk, broker)
+        deliveries = Deliveries()
+        producer = Producer(zk, acks=1, batch_size=1, max_in_flight=16, retry_backoff_ms=0,
+                            on_delivery=deliveries)
+        raised = []
+        try:
+            for i in range(100):
+                value = b"%d" % i + (b" " * 2000 if i == 50 else b"")
+                try:
+                    producer.send(TOPIC, value, partition=0)
+                except protocol.MessageTooLarge as exc:   # 50's error, raised by a later send
+                    raised.append(exc)
+                    producer.send(TOPIC, value, partition=0)
+            try:
+                producer.flush()
+            except protocol.MessageTooLarge as exc:
+                raised.append(exc)
+        finally:
+            producer.close()
+        assert len(raised) == 1
+        assert deliveries.failed == [b"50" + b" " * 2000]
+        assert [int(v) for v in stored_values(zk)] == [i for i in range(100) if i != 50]
+        assert broker_metadata(broker)["errors"]["message_too_large"] == 1
+    finally:
+        broker.stop()
+
+
+def test_a_partition_that_used_up_its_sequences_goes_on_under_a_new_producer_id(
+        zk, broker, monkeypatch):
+    monkeypatch.setattr(producer_module, "SEQUENCE_LIMIT", 3)
+    with Producer(zk, acks=1, batch_size=1, linger_ms=0) as producer:
+        for i in range(20):
+            producer.send(TOPIC, b"%d" % i, partition=0)
+        producer.flush()
+        ids = {producer._partitions[(TOPIC, 0)].producer_id, producer.producer_id}
+        assert len(ids) == 2
+        assert producer.acked == 20
+    assert stored_values(zk) == [b"%d" % i for i in range(20)]
+    assert "duplicates" not in broker_metadata(broker)["stats"]
