@@ -93,10 +93,15 @@ def test_order_holds_when_a_stopped_broker_is_killed_and_restarted_on_its_port(z
                         on_delivery=deliveries)
     total = 6000
     errors = []
+    half_done, stopped = threading.Event(), threading.Event()
 
     def produce():
         try:
             for i in range(total):
+                if i == total // 2:
+                    producer.flush()
+                    half_done.set()
+                    stopped.wait(60)
                 producer.send(TOPIC, b"%d" % i, partition=0)
             producer.flush()
         except Exception as exc:  # handed to the test thread below
@@ -105,8 +110,9 @@ def test_order_holds_when_a_stopped_broker_is_killed_and_restarted_on_its_port(z
     thread = threading.Thread(target=produce)
     try:
         thread.start()
-        wait_for(lambda: len(deliveries.acked) >= 500, what="the first acknowledgements")
+        assert half_done.wait(60), "the first half was not acknowledged"
         os.kill(broker.proc.pid, signal.SIGSTOP)
+        stopped.set()                 # the second half goes to the stopped broker
         # Two rounds of timeouts: the window was sent again while batches kept queueing.
         wait_for(lambda: producer.retried >= 2 * window, timeout=60,
                  what="the stopped broker's window to time out twice")
