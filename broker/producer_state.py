@@ -61,22 +61,24 @@ class Action(enum.Enum):
     OUT_OF_ORDER = "out_of_order"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
-    """What to do with one request. ``expected`` is E' (the sequence the broker wanted).
+    """What to do with one request (read-only: every append shares one).
 
-    A duplicate carries the offsets of its original when they are known: ``offsets`` if it
-    was appended in an earlier turn and is remembered, ``pending`` (its place among this
-    turn's appends) if its original is being appended in the same turn; neither: unknown.
+    ``expected``: for a duplicate or a request out of order, the sequence the broker wanted
+    (E'); None for an append. A duplicate carries the offsets of its original when they are
+    known: ``offsets`` if it was appended in an earlier turn and is remembered, ``pending``
+    (its place among this turn's appends) if its original is being appended in the same turn;
+    neither: unknown.
     """
 
     action: Action
-    expected: int
+    expected: int | None = None
     offsets: tuple[int, int] | None = None
     pending: int | None = None
 
 
-_UNSEQUENCED = Decision(Action.APPEND, 0)
+_APPEND = Decision(Action.APPEND)
 
 
 class _Entry:
@@ -100,13 +102,6 @@ class _Entry:
                 break
         return None
 
-    def record(self, sequence: int, base: int, nxt: int, keep: int) -> None:
-        recent = self.recent
-        recent.extend((sequence, base, nxt))
-        if len(recent) > 3 * keep:
-            del recent[:3]
-        self.next_sequence = sequence + 1
-
 
 class ProducerTable:
     """Every sequenced producer this broker has appended for; see the module docstring.
@@ -127,9 +122,11 @@ class ProducerTable:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, not {value!r}")
         self.remembered = int(remembered)
+        self._kept = 3 * self.remembered          # array items: (sequence, base, next) each
         self.max_entries = int(max_entries)
         self.idle_s = idle_s
         self._entries: OrderedDict[tuple[int, str, int], _Entry] = OrderedDict()
+        self._expire_at = float("inf")     # no entry can be idle before this
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -146,19 +143,22 @@ class ProducerTable:
         return Turn(self, topic, partition, now)
 
     def expire(self, now: float) -> int:
-        """Forget the entries not used for ``idle_s``; return how many went."""
+        """Forget the entries not used for ``idle_s``; return how many went. The least
+        recently used entry is first, so only the front needs a look, and only once the
+        oldest use seen there could be idle."""
+        if now < self._expire_at:
+            return 0
         entries = self._entries
         gone = 0
+        self._expire_at = float("inf")
         while entries:
             entry = next(iter(entries.values()))
             if now - entry.used_at < self.idle_s:
+                self._expire_at = entry.used_at + self.idle_s
                 break
             entries.popitem(last=False)
             gone += 1
         return gone
-
-    def _entry(self, key: tuple[int, str, int]) -> _Entry | None:
-        return self._entries.get(key)
 
     def _record(self, key: tuple[int, str, int], sequence: int, base: int, nxt: int,
                 now: float) -> None:
@@ -168,17 +168,23 @@ class ProducerTable:
             entry = entries[key] = _Entry(now)
             if len(entries) > self.max_entries:
                 entries.popitem(last=False)
+            if now + self.idle_s < self._expire_at:
+                self._expire_at = now + self.idle_s
         else:
             entries.move_to_end(key)
             entry.used_at = now
-        entry.record(sequence, base, nxt, self.remembered)
+        recent = entry.recent
+        recent.extend((sequence, base, nxt))
+        if len(recent) > self._kept:
+            del recent[:3]
+        entry.next_sequence = sequence + 1
 
 
 class Turn:
     """The requests of one partition in one turn of the loop, judged in arrival order against
     a provisional state that ``commit`` makes real once their write succeeded."""
 
-    __slots__ = ("_table", "_topic", "_partition", "_now", "_next", "_pending", "_appends")
+    __slots__ = ("_table", "_topic", "_partition", "_now", "_next", "_appends")
 
     def __init__(self, table: ProducerTable, topic: str, partition: int, now: float):
         self._table = table
@@ -186,8 +192,7 @@ class Turn:
         self._partition = partition
         self._now = now
         self._next: dict[int, int] = {}                 # producer_id -> provisional E
-        self._pending: dict[tuple[int, int], int] = {}  # (producer_id, sequence) -> append no.
-        self._appends: list[tuple[int, int] | None] = []  # per append: (producer_id, sequence)
+        self._appends: list[tuple[int, int]] = []       # per append: (producer_id, sequence)
 
     def judge(self, producer_id: int, sequence: int, first_unacked: int) -> Decision:
         """The decision for one request (``first_unacked <= sequence``, as the protocol checks).
@@ -195,31 +200,32 @@ class Turn:
         >>> turn = ProducerTable().turn("t", 0, now=0.0)
         >>> [turn.judge(1, s, f).action.name for s, f in [(0, 0), (1, 0), (3, 1), (0, 0)]]
         ['APPEND', 'APPEND', 'OUT_OF_ORDER', 'DUPLICATE']
-        >>> turn.judge(1, 1, 1).pending, turn.judge(1, 5, 5).expected
+        >>> turn.judge(1, 1, 1).pending, turn.judge(1, 7, 5).expected
         (1, 5)
         """
         if not producer_id:
-            self._appends.append(None)
-            return _UNSEQUENCED
+            self._appends.append((0, 0))
+            return _APPEND
         expected = self._next.get(producer_id)
         entry = None
         if expected is None:
-            entry = self._table._entry((producer_id, self._topic, self._partition))
+            entry = self._table._entries.get((producer_id, self._topic, self._partition))
             expected = first_unacked if entry is None else entry.next_sequence
         if first_unacked > expected:
             expected = first_unacked
         if sequence == expected:
-            self._pending[(producer_id, sequence)] = len(self._appends)
             self._appends.append((producer_id, sequence))
             self._next[producer_id] = sequence + 1
-            return Decision(Action.APPEND, expected)
+            return _APPEND
         if sequence > expected:
             return Decision(Action.OUT_OF_ORDER, expected)
-        pending = self._pending.get((producer_id, sequence))
-        if pending is not None:
-            return Decision(Action.DUPLICATE, expected, pending=pending)
+        if producer_id in self._next:
+            appended = (producer_id, sequence)
+            for pending, one in enumerate(self._appends):
+                if one == appended:
+                    return Decision(Action.DUPLICATE, expected, pending=pending)
         if entry is None:
-            entry = self._table._entry((producer_id, self._topic, self._partition))
+            entry = self._table._entries.get((producer_id, self._topic, self._partition))
         offsets = None if entry is None else entry.offsets_of(sequence)
         return Decision(Action.DUPLICATE, expected, offsets=offsets)
 
@@ -229,7 +235,7 @@ class Turn:
         if len(offsets) != len(self._appends):
             raise ValueError(f"{len(offsets)} offsets for {len(self._appends)} appends")
         table = self._table
-        for append, (base, nxt) in zip(self._appends, offsets):
-            if append is not None:
-                table._record((append[0], self._topic, self._partition), append[1], base, nxt,
+        for (producer_id, sequence), (base, nxt) in zip(self._appends, offsets):
+            if producer_id:
+                table._record((producer_id, self._topic, self._partition), sequence, base, nxt,
                               self._now)

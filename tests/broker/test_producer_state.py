@@ -52,8 +52,7 @@ def test_the_module_docstrings_worked_example(log):
     early = log.one(P, 3, 2)
     assert (early.action, early.expected) == (OUT_OF_ORDER, 2)
     assert log.one(P, 2, 2).action is APPEND
-    skipped = log.one(P, 4, 4)
-    assert (skipped.action, skipped.expected) == (APPEND, 4)
+    assert log.one(P, 4, 4).action is APPEND               # the producer gave up on 3
     assert log.table.expected(P, "t", 0) == 5
     assert log.end == 40
     log.table = ProducerTable()                      # a restart: nothing is known
@@ -182,3 +181,17 @@ def test_commit_wants_one_offset_pair_per_append():
 def test_settings_are_checked(setting, bad):
     with pytest.raises(ValueError, match=setting):
         ProducerTable(**{setting: bad})
+
+
+def test_an_entry_used_again_is_not_forgotten_on_its_first_use():
+    table = ProducerTable(idle_s=600)
+    log = Log(table)
+    log.one(P, 0, 0)
+    log.now = 100.0
+    log.one(Q, 0, 0)
+    log.now = 500.0
+    log.one(P, 1, 1)
+    assert table.expire(601.0) == 0, "P was used at 500, Q at 100"
+    assert table.expire(700.0) == 1
+    assert table.expected(Q, "t", 0) is None and table.expected(P, "t", 0) == 2
+    assert table.expire(1100.0) == 1 and len(table) == 0
