@@ -204,3 +204,26 @@ def test_a_partition_that_used_up_its_sequences_goes_on_under_a_new_producer_id(
         assert producer.acked == 20
     assert stored_values(zk) == [b"%d" % i for i in range(20)]
     assert "duplicates" not in broker_metadata(broker)["stats"]
+
+
+def test_a_window_sent_again_to_a_paused_broker_is_stored_once_in_order(zk, broker):
+    """Stale requests on the old connection and their resends on the new one reach the broker
+    interleaved; each value is stored once, in send order."""
+    window = 8
+    deliveries = Deliveries()
+    with Producer(zk, acks=1, batch_size=1, max_in_flight=window, request_timeout_ms=1000,
+                  retry_backoff_ms=20, retries=100, on_delivery=deliveries) as producer:
+        producer.send(TOPIC, b"0", partition=0)
+        producer.flush()
+        os.kill(broker.proc.pid, signal.SIGSTOP)
+        sending = threading.Thread(target=lambda: [
+            producer.send(TOPIC, b"%d" % i, partition=0) for i in range(1, 41)])
+        sending.start()
+        wait_for(lambda: producer.retried >= window, what="the window to be sent again")
+        os.kill(broker.proc.pid, signal.SIGCONT)
+        sending.join(60)
+        assert not sending.is_alive()
+        producer.flush()
+    assert stored_values(zk) == [b"%d" % i for i in range(41)]
+    assert sorted(deliveries.acked, key=int) == [b"%d" % i for i in range(41)]
+    assert broker_metadata(broker)["stats"]["duplicates"] >= 1
