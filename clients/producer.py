@@ -61,6 +61,8 @@ _encode = message.encode
 _monotonic = time.monotonic
 
 SEQUENCE_LIMIT = 1 << 32        # sequences are u32: a partition that reaches this renumbers
+# A partition's acks=1 header is cached without its correlation id and sequence fields, the
+# parts that change per request: encode_produce(...)[API.size:_PRODUCE_PREFIX_END].
 _PRODUCE_PREFIX_END = -protocol.SEQUENCE_FIELDS.size
 
 
