@@ -161,9 +161,8 @@ class Producer:
     def __init__(self, zookeeper: str | None = None, batch_size: int = 50, linger_ms: float = 5,
                  acks: int = 0, partitioner="random", retries: int = 10,
                  request_timeout_ms: int = 5000, retry_backoff_ms: int = 200,
-                 max_in_flight: int = 32, max_message_bytes: int = 1 << 20,
-                 max_request_bytes: int = 1 << 20, data_dir=None, on_delivery=None,
-                 on_acknowledged=None):
+                 max_in_flight: int = 32, max_message_bytes: int = 1 << 20, data_dir=None,
+                 on_delivery=None, on_acknowledged=None, max_request_bytes: int = 1 << 20):
         """``on_delivery(topic, partition, payload, base_offset, error)`` runs for each acks=1
         batch as it is acknowledged or given up on (``base_offset`` None without an error: a
         duplicate the broker knew it had stored, but no longer where);
