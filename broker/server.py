@@ -33,6 +33,7 @@ import zmq
 from broker import message, protocol
 from broker.config import BrokerConfig
 from broker.log import Log
+from broker.producer_state import Action, ProducerTable
 from broker.protocol import Api, SluiceError
 from coordinator import zk
 from coordinator.registry import BrokerInfo, BrokerRegistration, ClusterView
@@ -121,6 +122,7 @@ class Broker:
         self._error_logged_at: dict[str, float] = {}
         self._routes: dict[tuple[str, int], _Route] = {}
         self._produce_routes: dict[bytes, _Route] = {}
+        self.producers = ProducerTable()
         self._waiters: dict[Log, list] = defaultdict(list)
         self._deadlines: list = []
         self._placement_changes: queue.Queue = queue.Queue()
@@ -364,8 +366,7 @@ class Broker:
                     raise protocol.MalformedRequest("produce needs a header and a message set")
                 route = self._route(request)
                 count = self._validate(route, frames[2])
-                produced.setdefault(route, []).append(
-                    (identity, corr, request.acks, frames[2], count))
+                produced.setdefault(route, []).append((identity, corr, request, frames[2], count))
                 return
             if len(frames) != 2:
                 raise protocol.MalformedRequest(f"{request.api.name.lower()} takes one frame")
@@ -387,23 +388,68 @@ class Broker:
                                                                        fill=fill)])
 
     def _append_produced(self, route: _Route, requests: list) -> None:
-        """Write the validated produce requests of one log with one write, then answer each
-        with its own (base offset, next offset)."""
-        sets = [body for _, _, _, body, _ in requests]
-        try:
-            offset, _ = self._append(route, sets, sum(count for *_, count in requests))
-        except SluiceError as exc:
-            for identity, corr, _, _, _ in requests:
-                self._answer_error(identity, corr, exc, protocol.PRODUCE_REPLY)
-            return
-        router = self.router
-        for identity, corr, acks, body, _ in requests:
-            nxt = offset + len(body)
-            if acks:
-                _zmq_send(router, identity, zmq.SNDMORE)
-                _zmq_send(router, protocol.encode_response(corr, protocol.PRODUCE_REPLY.pack(
-                    offset, nxt)))
-            offset = nxt
+        """Write the produce requests of one log that are due with one write, then answer each
+        with its own (base offset, next offset).
+
+        Sequenced requests are judged first, in arrival order (broker/producer_state.py): a
+        duplicate is answered with its original's offsets (an empty range when they are not
+        known) and not written again; one that came before an older one of its producer gets
+        OUT_OF_ORDER_SEQUENCE. The judgement is committed only once the write succeeded: a
+        failed write answers every request that waited on it and leaves the table as it was.
+        """
+        turn = self.producers.turn(route.topic, route.partition, time.monotonic())
+        writes, duplicates = [], []
+        for identity, corr, request, body, count in requests:
+            decision = turn.judge(request.producer_id, request.sequence, request.first_unacked)
+            if decision.action is Action.APPEND:
+                writes.append((identity, corr, request.acks, body, count))
+            elif decision.action is Action.DUPLICATE:
+                duplicates.append((identity, corr, decision))
+            else:
+                self._answer_error(identity, corr, protocol.OutOfOrderSequence(
+                    f"{route.topic}/{route.partition}: sequence {request.sequence} of producer "
+                    f"{request.producer_id:x} came before {decision.expected}; send again from "
+                    f"{decision.expected}"), protocol.PRODUCE_REPLY)
+        offsets = []
+        if writes:
+            try:
+                offset, _ = self._append(route, [body for _, _, _, body, _ in writes],
+                                         sum(count for *_, count in writes))
+            except SluiceError as exc:
+                for identity, corr, *_ in writes:
+                    self._answer_error(identity, corr, exc, protocol.PRODUCE_REPLY)
+                self._answer_duplicates(route, duplicates, None, exc)
+                return
+            router = self.router
+            for identity, corr, acks, body, _ in writes:
+                nxt = offset + len(body)
+                offsets.append((offset, nxt))
+                if acks:
+                    _zmq_send(router, identity, zmq.SNDMORE)
+                    _zmq_send(router, protocol.encode_response(corr, protocol.PRODUCE_REPLY.pack(
+                        offset, nxt)))
+                offset = nxt
+            turn.commit(offsets)
+        if duplicates:
+            self._answer_duplicates(route, duplicates, offsets, None)
+
+    def _answer_duplicates(self, route: _Route, duplicates: list, offsets: list | None,
+                           error: SluiceError | None) -> None:
+        """Answer requests judged duplicates: with the offsets their original got (from an
+        earlier turn, or ``offsets`` of this turn's write; (0, 0) when unknown), or with
+        ``error`` when this turn's write of their original failed."""
+        self.stats["duplicates"] += len(duplicates)
+        route.stats["duplicates"] += len(duplicates)
+        for identity, corr, decision in duplicates:
+            if decision.pending is not None:
+                if error is not None:
+                    self._answer_error(identity, corr, error, protocol.PRODUCE_REPLY)
+                    continue
+                base, nxt = offsets[decision.pending]
+            else:
+                base, nxt = decision.offsets or (0, 0)
+            self.router.send_multipart([identity, protocol.encode_response(
+                corr, protocol.PRODUCE_REPLY.pack(base, nxt))])
 
     def _log(self, request) -> Log:
         log_ = self.logs.get((request.topic, request.partition))

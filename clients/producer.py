@@ -3,16 +3,27 @@
 acks=0 is the paper's producer: a batch goes to the broker's PUSH/PULL produce socket and is
 never answered; if the broker is away it may be lost, and the producer counts what it could not
 even hand to ZeroMQ (``dropped``). acks=1 sends to the broker's request socket and keeps up to
-``max_in_flight`` batches unanswered per broker (a window, not one round trip at a time, and
-one per broker so a broker that hangs does not stall the others); a batch that
-fails for a reason that passes (broker away, timed out, partition not open yet) is sent again
-to whichever broker then hosts the partition, up to ``retries`` times, so a message may arrive
-twice but an acknowledged one is never lost.
+``max_in_flight`` requests unanswered per broker (a window, not one round trip at a time, and
+one per broker so a broker that hangs does not stall the others) and per partition. A request
+that fails for a reason that passes (broker away, timed out, partition not open yet, out of
+order) is sent again to whichever broker then hosts the partition, up to ``retries`` times, so
+an acknowledged message is never lost.
 
-A batch leaves when it holds ``batch_size`` messages, when its first message has waited
-``linger_ms`` (a background timer), or on ``flush()``/``close()``; ``linger_ms=0`` turns the
-timer off. Errors of acks=1 batches that cannot be retried are raised by the next ``send()``,
-``flush()`` or ``close()``.
+Sequenced produce (acks=1; the promise it gives is in ``Producer``'s docstring). Each request
+carries its partition's sequence number and the oldest one still unanswered
+(``first_unacked``); the broker appends only the sequence it expects next, answers an older one
+as a duplicate and refuses a newer one (broker/producer_state.py). When a request of a
+partition times out or is refused in passing, the producer sends that partition's unanswered
+requests again, oldest first, once the older ones still in flight are answered, and no newer
+one goes ahead of them; late replies to the earlier sends are ignored. A timeout rebuilds the
+broker's connection, so every partition in flight there is sent again. Each Producer has a
+random ``producer_id``; a partition that used up its 2**32 sequences goes on under a new one.
+
+A batch leaves when it holds ``batch_size`` messages, when the next message would take it past
+``max_request_bytes`` (a message bigger than that goes alone; one bigger than
+``max_message_bytes`` is refused by send()), when its first message has waited ``linger_ms`` (a
+background timer), or on ``flush()``/``close()``; ``linger_ms=0`` turns the timer off. Errors
+of acks=1 batches are raised by the next ``send()``, ``flush()`` or ``close()``.
 
 ``send()`` is the per-message path and does only per-message work: frame the message (one
 struct pack, one CRC), pick the partition (partition counts are cached per topic) and append
@@ -25,17 +36,19 @@ can be taken for sending (full, lingered, flushed) by one thread while another i
 to it. The taker records how many messages it took (``_Batch.taken``) before joining them;
 an appender that finds its batch taken checks, under the lock, whether its message was among
 those and queues it again if not. This relies on list.append and dict.setdefault being atomic
-(they are in CPython), and keeps send() safe to call from several threads.
+(they are in CPython), and keeps send() safe to call from several threads. The byte count that
+closes a batch is kept the same way and may miss a racing message; the taker cuts what it took
+at ``max_request_bytes`` again, so no set goes over it.
 
     with Producer(acks=1) as p:
         p.send("clicks", b"page=/home", key=b"user-42")
 """
 from __future__ import annotations
 
+import secrets
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, deque
 
 import zmq
 
@@ -47,48 +60,118 @@ from clients.connection import Connection, zmq_send
 _encode = message.encode
 _monotonic = time.monotonic
 
-RETRIABLE = (protocol.ErrorCode.BROKER_UNAVAILABLE, protocol.ErrorCode.REQUEST_TIMED_OUT,
-             protocol.ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, protocol.ErrorCode.NOT_LEADER)
+SEQUENCE_LIMIT = 1 << 32        # sequences are u32: a partition that reaches this renumbers
+# A partition's acks=1 header is cached without its correlation id and sequence fields, the
+# parts that change per request: encode_produce(...)[API.size:_PRODUCE_PREFIX_END].
+_PRODUCE_PREFIX_END = -protocol.SEQUENCE_FIELDS.size
 
 
-@dataclass
-class _InFlight:
-    topic: str
-    partition: int
-    payload: bytes
-    count: int
-    sent_at: float
-    queued_at: float = 0.0
-    attempts: int = 1
-    endpoint: str = ""
-    retry_at: float = 0.0
+def new_producer_id() -> int:
+    """A random non-zero 64-bit id: the broker tells producers apart by it."""
+    while True:
+        producer_id = secrets.randbits(64)
+        if producer_id:
+            return producer_id
+
+
+def split_set(messages: list[bytes], max_bytes: int) -> list[tuple[bytes, int]]:
+    """Framed messages cut into runs of at most ``max_bytes`` (a longer message alone), in
+    order: (joined run, message count) each.
+
+    >>> split_set([b"aaaa", b"bb", b"c", b"dddddd", b"e"], 5)
+    [(b'aaaa', 1), (b'bbc', 2), (b'dddddd', 1), (b'e', 1)]
+    """
+    runs = []
+    start = size = 0
+    for i, one in enumerate(messages):
+        if size and size + len(one) > max_bytes:
+            runs.append((b"".join(messages[start:i]), i - start))
+            start, size = i, 0
+        size += len(one)
+    if start < len(messages):
+        runs.append((b"".join(messages[start:]), len(messages) - start))
+    return runs
+
+
+class _Request:
+    """One acks=1 MessageSet, from the moment it has its sequence until it is answered or
+    given up on. ``key`` is (endpoint, correlation id) while a send of it is in flight."""
+
+    __slots__ = ("tp", "payload", "count", "sequence", "queued_at", "sent_at", "retries", "key")
+
+    def __init__(self, tp: tuple[str, int], payload: bytes, count: int, sequence: int,
+                 queued_at: float):
+        self.tp = tp
+        self.payload = payload
+        self.count = count
+        self.sequence = sequence
+        self.queued_at = queued_at
+        self.sent_at = 0.0
+        self.retries = 0
+        self.key: tuple[str, int] | None = None
+
+
+class _Partition:
+    """The sequenced requests of one partition (acks=1).
+
+    ``unanswered`` holds every request not yet answered nor given up on, by sequence, oldest
+    first: the first is the ``first_unacked`` that each request carries. ``unsent`` is its
+    tail that waits to go (behind a full window, or after a retry, until ``resume_at``); while
+    it is not empty no newer request goes ahead of it.
+    """
+
+    __slots__ = ("tp", "producer_id", "next_sequence", "unanswered", "unsent", "resume_at")
+
+    def __init__(self, tp: tuple[str, int], producer_id: int):
+        self.tp = tp
+        self.producer_id = producer_id
+        self.next_sequence = 0
+        self.unanswered: dict[int, _Request] = {}
+        self.unsent: deque[_Request] = deque()
+        self.resume_at = 0.0
 
 
 class _Batch:
-    """The framed messages waiting for one partition, when the first of them came, and, once
-    taken for sending, how many of them were taken (None while open)."""
+    """The framed messages waiting for one partition, when the first of them came, their bytes
+    as counted by send(), and, once taken for sending, how many of them were taken (None while
+    open)."""
 
-    __slots__ = ("messages", "started", "taken")
+    __slots__ = ("messages", "started", "nbytes", "taken")
 
     def __init__(self, started: float):
         self.messages: list[bytes] = []
         self.started = started
+        self.nbytes = 0
         self.taken: int | None = None
 
 
 class Producer:
+    """Sends messages in batches, one MessageSet per partition (see the module docstring).
+
+    Order: with acks=1 each partition's order is kept across retries and broker restarts, so
+    the first appearance of every message in the log follows the order of send() (from one
+    thread). A message is stored twice only when a broker restarted between appending its
+    batch and answering it (the restarted broker no longer knows the producer). A batch given
+    up on (an error that does not pass, or ``retries`` spent) is reported to ``on_delivery``
+    and raised by the next send(), flush() or close(); the ones after it keep their order, and
+    it may still have been stored if only its answer was lost. acks=0 is the paper's fire and
+    forget: no sequence, and no order promised across a broker restart.
+    """
+
     def __init__(self, zookeeper: str | None = None, batch_size: int = 50, linger_ms: float = 5,
                  acks: int = 0, partitioner="random", retries: int = 10,
                  request_timeout_ms: int = 5000, retry_backoff_ms: int = 200,
                  max_in_flight: int = 32, max_message_bytes: int = 1 << 20, data_dir=None,
-                 on_delivery=None, on_acknowledged=None):
+                 on_delivery=None, on_acknowledged=None, max_request_bytes: int = 1 << 20):
         """``on_delivery(topic, partition, payload, base_offset, error)`` runs for each acks=1
-        batch as it is acknowledged or given up on; ``on_acknowledged(count, seconds)`` for
-        each acknowledged batch, with the seconds since its first message was queued (what
-        ``sluice perf`` turns into latency percentiles)."""
+        batch as it is acknowledged or given up on (``base_offset`` None without an error: a
+        duplicate the broker knew it had stored, but no longer where);
+        ``on_acknowledged(count, seconds)`` for each acknowledged batch, with the seconds since
+        its first message was queued (what ``sluice perf`` turns into latency percentiles)."""
         _check_settings(acks=acks, batch_size=batch_size, max_in_flight=max_in_flight,
                         request_timeout_ms=request_timeout_ms, max_message_bytes=max_message_bytes,
-                        retries=retries, linger_ms=linger_ms, retry_backoff_ms=retry_backoff_ms,
+                        max_request_bytes=max_request_bytes, retries=retries,
+                        linger_ms=linger_ms, retry_backoff_ms=retry_backoff_ms,
                         on_delivery=on_delivery, on_acknowledged=on_acknowledged)
         self.batch_size = batch_size
         self.linger_s = linger_ms / 1000
@@ -98,8 +181,10 @@ class Producer:
         self.retry_backoff_s = retry_backoff_ms / 1000
         self.max_in_flight = max_in_flight
         self.max_message_bytes = max_message_bytes
+        self.max_request_bytes = max_request_bytes
         self.on_delivery = on_delivery
         self.on_acknowledged = on_acknowledged
+        self.producer_id = new_producer_id()
         self._partitioner = partitioners.make(partitioner)
         self._batch_sent = getattr(self._partitioner, "batch_sent", None)
         self._pool = BrokerPool(zookeeper, data_dir, request_timeout_ms)
@@ -110,9 +195,10 @@ class Producer:
         self._random = isinstance(self._partitioner, partitioners.RandomPartitioner)
         self._push_routes: dict[tuple[str, int], tuple[zmq.Socket, bytes]] = {}
         self._request_routes: dict[tuple[str, int], tuple[Connection, bytes]] = {}
-        self._in_flight: dict[tuple[str, int], _InFlight] = {}
+        self._partitions: dict[tuple[str, int], _Partition] = {}
+        self._in_flight: dict[tuple[str, int], _Request] = {}
         self._load: Counter[str] = Counter()
-        self._retry_queue: list[_InFlight] = []
+        self._waiting: dict[tuple[str, int], _Partition] = {}
         self._error: Exception | None = None
         self._closed = False
         self.sent = 0
@@ -168,10 +254,33 @@ class Producer:
                 self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0)
             return
         batch = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+        nbytes = batch.nbytes + len(encoded)
+        if nbytes > self.max_request_bytes:
+            batch = self._make_room(tp, batch, encoded)
+            if batch is None:
+                return
+            nbytes = batch.nbytes + len(encoded)
+        batch.nbytes = nbytes
         messages = batch.messages
         messages.append(encoded)
         if batch.taken is not None or len(messages) >= self.batch_size:
             self._appended_to_full_or_taken(tp, batch, encoded)
+
+    def _make_room(self, tp: tuple[str, int], batch: _Batch, encoded: bytes) -> _Batch | None:
+        """The message would take its batch past max_request_bytes: send the batch first. A
+        message bigger than that on its own is sent alone (None: nothing left to queue)."""
+        with self._lock:
+            if batch.taken is None and batch.messages:
+                self._take_and_send(tp, batch)
+            if len(encoded) > self.max_request_bytes:
+                fresh = self._batches.get(tp)
+                if fresh is not None:
+                    self._take_and_send(tp, fresh)
+                if self._batch_sent is not None:
+                    self._batch_sent(*tp)
+                self._send_set(tp, encoded, 1, _monotonic())
+                return None
+            return self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
 
     def _appended_to_full_or_taken(self, tp: tuple[str, int], batch: _Batch, encoded) -> None:
         """Send a batch this message filled, or requeue the message if the batch it went into
@@ -182,19 +291,21 @@ class Producer:
                 return
             if any(m is encoded for m in batch.messages[batch.taken:]):
                 fresh = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+                fresh.nbytes += len(encoded)
                 fresh.messages.append(encoded)
 
     def flush(self, timeout_s: float | None = None) -> None:
-        """Send every queued batch and, for acks=1, wait until each is acknowledged."""
+        """Send every queued batch and, for acks=1, wait until each is answered or given up."""
         with self._lock:
             for tp, batch in list(self._batches.items()):
                 self._take_and_send(tp, batch)
             if self.acks:
                 deadline = None if timeout_s is None else time.monotonic() + timeout_s
-                while self._in_flight or self._retry_queue:
+                while self._in_flight or self._waiting:
                     if deadline is not None and time.monotonic() > deadline:
+                        unanswered = sum(len(p.unanswered) for p in self._partitions.values())
                         raise protocol.RequestTimedOut(
-                            f"{len(self._in_flight)} batch(es) still unacknowledged")
+                            f"{unanswered} batch(es) still unacknowledged")
                     self._collect(50)
             self._raise_pending()
 
@@ -219,7 +330,8 @@ class Producer:
     # --- sending ---------------------------------------------------------------------------
 
     def _take_and_send(self, tp: tuple[str, int], batch: _Batch) -> None:
-        """Close an open batch and send what it holds (under the lock)."""
+        """Close an open batch and send what it holds (under the lock), cut at
+        max_request_bytes should racing appends have taken it past."""
         if batch.taken is not None:
             return
         if self._batches.get(tp) is batch:
@@ -231,13 +343,17 @@ class Producer:
         if self._batch_sent is not None:
             self._batch_sent(*tp)
         payload = messages[0] if count == 1 else b"".join(messages[:count])
-        self._send_set(tp, payload, count, batch.started)
+        if len(payload) <= self.max_request_bytes or count == 1:
+            self._send_set(tp, payload, count, batch.started)
+            return
+        for run, n in split_set(messages[:count], self.max_request_bytes):
+            self._send_set(tp, run, n, batch.started)
 
     def _send_set(self, tp: tuple[str, int], payload: bytes, count: int, queued_at: float) -> None:
         """Send one MessageSet. acks=0: two plain sends on the partition's PUSH socket (pyzmq's
         send_multipart and its Python-level send wrapper cost more than the set's own work for
         small batches; ZeroMQ takes a multipart message whole or not at all). acks=1: once the
-        window has room, a request on the broker's DEALER connection."""
+        partition and its broker have room in their windows, the partition's next sequence."""
         self.sent += count
         if self.acks == 0:
             try:
@@ -251,10 +367,27 @@ class Producer:
             except (zmq.Again, protocol.BrokerUnavailable):
                 self.dropped += count
             return
+        state = self._partitions.get(tp) or self._partitions.setdefault(
+            tp, _Partition(tp, self.producer_id))
         endpoint = self._endpoint_of(tp)
-        while endpoint is not None and self._load[endpoint] >= self.max_in_flight:
+        while len(state.unanswered) >= self.max_in_flight or (
+                endpoint is not None and self._load[endpoint] >= self.max_in_flight):
             self._collect(self.request_timeout_s * 1000)
-        self._send_request(_InFlight(tp[0], tp[1], payload, count, 0.0, queued_at))
+        if state.next_sequence == SEQUENCE_LIMIT:
+            self._renumber(state)
+        request = _Request(tp, payload, count, state.next_sequence, queued_at)
+        state.next_sequence += 1
+        state.unanswered[request.sequence] = request
+        state.unsent.append(request)
+        self._pump(state)
+
+    def _renumber(self, state: _Partition) -> None:
+        """Sequences of the partition are used up: once all it sent is answered, go on under a
+        new producer id (the broker sees a new producer and starts from its first_unacked)."""
+        while state.unanswered:
+            self._collect(self.request_timeout_s * 1000)
+        state.producer_id = new_producer_id()
+        state.next_sequence = 0
 
     def _endpoint_of(self, tp: tuple[str, int]) -> str | None:
         """The broker a partition's next request goes to (None while it has none): the window
@@ -274,50 +407,103 @@ class Producer:
         self._partition_counts.clear()
         self._available.clear()
 
-    def _send_request(self, item: _InFlight) -> None:
-        """Send an acks=1 request on the partition's connection (cached like the PUSH routes,
-        with the header's part after the correlation id)."""
-        tp = (item.topic, item.partition)
-        route = self._request_routes.get(tp)
-        if route is None:
-            try:
-                conn = self._pool.connection(*tp)
-            except protocol.BrokerUnavailable:
-                self._retry_later(item)
+    def _pump(self, state: _Partition) -> None:
+        """Send the partition's waiting requests, oldest first, while its broker's window has
+        room; what cannot go yet waits in ``_waiting``."""
+        unsent = state.unsent
+        tp = state.tp
+        if state.resume_at:
+            if state.resume_at > _monotonic() or any(
+                    request.key is not None for request in state.unanswered.values()):
+                self._waiting[tp] = state
                 return
-            route = self._request_routes[tp] = (conn, protocol.encode_produce(0, *tp, 1)[
-                protocol.API.size:])
-        conn, fields = route
-        corr = conn.next_id()
-        item.endpoint = conn.endpoint
-        item.sent_at = _monotonic()
-        self._in_flight[(conn.endpoint, corr)] = item
-        self._load[conn.endpoint] += 1
-        conn.send([protocol.API.pack(protocol.Api.PRODUCE, corr) + fields, item.payload])
+            state.resume_at = 0.0
+        while unsent:
+            route = self._request_routes.get(tp)
+            if route is None:
+                try:
+                    conn = self._pool.connection(*tp)
+                except protocol.SluiceError as exc:
+                    if not exc.retriable:
+                        raise
+                    self._rewind(state, exc, unsent[0].sequence)
+                    return
+                route = self._request_routes[tp] = (conn, protocol.encode_produce(0, *tp, 1)[
+                    protocol.API.size:_PRODUCE_PREFIX_END])
+            conn, fields = route
+            endpoint = conn.endpoint
+            if self._load[endpoint] >= self.max_in_flight:
+                self._waiting[tp] = state
+                return
+            request = unsent.popleft()
+            corr = conn.next_id()
+            request.key = (endpoint, corr)
+            request.sent_at = _monotonic()
+            self._in_flight[request.key] = request
+            self._load[endpoint] += 1
+            conn.send([protocol.API.pack(protocol.Api.PRODUCE, corr) + fields
+                       + protocol.SEQUENCE_FIELDS.pack(state.producer_id, request.sequence,
+                                                       next(iter(state.unanswered))),
+                       request.payload])
+        self._waiting.pop(tp, None)
 
-    def _retry_later(self, item: _InFlight, error: Exception | None = None) -> None:
-        if item.attempts > self.retries:
-            self._fail(item, error or protocol.BrokerUnavailable(
-                f"gave up on {item.topic}/{item.partition} after {item.attempts} attempts"))
+    def _rewind(self, state: _Partition, error: protocol.SluiceError, since: int) -> None:
+        """A request of the partition failed in passing: send its unanswered requests from
+        sequence ``since`` on again, oldest first, once ``retry_backoff_ms`` passed and the
+        older ones still in flight are answered (until then a resend could only be refused as
+        out of order: its first_unacked would still name them). Those from ``since`` on that
+        are in flight are forgotten (a late reply is ignored; the broker answers the new send
+        as a duplicate if the first was stored); those whose retries are spent are given up."""
+        for request in state.unanswered.values():
+            key = request.key
+            if key is not None and request.sequence >= since:
+                del self._in_flight[key]
+                self._load[key[0]] -= 1
+                request.key = None
+        for request in list(state.unanswered.values()):
+            if request.sequence < since:
+                continue
+            if request.retries >= self.retries:
+                self._finish(state, request, None, error)
+            else:
+                request.retries += 1
+                self.retried += 1
+        state.unsent = deque(request for request in state.unanswered.values()
+                             if request.sequence >= since)
+        if state.unsent:
+            state.resume_at = _monotonic() + self.retry_backoff_s
+            self._waiting[state.tp] = state
+        else:
+            state.resume_at = 0.0
+            self._waiting.pop(state.tp, None)
+
+    def _finish(self, state: _Partition, request: _Request, base: int | None,
+                error: protocol.SluiceError | None) -> None:
+        """A request was answered (``error`` None) or given up on: it leaves the partition's
+        unanswered requests, so the next first_unacked moves past it."""
+        del state.unanswered[request.sequence]
+        topic, partition = request.tp
+        if error is not None:
+            if self.on_delivery is not None:
+                self.on_delivery(topic, partition, request.payload, None, error)
+            if self._error is None:
+                self._error = error
             return
-        item.attempts += 1
-        item.retry_at = time.monotonic() + self.retry_backoff_s
-        self.retried += 1
-        self._retry_queue.append(item)
-
-    def _fail(self, item: _InFlight, error: Exception) -> None:
+        self.acked += request.count
+        if self.on_acknowledged is not None:
+            self.on_acknowledged(request.count, _monotonic() - request.queued_at)
         if self.on_delivery is not None:
-            self.on_delivery(item.topic, item.partition, item.payload, None, error)
-        if self._error is None:
-            self._error = error
+            self.on_delivery(topic, partition, request.payload, base, None)
 
     def _collect(self, timeout_ms: float) -> None:
         """Take the replies that are in; when there are none, wait up to ``timeout_ms`` for
-        some. Then retry what timed out or failed in passing."""
+        some. Then deal with what timed out, and send what waits and may go."""
+        if self._waiting:
+            self._resume(_monotonic())
         conns = [conn for endpoint in {endpoint for endpoint, _ in self._in_flight}
                  if (conn := self._pool.existing(endpoint)) is not None]
         if not self._take_replies(conns) and timeout_ms > 0:
-            wait = min(timeout_ms, 50) if self._retry_queue else timeout_ms
+            wait = min(timeout_ms, 50) if self._waiting else timeout_ms
             if len(conns) == 1:
                 self._take_replies(conns if conns[0].socket.poll(wait) else [])
             elif conns:
@@ -326,9 +512,17 @@ class Producer:
                     poller.register(conn.socket, zmq.POLLIN)
                 by_socket = {conn.socket: conn for conn in conns}
                 self._take_replies([by_socket[sock] for sock, _ in poller.poll(wait)])
-            elif not self._retry_queue:
+            else:
                 time.sleep(min(timeout_ms, 50) / 1000)
-        self._expire(_monotonic())
+        now = _monotonic()
+        self._expire(now)
+        if self._waiting:
+            self._resume(now)
+
+    def _resume(self, now: float) -> None:
+        for state in list(self._waiting.values()):
+            if state.resume_at <= now:
+                self._pump(state)
 
     def _take_replies(self, conns: list[Connection]) -> int:
         taken = 0
@@ -344,46 +538,42 @@ class Producer:
 
     def _on_reply(self, endpoint: str, frames: list[bytes]) -> None:
         corr = protocol.RESPONSE.unpack_from(frames[0])[0]
-        item = self._in_flight.pop((endpoint, corr), None)
-        if item is None:
-            return
+        request = self._in_flight.pop((endpoint, corr), None)
+        if request is None:
+            return          # a reply to a send that was since made again, or given up on
         self._load[endpoint] -= 1
+        request.key = None
+        state = self._partitions[request.tp]
         try:
-            _, (base, _next) = protocol.decode_response(frames[0], protocol.PRODUCE_REPLY)
+            _, (base, nxt) = protocol.decode_response(frames[0], protocol.PRODUCE_REPLY)
         except protocol.SluiceError as exc:
-            if exc.code in RETRIABLE:
-                self._retry_later(item, exc)
+            if exc.retriable:
+                self._rewind(state, exc, request.sequence)
             else:
-                self._fail(item, exc)
+                self._finish(state, request, None, exc)
             return
-        self.acked += item.count
-        if self.on_acknowledged is not None:
-            self.on_acknowledged(item.count, _monotonic() - item.queued_at)
-        if self.on_delivery is not None:
-            self.on_delivery(item.topic, item.partition, item.payload, base, None)
+        self._finish(state, request, base if nxt > base else None, None)
 
     def _expire(self, now: float) -> None:
-        """Retry what timed out, and what is due for a retry. ``_in_flight`` is in the order
-        the requests went out, so the scan stops at the first one still in time."""
-        timed_out = []
-        for key, item in self._in_flight.items():
-            if now - item.sent_at <= self.request_timeout_s:
-                break
-            timed_out.append(key)
-        for key in timed_out:
-            item = self._in_flight.pop(key)
-            self._load[key[0]] -= 1
-            conn = self._pool.existing(key[0])
+        """A request not answered within ``request_timeout_ms``: its broker's connection is
+        rebuilt (dropping what ZeroMQ still queued for it), so every partition with a request
+        in flight there sends again. ``_in_flight`` is in the order the requests went out, so
+        only the oldest needs a look."""
+        while self._in_flight:
+            (endpoint, _), oldest = next(iter(self._in_flight.items()))
+            if now - oldest.sent_at <= self.request_timeout_s:
+                return
+            conn = self._pool.existing(endpoint)
             if conn is not None:
                 conn.reset()
             self._pool.view.refresh()
-            self._retry_later(item, protocol.RequestTimedOut(
-                f"no acknowledgement for {item.topic}/{item.partition} from {key[0]}"))
-        due = [item for item in self._retry_queue if item.retry_at <= now]
-        if due:
-            self._retry_queue = [item for item in self._retry_queue if item.retry_at > now]
-            for item in due:
-                self._send_request(item)
+            error = protocol.RequestTimedOut(
+                f"no acknowledgement for {oldest.tp[0]}/{oldest.tp[1]} from {endpoint} within "
+                f"{self.request_timeout_s * 1000:.0f} ms")
+            stalled = {request.tp: self._partitions[request.tp]
+                       for (at, _), request in self._in_flight.items() if at == endpoint}
+            for state in stalled.values():
+                self._rewind(state, error, next(iter(state.unanswered)))
 
     def _raise_pending(self) -> None:
         if self._error is not None:
@@ -400,7 +590,7 @@ class Producer:
                 for tp, batch in list(self._batches.items()):
                     if now - batch.started >= self.linger_s:
                         self._take_and_send(tp, batch)
-                if self.acks and (self._in_flight or self._retry_queue):
+                if self.acks and (self._in_flight or self._waiting):
                     self._collect(0)
 
 
@@ -409,8 +599,9 @@ def _check_settings(acks, on_delivery, on_acknowledged, **numbers) -> None:
     if acks not in (0, 1) or isinstance(acks, bool):
         raise ValueError(f"acks must be 0 or 1, not {acks!r}")
     at_least = {"batch_size": 1, "max_in_flight": 1, "request_timeout_ms": 1,
-                "max_message_bytes": 1, "retries": 0, "linger_ms": 0, "retry_backoff_ms": 0}
-    whole = {"batch_size", "max_in_flight", "retries", "max_message_bytes"}
+                "max_message_bytes": 1, "max_request_bytes": 1, "retries": 0, "linger_ms": 0,
+                "retry_backoff_ms": 0}
+    whole = {"batch_size", "max_in_flight", "retries", "max_message_bytes", "max_request_bytes"}
     for name, value in numbers.items():
         kind = int if name in whole else (int, float)
         if isinstance(value, bool) or not isinstance(value, kind) or value < at_least[name]:

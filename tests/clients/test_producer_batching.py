@@ -1,5 +1,6 @@
 """The producer's lock-free append: batches taken for sending (full, lingered, flushed) while
-other threads append must lose no message and send none twice."""
+other threads append must lose no message, send none twice, and make no set bigger than
+``max_request_bytes``."""
 import sys
 import threading
 
@@ -10,12 +11,13 @@ from clients import Producer
 
 
 @pytest.fixture
-def producer(zk):
+def producer(request, zk):
     """A Producer whose sets are recorded instead of sent (no broker needed), with threads
     switching as often as CPython allows, so that appends race with takes."""
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
-    p = Producer(zk, batch_size=7, linger_ms=0.2, acks=0)
+    settings = getattr(request, "param", {"batch_size": 7})
+    p = Producer(zk, linger_ms=0.2, acks=0, **settings)
     p._partition_counts["t"] = 2
     sent = []
     p._send_set = lambda tp, payload, count, queued_at: sent.append((tp, payload, count))
@@ -69,3 +71,26 @@ def test_each_thread_keeps_its_order_within_a_partition(producer):
     for name in (b"a", b"b"):
         mine = [v for v in stream if v.startswith(name)]
         assert mine == sorted(mine) and len(mine) == 3000
+
+
+@pytest.mark.parametrize("producer", [{"batch_size": 1000, "max_request_bytes": 1000}],
+                         indirect=True)
+def test_threads_never_make_a_set_over_max_request_bytes(producer):
+    p, sent = producer
+
+    def send(name):
+        for i in range(3000):
+            p.send("t", b"%s-%d" % (name, i) + b"." * (i % 90), partition=i % 2)
+
+    workers = [threading.Thread(target=send, args=(b"w%d" % n,)) for n in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    p.flush()
+    sizes = [len(payload) for _, payload, _ in sent]
+    assert max(sizes) <= 1000
+    values = [m.value for (topic, partition), payload, _ in sent
+              for m in message.decode_set(payload, topic, partition, 0)]
+    assert len(values) == len(set(values)) == 4 * 3000
+    assert sum(sizes) > 500 * len(sizes), "sets are filled up to the cap, not sent one by one"
