@@ -95,6 +95,45 @@ class Flusher(threading.Thread):
             wake.close(linger=0)
 
 
+class _Stopped(Exception):
+    """Raised into a scrub walk when the broker stops."""
+
+
+class Scrubber(threading.Thread):
+    """CRC-checks the sealed segments of logs opened after an unclean shutdown, one log at a
+    time, beside the request loop: serving does not wait for it. Each bad message is logged by
+    the Log and counted in its METADATA row; a failure is reported to ``on_error``."""
+
+    def __init__(self, on_error):
+        super().__init__(name="scrubber", daemon=True)
+        self.on_error = on_error
+        self.pending: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+
+    def submit(self, log_: Log) -> None:
+        self.pending.put(log_)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.pending.put(None)
+
+    def run(self) -> None:
+        while (item := self.pending.get()) is not None and not self._stopping.is_set():
+            try:
+                found = item.scrub_sealed(on_progress=self._check_stop)
+            except _Stopped:
+                return
+            except SluiceError as exc:
+                self.on_error("scrub", exc)
+                continue
+            log.info("start-up scrub of %s: %d corrupt message(s) in its sealed segments",
+                     item.directory, len(found))
+
+    def _check_stop(self, _position: int) -> None:
+        if self._stopping.is_set():
+            raise _Stopped()
+
+
 class _Route:
     """Where produce requests for one partition go: its Log and its counters."""
 
@@ -119,6 +158,7 @@ class Broker:
         self.stats: Counter = Counter()
         self.partition_stats: dict[tuple[str, int], Counter] = defaultdict(Counter)
         self._error_logged_at: dict[str, float] = {}
+        self._errors_lock = threading.Lock()
         self._routes: dict[tuple[str, int], _Route] = {}
         self._produce_routes: dict[bytes, _Route] = {}
         self._waiters: dict[Log, list] = defaultdict(list)
@@ -139,6 +179,7 @@ class Broker:
         wake_endpoint = f"inproc://flusher-{id(self)}"
         self.wake.bind(wake_endpoint)
         self.flusher = Flusher(self.context, wake_endpoint, lambda: bool(self._waiters))
+        self.scrubber = Scrubber(self._count_failure)
 
         self.zk = zk.connect(config.zookeeper, session_timeout=config.session_timeout_ms / 1000)
         self.registration = BrokerRegistration(self.zk, BrokerInfo(
@@ -157,6 +198,7 @@ class Broker:
 
     def start(self) -> None:
         self.flusher.start()
+        self.scrubber.start()
         self.registration.register()
         self.view = ClusterView(self.zk)
         self.view.add_listener(lambda: self._placement_changes.put(True))
@@ -169,8 +211,11 @@ class Broker:
 
     def close(self) -> None:
         """Flush every log, then leave ZooKeeper so clients learn at once."""
+        self.scrubber.stop()
         self.flusher.stop()
         self.flusher.join(timeout=10)
+        if self.scrubber.is_alive():
+            self.scrubber.join(timeout=10)
         for log_ in self.logs.values():
             try:
                 log_.close()
@@ -196,8 +241,10 @@ class Broker:
             mine = placement.hosted_by(self.config.broker_id)
             fresh = [p for p in mine if (topic, p) not in self.logs]
             for partition in fresh:
-                self.logs[(topic, partition)] = Log(self.data_dir / topic / str(partition),
-                                                    self.config.log)
+                log_ = self.logs[(topic, partition)] = Log(
+                    self.data_dir / topic / str(partition), self.config.log)
+                if log_.scrub_state == "pending":
+                    self.scrubber.submit(log_)
             if fresh:
                 self.registration.publish(topic, mine)
 
@@ -391,7 +438,8 @@ class Broker:
         with its own (base offset, next offset)."""
         sets = [body for _, _, _, body, _ in requests]
         try:
-            offset, _ = self._append(route, sets, sum(count for *_, count in requests))
+            offset, _ = self._append(route, sets, sum(count for *_, count in requests),
+                                     expose=any(acks for _, _, acks, _, _ in requests))
         except SluiceError as exc:
             for identity, corr, _, _, _ in requests:
                 self._answer_error(identity, corr, exc, protocol.PRODUCE_REPLY)
@@ -434,15 +482,16 @@ class Broker:
         return protocol.CorruptMessage(
             f"rejected message set for {route.topic}/{route.partition}: {bad}")
 
-    def _append(self, route: _Route, sets: list, count: int,
-                joined: bytes | None = None) -> tuple[int, int]:
+    def _append(self, route: _Route, sets: list, count: int, joined: bytes | None = None,
+                expose: bool = False) -> tuple[int, int]:
         """Append validated MessageSets (``count`` messages) with one write per segment;
-        counters, waiters, flush. ``joined``: the sets already joined by the caller."""
+        counters, waiters, flush. ``joined``: the sets already joined by the caller.
+        ``expose``: acks=1 replies will tell the offsets (the log records that first)."""
         if len(sets) == 1:
-            base, nxt = route.log.append(sets[0], count)
+            base, nxt = route.log.append(sets[0], count, expose=expose)
         else:
             base, nxt = route.log.append(joined or b"".join(sets), count,
-                                         [len(one) for one in sets])
+                                         [len(one) for one in sets], expose=expose)
         self._appended(route, nxt - base, count)
         return base, nxt
 
@@ -465,9 +514,12 @@ class Broker:
             raise protocol.MalformedRequest("max_bytes must be positive")
         waiter = {"identity": identity, "request": request, "log": log_, "done": False}
         if not log_.start_offset <= request.offset <= log_.end_offset:
+            below = request.offset < log_.start_offset
             raise protocol.OffsetOutOfRange(
                 f"offset {request.offset} is outside {request.topic}/{request.partition}'s log "
-                f"[{log_.start_offset}, {log_.end_offset}]")
+                f"[{log_.start_offset}, {log_.end_offset}]"
+                + (f"; it resumes at {log_.start_offset}" if below else ""),
+                resume_offset=log_.start_offset if below else None)
         available = log_.visible_end - request.offset
         if available >= max(request.min_bytes, 1) or request.max_wait_ms == 0:
             self._answer_fetch(waiter)
@@ -523,11 +575,36 @@ class Broker:
 
     def _count_error(self, exc: SluiceError, acks: int) -> None:
         name = exc.code.name.lower()
-        self.errors[name] += 1
+        with self._errors_lock:
+            self.errors[name] += 1
+            count = self.errors[name]
+        if self._log_due(name):
+            log.warning("%s (acks=%d): %s [%d so far]", name, acks, exc, count)
+
+    def _count_failure(self, task: str, exc: BaseException, retry_s: float | None = None) -> None:
+        """An error outside a request (``task``: placement_refresh, retention, flush, scrub,
+        ...): counted in METADATA's errors as ``<task>_failed``, logged at most every few
+        seconds; the caller retries. Safe from any thread."""
+        name = f"{task}_failed"
+        with self._errors_lock:
+            self.errors[name] += 1
+            count = self.errors[name]
+        if self._log_due(name):
+            retry = f"; retrying in {retry_s:.1f} s" if retry_s is not None else "; will retry"
+            log.warning("%s failed (%s: %s)%s [%d so far]", task.replace("_", " "),
+                        type(exc).__name__, exc, retry, count)
+
+    def _log_due(self, name: str) -> bool:
         now = time.monotonic()
-        if now - self._error_logged_at.get(name, 0.0) >= _ERROR_LOG_INTERVAL_S:
+        with self._errors_lock:
+            if now - self._error_logged_at.get(name, 0.0) < _ERROR_LOG_INTERVAL_S:
+                return False
             self._error_logged_at[name] = now
-            log.warning("%s (acks=%d): %s [%d so far]", name, acks, exc, self.errors[name])
+            return True
+
+    def _errors_snapshot(self) -> dict:
+        with self._errors_lock:
+            return dict(self.errors)
 
     def metadata(self) -> dict:
         return {
@@ -538,10 +615,12 @@ class Broker:
                 {"topic": topic, "partition": partition, "start_offset": log_.start_offset,
                  "end_offset": log_.end_offset, "visible_end": log_.visible_end,
                  "segments": log_.segment_count, "size_bytes": log_.size_bytes,
+                 "gap_bytes": sum(resume - first for first, resume in log_.gaps),
+                 "corrupt_messages": log_.corrupt_messages, "scrub": log_.scrub_state,
                  "flushes": log_.flush_count, "flush_seconds": log_.flush_seconds,
                  **self.partition_stats.get((topic, partition), {})}
                 for (topic, partition), log_ in sorted(self.logs.items())],
-            "errors": dict(self.errors),
+            "errors": self._errors_snapshot(),
             "stats": dict(self.stats),
         }
 
