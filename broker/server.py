@@ -29,13 +29,14 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import zmq
+from kazoo.exceptions import KazooException
 
 from broker import message, protocol
 from broker.config import BrokerConfig
 from broker.log import Log
-from broker.protocol import Api, SluiceError
+from broker.protocol import Api, SluiceError, StorageError
 from coordinator import zk
-from coordinator.registry import BrokerInfo, BrokerRegistration, ClusterView
+from coordinator.registry import BrokerIdHeld, BrokerInfo, BrokerRegistration, ClusterView
 
 log = logging.getLogger("sluice.broker")
 
@@ -47,6 +48,8 @@ _PRODUCE_DRAIN = 4096    # acks=0 requests taken per turn of the loop before the
 _PRODUCE_DRAIN_BYTES = 1 << 20  # or this many bytes of them (one buffer and one write per log)
 _ROUTE_CACHE = 1024      # parsed acks=0 headers kept
 _ERROR_LOG_INTERVAL_S = 5.0
+_RETRY_FIRST_S = 0.5     # back-off of a failed placement refresh, doubling up to
+_RETRY_MAX_S = 10.0
 
 
 class Flusher(threading.Thread):
@@ -54,14 +57,18 @@ class Flusher(threading.Thread):
 
     After a flush it wakes the loop (whose parked fetches may now see data) only when
     ``wanted()`` says some fetch is parked: under load a flush comes every few hundred
-    messages, and a wake-up of the loop for nobody costs as much as a request.
+    messages, and a wake-up of the loop for nobody costs as much as a request. A wake-up
+    that finds the socket full is dropped: the loop has one waiting already. A failed flush
+    goes to ``on_error(task, exc)``; the log's policy stays due, so the loop submits it again.
     """
 
-    def __init__(self, context: zmq.Context, wake_endpoint: str, wanted=lambda: True):
+    def __init__(self, context: zmq.Context, wake_endpoint: str, wanted=lambda: True,
+                 on_error=None):
         super().__init__(name="flusher", daemon=True)
         self.context = context
         self.wake_endpoint = wake_endpoint
         self.wanted = wanted
+        self.on_error = on_error or (lambda task, exc: log.error("%s failed: %s", task, exc))
         self.pending: queue.Queue = queue.Queue()
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
@@ -86,13 +93,24 @@ class Flusher(threading.Thread):
                 try:
                     item.flush()
                 except (OSError, SluiceError) as exc:
-                    log.error("flush of %s failed: %s", item.directory, exc)
-                if self.wanted():
-                    wake.send(b"", zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
+                    self.on_error("flush", exc)
+                if self.wanted() and not self._wake(wake):
+                    return
         finally:
             wake.close(linger=0)
+
+    def _wake(self, wake: zmq.Socket) -> bool:
+        """Wake the loop; False when the context is gone (the broker is closing)."""
+        try:
+            wake.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.ETERM:
+                log.info("flusher stops: the broker's ZeroMQ context was terminated")
+                return False
+            self.on_error("flusher_wake", exc)
+        return True
 
 
 class _Stopped(Exception):
@@ -164,6 +182,9 @@ class Broker:
         self._waiters: dict[Log, list] = defaultdict(list)
         self._deadlines: list = []
         self._placement_changes: queue.Queue = queue.Queue()
+        self._placement_retry_at = 0.0
+        self._placement_backoff = 0.0
+        self._published: dict[str, list[int]] = {}
         self._stopping = threading.Event()
         self._next_retention = time.monotonic() + config.cleaner_interval_ms / 1000
 
@@ -178,10 +199,13 @@ class Broker:
         self.wake = self.context.socket(zmq.PAIR)
         wake_endpoint = f"inproc://flusher-{id(self)}"
         self.wake.bind(wake_endpoint)
-        self.flusher = Flusher(self.context, wake_endpoint, lambda: bool(self._waiters))
+        self.flusher = Flusher(self.context, wake_endpoint, lambda: bool(self._waiters),
+                               self._count_failure)
         self.scrubber = Scrubber(self._count_failure)
 
         self.zk = zk.connect(config.zookeeper, session_timeout=config.session_timeout_ms / 1000)
+        self._outside_errors = (KazooException, self.zk.handler.timeout_exception,
+                                BrokerIdHeld, StorageError, OSError)
         self.registration = BrokerRegistration(self.zk, BrokerInfo(
             config.broker_id, self.endpoint, self.produce_endpoint, config.endpoint_host,
             os.getpid()))
@@ -202,7 +226,8 @@ class Broker:
         self.registration.register()
         self.view = ClusterView(self.zk)
         self.view.add_listener(lambda: self._placement_changes.put(True))
-        self._open_placed_logs()
+        if not self._open_placed_logs():
+            self._placement_changes.put(True)
         log.info("broker %d serving at %s (acks=0 produce at %s)", self.config.broker_id,
                  self.endpoint, self.produce_endpoint)
 
@@ -221,6 +246,7 @@ class Broker:
                 log_.close()
             except (OSError, SluiceError) as exc:
                 log.error("closing %s: %s", log_.directory, exc)
+        self.registration.close()
         try:
             self.zk.stop()
             self.zk.close()
@@ -230,23 +256,37 @@ class Broker:
             self.wake.close(linger=0)
             self.context.term()
 
-    def _open_placed_logs(self) -> None:
-        """Open a Log for every partition placed on this broker and announce them."""
+    def _open_placed_logs(self) -> bool:
+        """Open a Log for every partition placed on this broker and announce them; False when
+        a log could not be opened (counted and logged; the caller tries again later).
+
+        ZooKeeper errors propagate: they stop the whole refresh, which is retried as a whole.
+        """
         from coordinator import topics
+        complete = True
         for topic in topics.names(self.zk):
             try:
                 placement = self.view.placement(topic)
             except topics.TopicError:
                 continue
             mine = placement.hosted_by(self.config.broker_id)
-            fresh = [p for p in mine if (topic, p) not in self.logs]
-            for partition in fresh:
-                log_ = self.logs[(topic, partition)] = Log(
-                    self.data_dir / topic / str(partition), self.config.log)
+            for partition in mine:
+                if (topic, partition) in self.logs:
+                    continue
+                try:
+                    log_ = Log(self.data_dir / topic / str(partition), self.config.log)
+                except StorageError as exc:
+                    self._count_failure("open_log", exc)
+                    complete = False
+                    continue
+                self.logs[(topic, partition)] = log_
                 if log_.scrub_state == "pending":
                     self.scrubber.submit(log_)
-            if fresh:
-                self.registration.publish(topic, mine)
+            hosted = [p for p in mine if (topic, p) in self.logs]
+            if hosted and self._published.get(topic) != hosted:
+                self.registration.publish(topic, hosted)
+                self._published[topic] = hosted
+        return complete
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -293,6 +333,9 @@ class Broker:
         return timeout
 
     def _housekeeping(self) -> None:
+        """The loop's work between requests: expired long-polls, flush scheduling, placement
+        changes, retention. What can fail here (ZooKeeper, the disk) is counted, logged and
+        retried (``_count_failure``); it never ends the loop."""
         now = time.monotonic()
         while self._deadlines and self._deadlines[0][0] <= now:
             _, _, waiter = heapq.heappop(self._deadlines)
@@ -301,16 +344,45 @@ class Broker:
         for log_ in self.logs.values():
             if log_.flush_due(now):
                 self.flusher.submit(log_)
-        if not self._placement_changes.empty():
-            while not self._placement_changes.empty():
-                self._placement_changes.get_nowait()
-            self._open_placed_logs()
+        if not self._placement_changes.empty() and now >= self._placement_retry_at:
+            self._refresh_placement(now)
         if now >= self._next_retention:
-            self._next_retention = now + self.config.cleaner_interval_ms / 1000
-            for log_ in self.logs.values():
+            self._apply_retention(now)
+
+    def _refresh_placement(self, now: float) -> None:
+        """Open the partitions newly placed here; on failure the change stays pending and is
+        tried again after a back-off that doubles up to _RETRY_MAX_S."""
+        while not self._placement_changes.empty():
+            self._placement_changes.get_nowait()
+        try:
+            complete = self._open_placed_logs()
+        except self._outside_errors as exc:
+            complete = False
+            failure = exc
+        else:
+            failure = None
+        if complete:
+            self._placement_backoff = 0.0
+            return
+        self._placement_changes.put(True)
+        self._placement_backoff = min(_RETRY_MAX_S, 2 * self._placement_backoff or _RETRY_FIRST_S)
+        self._placement_retry_at = now + self._placement_backoff
+        if failure is not None:
+            self._count_failure("placement_refresh", failure, self._placement_backoff)
+
+    def _apply_retention(self, now: float) -> None:
+        interval = self.config.cleaner_interval_ms / 1000
+        self._next_retention = now + interval
+        for log_ in list(self.logs.values()):
+            try:
                 deleted = log_.apply_retention()
-                if deleted:
-                    log.info("retention deleted %d segment(s) of %s", deleted, log_.directory)
+            except (StorageError, OSError) as exc:
+                retry = min(interval, _RETRY_MAX_S)
+                self._next_retention = min(self._next_retention, now + retry)
+                self._count_failure("retention", exc, retry)
+                continue
+            if deleted:
+                log.info("retention deleted %d segment(s) of %s", deleted, log_.directory)
 
     # --- requests --------------------------------------------------------------------------
 
