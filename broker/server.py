@@ -7,6 +7,11 @@ Two ZeroMQ sockets face the clients:
 - a PULL (``produce_endpoint``) for fire-and-forget produce (acks=0), the paper's producer:
   no identity frames and no reply path, so the cheapest request there is.
 
+A request is at most ``max_request_bytes``: a bigger one (up to twice that) is refused with
+MESSAGE_TOO_LARGE, and ZeroMQ's MAXMSGSIZE on both sockets (twice the bound) drops the
+connection of a client that sends a bigger frame before any of it is allocated here. That
+client sees no answer (a timeout) and reconnects. The bound is per frame, as ZeroMQ checks it.
+
 Nothing on the produce path runs Python per message where a set can be handled at once: a
 MessageSet is validated in one walk (CRCs in C), and the produce requests queued when the loop
 comes round (acks=0 on the PULL socket, acks=1 on the ROUTER) are written with one write per
@@ -191,9 +196,11 @@ class Broker:
         self.context = zmq.Context()
         self.router = self.context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.MAXMSGSIZE, 2 * config.max_request_bytes)
         self.pull = self.context.socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.setsockopt(zmq.RCVHWM, 1000)
+        self.pull.setsockopt(zmq.MAXMSGSIZE, 2 * config.max_request_bytes)
         self.endpoint = self._bind(self.router, config.port)
         self.produce_endpoint = self._bind(self.pull, 0)
         self.wake = self.context.socket(zmq.PAIR)
@@ -418,6 +425,9 @@ class Broker:
                 continue
             body = recv(zmq.NOBLOCK)
             room -= len(body)
+            if len(body) + len(header) > self.config.max_request_bytes:
+                self._count_error(self._too_large(len(body) + len(header)), acks=0)
+                continue
             key = header.bytes
             route = routes.get(key)
             if route is None and (route := self._produce_route(key)) is None:
@@ -477,6 +487,9 @@ class Broker:
         header = frames[1] if len(frames) > 1 else b""
         corr = protocol.peek_correlation_id(header)
         try:
+            size = sum(len(frame) for frame in frames) - len(identity)
+            if size > self.config.max_request_bytes:
+                raise self._too_large(size)
             request = protocol.decode_request(header)
             if request.api is Api.PRODUCE:
                 if len(frames) != 3:
@@ -499,6 +512,10 @@ class Broker:
                     corr, json.dumps(self.metadata()))])
         except SluiceError as exc:
             self._answer_error(identity, corr, exc, _fill(header))
+
+    def _too_large(self, size: int) -> protocol.MessageTooLarge:
+        return protocol.MessageTooLarge(f"a request of {size} bytes exceeds the broker's "
+                                        f"max_request_bytes={self.config.max_request_bytes}")
 
     def _answer_error(self, identity: bytes, corr: int, exc: SluiceError, fill) -> None:
         self._count_error(exc, acks=1)
