@@ -304,7 +304,7 @@ class Log:
             if offset >= segment.end:
                 resume = self._starts[index + 1]
                 raise OffsetGap(f"offset {offset} is in a gap of the log: offsets {segment.end}"
-                                f"..{resume} were handed out and lost in a recovery cut; the "
+                                f"..{resume} were handed out and lost in crash recovery; the "
                                 f"log resumes at {resume}", resume_offset=resume)
             bound = min(segment.end, visible)
             available = bound - offset
@@ -559,7 +559,7 @@ class Log:
                 continue
             if self._segments and start > self._segments[-1].end:
                 logger.warning("%s: a gap of %d bytes at offsets %d..%d holds no data (offsets "
-                               "lost in an earlier recovery cut); fetches there answer "
+                               "lost in an earlier crash recovery); fetches there answer "
                                "OFFSET_GAP",
                                self.directory, start - self._segments[-1].end,
                                self._segments[-1].end, start)
@@ -571,9 +571,9 @@ class Log:
         self._recover_last()
         self._end = self._segments[-1].end
         if self._exposed > self._end:
-            logger.warning("%s: recovery cut the log to offset %d, below offset %d that clients "
-                           "were told of; the log continues at %d in a new segment, leaving a "
-                           "gap of %d bytes (fetches there answer OFFSET_GAP)", self.directory,
+            logger.warning("%s: the recovered log ends at offset %d, below offset %d that "
+                           "clients were told of; it continues at %d in a new segment, leaving "
+                           "a gap of %d bytes (fetches there answer OFFSET_GAP)", self.directory,
                            self._end, self._exposed, self._exposed, self._exposed - self._end)
             self._open_segment(self._exposed)
             self._end = self._exposed

@@ -497,6 +497,9 @@ def test_a_cut_below_the_flushed_end_continues_at_the_exposed_end(log_path, capl
     assert again.read(0, 10_000)[:981] == (log_path / segment_name(0)).read_bytes()
     gap_lines = [r.getMessage() for r in caplog.records if "gap" in r.getMessage()]
     assert len(gap_lines) == 1 and "981" in gap_lines[0] and "1090" in gap_lines[0]
+    cut_lines = [r.getMessage() for r in caplog.records if "recovery cut" in r.getMessage()]
+    assert len(cut_lines) == 1 and "recovery cut 109 bytes" in cut_lines[0], \
+        "the torn-segment drill reads the last 'recovery cut N bytes' line of a partition"
     again.flush()
     assert again.read(1090, 1000) == msg(10)
     again.close()
