@@ -272,13 +272,13 @@ class Log:
         when the read is cut back to a message boundary, so the cut copies nothing).
 
         A read stays inside one segment: at a segment's end it returns what that segment has,
-        and the next fetch, at the next segment's start, continues. A read reaching a sealed
-        segment's end is cut back to whole messages too (once a segment: a crash can have
-        torn a sealed segment's tail); the visible end and the active segment's end are
-        always boundaries. A first message bigger
-        than ``max_bytes`` comes back whole, so a consumer is never stuck behind it. Only the
-        first message's CRC is checked: a corrupt one further on reaches the consumer, which
-        checks every CRC, after the good messages before it.
+        and the next fetch, at the next segment's start, continues. A first message bigger
+        than ``max_bytes`` comes back whole, so a consumer is never stuck behind it. A read
+        that reaches a sealed segment's end is cut back to whole messages too (once per
+        segment: a crash can have torn a sealed tail); the visible end and the active
+        segment's end are always boundaries. Only the first message's CRC is checked: a
+        corrupt one further on reaches the consumer, which checks every CRC, after the good
+        messages before it.
 
         Raises OffsetOutOfRange outside ``start_offset .. visible_end`` (below the start with
         ``resume_offset`` = the start), OffsetGap in a gap, CorruptMessage at a corrupt message
@@ -324,8 +324,7 @@ class Log:
             except InvalidMessage:
                 first = 0
             if not first:
-                after_gap = (self._starts[index + 1] if index + 1 < len(self._starts)
-                             and bound == segment.end else None)
+                next_start = self._starts[index + 1] if sealed_end else None
                 checkpoints = self._checkpoints.setdefault(segment.start, scrub.Checkpoints())
                 try:
                     reader = FileReader(segment.dup())
@@ -333,7 +332,7 @@ class Log:
                     raise StorageError(f"{_describe(err)} (reading {self.directory})") from err
         if not first:
             try:
-                raise self._no_message_at(reader, segment, offset, bound, after_gap,
+                raise self._no_message_at(reader, segment, offset, bound, next_start,
                                           checkpoints)
             finally:
                 os.close(reader.fd)

@@ -364,18 +364,18 @@ class Broker:
         try:
             complete = self._open_placed_logs()
         except self._outside_errors as exc:
-            complete = False
-            failure = exc
-        else:
-            failure = None
+            self._retry_placement(now)
+            self._count_failure("placement_refresh", exc, self._placement_backoff)
+            return
         if complete:
             self._placement_backoff = 0.0
-            return
+        else:
+            self._retry_placement(now)
+
+    def _retry_placement(self, now: float) -> None:
         self._placement_changes.put(True)
         self._placement_backoff = min(_RETRY_MAX_S, 2 * self._placement_backoff or _RETRY_FIRST_S)
         self._placement_retry_at = now + self._placement_backoff
-        if failure is not None:
-            self._count_failure("placement_refresh", failure, self._placement_backoff)
 
     def _apply_retention(self, now: float) -> None:
         interval = self.config.cleaner_interval_ms / 1000
