@@ -16,6 +16,12 @@ A walk starts at a known boundary and validates whole messages a chunk at a time
    corrupt size field broke the framing, and the walk resyncs past it;
 3. else the segment's end.
 
+Rule 2 must stay cheap over a long run of garbage, where many positions look like a header with
+a large size: it looks for entries under RESYNC_MAX_ENTRY (16 MiB, four times the default
+request bound), and CRC-checks one above RESYNC_SMALL_ENTRY only when the bytes after it look
+like a header too (or it ends the segment). So a big message right before a second corrupt one
+is found by rule 1 or not at all; every message up to 64 KiB is always found.
+
 ``[p, resume)`` is one bad range. In a log's last segment a bad range that reaches the end has
 no good message after it: a torn tail, which recovery cuts. Anywhere else a bad range stays on
 disk and reads skip it (a fetch there answers CORRUPT_MESSAGE with the resume offset).
@@ -51,6 +57,8 @@ from broker.message import (HEADER, HEADER_SIZE, KEY_HEADER, MAGIC_KEYED, MIN_SI
 CHUNK = 1 << 20
 CHECKPOINT_BYTES = 1 << 20
 ANY_SIZE = 1 << 31          # a stored message is judged by its segment, not today's size limit
+RESYNC_MAX_ENTRY = 16 << 20  # rule 2 looks for entries smaller than this,
+RESYNC_SMALL_ENTRY = 64 << 10  # and CRC-checks a bigger one only if a plausible header follows
 _SIZE = struct.Struct(">I")
 _HEAD = HEADER_SIZE + KEY_HEADER.size
 
@@ -275,10 +283,10 @@ def resume_after(reader: Reader, size: int, pos: int) -> tuple[int, bool]:
 def first_valid(reader: Reader, size: int, start: int) -> int | None:
     """The first position at or after ``start`` where a whole valid entry starts; None if none.
 
-    A regular expression finds the candidates in C (a size that fits in the segment, magic 0 or
-    1); only those are CRC-checked.
+    A regular expression finds the candidates in C (a size under RESYNC_MAX_ENTRY, magic 0 or
+    1); only those are checked, a big one only when a plausible header follows it.
     """
-    pattern = _candidates(min(size, ANY_SIZE) >> 24)
+    pattern = _candidates((min(size, RESYNC_MAX_ENTRY) - 1) >> 24)
     pos = start
     while size - pos >= HEADER_SIZE:
         buf = reader.read(pos, min(CHUNK + HEADER_SIZE, size - pos))
@@ -287,7 +295,10 @@ def first_valid(reader: Reader, size: int, start: int) -> int | None:
             if at >= CHUNK:
                 break
             length = SIZE_FIELD + _SIZE.unpack_from(buf, at)[0]
-            if pos + at + length > size:
+            end = pos + at + length
+            if end > size:
+                continue
+            if length > RESYNC_SMALL_ENTRY and not _header_follows(reader, size, end):
                 continue
             if at + length <= len(buf):
                 try:
@@ -299,6 +310,15 @@ def first_valid(reader: Reader, size: int, start: int) -> int | None:
                 return pos + at
         pos += CHUNK
     return None
+
+
+def _header_follows(reader: Reader, size: int, pos: int) -> bool:
+    """Whether ``pos`` ends the segment or holds what looks like a header (a size of at least
+    MIN_SIZE, magic 0 or 1; it may run past the end: a torn tail after a good message)."""
+    if size - pos < HEADER_SIZE:
+        return True
+    own, magic, _ = HEADER.unpack_from(reader.read(pos, HEADER_SIZE))
+    return own >= MIN_SIZE and magic <= MAGIC_KEYED
 
 
 @functools.lru_cache(maxsize=64)

@@ -180,3 +180,30 @@ def test_checkpoints_stay_sparse_and_sorted():
         points.add(pos)
     assert list(points) == [0, 120, 260, 900]
     assert points.floor(119) == 0 and points.floor(120) == 120 and points.floor(10 ** 9) == 900
+
+
+def test_resync_through_a_long_run_of_random_garbage_reads_little(monkeypatch):
+    """Random bytes hold many headers whose sizes look plausible; only candidates followed by
+    another plausible header (or small ones) are CRC-checked, so the bytes read stay close to
+    the garbage's own size instead of a CRC over megabytes per candidate."""
+    import random
+    garbage = random.Random(7).randbytes(8 << 20)
+    data = A + garbage + B + C
+    read = [0]
+
+    class Counting(BytesReader):
+        def read(self, pos, n):
+            out = super().read(pos, n)
+            read[0] += len(out)
+            return out
+
+    report = scrub.scrub(Counting(data), len(data))
+    assert [(b.position, b.size) for b in report.bad] == [(15, len(garbage))]
+    assert report.messages == 3
+    assert read[0] < 4 * len(data), read[0]
+
+
+def test_resync_finds_a_big_message_followed_by_good_ones():
+    big = m(b"B" * (200 << 10))
+    data = A + set_size(B, 0, 3) + big + C
+    assert run(data).bad == [Bad(15, 15, "size")]
