@@ -8,7 +8,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 
+from broker.message import ENTRY_OVERHEAD
+
 GIB = 1 << 30
+MIB = 1 << 20
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -34,7 +37,13 @@ class LogConfig:
 @dataclass(frozen=True)
 class BrokerConfig:
     """One broker process. ``port`` 0 binds a free port; ``advertised_host`` is what clients
-    are told to connect to (default: ``host``), so brokers on several hosts share one ensemble."""
+    are told to connect to (default: ``host``), so brokers on several hosts share one ensemble.
+
+    ``max_request_bytes`` bounds one request (all its frames): the producer sends sets of up
+    to 1 MiB plus one message of up to ``max_message_bytes``, so the default 4 MiB leaves
+    room. A bigger request is refused with MESSAGE_TOO_LARGE; ZeroMQ drops a connection that
+    sends a frame above twice the bound, before the broker allocates it.
+    """
 
     broker_id: int
     data_dir: str
@@ -45,6 +54,7 @@ class BrokerConfig:
     log: LogConfig = field(default_factory=LogConfig)
     cleaner_interval_ms: int = 60_000
     max_fetch_bytes: int = 8 << 20
+    max_request_bytes: int = 4 * MIB
     max_wait_ms_limit: int = 30_000
     session_timeout_ms: int = 6000
 
@@ -53,8 +63,13 @@ class BrokerConfig:
             raise ValueError("broker_id must be >= 0")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0..65535")
-        _positive(self, "cleaner_interval_ms", "max_fetch_bytes", "max_wait_ms_limit",
-                  "session_timeout_ms")
+        _positive(self, "cleaner_interval_ms", "max_fetch_bytes", "max_request_bytes",
+                  "max_wait_ms_limit", "session_timeout_ms")
+        smallest = self.log.max_message_bytes + ENTRY_OVERHEAD
+        if self.max_request_bytes < smallest:
+            raise ValueError(f"max_request_bytes ({self.max_request_bytes}) must hold one "
+                             f"message of max_message_bytes and its framing: at least "
+                             f"{smallest}")
 
     @property
     def endpoint_host(self) -> str:

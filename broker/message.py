@@ -34,6 +34,7 @@ SIZE_FIELD = 4
 MAGIC_VALUE = 0
 MAGIC_KEYED = 1
 MIN_SIZE = 5                            # magic + crc, empty value
+ENTRY_OVERHEAD = SIZE_FIELD + MIN_SIZE + KEY_HEADER.size   # 14: a keyed message's framing
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 
 _crc32 = zlib.crc32

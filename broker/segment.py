@@ -43,6 +43,35 @@ def find_segment(starts: Sequence[int], offset: int) -> int:
     return bisect.bisect_right(starts, offset) - 1
 
 
+def read_at(fd: int, pos: int, n: int) -> bytes:
+    """Up to ``n`` bytes at ``pos`` of an open file, looping over short reads."""
+    data = os.pread(fd, n, pos)
+    if len(data) == n or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = os.pread(fd, n - got, pos + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+class FileReader:
+    """Reads a segment file through a descriptor of its own (a ``dup`` or a read-only open),
+    for walks that run beside the request loop: the scrub thread, ``sluice scrub``."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def read(self, pos: int, n: int) -> bytes:
+        return read_at(self.fd, pos, n)
+
+
 class Segment:
     """One open segment file: its start offset, file descriptor and current size in bytes."""
 
@@ -93,18 +122,7 @@ class Segment:
 
     def read(self, pos: int, n: int) -> bytes:
         """Up to ``n`` bytes from ``pos`` inside the segment (fewer only at the end of the file)."""
-        data = os.pread(self.fd, n, pos)
-        if len(data) == n or not data:
-            return data
-        parts = [data]
-        got = len(data)
-        while got < n:
-            more = os.pread(self.fd, n - got, pos + got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
+        return read_at(self.fd, pos, n)
 
     def truncate(self, size: int) -> None:
         """Cut the file back to ``size`` bytes (recovery, or undoing a failed append)."""

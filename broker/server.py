@@ -7,6 +7,11 @@ Two ZeroMQ sockets face the clients:
 - a PULL (``produce_endpoint``) for fire-and-forget produce (acks=0), the paper's producer:
   no identity frames and no reply path, so the cheapest request there is.
 
+A request is at most ``max_request_bytes``: a bigger one (up to twice that) is refused with
+MESSAGE_TOO_LARGE, and ZeroMQ's MAXMSGSIZE on both sockets (twice the bound) drops the
+connection of a client that sends a bigger frame before any of it is allocated here. That
+client sees no answer (a timeout) and reconnects. The bound is per frame, as ZeroMQ checks it.
+
 Nothing on the produce path runs Python per message where a set can be handled at once: a
 MessageSet is validated in one walk (CRCs in C), and the produce requests queued when the loop
 comes round (acks=0 on the PULL socket, acks=1 on the ROUTER) are written with one write per
@@ -29,14 +34,15 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import zmq
+from kazoo.exceptions import KazooException
 
 from broker import message, protocol
 from broker.config import BrokerConfig
 from broker.log import Log
 from broker.producer_state import Action, ProducerTable
-from broker.protocol import Api, SluiceError
+from broker.protocol import Api, SluiceError, StorageError
 from coordinator import zk
-from coordinator.registry import BrokerInfo, BrokerRegistration, ClusterView
+from coordinator.registry import BrokerIdHeld, BrokerInfo, BrokerRegistration, ClusterView
 
 log = logging.getLogger("sluice.broker")
 
@@ -48,6 +54,8 @@ _PRODUCE_DRAIN = 4096    # acks=0 requests taken per turn of the loop before the
 _PRODUCE_DRAIN_BYTES = 1 << 20  # or this many bytes of them (one buffer and one write per log)
 _ROUTE_CACHE = 1024      # parsed acks=0 headers kept
 _ERROR_LOG_INTERVAL_S = 5.0
+_RETRY_FIRST_S = 0.5     # back-off of a failed placement refresh, doubling up to
+_RETRY_MAX_S = 10.0
 
 
 class Flusher(threading.Thread):
@@ -55,14 +63,18 @@ class Flusher(threading.Thread):
 
     After a flush it wakes the loop (whose parked fetches may now see data) only when
     ``wanted()`` says some fetch is parked: under load a flush comes every few hundred
-    messages, and a wake-up of the loop for nobody costs as much as a request.
+    messages, and a wake-up of the loop for nobody costs as much as a request. A wake-up
+    that finds the socket full is dropped: the loop has one waiting already. A failed flush
+    goes to ``on_error(task, exc)``; the log's policy stays due, so the loop submits it again.
     """
 
-    def __init__(self, context: zmq.Context, wake_endpoint: str, wanted=lambda: True):
+    def __init__(self, context: zmq.Context, wake_endpoint: str, wanted=lambda: True,
+                 on_error=None):
         super().__init__(name="flusher", daemon=True)
         self.context = context
         self.wake_endpoint = wake_endpoint
         self.wanted = wanted
+        self.on_error = on_error or (lambda task, exc: log.error("%s failed: %s", task, exc))
         self.pending: queue.Queue = queue.Queue()
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
@@ -87,13 +99,63 @@ class Flusher(threading.Thread):
                 try:
                     item.flush()
                 except (OSError, SluiceError) as exc:
-                    log.error("flush of %s failed: %s", item.directory, exc)
-                if self.wanted():
-                    wake.send(b"", zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
+                    self.on_error("flush", exc)
+                if self.wanted() and not self._wake(wake):
+                    return
         finally:
             wake.close(linger=0)
+
+    def _wake(self, wake: zmq.Socket) -> bool:
+        """Wake the loop; False when the context is gone (the broker is closing)."""
+        try:
+            wake.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.ETERM:
+                log.info("flusher stops: the broker's ZeroMQ context was terminated")
+                return False
+            self.on_error("flusher_wake", exc)
+        return True
+
+
+class _Stopped(Exception):
+    """Raised into a scrub walk when the broker stops."""
+
+
+class Scrubber(threading.Thread):
+    """CRC-checks the sealed segments of logs opened after an unclean shutdown, one log at a
+    time, beside the request loop: serving does not wait for it. Each bad message is logged by
+    the Log and counted in its METADATA row; a failure is reported to ``on_error``."""
+
+    def __init__(self, on_error):
+        super().__init__(name="scrubber", daemon=True)
+        self.on_error = on_error
+        self.pending: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+
+    def submit(self, log_: Log) -> None:
+        self.pending.put(log_)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.pending.put(None)
+
+    def run(self) -> None:
+        while (item := self.pending.get()) is not None and not self._stopping.is_set():
+            try:
+                found = item.scrub_sealed(on_progress=self._check_stop)
+            except _Stopped:
+                return
+            except SluiceError as exc:
+                self.on_error("scrub", exc)
+                continue
+            log.info("start-up scrub of %s: %d corrupt message(s) in its sealed segments",
+                     item.directory, len(found))
+
+    def _check_stop(self, _position: int) -> None:
+        if self._stopping.is_set():
+            raise _Stopped()
 
 
 class _Route:
@@ -120,29 +182,39 @@ class Broker:
         self.stats: Counter = Counter()
         self.partition_stats: dict[tuple[str, int], Counter] = defaultdict(Counter)
         self._error_logged_at: dict[str, float] = {}
+        self._errors_lock = threading.Lock()
         self._routes: dict[tuple[str, int], _Route] = {}
         self._produce_routes: dict[bytes, _Route] = {}
         self.producers = ProducerTable()
         self._waiters: dict[Log, list] = defaultdict(list)
         self._deadlines: list = []
         self._placement_changes: queue.Queue = queue.Queue()
+        self._placement_retry_at = 0.0
+        self._placement_backoff = 0.0
+        self._published: dict[str, list[int]] = {}
         self._stopping = threading.Event()
         self._next_retention = time.monotonic() + config.cleaner_interval_ms / 1000
 
         self.context = zmq.Context()
         self.router = self.context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.MAXMSGSIZE, 2 * config.max_request_bytes)
         self.pull = self.context.socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.setsockopt(zmq.RCVHWM, 1000)
+        self.pull.setsockopt(zmq.MAXMSGSIZE, 2 * config.max_request_bytes)
         self.endpoint = self._bind(self.router, config.port)
         self.produce_endpoint = self._bind(self.pull, 0)
         self.wake = self.context.socket(zmq.PAIR)
         wake_endpoint = f"inproc://flusher-{id(self)}"
         self.wake.bind(wake_endpoint)
-        self.flusher = Flusher(self.context, wake_endpoint, lambda: bool(self._waiters))
+        self.flusher = Flusher(self.context, wake_endpoint, lambda: bool(self._waiters),
+                               self._count_failure)
+        self.scrubber = Scrubber(self._count_failure)
 
         self.zk = zk.connect(config.zookeeper, session_timeout=config.session_timeout_ms / 1000)
+        self._outside_errors = (KazooException, self.zk.handler.timeout_exception,
+                                BrokerIdHeld, StorageError, OSError)
         self.registration = BrokerRegistration(self.zk, BrokerInfo(
             config.broker_id, self.endpoint, self.produce_endpoint, config.endpoint_host,
             os.getpid()))
@@ -159,10 +231,12 @@ class Broker:
 
     def start(self) -> None:
         self.flusher.start()
+        self.scrubber.start()
         self.registration.register()
         self.view = ClusterView(self.zk)
         self.view.add_listener(lambda: self._placement_changes.put(True))
-        self._open_placed_logs()
+        if not self._open_placed_logs():
+            self._placement_changes.put(True)
         log.info("broker %d serving at %s (acks=0 produce at %s)", self.config.broker_id,
                  self.endpoint, self.produce_endpoint)
 
@@ -171,13 +245,17 @@ class Broker:
 
     def close(self) -> None:
         """Flush every log, then leave ZooKeeper so clients learn at once."""
+        self.scrubber.stop()
         self.flusher.stop()
         self.flusher.join(timeout=10)
+        if self.scrubber.is_alive():
+            self.scrubber.join(timeout=10)
         for log_ in self.logs.values():
             try:
                 log_.close()
             except (OSError, SluiceError) as exc:
                 log.error("closing %s: %s", log_.directory, exc)
+        self.registration.close()
         try:
             self.zk.stop()
             self.zk.close()
@@ -187,21 +265,37 @@ class Broker:
             self.wake.close(linger=0)
             self.context.term()
 
-    def _open_placed_logs(self) -> None:
-        """Open a Log for every partition placed on this broker and announce them."""
+    def _open_placed_logs(self) -> bool:
+        """Open a Log for every partition placed on this broker and announce them; False when
+        a log could not be opened (counted and logged; the caller tries again later).
+
+        ZooKeeper errors propagate: they stop the whole refresh, which is retried as a whole.
+        """
         from coordinator import topics
+        complete = True
         for topic in topics.names(self.zk):
             try:
                 placement = self.view.placement(topic)
             except topics.TopicError:
                 continue
             mine = placement.hosted_by(self.config.broker_id)
-            fresh = [p for p in mine if (topic, p) not in self.logs]
-            for partition in fresh:
-                self.logs[(topic, partition)] = Log(self.data_dir / topic / str(partition),
-                                                    self.config.log)
-            if fresh:
-                self.registration.publish(topic, mine)
+            for partition in mine:
+                if (topic, partition) in self.logs:
+                    continue
+                try:
+                    log_ = Log(self.data_dir / topic / str(partition), self.config.log)
+                except StorageError as exc:
+                    self._count_failure("open_log", exc)
+                    complete = False
+                    continue
+                self.logs[(topic, partition)] = log_
+                if log_.scrub_state == "pending":
+                    self.scrubber.submit(log_)
+            hosted = [p for p in mine if (topic, p) in self.logs]
+            if hosted and self._published.get(topic) != hosted:
+                self.registration.publish(topic, hosted)
+                self._published[topic] = hosted
+        return complete
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -248,6 +342,9 @@ class Broker:
         return timeout
 
     def _housekeeping(self) -> None:
+        """The loop's work between requests: expired long-polls, flush scheduling, placement
+        changes, retention. What can fail here (ZooKeeper, the disk) is counted, logged and
+        retried (``_count_failure``); it never ends the loop."""
         now = time.monotonic()
         while self._deadlines and self._deadlines[0][0] <= now:
             _, _, waiter = heapq.heappop(self._deadlines)
@@ -256,16 +353,45 @@ class Broker:
         for log_ in self.logs.values():
             if log_.flush_due(now):
                 self.flusher.submit(log_)
-        if not self._placement_changes.empty():
-            while not self._placement_changes.empty():
-                self._placement_changes.get_nowait()
-            self._open_placed_logs()
+        if not self._placement_changes.empty() and now >= self._placement_retry_at:
+            self._refresh_placement(now)
         if now >= self._next_retention:
-            self._next_retention = now + self.config.cleaner_interval_ms / 1000
-            for log_ in self.logs.values():
+            self._apply_retention(now)
+
+    def _refresh_placement(self, now: float) -> None:
+        """Open the partitions newly placed here; on failure the change stays pending and is
+        tried again after a back-off that doubles up to _RETRY_MAX_S."""
+        while not self._placement_changes.empty():
+            self._placement_changes.get_nowait()
+        try:
+            complete = self._open_placed_logs()
+        except self._outside_errors as exc:
+            self._retry_placement(now)
+            self._count_failure("placement_refresh", exc, self._placement_backoff)
+            return
+        if complete:
+            self._placement_backoff = 0.0
+        else:
+            self._retry_placement(now)
+
+    def _retry_placement(self, now: float) -> None:
+        self._placement_changes.put(True)
+        self._placement_backoff = min(_RETRY_MAX_S, 2 * self._placement_backoff or _RETRY_FIRST_S)
+        self._placement_retry_at = now + self._placement_backoff
+
+    def _apply_retention(self, now: float) -> None:
+        interval = self.config.cleaner_interval_ms / 1000
+        self._next_retention = now + interval
+        for log_ in list(self.logs.values()):
+            try:
                 deleted = log_.apply_retention()
-                if deleted:
-                    log.info("retention deleted %d segment(s) of %s", deleted, log_.directory)
+            except (StorageError, OSError) as exc:
+                retry = min(interval, _RETRY_MAX_S)
+                self._next_retention = min(self._next_retention, now + retry)
+                self._count_failure("retention", exc, retry)
+                continue
+            if deleted:
+                log.info("retention deleted %d segment(s) of %s", deleted, log_.directory)
 
     # --- requests --------------------------------------------------------------------------
 
@@ -301,6 +427,9 @@ class Broker:
                 continue
             body = recv(zmq.NOBLOCK)
             room -= len(body)
+            if len(body) + len(header) > self.config.max_request_bytes:
+                self._count_error(self._too_large(len(body) + len(header)), acks=0)
+                continue
             key = header.bytes
             route = routes.get(key)
             if route is None and (route := self._produce_route(key)) is None:
@@ -360,6 +489,9 @@ class Broker:
         header = frames[1] if len(frames) > 1 else b""
         corr = protocol.peek_correlation_id(header)
         try:
+            size = sum(len(frame) for frame in frames) - len(identity)
+            if size > self.config.max_request_bytes:
+                raise self._too_large(size)
             request = protocol.decode_request(header)
             if request.api is Api.PRODUCE:
                 if len(frames) != 3:
@@ -381,6 +513,10 @@ class Broker:
                     corr, json.dumps(self.metadata()))])
         except SluiceError as exc:
             self._answer_error(identity, corr, exc, _fill(header))
+
+    def _too_large(self, size: int) -> protocol.MessageTooLarge:
+        return protocol.MessageTooLarge(f"a request of {size} bytes exceeds the broker's "
+                                        f"max_request_bytes={self.config.max_request_bytes}")
 
     def _answer_error(self, identity: bytes, corr: int, exc: SluiceError, fill) -> None:
         self._count_error(exc, acks=1)
@@ -414,7 +550,8 @@ class Broker:
         if writes:
             try:
                 offset, _ = self._append(route, [body for _, _, _, body, _ in writes],
-                                         sum(count for *_, count in writes))
+                                         sum(count for *_, count in writes),
+                                         expose=any(acks for _, _, acks, _, _ in writes))
             except SluiceError as exc:
                 for identity, corr, *_ in writes:
                     self._answer_error(identity, corr, exc, protocol.PRODUCE_REPLY)
@@ -480,15 +617,16 @@ class Broker:
         return protocol.CorruptMessage(
             f"rejected message set for {route.topic}/{route.partition}: {bad}")
 
-    def _append(self, route: _Route, sets: list, count: int,
-                joined: bytes | None = None) -> tuple[int, int]:
+    def _append(self, route: _Route, sets: list, count: int, joined: bytes | None = None,
+                expose: bool = False) -> tuple[int, int]:
         """Append validated MessageSets (``count`` messages) with one write per segment;
-        counters, waiters, flush. ``joined``: the sets already joined by the caller."""
+        counters, waiters, flush. ``joined``: the sets already joined by the caller.
+        ``expose``: acks=1 replies will tell the offsets (the log records that first)."""
         if len(sets) == 1:
-            base, nxt = route.log.append(sets[0], count)
+            base, nxt = route.log.append(sets[0], count, expose=expose)
         else:
             base, nxt = route.log.append(joined or b"".join(sets), count,
-                                         [len(one) for one in sets])
+                                         [len(one) for one in sets], expose=expose)
         self._appended(route, nxt - base, count)
         return base, nxt
 
@@ -511,9 +649,12 @@ class Broker:
             raise protocol.MalformedRequest("max_bytes must be positive")
         waiter = {"identity": identity, "request": request, "log": log_, "done": False}
         if not log_.start_offset <= request.offset <= log_.end_offset:
+            below = request.offset < log_.start_offset
             raise protocol.OffsetOutOfRange(
                 f"offset {request.offset} is outside {request.topic}/{request.partition}'s log "
-                f"[{log_.start_offset}, {log_.end_offset}]")
+                f"[{log_.start_offset}, {log_.end_offset}]"
+                + (f"; it resumes at {log_.start_offset}" if below else ""),
+                resume_offset=log_.start_offset if below else None)
         available = log_.visible_end - request.offset
         if available >= max(request.min_bytes, 1) or request.max_wait_ms == 0:
             self._answer_fetch(waiter)
@@ -569,11 +710,36 @@ class Broker:
 
     def _count_error(self, exc: SluiceError, acks: int) -> None:
         name = exc.code.name.lower()
-        self.errors[name] += 1
+        with self._errors_lock:
+            self.errors[name] += 1
+            count = self.errors[name]
+        if self._log_due(name):
+            log.warning("%s (acks=%d): %s [%d so far]", name, acks, exc, count)
+
+    def _count_failure(self, task: str, exc: BaseException, retry_s: float | None = None) -> None:
+        """An error outside a request (``task``: placement_refresh, retention, flush, scrub,
+        ...): counted in METADATA's errors as ``<task>_failed``, logged at most every few
+        seconds; the caller retries. Safe from any thread."""
+        name = f"{task}_failed"
+        with self._errors_lock:
+            self.errors[name] += 1
+            count = self.errors[name]
+        if self._log_due(name):
+            retry = f"; retrying in {retry_s:.1f} s" if retry_s is not None else "; will retry"
+            log.warning("%s failed (%s: %s)%s [%d so far]", task.replace("_", " "),
+                        type(exc).__name__, exc, retry, count)
+
+    def _log_due(self, name: str) -> bool:
         now = time.monotonic()
-        if now - self._error_logged_at.get(name, 0.0) >= _ERROR_LOG_INTERVAL_S:
+        with self._errors_lock:
+            if now - self._error_logged_at.get(name, 0.0) < _ERROR_LOG_INTERVAL_S:
+                return False
             self._error_logged_at[name] = now
-            log.warning("%s (acks=%d): %s [%d so far]", name, acks, exc, self.errors[name])
+            return True
+
+    def _errors_snapshot(self) -> dict:
+        with self._errors_lock:
+            return dict(self.errors)
 
     def metadata(self) -> dict:
         return {
@@ -584,10 +750,12 @@ class Broker:
                 {"topic": topic, "partition": partition, "start_offset": log_.start_offset,
                  "end_offset": log_.end_offset, "visible_end": log_.visible_end,
                  "segments": log_.segment_count, "size_bytes": log_.size_bytes,
+                 "gap_bytes": sum(resume - first for first, resume in log_.gaps),
+                 "corrupt_messages": log_.corrupt_messages, "scrub": log_.scrub_state,
                  "flushes": log_.flush_count, "flush_seconds": log_.flush_seconds,
                  **self.partition_stats.get((topic, partition), {})}
                 for (topic, partition), log_ in sorted(self.logs.items())],
-            "errors": dict(self.errors),
+            "errors": self._errors_snapshot(),
             "stats": dict(self.stats),
         }
 

@@ -230,6 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     drill.set_defaults(func=drills.command)
 
+    scrub = command(commands, "scrub", cmd.scrub, "CRC-check the segments in the local "
+                    "cluster's broker dirs and report each bad message by offset (reads files "
+                    "only: safe beside a running broker)")
+    scrub.epilog = (f"exit status: 0 when every segment is clean, "
+                    f"{cmd.SCRUB_FOUND_CORRUPTION} when it found corruption (a corrupt message "
+                    f"or a torn tail), 1 on an error such as an unknown topic")
+    scrub.add_argument("--topic", help="only this topic's partitions")
+    scrub.add_argument("--json", action="store_true")
+
     dump = command(commands, "dump-log", cmd.dump_log, "decode a segment file")
     dump.add_argument("segment")
     dump.add_argument("--json", action="store_true")

@@ -2,8 +2,11 @@
 
 States of a broker's registration::
 
-    register() --> REGISTERED --(session lost)--> waiting --(new session)--> REGISTERED
-                                                   (ephemeral nodes re-created)
+    register() --> REGISTERED --(session lost)--> waiting --(new session)--> registering
+                       ^                                                     |  (ephemeral nodes
+                       +-------------------------(done)----------------------+   re-created)
+                                     registering --(failed)--> back-off, try again, until
+                                                               done or close()
 
 A broker writes ephemeral ``/brokers/ids/<id>`` (its endpoints) and, per topic it hosts,
 ephemeral ``/brokers/topics/<topic>/<id>`` (the partitions). Clients build a ``ClusterView``
@@ -25,13 +28,20 @@ from dataclasses import dataclass
 from typing import Callable
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch
 
 from coordinator import paths, topics
 from coordinator.pids import pid_alive
 
 log = logging.getLogger("sluice.registry")
+
+RETRY_FIRST_S = 0.5      # back-off between attempts to register again, doubling up to
+RETRY_MAX_S = 10.0
+
+
+class BrokerIdHeld(RuntimeError):
+    """A broker's node is held by another live session (is the broker id running twice?)."""
 
 
 class BrokerUnavailableError(Exception):
@@ -70,7 +80,14 @@ class BrokerRegistration:
         self._hosted: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         self._lost = False
+        self._again = False
+        self._retrying = False
+        self._closed = threading.Event()
         client.add_listener(self._on_state)
+
+    def close(self) -> None:
+        """Stop trying to register again (the broker is stopping)."""
+        self._closed.set()
 
     def register(self) -> None:
         """Create /brokers/ids/<id>, first clearing a stale node left by a dead predecessor."""
@@ -125,7 +142,7 @@ class BrokerRegistration:
         log.warning("%s is held by another live session; waiting up to %.0f s", path,
                     self.stale_wait_s)
         if not gone.wait(self.stale_wait_s):
-            raise RuntimeError(f"{path} is still held by another session: is broker id "
+            raise BrokerIdHeld(f"{path} is still held by another session: is broker id "
                                f"{self.info.broker_id} running twice?")
 
     def _owner_pid(self, path: str) -> int | None:
@@ -147,7 +164,39 @@ class BrokerRegistration:
             self._lost = False
             log.warning("ZooKeeper session was lost; registering broker %d again",
                         self.info.broker_id)
-            self.client.handler.spawn(self.register)
+            with self._lock:
+                self._again = True
+                if self._retrying:
+                    return
+                self._retrying = True
+            self.client.handler.spawn(self._register_again)
+
+    def _register_again(self) -> None:
+        """Register on the new session, backing off and trying again after a failure, until
+        it is done or close() is called. A session lost meanwhile asks for one more round."""
+        delay = RETRY_FIRST_S
+        while True:
+            with self._lock:
+                if not self._again or self._closed.is_set():
+                    self._retrying = False
+                    return
+                self._again = False
+            try:
+                self.register()
+            except (KazooException, self.client.handler.timeout_exception, BrokerIdHeld) as exc:
+                with self._lock:
+                    self._again = True
+                log.warning("registering broker %d again failed (%s: %s); retrying in %.1f s",
+                            self.info.broker_id, type(exc).__name__, exc, delay)
+                self._closed.wait(delay)
+                delay = min(RETRY_MAX_S, 2 * delay)
+                continue
+            except BaseException:
+                with self._lock:
+                    self._retrying = False
+                raise
+            log.info("broker %d registered again", self.info.broker_id)
+            delay = RETRY_FIRST_S
 
 
 class ClusterView:

@@ -3,6 +3,7 @@
 Every bad-input test ends by showing the broker still serves and stored data is unchanged.
 """
 import json
+import os
 import struct
 import time
 
@@ -195,3 +196,147 @@ def test_metadata_lists_hosted_partitions(raw):
     meta = json.loads(protocol.decode_metadata_response(reply[0])[1])
     assert meta["broker"] == 0
     assert [(p["topic"], p["partition"]) for p in meta["partitions"]] == [(TOPIC, 0), (TOPIC, 1)]
+
+
+# --- recovery seen through the wire: gaps, corrupt messages, the start-up scrub ------------
+
+def own_broker(zk, tmp_path, topic=TOPIC, partitions=1, **log_settings):
+    proc = BrokerProcess(zk, tmp_path, 0, log=log_settings).start()
+    client = zk_connect(zk)
+    try:
+        if not client.exists(f"/config/topics/{topic}"):
+            topics.create(client, topic, partitions)
+    finally:
+        client.stop()
+    proc.wait_hosting(topic, partitions)
+    return proc
+
+
+def restart(proc):
+    proc.start()
+    proc.wait_hosting(TOPIC, 1)
+    return RawClient(proc.endpoint)
+
+
+def partition_dir(tmp_path, partition=0):
+    return tmp_path / "broker-0" / TOPIC / str(partition)
+
+
+def metadata_of(raw, partition=0):
+    reply = raw.request(protocol.encode_metadata(13))
+    meta = json.loads(protocol.decode_metadata_response(reply[0])[1])
+    return next(p for p in meta["partitions"] if p["partition"] == partition), meta
+
+
+def test_a_cut_acknowledged_tail_is_a_gap_and_its_offsets_are_never_reused(zk, tmp_path):
+    """Hole 4: acks=1 told the producer offsets up to 3 * 19; a crash and a torn tail cut the
+    log below that. The broker goes on at the highest offset it told anyone."""
+    proc = own_broker(zk, tmp_path, flush_ms=60_000, flush_messages=10_000)
+    raw = RawClient(proc.endpoint)
+    try:
+        nexts = []
+        for i in range(3):
+            reply = produce(raw, [(None, b"value-%04d" % i)])
+            nexts.append(protocol.decode_response(reply[0], protocol.PRODUCE_REPLY)[1][1])
+        assert nexts == [19, 38, 57]
+        raw.close()
+        proc.kill()
+        os.truncate(partition_dir(tmp_path) / ("0" * 20 + ".log"), 38 + 10)
+        raw = restart(proc)
+        reply = raw.request(protocol.encode_fetch(2, TOPIC, 0, 38, 1000))
+        assert error_code(reply) == ErrorCode.OFFSET_GAP
+        with pytest.raises(protocol.OffsetGap) as gap:
+            protocol.decode_response(reply[0], protocol.FETCH_REPLY)
+        assert gap.value.resume_offset == 57
+        assert [m.value for m in fetch(raw, 0)[2]] == [b"value-0000", b"value-0001"]
+        reply = produce(raw, [(None, b"after")])
+        base = protocol.decode_response(reply[0], protocol.PRODUCE_REPLY)[1][0]
+        assert base == 57, "offset 38 was acknowledged before the crash: never again"
+        part, _ = metadata_of(raw)
+        assert part["gap_bytes"] == 57 - 38
+    finally:
+        raw.close()
+        assert proc.stop() == 0, proc.log_text()[-2000:]
+    assert "gap of 19 bytes" in proc.log_text()
+
+
+def test_a_corrupt_message_is_skipped_with_its_resume_offset(zk, tmp_path):
+    """Hole 5, broker side: one flipped byte in the middle of the last segment costs only
+    that message; a fetch before it gets the good prefix, one at it a typed error."""
+    proc = own_broker(zk, tmp_path, visible_after_flush=False)
+    raw = RawClient(proc.endpoint)
+    values = [b"message-%02d" % i for i in range(6)]
+    try:
+        produce(raw, [(None, v) for v in values])
+        raw.close()
+        assert proc.stop() == 0
+        segment = partition_dir(tmp_path) / ("0" * 20 + ".log")
+        size = len(message.encode(values[0]))
+        data = bytearray(segment.read_bytes())
+        data[2 * size + 12] ^= 0x20
+        segment.write_bytes(bytes(data))
+        raw = restart(proc)
+        hw, _, _, body = fetch_raw(raw, 0)
+        assert hw == 6 * size
+        good = []
+        with pytest.raises(message.InvalidMessage):
+            for m in message.decode_set(body, TOPIC, 0, 0):
+                good.append(m.value)
+        assert good == values[:2]
+        reply = raw.request(protocol.encode_fetch(3, TOPIC, 0, 2 * size, 1000))
+        assert error_code(reply) == ErrorCode.CORRUPT_MESSAGE
+        with pytest.raises(protocol.CorruptMessage, match=f"offset {2 * size}") as bad:
+            protocol.decode_response(reply[0], protocol.FETCH_REPLY)
+        assert bad.value.resume_offset == 3 * size
+        assert [m.value for m in fetch(raw, 3 * size)[2]] == values[3:]
+        reply = raw.request(protocol.encode_fetch(4, TOPIC, 0, 4 * size + 3, 1000))
+        with pytest.raises(protocol.InvalidOffset, match=f"at {4 * size}.*at {5 * size}"):
+            protocol.decode_response(reply[0], protocol.FETCH_REPLY)
+        part, meta = metadata_of(raw)
+        assert part["corrupt_messages"] == 1
+    finally:
+        raw.close()
+        assert proc.stop() == 0, proc.log_text()[-2000:]
+    assert f"corrupt message at offset {2 * size}" in proc.log_text()
+
+
+def fetch_raw(raw, offset):
+    header, body = raw.request(protocol.encode_fetch(2, TOPIC, 0, offset, 1 << 20))
+    _, (hw, start) = protocol.decode_response(header, protocol.FETCH_REPLY)
+    return hw, start, None, body
+
+
+def test_the_start_up_scrub_finds_a_flipped_byte_in_a_sealed_segment(zk, tmp_path):
+    """After an unclean shutdown the broker CRC-checks its sealed segments in the background:
+    each bad message is logged by offset and counted in METADATA."""
+    proc = own_broker(zk, tmp_path, segment_bytes=1024, visible_after_flush=False)
+    raw = RawClient(proc.endpoint)
+    try:
+        for i in range(30):
+            produce(raw, [(None, b"%03d" % i + b"." * 100)])
+        raw.close()
+        proc.kill()
+        first = partition_dir(tmp_path) / ("0" * 20 + ".log")
+        data = bytearray(first.read_bytes())
+        data[3 * 112 + 30] ^= 0x04
+        first.write_bytes(bytes(data))
+        raw = restart(proc)
+        part = wait_for(lambda: (p := metadata_of(raw)[0])["scrub"] == "done" and p,
+                        what="the start-up scrub to finish")
+        assert part["corrupt_messages"] == 1
+        assert part["segments"] > 3
+        reply = raw.request(protocol.encode_fetch(3, TOPIC, 0, 3 * 112, 1000))
+        with pytest.raises(protocol.CorruptMessage) as bad:
+            protocol.decode_response(reply[0], protocol.FETCH_REPLY)
+        assert bad.value.resume_offset == 4 * 112
+    finally:
+        raw.close()
+        assert proc.stop() == 0, proc.log_text()[-2000:]
+    assert "scrub found a corrupt message at offset 336" in proc.log_text()
+    raw = restart(proc)
+    try:
+        part, _ = metadata_of(raw)
+        assert part["scrub"] == "not needed", "a clean restart needs no scrub"
+    finally:
+        raw.close()
+        assert proc.stop() == 0
