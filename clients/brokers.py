@@ -88,6 +88,12 @@ class BrokerPool:
             self.view.refresh()
             raise
 
+    @property
+    def discarded_replies(self) -> int:
+        """Replies dropped by a call that waited for its own on a shared socket."""
+        with self._lock:
+            return sum(conn.discarded for conn in self._connections.values())
+
     def close(self, keep_session: bool = False) -> None:
         """Close every socket; ``keep_session`` leaves the ZooKeeper session to expire on its
         own when the process exits (a static member's ephemeral nodes outlive it that long)."""

@@ -39,6 +39,7 @@ class Fetcher:
         self._busy: dict[TP, tuple[str, int]] = {}
         self._retry_at: dict[TP, float] = {}
         self.high_watermarks: dict[TP, int] = {}
+        self.expired = 0
 
     def poll(self, positions: dict[TP, int], timeout_ms: float
              ) -> tuple[dict[TP, list[Message]], dict[TP, protocol.SluiceError]]:
@@ -130,6 +131,7 @@ class Fetcher:
         limit = self.max_wait_ms / 1000 + self.request_timeout_s
         for key, pending in list(self._pending.items()):
             if now - pending.sent_at > limit:
+                self.expired += 1
                 del self._pending[key]
                 if self._busy.get(pending.tp) == key:
                     del self._busy[pending.tp]
