@@ -222,7 +222,9 @@ class Consumer:
                 "left_for_slowness": self.member.left_for_slowness,
                 "zk_offset_writes": self.offsets.writes,
                 "commit_failures": self.commit_failures,
-                "data_loss_events": self.data_loss_events}
+                "data_loss_events": self.data_loss_events,
+                "fetches_expired": self._fetcher.expired,
+                "replies_discarded": self._pool.discarded_replies}
 
     # --- positions and commits -------------------------------------------------------------
 

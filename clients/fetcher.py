@@ -60,6 +60,10 @@ class Fetcher:
             time.sleep(max(0.0, min(deadline - time.monotonic(), 0.05)))
         return messages, errors
 
+    def in_flight(self) -> set[TP]:
+        """Partitions with a fetch outstanding."""
+        return set(self._busy)
+
     def forget(self, tp: TP) -> None:
         """Stop caring about a partition's outstanding fetch (ownership moved)."""
         key = self._busy.pop(tp, None)
