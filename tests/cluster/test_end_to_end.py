@@ -101,3 +101,40 @@ def test_torn_and_corrupt_tails_are_repaired_at_restart(zk, tmp_path):
         assert broker.log_text().count("recovery cut") == 2
     finally:
         broker.stop()
+
+
+def test_consume_with_a_group_commits_exactly_what_it_printed(zk, tmp_path):
+    """Hole 1: 100,000 messages in one partition; each run prints the next ten, and the group's
+    committed offset is the next_offset of the last message printed, never the polled batch."""
+    from coordinator import topics, zk as zkmod
+    from coordinator.offsets import OffsetStore
+    broker = BrokerProcess(zk, tmp_path, 0, log={"flush_ms": 50}).start()
+    client = zkmod.connect(zk)
+    try:
+        topics.create(client, "hundredk", 1)
+        broker.wait_hosting("hundredk", 1)
+        with Producer(zk, acks=1, batch_size=50) as producer:
+            for i in range(COUNT):
+                producer.send("hundredk", b"v%06d" % i)
+        end = COUNT * (9 + 7)
+        with SimpleConsumer("hundredk", 0, zookeeper=zk) as watch:
+            wait_for(lambda: watch.offset_of("latest") == end, 60, what="every message visible")
+        store = OffsetStore(client, "readers")
+        for run in range(2):
+            out = sluice(zk, "consume", "hundredk", "--group", "readers", "--max-messages", "10",
+                         "--json")
+            assert out.returncode == 0, out.stderr
+            rows = [json.loads(line) for line in out.stdout.splitlines()]
+            assert [r["value"] for r in rows] == [f"v{i:06d}" for i in range(10 * run,
+                                                                               10 * run + 10)]
+            assert store.fetch("hundredk", 0) == rows[-1]["next_offset"]
+        out = sluice(zk, "consume", "hundredk", "--group", "readers", "--timeout-ms", "2000")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.split()
+        assert lines[0] == b"v000020" and lines[-1] == b"v%06d" % (COUNT - 1)
+        assert len(lines) == COUNT - 20
+        assert store.fetch("hundredk", 0) == end
+    finally:
+        client.stop()
+        client.close()
+        broker.stop()
