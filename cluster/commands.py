@@ -306,10 +306,19 @@ def _state(row) -> str:
     if row.error:
         return f"error: {row.error}"
     if row.data_loss:
-        return f"DATA LOSS ({row.data_loss['lost_bytes']} bytes)"
+        return f"DATA LOSS: {loss_summary(row.data_loss)}"
     if row.stuck:
         return "STUCK"
     return "ok" if row.owner else "unowned"
+
+
+def loss_summary(loss: dict) -> str:
+    """A data-loss note in one line: events and bytes per kind, e.g. ``skipped 1 (15 B)``."""
+    parts = [f"{kind} {total['events']} ({total['bytes']} B)"
+             for kind, total in loss.get("totals", {}).items()]
+    if "unread_deleted" in loss:
+        parts.append(f"unread deleted by retention ({loss['unread_deleted']['bytes']} B)")
+    return ", ".join(parts) or f"{loss.get('lost_bytes', 0)} B"
 
 
 def _print_messages(messages, args, on_printed=None) -> None:
