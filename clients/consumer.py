@@ -657,6 +657,10 @@ def _check_arguments(topics, group, start, auto_commit_ms, rebalance, instance_i
     if on_corrupt not in resume.ON_CORRUPT:
         raise ValueError(f"on_corrupt must be one of {', '.join(resume.ON_CORRUPT)}, "
                          f"not {on_corrupt!r}")
+    max_poll_records = positive["max_poll_records"]
+    if isinstance(max_poll_records, bool) or not isinstance(max_poll_records, int) \
+            or max_poll_records <= 0:
+        raise ValueError(f"max_poll_records must be a positive integer, not {max_poll_records!r}")
     if before_commit is not None and not callable(before_commit):
         raise TypeError(f"before_commit must be a callable or None, not {before_commit!r}")
     for name, value in positive.items():

@@ -343,3 +343,12 @@ def test_on_error_skip_notes_the_message_and_goes_on(cluster_factory):
     finally:
         client.stop()
         client.close()
+
+
+@pytest.mark.parametrize("setting, words", [({"on_error": "ignore"}, ["on_error", "stop", "skip"]),
+                                            ({"on_stop": "later"}, ["on_stop", "finish"])])
+def test_worker_config_refuses_unknown_policies(setting, words):
+    from cluster.worker import WorkerConfig
+    with pytest.raises(ValueError) as refused:
+        WorkerConfig(worker_id=0, zookeeper="", topic=TOPIC, group=GROUP, data_dir="", **setting)
+    assert all(word in str(refused.value) for word in words)
