@@ -221,7 +221,36 @@ class Consumer:
                 batch = self._take(1)
                 self._hand_out(batch)
             if batch:
-                yield batch[0]
+                yield from self._run_from(batch[0])
+
+    def _run_from(self, m: Message) -> Iterator[Message]:
+        """Yield ``m``, then the rest of its partition's buffer while nothing else needs the
+        full step of ``__iter__`` (a fetch to send, a commit due, a revoke, a wake-up): the same
+        marks, without the per-message work of a whole step."""
+        tp = (m.topic, m.partition)
+        auto = self.auto_commit_s is not None
+        timer = self.member.poll_timer
+        lock = self._lock
+        while True:
+            yield m
+            if (self._closed or self._wakeup or self._refetch or self._unresolved
+                    or self._taken_since_fetch >= self.max_poll_records):
+                return
+            now = time.monotonic()
+            if auto and now >= self._next_commit:
+                return
+            with lock:
+                st = self._parts.get(tp)
+                if st is None or st.revoking or not st.buffer:
+                    return
+                if auto:
+                    st.mark(m.next_offset)
+                m = st.buffer.popleft()
+                st.position = m.next_offset
+                self._unmarked = [m]
+                self._taken_since_fetch += 1
+                self.messages += 1
+            timer.touch(now)
 
     def drain(self) -> Iterator[Message]:
         """The messages already fetched for owned partitions, without fetching more, marked as
