@@ -541,9 +541,9 @@ class Consumer:
                 self._unresolved = True
                 continue
             except protocol.SluiceError as exc:
-                if not exc.retriable:
-                    raise
                 self._unresolved = True
+                if not exc.retriable:
+                    raise resume.named(exc, tp[0], tp[1], None) from None
                 continue
             with self._lock:
                 st = self._parts.get(tp)

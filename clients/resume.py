@@ -86,11 +86,11 @@ def locate(offset: int, log_start: int, log_end: int, start: str) -> Decision:
 
 
 def named(error: protocol.SluiceError, topic: str, partition: int,
-          offset: int) -> protocol.SluiceError:
+          offset: int | None) -> protocol.SluiceError:
     """The error again, for the application: its text names the partition and the offset, and
     so do its attributes ``topic``, ``partition``, ``offset`` (``resume_offset`` is kept)."""
-    again = type(error)(f"{topic}/{partition} at offset {offset}: {error}", error.code,
-                        error.resume_offset)
+    where = f"{topic}/{partition}" if offset is None else f"{topic}/{partition} at offset {offset}"
+    again = type(error)(f"{where}: {error}", error.code, error.resume_offset)
     again.topic, again.partition, again.offset = topic, partition, offset
     return again
 
