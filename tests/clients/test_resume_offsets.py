@@ -23,7 +23,8 @@ PER_SEGMENT = 10
 BAD = 5                         # the message whose payload gets a flipped byte
 QUICK = dict(rebalance_backoff_ms=200, rebalance_max_tries=20, max_wait_ms=100,
              session_timeout_ms=4000, auto_commit_ms=200)
-needs_resume = pytest.mark.xfail(strict=True, reason="needs the broker's resume offsets (wt-broker)")
+needs_resume = pytest.mark.xfail(strict=True,
+                                 reason="needs the broker's resume offsets (wt-broker)")
 
 
 def value(i):
@@ -89,6 +90,10 @@ def test_a_corrupt_message_delivers_the_good_prefix_without_a_reset_loop(zk, dam
     assert value(BAD) not in values
     for exc in errors:
         assert (exc.topic, exc.partition, exc.offset) == (damaged, 0, BAD * ENTRY)
+    assert len(errors) <= 40, "at most one error a poll"
+    logged = [r for r in caplog.records
+              if r.name == "sluice.consumer" and r.levelno >= logging.ERROR]
+    assert len(logged) <= 1, "no error line a fetch: at most the one DATA LOSS of a skip"
     assert "resetting" not in caplog.text
 
 

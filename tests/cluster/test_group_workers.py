@@ -281,7 +281,8 @@ def fail_on_poison(message):
 
 
 fail_on_poison.flush = hourly_files.flush
-POISON_VALUES = [b"ok-%d" % i for i in range(5)] + [b"poison"] + [b"ok-%d" % i for i in range(6, 10)]
+POISON_VALUES = [b"ok-%d" % i for i in range(5)] + [b"poison"] + [b"ok-%d" % i
+                                                                  for i in range(6, 10)]
 
 
 def poisoned_cluster(cluster_factory, on_error):

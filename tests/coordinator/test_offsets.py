@@ -22,8 +22,8 @@ def test_totals_per_kind_and_the_last_events_are_kept():
     for i in range(KEEP_EVENTS + 3):
         note = merged_note(note, event("corrupt", 1000 * i, 15, messages=1, at=float(i)))
     note = merged_note(note, event("skipped", 90_000, 20, messages=1, error="ValueError: x"))
-    assert note["totals"] == {"corrupt": {"events": KEEP_EVENTS + 3, "bytes": 15 * (KEEP_EVENTS + 3),
-                                          "messages": KEEP_EVENTS + 3},
+    n = KEEP_EVENTS + 3
+    assert note["totals"] == {"corrupt": {"events": n, "bytes": 15 * n, "messages": n},
                               "skipped": {"events": 1, "bytes": 20, "messages": 1}}
     assert len(note["events"]) == KEEP_EVENTS
     assert note["events"][-1]["error"] == "ValueError: x"
