@@ -103,6 +103,7 @@ def test_on_corrupt_skip_moves_past_the_message_with_one_note(zk, damaged, caplo
         got = []
         wait_for(lambda: got.extend(c.poll(100)) or len(got) >= 39, 30, what="39 messages")
         assert c.stats["data_loss"] == {"corrupt": {"events": 1, "bytes": ENTRY}}
+        c.commit()
     assert [m.value for m in got] == [value(i) for i in range(40) if i != BAD]
     client = zkmod.connect(zk)
     try:
