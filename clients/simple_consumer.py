@@ -89,20 +89,22 @@ class SimpleConsumer:
         self.position = offset if isinstance(offset, int) else self.offset_of(offset)
 
     def fetch(self) -> list[Message]:
-        """One long-poll fetch from the current position; advances past what it returns (past
-        a gap or a skipped corrupt message too, returning nothing for that fetch)."""
-        offset = self.position
-        try:
-            data = self._await(self._request(offset))
-        except protocol.SluiceError as exc:
-            if exc.retriable:
-                raise
-            self._resume_or_raise(exc, offset)
-            return []
-        messages = self._decode(data, offset)
-        if messages:
-            self.position = messages[-1].next_offset
-        return messages
+        """One long-poll fetch from the current position; advances past what it returns. After
+        a gap or a skipped corrupt message it fetches again where the data resumes, so an empty
+        answer still means nothing more is there yet."""
+        while True:
+            offset = self.position
+            try:
+                data = self._await(self._request(offset))
+            except protocol.SluiceError as exc:
+                if exc.retriable:
+                    raise
+                self._resume_or_raise(exc, offset)
+                continue
+            messages = self._decode(data, offset)
+            if messages:
+                self.position = messages[-1].next_offset
+            return messages
 
     def __iter__(self) -> Iterator[Message]:
         """Messages forever, or until ``timeout_ms`` passes with none (one fetch ahead)."""

@@ -255,3 +255,12 @@ def test_a_committed_offset_inside_a_recovery_gap_resumes_after_it(zk, tmp_path)
         client.stop()
         client.close()
         broker.stop()
+
+
+@needs_resume
+def test_simple_consumer_fetch_answers_the_messages_after_a_skipped_one(zk, damaged):
+    """fetch() goes on where the data resumes: an empty answer still means nothing is there."""
+    with SimpleConsumer(damaged, 0, "earliest", zookeeper=zk, max_wait_ms=0) as consumer:
+        assert [m.value for m in consumer.fetch()] == [value(i) for i in range(BAD)]
+        after = consumer.fetch()
+        assert after[0].value == value(BAD + 1) and consumer.data_loss_events == 1
