@@ -1,8 +1,20 @@
-"""Finding the broker of a partition and keeping a socket to it.
+"""Finding the broker of a partition and keeping sockets to it.
 
 Clients learn everything from ZooKeeper (the ClusterView); this pool turns "topic, partition"
-into an open Connection (requests) or PUSH socket (acks=0 produce) to the broker that hosts it,
-and follows a broker that came back on another endpoint.
+into an open Connection to the broker that hosts it, and follows a broker that came back on
+another endpoint. Per broker there are up to three sockets:
+
+- the stream Connection (``connection()``): the Fetcher's parked long-polls and the Producer's
+  acks=1 window, many requests in flight, replies taken by correlation id by their owner;
+- the control Connection (``call()``): one synchronous request at a time (offsets, metadata,
+  a consumer's seek or start resolution), on a socket of its own so that waiting for its reply
+  never reads, and drops, a reply the stream is waiting for, and a call that times out resets
+  only its own socket, not the parked fetches;
+- a PUSH socket (``push()``) for fire-and-forget produce.
+
+A separate socket rather than routing replies by correlation id: the stream's readers (Fetcher,
+Producer) each poll their sockets in their own loop, and a call made from another thread (a
+rebalance callback, a lag sampler) would need a shared dispatcher between them.
 """
 from __future__ import annotations
 
@@ -24,6 +36,7 @@ class BrokerPool:
         self.context = zmq.Context()
         self.request_timeout_ms = request_timeout_ms
         self._connections: dict[str, Connection] = {}
+        self._controls: dict[str, tuple[Connection, threading.Lock]] = {}
         self._pushes: dict[str, zmq.Socket] = {}
         self._lock = threading.Lock()
 
@@ -80,13 +93,29 @@ class BrokerPool:
 
     def call(self, topic: str, partition: int, header_for, body=None,
              timeout_ms: float | None = None) -> list:
-        """One request to the partition's broker; refreshes the view when it times out."""
-        conn = self.connection(topic, partition)
+        """One request to the partition's broker on its control socket (one call at a time per
+        broker, from any thread); refreshes the view when it times out."""
+        endpoint = self.leader(topic, partition).endpoint
+        with self._lock:
+            control = self._controls.get(endpoint)
+            if control is None:
+                control = self._controls[endpoint] = (Connection(self.context, endpoint),
+                                                      threading.Lock())
+        conn, lock = control
         try:
-            return conn.call(header_for, body, timeout_ms or self.request_timeout_ms)
+            with lock:
+                return conn.call(header_for, body, timeout_ms or self.request_timeout_ms)
         except protocol.RequestTimedOut:
             self.view.refresh()
             raise
+
+    @property
+    def discarded_replies(self) -> int:
+        """Replies a call dropped while waiting for its own (on the control sockets only late
+        replies to calls that timed out; on a stream socket, replies its owner waited for)."""
+        with self._lock:
+            conns = list(self._connections.values()) + [c for c, _ in self._controls.values()]
+        return sum(conn.discarded for conn in conns)
 
     def close(self, keep_session: bool = False) -> None:
         """Close every socket; ``keep_session`` leaves the ZooKeeper session to expire on its
@@ -94,9 +123,12 @@ class BrokerPool:
         with self._lock:
             for conn in self._connections.values():
                 conn.close()
+            for conn, _ in self._controls.values():
+                conn.close()
             for sock in self._pushes.values():
                 sock.close()
             self._connections.clear()
+            self._controls.clear()
             self._pushes.clear()
         self.context.term()
         if not keep_session:

@@ -25,6 +25,7 @@ class Connection:
         self.context = context
         self.endpoint = endpoint
         self._ids = itertools.count(1)
+        self.discarded = 0
         self.socket = self._open()
 
     def _open(self) -> zmq.Socket:
@@ -58,7 +59,10 @@ class Connection:
         return None
 
     def call(self, header_for, body=None, timeout_ms: float = 5000) -> list:
-        """Send one request built by ``header_for(correlation_id)``; wait for its reply."""
+        """Send one request built by ``header_for(correlation_id)``; wait for its reply.
+
+        Replies to other requests that arrive meanwhile are dropped and counted (``discarded``):
+        a socket that streams requests of its own must not be used for calls."""
         corr = self.next_id()
         self.send([header_for(corr)] if body is None else [header_for(corr), body])
         deadline = time.monotonic() + timeout_ms / 1000
@@ -70,6 +74,7 @@ class Connection:
                     f"no reply from broker at {self.endpoint} within {timeout_ms:.0f} ms")
             if protocol.RESPONSE.unpack_from(frames[0].buffer)[0] == corr:
                 return frames
+            self.discarded += 1
 
     def close(self) -> None:
         self.socket.close(linger=0)

@@ -4,8 +4,15 @@ Each fetch asks for (topic, partition, offset, max bytes) and long-polls: the br
 request until ``min_bytes`` are there or ``max_wait_ms`` passed, so an idle consumer does not
 spin. The consumer checks every message's CRC as it decodes the set and advances its position
 to the last message's ``next_offset``. Passing failures (broker restarting, a timeout) are
-retried; errors a person must act on (offset out of range, not a message boundary, corrupt
-data) are raised.
+retried; errors a person must act on (offset out of range, not a message boundary) are raised,
+naming the partition and offset (``exc.topic``, ``exc.partition``, ``exc.offset``).
+
+A fetched set whose CRC check fails part-way gives the good messages before the bad one; the
+next fetch, at the bad message, gets the broker's verdict. Where the broker says readable data
+resumes, the consumer goes on there with a logged warning and a count (``data_loss_events``,
+``data_loss_bytes``): a gap a recovery cut left, and a corrupt message unless ``on_corrupt`` is
+"raise" (then CorruptMessage is raised with ``resume_offset``, the position unchanged, so the
+caller can ``seek`` past it). An explicit starting offset outside the log is always raised.
 
 Iterating keeps one fetch in flight ahead of the messages being yielded: as soon as a reply
 arrives, the request for the bytes after it goes out (a broker returns whole messages only,
@@ -17,14 +24,16 @@ the broker reads the next chunk while this process decodes the last one.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Iterator
 
 from broker import message, protocol
 from broker.message import Message
+from clients import resume
 from clients.brokers import BrokerPool
 
-TRANSIENT = (protocol.BrokerUnavailable, protocol.RequestTimedOut)
+log = logging.getLogger(__name__)
 _NAMED_OFFSETS = {"earliest": protocol.EARLIEST, "latest": protocol.LATEST}
 
 
@@ -32,7 +41,7 @@ class SimpleConsumer:
     def __init__(self, topic: str, partition: int, offset="earliest", zookeeper: str | None = None,
                  max_bytes: int = 1 << 20, min_bytes: int = 1, max_wait_ms: int = 500,
                  timeout_ms: float | None = None, request_timeout_ms: int = 5000, data_dir=None,
-                 pool: BrokerPool | None = None):
+                 pool: BrokerPool | None = None, on_corrupt: str = "skip"):
         if not isinstance(partition, int) or partition < 0:
             raise ValueError(f"partition must be a non-negative integer, not {partition!r}")
         if offset not in _NAMED_OFFSETS and (not isinstance(offset, int) or offset < 0):
@@ -40,6 +49,12 @@ class SimpleConsumer:
                              f"not {offset!r}")
         if max_bytes < 1 or min_bytes < 0 or max_wait_ms < 0:
             raise ValueError("max_bytes must be positive; min_bytes and max_wait_ms >= 0")
+        if on_corrupt not in resume.ON_CORRUPT:
+            raise ValueError(f"on_corrupt must be one of {', '.join(resume.ON_CORRUPT)}, "
+                             f"not {on_corrupt!r}")
+        self.on_corrupt = on_corrupt
+        self.data_loss_events = 0
+        self.data_loss_bytes = 0
         self.topic = topic
         self.partition = partition
         self.max_bytes = max_bytes
@@ -74,13 +89,22 @@ class SimpleConsumer:
         self.position = offset if isinstance(offset, int) else self.offset_of(offset)
 
     def fetch(self) -> list[Message]:
-        """One long-poll fetch from the current position; advances past what it returns."""
-        offset = self.position
-        data = self._await(self._request(offset))
-        messages = list(message.decode_set(data, self.topic, self.partition, offset))
-        if messages:
-            self.position = messages[-1].next_offset
-        return messages
+        """One long-poll fetch from the current position; advances past what it returns. After
+        a gap or a skipped corrupt message it fetches again where the data resumes, so an empty
+        answer still means nothing more is there yet."""
+        while True:
+            offset = self.position
+            try:
+                data = self._await(self._request(offset))
+            except protocol.SluiceError as exc:
+                if exc.retriable:
+                    raise
+                self._resume_or_raise(exc, offset)
+                continue
+            messages = self._decode(data, offset)
+            if messages:
+                self.position = messages[-1].next_offset
+            return messages
 
     def __iter__(self) -> Iterator[Message]:
         """Messages forever, or until ``timeout_ms`` passes with none (one fetch ahead)."""
@@ -96,14 +120,46 @@ class SimpleConsumer:
                 if data:
                     self.position = offset + len(data)
                     ahead = self._request(self.position)
-            except TRANSIENT:
+            except protocol.SluiceError as exc:
                 ahead, data = None, b""
+                if not exc.retriable:
+                    self._resume_or_raise(exc, offset)
+                    continue
                 time.sleep(0.2)
             if data:
-                yield from message.decode_set(data, self.topic, self.partition, offset)
+                got = self._decode(data, offset)
+                if got and got[-1].next_offset != offset + len(data):
+                    self.position = got[-1].next_offset   # stopped before a bad message
+                yield from got
                 last = time.monotonic()
             elif self.timeout_ms is not None and (time.monotonic() - last) * 1000 >= self.timeout_ms:
                 return
+
+    def _decode(self, data, offset: int) -> list[Message]:
+        """The whole valid messages at the start of a fetched set (a CRC error ends them)."""
+        got: list[Message] = []
+        try:
+            got.extend(message.decode_set(data, self.topic, self.partition, offset))
+        except message.InvalidMessage as bad:
+            if not got:
+                raise resume.named(protocol.CorruptMessage(
+                    f"the fetched message failed its check ({bad.reason})"),
+                    self.topic, self.partition, offset) from None
+        return got
+
+    def _resume_or_raise(self, exc: protocol.SluiceError, offset: int) -> None:
+        """A gap, or a corrupt message under on_corrupt="skip": move to where the data resumes,
+        warn and count. Anything else: raise it, naming the partition."""
+        decision = resume.decide(exc, offset, self.on_corrupt)
+        if decision.action != "resume" or decision.kind not in ("gap", "corrupt"):
+            raise resume.named(exc, self.topic, self.partition, offset) from None
+        skipped = decision.resume - offset
+        what = "a gap" if decision.kind == "gap" else "the corrupt message"
+        log.warning("%s/%d: skipping %s at offset %d (%d bytes), resuming at %d: %s", self.topic,
+                    self.partition, what, offset, skipped, decision.resume, exc)
+        self.data_loss_events += 1
+        self.data_loss_bytes += skipped
+        self.position = decision.resume
 
     def _request(self, offset: int) -> tuple:
         """Send a fetch for ``offset``; what ``_await`` needs to take its reply."""
@@ -137,8 +193,8 @@ class SimpleConsumer:
         for attempt in range(attempts):
             try:
                 return call()
-            except TRANSIENT:
-                if attempt == attempts - 1:
+            except protocol.SluiceError as exc:
+                if not exc.retriable or attempt == attempts - 1:
                     raise
                 time.sleep(0.2)
 

@@ -205,14 +205,42 @@ def consume(args) -> int:
 
 
 def _consume_group(args) -> int:
+    """Print the group's messages and commit exactly what was printed: a message counts once
+    its line is flushed to stdout (every second and at the end, also on Ctrl-C or a closed
+    pipe), never the rest of a polled batch."""
     from clients.consumer import Consumer
     consumer = Consumer([args.topic], args.group, args.zookeeper, max_bytes=args.max_bytes,
-                        data_dir=args.data_dir)
+                        data_dir=args.data_dir, auto_commit_ms=None)
+    printed = _Printed(consumer)
     try:
-        _print_messages(_until_idle(consumer, args.timeout_ms), args)
+        _print_messages(_until_idle(consumer, args.timeout_ms), args, printed.note)
     finally:
-        consumer.close()
+        try:
+            printed.commit()
+        finally:
+            consumer.close()
     return 0
+
+
+class _Printed:
+    """The last message printed, committed once stdout has it."""
+
+    def __init__(self, consumer, every_s: float = 1.0):
+        self.consumer = consumer
+        self.every_s = every_s
+        self.last = None
+        self.next_commit = time.monotonic() + every_s
+
+    def note(self, m) -> None:
+        self.last = m
+        if time.monotonic() >= self.next_commit:
+            self.commit()
+
+    def commit(self) -> None:
+        self.next_commit = time.monotonic() + self.every_s
+        if self.last is not None:
+            sys.stdout.flush()
+            self.consumer.commit(self.last)
 
 
 def _until_idle(consumer, timeout_ms):
@@ -278,13 +306,23 @@ def _state(row) -> str:
     if row.error:
         return f"error: {row.error}"
     if row.data_loss:
-        return f"DATA LOSS ({row.data_loss['lost_bytes']} bytes)"
+        return f"DATA LOSS: {loss_summary(row.data_loss)}"
     if row.stuck:
         return "STUCK"
     return "ok" if row.owner else "unowned"
 
 
-def _print_messages(messages, args) -> None:
+def loss_summary(loss: dict) -> str:
+    """A data-loss note in one line: events and bytes per kind, e.g. ``skipped 1 (15 B)``."""
+    parts = [f"{kind} {total['events']} ({total['bytes']} B)"
+             for kind, total in loss.get("totals", {}).items()]
+    if "unread_deleted" in loss:
+        parts.append(f"unread deleted by retention ({loss['unread_deleted']['bytes']} B)")
+    return ", ".join(parts) or f"{loss.get('lost_bytes', 0)} B"
+
+
+def _print_messages(messages, args, on_printed=None) -> None:
+    """One line per message until --max-messages; ``on_printed(m)`` after each line."""
     printed = 0
     write = sys.stdout.write
     for m in messages:
@@ -293,6 +331,8 @@ def _print_messages(messages, args) -> None:
         else:
             write(m.value.decode("utf-8", "replace") + "\n")
         printed += 1
+        if on_printed is not None:
+            on_printed(m)
         if args.max_messages is not None and printed >= args.max_messages:
             break
     sys.stdout.flush()

@@ -12,8 +12,10 @@ consume rate, and a stuck flag. Two samples ``interval_s`` apart give the rates:
   not move in between (so choose an interval longer than the group's commit interval plus the
   brokers' flush interval, which is when new messages become visible).
 
-A committed offset below the log start (retention deleted unread messages) is shown as data
-loss, as is any data-loss note a consumer left in ZooKeeper.
+Data loss is the partition's note in ZooKeeper (what consumers skipped, by kind: retention,
+gap, corrupt, past_end, skipped by the handler; see coordinator/offsets.py) plus, when the
+committed offset is below the log start, the unread bytes retention deleted that no consumer
+has noted yet (``unread_deleted``); ``lost_bytes`` is their sum.
 
 The parts are reusable by a sampler that keeps its own successive samples (the dashboard's):
 ``sample`` takes one look at a group's partitions, ``row`` turns two looks at one partition
@@ -102,8 +104,10 @@ def row(topic: str, partition: int, owner: str | None, first: dict | None, secon
         return row
     position = committed if committed is not None else log_start
     if committed is not None and log_start is not None and committed < log_start:
-        row.data_loss = {"committed": committed, "log_start": log_start,
-                         "lost_bytes": log_start - committed}
+        row.data_loss = dict(loss or {})
+        row.data_loss["unread_deleted"] = {"committed": committed, "log_start": log_start,
+                                           "bytes": log_start - committed}
+        row.data_loss["lost_bytes"] = row.data_loss.get("lost_bytes", 0) + log_start - committed
         position = log_start
     row.lag_bytes = max(0, log_end - position)
     before = first.get("committed") if first is not None else None

@@ -100,6 +100,7 @@ def test_producer_send_refuses_bad_messages(cluster):
     ((TOPIC, 0), {"offset": 2.5}, ValueError, ["offset"]),
     ((TOPIC, 0), {"max_bytes": 0}, ValueError, ["max_bytes"]),
     ((TOPIC, 0), {"zookeeper": ["h:1"]}, TypeError, ["zookeeper"]),
+    ((TOPIC, 0), {"on_corrupt": "ignore"}, ValueError, ["on_corrupt", "skip"]),
 ])
 def test_simple_consumer_refuses_bad_arguments(args, kwargs, error, words):
     refused(error, words, lambda: SimpleConsumer(*args, **kwargs))
@@ -116,6 +117,10 @@ def test_simple_consumer_refused_for_the_cluster_leaves_nothing_running(cluster,
     ({"start": "middle"}, ValueError, ["start", "earliest"]),
     ({"auto_commit_ms": 0}, ValueError, ["auto_commit_ms"]),
     ({"zookeeper": 2181}, TypeError, ["zookeeper"]),
+    ({"max_poll_records": 0}, ValueError, ["max_poll_records"]),
+    ({"max_poll_records": 2.5}, ValueError, ["max_poll_records", "integer"]),
+    ({"on_corrupt": "ignore"}, ValueError, ["on_corrupt", "skip", "raise"]),
+    ({"before_commit": "flush"}, TypeError, ["before_commit", "callable"]),
 ])
 def test_consumer_refuses_bad_settings(kwargs, error, words):
     refused(error, words, lambda: Consumer([TOPIC], "g", **kwargs))
@@ -133,3 +138,10 @@ def test_consumer_refuses_bad_settings(kwargs, error, words):
 def test_consumer_refuses_bad_arguments_before_connecting(cluster, topics_, group, kwargs, error,
                                                           word):
     refused(error, [word], lambda: Consumer(topics_, group, cluster, **kwargs))
+
+
+def test_commit_refuses_what_is_not_a_message_or_offsets(cluster):
+    with Consumer([TOPIC], "g-commit-args", cluster, rebalance_backoff_ms=200) as c:
+        refused(TypeError, ["Message", "offset"], lambda: c.commit([("clicks", 0)]))
+        refused(TypeError, ["(topic, partition)"], lambda: c.commit({"clicks": 0}))
+        refused(ValueError, ["not owned"], lambda: c.commit({("clicks", 5): 0}))

@@ -101,7 +101,7 @@ def test_two_consumers_split_partitions_and_see_every_message(zk, brokers):
 def test_commits_resume_where_the_group_left_off(zk, brokers):
     create_topic(zk, "resume", 2, brokers)
     produce(zk, "resume", 100, partitions=2)
-    with Consumer(["resume"], "g2", zookeeper=zk, **FAST) as c:
+    with Consumer(["resume"], "g2", zookeeper=zk, **{**FAST, "auto_commit_ms": None}) as c:
         wait_for(lambda: settled([c], "resume", 2), 30, what="settle")
         got = []
         wait_for(lambda: got.extend(c.poll(200)) or len(got) >= 100, 30, what="100 messages")
@@ -164,7 +164,8 @@ def test_retries_run_out_loudly_then_recover_on_the_next_change(zk, brokers, zk_
         c.close()
 
 
-def test_committed_offset_deleted_by_retention_is_reported_as_data_loss(zk, tmp_path):
+def test_committed_offset_deleted_by_retention_is_reported_as_data_loss(zk, tmp_path,
+                                                                         caplog):
     broker = BrokerProcess(zk, tmp_path, 0, cleaner_interval_ms=300,
                            log={"segment_bytes": 1024, "retention_ms": 1500,
                                 "flush_ms": 50}).start()
@@ -179,8 +180,9 @@ def test_committed_offset_deleted_by_retention_is_reported_as_data_loss(zk, tmp_
         client = zkmod.connect(zk)
         store = OffsetStore(client, "g5")
         assert store.fetch("short", 0) == 150
-        wait_for(lambda: SimpleConsumer("short", 0, zookeeper=zk).offset_of("earliest") > 150,
-                 30, what="retention to delete the committed position")
+        with SimpleConsumer("short", 0, zookeeper=zk) as watch:
+            wait_for(lambda: watch.offset_of("earliest") > 150, 30,
+                     what="retention to delete the committed position")
         produce(zk, "short", 5, start=100)
         with Consumer(["short"], "g5", zookeeper=zk, **FAST) as c:
             got = []
@@ -190,8 +192,13 @@ def test_committed_offset_deleted_by_retention_is_reported_as_data_loss(zk, tmp_
                      {b"%06d" % i for i in range(100, 105)} <= {m.value for m in got}, 30,
                      what="consumption to resume at the log start")
         note = store.data_loss("short")[0]
-        assert note["committed"] == 150 and note["log_start"] > 150
-        assert note["lost_bytes"] == note["log_start"] - 150
+        [event] = note["events"]
+        assert event["kind"] == "retention" and event["offset"] == 150 and event["resume"] > 150
+        assert event["bytes"] == note["lost_bytes"] == event["resume"] - 150
+        assert event["messages"] == event["bytes"] // 15, "estimated from the mean size seen"
+        assert note["totals"] == {"retention": {"events": 1, "bytes": event["bytes"],
+                                                "messages": event["messages"]}}
+        assert caplog.text.count("DATA LOSS") == 1
         client.stop()
         client.close()
     finally:

@@ -120,6 +120,9 @@ def test_eager_protocol_stops_everyone_on_a_join(zk, brokers):
         b = Consumer(["eager"], "ge", zookeeper=zk, **eager)
         consumers.append(b)
         wait_for(lambda: balanced(consumers, 4), 30, what="a and b to settle")
+        sampled = len(recorder.samples)
+        wait_for(lambda: len(recorder.samples) > sampled + 1, 10,
+                 what="a sample of the owner nodes taken after the settle")
         recorder.stop()
         kept_by_a = [p for _, p in a.assignment()]
         assert kept_by_a, "a keeps some partitions"
