@@ -22,6 +22,10 @@ Delivery is at-least-once, and "returned" is never taken for "processed":
 - ``before_commit`` (a callable) runs before every offsets write, after the marks to write were
   read, so that output is durable before its offsets (a group worker passes its handler's
   ``flush``).
+- While the ZooKeeper connection is suspended (no answer for 2/3 of the session timeout), the
+  consumer hands out no message and writes no offset until it knows again that its partitions
+  are its own (``GroupMember.confirmed``): another member may be about to take them. Only
+  what was already handed out before the suspension can be processed twice.
 - When a partition is revoked, its buffered messages are dropped (nothing of a partition given
   up is handed out again), and the revoke waits for the application to come back for more
   (the next poll or iteration step, at most until the poll interval runs out) so that what it
@@ -193,6 +197,8 @@ class Consumer:
         when nothing is buffered); with auto-commit, marks the previous poll's batch processed.
         Raises a pending partition error (see the module docstring), one per call."""
         self._come_back()
+        if not self.member.confirmed and not self.member.wait_confirmed(timeout_ms / 1000):
+            return []
         with self._lock:
             buffered = bool(self._ready)
         self._fetch(0 if buffered else timeout_ms)
@@ -210,6 +216,9 @@ class Consumer:
             if self._wakeup:
                 self._wakeup = False
                 return
+            if not self.member.confirmed and not self.member.wait_confirmed(
+                    self.max_wait_ms / 1000):
+                continue
             with self._lock:
                 buffered = bool(self._ready)
             if not buffered:
@@ -229,12 +238,14 @@ class Consumer:
         marks, without the per-message work of a whole step."""
         tp = (m.topic, m.partition)
         auto = self.auto_commit_s is not None
-        timer = self.member.poll_timer
+        member = self.member
+        timer = member.poll_timer
         lock = self._lock
         while True:
             yield m
             if (self._closed or self._wakeup or self._refetch or self._unresolved
-                    or self._taken_since_fetch >= self.max_poll_records):
+                    or self._taken_since_fetch >= self.max_poll_records
+                    or not member.confirmed):
                 return
             now = time.monotonic()
             if auto and now >= self._next_commit:
@@ -394,6 +405,8 @@ class Consumer:
         """Up to ``limit`` buffered messages, partition by partition in the order they came;
         the lock is held."""
         batch: list[Message] = []
+        if not self.member.confirmed:
+            return batch
         while self._ready and len(batch) < limit:
             tp = self._ready[0]
             st = self._parts.get(tp)
@@ -452,6 +465,8 @@ class Consumer:
     def _write_marks(self, partitions: list[TP]) -> int:
         """Read the marks, run before_commit, write them (the lock is held, so a revoke, and
         with it the release of ownership, cannot happen in the middle)."""
+        if not self.member.confirmed:
+            return 0
         marks = {tp: st.processed for tp in partitions
                  if (st := self._parts.get(tp)) is not None and st.processed is not None}
         moved = self.offsets.changed(marks)

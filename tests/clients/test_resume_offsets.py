@@ -1,10 +1,8 @@
 """Fetch errors that say where data resumes, against a real broker whose segments are damaged.
 
 The broker is stopped, a byte of a sealed segment flipped (or a tail torn, or a partition's
-data wiped), and the broker started again. Tests marked ``needs_resume`` need the broker to
-answer CorruptMessage / OffsetGap with a resume offset (the broker side of issue 10, branch
-wt-broker); a broker without it answers INVALID_OFFSET at a corrupt message and reuses the
-offsets of a cut tail.
+data wiped), and the broker started again: it answers CorruptMessage / OffsetGap with a resume
+offset, and the consumers move there with a data-loss note.
 """
 import logging
 import shutil
@@ -23,8 +21,6 @@ PER_SEGMENT = 10
 BAD = 5                         # the message whose payload gets a flipped byte
 QUICK = dict(rebalance_backoff_ms=200, rebalance_max_tries=20, max_wait_ms=100,
              session_timeout_ms=4000, auto_commit_ms=200)
-needs_resume = pytest.mark.xfail(strict=True,
-                                 reason="needs the broker's resume offsets (wt-broker)")
 
 
 def value(i):
@@ -97,7 +93,6 @@ def test_a_corrupt_message_delivers_the_good_prefix_without_a_reset_loop(zk, dam
     assert "resetting" not in caplog.text
 
 
-@needs_resume
 def test_on_corrupt_skip_moves_past_the_message_with_one_note(zk, damaged, caplog):
     with Consumer([damaged], "g-skip", zookeeper=zk, **QUICK) as c:
         got = []
@@ -118,7 +113,6 @@ def test_on_corrupt_skip_moves_past_the_message_with_one_note(zk, damaged, caplo
     assert caplog.text.count("DATA LOSS") == 1
 
 
-@needs_resume
 def test_on_corrupt_raise_leaves_the_position_for_the_application_to_seek(zk, damaged):
     with Consumer([damaged], "g-raise", zookeeper=zk, on_corrupt="raise", **QUICK) as c:
         got = []
@@ -146,7 +140,6 @@ def test_simple_consumer_delivers_the_good_prefix_then_a_typed_error(zk, damaged
     assert len(got) == len(set(got))
 
 
-@needs_resume
 def test_simple_consumer_skips_a_corrupt_message_with_a_warning(zk, damaged, caplog):
     with SimpleConsumer(damaged, 0, "earliest", zookeeper=zk, timeout_ms=1000) as consumer:
         got = [m.value for m in consumer]
@@ -217,7 +210,6 @@ def test_a_committed_offset_past_the_log_end_is_reset_by_start_with_a_note(zk, t
         broker.stop()
 
 
-@needs_resume
 def test_a_committed_offset_inside_a_recovery_gap_resumes_after_it(zk, tmp_path):
     """Ten messages, the group processed 0..8; message 7 is corrupted and 9 torn, so recovery
     cuts from 7. New messages must go after the gap, and the group resumes there."""
@@ -257,7 +249,6 @@ def test_a_committed_offset_inside_a_recovery_gap_resumes_after_it(zk, tmp_path)
         broker.stop()
 
 
-@needs_resume
 def test_simple_consumer_fetch_answers_the_messages_after_a_skipped_one(zk, damaged):
     """fetch() goes on where the data resumes: an empty answer still means nothing is there."""
     with SimpleConsumer(damaged, 0, "earliest", zookeeper=zk, max_wait_ms=0) as consumer:

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
 
 from broker import message
 from clients import Producer, SimpleConsumer
@@ -99,7 +98,6 @@ def test_a_torn_tail_is_cut_at_restart(zk, tmp_path):
         broker.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the broker's resume offsets (wt-broker)")
 def test_a_corrupt_message_inside_the_last_segment_is_skipped_and_the_rest_kept(zk, tmp_path):
     """A flipped byte in message 6 with whole messages after it: the broker keeps them (a
     corrupt message inside the log, not a torn tail) and the consumer skips message 6 alone."""
