@@ -19,11 +19,11 @@ one goes ahead of them; late replies to the earlier sends are ignored. A timeout
 broker's connection, so every partition in flight there is sent again. Each Producer has a
 random ``producer_id``; a partition that used up its 2**32 sequences goes on under a new one.
 
-A batch leaves when it holds ``batch_size`` messages, when the next message would take it past
-``max_request_bytes`` (a message bigger than that goes alone; one bigger than
-``max_message_bytes`` is refused by send()), when its first message has waited ``linger_ms`` (a
-background timer), or on ``flush()``/``close()``; ``linger_ms=0`` turns the timer off. Errors
-of acks=1 batches are raised by the next ``send()``, ``flush()`` or ``close()``.
+A batch leaves when it holds ``batch_size`` messages, when its first message has waited
+``linger_ms`` (a background timer), or on ``flush()``/``close()``; ``linger_ms=0`` turns the
+timer off. What it holds goes out as sets of at most ``max_request_bytes`` (a message bigger
+than that goes alone; one bigger than ``max_message_bytes`` is refused by send()). Errors of
+acks=1 batches are raised by the next ``send()``, ``flush()`` or ``close()``.
 
 ``send()`` is the per-message path and does only per-message work: frame the message (one
 struct pack, one CRC), pick the partition (partition counts are cached per topic) and append
@@ -36,9 +36,7 @@ can be taken for sending (full, lingered, flushed) by one thread while another i
 to it. The taker records how many messages it took (``_Batch.taken``) before joining them;
 an appender that finds its batch taken checks, under the lock, whether its message was among
 those and queues it again if not. This relies on list.append and dict.setdefault being atomic
-(they are in CPython), and keeps send() safe to call from several threads. The byte count that
-closes a batch is kept the same way and may miss a racing message; the taker cuts what it took
-at ``max_request_bytes`` again, so no set goes over it.
+(they are in CPython), and keeps send() safe to call from several threads.
 
     with Producer(acks=1) as p:
         p.send("clicks", b"page=/home", key=b"user-42")
@@ -132,16 +130,14 @@ class _Partition:
 
 
 class _Batch:
-    """The framed messages waiting for one partition, when the first of them came, their bytes
-    as counted by send(), and, once taken for sending, how many of them were taken (None while
-    open)."""
+    """The framed messages waiting for one partition, when the first of them came, and, once
+    taken for sending, how many of them were taken (None while open)."""
 
-    __slots__ = ("messages", "started", "nbytes", "taken")
+    __slots__ = ("messages", "started", "taken")
 
     def __init__(self, started: float):
         self.messages: list[bytes] = []
         self.started = started
-        self.nbytes = 0
         self.taken: int | None = None
 
 
@@ -254,33 +250,10 @@ class Producer:
                 self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0)
             return
         batch = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
-        nbytes = batch.nbytes + len(encoded)
-        if nbytes > self.max_request_bytes:
-            batch = self._make_room(tp, batch, encoded)
-            if batch is None:
-                return
-            nbytes = batch.nbytes + len(encoded)
-        batch.nbytes = nbytes
         messages = batch.messages
         messages.append(encoded)
         if batch.taken is not None or len(messages) >= self.batch_size:
             self._appended_to_full_or_taken(tp, batch, encoded)
-
-    def _make_room(self, tp: tuple[str, int], batch: _Batch, encoded: bytes) -> _Batch | None:
-        """The message would take its batch past max_request_bytes: send the batch first. A
-        message bigger than that on its own is sent alone (None: nothing left to queue)."""
-        with self._lock:
-            if batch.taken is None and batch.messages:
-                self._take_and_send(tp, batch)
-            if len(encoded) > self.max_request_bytes:
-                fresh = self._batches.get(tp)
-                if fresh is not None:
-                    self._take_and_send(tp, fresh)
-                if self._batch_sent is not None:
-                    self._batch_sent(*tp)
-                self._send_set(tp, encoded, 1, _monotonic())
-                return None
-            return self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
 
     def _appended_to_full_or_taken(self, tp: tuple[str, int], batch: _Batch, encoded) -> None:
         """Send a batch this message filled, or requeue the message if the batch it went into
@@ -291,7 +264,6 @@ class Producer:
                 return
             if any(m is encoded for m in batch.messages[batch.taken:]):
                 fresh = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
-                fresh.nbytes += len(encoded)
                 fresh.messages.append(encoded)
 
     def flush(self, timeout_s: float | None = None) -> None:
@@ -330,8 +302,9 @@ class Producer:
     # --- sending ---------------------------------------------------------------------------
 
     def _take_and_send(self, tp: tuple[str, int], batch: _Batch) -> None:
-        """Close an open batch and send what it holds (under the lock), cut at
-        max_request_bytes should racing appends have taken it past."""
+        """Close an open batch and send what it holds (under the lock), cut into sets of at most
+        max_request_bytes (a bigger message alone). The cut is made here, once per batch, and
+        not by counting bytes in send(): per message that costs more than the cut ever does."""
         if batch.taken is not None:
             return
         if self._batches.get(tp) is batch:
