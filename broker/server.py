@@ -414,6 +414,7 @@ class Broker:
         routes = self._produce_routes
         pending: dict[_Route, list] = {}
         room = _PRODUCE_DRAIN_BYTES
+        max_bytes = self.config.max_request_bytes
         for _ in range(limit):
             if room <= 0:
                 break
@@ -426,9 +427,10 @@ class Broker:
                     "a produce request is 2 frames (header, message set), got 1"), acks=0)
                 continue
             body = recv(zmq.NOBLOCK)
-            room -= len(body)
-            if len(body) + len(header) > self.config.max_request_bytes:
-                self._count_error(self._too_large(len(body) + len(header)), acks=0)
+            size = len(body) + len(header)
+            room -= size
+            if size > max_bytes:
+                self._count_error(self._too_large(size), acks=0)
                 continue
             key = header.bytes
             route = routes.get(key)
