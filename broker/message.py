@@ -27,6 +27,8 @@ import struct
 import zlib
 from typing import Iterable, Iterator, NamedTuple
 
+from coordinator.errors import ErrorCode, SluiceError
+
 HEADER = struct.Struct(">IBI")          # size, magic, crc
 KEY_HEADER = struct.Struct(">BI")       # attributes, key length
 HEADER_SIZE = HEADER.size               # 9: the per-message overhead of an unkeyed message
@@ -44,12 +46,14 @@ _new_tuple = tuple.__new__
 _unpack_size = struct.Struct(">I").unpack_from
 
 
-class InvalidMessage(ValueError):
-    """A MessageSet that is not a run of whole, valid messages.
+class InvalidMessage(SluiceError, ValueError):
+    """A MessageSet that is not a run of whole, valid messages (a ValueError too, as before).
 
     ``position`` is the byte position inside the set where the first bad entry starts, and
     ``reason`` one of ``"truncated"``, ``"crc"``, ``"magic"``, ``"size"``, ``"too_large"``.
     """
+
+    code = ErrorCode.CORRUPT_MESSAGE
 
     def __init__(self, reason: str, position: int, detail: str):
         super().__init__(f"{detail} at byte {position} of the message set")

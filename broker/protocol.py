@@ -38,6 +38,13 @@ import enum
 import struct
 from dataclasses import dataclass
 
+# The errors that travel on the wire live in the one taxonomy; re-exported for the wire's users.
+from coordinator.errors import (  # noqa: F401
+    BrokerUnavailable, CorruptMessage, ErrorCode, InvalidArgument, InvalidOffset,
+    MalformedRequest, MessageTooLarge, NotLeader, OffsetGap, OffsetOutOfRange,
+    OutOfOrderSequence, RequestTimedOut, SluiceError, StorageError, UnknownTopicOrPartition,
+    error_for)
+
 API = struct.Struct(">BI")
 PRODUCE_FIELDS = struct.Struct(">B")
 SEQUENCE_FIELDS = struct.Struct(">QII")   # producer_id, sequence, first_unacked (acks=1)
@@ -60,127 +67,6 @@ class Api(enum.IntEnum):
     FETCH = 2
     OFFSETS = 3
     METADATA = 4
-
-
-class ErrorCode(enum.IntEnum):
-    """Error codes on the wire; a response carries one and a line of text for a person."""
-
-    NONE = 0
-    MALFORMED_REQUEST = 1
-    UNKNOWN_API = 2
-    UNKNOWN_TOPIC_OR_PARTITION = 3
-    CORRUPT_MESSAGE = 4
-    MESSAGE_TOO_LARGE = 5
-    OFFSET_OUT_OF_RANGE = 6
-    INVALID_OFFSET = 7
-    STORAGE_ERROR = 8
-    NOT_LEADER = 9
-    BROKER_UNAVAILABLE = 10
-    REQUEST_TIMED_OUT = 11
-    OFFSET_GAP = 12
-    OUT_OF_ORDER_SEQUENCE = 13
-
-
-class SluiceError(Exception):
-    """An error a person can act on; ``code`` is what travels on the wire.
-
-    ``retriable``: trying the same request again later may succeed (a broker away, a timeout);
-    callers ask the error instead of keeping their own lists. ``resume_offset``: for errors
-    about a position, where readable data resumes (None when unknown or not applicable).
-    """
-
-    code = ErrorCode.NONE
-    retriable = False
-
-    def __init__(self, message: str, code: ErrorCode | None = None,
-                 resume_offset: int | None = None):
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-        self.resume_offset = resume_offset
-
-
-class MalformedRequest(SluiceError):
-    code = ErrorCode.MALFORMED_REQUEST
-
-
-class UnknownTopicOrPartition(SluiceError):
-    """Retriable: a partition may not be open yet on a broker that just took it."""
-
-    code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-    retriable = True
-
-
-class CorruptMessage(SluiceError):
-    """A message set that fails its CRC or framing; on a fetch, ``resume_offset`` is the first
-    readable offset after the corrupt bytes."""
-
-    code = ErrorCode.CORRUPT_MESSAGE
-
-
-class MessageTooLarge(SluiceError):
-    code = ErrorCode.MESSAGE_TOO_LARGE
-
-
-class OffsetOutOfRange(SluiceError):
-    """Outside the log; below its start (retention deleted it), ``resume_offset`` is the start."""
-
-    code = ErrorCode.OFFSET_OUT_OF_RANGE
-
-
-class InvalidOffset(SluiceError):
-    """Inside the log but not at the start of a message."""
-
-    code = ErrorCode.INVALID_OFFSET
-
-
-class OffsetGap(SluiceError):
-    """The offset lies in a gap of the log (offsets that were handed out and are gone, after a
-    recovery cut); ``resume_offset`` is where the log continues."""
-
-    code = ErrorCode.OFFSET_GAP
-
-
-class StorageError(SluiceError):
-    code = ErrorCode.STORAGE_ERROR
-
-
-class NotLeader(SluiceError):
-    code = ErrorCode.NOT_LEADER
-    retriable = True
-
-
-class BrokerUnavailable(SluiceError):
-    code = ErrorCode.BROKER_UNAVAILABLE
-    retriable = True
-
-
-class RequestTimedOut(SluiceError):
-    code = ErrorCode.REQUEST_TIMED_OUT
-    retriable = True
-
-
-class OutOfOrderSequence(SluiceError):
-    """A sequenced produce request arrived before an older one of its partition: send again,
-    in order."""
-
-    code = ErrorCode.OUT_OF_ORDER_SEQUENCE
-    retriable = True
-
-
-_BY_CODE = {cls.code: cls for cls in (
-    MalformedRequest, UnknownTopicOrPartition, CorruptMessage, MessageTooLarge,
-    OffsetOutOfRange, InvalidOffset, OffsetGap, StorageError, NotLeader, BrokerUnavailable,
-    RequestTimedOut, OutOfOrderSequence)}
-
-
-def error_for(code: int, message: str, resume_offset: int | None = None) -> SluiceError:
-    """The typed exception for an error code received from a broker."""
-    try:
-        code = ErrorCode(code)
-    except ValueError:
-        return SluiceError(f"unknown error code {code}: {message}")
-    return _BY_CODE.get(code, SluiceError)(message, code, resume_offset)
 
 
 def pack_str(text: str) -> bytes:

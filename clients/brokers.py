@@ -25,7 +25,7 @@ import zmq
 from broker import protocol
 from clients.connection import Connection
 from coordinator import topics, zk
-from coordinator.registry import BrokerInfo, BrokerUnavailableError, ClusterView
+from coordinator.registry import BrokerInfo, ClusterView
 
 
 class BrokerPool:
@@ -61,8 +61,6 @@ class BrokerPool:
             return self.view.leader(topic, partition)
         except topics.TopicError as exc:
             raise protocol.UnknownTopicOrPartition(str(exc)) from None
-        except BrokerUnavailableError as exc:
-            raise protocol.BrokerUnavailable(str(exc)) from None
 
     def connection(self, topic: str, partition: int) -> Connection:
         endpoint = self.leader(topic, partition).endpoint
@@ -108,6 +106,15 @@ class BrokerPool:
         except protocol.RequestTimedOut:
             self.view.refresh()
             raise
+
+    def offset(self, topic: str, partition: int, when: int,
+               timeout_ms: float | None = None) -> int:
+        """The offsets API on the partition's broker: ``protocol.EARLIEST``, ``protocol.LATEST``
+        or the offset to read from for messages after a time in ms (segment granularity)."""
+        frames = self.call(topic, partition,
+                           lambda corr: protocol.encode_offsets(corr, topic, partition, when),
+                           timeout_ms=timeout_ms)
+        return protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)[1][0]
 
     @property
     def discarded_replies(self) -> int:

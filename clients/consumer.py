@@ -568,9 +568,7 @@ class Consumer:
                     self._refetch = True
 
     def _offset_of(self, tp: TP, when: int) -> int:
-        frames = self._pool.call(tp[0], tp[1],
-                                 lambda corr: protocol.encode_offsets(corr, tp[0], tp[1], when))
-        return protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)[1][0]
+        return self._pool.offset(tp[0], tp[1], when)
 
     # --- fetching and fetch errors ---------------------------------------------------------
 

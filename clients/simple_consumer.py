@@ -79,11 +79,7 @@ class SimpleConsumer:
     def offset_of(self, when) -> int:
         """'earliest', 'latest', or a time in ms: the offsets API."""
         time_ms = _NAMED_OFFSETS.get(when, when)
-        frames = self._retrying(lambda: self._pool.call(
-            self.topic, self.partition,
-            lambda corr: protocol.encode_offsets(corr, self.topic, self.partition, time_ms)))
-        _, (offset,) = protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)
-        return offset
+        return self._retrying(lambda: self._pool.offset(self.topic, self.partition, time_ms))
 
     def seek(self, offset) -> None:
         self.position = offset if isinstance(offset, int) else self.offset_of(offset)

@@ -63,6 +63,7 @@ from cluster.worker import WorkerConfig
 from cluster.zookeeper import ZooKeeperEnsemble, ZooKeeperError, _die_with_parent, find_install
 from coordinator import paths
 from coordinator import zk as zkconnect
+from coordinator.errors import SluiceError
 
 log = logging.getLogger("sluice.supervisor")
 
@@ -80,7 +81,7 @@ DASHBOARD_PORT = 8080
 _LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 
 
-class ClusterError(Exception):
+class ClusterError(SluiceError):
     """Something a user can cause or fix (nothing running, already running, bad settings)."""
 
 

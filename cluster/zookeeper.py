@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from coordinator.errors import SluiceError
+
 log = logging.getLogger("sluice.zookeeper")
 
 JAR_DIR_ENV = "SLUICE_ZK_JARS"
@@ -49,7 +51,7 @@ SERVING_MODES = ("standalone", "leader", "follower")
 _PR_SET_PDEATHSIG = 1
 
 
-class ZooKeeperError(RuntimeError):
+class ZooKeeperError(SluiceError):
     """A local ZooKeeper server could not be found, started or reached; the message is one line."""
 
 

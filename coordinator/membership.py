@@ -20,10 +20,11 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from coordinator import paths
+from coordinator.errors import SluiceError
 from coordinator.pids import pid_alive, this_host
 
 
-class FencedInstance(Exception):
+class FencedInstance(SluiceError):
     """A second live consumer tried to use a static member's instance id."""
 
 

@@ -32,6 +32,7 @@ from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch
 
 from coordinator import paths, topics
+from coordinator.errors import BrokerUnavailable, SluiceError
 from coordinator.pids import pid_alive
 
 log = logging.getLogger("sluice.registry")
@@ -40,12 +41,8 @@ RETRY_FIRST_S = 0.5      # back-off between attempts to register again, doubling
 RETRY_MAX_S = 10.0
 
 
-class BrokerIdHeld(RuntimeError):
+class BrokerIdHeld(SluiceError):
     """A broker's node is held by another live session (is the broker id running twice?)."""
-
-
-class BrokerUnavailableError(Exception):
-    """The broker that hosts a partition is not registered (down, or not started yet)."""
 
 
 @dataclass(frozen=True)
@@ -237,7 +234,7 @@ class ClusterView:
 
     def leader(self, topic: str, partition: int) -> BrokerInfo:
         """The broker serving (topic, partition); raises topics.TopicError or
-        BrokerUnavailableError with a line a person can act on."""
+        BrokerUnavailable with a line a person can act on."""
         placement = self.placement(topic)
         if not 0 <= partition < placement.partitions:
             raise topics.TopicError(f"topic {topic} has partitions 0..{placement.partitions - 1},"
@@ -246,7 +243,7 @@ class ClusterView:
         with self._lock:
             info = self._brokers.get(broker_id)
         if info is None:
-            raise BrokerUnavailableError(f"broker {broker_id} (hosting {topic}/{partition}) is "
+            raise BrokerUnavailable(f"broker {broker_id} (hosting {topic}/{partition}) is "
                                          "not registered")
         return info
 

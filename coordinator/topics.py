@@ -15,9 +15,10 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from coordinator import paths
+from coordinator.errors import SluiceError
 
 
-class TopicError(Exception):
+class TopicError(SluiceError):
     """A topic request a person got wrong (exists already, unknown, no brokers, bad count)."""
 
 

@@ -12,13 +12,15 @@ from pathlib import Path
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
 
+from coordinator.errors import SluiceError
+
 ENV = "SLUICE_ZK"
 DEFAULT_DATA_DIR = ".sluice"
 CONNECT_FILE = "zookeeper"
 DEFAULT_SESSION_TIMEOUT_S = 6.0
 
 
-class NoCluster(RuntimeError):
+class NoCluster(SluiceError):
     """No ZooKeeper could be found or reached."""
 
 

@@ -26,11 +26,12 @@ from kazoo.exceptions import KazooException, NoNodeError
 from cluster.supervisor import process_alive
 from cluster.zookeeper import four_letter
 from coordinator import paths
+from coordinator.errors import SluiceError
 
 CLUSTER_FILE = "cluster.json"
 
 
-class FaultError(RuntimeError):
+class FaultError(SluiceError):
     """A fault could not be aimed or a wait ran out; the message says which."""
 
 

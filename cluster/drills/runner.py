@@ -40,6 +40,7 @@ from cluster.drills.ledger import Ledger
 from cluster.drills.traffic import GroupWatch, SteadyProducer
 from cluster.loader import read_loaded
 from coordinator import group as groups, paths, topics, zk as zkconnect
+from coordinator.errors import SluiceError
 
 log = logging.getLogger("sluice.drill")
 TOPIC = "drill"
@@ -82,7 +83,7 @@ class Settings:
                 raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
 
 
-class Unsupported(Exception):
+class Unsupported(SluiceError):
     """The drill cannot run honestly here (the message says why); it is reported, not faked."""
 
 
