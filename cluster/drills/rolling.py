@@ -182,17 +182,22 @@ def measure(ctx: Context, report=None) -> dict:
 def exclusive_violations(rows, looks, to_wall: float, margin: float = 0.3) -> list[str]:
     """Consumptions by a process while ZooKeeper said another one owned the partition.
 
-    A consumption by pid P of partition p at wall time t is a violation when the samples
-    ``margin`` seconds before and after t both show the same owner node of p (same owner,
-    same creation zxid, so it existed throughout) held by a member whose pid is not P. An
-    owner node is one znode per partition, so two owners at one sample cannot happen; this
-    checks that only the owner consumed."""
-    looks = sorted(looks, key=lambda look: look.t)
-    times = [look.t + to_wall for look in looks]
+    A consumption by pid P of partition p at wall time t is a violation when a look that had
+    read the owners ``margin`` seconds before t and one that began reading them ``margin``
+    seconds after t both show the same owner node of p (same owner, same creation zxid, so it
+    existed throughout) held by a member whose pid is not P. Each look is timed by when its
+    owner reads began and ended (``Look.owners_read``), not by when the look began: under load
+    a look's other reads take long enough to make its start misleading. An owner node is one
+    znode per partition, so two owners at one sample cannot happen; this checks that only the
+    owner consumed."""
+    looks = sorted(looks, key=lambda look: look.owners_read[0])
+    began = [look.owners_read[0] + to_wall for look in looks]
+    ended = [look.owners_read[1] + to_wall for look in looks]
     bad = []
     for r in rows:
-        i = bisect.bisect_right(times, r.t - margin) - 1
-        j = bisect.bisect_left(times, r.t + margin)
+        i = next((k for k in range(bisect.bisect_right(began, r.t - margin) - 1, -1, -1)
+                  if ended[k] <= r.t - margin), -1)
+        j = bisect.bisect_left(began, r.t + margin)
         if i < 0 or j >= len(looks):
             continue
         a, b = looks[i], looks[j]

@@ -168,6 +168,7 @@ class Look:
     live_members: set[str] = field(default_factory=set)
     owners: dict[int, str] = field(default_factory=dict)
     owner_zxids: dict[int, int] = field(default_factory=dict)
+    owners_read: tuple[float, float] = (0.0, 0.0)                # monotonic, before and after
     committed: dict[int, int] = field(default_factory=dict)
     log_end: dict[int, int | None] = field(default_factory=dict)
     lag: int | None = None
@@ -279,11 +280,13 @@ class GroupWatch(threading.Thread):
                 look.members[member] = int(json.loads(got[0]).get("pid", 0))
                 look.member_sessions[member] = got[1].ephemeralOwner
         look.live_members = {m for m, pid in look.members.items() if _alive(pid)}
+        before = time.monotonic()
         for child in self._children(paths.owners(self.group, self.topic)):
             got = self._get(paths.owner(self.group, self.topic, int(child)))
             if got is not None:
                 look.owners[int(child)] = got[0].decode()
                 look.owner_zxids[int(child)] = got[1].czxid
+        look.owners_read = (before, time.monotonic())
         for child in self._children(paths.offsets(self.group, self.topic)):
             got = self._get(paths.offset(self.group, self.topic, int(child)))
             if got is not None:
