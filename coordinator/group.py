@@ -44,7 +44,6 @@ Usage::
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -56,11 +55,12 @@ from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch
 
-from coordinator import assignor, paths
+from coordinator import assignor, consumer_registry, paths
 from coordinator.liveness import PollTimer
 from coordinator.membership import FencedInstance, Membership
 from coordinator.pids import this_host
 from coordinator.rebalance import RetryPolicy, Snapshot, State, changed, target
+from coordinator.registry import hosted_partitions
 
 log = logging.getLogger("sluice.group")
 
@@ -68,8 +68,7 @@ Partitions = list[tuple[str, int]]
 PROTOCOLS = ("eager", "cooperative")
 _SETTLE_RECHECK_S = 1.0
 
-__all__ = ["GroupMember", "FencedInstance", "new_consumer_id", "owners", "members", "groups",
-           "topics_of"]
+__all__ = ["GroupMember", "FencedInstance", "new_consumer_id"]
 
 
 def new_consumer_id() -> str:
@@ -366,7 +365,8 @@ class GroupMember:
 
     def _rebalance_cooperative(self) -> None:
         snapshot = self._snapshot()
-        current = {t: owners(self.client, self.group, t) for t in self.topics}
+        current = {t: consumer_registry.owners(self.client, self.group, t)
+                   for t in self.topics}
         shares = assignor.sticky_assign_all(
             {t: list(ps) for t, ps in snapshot.partitions},
             {c: list(ts) for c, ts in snapshot.subscriptions}, current)
@@ -398,37 +398,16 @@ class GroupMember:
     # --- ZooKeeper I/O shared by both ------------------------------------------------------
 
     def _snapshot(self) -> Snapshot:
-        subscriptions = {}
-        mixed = set()
-        for member in self.client.get_children(paths.consumer_ids(self.group)):
-            try:
-                data, _ = self.client.get(paths.consumer(self.group, member))
-            except NoNodeError:
-                continue
-            registration = json.loads(data)
-            subscriptions[member] = registration.get("topics", [])
-            if registration.get("protocol", self.protocol) != self.protocol:
-                mixed.add(member)
+        nodes = consumer_registry.registrations(self.client, self.group)
+        mixed = sorted(m for m, node in nodes.items()
+                       if node.get("protocol", self.protocol) != self.protocol)
         if mixed and not self._warned_mixed:
             self._warned_mixed = True
             log.error("group %s mixes rebalance protocols: %s do not use %s; an eager member "
                       "waits for partitions a cooperative one keeps, so give the whole group "
-                      "one protocol", self.group, ", ".join(sorted(mixed)), self.protocol)
-        partitions = {}
-        for topic in self.topics:
-            available: set[int] = set()
-            try:
-                brokers = self.client.get_children(paths.broker_topic(topic))
-            except NoNodeError:
-                brokers = []
-            for broker in brokers:
-                try:
-                    data, _ = self.client.get(paths.broker_topic_partitions(topic, int(broker)))
-                except NoNodeError:
-                    continue
-                available.update(int(p) for p in json.loads(data))
-            partitions[topic] = sorted(available)
-        return Snapshot.of(subscriptions, partitions)
+                      "one protocol", self.group, ", ".join(mixed), self.protocol)
+        return Snapshot.of({m: node.get("topics", []) for m, node in nodes.items()},
+                           {t: hosted_partitions(self.client, t) for t in self.topics})
 
     def _claim(self, topic: str, partition: int) -> bool:
         try:
@@ -466,48 +445,3 @@ class GroupMember:
 
 def _fmt(partitions: Partitions) -> str:
     return ", ".join(f"{t}/{p}" for t, p in partitions) or "nothing"
-
-
-def owners(client: KazooClient, group: str, topic: str) -> dict[int, str]:
-    """Who owns each partition of a topic in a group right now."""
-    try:
-        children = client.get_children(paths.owners(group, topic))
-    except NoNodeError:
-        return {}
-    result = {}
-    for child in children:
-        try:
-            result[int(child)] = client.get(paths.owner(group, topic, int(child)))[0].decode()
-        except NoNodeError:
-            continue
-    return result
-
-
-def topics_of(client: KazooClient, group: str) -> list[str]:
-    """Topics a group has offsets, owners or subscribed members for."""
-    found: set[str] = set()
-    for path in (paths.group_offsets(group), paths.group_owners(group)):
-        try:
-            found.update(client.get_children(path))
-        except NoNodeError:
-            continue
-    for member in members(client, group):
-        try:
-            found.update(json.loads(client.get(paths.consumer(group, member))[0]).get("topics", []))
-        except NoNodeError:
-            continue
-    return sorted(found)
-
-
-def members(client: KazooClient, group: str) -> list[str]:
-    try:
-        return sorted(client.get_children(paths.consumer_ids(group)))
-    except NoNodeError:
-        return []
-
-
-def groups(client: KazooClient) -> list[str]:
-    try:
-        return sorted(client.get_children(paths.CONSUMERS))
-    except NoNodeError:
-        return []

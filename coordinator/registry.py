@@ -196,6 +196,23 @@ class BrokerRegistration:
             delay = RETRY_FIRST_S
 
 
+def hosted_partitions(client: KazooClient, topic: str) -> list[int]:
+    """The partitions of ``topic`` that live brokers announce (a rebalance's available
+    partitions: a broker's announcement goes with its session)."""
+    try:
+        brokers = client.get_children(paths.broker_topic(topic))
+    except NoNodeError:
+        return []
+    available: set[int] = set()
+    for broker in brokers:
+        try:
+            data, _ = client.get(paths.broker_topic_partitions(topic, int(broker)))
+        except NoNodeError:
+            continue
+        available.update(int(p) for p in json.loads(data))
+    return sorted(available)
+
+
 class ClusterView:
     """Live brokers and topic placements, kept current by ZooKeeper watches.
 
