@@ -340,7 +340,8 @@ class GroupMember:
                 self.on_assign(claimed)
                 return
             self.conflicts += 1
-            time.sleep(self.retry.backoff_s)
+            if self._stopping.wait(self.retry.backoff_s):
+                return
             snapshot = self._snapshot()
         self.state = State.FAILED
         self.failures += 1
