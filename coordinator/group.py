@@ -55,11 +55,12 @@ from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch
 
-from coordinator import assignor, consumer_registry, paths
+from coordinator import consumer_registry, paths
 from coordinator.liveness import PollTimer
 from coordinator.membership import FencedInstance, Membership
 from coordinator.pids import this_host
-from coordinator.rebalance import RetryPolicy, Snapshot, State, changed, target
+from coordinator.rebalance import (RetryPolicy, Snapshot, State, changed, cooperative_plan,
+                                   target)
 from coordinator.registry import hosted_partitions
 
 log = logging.getLogger("sluice.group")
@@ -366,18 +367,13 @@ class GroupMember:
 
     def _rebalance_cooperative(self) -> None:
         snapshot = self._snapshot()
-        current = {t: consumer_registry.owners(self.client, self.group, t)
-                   for t in self.topics}
-        shares = assignor.sticky_assign_all(
-            {t: list(ps) for t, ps in snapshot.partitions},
-            {c: list(ts) for c, ts in snapshot.subscriptions}, current)
-        goal = set(shares.get(self.consumer_id, []))
-        owned = set(self.owned)
-        give_up = sorted(owned - goal)
+        owners = {t: consumer_registry.owners(self.client, self.group, t) for t in self.topics}
+        plan = cooperative_plan(snapshot, owners, self.consumer_id, self.owned)
+        goal = set(plan.goal)
+        give_up = list(plan.give_up)
         if give_up:
             self._release(give_up)
-        claimed = [tp for tp in sorted(goal - owned)
-                   if current[tp[0]].get(tp[1]) in (None, self.consumer_id) and self._claim(*tp)]
+        claimed = [tp for tp in plan.claim if self._claim(*tp)]
         if claimed:
             with self._lock:
                 self._owned.update(claimed)
