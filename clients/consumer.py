@@ -675,7 +675,7 @@ def _check_arguments(topics, group, start, auto_commit_ms, rebalance, instance_i
                      before_commit, **positive) -> None:
     """Every argument checked before anything connects, each with a line a person can act on."""
     from coordinator import paths
-    from coordinator.group import PROTOCOLS
+    from coordinator.rebalance_protocols import PROTOCOLS
     if not isinstance(topics, (list, tuple)) or not all(isinstance(t, str) for t in topics):
         raise TypeError(f"topics must be a list of topic names, not {topics!r}")
     if not topics:

@@ -3,14 +3,14 @@
 The paper keeps a group's state in ZooKeeper; these are its reads, in one place, so that the
 group member, ``sluice groups``, the lag report and the dashboard's sampler see a group alike:
 
-| read            | from                                              | gives                        |
-| --------------- | ------------------------------------------------- | ---------------------------- |
-| groups          | /consumers                                        | every group's name           |
-| members         | /consumers/<group>/ids                            | the live members' ids        |
-| registration    | /consumers/<group>/ids/<member>                   | one member's node, parsed    |
-| registrations   | every member node of the group                    | member -> its node           |
-| owners          | /consumers/<group>/owners/<topic>/<partition>     | partition -> owning member   |
-| topics_of       | the offsets, the owners and the subscriptions     | the topics a group touches   |
+| read          | from                                          | gives                      |
+| ------------- | --------------------------------------------- | -------------------------- |
+| groups        | /consumers                                    | every group's name         |
+| members       | /consumers/<group>/ids                        | the live members' ids      |
+| registration  | /consumers/<group>/ids/<member>               | one member's node, parsed  |
+| registrations | every member node of the group                | member -> its node         |
+| owners        | /consumers/<group>/owners/<topic>/<partition> | partition -> owning member |
+| topics_of     | the offsets, the owners, the subscriptions    | the topics a group touches |
 
 A member's node holds ``{"topics", "pid", "host", "protocol", "static"}`` (written by
 coordinator.membership); an owner node holds the owner's id. A node that goes away between

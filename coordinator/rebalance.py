@@ -62,6 +62,11 @@ def target(snapshot: Snapshot, me: str) -> list[tuple[str, int]]:
 TP = tuple[str, int]
 
 
+def partition_names(partitions: Iterable[TP]) -> str:
+    """Partitions as a log line names them: ``t/0, t/1``, or ``nothing``."""
+    return ", ".join(f"{t}/{p}" for t, p in partitions) or "nothing"
+
+
 @dataclass(frozen=True)
 class CooperativePlan:
     """One member's cooperative step: ``goal`` is its share of the sticky target; it gives up
