@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from coordinator import assignor
+from coordinator.errors import InvalidArgument
 
 
 class State(str, enum.Enum):
@@ -129,4 +130,4 @@ class RetryPolicy:
 
     def __post_init__(self):
         if self.max_tries < 1 or self.backoff_s < 0:
-            raise ValueError("max_tries must be >= 1 and backoff_s >= 0")
+            raise InvalidArgument("max_tries must be >= 1 and backoff_s >= 0")

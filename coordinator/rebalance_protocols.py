@@ -31,8 +31,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from coordinator import consumer_registry, paths
-from coordinator.errors import InvalidArgument
+from coordinator import consumer_registry, paths, settings
 from coordinator.rebalance import (TP, Snapshot, State, changed, cooperative_plan,
                                    partition_names, target)
 
@@ -158,8 +157,5 @@ PROTOCOLS = {protocol.name: protocol for protocol in (Eager, Cooperative)}
 
 def named(name: str) -> Eager | Cooperative:
     """A fresh protocol object for the member that runs it (each keeps its own memory)."""
-    try:
-        return PROTOCOLS[name]()
-    except (KeyError, TypeError):
-        raise InvalidArgument(f"rebalance must be one of {', '.join(PROTOCOLS)}, "
-                              f"not {name!r}") from None
+    settings.one_of("rebalance", name, PROTOCOLS)
+    return PROTOCOLS[name]()

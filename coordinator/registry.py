@@ -35,7 +35,7 @@ from coordinator import paths, topics
 from coordinator.errors import BrokerUnavailable, SluiceError
 from coordinator.pids import pid_alive
 
-log = logging.getLogger("sluice.registry")
+log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 0.5      # back-off between attempts to register again, doubling up to
 RETRY_MAX_S = 10.0

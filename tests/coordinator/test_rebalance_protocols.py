@@ -16,7 +16,7 @@ def test_names_give_fresh_protocol_objects():
 
 @pytest.mark.parametrize("name", ["nope", "", None, ["eager"]])
 def test_an_unknown_protocol_is_refused_in_one_line(name):
-    with pytest.raises(InvalidArgument, match="rebalance must be one of eager, cooperative"):
+    with pytest.raises(InvalidArgument, match="rebalance must be 'eager' or 'cooperative'"):
         rebalance_protocols.named(name)
 
 
