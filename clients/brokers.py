@@ -23,14 +23,17 @@ import threading
 import zmq
 
 from broker import protocol
+from clients.config import REQUEST_TIMEOUT_MS
 from clients.connection import Connection
 from coordinator import topics, zk
+from coordinator.errors import InvalidArgument
 from coordinator.registry import BrokerInfo, ClusterView
 
 
 class BrokerPool:
-    def __init__(self, zookeeper: str | None = None, data_dir=None, request_timeout_ms: int = 5000,
-                 session_timeout_ms: int = 6000):
+    def __init__(self, zookeeper: str | None = None, data_dir=None,
+                 request_timeout_ms: float = REQUEST_TIMEOUT_MS,
+                 session_timeout_ms: float = zk.DEFAULT_SESSION_TIMEOUT_MS):
         self.zk = zk.connect(zookeeper, data_dir, session_timeout=session_timeout_ms / 1000)
         self.view = ClusterView(self.zk)
         self.context = zmq.Context()
@@ -50,7 +53,7 @@ class BrokerPool:
 
     def _placement(self, topic: str):
         if not isinstance(topic, str):
-            raise TypeError(f"topic must be a topic name (str), not {topic!r}")
+            raise InvalidArgument(f"topic must be a topic name (str), not {topic!r}")
         try:
             return self.view.placement(topic)
         except topics.TopicError as exc:
