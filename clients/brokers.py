@@ -51,19 +51,14 @@ class BrokerPool:
         live = self.view.brokers()
         return tuple(p for p, broker in enumerate(self._placement(topic).brokers) if broker in live)
 
-    def _placement(self, topic: str):
+    def _placement(self, topic: str) -> topics.Placement:
+        """Raises topics.UnknownTopic (an UnknownTopicOrPartition) for a topic not created."""
         if not isinstance(topic, str):
             raise InvalidArgument(f"topic must be a topic name (str), not {topic!r}")
-        try:
-            return self.view.placement(topic)
-        except topics.TopicError as exc:
-            raise protocol.UnknownTopicOrPartition(str(exc)) from None
+        return self.view.placement(topic)
 
     def leader(self, topic: str, partition: int) -> BrokerInfo:
-        try:
-            return self.view.leader(topic, partition)
-        except topics.TopicError as exc:
-            raise protocol.UnknownTopicOrPartition(str(exc)) from None
+        return self.view.leader(topic, partition)
 
     def connection(self, topic: str, partition: int) -> Connection:
         endpoint = self.leader(topic, partition).endpoint

@@ -55,6 +55,7 @@ from clients import partitioner as partitioners
 from clients.brokers import BrokerPool
 from clients.config import ProducerConfig
 from clients.connection import Connection, zmq_send
+from coordinator import topics
 from coordinator.errors import InvalidArgument
 from coordinator.settings import callable_or_none
 
@@ -240,8 +241,7 @@ class Producer:
             else:
                 partition = self._partitioner(topic, key, partitions)
         elif type(partition) is not int or not 0 <= partition < partitions:
-            raise protocol.UnknownTopicOrPartition(
-                f"topic {topic} has partitions 0..{partitions - 1}, not {partition!r}")
+            raise topics.partition_error(topic, partitions, partition)
         encoded = _encode(value, key)
         tp = (topic, partition)
         if self._error is not None:
@@ -341,7 +341,11 @@ class Producer:
                 sock, header = route
                 zmq_send(sock, header, zmq.SNDMORE)
                 zmq_send(sock, payload)
-            except (zmq.Again, protocol.BrokerUnavailable):
+            except zmq.Again:
+                self.dropped += count
+            except protocol.SluiceError as exc:
+                if not exc.retriable:
+                    raise
                 self.dropped += count
             return
         state = self._partitions.get(tp) or self._partitions.setdefault(
@@ -374,8 +378,8 @@ class Producer:
             return route[0].endpoint
         try:
             return self._pool.leader(*tp).endpoint
-        except (protocol.BrokerUnavailable, protocol.UnknownTopicOrPartition):
-            return None
+        except protocol.SluiceError:
+            return None     # _pump meets the same error and decides whether to retry
 
     def _forget_routes(self) -> None:
         """The cluster view changed (a broker moved, a topic came or went): look routes up anew."""

@@ -33,7 +33,7 @@ from broker.message import Message
 from clients import resume
 from clients.brokers import BrokerPool
 from clients.config import FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS, REQUEST_TIMEOUT_MS
-from coordinator import settings
+from coordinator import settings, topics
 from coordinator.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,7 @@ class SimpleConsumer:
         try:
             partitions = self._pool.partitions(topic)
             if partition >= partitions:
-                raise protocol.UnknownTopicOrPartition(
-                    f"topic {topic} has partitions 0..{partitions - 1}, not {partition}")
+                raise topics.partition_error(topic, partitions, partition)
             self.position = offset if isinstance(offset, int) else self.offset_of(offset)
         except BaseException:
             self.close()

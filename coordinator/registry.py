@@ -250,12 +250,11 @@ class ClusterView:
         return self.placement(topic).partitions
 
     def leader(self, topic: str, partition: int) -> BrokerInfo:
-        """The broker serving (topic, partition); raises topics.TopicError or
-        BrokerUnavailable with a line a person can act on."""
+        """The broker serving (topic, partition); raises topics.UnknownTopic,
+        topics.UnknownPartition or BrokerUnavailable with a line a person can act on."""
         placement = self.placement(topic)
         if not 0 <= partition < placement.partitions:
-            raise topics.TopicError(f"topic {topic} has partitions 0..{placement.partitions - 1},"
-                                    f" not {partition}")
+            raise topics.partition_error(topic, placement.partitions, partition)
         broker_id = placement.brokers[partition]
         with self._lock:
             info = self._brokers.get(broker_id)
