@@ -4,19 +4,16 @@ from __future__ import annotations
 import doctest
 import inspect
 import json
-import uuid
 
 import pytest
 
 from clients import Consumer, Producer, config
 from clients.brokers import BrokerPool
 from clients.config import ConsumerConfig, ProducerConfig
-from coordinator import topics, zk as zkmod
+from coordinator import zk as zkmod
 from coordinator.errors import InvalidArgument
 from coordinator.rebalance import RetryPolicy
-from tests.helpers import BrokerProcess
-
-TOPIC = "settings"
+from tests.clients.conftest import TOPIC
 
 
 def test_the_module_examples_hold():
@@ -90,19 +87,6 @@ def test_consumer_config_refuses_in_one_line(values, words):
 def test_none_turns_auto_commit_and_the_poll_bound_off():
     off = ConsumerConfig(auto_commit_ms=None, max_poll_interval_ms=None)
     assert (off.auto_commit_ms, off.max_poll_interval_ms) == (None, None)
-
-
-@pytest.fixture(scope="module")
-def cluster(zk_server, tmp_path_factory):
-    connect = f"{zk_server.connect_string}/config-{uuid.uuid4().hex[:8]}"
-    broker = BrokerProcess(connect, tmp_path_factory.mktemp("config")).start()
-    client = zkmod.connect(connect)
-    topics.create(client, TOPIC, 1)
-    client.stop()
-    client.close()
-    broker.wait_hosting(TOPIC, 1)
-    yield connect
-    broker.stop()
 
 
 def test_clients_take_a_config_with_keyword_arguments_over_it(cluster):

@@ -3,23 +3,11 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from coordinator import paths, zk as zkconnect
 from coordinator.group import GroupMember
 from coordinator.rebalance import RetryPolicy
-from tests.clients.test_produce_consume import create_topic
-from tests.helpers import BrokerProcess, wait_for
-
-TOPIC = "t"
-
-
-@pytest.fixture
-def broker(zk, tmp_path):
-    proc = BrokerProcess(zk, tmp_path).start()
-    create_topic(zk, TOPIC, 1, [proc])
-    yield proc
-    proc.stop()
+from tests.coordinator.conftest import TOPIC
+from tests.helpers import wait_for
 
 
 def rebalance_threads(group: str) -> list[threading.Thread]:

@@ -1,0 +1,30 @@
+"""Fixtures the client tests share.
+
+| fixture | scope  | yields                                                                       |
+| ------- | ------ | ---------------------------------------------------------------------------- |
+| cluster | module | a connect string to a chroot of its own with one broker and topic ``TOPIC`` |
+|         |        | of 2 partitions, for tests that only need something to talk to              |
+"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from coordinator import topics, zk as zkmod
+from tests.helpers import BrokerProcess
+
+TOPIC = "clicks"
+
+
+@pytest.fixture(scope="module")
+def cluster(zk_server, tmp_path_factory):
+    connect = f"{zk_server.connect_string}/clients-{uuid.uuid4().hex[:8]}"
+    broker = BrokerProcess(connect, tmp_path_factory.mktemp("clients")).start()
+    client = zkmod.connect(connect)
+    topics.create(client, TOPIC, 2)
+    client.stop()
+    client.close()
+    broker.wait_hosting(TOPIC, 2)
+    yield connect
+    broker.stop()
