@@ -56,6 +56,11 @@ the position unchanged, so that the application can ``seek`` past it.
     c = Consumer(["clicks"], group="loaders")
     for m in c:
         load(m.value)
+
+Why one module of some 660 lines: the delivery promise above (what is marked when, what a
+revoke waits for, what a fetch error moves) is kept by one lock over one per-partition state;
+split across modules it could no longer be read in one place. What is pure lives apart: fetch
+error decisions (resume), the settings (config), the rebalance (coordinator), fetching (fetcher).
 """
 from __future__ import annotations
 

@@ -40,6 +40,11 @@ those and queues it again if not. This relies on list.append and dict.setdefault
 
     with Producer(acks=1) as p:
         p.send("clicks", b"page=/home", key=b"user-42")
+
+Why one module of some 570 lines: batching and the acks=1 window are one producer's state
+under one lock (a batch taken by the linger timer is sent, and its replies collected, in the
+same critical section), and the per-message and per-batch paths are tuned by instruction count
+(docs/benchmark.md): the pure parts (split_set, the partitioner, the config) are already apart.
 """
 from __future__ import annotations
 
