@@ -1,9 +1,11 @@
 """Fixtures the client tests share.
 
-| fixture | scope  | yields                                                                       |
-| ------- | ------ | ---------------------------------------------------------------------------- |
-| cluster | module | a connect string to a chroot of its own with one broker and topic ``TOPIC`` |
-|         |        | of 2 partitions, for tests that only need something to talk to              |
+| fixture      | scope    | yields                                                                |
+| ------------ | -------- | --------------------------------------------------------------------- |
+| cluster      | module   | a connect string to a chroot of its own, one broker, and topic        |
+|              |          | ``TOPIC`` of 2 partitions: for tests that need something to talk to  |
+| quick_broker | function | a broker in the test's chroot that flushes every 20 ms, so what is    |
+|              |          | produced is soon visible                                              |
 """
 from __future__ import annotations
 
@@ -28,3 +30,10 @@ def cluster(zk_server, tmp_path_factory):
     broker.wait_hosting(TOPIC, 2)
     yield connect
     broker.stop()
+
+
+@pytest.fixture
+def quick_broker(zk, tmp_path):
+    proc = BrokerProcess(zk, tmp_path, 0, log={"flush_ms": 20}).start()
+    yield proc
+    proc.stop()
