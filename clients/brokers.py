@@ -23,14 +23,17 @@ import threading
 import zmq
 
 from broker import protocol
+from clients.config import REQUEST_TIMEOUT_MS
 from clients.connection import Connection
 from coordinator import topics, zk
+from coordinator.errors import InvalidArgument
 from coordinator.registry import BrokerInfo, ClusterView
 
 
 class BrokerPool:
-    def __init__(self, zookeeper: str | None = None, data_dir=None, request_timeout_ms: int = 5000,
-                 session_timeout_ms: int = 6000):
+    def __init__(self, zookeeper: str | None = None, data_dir=None,
+                 request_timeout_ms: float = REQUEST_TIMEOUT_MS,
+                 session_timeout_ms: float = zk.DEFAULT_SESSION_TIMEOUT_MS):
         self.zk = zk.connect(zookeeper, data_dir, session_timeout=session_timeout_ms / 1000)
         self.view = ClusterView(self.zk)
         self.context = zmq.Context()
@@ -48,19 +51,14 @@ class BrokerPool:
         live = self.view.brokers()
         return tuple(p for p, broker in enumerate(self._placement(topic).brokers) if broker in live)
 
-    def _placement(self, topic: str):
+    def _placement(self, topic: str) -> topics.Placement:
+        """Raises topics.UnknownTopic (an UnknownTopicOrPartition) for a topic not created."""
         if not isinstance(topic, str):
-            raise TypeError(f"topic must be a topic name (str), not {topic!r}")
-        try:
-            return self.view.placement(topic)
-        except topics.TopicError as exc:
-            raise protocol.UnknownTopicOrPartition(str(exc)) from None
+            raise InvalidArgument(f"topic must be a topic name (str), not {topic!r}")
+        return self.view.placement(topic)
 
     def leader(self, topic: str, partition: int) -> BrokerInfo:
-        try:
-            return self.view.leader(topic, partition)
-        except topics.TopicError as exc:
-            raise protocol.UnknownTopicOrPartition(str(exc)) from None
+        return self.view.leader(topic, partition)
 
     def connection(self, topic: str, partition: int) -> Connection:
         endpoint = self.leader(topic, partition).endpoint

@@ -96,7 +96,9 @@ class Fetcher:
         topic, partition = tp
         try:
             conn = self.pool.connection(topic, partition)
-        except protocol.BrokerUnavailable:
+        except protocol.SluiceError as exc:
+            if not exc.retriable:
+                raise
             self._retry_at[tp] = (offset, time.monotonic() + RETRY_S)
             return
         corr = conn.next_id()

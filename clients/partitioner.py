@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 import zlib
 
+from coordinator.errors import InvalidArgument
+
 
 def hash_partition(key: bytes, partitions: int) -> int:
     """The partition for a key: the same key always lands on the same partition."""
@@ -49,4 +51,4 @@ def make(partitioner) -> RandomPartitioner:
         return RandomPartitioner()
     if callable(partitioner):
         return partitioner
-    raise ValueError(f"partitioner must be 'random' or a callable, not {partitioner!r}")
+    raise InvalidArgument(f"partitioner must be 'random' or a callable, not {partitioner!r}")

@@ -40,6 +40,11 @@ those and queues it again if not. This relies on list.append and dict.setdefault
 
     with Producer(acks=1) as p:
         p.send("clicks", b"page=/home", key=b"user-42")
+
+Why one module of some 570 lines: batching and the acks=1 window are one producer's state
+under one lock (a batch taken by the linger timer is sent, and its replies collected, in the
+same critical section), and the per-message and per-batch paths are tuned by instruction count
+(docs/benchmark.md): the pure parts (split_set, the partitioner, the config) are already apart.
 """
 from __future__ import annotations
 
@@ -53,7 +58,11 @@ import zmq
 from broker import message, protocol
 from clients import partitioner as partitioners
 from clients.brokers import BrokerPool
+from clients.config import ProducerConfig
 from clients.connection import Connection, zmq_send
+from coordinator import topics
+from coordinator.errors import InvalidArgument
+from coordinator.settings import callable_or_none
 
 _encode = message.encode
 _monotonic = time.monotonic
@@ -154,36 +163,37 @@ class Producer:
     forget: no sequence, and no order promised across a broker restart.
     """
 
-    def __init__(self, zookeeper: str | None = None, batch_size: int = 50, linger_ms: float = 5,
-                 acks: int = 0, partitioner="random", retries: int = 10,
-                 request_timeout_ms: int = 5000, retry_backoff_ms: int = 200,
-                 max_in_flight: int = 32, max_message_bytes: int = 1 << 20, data_dir=None,
-                 on_delivery=None, on_acknowledged=None, max_request_bytes: int = 1 << 20):
-        """``on_delivery(topic, partition, payload, base_offset, error)`` runs for each acks=1
-        batch as it is acknowledged or given up on (``base_offset`` None without an error: a
-        duplicate the broker knew it had stored, but no longer where);
-        ``on_acknowledged(count, seconds)`` for each acknowledged batch, with the seconds since
-        its first message was queued (what ``sluice perf`` turns into latency percentiles)."""
-        _check_settings(acks=acks, batch_size=batch_size, max_in_flight=max_in_flight,
-                        request_timeout_ms=request_timeout_ms, max_message_bytes=max_message_bytes,
-                        max_request_bytes=max_request_bytes, retries=retries,
-                        linger_ms=linger_ms, retry_backoff_ms=retry_backoff_ms,
-                        on_delivery=on_delivery, on_acknowledged=on_acknowledged)
-        self.batch_size = batch_size
-        self.linger_s = linger_ms / 1000
-        self.acks = acks
-        self.retries = retries
-        self.request_timeout_s = request_timeout_ms / 1000
-        self.retry_backoff_s = retry_backoff_ms / 1000
-        self.max_in_flight = max_in_flight
-        self.max_message_bytes = max_message_bytes
-        self.max_request_bytes = max_request_bytes
+    def __init__(self, zookeeper: str | None = None, *, config: ProducerConfig | None = None,
+                 partitioner="random", on_delivery=None, on_acknowledged=None, data_dir=None,
+                 **settings):
+        """``settings`` are ProducerConfig's (clients/config.py), over ``config`` if given.
+
+        ``partitioner``: "random" (keyed messages go by their key's hash) or a callable
+        ``(topic, key, partitions) -> partition``. ``on_delivery(topic, partition, payload,
+        base_offset, error)`` runs for each acks=1 batch as it is acknowledged or given up on
+        (``base_offset`` None without an error: a duplicate the broker knew it had stored, but
+        no longer where); ``on_acknowledged(count, seconds)`` for each acknowledged batch, with
+        the seconds since its first message was queued (what ``sluice perf`` turns into latency
+        percentiles)."""
+        config = ProducerConfig.build(config, **settings)
+        callable_or_none("on_delivery", on_delivery)
+        callable_or_none("on_acknowledged", on_acknowledged)
+        self.config = config
+        self.batch_size = config.batch_size
+        self.linger_s = config.linger_ms / 1000
+        self.acks = config.acks
+        self.retries = config.retries
+        self.request_timeout_s = config.request_timeout_ms / 1000
+        self.retry_backoff_s = config.retry_backoff_ms / 1000
+        self.max_in_flight = config.max_in_flight
+        self.max_message_bytes = config.max_message_bytes
+        self.max_request_bytes = config.max_request_bytes
         self.on_delivery = on_delivery
         self.on_acknowledged = on_acknowledged
         self.producer_id = new_producer_id()
         self._partitioner = partitioners.make(partitioner)
         self._batch_sent = getattr(self._partitioner, "batch_sent", None)
-        self._pool = BrokerPool(zookeeper, data_dir, request_timeout_ms)
+        self._pool = BrokerPool(zookeeper, data_dir, config.request_timeout_ms)
         self._lock = threading.RLock()
         self._batches: dict[tuple[str, int], _Batch] = {}
         self._partition_counts: dict[str, int] = {}
@@ -204,7 +214,7 @@ class Producer:
         self._stop = threading.Event()
         self._pool.view.add_listener(self._forget_routes)
         self._timer = None
-        if linger_ms > 0:
+        if config.linger_ms > 0:
             self._timer = threading.Thread(target=self._linger_loop, name="producer-linger",
                                            daemon=True)
             self._timer.start()
@@ -217,9 +227,9 @@ class Producer:
         if self._closed:
             raise RuntimeError("send() on a closed Producer")
         if type(value) is not bytes and not isinstance(value, (bytearray, memoryview)):
-            raise TypeError(f"value must be bytes, not {type(value).__name__}")
+            raise InvalidArgument(f"value must be bytes, not {type(value).__name__}")
         if key is not None and not isinstance(key, (bytes, bytearray, memoryview)):
-            raise TypeError(f"key must be bytes or None, not {type(key).__name__}")
+            raise InvalidArgument(f"key must be bytes or None, not {type(key).__name__}")
         if len(value) + (len(key) if key is not None else 0) > self.max_message_bytes:
             raise protocol.MessageTooLarge(
                 f"message of {len(value)} bytes exceeds max_message_bytes={self.max_message_bytes}")
@@ -236,8 +246,7 @@ class Producer:
             else:
                 partition = self._partitioner(topic, key, partitions)
         elif type(partition) is not int or not 0 <= partition < partitions:
-            raise protocol.UnknownTopicOrPartition(
-                f"topic {topic} has partitions 0..{partitions - 1}, not {partition!r}")
+            raise topics.partition_error(topic, partitions, partition)
         encoded = _encode(value, key)
         tp = (topic, partition)
         if self._error is not None:
@@ -337,7 +346,11 @@ class Producer:
                 sock, header = route
                 zmq_send(sock, header, zmq.SNDMORE)
                 zmq_send(sock, payload)
-            except (zmq.Again, protocol.BrokerUnavailable):
+            except zmq.Again:
+                self.dropped += count
+            except protocol.SluiceError as exc:
+                if not exc.retriable:
+                    raise
                 self.dropped += count
             return
         state = self._partitions.get(tp) or self._partitions.setdefault(
@@ -370,8 +383,8 @@ class Producer:
             return route[0].endpoint
         try:
             return self._pool.leader(*tp).endpoint
-        except (protocol.BrokerUnavailable, protocol.UnknownTopicOrPartition):
-            return None
+        except protocol.SluiceError:
+            return None     # _pump meets the same error and decides whether to retry
 
     def _forget_routes(self) -> None:
         """The cluster view changed (a broker moved, a topic came or went): look routes up anew."""
@@ -566,20 +579,3 @@ class Producer:
                 if self.acks and (self._in_flight or self._waiting):
                     self._collect(0)
 
-
-def _check_settings(acks, on_delivery, on_acknowledged, **numbers) -> None:
-    """Every setting checked before anything connects, with a line a person can act on."""
-    if acks not in (0, 1) or isinstance(acks, bool):
-        raise ValueError(f"acks must be 0 or 1, not {acks!r}")
-    at_least = {"batch_size": 1, "max_in_flight": 1, "request_timeout_ms": 1,
-                "max_message_bytes": 1, "max_request_bytes": 1, "retries": 0, "linger_ms": 0,
-                "retry_backoff_ms": 0}
-    whole = {"batch_size", "max_in_flight", "retries", "max_message_bytes", "max_request_bytes"}
-    for name, value in numbers.items():
-        kind = int if name in whole else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kind) or value < at_least[name]:
-            what = "a whole number" if name in whole else "a number"
-            raise ValueError(f"{name} must be {what} >= {at_least[name]}, not {value!r}")
-    for name, callback in (("on_delivery", on_delivery), ("on_acknowledged", on_acknowledged)):
-        if callback is not None and not callable(callback):
-            raise TypeError(f"{name} must be callable or None, not {callback!r}")

@@ -32,6 +32,9 @@ from broker import message, protocol
 from broker.message import Message
 from clients import resume
 from clients.brokers import BrokerPool
+from clients.config import FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS, REQUEST_TIMEOUT_MS
+from coordinator import settings, topics
+from coordinator.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 _NAMED_OFFSETS = {"earliest": protocol.EARLIEST, "latest": protocol.LATEST}
@@ -39,19 +42,19 @@ _NAMED_OFFSETS = {"earliest": protocol.EARLIEST, "latest": protocol.LATEST}
 
 class SimpleConsumer:
     def __init__(self, topic: str, partition: int, offset="earliest", zookeeper: str | None = None,
-                 max_bytes: int = 1 << 20, min_bytes: int = 1, max_wait_ms: int = 500,
-                 timeout_ms: float | None = None, request_timeout_ms: int = 5000, data_dir=None,
+                 max_bytes: int = FETCH_MAX_BYTES, min_bytes: int = 1,
+                 max_wait_ms: int = FETCH_MAX_WAIT_MS, timeout_ms: float | None = None,
+                 request_timeout_ms: float = REQUEST_TIMEOUT_MS, data_dir=None,
                  pool: BrokerPool | None = None, on_corrupt: str = "skip"):
-        if not isinstance(partition, int) or partition < 0:
-            raise ValueError(f"partition must be a non-negative integer, not {partition!r}")
-        if offset not in _NAMED_OFFSETS and (not isinstance(offset, int) or offset < 0):
-            raise ValueError(f"offset must be 'earliest', 'latest' or a byte offset >= 0, "
-                             f"not {offset!r}")
-        if max_bytes < 1 or min_bytes < 0 or max_wait_ms < 0:
-            raise ValueError("max_bytes must be positive; min_bytes and max_wait_ms >= 0")
-        if on_corrupt not in resume.ON_CORRUPT:
-            raise ValueError(f"on_corrupt must be one of {', '.join(resume.ON_CORRUPT)}, "
-                             f"not {on_corrupt!r}")
+        settings.integer("partition", partition, minimum=0)
+        if not (isinstance(offset, str) and offset in _NAMED_OFFSETS) and (
+                isinstance(offset, bool) or not isinstance(offset, int) or offset < 0):
+            raise InvalidArgument(f"offset must be 'earliest', 'latest' or a byte offset >= 0, "
+                                  f"not {offset!r}")
+        settings.integer("max_bytes", max_bytes, minimum=1)
+        settings.integer("min_bytes", min_bytes, minimum=0)
+        settings.integer("max_wait_ms", max_wait_ms, minimum=0)
+        settings.one_of("on_corrupt", on_corrupt, resume.ON_CORRUPT)
         self.on_corrupt = on_corrupt
         self.data_loss_events = 0
         self.data_loss_bytes = 0
@@ -69,8 +72,7 @@ class SimpleConsumer:
         try:
             partitions = self._pool.partitions(topic)
             if partition >= partitions:
-                raise protocol.UnknownTopicOrPartition(
-                    f"topic {topic} has partitions 0..{partitions - 1}, not {partition}")
+                raise topics.partition_error(topic, partitions, partition)
             self.position = offset if isinstance(offset, int) else self.offset_of(offset)
         except BaseException:
             self.close()

@@ -259,7 +259,7 @@ def _until_idle(consumer, timeout_ms):
 # --- groups -------------------------------------------------------------------------------
 
 def groups_list(args) -> int:
-    from coordinator import group as groups
+    from coordinator import consumer_registry as groups
     client = _zk(args)
     try:
         rows = [{"group": g, "members": groups.members(client, g),
@@ -277,7 +277,7 @@ def groups_list(args) -> int:
 def groups_describe(args) -> int:
     from clients.brokers import BrokerPool
     from cluster import lag
-    from coordinator import group as groups
+    from coordinator import consumer_registry as groups
     if args.interval < 0:
         raise ValueError("--interval must not be negative")
     pool = BrokerPool(args.zookeeper, args.data_dir, request_timeout_ms=2000)

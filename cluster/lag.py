@@ -29,7 +29,7 @@ from typing import Callable
 
 from broker import message, protocol
 from clients.brokers import BrokerPool
-from coordinator import group as groups
+from coordinator import consumer_registry as groups
 from coordinator.offsets import OffsetStore
 
 SAMPLE_BYTES = 64 * 1024

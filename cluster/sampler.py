@@ -52,7 +52,7 @@ from clients.connection import Connection
 from cluster import lag, retention_left
 from cluster.rebalances import RebalanceTracker
 from coordinator import assignor, paths, zk as zkconnect
-from coordinator import group as groups
+from coordinator import consumer_registry as groups
 from coordinator.offsets import OffsetStore
 
 log = logging.getLogger("sluice.sampler")

@@ -23,16 +23,9 @@ The member registers (coordinator.membership) and watches the group's members, t
 registry and each topic's broker list with kazoo's ChildrenWatch; every change wakes one
 rebalance thread.
 
-``eager`` is the paper's Algorithm 1, unchanged: skip if nothing changed; ``on_revoke`` (the
-consumer commits) then delete every owner node; take the range share; create an owner node per
-partition; on a conflict release everything, back off and retry.
-
-``cooperative`` (KIP-429's idea over ZooKeeper): every member computes the same sticky,
-balanced target from the current owners (assignor.sticky_assign); a member gives up only the
-partitions that must move (commit, delete just those owner nodes) and claims a partition as
-soon as its owner node is gone (it also watches the owner nodes). Everything else is consumed
-throughout. Ownership stays exclusive at every instant because an owner node is created only if
-none exists: ZooKeeper enforces it, not timing.
+What differs between the paper's ``eager`` protocol and ``cooperative`` (the watched paths,
+one rebalance step, when to look again unprompted) is the protocol object the member holds:
+coordinator.rebalance_protocols. The member gives it the ZooKeeper operations below.
 
 Usage::
 
@@ -44,7 +37,6 @@ Usage::
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -56,20 +48,19 @@ from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch
 
-from coordinator import assignor, paths
+from coordinator import consumer_registry, paths, rebalance_protocols
+from coordinator.errors import InvalidArgument
 from coordinator.liveness import PollTimer
 from coordinator.membership import FencedInstance, Membership
 from coordinator.pids import this_host
-from coordinator.rebalance import RetryPolicy, Snapshot, State, changed, target
+from coordinator.rebalance import RetryPolicy, Snapshot, State, partition_names
+from coordinator.registry import hosted_partitions
 
-log = logging.getLogger("sluice.group")
+log = logging.getLogger(__name__)
 
 Partitions = list[tuple[str, int]]
-PROTOCOLS = ("eager", "cooperative")
-_SETTLE_RECHECK_S = 1.0
 
-__all__ = ["GroupMember", "FencedInstance", "new_consumer_id", "owners", "members", "groups",
-           "topics_of"]
+__all__ = ["GroupMember", "FencedInstance", "new_consumer_id"]
 
 
 def new_consumer_id() -> str:
@@ -85,19 +76,17 @@ class GroupMember:
                  on_lost: Callable[[Partitions], None] = lambda partitions: None,
                  protocol: str = "eager", instance_id: str | None = None,
                  max_poll_interval_s: float | None = None):
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"rebalance protocol must be one of {PROTOCOLS}, not {protocol!r}")
+        self.protocol = rebalance_protocols.named(protocol)
         self.client = client
         self.group = paths.check_name("group", group)
         self.topics = sorted(paths.check_name("topic", t) for t in topics)
         if not self.topics:
-            raise ValueError("a group member needs at least one topic")
+            raise InvalidArgument("a group member needs at least one topic")
         if instance_id is not None:
             paths.check_name("instance id", instance_id)
-        self.protocol = protocol
         self.consumer_id = instance_id or consumer_id or new_consumer_id()
-        self.membership = Membership(client, self.group, self.consumer_id, self.topics, protocol,
-                                     static=instance_id is not None)
+        self.membership = Membership(client, self.group, self.consumer_id, self.topics,
+                                     self.protocol.name, static=instance_id is not None)
         self.retry = retry
         self.on_revoke = on_revoke
         self.on_assign = on_assign
@@ -110,10 +99,8 @@ class GroupMember:
         self.left_for_slowness = 0
         self.last_settle_s: float | None = None
         self._owned: set[tuple[str, int]] = set()
-        self._last_success: Snapshot | None = None
-        self._unsettled_since: float | None = None
         self._wake = threading.Event()
-        self._stopping = threading.Event()
+        self.stopping = threading.Event()
         self._session_lost = False
         self._confirmed = threading.Event()
         self._confirmed.set()
@@ -172,12 +159,12 @@ class GroupMember:
         ``leave=False`` (a static member about to exit) only revokes, so the consumer commits;
         the owner and member nodes stay with the session until it expires or the member returns.
         """
-        self._stopping.set()
+        self.stopping.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
         if leave:
-            self._release(sorted(self.owned))
+            self.release(sorted(self.owned))
             self.membership.deregister()
         else:
             owned = sorted(self.owned)
@@ -188,14 +175,12 @@ class GroupMember:
     # --- watches ---------------------------------------------------------------------------
 
     def _watched_paths(self) -> list[str]:
-        watched = [paths.consumer_ids(self.group), paths.BROKER_IDS,
-                   *(paths.broker_topic(t) for t in self.topics)]
-        if self.protocol == "cooperative":
-            watched += [paths.owners(self.group, t) for t in self.topics]
-        return watched
+        return [paths.consumer_ids(self.group), paths.BROKER_IDS,
+                *(paths.broker_topic(t) for t in self.topics),
+                *self.protocol.watched(self.group, self.topics)]
 
     def _on_change(self, children) -> bool | None:
-        if self._stopping.is_set():
+        if self.stopping.is_set():
             return False
         self._wake.set()
         return None
@@ -206,7 +191,8 @@ class GroupMember:
             if self._confirmed.is_set():
                 log.warning("consumer %s of group %s: ZooKeeper connection suspended; handing "
                             "out nothing of %s until its ownership is confirmed",
-                            self.consumer_id, self.group, _fmt(sorted(self.owned)))
+                            self.consumer_id, self.group,
+                            partition_names(sorted(self.owned)))
             self._confirmed.clear()
         elif state == KazooState.LOST:
             self._confirmed.clear()
@@ -223,7 +209,7 @@ class GroupMember:
         self._wake.set()
         while True:
             self._wake.wait(self._wait_timeout())
-            if self._stopping.is_set():
+            if self.stopping.is_set():
                 return
             self._wake.clear()
             try:
@@ -234,10 +220,7 @@ class GroupMember:
                 if self.poll_timer.expired(time.monotonic()) and self.state is not State.LEFT:
                     self._leave_for_slowness()
                 if self.state is not State.LEFT and self.client.state == KazooState.CONNECTED:
-                    if self.protocol == "eager":
-                        self._rebalance_eager()
-                    else:
-                        self._rebalance_cooperative()
+                    self.protocol.step(self)
             except FencedInstance as exc:
                 log.error("%s", exc)
                 self.state = State.FAILED
@@ -251,8 +234,7 @@ class GroupMember:
         waits = [self.poll_timer.remaining(time.monotonic())]
         if self.state is State.FAILED:
             waits.append(self.retry.backoff_s * self.retry.max_tries)
-        if self.state is State.REBALANCING and self.protocol == "cooperative":
-            waits.append(_SETTLE_RECHECK_S)
+        waits.append(self.protocol.wait_s(self.state))
         waits = [w for w in waits if w is not None]
         return min(waits) + 0.01 if waits else None
 
@@ -268,7 +250,7 @@ class GroupMember:
         if lost:
             self.on_lost(lost)
         self._confirmed.set()
-        self._last_success = None
+        self.protocol.forget()
         if self.state is not State.LEFT:
             self._adopt(self.membership.register())
 
@@ -286,10 +268,10 @@ class GroupMember:
             with self._lock:
                 self._owned.difference_update(gone)
             log.warning("consumer %s of group %s: %s no longer ours after the suspension; "
-                        "dropped", self.consumer_id, self.group, _fmt(gone))
+                        "dropped", self.consumer_id, self.group, partition_names(gone))
             self.on_lost(gone)
         log.info("consumer %s of group %s: ownership of %s confirmed", self.consumer_id,
-                 self.group, _fmt(sorted(self.owned)))
+                 self.group, partition_names(sorted(self.owned)))
         self._confirmed.set()
 
     def _leave_for_slowness(self) -> None:
@@ -298,10 +280,10 @@ class GroupMember:
         owned = sorted(self.owned)
         log.warning("consumer %s of group %s has not polled for %.1f s (max %.1f s): giving up "
                     "%s and leaving until it polls again", self.consumer_id, self.group, waited,
-                    self.poll_timer.max_interval_s, _fmt(owned))
-        self._release(owned)
+                    self.poll_timer.max_interval_s, partition_names(owned))
+        self.release(owned)
         self.membership.deregister()
-        self._last_success = None
+        self.protocol.forget()
         self.left_for_slowness += 1
         self.state = State.LEFT
 
@@ -312,125 +294,26 @@ class GroupMember:
         with self._lock:
             self._owned.update(partitions)
         log.info("static member %s of group %s took back %s", self.consumer_id, self.group,
-                 _fmt(partitions))
+                 partition_names(partitions))
         self.on_assign(partitions)
 
-    # --- eager: the paper's Algorithm 1 ------------------------------------------------------
+    # --- ZooKeeper operations, for the rebalance protocols ----------------------------------
 
-    def _rebalance_eager(self) -> None:
-        snapshot = self._snapshot()
-        if self.state is State.STABLE and not changed(self._last_success, snapshot):
-            return
-        started = time.monotonic()
-        self.state = State.REBALANCING
-        self.rebalances += 1
-        for attempt in range(1, self.retry.max_tries + 1):
-            if self._stopping.is_set():
-                return
-            self._release(sorted(self.owned))
-            mine = target(snapshot, self.consumer_id)
-            claimed = self._claim_all(mine)
-            if claimed is not None:
-                with self._lock:
-                    self._owned = set(claimed)
-                self._last_success = snapshot
-                self.state = State.STABLE
-                self.last_settle_s = time.monotonic() - started
-                log.info("consumer %s of group %s owns %s after %.2f s (attempt %d)",
-                         self.consumer_id, self.group, _fmt(claimed), self.last_settle_s, attempt)
-                self.on_assign(claimed)
-                return
-            self.conflicts += 1
-            time.sleep(self.retry.backoff_s)
-            snapshot = self._snapshot()
-        self.state = State.FAILED
-        self.failures += 1
-        log.error("REBALANCE FAILED: consumer %s of group %s could not claim its partitions "
-                  "after %d tries; it owns nothing and retries on the next change",
-                  self.consumer_id, self.group, self.retry.max_tries)
-
-    def _claim_all(self, mine: Partitions) -> Partitions | None:
-        """Create an owner node per partition; None (all released) on a conflict."""
-        claimed = []
-        for topic, partition in mine:
-            if not self._claim(topic, partition):
-                log.info("consumer %s: %s/%d is still owned by %s; releasing and retrying",
-                         self.consumer_id, topic, partition,
-                         self._holder(paths.owner(self.group, topic, partition)))
-                self._delete_owners(claimed)
-                return None
-            claimed.append((topic, partition))
-        return claimed
-
-    # --- cooperative: move only what must move -------------------------------------------
-
-    def _rebalance_cooperative(self) -> None:
-        snapshot = self._snapshot()
-        current = {t: owners(self.client, self.group, t) for t in self.topics}
-        shares = assignor.sticky_assign_all(
-            {t: list(ps) for t, ps in snapshot.partitions},
-            {c: list(ts) for c, ts in snapshot.subscriptions}, current)
-        goal = set(shares.get(self.consumer_id, []))
-        owned = set(self.owned)
-        give_up = sorted(owned - goal)
-        if give_up:
-            self._release(give_up)
-        claimed = [tp for tp in sorted(goal - owned)
-                   if current[tp[0]].get(tp[1]) in (None, self.consumer_id) and self._claim(*tp)]
-        if claimed:
-            with self._lock:
-                self._owned.update(claimed)
-            self.on_assign(claimed)
-        if give_up or claimed:
-            self.rebalances += 1
-            log.info("consumer %s of group %s gave up %s, claimed %s", self.consumer_id,
-                     self.group, _fmt(give_up), _fmt(claimed))
-        if set(self.owned) == goal:
-            if self.state is not State.STABLE and self._unsettled_since is not None:
-                self.last_settle_s = time.monotonic() - self._unsettled_since
-            self._unsettled_since = None
-            self.state = State.STABLE
-        else:
-            if self._unsettled_since is None:
-                self._unsettled_since = time.monotonic()
-            self.state = State.REBALANCING
-
-    # --- ZooKeeper I/O shared by both ------------------------------------------------------
-
-    def _snapshot(self) -> Snapshot:
-        subscriptions = {}
-        mixed = set()
-        for member in self.client.get_children(paths.consumer_ids(self.group)):
-            try:
-                data, _ = self.client.get(paths.consumer(self.group, member))
-            except NoNodeError:
-                continue
-            registration = json.loads(data)
-            subscriptions[member] = registration.get("topics", [])
-            if registration.get("protocol", self.protocol) != self.protocol:
-                mixed.add(member)
+    def snapshot(self) -> Snapshot:
+        """The group's members with their subscriptions, and the partitions live brokers host."""
+        nodes = consumer_registry.registrations(self.client, self.group)
+        ours = self.protocol.name
+        mixed = sorted(m for m, node in nodes.items() if node.get("protocol", ours) != ours)
         if mixed and not self._warned_mixed:
             self._warned_mixed = True
             log.error("group %s mixes rebalance protocols: %s do not use %s; an eager member "
                       "waits for partitions a cooperative one keeps, so give the whole group "
-                      "one protocol", self.group, ", ".join(sorted(mixed)), self.protocol)
-        partitions = {}
-        for topic in self.topics:
-            available: set[int] = set()
-            try:
-                brokers = self.client.get_children(paths.broker_topic(topic))
-            except NoNodeError:
-                brokers = []
-            for broker in brokers:
-                try:
-                    data, _ = self.client.get(paths.broker_topic_partitions(topic, int(broker)))
-                except NoNodeError:
-                    continue
-                available.update(int(p) for p in json.loads(data))
-            partitions[topic] = sorted(available)
-        return Snapshot.of(subscriptions, partitions)
+                      "one protocol", self.group, ", ".join(mixed), ours)
+        return Snapshot.of({m: node.get("topics", []) for m, node in nodes.items()},
+                           {t: hosted_partitions(self.client, t) for t in self.topics})
 
-    def _claim(self, topic: str, partition: int) -> bool:
+    def claim(self, topic: str, partition: int) -> bool:
+        """Create the partition's owner node; False when one exists (ZooKeeper's exclusivity)."""
         try:
             self.client.create(paths.owner(self.group, topic, partition),
                                self.consumer_id.encode(), ephemeral=True, makepath=True)
@@ -438,22 +321,28 @@ class GroupMember:
         except NodeExistsError:
             return False
 
-    def _holder(self, path: str) -> str:
+    def own(self, partitions: Partitions) -> None:
+        """Partitions claimed: this member owns them now (the protocol calls on_assign)."""
+        with self._lock:
+            self._owned.update(partitions)
+
+    def holder(self, topic: str, partition: int) -> str:
         try:
-            return self.client.get(path)[0].decode()
+            return self.client.get(paths.owner(self.group, topic, partition))[0].decode()
         except NoNodeError:
             return "(gone)"
 
-    def _release(self, partitions: Partitions) -> None:
+    def release(self, partitions: Partitions) -> None:
         """Commit (through on_revoke), stop owning, then delete the owner nodes."""
         if not partitions:
             return
         self.on_revoke(partitions)
         with self._lock:
             self._owned.difference_update(partitions)
-        self._delete_owners(partitions)
+        self.delete_owners(partitions)
 
-    def _delete_owners(self, partitions: Partitions) -> None:
+    def delete_owners(self, partitions: Partitions) -> None:
+        """Delete the owner nodes that still name this member."""
         for topic, partition in partitions:
             path = paths.owner(self.group, topic, partition)
             try:
@@ -462,52 +351,3 @@ class GroupMember:
                     self.client.delete(path, version=stat.version)
             except NoNodeError:
                 continue
-
-
-def _fmt(partitions: Partitions) -> str:
-    return ", ".join(f"{t}/{p}" for t, p in partitions) or "nothing"
-
-
-def owners(client: KazooClient, group: str, topic: str) -> dict[int, str]:
-    """Who owns each partition of a topic in a group right now."""
-    try:
-        children = client.get_children(paths.owners(group, topic))
-    except NoNodeError:
-        return {}
-    result = {}
-    for child in children:
-        try:
-            result[int(child)] = client.get(paths.owner(group, topic, int(child)))[0].decode()
-        except NoNodeError:
-            continue
-    return result
-
-
-def topics_of(client: KazooClient, group: str) -> list[str]:
-    """Topics a group has offsets, owners or subscribed members for."""
-    found: set[str] = set()
-    for path in (paths.group_offsets(group), paths.group_owners(group)):
-        try:
-            found.update(client.get_children(path))
-        except NoNodeError:
-            continue
-    for member in members(client, group):
-        try:
-            found.update(json.loads(client.get(paths.consumer(group, member))[0]).get("topics", []))
-        except NoNodeError:
-            continue
-    return sorted(found)
-
-
-def members(client: KazooClient, group: str) -> list[str]:
-    try:
-        return sorted(client.get_children(paths.consumer_ids(group)))
-    except NoNodeError:
-        return []
-
-
-def groups(client: KazooClient) -> list[str]:
-    try:
-        return sorted(client.get_children(paths.CONSUMERS))
-    except NoNodeError:
-        return []

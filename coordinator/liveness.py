@@ -7,11 +7,13 @@ Time is passed in, so the logic is tested without clocks or I/O.
 """
 from __future__ import annotations
 
+from coordinator.errors import InvalidArgument
+
 
 class PollTimer:
     def __init__(self, max_interval_s: float | None, now: float):
         if max_interval_s is not None and max_interval_s <= 0:
-            raise ValueError("max_poll_interval must be positive (or None to turn it off)")
+            raise InvalidArgument("max_poll_interval must be positive (or None to turn it off)")
         self.max_interval_s = max_interval_s
         self.last_poll = now
 

@@ -35,7 +35,7 @@ from coordinator import paths, topics
 from coordinator.errors import BrokerUnavailable, SluiceError
 from coordinator.pids import pid_alive
 
-log = logging.getLogger("sluice.registry")
+log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 0.5      # back-off between attempts to register again, doubling up to
 RETRY_MAX_S = 10.0
@@ -196,6 +196,23 @@ class BrokerRegistration:
             delay = RETRY_FIRST_S
 
 
+def hosted_partitions(client: KazooClient, topic: str) -> list[int]:
+    """The partitions of ``topic`` that live brokers announce (a rebalance's available
+    partitions: a broker's announcement goes with its session)."""
+    try:
+        brokers = client.get_children(paths.broker_topic(topic))
+    except NoNodeError:
+        return []
+    available: set[int] = set()
+    for broker in brokers:
+        try:
+            data, _ = client.get(paths.broker_topic_partitions(topic, int(broker)))
+        except NoNodeError:
+            continue
+        available.update(int(p) for p in json.loads(data))
+    return sorted(available)
+
+
 class ClusterView:
     """Live brokers and topic placements, kept current by ZooKeeper watches.
 
@@ -233,12 +250,11 @@ class ClusterView:
         return self.placement(topic).partitions
 
     def leader(self, topic: str, partition: int) -> BrokerInfo:
-        """The broker serving (topic, partition); raises topics.TopicError or
-        BrokerUnavailable with a line a person can act on."""
+        """The broker serving (topic, partition); raises topics.UnknownTopic,
+        topics.UnknownPartition or BrokerUnavailable with a line a person can act on."""
         placement = self.placement(topic)
         if not 0 <= partition < placement.partitions:
-            raise topics.TopicError(f"topic {topic} has partitions 0..{placement.partitions - 1},"
-                                    f" not {partition}")
+            raise topics.partition_error(topic, placement.partitions, partition)
         broker_id = placement.brokers[partition]
         with self._lock:
             info = self._brokers.get(broker_id)

@@ -15,11 +15,46 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from coordinator import paths
-from coordinator.errors import SluiceError
+from coordinator.errors import InvalidArgument, SluiceError, UnknownTopicOrPartition
 
 
 class TopicError(SluiceError):
-    """A topic request a person got wrong (exists already, unknown, no brokers, bad count)."""
+    """A topic request refused; each subclass is one reason."""
+
+
+class TopicExists(TopicError):
+    """Creation: a topic of that name exists already."""
+
+
+class NoLiveBrokers(TopicError):
+    """Creation: no broker is registered to place the partitions on."""
+
+
+class BadPartitionCount(TopicError, InvalidArgument):
+    """Creation: a topic needs at least one partition."""
+
+
+class CorruptPlacement(TopicError):
+    """A placement node in ZooKeeper that does not describe its topic's partitions."""
+
+
+class UnknownTopic(TopicError, UnknownTopicOrPartition):
+    """No topic of that name in the cluster. Also the wire's UNKNOWN_TOPIC_OR_PARTITION, so
+    that one ``except`` serves both, but not retriable: it exists only once someone creates
+    it (a broker's answer, by contrast, may be about a partition it has not opened yet)."""
+
+    retriable = False
+
+
+class UnknownPartition(TopicError, UnknownTopicOrPartition):
+    """The topic has no partition of that number (they are 0..P-1); not retriable."""
+
+    retriable = False
+
+
+def partition_error(topic: str, partitions: int, partition) -> UnknownPartition:
+    """The error for ``partition`` outside the topic's 0..partitions-1."""
+    return UnknownPartition(f"topic {topic} has partitions 0..{partitions - 1}, not {partition!r}")
 
 
 @dataclass(frozen=True)
@@ -44,16 +79,16 @@ class Placement:
         value = json.loads(data)
         brokers = tuple(int(b) for b in value["placement"])
         if len(brokers) != int(value["partitions"]):
-            raise TopicError(f"topic {topic}: placement does not cover its partitions")
+            raise CorruptPlacement(f"topic {topic}: placement does not cover its partitions")
         return cls(topic, brokers)
 
 
 def place(topic: str, partitions: int, live_brokers: list[int]) -> Placement:
     """Round-robin placement over the live brokers, sorted as integers (pure)."""
     if partitions < 1:
-        raise TopicError(f"a topic needs at least 1 partition, not {partitions}")
+        raise BadPartitionCount(f"a topic needs at least 1 partition, not {partitions}")
     if not live_brokers:
-        raise TopicError("no live brokers to place the topic on")
+        raise NoLiveBrokers("no live brokers to place the topic on")
     brokers = sorted(live_brokers)
     first = zlib.crc32(topic.encode()) % len(brokers)
     return Placement(topic, tuple(brokers[(first + p) % len(brokers)] for p in range(partitions)))
@@ -67,14 +102,14 @@ def live_brokers(client: KazooClient) -> list[int]:
 
 
 def create(client: KazooClient, topic: str, partitions: int) -> Placement:
-    """Create a topic; raises TopicError if it exists or cannot be placed."""
+    """Create a topic; raises TopicExists, or the reason it cannot be placed."""
     paths.check_name("topic", topic)
     placement = place(topic, partitions, live_brokers(client))
     client.ensure_path(paths.TOPIC_CONFIG)
     try:
         client.create(paths.topic_config(topic), placement.to_json())
     except NodeExistsError:
-        raise TopicError(f"topic {topic} already exists") from None
+        raise TopicExists(f"topic {topic} already exists") from None
     return placement
 
 
@@ -82,7 +117,7 @@ def get(client: KazooClient, topic: str) -> Placement:
     try:
         data, _ = client.get(paths.topic_config(topic))
     except NoNodeError:
-        raise TopicError(f"unknown topic {topic}") from None
+        raise UnknownTopic(f"unknown topic {topic}") from None
     return Placement.from_json(topic, data)
 
 

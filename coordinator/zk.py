@@ -12,12 +12,12 @@ from pathlib import Path
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
 
-from coordinator.errors import SluiceError
+from coordinator.errors import InvalidArgument, SluiceError
 
 ENV = "SLUICE_ZK"
 DEFAULT_DATA_DIR = ".sluice"
 CONNECT_FILE = "zookeeper"
-DEFAULT_SESSION_TIMEOUT_S = 6.0
+DEFAULT_SESSION_TIMEOUT_MS = 6000   # every role's default (broker, consumer, worker)
 
 
 class NoCluster(SluiceError):
@@ -27,7 +27,7 @@ class NoCluster(SluiceError):
 def resolve(zookeeper: str | None = None, data_dir: str | os.PathLike | None = None) -> str:
     """The connect string to use: the argument, else $SLUICE_ZK, else the local cluster's."""
     if zookeeper is not None and not isinstance(zookeeper, str):
-        raise TypeError(f"zookeeper must be a connect string 'host:port[,host:port][/chroot]' "
+        raise InvalidArgument(f"zookeeper must be a connect string 'host:port[,host:port][/chroot]' "
                         f"or None, not {type(zookeeper).__name__}")
     if zookeeper:
         return zookeeper
@@ -48,7 +48,7 @@ def split_chroot(connect: str) -> tuple[str, str]:
 
 
 def connect(zookeeper: str | None = None, data_dir=None, timeout: float = 10.0,
-            session_timeout: float = DEFAULT_SESSION_TIMEOUT_S) -> KazooClient:
+            session_timeout: float = DEFAULT_SESSION_TIMEOUT_MS / 1000) -> KazooClient:
     """A started KazooClient, creating the chroot first if it does not exist yet."""
     connect_string = resolve(zookeeper, data_dir)
     hosts, chroot = split_chroot(connect_string)

@@ -39,7 +39,7 @@ from cluster.drills.faults import ClusterProcesses, FaultError
 from cluster.drills.ledger import Ledger
 from cluster.drills.traffic import GroupWatch, SteadyProducer
 from cluster.loader import read_loaded
-from coordinator import group as groups, paths, topics, zk as zkconnect
+from coordinator import consumer_registry as groups, paths, topics, zk as zkconnect
 from coordinator.errors import SluiceError
 
 log = logging.getLogger("sluice.drill")

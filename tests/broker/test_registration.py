@@ -37,7 +37,7 @@ def test_a_failed_re_registration_is_retried_until_it_succeeds(zk, caplog):
         assert admin.exists(paths.broker(7)).ephemeralOwner == old_session
         admin.set_acls(paths.BROKER_IDS, [make_digest_acl("admin", "secret", all=True),
                                           ACL(Permissions.READ, ANYONE_ID_UNSAFE)])
-        with caplog.at_level(logging.WARNING, logger="sluice.registry"):
+        with caplog.at_level(logging.WARNING, logger="coordinator.registry"):
             expire(zk, client)
             wait_for(lambda: any("failed" in r.getMessage() and "retrying" in r.getMessage()
                                  for r in caplog.records), 30,

@@ -1,9 +1,6 @@
-"""The Python API refuses bad arguments with a clear ValueError or TypeError, and a refused
-constructor leaves nothing running behind it.
-
-Cases marked xfail(strict=True) are gaps found while writing this (see docs/drills.md,
-"Findings"): they document today's behaviour and turn into failures once fixed, so the marker
-is removed with the fix.
+"""The Python API refuses bad arguments with a clear one-line error (InvalidArgument, which is
+a ValueError and a TypeError, or the error a broker would give), and a refused constructor
+leaves nothing running behind it (docs/drills.md, "Findings", 5).
 """
 from __future__ import annotations
 
@@ -13,25 +10,7 @@ import pytest
 
 from broker import protocol
 from clients import Consumer, Producer, SimpleConsumer
-from coordinator import topics
-from tests.helpers import BrokerProcess
-
-TOPIC = "clicks"
-
-
-@pytest.fixture(scope="module")
-def cluster(zk_server, tmp_path_factory):
-    import uuid
-    from coordinator import zk as zkmod
-    connect = f"{zk_server.connect_string}/args-{uuid.uuid4().hex[:8]}"
-    broker = BrokerProcess(connect, tmp_path_factory.mktemp("args")).start()
-    client = zkmod.connect(connect)
-    topics.create(client, TOPIC, 2)
-    client.stop()
-    client.close()
-    broker.wait_hosting(TOPIC, 2)
-    yield connect
-    broker.stop()
+from tests.clients.conftest import TOPIC
 
 
 def refused(error, words, make):

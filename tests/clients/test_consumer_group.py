@@ -5,7 +5,7 @@ import time
 import pytest
 
 from clients import Consumer, Producer, SimpleConsumer
-from coordinator import group as groups, paths, zk as zkmod
+from coordinator import consumer_registry as groups, paths, zk as zkmod
 from coordinator.offsets import OffsetStore
 from coordinator.rebalance import State
 from tests.clients.test_produce_consume import create_topic

@@ -5,25 +5,16 @@ call that shared that socket read and dropped the fetch replies queued ahead of 
 every other partition stalled until its fetch expired. Counted, not timed: the pool's discarded
 replies and the fetcher's expired fetches must stay 0 while every message arrives.
 """
-import pytest
-
 from clients import Consumer, Producer
 from clients.simple_consumer import SimpleConsumer
 from tests.clients.test_produce_consume import create_topic
-from tests.helpers import BrokerProcess, wait_for
+from tests.helpers import wait_for
 
 ROUNDS = 40
 
 
-@pytest.fixture
-def broker(zk, tmp_path):
-    proc = BrokerProcess(zk, tmp_path, 0, log={"flush_ms": 20}).start()
-    yield proc
-    proc.stop()
-
-
-def test_seeks_and_start_resolution_never_drop_a_parked_fetch(zk, broker):
-    create_topic(zk, "control", 4, [broker])
+def test_seeks_and_start_resolution_never_drop_a_parked_fetch(zk, quick_broker):
+    create_topic(zk, "control", 4, [quick_broker])
     consumer = Consumer(["control"], "gctl", zookeeper=zk, start="latest", max_wait_ms=2000,
                         request_timeout_ms=30_000, rebalance_backoff_ms=200,
                         auto_commit_ms=200)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from clients import Consumer
-from coordinator import group as groups, zk as zkmod
+from coordinator import consumer_registry as groups, zk as zkmod
 from coordinator.membership import FencedInstance
 from coordinator.rebalance import State
 from tests.clients.test_consumer_group import FAST, brokers, owners_now  # noqa: F401 (fixture)

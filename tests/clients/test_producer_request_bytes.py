@@ -7,15 +7,14 @@ end (METADATA) cut the partition into the sets it appended.
 """
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from broker import message, protocol
 from clients import Producer
 from clients.producer import split_set
 from coordinator import topics, zk as zkmod
-from tests.helpers import BrokerProcess, RawClient
+from tests.clients.test_producer_order import broker_metadata
+from tests.helpers import BrokerProcess
 
 TOPIC = "big"
 MIB = 1 << 20
@@ -41,19 +40,10 @@ def broker(zk, tmp_path):
     proc.stop()
 
 
-def metadata(broker: BrokerProcess) -> dict:
-    client = RawClient(broker.endpoint)
-    try:
-        frames = client.request(protocol.encode_metadata(1))
-    finally:
-        client.close()
-    return json.loads(protocol.decode_metadata_response(frames[0])[1])
-
-
 def stored_sets(broker: BrokerProcess, bases: list[int]) -> list[int]:
     """The byte size of each set the broker appended, from its acknowledged base offsets and
     its log end; they must tile the partition."""
-    end = metadata(broker)["partitions"][0]["end_offset"]
+    end = broker_metadata(broker)["partitions"][0]["end_offset"]
     cuts = sorted(bases) + [end]
     assert cuts[0] == 0
     return [b - a for a, b in zip(cuts, cuts[1:])]
@@ -123,7 +113,7 @@ def test_message_too_large_from_a_broker_is_not_retried(zk, tmp_path):
             producer.close()
         assert producer.retried == 0
         assert [type(e) for e in failures] == [protocol.MessageTooLarge, type(None)]
-        assert metadata(broker)["errors"] == {"message_too_large": 1}
+        assert broker_metadata(broker)["errors"] == {"message_too_large": 1}
     finally:
         broker.stop()
 

@@ -88,7 +88,7 @@ def test_a_corrupt_message_delivers_the_good_prefix_without_a_reset_loop(zk, dam
         assert (exc.topic, exc.partition, exc.offset) == (damaged, 0, BAD * ENTRY)
     assert len(errors) <= 40, "at most one error a poll"
     logged = [r for r in caplog.records
-              if r.name == "sluice.consumer" and r.levelno >= logging.ERROR]
+              if r.name == "clients.consumer" and r.levelno >= logging.ERROR]
     assert len(logged) <= 1, "no error line a fetch: at most the one DATA LOSS of a skip"
     assert "resetting" not in caplog.text
 
@@ -192,7 +192,7 @@ def test_a_committed_offset_past_the_log_end_is_reset_by_start_with_a_note(zk, t
         broker.wait_hosting("wiped", 1)
         produce(zk, "wiped", [b"n%06d" % i for i in range(3)])
         wait_visible(zk, "wiped", 3 * ENTRY)
-        with caplog.at_level(logging.ERROR, logger="sluice.consumer"):
+        with caplog.at_level(logging.ERROR, logger="clients.consumer"):
             with Consumer(["wiped"], "g-wiped", zookeeper=zk, **QUICK) as c:
                 got = []
                 wait_for(lambda: got.extend(c.poll(100)) or len(got) >= 3, 30,

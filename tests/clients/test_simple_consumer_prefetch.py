@@ -1,22 +1,12 @@
 """SimpleConsumer iteration keeps one fetch in flight ahead; a seek makes it drop that one."""
-import pytest
-
 from clients import Producer, SimpleConsumer
 from tests.clients.test_produce_consume import create_topic
-from tests.helpers import BrokerProcess
 
 ENTRY = 9 + 6  # header + b"m%05d"
 
 
-@pytest.fixture
-def broker(zk, tmp_path):
-    proc = BrokerProcess(zk, tmp_path, 0, log={"flush_ms": 20}).start()
-    yield proc
-    proc.stop()
-
-
-def test_iteration_reads_ahead_and_a_seek_discards_the_read_ahead(zk, broker):
-    create_topic(zk, "ahead", 1, [broker])
+def test_iteration_reads_ahead_and_a_seek_discards_the_read_ahead(zk, quick_broker):
+    create_topic(zk, "ahead", 1, [quick_broker])
     with Producer(zk, acks=1, partitioner=lambda t, k, n: 0) as producer:
         for i in range(40):
             producer.send("ahead", b"m%05d" % i)
@@ -33,8 +23,8 @@ def test_iteration_reads_ahead_and_a_seek_discards_the_read_ahead(zk, broker):
     assert seen == first_fetch + [b"m%05d" % i for i in range(30, 40)]
 
 
-def test_iteration_reads_everything_once_in_order(zk, broker):
-    create_topic(zk, "ahead2", 1, [broker])
+def test_iteration_reads_everything_once_in_order(zk, quick_broker):
+    create_topic(zk, "ahead2", 1, [quick_broker])
     with Producer(zk, acks=1, batch_size=33, partitioner=lambda t, k, n: 0) as producer:
         for i in range(1000):
             producer.send("ahead2", b"m%05d" % i)

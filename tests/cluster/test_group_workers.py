@@ -20,7 +20,7 @@ import pytest
 
 from clients import Producer
 from cluster.loader import read_loaded
-from coordinator import group as groups, paths, topics, zk as zkmod
+from coordinator import consumer_registry as groups, paths, topics, zk as zkmod
 from coordinator.offsets import OffsetStore
 from cluster.loader import hourly_files
 from tests.cluster.handlers import BLOCK_ENV

@@ -1,8 +1,5 @@
-"""The range assignor and rebalance planning, on worked examples."""
-import pytest
-
-from coordinator.assignor import assign, range_assign
-from coordinator.rebalance import RetryPolicy, Snapshot, changed, target
+"""The range and sticky assignors, on worked examples."""
+from coordinator.assignor import assign, range_assign, sticky_assign
 
 
 def test_docstring_example_two_consumers_two_topics():
@@ -38,32 +35,6 @@ def test_every_partition_owned_exactly_once():
 def test_only_subscribers_share_a_topic():
     assert assign({"a": [0, 1], "b": [0]}, {"c1": ["a"], "c2": ["a", "b"]}) == {
         "c1": [("a", 0)], "c2": [("a", 1), ("b", 0)]}
-
-
-def test_snapshot_change_detection_ignores_order():
-    one = Snapshot.of({"c2": ["t"], "c1": ["t"]}, {"t": [3, 1, 2]})
-    two = Snapshot.of({"c1": ["t"], "c2": ["t"]}, {"t": [1, 2, 3]})
-    assert not changed(one, two)
-    assert changed(None, one)
-    assert changed(one, Snapshot.of({"c1": ["t"]}, {"t": [1, 2, 3]}))
-    assert changed(one, Snapshot.of({"c1": ["t"], "c2": ["t"]}, {"t": [1, 2]}))
-
-
-def test_target_is_my_range_share():
-    snap = Snapshot.of({"c1": ["t"], "c2": ["t"]}, {"t": [0, 1, 2]})
-    assert target(snap, "c1") == [("t", 0), ("t", 1)]
-    assert target(snap, "c2") == [("t", 2)]
-    assert target(snap, "stranger") == []
-
-
-def test_retry_policy_validates():
-    with pytest.raises(ValueError):
-        RetryPolicy(0, 1.0)
-    assert RetryPolicy().max_tries == 4 and RetryPolicy().backoff_s == 2.0
-
-
-from coordinator.assignor import sticky_assign  # noqa: E402
-from coordinator.liveness import PollTimer  # noqa: E402
 
 
 def test_sticky_docstring_example_moves_two_where_range_moves_three():
@@ -109,15 +80,3 @@ def test_sticky_is_balanced_minimal_and_a_fixed_point():
         assert moved_from_live == fewest
         new_owners = {p: m for m, ps in plan.items() for p in ps}
         assert sticky_assign(partitions, members, new_owners) == plan
-
-
-def test_poll_timer():
-    timer = PollTimer(2.0, now=100.0)
-    assert not timer.expired(101.9) and timer.remaining(101.0) == 1.0
-    assert timer.expired(102.1) and timer.remaining(103) == 0.0
-    timer.touch(103.0)
-    assert not timer.expired(104.0)
-    off = PollTimer(None, now=0.0)
-    assert not off.expired(1e9) and off.remaining(5) is None
-    with pytest.raises(ValueError):
-        PollTimer(0, now=0.0)

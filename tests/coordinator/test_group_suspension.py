@@ -11,19 +11,11 @@ import pytest
 
 from coordinator import zk as zkconnect
 from coordinator.group import GroupMember
-from tests.clients.test_produce_consume import create_topic
-from tests.helpers import BrokerProcess, wait_for
+from tests.coordinator.conftest import TOPIC
+from tests.helpers import wait_for
 from tests.netproxy import BlackholeProxy
 
-TOPIC, GROUP = "t", "g"
-
-
-@pytest.fixture
-def broker(zk, tmp_path):
-    proc = BrokerProcess(zk, tmp_path).start()
-    create_topic(zk, TOPIC, 1, [proc])
-    yield proc
-    proc.stop()
+GROUP = "g"
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 import pytest
 
 from coordinator import paths, topics
+from coordinator.errors import InvalidArgument, UnknownTopicOrPartition
 
 
 def test_place_round_robin_over_sorted_integer_ids():
@@ -54,3 +55,26 @@ def test_create_on_live_brokers_and_reject_duplicates(zk_client):
 def test_create_without_brokers_fails(zk_client):
     with pytest.raises(topics.TopicError, match="no live brokers"):
         topics.create(zk_client, "lonely", 1)
+
+
+def test_each_refusal_has_its_own_class(zk_client):
+    """One meaning per class; a lookup of what does not exist is also the wire's
+    UnknownTopicOrPartition (so one except serves both) but says it is not worth retrying."""
+    with pytest.raises(topics.NoLiveBrokers):
+        topics.place("t", 1, [])
+    with pytest.raises(topics.BadPartitionCount) as bad_count:
+        topics.place("t", 0, [1])
+    assert isinstance(bad_count.value, InvalidArgument)
+    with pytest.raises(topics.UnknownTopic) as unknown:
+        topics.get(zk_client, "nope")
+    assert isinstance(unknown.value, UnknownTopicOrPartition) and not unknown.value.retriable
+    error = topics.partition_error("t", 2, 5)
+    assert isinstance(error, UnknownTopicOrPartition) and not error.retriable
+    assert str(error) == "topic t has partitions 0..1, not 5"
+    with pytest.raises(topics.CorruptPlacement):
+        topics.Placement.from_json("t", b'{"partitions": 3, "placement": [0]}')
+    zk_client.ensure_path(paths.BROKER_IDS)
+    zk_client.create(paths.broker(0), b"{}", ephemeral=True)
+    topics.create(zk_client, "once", 1)
+    with pytest.raises(topics.TopicExists):
+        topics.create(zk_client, "once", 1)

@@ -1,0 +1,169 @@
+"""Every client setting, with its default, in one typed place: ProducerConfig, ConsumerConfig.
+
+``Producer(zookeeper, **settings)`` and ``Consumer(topics, group, zookeeper, **settings)`` build
+their config from keyword arguments (or take ``config=``, with keyword arguments overriding
+it); anything that is not a setting is refused with one line naming it, before anything
+connects. ``from_dict``/``to_dict`` carry a config as plain values (a group worker's settings
+travel as JSON). Defaults shared with the lower layers are theirs: the session timeout is
+coordinator.zk's, the rebalance retries are coordinator.rebalance.RetryPolicy's.
+
+Not settings, and so not here: where the cluster is (``zookeeper``, ``data_dir``) and the
+application's hooks (``partitioner``, ``on_delivery``, ``on_acknowledged``, ``before_commit``),
+which are callables a JSON config cannot hold (the constructors check them with
+coordinator.settings.callable_or_none).
+
+>>> ProducerConfig(acks=1).batch_size
+50
+>>> ConsumerConfig.from_dict({"start": "latest"}).session_timeout_ms
+6000
+>>> ConsumerConfig.from_dict({"commit_ms": 1000})
+Traceback (most recent call last):
+  ...
+coordinator.errors.InvalidArgument: unknown ConsumerConfig setting(s): commit_ms
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, TypeVar
+
+from clients.resume import ON_CORRUPT
+from coordinator import paths, settings, zk
+from coordinator.errors import InvalidArgument
+from coordinator.rebalance import RetryPolicy
+from coordinator.rebalance_protocols import PROTOCOLS
+
+MIB = 1 << 20
+REQUEST_TIMEOUT_MS = 5000       # a request to a broker unanswered this long has timed out
+FETCH_MAX_BYTES = MIB           # what one fetch may return
+FETCH_MAX_WAIT_MS = 500         # how long a broker may park a fetch that found nothing new
+STARTS = ("earliest", "latest")
+
+Config = TypeVar("Config", bound="_Settings")
+
+
+class _Settings:
+    """What both configs do with plain values."""
+
+    @classmethod
+    def from_dict(cls: type[Config], values: Mapping[str, Any]) -> Config:
+        """Build from plain values; keys that name no setting are refused."""
+        settings.reject_unknown(cls, values)
+        return cls(**values)
+
+    @classmethod
+    def build(cls: type[Config], config: Config | None = None, **overrides) -> Config:
+        """``config`` (default: the defaults) with keyword arguments in place of its values."""
+        if config is None:
+            return cls.from_dict(overrides)
+        if not isinstance(config, cls):
+            raise InvalidArgument(f"config must be a {cls.__name__}, not {config!r}")
+        settings.reject_unknown(cls, overrides)
+        return dataclasses.replace(config, **overrides) if overrides else config
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProducerConfig(_Settings):
+    """How a Producer batches, acknowledges and retries (clients/producer.py says why).
+
+    ``batch_size`` messages or ``linger_ms`` (0: no timer) make a batch leave; ``acks`` 0 is
+    the paper's fire and forget, 1 waits for the broker's append; an acks=1 request failing in
+    passing is sent again up to ``retries`` times, ``retry_backoff_ms`` apart, and counts as
+    failed once ``request_timeout_ms`` passed without an answer; up to ``max_in_flight``
+    requests wait for answers per broker and per partition; a message's key and value may hold
+    ``max_message_bytes``, and one request's set ``max_request_bytes`` (a bigger message goes
+    alone).
+    """
+
+    batch_size: int = 50
+    linger_ms: float = 5
+    acks: int = 0
+    retries: int = 10
+    request_timeout_ms: float = REQUEST_TIMEOUT_MS
+    retry_backoff_ms: float = 200
+    max_in_flight: int = 32
+    max_message_bytes: int = MIB
+    max_request_bytes: int = MIB
+
+    def __post_init__(self):
+        settings.one_of("acks", self.acks, (0, 1))
+        for name in ("batch_size", "max_in_flight", "max_message_bytes", "max_request_bytes"):
+            settings.integer(name, getattr(self, name), minimum=1)
+        settings.integer("retries", self.retries, minimum=0)
+        settings.number("request_timeout_ms", self.request_timeout_ms, minimum=1)
+        settings.number("linger_ms", self.linger_ms)
+        settings.number("retry_backoff_ms", self.retry_backoff_ms)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsumerConfig(_Settings):
+    """How a group Consumer commits, rebalances and fetches (clients/consumer.py says why).
+
+    ``auto_commit_ms`` (None: only ``commit()``) writes processed offsets that often; a new
+    group starts at ``start``; ``consumer_id`` names the member (default: host-pid-random);
+    ``instance_id`` makes it a static member; ``rebalance`` is the protocol; the eager one
+    tries ``rebalance_max_tries`` times, ``rebalance_backoff_ms`` apart; the ZooKeeper session
+    expires after ``session_timeout_ms`` without an answer; a consumer that has not polled for
+    ``max_poll_interval_ms`` (None: no bound) gives its partitions up; ``poll()`` returns at
+    most ``max_poll_records``; a fetch asks for ``max_bytes`` and lets the broker park it up to
+    ``max_wait_ms``; ``on_corrupt`` skips or raises at a corrupt message.
+    """
+
+    auto_commit_ms: float | None = 1000
+    start: str = "earliest"
+    consumer_id: str | None = None
+    instance_id: str | None = None
+    rebalance: str = "cooperative"
+    rebalance_max_tries: int = RetryPolicy.max_tries
+    rebalance_backoff_ms: float = round(RetryPolicy.backoff_s * 1000)
+    session_timeout_ms: float = zk.DEFAULT_SESSION_TIMEOUT_MS
+    max_poll_interval_ms: float | None = 300_000
+    max_poll_records: int = 500
+    max_bytes: int = FETCH_MAX_BYTES
+    max_wait_ms: int = FETCH_MAX_WAIT_MS
+    request_timeout_ms: float = REQUEST_TIMEOUT_MS
+    on_corrupt: str = "skip"
+
+    def __post_init__(self):
+        if self.auto_commit_ms is not None and (
+                isinstance(self.auto_commit_ms, bool)
+                or not isinstance(self.auto_commit_ms, (int, float)) or self.auto_commit_ms <= 0):
+            raise InvalidArgument(f"auto_commit_ms must be positive, or None for manual "
+                                  f"commits, not {self.auto_commit_ms!r}")
+        settings.one_of("start", self.start, STARTS)
+        settings.text_or_none("consumer_id", self.consumer_id)
+        settings.text_or_none("instance_id", self.instance_id)
+        if self.instance_id is not None:
+            paths.check_name("instance id", self.instance_id)
+        settings.one_of("rebalance", self.rebalance, PROTOCOLS)
+        for name in ("rebalance_max_tries", "max_poll_records", "max_bytes", "max_wait_ms"):
+            settings.integer(name, getattr(self, name), minimum=1)
+        for name in ("rebalance_backoff_ms", "session_timeout_ms", "request_timeout_ms"):
+            settings.number(name, getattr(self, name), positive=True)
+        if self.max_poll_interval_ms is not None:
+            settings.number("max_poll_interval_ms", self.max_poll_interval_ms, positive=True)
+        settings.one_of("on_corrupt", self.on_corrupt, ON_CORRUPT)
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(self.rebalance_max_tries, self.rebalance_backoff_ms / 1000)
+
+
+def check_subscription(topics: Any, group: Any) -> list[str]:
+    """A consumer's topics (a name or a list of names) and group, checked; the topics as a
+    list."""
+    if isinstance(topics, str):
+        topics = [topics]
+    if not isinstance(topics, (list, tuple)) or not all(isinstance(t, str) for t in topics):
+        raise InvalidArgument(f"topics must be a list of topic names, not {topics!r}")
+    if not topics:
+        raise InvalidArgument("a consumer needs at least one topic")
+    for topic in topics:
+        paths.check_name("topic", topic)
+    if not isinstance(group, str):
+        raise InvalidArgument(f"group must be a group name (str), not {group!r}")
+    paths.check_name("group", group)
+    return list(topics)
