@@ -8,7 +8,7 @@
 | cluster_factory    | function | ``make(brokers=3, ...) -> SupervisedCluster``; all killed at teardown |
 | supervised_cluster | function | one 3-broker ``SupervisedCluster`` running ``broker.server.run`` |
 
-A ``SupervisedCluster`` is ``python -m cluster.supervisor`` in a subprocess against its own chroot
+A ``SupervisedCluster`` is ``python -m cluster.supervision.supervisor`` in a subprocess against its own chroot
 of the worker's ZooKeeper, so tests run in parallel without seeing each other's brokers.
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Callable
 import psutil
 import pytest
 
-from cluster import supervisor
-from cluster.zookeeper import ZooKeeperServer
+from cluster.supervision import supervisor
+from cluster.supervision.zookeeper import ZooKeeperServer
 from coordinator import zk as zkconnect
 from tests.helpers import wait_for
 

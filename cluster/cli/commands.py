@@ -19,7 +19,7 @@ from broker.protocol import SluiceError
 from coordinator import topics, zk
 
 try:
-    from cluster.supervisor import ClusterError
+    from cluster.supervision.supervisor import ClusterError
 except ImportError:  # pragma: no cover - the supervisor module is always shipped
     ClusterError = RuntimeError
 
@@ -46,7 +46,7 @@ def _table(title: str, columns: list[str], rows: list[list]) -> None:
 # --- cluster ------------------------------------------------------------------------------
 
 def cluster_up(args) -> int:
-    from cluster import supervisor
+    from cluster.supervision import supervisor
     workers = {"topic": args.topic, "group": args.group, "handler": args.handler,
                "rebalance": args.rebalance, "static": args.static}
     result = supervisor.up(args.data_dir, brokers=args.brokers, zookeeper=args.zookeeper,
@@ -60,14 +60,14 @@ def cluster_up(args) -> int:
 
 
 def cluster_down(args) -> int:
-    from cluster import supervisor
+    from cluster.supervision import supervisor
     supervisor.down(args.data_dir)
     err.print(f"cluster in {args.data_dir} stopped")
     return 0
 
 
 def cluster_status(args) -> int:
-    from cluster import supervisor
+    from cluster.supervision import supervisor
     _print_status(supervisor.status(args.data_dir), args.json)
     return 0
 
@@ -276,7 +276,7 @@ def groups_list(args) -> int:
 
 def groups_describe(args) -> int:
     from clients.brokers import BrokerPool
-    from cluster import lag
+    from cluster.observe import lag
     from coordinator import group as groups
     if args.interval < 0:
         raise ValueError("--interval must not be negative")

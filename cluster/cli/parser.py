@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         return sub
 
-    from cluster import commands as cmd
+    from cluster.cli import commands as cmd
 
     cluster = commands.add_parser("cluster", help="start, stop and inspect the local cluster")
     cluster_commands = cluster.add_subparsers(dest="action", metavar="ACTION",
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="seconds between the two samples that give rates (default 2)")
     gdescribe.add_argument("--json", action="store_true")
 
-    from cluster import perf
+    from cluster.tools import perf
     perf_parser = commands.add_parser("perf", help="the paper's benchmark: one producer's or "
                                       "one consumer's throughput")
     perf_commands = perf_parser.add_subparsers(dest="action", metavar="ACTION",
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="give up when no message came for this long")
     perf_consume.add_argument("--json", action="store_true")
 
-    from cluster import dashboard
+    from cluster.observe import terminal_dashboard as dashboard
     dash = command(commands, "dashboard", dashboard.command,
                    "live view of processes, brokers and groups (q or Ctrl-C quits)")
     dash.add_argument("--interval", type=float, default=1.0,
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from cluster.commands import USER_ERRORS
+    from cluster.cli.commands import USER_ERRORS
     try:
         return args.func(args) or 0
     except USER_ERRORS as exc:
@@ -262,6 +262,3 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,7 +17,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeElapsedColumn)
 from rich.table import Table
 
-from cluster import supervisor
+from cluster.supervision import supervisor
 from cluster.drills.catalog import DRILLS
 from cluster.drills.runner import Settings, run
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import psutil
 from kazoo.exceptions import KazooException, NoNodeError
 
-from cluster.supervisor import process_alive
-from cluster.zookeeper import four_letter
+from cluster.supervision.supervisor import process_alive
+from cluster.supervision.zookeeper import four_letter
 from coordinator import paths
 from coordinator.errors import SluiceError
 

@@ -34,11 +34,11 @@ from typing import Callable
 from broker import message, protocol
 from clients.brokers import BrokerPool
 from clients.simple_consumer import SimpleConsumer
-from cluster import supervisor
+from cluster.supervision import supervisor
 from cluster.drills.faults import ClusterProcesses, FaultError
 from cluster.drills.ledger import Ledger
 from cluster.drills.traffic import GroupWatch, SteadyProducer
-from cluster.loader import read_loaded
+from cluster.workers.loader import read_loaded
 from coordinator import group as groups, paths, topics, zk as zkconnect
 from coordinator.errors import SluiceError
 
@@ -339,14 +339,14 @@ def _exercise(ctx: Context, result: dict) -> None:
 
 def _check_loader(ctx: Context, timeout: float = 15.0) -> None:
     """A running cluster's workers must load what they process where the ledger reads it
-    (the default handler, cluster.loader); otherwise the ledger would call everything lost."""
+    (the default handler, cluster.workers.loader); otherwise the ledger would call everything lost."""
     deadline = time.monotonic() + timeout
     while not _consumed_ids(ctx, ctx.data_dir / "loaded" / ctx.group):
         if time.monotonic() > deadline:
             raise Unsupported(f"the workers of group {ctx.group} loaded none of the drill's "
                               f"messages into {ctx.data_dir / 'loaded' / ctx.group} within "
                               f"{timeout:g} s: the ledger needs the default handler "
-                              "(cluster.loader:hourly_files)")
+                              "(cluster.workers.loader:hourly_files)")
         time.sleep(0.5)
 
 

@@ -11,7 +11,7 @@ stops it). Each tick it takes three kinds of figures:
 
 Rates (messages/s, bytes/s, CPU %, ...) come from successive samples of the counters; a counter
 that went down (a restarted broker) gives no rate for that tick. Group figures reuse
-``cluster.lag`` with the broker's offsets from METADATA (log start, visible end), so they agree
+``cluster.observe.lag`` with the broker's offsets from METADATA (log start, visible end), so they agree
 with ``sluice groups describe``, except:
 
 - rates are taken over the last ``window_s`` seconds (10 by default), which spans several
@@ -22,7 +22,7 @@ with ``sluice groups describe``, except:
 - lag in messages divides by the partition's mean message size as the broker counted it
   (bytes in / messages in since it started), or, before any message came in, by the mean size of
   the messages after the committed offset (one fetch, remembered while the offset stays);
-- retention_seconds_left: see ``cluster.retention_left``.
+- retention_seconds_left: see ``cluster.observe.retention_left``.
 
 History: a ring buffer of ``history_s / interval_s`` compact points (the plotted figures), plus
 the latest full snapshot. ``state(since)`` is what the web page polls: the snapshot and the
@@ -49,8 +49,8 @@ from kazoo.handlers.threading import KazooTimeoutError
 from broker import protocol
 from clients.brokers import BrokerPool
 from clients.connection import Connection
-from cluster import lag, retention_left
-from cluster.rebalances import RebalanceTracker
+from cluster.observe import lag, retention_left
+from cluster.observe.rebalance_tracker import RebalanceTracker
 from coordinator import assignor, paths, zk as zkconnect
 from coordinator import group as groups
 from coordinator.offsets import OffsetStore

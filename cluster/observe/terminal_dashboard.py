@@ -35,7 +35,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cluster.supervisor import CLUSTER_FILE, ClusterError
+from cluster.supervision.supervisor import CLUSTER_FILE, ClusterError
 from coordinator import zk as zkconnect
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -84,14 +84,14 @@ class LocalSource:
     """A sampler in this process, one sample per poll."""
 
     def __init__(self, zookeeper: str | None, data_dir: str | None):
-        from cluster.sampler import Sampler
+        from cluster.observe.sampler import Sampler
         self.zookeeper = zkconnect.resolve(zookeeper, data_dir)
         self.sampler = Sampler(self.zookeeper)
         self.points: list[dict] = []
         self.latest: dict | None = None
 
     def poll(self) -> dict | None:
-        from cluster.sampler import point
+        from cluster.observe.sampler import point
         self.latest = self.sampler.sample_once()
         self.points = (self.points + [point(self.latest)])[-SPARK_POINTS:]
         return self.latest

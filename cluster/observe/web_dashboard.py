@@ -2,10 +2,10 @@
 
 | path                 | what                                                               |
 | -------------------- | ------------------------------------------------------------------ |
-| /                    | the dashboard page (cluster/dashboard_static/index.html)           |
+| /                    | the dashboard page (cluster/observe/web_static/index.html)           |
 | /static/<file>       | its script and style sheet; nothing is loaded from the network     |
 | /api/state?since=N   | ``Sampler.state(N)``: latest snapshot + history points after seq N |
-| /metrics             | Prometheus text (cluster.metrics)                                  |
+| /metrics             | Prometheus text (cluster.observe.metrics)                                  |
 
 The page polls /api/state once a second, asking only for points it has not seen.
 
@@ -23,18 +23,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
-from cluster import metrics
+from cluster.observe import metrics
 
 log = logging.getLogger("sluice.dashboard")
 
-STATIC_PACKAGE = "cluster.dashboard_static"
+STATIC_PACKAGE = "cluster.observe.web_static"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 DEFAULT_PORT = 8080
 
 
 def static_file(name: str) -> tuple[bytes, str] | None:
-    """A file shipped in cluster/dashboard_static and its content type; None if there is none."""
+    """A file shipped in cluster/observe/web_static and its content type; None if there is none."""
     suffix = name[name.rfind("."):] if "." in name else ""
     if "/" in name or name.startswith(".") or suffix not in STATIC_TYPES:
         return None

@@ -9,7 +9,7 @@ States of one supervisor and what moves it on:
 Each worker process sits in a slot (role, id, target, args). A slot whose process dies is started
 again after an exponential back-off (``Backoff``), and the death is logged as
 ``broker 2 (pid 123) died with exit code -9; restarting in 0.5 s``. Brokers and consumer-group
-workers (role "worker", ``cluster.worker.run``) live under the same restart logic; workers are
+workers (role "worker", ``cluster.workers.worker.run``) live under the same restart logic; workers are
 spawned once the brokers are up.
 
 Files in the data dir, which is how every other command finds the cluster:
@@ -24,15 +24,15 @@ Files in the data dir, which is how every other command finds the cluster:
 | loaded/<group>/  | what the default worker handler loaded, hourly files per partition        |
 | zookeeper-data/  | the embedded ZooKeeper nodes' data and logs                               |
 
-The supervisor also runs the dashboards: a ``cluster.sampler.Sampler`` thread samples every
-process, broker and group once a second, and ``cluster.web.DashboardServer`` serves the page,
+The supervisor also runs the dashboards: a ``cluster.observe.sampler.Sampler`` thread samples every
+process, broker and group once a second, and ``cluster.observe.web_dashboard.DashboardServer`` serves the page,
 its JSON and Prometheus ``/metrics`` on ``--dashboard-port`` (default 8080; 0 = any free port; a
 taken port falls back to a free one). cluster.json's ``dashboard`` holds the address served.
 
 Children die with the supervisor even when it is SIGKILLed: each child runs ``child_main``, which
 watches its parent pid, and the ZooKeeper java processes ask Linux for a parent-death signal.
 
-    python -m cluster.supervisor --data-dir .sluice --brokers 3        # foreground
+    python -m cluster.supervision.supervisor --data-dir .sluice --brokers 3        # foreground
     up(".sluice", brokers=3, detach=True); status(".sluice"); down(".sluice")
 """
 from __future__ import annotations
@@ -59,8 +59,8 @@ from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
 from broker.config import BrokerConfig
-from cluster.worker import WorkerConfig
-from cluster.zookeeper import ZooKeeperEnsemble, ZooKeeperError, _die_with_parent, find_install
+from cluster.workers.worker import WorkerConfig
+from cluster.supervision.zookeeper import ZooKeeperEnsemble, ZooKeeperError, _die_with_parent, find_install
 from coordinator import paths
 from coordinator import zk as zkconnect
 from coordinator.errors import SluiceError
@@ -72,7 +72,7 @@ LOG_FILE = "supervisor.log"
 LOCK_FILE = "supervisor.lock"
 ZK_DIR = "zookeeper-data"
 DEFAULT_BROKER_TARGET = "broker.server:run"
-WORKER_TARGET = "cluster.worker:run"
+WORKER_TARGET = "cluster.workers.worker:run"
 PARENT_POLL_S = 0.5
 ORPHAN_GRACE_S = 5.0
 MONITOR_TICK_S = 0.2
@@ -428,8 +428,8 @@ class Supervisor:
         }
 
     def processes(self) -> list:
-        """Every process to sample (``cluster.sampler.ProcessRef``): this one, ZooKeeper, slots."""
-        from cluster.sampler import ProcessRef
+        """Every process to sample (``cluster.observe.sampler.ProcessRef``): this one, ZooKeeper, slots."""
+        from cluster.observe.sampler import ProcessRef
         refs = [ProcessRef("supervisor", "0", os.getpid())]
         if self.ensemble is not None:
             refs += [ProcessRef("zookeeper", str(n.myid), n.pid if n.is_running() else None)
@@ -441,8 +441,8 @@ class Supervisor:
         """The sampler thread and the web server, unless ``dashboard_port`` is None."""
         if self.dashboard_port is None:
             return
-        from cluster.sampler import BrokerDisk, Sampler
-        from cluster.web import DashboardServer
+        from cluster.observe.sampler import BrokerDisk, Sampler
+        from cluster.observe.web_dashboard import DashboardServer
         disks = {int(s.spec.id): BrokerDisk(s.spec.args[0].data_dir,
                                             s.spec.args[0].log.retention_ms)
                  for s in self.slots if s.spec.role == "broker"
@@ -662,7 +662,7 @@ def _check_workers(workers: int, settings: dict | None) -> dict:
         paths.check_name("topic", settings["topic"])
         paths.check_name("group", settings["group"])
         if "handler" in settings:
-            from cluster.worker import load_handler
+            from cluster.workers.worker import load_handler
             load_handler(settings["handler"])
     except (TypeError, ValueError) as exc:
         raise ClusterError(str(exc)) from None
@@ -831,7 +831,7 @@ def up(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, brokers: int = 
        die_with_parent: bool = False) -> dict:
     """Start a local cluster and return its status once every broker is registered.
 
-    Detached, the supervisor runs as its own session (``python -m cluster.supervisor``) and this
+    Detached, the supervisor runs as its own session (``python -m cluster.supervision.supervisor``) and this
     returns when it is ready; with ``die_with_parent`` (Linux, called from the main thread) it
     gets SIGTERM, and so stops the cluster, when the caller dies (a drill killed outright).
     In the foreground this supervises until a signal stops it, calling ``on_ready(status)``
@@ -864,8 +864,8 @@ def command_line(data_dir, brokers: int = 3, zookeeper: str | None = None, zk_en
                  broker_target: str = DEFAULT_BROKER_TARGET, broker_settings: dict | None = None,
                  workers: int = 0, worker_settings: dict | None = None,
                  dashboard_port: int | None = DASHBOARD_PORT) -> list[str]:
-    """``python -m cluster.supervisor ...`` for these settings (what a detached up runs)."""
-    command = [sys.executable, "-m", "cluster.supervisor", "--data-dir", str(data_dir),
+    """``python -m cluster.supervision.supervisor ...`` for these settings (what a detached up runs)."""
+    command = [sys.executable, "-m", "cluster.supervision.supervisor", "--data-dir", str(data_dir),
                "--brokers", str(brokers), "--zk-ensemble", str(zk_ensemble),
                "--broker-target", broker_target]
     if zookeeper:
@@ -888,7 +888,7 @@ def _up_detached(data_dir: Path, brokers: int, zookeeper: str | None, zk_ensembl
     command = command_line(data_dir, brokers, zookeeper, zk_ensemble, broker_target,
                            broker_settings, workers, worker_settings, dashboard_port)
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     with open(data_dir / LOG_FILE, "ab") as log_file:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
@@ -952,8 +952,8 @@ def down(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, timeout: floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cluster.supervisor``: one supervisor in the foreground (what --detach runs)."""
-    parser = argparse.ArgumentParser(prog="python -m cluster.supervisor", description=main.__doc__)
+    """``python -m cluster.supervision.supervisor``: one supervisor in the foreground (what --detach runs)."""
+    parser = argparse.ArgumentParser(prog="python -m cluster.supervision.supervisor", description=main.__doc__)
     parser.add_argument("--data-dir", default=zkconnect.DEFAULT_DATA_DIR)
     parser.add_argument("--brokers", type=int, default=3)
     parser.add_argument("--zookeeper", default=None,
@@ -985,5 +985,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from cluster.supervisor import main as _main
+    from cluster.supervision.supervisor import main as _main
     sys.exit(_main())

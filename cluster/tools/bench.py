@@ -1,6 +1,6 @@
 """The paper's benchmark (section 5) on a fresh local cluster: ``make bench``.
 
-    python -m cluster.bench --messages 1000000 --runs 3     # what make bench runs
+    python -m cluster.tools.bench --messages 1000000 --runs 3     # what make bench runs
 
 One broker with its embedded ZooKeeper in a temp dir, the default flush policy on (fsync every
 500 messages or 3 s, a message visible once flushed), 200-byte values, one producer then one
@@ -34,7 +34,8 @@ from pathlib import Path
 import psutil
 
 from broker.message import HEADER_SIZE
-from cluster import perf, supervisor
+from cluster.supervision import supervisor
+from cluster.tools import perf
 from coordinator import paths, topics
 from coordinator import zk as zkconnect
 
@@ -228,7 +229,7 @@ def _number(value) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cluster.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m cluster.tools.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)

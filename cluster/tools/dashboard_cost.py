@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SLUICE = [sys.executable, "-m", "cluster.cli"]
 TRAFFIC = """
 import sys, time

@@ -31,9 +31,9 @@ import sys
 import threading
 from dataclasses import asdict, dataclass
 
-from cluster.loader import ROOT_ENV
+from cluster.workers.loader import ROOT_ENV
 
-DEFAULT_HANDLER = "cluster.loader:hourly_files"
+DEFAULT_HANDLER = "cluster.workers.loader:hourly_files"
 EXIT_HANDLER_FAILED = 3
 ON_STOP = ("finish", "abandon")
 ON_ERROR = ("stop", "skip")

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clients import Producer
 from coordinator import topics, zk as zkmod
-from tests.cluster.dashboard_handlers import HOLD_ENV
+from tests.cluster.observe.handlers import HOLD_ENV
 from tests.conftest import REPO
 from tests.helpers import wait_for
 
@@ -110,7 +110,7 @@ def test_lag_and_stuck_follow_a_blocked_worker(cluster_factory, tmp_path):
         broker_settings={"log": {"segment_bytes": 1024, "flush_ms": 50,
                                  "retention_ms": 3_600_000}},
         worker_settings={"topic": "clicks", "group": GROUP, "commit_ms": 200,
-                         "handler": "tests.cluster.dashboard_handlers:hold_on_block"})
+                         "handler": "tests.cluster.observe.handlers:hold_on_block"})
     create_topic(cluster, "clicks", 1)
     labels = {"group": GROUP, "topic": "clicks", "partition": 0}
     with Producer(cluster.zookeeper, acks=1) as producer:   # every value is 6 bytes

@@ -5,9 +5,9 @@ import os
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
-from cluster import dashboard, lag, metrics, retention_left
-from cluster.rebalances import RebalanceTracker
-from cluster.sampler import point, rate, stuck
+from cluster.observe import terminal_dashboard as dashboard, lag, metrics, retention_left
+from cluster.observe.rebalance_tracker import RebalanceTracker
+from cluster.observe.sampler import point, rate, stuck
 
 P0, P1 = ("t", 0), ("t", 1)
 

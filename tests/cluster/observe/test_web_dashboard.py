@@ -17,7 +17,7 @@ import pytest
 
 from clients import Producer
 from tests.helpers import wait_for
-from tests.cluster.test_metrics import create_topic
+from tests.cluster.observe.test_metrics import create_topic
 
 PLOTS = ("msgs-in", "bytes", "consume", "lag", "cpu", "rss")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -64,7 +64,7 @@ def test_page_draws_live_plots_in_headless_chromium(cluster_factory, tmp_path):
     cluster = cluster_factory(brokers=2, workers=1,
                               worker_settings={"topic": "clicks", "group": "loaders",
                                                "commit_ms": 200,
-                                               "handler": "tests.cluster.dashboard_handlers:"
+                                               "handler": "tests.cluster.observe.handlers:"
                                                           "hold_on_block"})
     url = cluster.info()["dashboard"]
     create_topic(cluster, "clicks", 2)

@@ -14,8 +14,8 @@ import pytest
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from broker.config import BrokerConfig
-from cluster import supervisor
-from cluster.supervisor import Backoff, ClusterError, Supervisor, down, status, up
+from cluster.supervision import supervisor
+from cluster.supervision.supervisor import Backoff, ClusterError, Supervisor, down, status, up
 from coordinator import paths
 from coordinator import zk as zkconnect
 from tests.conftest import target_ref

@@ -8,7 +8,7 @@ import psutil
 import pytest
 from kazoo.retry import KazooRetry
 
-from cluster.zookeeper import (NOT_FOUND, ZooKeeperEnsemble, ZooKeeperError, ZooKeeperServer,
+from cluster.supervision.zookeeper import (NOT_FOUND, ZooKeeperEnsemble, ZooKeeperError, ZooKeeperServer,
                                find_install, four_letter)
 from coordinator import zk as zkconnect
 

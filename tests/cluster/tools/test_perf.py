@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from cluster import bench
+from cluster.tools import bench
 from tests.conftest import REPO
 
 TOPIC = "perf"

@@ -2,7 +2,7 @@
 import os
 import time
 
-from cluster.loader import hourly_files
+from cluster.workers.loader import hourly_files
 
 BLOCK_ENV = "SLUICE_TEST_BLOCK_FILE"
 

@@ -19,11 +19,11 @@ import psutil
 import pytest
 
 from clients import Producer
-from cluster.loader import read_loaded
+from cluster.workers.loader import read_loaded
 from coordinator import group as groups, paths, topics, zk as zkmod
 from coordinator.offsets import OffsetStore
-from cluster.loader import hourly_files
-from tests.cluster.handlers import BLOCK_ENV
+from cluster.workers.loader import hourly_files
+from tests.cluster.workers.handlers import BLOCK_ENV
 from tests.helpers import ROOT, wait_for
 
 log = logging.getLogger("test.group_workers")
@@ -117,7 +117,7 @@ def worker_pids(cluster):
 
 
 def start_extra_worker(cluster, worker_id, settings):
-    code = ("import json, sys; from cluster.worker import WorkerConfig, run; "
+    code = ("import json, sys; from cluster.workers.worker import WorkerConfig, run; "
             "run(WorkerConfig(**json.loads(sys.argv[1])))")
     config = dict(settings, worker_id=worker_id, zookeeper=cluster.zookeeper,
                   data_dir=str(cluster.data_dir))
@@ -202,7 +202,7 @@ def describe(zookeeper, interval):
 def test_describe_matches_zookeeper_and_flags_a_blocked_worker(cluster_factory, tmp_path):
     flag = tmp_path / "block"
     flag.write_text("hold")
-    settings = dict(WORKER, handler="tests.cluster.handlers:block_while_flagged")
+    settings = dict(WORKER, handler="tests.cluster.workers.handlers:block_while_flagged")
     cluster = cluster_factory(brokers=1, workers=2, worker_settings=settings,
                               broker_settings={"log": {"flush_ms": 200}},
                               env={BLOCK_ENV: str(flag)})
@@ -286,7 +286,7 @@ POISON_VALUES = [b"ok-%d" % i for i in range(5)] + [b"poison"] + [b"ok-%d" % i
 
 
 def poisoned_cluster(cluster_factory, on_error):
-    settings = dict(WORKER, handler="tests.cluster.test_group_workers:fail_on_poison",
+    settings = dict(WORKER, handler="tests.cluster.workers.test_worker:fail_on_poison",
                     on_error=on_error)
     cluster = cluster_factory(brokers=1, workers=1, worker_settings=settings,
                               broker_settings={"log": {"flush_ms": 50}})
@@ -349,7 +349,7 @@ def test_on_error_skip_notes_the_message_and_goes_on(cluster_factory):
 @pytest.mark.parametrize("setting, words", [({"on_error": "ignore"}, ["on_error", "stop", "skip"]),
                                             ({"on_stop": "later"}, ["on_stop", "finish"])])
 def test_worker_config_refuses_unknown_policies(setting, words):
-    from cluster.worker import WorkerConfig
+    from cluster.workers.worker import WorkerConfig
     with pytest.raises(ValueError) as refused:
         WorkerConfig(worker_id=0, zookeeper="", topic=TOPIC, group=GROUP, data_dir="", **setting)
     assert all(word in str(refused.value) for word in words)
