@@ -18,10 +18,7 @@ from broker import message, protocol
 from broker.protocol import SluiceError
 from coordinator import topics, zk
 
-try:
-    from cluster.supervision.supervisor import ClusterError
-except ImportError:  # pragma: no cover - the supervisor module is always shipped
-    ClusterError = RuntimeError
+from cluster.errors import ClusterError
 
 USER_ERRORS = (SluiceError, topics.TopicError, zk.NoCluster, ClusterError, ValueError, TypeError,
                OSError, message.InvalidMessage)
@@ -46,29 +43,30 @@ def _table(title: str, columns: list[str], rows: list[list]) -> None:
 # --- cluster ------------------------------------------------------------------------------
 
 def cluster_up(args) -> int:
-    from cluster.supervision import supervisor
+    from cluster.supervision import ClusterConfig, up
     workers = {"topic": args.topic, "group": args.group, "handler": args.handler,
                "rebalance": args.rebalance, "static": args.static}
-    result = supervisor.up(args.data_dir, brokers=args.brokers, zookeeper=args.zookeeper,
-                           zk_ensemble=args.zk_ensemble, detach=args.detach,
-                           workers=args.workers, worker_settings=workers,
-                           dashboard_port=None if args.no_dashboard else args.dashboard_port,
-                           on_ready=lambda status: _print_status(status, as_json=False))
+    config = ClusterConfig(args.data_dir, brokers=args.brokers, zookeeper=args.zookeeper,
+                           zk_ensemble=args.zk_ensemble, workers=args.workers,
+                           worker_settings=workers,
+                           dashboard_port=None if args.no_dashboard else args.dashboard_port)
+    result = up(config, detach=args.detach,
+                on_ready=lambda status: _print_status(status, as_json=False))
     if args.detach:
         _print_status(result, as_json=False)
     return 0
 
 
 def cluster_down(args) -> int:
-    from cluster.supervision import supervisor
-    supervisor.down(args.data_dir)
+    from cluster.supervision import down
+    down(args.data_dir)
     err.print(f"cluster in {args.data_dir} stopped")
     return 0
 
 
 def cluster_status(args) -> int:
-    from cluster.supervision import supervisor
-    _print_status(supervisor.status(args.data_dir), args.json)
+    from cluster.supervision import status
+    _print_status(status(args.data_dir), args.json)
     return 0
 
 

@@ -17,7 +17,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeElapsedColumn)
 from rich.table import Table
 
-from cluster.supervision import supervisor
+from cluster.errors import ClusterError
+from cluster.supervision.files import ClusterFiles
 from cluster.drills.catalog import DRILLS
 from cluster.drills.runner import Settings, run
 
@@ -103,8 +104,8 @@ def write_results(path: Path, results: list[dict]) -> None:
 
 def check_running(data_dir: Path) -> None:
     """A drill against ``--data-dir`` needs the cluster there to be up (one line if not)."""
-    if supervisor._running_pid(data_dir.resolve()) is None:
-        raise supervisor.ClusterError(
+    if ClusterFiles(data_dir).running_pid() is None:
+        raise ClusterError(
             f"no cluster is running in {data_dir}: start one with 'sluice cluster up --data-dir "
             f"{data_dir} --workers M --topic T --group G', or leave out --data-dir for a fresh one")
 

@@ -5,7 +5,7 @@
 
 Phases, each announced to ``on_event`` (the terminal display listens):
 
-    starting   fresh: ``supervisor.up`` (detached) with the drill's brokers, ZooKeeper and
+    starting   fresh: ``cluster.supervision.up`` (detached) with the drill's brokers, ZooKeeper and
                workers in a temp dir; the topic is created and the group must settle
     warming    the producer runs; the group must be complete and its lag known
     fault i    wait ``interval`` (the group complete), take the lag level of the last seconds,
@@ -34,7 +34,8 @@ from typing import Callable
 from broker import message, protocol
 from clients.brokers import BrokerPool
 from clients.simple_consumer import SimpleConsumer
-from cluster.supervision import supervisor
+from cluster.supervision import ClusterConfig, down, up
+from cluster.supervision.files import ClusterFiles
 from cluster.drills.faults import ClusterProcesses, FaultError
 from cluster.drills.ledger import Ledger
 from cluster.drills.traffic import GroupWatch, SteadyProducer
@@ -250,10 +251,11 @@ def _start_cluster(ctx: Context) -> None:
                           f"use the external {zookeeper}")
     if zookeeper:
         zookeeper = f"{zookeeper.rstrip('/')}/drill-{uuid.uuid4().hex[:8]}"
-    supervisor.up(ctx.data_dir, brokers=s.brokers, zookeeper=zookeeper,
-                  zk_ensemble=ctx.drill.zk_ensemble, detach=True, broker_settings=broker_settings,
-                  workers=s.workers, worker_settings=worker_settings, dashboard_port=None,
-                  timeout=120, die_with_parent=True)
+    config = ClusterConfig(ctx.data_dir, brokers=s.brokers, zookeeper=zookeeper,
+                           zk_ensemble=ctx.drill.zk_ensemble, broker_settings=broker_settings,
+                           workers=s.workers, worker_settings=worker_settings,
+                           dashboard_port=None)
+    up(config, detach=True, timeout=120, die_with_parent=True)
     ctx.zookeeper = zkconnect.resolve(None, ctx.data_dir)
     client = zkconnect.connect(ctx.zookeeper)
     try:
@@ -437,10 +439,11 @@ def _tear_down(ctx: Context, result: dict) -> None:
     if ctx.watch is not None:
         ctx.watch.stop()
     try:
-        if ctx.fresh and (ctx.data_dir / supervisor.LOCK_FILE).exists():
+        files = ClusterFiles(ctx.data_dir)
+        if ctx.fresh and files.lock_file.exists():
             ctx.emit("verdict", detail="stopping the cluster")
-            if supervisor._running_pid(ctx.data_dir) is not None:
-                supervisor.down(ctx.data_dir, timeout=90)   # failing, it keeps the data dir
+            if files.running_pid() is not None:
+                down(ctx.data_dir, timeout=90)   # failing, it keeps the data dir
         if ctx.watch is not None and result.get("status") == "judging":
             _verdict(ctx, result, stored, problems)
     finally:

@@ -25,7 +25,6 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-import psutil
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
@@ -33,6 +32,7 @@ from broker import protocol
 from clients.brokers import BrokerPool
 from clients.producer import Producer
 from cluster.drills.ledger import Ledger
+from cluster.supervision.slots import process_alive
 from coordinator import paths, topics, zk as zkconnect
 from coordinator.offsets import OffsetStore
 
@@ -321,12 +321,7 @@ class GroupWatch(threading.Thread):
         self._last_zxids = look.owner_zxids
 
 
+
 def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        status = proc.status()
-    except psutil.NoSuchProcess:
-        return False
-    return status not in (psutil.STATUS_ZOMBIE, psutil.STATUS_STOPPED)
+    """Running: a SIGSTOPped process is not alive to the drills' eyes (a paused broker)."""
+    return process_alive(pid, stopped_is_alive=False)

@@ -28,14 +28,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cluster.supervision.supervisor import CLUSTER_FILE, ClusterError
+from cluster.errors import ClusterError
+from cluster.supervision.files import ClusterFiles
+from cluster.supervision.slots import process_alive
 from coordinator import zk as zkconnect
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -122,15 +123,11 @@ def open_source(url: str | None, zookeeper: str | None, data_dir: str | None):
 
 def _cluster_file(data_dir: Path) -> dict | None:
     """cluster.json of a supervisor still running in ``data_dir``, else None."""
-    try:
-        info = json.loads((data_dir / CLUSTER_FILE).read_text())
-        sup = info["supervisor"]
-        proc = psutil.Process(sup["pid"])
-        if abs(proc.create_time() - (sup.get("create_time") or 0)) > 0.05:
-            return None
-    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, psutil.Error):
+    info = ClusterFiles(data_dir).try_read_state()
+    if not isinstance(info, dict) or info.get("phase") == "stopped":
         return None
-    return info if info.get("phase") != "stopped" else None
+    sup = info.get("supervisor") or {}
+    return info if process_alive(sup.get("pid"), sup.get("create_time") or 0.0) else None
 
 
 # --- rendering ------------------------------------------------------------------------------------

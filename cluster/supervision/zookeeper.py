@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from coordinator.errors import SluiceError
+from coordinator.errors import InvalidArgument, SluiceError
 
-log = logging.getLogger("sluice.zookeeper")
+log = logging.getLogger(__name__)
 
 JAR_DIR_ENV = "SLUICE_ZK_JARS"
 DEFAULT_JAR_DIR = "/usr/share/java"
@@ -116,6 +116,19 @@ def four_letter(port: int, command: str, timeout: float = 2.0, host: str = HOST)
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+def server_mode(port: int, timeout: float = 1.0, host: str = HOST) -> str | None:
+    """The mode the node on ``port`` reports to ``srvr`` ('standalone', 'leader', 'follower';
+    others while it elects), None when it does not answer."""
+    try:
+        reply = four_letter(port, "srvr", timeout=timeout, host=host)
+    except OSError:
+        return None
+    for line in reply.splitlines():
+        if line.startswith("Mode:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 @dataclass(frozen=True)
 class Peer:
     """One ensemble member's identity and its three ports."""
@@ -159,7 +172,7 @@ class ZooKeeperServer(_StartedInContext):
         if self.peers:
             me = next((p for p in self.peers if p.myid == myid), None)
             if me is None:
-                raise ValueError(f"myid {myid} is not among the peers")
+                raise InvalidArgument(f"myid {myid} is not among the peers")
             client_port = me.client_port
         self.client_port = client_port or free_ports(1)[0]
         self.tick_ms = tick_ms
@@ -243,21 +256,14 @@ class ZooKeeperServer(_StartedInContext):
         self._log_file.flush()
         self._process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
-            cwd=self.directory, start_new_session=True, preexec_fn=_die_with_parent(),
+            cwd=self.directory, start_new_session=True, preexec_fn=parent_death_hook(),
         )
         log.info("started ZooKeeper node %s (pid %s) on port %s", self.myid, self._process.pid,
                  self.client_port)
 
     def mode(self) -> str | None:
         """'standalone', 'leader' or 'follower' when the node serves, else None."""
-        try:
-            reply = four_letter(self.client_port, "srvr", timeout=1.0)
-        except OSError:
-            return None
-        for line in reply.splitlines():
-            if line.startswith("Mode:"):
-                return line.split(":", 1)[1].strip()
-        return None
+        return server_mode(self.client_port)
 
     def is_ready(self) -> bool:
         """Answers ruok and reports a serving mode (a member out of quorum reports none)."""
@@ -332,7 +338,7 @@ class ZooKeeperEnsemble(_StartedInContext):
                  heap_mb: int = 256, force_sync: bool = True,
                  install: ZooKeeperInstall | None = None):
         if size not in (1, 3):
-            raise ValueError(f"a local ZooKeeper ensemble has 1 or 3 nodes, not {size}")
+            raise InvalidArgument(f"a local ZooKeeper ensemble has 1 or 3 nodes, not {size}")
         self.directory = Path(directory).resolve()
         self.size = size
         options = dict(tick_ms=tick_ms, heap_mb=heap_mb, force_sync=force_sync, install=install)
@@ -359,7 +365,7 @@ class ZooKeeperEnsemble(_StartedInContext):
         for node in self.nodes:
             if node.myid == myid:
                 return node
-        raise ValueError(f"no ZooKeeper node {myid}: ids are 1..{self.size}")
+        raise InvalidArgument(f"no ZooKeeper node {myid}: ids are 1..{self.size}")
 
     def start(self) -> None:
         """Launch every node (not already running); returns at once (see wait_ready)."""
@@ -411,7 +417,7 @@ class ZooKeeperEnsemble(_StartedInContext):
         self.node(myid).start()
 
 
-def _die_with_parent():
+def parent_death_hook():
     """A preexec hook asking Linux to SIGTERM the child when its parent dies (None elsewhere).
 
     Linux sends that signal when the *thread* that forked exits, so the hook is only used from

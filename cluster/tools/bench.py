@@ -34,10 +34,12 @@ from pathlib import Path
 import psutil
 
 from broker.message import HEADER_SIZE
-from cluster.supervision import supervisor
+from cluster.errors import ClusterError
+from cluster.supervision import ClusterConfig, down, up
 from cluster.tools import perf
 from coordinator import paths, topics
 from coordinator import zk as zkconnect
+from coordinator.errors import InvalidArgument, SluiceError
 
 DEFAULT_FETCH_BYTES = 1 << 20
 PAPER_FETCH_MESSAGES = 1000
@@ -95,10 +97,10 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
         say=lambda line: None) -> tuple[dict, list[dict]]:
     """Run the benchmark on a fresh cluster; return (medians in the issue's shape, every run)."""
     if messages < 1 or runs < 1:
-        raise ValueError("messages and runs must be >= 1")
+        raise InvalidArgument("messages and runs must be >= 1")
     data_dir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     try:
-        status = supervisor.up(data_dir, brokers=1, detach=True, dashboard_port=None)
+        status = up(ClusterConfig(data_dir, brokers=1, dashboard_port=None), detach=True)
         zookeeper = status["zookeeper"]
         broker_pid = next(p["pid"] for p in status["processes"] if p["role"] == "broker")
         rss = RssSampler(broker_pid)
@@ -112,7 +114,7 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
             peak = rss.stop()
     finally:
         try:
-            supervisor.down(data_dir)
+            down(data_dir)
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
     result = _medians(samples, messages, size, runs)
@@ -146,7 +148,7 @@ def _one_run(zookeeper: str, data_dir: Path, index: int, messages: int, size: in
                                  ("default", DEFAULT_FETCH_BYTES)):
             result = perf.consume(topic, 0, messages, fetch_bytes, zookeeper=zookeeper)
             if "error" in result:
-                raise RuntimeError(result["error"])
+                raise ClusterError(result["error"])
             sample[f"consumer_{key}"] = result
             say(f"run {index + 1}: consumer {fetch_bytes:,} bytes per fetch: "
                 f"{perf.summary_line(result)}")
@@ -172,7 +174,7 @@ def _wait_flushed(zookeeper: str, topic: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while consumer.offset_of("latest") < end:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{topic} was not flushed within {timeout:g} s")
+                raise ClusterError(f"{topic} was not flushed within {timeout:g} s")
             time.sleep(0.05)
     finally:
         pool.close()
@@ -241,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         result, samples = run(args.messages, args.runs, args.size, say=err.print)
-    except (supervisor.ClusterError, RuntimeError, ValueError) as exc:
+    except SluiceError as exc:
+        if not exc.user_error:
+            raise
         sys.stderr.write(f"bench: error: {exc}\n")
         return 1
     output = Path(args.output)

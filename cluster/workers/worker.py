@@ -23,7 +23,6 @@ successor in the same slot takes them straight back (KIP-345).
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -31,17 +30,21 @@ import sys
 import threading
 from dataclasses import asdict, dataclass
 
+from cluster import targets
 from cluster.workers.loader import ROOT_ENV
+from coordinator.errors import InvalidArgument
 
 DEFAULT_HANDLER = "cluster.workers.loader:hourly_files"
 EXIT_HANDLER_FAILED = 3
 ON_STOP = ("finish", "abandon")
 ON_ERROR = ("stop", "skip")
-log = logging.getLogger("sluice.worker")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
+    """One worker process: its slot id, the cluster, the group it joins and how it consumes."""
+
     worker_id: int
     zookeeper: str
     topic: str
@@ -61,11 +64,12 @@ class WorkerConfig:
 
     def __post_init__(self):
         if self.on_stop not in ON_STOP:
-            raise ValueError(f"on_stop must be 'finish' or 'abandon', not {self.on_stop!r}")
+            raise InvalidArgument(f"on_stop must be 'finish' or 'abandon', not {self.on_stop!r}")
         if self.on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be 'stop' or 'skip', not {self.on_error!r}")
+            raise InvalidArgument(f"on_error must be 'stop' or 'skip', not {self.on_error!r}")
         if self.rebalance not in ("eager", "cooperative"):
-            raise ValueError(f"rebalance must be 'eager' or 'cooperative', not {self.rebalance!r}")
+            raise InvalidArgument(f"rebalance must be 'eager' or 'cooperative', not "
+                                  f"{self.rebalance!r}")
 
     @property
     def instance_id(self) -> str | None:
@@ -74,20 +78,6 @@ class WorkerConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-def load_handler(spec: str):
-    """``module:function`` to the callable it names, with a one-line error when it cannot."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"handler must look like module:function, not {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import handler module {module_name!r}: {exc}") from None
-    handler = getattr(module, attr, None)
-    if not callable(handler):
-        raise ValueError(f"{spec} is not a callable in {module_name}")
-    return handler
 
 
 def _join(config: WorkerConfig, stopping: threading.Event, flush):
@@ -119,7 +109,7 @@ def run(config: WorkerConfig) -> None:
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s worker-{config.worker_id} %(levelname)s %(message)s")
     os.environ.setdefault(ROOT_ENV, os.path.join(config.data_dir, "loaded", config.group))
-    handler = load_handler(config.handler)
+    handler = targets.load(config.handler, "handler")
     stopping = threading.Event()
     joined = []
 
