@@ -1,10 +1,10 @@
 """The cluster package's errors; both derive from coordinator.errors' one root.
 
-| class               | raised when                                                  | sluice exits |
-| ------------------- | ------------------------------------------------------------ | ------------ |
-| ClusterError        | a condition a cluster command hit: no cluster there, one     | 1            |
-|                     | already running, a supervisor that died while starting       |              |
-| ClusterSettingError | a cluster setting refused (``ClusterConfig``)                | 2            |
+| class               | raised when                                                | sluice exits |
+| ------------------- | ---------------------------------------------------------- | ------------ |
+| ClusterError        | a condition a cluster command hit: no cluster there, one   | 1            |
+|                     | already running, a supervisor that died while starting     |              |
+| ClusterSettingError | a cluster setting refused (``ClusterConfig``)              | 2            |
 
 ``ClusterSettingError`` is an ``InvalidArgument`` (a person's bad setting, so the CLI says it in
 one line and exits 2) and a ``ClusterError``, so a caller that starts clusters and catches

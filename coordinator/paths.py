@@ -18,6 +18,8 @@ visible after the consumer moved on. Partitions are always integers in code and 
 """
 from __future__ import annotations
 
+from coordinator.errors import InvalidArgument
+
 BROKER_IDS = "/brokers/ids"
 BROKER_TOPICS = "/brokers/topics"
 TOPIC_CONFIG = "/config/topics"
@@ -90,6 +92,6 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 def check_name(kind: str, name: str) -> str:
     """Reject a topic or group name that cannot be one ZooKeeper path component."""
     if not name or len(name) > 249 or name in (".", "..") or not set(name) <= _NAME_CHARS:
-        raise ValueError(f"invalid {kind} name {name!r}: use 1-249 of the characters "
+        raise InvalidArgument(f"invalid {kind} name {name!r}: use 1-249 of the characters "
                          "a-z A-Z 0-9 . _ -")
     return name

@@ -1,17 +1,15 @@
-"""``sluice``: the command line. Parses arguments and turns every user error into one line.
+"""The ``sluice`` command line: every command, its arguments and the function that runs it.
 
-The commands themselves live in cluster/commands.py (topics, produce, consume, dump-log) and
-cluster/supervisor.py (cluster up/down/status). Exit codes: 0 fine, 1 an error the command
-reported, 2 a bad argument, 130 interrupted.
+A bad argument is refused here, in one line, with exit code 2 (``OneLineParser``). Each command
+sets ``func`` (what runs it) and ``prepare`` (None, or what builds the settings it runs with
+before it starts; a setting refused there is a bad argument too: cluster/cli/exits.py).
 """
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+from cluster.cli import exits
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -19,7 +17,7 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-        sys.exit(EXIT_USAGE)
+        sys.exit(exits.USAGE)
 
 
 def _non_negative_int(text: str) -> int:
@@ -79,19 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     commands.required = True
 
-    def command(subparsers, name, func, help_text):
+    def command(subparsers, name, func, help_text, prepare=None):
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         _common_options(sub, defaults=False)
-        sub.set_defaults(func=func)
+        sub.set_defaults(func=func, prepare=prepare)
         return sub
 
-    from cluster.cli import commands as cmd
+    from cluster.cli import (cluster_commands, group_commands, message_commands,
+                             segment_commands, topic_commands)
 
     cluster = commands.add_parser("cluster", help="start, stop and inspect the local cluster")
-    cluster_commands = cluster.add_subparsers(dest="action", metavar="ACTION",
-                                              parser_class=OneLineParser)
-    cluster_commands.required = True
-    up = command(cluster_commands, "up", cmd.cluster_up, "start ZooKeeper and the brokers")
+    cluster_actions = cluster.add_subparsers(dest="action", metavar="ACTION",
+                                             parser_class=OneLineParser)
+    cluster_actions.required = True
+    up = command(cluster_actions, "up", cluster_commands.cluster_up,
+                 "start ZooKeeper and the brokers", prepare=cluster_commands.cluster_config)
     up.add_argument("--brokers", type=_positive_int, default=3)
     up.add_argument("--zk-ensemble", type=int, choices=(1, 3), default=1)
     up.add_argument("--detach", action="store_true", help="run in the background and return "
@@ -108,26 +108,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="port of the web dashboard and /metrics (default 8080; 0: any free port)")
     up.add_argument("--no-dashboard", action="store_true",
                     help="run without the sampler, the web dashboard and /metrics")
-    command(cluster_commands, "down", cmd.cluster_down, "stop the local cluster")
-    status = command(cluster_commands, "status", cmd.cluster_status, "processes of the cluster")
+    command(cluster_actions, "down", cluster_commands.cluster_down, "stop the local cluster")
+    status = command(cluster_actions, "status", cluster_commands.cluster_status,
+                     "processes of the cluster")
     status.add_argument("--json", action="store_true")
 
     topics = commands.add_parser("topics", help="create, list and describe topics")
-    topic_commands = topics.add_subparsers(dest="action", metavar="ACTION",
-                                           parser_class=OneLineParser)
-    topic_commands.required = True
-    create = command(topic_commands, "create", cmd.topics_create, "create a topic")
+    topic_actions = topics.add_subparsers(dest="action", metavar="ACTION",
+                                          parser_class=OneLineParser)
+    topic_actions.required = True
+    create = command(topic_actions, "create", topic_commands.topics_create, "create a topic")
     create.add_argument("topic")
     create.add_argument("--partitions", type=_positive_int, required=True)
     create.add_argument("--json", action="store_true")
-    listing = command(topic_commands, "list", cmd.topics_list, "list topics")
+    listing = command(topic_actions, "list", topic_commands.topics_list, "list topics")
     listing.add_argument("--json", action="store_true")
-    describe = command(topic_commands, "describe", cmd.topics_describe,
+    describe = command(topic_actions, "describe", topic_commands.topics_describe,
                        "partitions of a topic: broker, offsets")
     describe.add_argument("topic")
     describe.add_argument("--json", action="store_true")
 
-    produce = command(commands, "produce", cmd.produce, "send lines from stdin as messages")
+    produce = command(commands, "produce", message_commands.produce,
+                      "send lines from stdin as messages")
     produce.add_argument("topic")
     produce.add_argument("--key-separator", help="split each line into key SEP value")
     produce.add_argument("--acks", type=int, choices=(0, 1), default=1)
@@ -136,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--partition", type=_non_negative_int)
     produce.add_argument("--json", action="store_true")
 
-    consume = command(commands, "consume", cmd.consume, "print messages of a partition or group")
+    consume = command(commands, "consume", message_commands.consume,
+                      "print messages of a partition or group")
     consume.add_argument("topic")
     consume.add_argument("--partition", type=_non_negative_int)
     consume.add_argument("--offset", type=_offset, default="earliest")
@@ -147,12 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--json", action="store_true")
 
     groups = commands.add_parser("groups", help="consumer groups and their per-partition lag")
-    group_commands = groups.add_subparsers(dest="action", metavar="ACTION",
-                                           parser_class=OneLineParser)
-    group_commands.required = True
-    glist = command(group_commands, "list", cmd.groups_list, "consumer groups and their members")
+    group_actions = groups.add_subparsers(dest="action", metavar="ACTION",
+                                          parser_class=OneLineParser)
+    group_actions.required = True
+    glist = command(group_actions, "list", group_commands.groups_list,
+                    "consumer groups and their members")
     glist.add_argument("--json", action="store_true")
-    gdescribe = command(group_commands, "describe", cmd.groups_describe,
+    gdescribe = command(group_actions, "describe", group_commands.groups_describe,
                         "per-partition owner, offsets, lag, consume rate and stuck flag")
     gdescribe.add_argument("group")
     gdescribe.add_argument("--interval", type=float, default=2.0,
@@ -191,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                               help="give up when no message came for this long")
     perf_consume.add_argument("--json", action="store_true")
 
-    from cluster.observe import terminal_dashboard as dashboard
-    dash = command(commands, "dashboard", dashboard.command,
+    from cluster.observe import terminal_dashboard
+    dash = command(commands, "dashboard", terminal_dashboard.command,
                    "live view of processes, brokers and groups (q or Ctrl-C quits)")
     dash.add_argument("--interval", type=float, default=1.0,
                       help="seconds between refreshes (default 1)")
@@ -228,37 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("--static", action="store_true",
                        help="static group members (an instance id per worker slot)")
     drill.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
-    drill.set_defaults(func=drills.command)
+    drill.set_defaults(func=drills.command, prepare=None)
 
-    scrub = command(commands, "scrub", cmd.scrub, "CRC-check the segments in the local "
-                    "cluster's broker dirs and report each bad message by offset (reads files "
-                    "only: safe beside a running broker)")
+    scrub = command(commands, "scrub", segment_commands.scrub, "CRC-check the segments in the "
+                    "local cluster's broker dirs and report each bad message by offset (reads "
+                    "files only: safe beside a running broker)")
     scrub.epilog = (f"exit status: 0 when every segment is clean, "
-                    f"{cmd.SCRUB_FOUND_CORRUPTION} when it found corruption (a corrupt message "
-                    f"or a torn tail), 1 on an error such as an unknown topic")
+                    f"{segment_commands.SCRUB_FOUND_CORRUPTION} when it found corruption (a "
+                    f"corrupt message or a torn tail), 1 on an error such as an unknown topic")
     scrub.add_argument("--topic", help="only this topic's partitions")
     scrub.add_argument("--json", action="store_true")
 
-    dump = command(commands, "dump-log", cmd.dump_log, "decode a segment file")
+    dump = command(commands, "dump-log", segment_commands.dump_log, "decode a segment file")
     dump.add_argument("segment")
     dump.add_argument("--json", action="store_true")
     dump.add_argument("--preview", type=_non_negative_int, default=40,
                       help="characters of each value to show (default 40)")
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from cluster.cli.commands import USER_ERRORS
-    try:
-        return args.func(args) or 0
-    except USER_ERRORS as exc:
-        sys.stderr.write(f"sluice: error: {exc}\n")
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
 

@@ -15,12 +15,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn)
-from rich.table import Table
 
-from cluster.errors import ClusterError
-from cluster.supervision.files import ClusterFiles
+from cluster.cli import output
 from cluster.drills.catalog import DRILLS
 from cluster.drills.runner import Settings, run
+from cluster.errors import ClusterError
+from cluster.supervision.files import ClusterFiles
+from coordinator.errors import InvalidArgument
 
 DEFAULT_INTERVAL_S = 2.0
 
@@ -29,7 +30,7 @@ def names(name: str) -> list[str]:
     if name == "all":
         return [n for n, d in DRILLS.items() if d.in_all]
     if name not in DRILLS:
-        raise ValueError(f"unknown drill {name!r}: choose from {', '.join(DRILLS)} or all")
+        raise InvalidArgument(f"unknown drill {name!r}: choose from {', '.join(DRILLS)} or all")
     return [name]
 
 
@@ -181,12 +182,7 @@ def _shape(results: list[dict]):
 
 def print_table(results: list[dict], console: Console) -> None:
     title, columns, rows = _shape(results)
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    console.print(output.table(title, columns, rows))
 
 
 def markdown_table(results: list[dict]) -> str:

@@ -41,7 +41,7 @@ from cluster.drills.ledger import Ledger
 from cluster.drills.traffic import GroupWatch, SteadyProducer
 from cluster.workers.loader import read_loaded
 from coordinator import group as groups, paths, topics, zk as zkconnect
-from coordinator.errors import SluiceError
+from coordinator.errors import InvalidArgument, SluiceError
 
 log = logging.getLogger("sluice.drill")
 TOPIC = "drill"
@@ -72,16 +72,16 @@ class Settings:
 
     def __post_init__(self):
         if self.rebalance not in (None, "eager", "cooperative"):
-            raise ValueError(f"rebalance must be 'eager' or 'cooperative', not {self.rebalance!r}")
+            raise InvalidArgument(f"rebalance must be 'eager' or 'cooperative', not {self.rebalance!r}")
         if not isinstance(self.count, int) or self.count < 1:
-            raise ValueError(f"count must be a whole number >= 1, not {self.count!r}")
+            raise InvalidArgument(f"count must be a whole number >= 1, not {self.count!r}")
         if not self.interval >= 0:
-            raise ValueError(f"interval must be >= 0 seconds, not {self.interval!r}")
+            raise InvalidArgument(f"interval must be >= 0 seconds, not {self.interval!r}")
         for name in ("rate", "partitions", "brokers", "workers", "commit_ms",
                      "session_timeout_ms", "flush_ms"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
+                raise InvalidArgument(f"{name} must be a whole number >= 1, not {value!r}")
 
 
 class Unsupported(SluiceError):

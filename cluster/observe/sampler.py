@@ -54,6 +54,7 @@ from cluster.observe.rebalance_tracker import RebalanceTracker
 from coordinator import assignor, paths, zk as zkconnect
 from coordinator import group as groups
 from coordinator.offsets import OffsetStore
+from coordinator.errors import InvalidArgument
 
 log = logging.getLogger("sluice.sampler")
 
@@ -399,7 +400,7 @@ class Sampler:
                  interval_s: float = INTERVAL_S, history_s: float = HISTORY_S,
                  window_s: float = WINDOW_S, data_dir: str | None = None):
         if interval_s <= 0:
-            raise ValueError(f"interval_s must be positive, not {interval_s}")
+            raise InvalidArgument(f"interval_s must be positive, not {interval_s}")
         self.zookeeper = zookeeper
         self.data_dir = data_dir
         self.processes = processes

@@ -38,6 +38,7 @@ from cluster.errors import ClusterError
 from cluster.supervision.files import ClusterFiles
 from cluster.supervision.slots import process_alive
 from coordinator import zk as zkconnect
+from coordinator.errors import InvalidArgument
 
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_POINTS = 60
@@ -332,7 +333,7 @@ def run(url: str | None = None, zookeeper: str | None = None, data_dir: str | No
         console: Console | None = None) -> int:
     """The ``sluice dashboard`` command; returns the exit code."""
     if interval <= 0:
-        raise ValueError(f"--interval must be positive, not {interval:g}")
+        raise InvalidArgument(f"--interval must be positive, not {interval:g}")
     source = open_source(url, zookeeper, data_dir)
     try:
         if as_json or once:

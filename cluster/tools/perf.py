@@ -26,6 +26,7 @@ from typing import Callable
 
 from broker import protocol
 from broker.message import HEADER_SIZE
+from coordinator.errors import InvalidArgument
 
 Progress = Callable[[int], None]
 
@@ -73,7 +74,7 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
     from clients.brokers import BrokerPool
     from clients.producer import Producer
     if messages < 1 or size < 0:
-        raise ValueError("messages must be >= 1 and size >= 0")
+        raise InvalidArgument("messages must be >= 1 and size >= 0")
     value = os.urandom(size)
     latencies = Latencies()
     pool = BrokerPool(zookeeper, data_dir)
@@ -115,7 +116,7 @@ def consume(topic: str, partition: int = 0, messages: int = 1_000_000,
     and its value length summed. Gives up when none came for ``timeout_ms``."""
     from clients.simple_consumer import SimpleConsumer
     if messages < 1:
-        raise ValueError("messages must be >= 1")
+        raise InvalidArgument("messages must be >= 1")
     consumer = SimpleConsumer(topic, partition, offset, zookeeper, max_bytes=fetch_bytes,
                               timeout_ms=timeout_ms, data_dir=data_dir)
     count = nbytes = 0
