@@ -1,16 +1,18 @@
 """Per-partition lag of a consumer group, the way a person needs to read it.
 
-A total lag hides the one partition that is stuck (../shared/seed's point), so every figure here
-is per partition: owner, committed offset, log-end offset, lag in bytes, lag in messages, the
-consume rate, and a stuck flag. Two samples ``interval_s`` apart give the rates:
+A total lag hides the one partition that is stuck, so every figure here is per partition:
+owner, committed offset, log-end offset, lag in bytes, lag in messages, the consume rate, and a
+stuck flag. Two samples of a partition give the rates:
 
 - lag in messages is estimated as lag bytes / the mean size of the messages right after the
   committed offset (one fetch of up to 64 KiB there; exact when the lag fits in that fetch);
 - consume rate is how fast the committed offset moved between the samples, in messages/s by
   the mean size of the messages it moved past (or of those ahead of it, when it lags);
-- stuck: there was lag at the first sample, it grew by the second, and the committed offset did
-  not move in between (so choose an interval longer than the group's commit interval plus the
-  brokers' flush interval, which is when new messages become visible).
+- stuck: the partition has lag and its committed offset did not move between two samples at
+  least the stuck window apart (``sluice groups describe``: its ``--interval``, 2 s by default;
+  the dashboards: 10 s), whether or not new messages arrived. Choose a window longer than the
+  group's commit interval (a worker commits every second), or a healthy partition between two
+  commits looks stuck.
 
 Data loss is the partition's note in ZooKeeper (what consumers skipped, by kind: retention,
 gap, corrupt, past_end, skipped by the handler; see coordinator/offsets.py) plus, when the
@@ -33,6 +35,7 @@ from coordinator import group as groups
 from coordinator.offsets import OffsetStore
 
 SAMPLE_BYTES = 64 * 1024
+REQUEST_TIMEOUT_MS = 2000
 
 
 @dataclass
@@ -69,7 +72,7 @@ def describe(pool: BrokerPool, group: str, interval_s: float = 2.0) -> list[Part
                             first.get((topic, partition)) if interval_s > 0 else None,
                             second.get((topic, partition)), losses.get(partition),
                             lambda offset, t=topic, p=partition:
-                            mean_message_size(pool, t, p, offset)))
+                            mean_message_size(pool, t, p, offset), window_s=interval_s))
     return rows
 
 
@@ -82,17 +85,39 @@ def sample(pool: BrokerPool, store: OffsetStore, topics: list[str]) -> dict:
         for partition in range(pool.partitions(topic)):
             entry = {"committed": committed.get(partition), "time": time.monotonic()}
             try:
-                entry["log_start"] = _offset(pool, topic, partition, protocol.EARLIEST)
-                entry["log_end"] = _offset(pool, topic, partition, protocol.LATEST)
+                entry["log_start"] = pool.offset(topic, partition, protocol.EARLIEST,
+                                                 timeout_ms=REQUEST_TIMEOUT_MS)
+                entry["log_end"] = pool.offset(topic, partition, protocol.LATEST,
+                                               timeout_ms=REQUEST_TIMEOUT_MS)
             except protocol.SluiceError as exc:
                 entry["error"] = str(exc)
             sample[(topic, partition)] = entry
     return sample
 
 
+def stuck(first: dict | None, second: dict, lag_bytes: int | None, window_s: float) -> bool:
+    """Lag, and the committed offset did not move over at least ``window_s`` seconds. Pure.
+
+    ``first`` and ``second`` are samples of one partition (``time`` and ``committed``); they
+    count as far enough apart from 90% of the window on (samples are taken on a clock tick)::
+
+        stuck({"time": 0, "committed": 100}, {"time": 5, "committed": 100}, 50, 5.0)  # True
+        stuck({"time": 0, "committed": 100}, {"time": 5, "committed": 120}, 50, 5.0)  # moving
+        stuck({"time": 0, "committed": 100}, {"time": 5, "committed": 100}, 0, 5.0)   # caught up
+        stuck({"time": 0, "committed": 100}, {"time": 2, "committed": 100}, 50, 5.0)  # too soon
+    """
+    if not lag_bytes or first is None:
+        return False
+    if second["time"] - first["time"] < window_s * 0.9:
+        return False
+    return first.get("committed") == second.get("committed")
+
+
 def row(topic: str, partition: int, owner: str | None, first: dict | None, second: dict,
-        loss: dict | None, mean_size: Callable[[int], float | None]) -> PartitionLag:
-    """One partition's figures from two samples of it (``first`` None: no rates, not stuck).
+        loss: dict | None, mean_size: Callable[[int], float | None],
+        window_s: float = 0.0) -> PartitionLag:
+    """One partition's figures from two samples of it (``first`` None: no rates, not stuck;
+    without a log end in ``first``: no rates). ``window_s`` is the stuck window.
 
     ``mean_size(offset)`` is the mean size of the messages from ``offset`` on (None: unknown).
     """
@@ -119,23 +144,15 @@ def row(topic: str, partition: int, owner: str | None, first: dict | None, secon
         elapsed = max(second["time"] - first["time"], 1e-6)
         row.consume_bytes_per_s = round(moved / elapsed, 1)
         row.consume_msgs_per_s = round(moved / elapsed / mean, 1) if mean and moved else 0.0
-        lag_before = first["log_end"] - (before if before is not None else first.get("log_start", 0))
-        row.stuck = lag_before > 0 and row.lag_bytes > lag_before and moved == 0
+    row.stuck = stuck(first, second, row.lag_bytes, window_s)
     return row
-
-
-def _offset(pool: BrokerPool, topic: str, partition: int, when: int) -> int:
-    frames = pool.call(topic, partition,
-                       lambda corr: protocol.encode_offsets(corr, topic, partition, when),
-                       timeout_ms=2000)
-    return protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)[1][0]
 
 
 def mean_message_size(pool: BrokerPool, topic: str, partition: int, offset: int) -> float | None:
     """Mean size of the messages in one fetch of up to SAMPLE_BYTES at ``offset``."""
     try:
         frames = pool.call(topic, partition, lambda corr: protocol.encode_fetch(
-            corr, topic, partition, offset, SAMPLE_BYTES), timeout_ms=2000)
+            corr, topic, partition, offset, SAMPLE_BYTES), timeout_ms=REQUEST_TIMEOUT_MS)
         protocol.decode_response(frames[0].buffer, protocol.FETCH_REPLY)
     except protocol.SluiceError:
         return None

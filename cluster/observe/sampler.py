@@ -3,22 +3,20 @@
 A ``Sampler`` runs as a thread inside the supervisor (``Supervisor.start`` starts it, ``stop``
 stops it). Each tick it takes three kinds of figures:
 
-| source                      | how                                   | figures                          |
-| --------------------------- | ------------------------------------- | -------------------------------- |
-| every process of the cluster | psutil (``oneshot``)                 | CPU %, CPU seconds, RSS, threads, open file descriptors, disk read/write bytes, context switches |
-| every registered broker     | one METADATA request each, in parallel | per partition: offsets, size, segments, flushes and flush time, messages/bytes in, bytes out, fetches; errors by type |
-| every consumer group        | ZooKeeper reads (members, owners, offsets) | per partition: owner, committed, lag bytes/messages, consume rate, stuck, data loss, seconds left before retention deletes unread data; rebalances and their durations |
+| source                       | how                                         | module    |
+| ---------------------------- | ------------------------------------------- | --------- |
+| every process of the cluster | psutil (``oneshot``)                        | processes |
+| every registered broker      | one METADATA request each, in parallel      | brokers   |
+| every consumer group         | ZooKeeper reads (members, owners, offsets)  | here      |
 
-Rates (messages/s, bytes/s, CPU %, ...) come from successive samples of the counters; a counter
-that went down (a restarted broker) gives no rate for that tick. Group figures reuse
-``cluster.observe.lag`` with the broker's offsets from METADATA (log start, visible end), so they agree
-with ``sluice groups describe``, except:
+Per group partition: owner, committed, lag bytes/messages, consume rate, stuck, data loss,
+seconds left before retention deletes unread data; per group: rebalances and their durations.
+The group figures are ``cluster.observe.lag``'s with the brokers' offsets from METADATA (log
+start, visible end), so they agree with ``sluice groups describe``, except:
 
-- rates are taken over the last ``window_s`` seconds (10 by default), which spans several
-  commits of a worker (one per second by default), so they do not flicker between 0 and twice
-  the rate;
-- stuck means: the partition has lag and its committed offset did not move for ``window_s``
-  seconds, whether or not new messages arrived (``describe`` also asks that the lag grew);
+- rates and stuck are taken over the last ``window_s`` seconds (10 by default), which spans
+  several commits of a worker (one per second by default), so they do not flicker between 0
+  and twice the rate;
 - lag in messages divides by the partition's mean message size as the broker counted it
   (bytes in / messages in since it started), or, before any message came in, by the mean size of
   the messages after the committed offset (one fetch, remembered while the offset stays);
@@ -41,42 +39,26 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import psutil
-import zmq
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
 from broker import protocol
 from clients.brokers import BrokerPool
-from clients.connection import Connection
 from cluster.observe import lag, retention_left
+from cluster.observe.brokers import BrokerStats
+from cluster.observe.processes import ProcessRef, ProcessStats
 from cluster.observe.rebalance_tracker import RebalanceTracker
 from coordinator import assignor, paths, zk as zkconnect
 from coordinator import group as groups
-from coordinator.offsets import OffsetStore
 from coordinator.errors import InvalidArgument
+from coordinator.offsets import OffsetStore
 
-log = logging.getLogger("sluice.sampler")
+log = logging.getLogger(__name__)
 
 INTERVAL_S = 1.0
 HISTORY_S = 15 * 60
 WINDOW_S = 10.0
-BROKER_TIMEOUT_MS = 800
 ZK_ERRORS = (KazooException, KazooTimeoutError, zkconnect.NoCluster)
-
-
-@dataclass(frozen=True)
-class ProcessRef:
-    """One process to watch: its role (zookeeper|broker|worker|supervisor), id and current pid."""
-
-    role: str
-    id: str
-    pid: int | None
-    restarts: int = 0
-
-    @property
-    def name(self) -> str:
-        return f"{self.role} {self.id}"
 
 
 @dataclass(frozen=True)
@@ -85,193 +67,6 @@ class BrokerDisk:
 
     data_dir: str
     retention_ms: int
-
-
-def stuck(first: dict | None, second: dict, lag_bytes: int | None, window_s: float) -> bool:
-    """Lag, and the committed offset did not move over at least ``window_s`` seconds. Pure.
-
-    ``first`` and ``second`` are samples of one partition (``time`` and ``committed``).
-    """
-    if not lag_bytes or first is None:
-        return False
-    if second["time"] - first["time"] < window_s * 0.9:
-        return False
-    return first.get("committed") == second.get("committed")
-
-
-def rate(previous: float | None, current: float | None, elapsed: float) -> float | None:
-    """Per-second change of a counter; None for the first sample or after a reset. Pure."""
-    if previous is None or current is None or elapsed <= 0 or current < previous:
-        return None
-    return (current - previous) / elapsed
-
-
-class _Processes:
-    """psutil figures of a changing set of processes; keeps what rates need between ticks."""
-
-    def __init__(self):
-        self._known: dict[tuple[str, str], tuple[psutil.Process, dict]] = {}
-
-    def sample(self, refs: list[ProcessRef], now: float) -> list[dict]:
-        rows, seen = [], set()
-        for ref in refs:
-            key = (ref.role, ref.id)
-            seen.add(key)
-            rows.append(self._one(key, ref, now))
-        for key in set(self._known) - seen:
-            del self._known[key]
-        return rows
-
-    def _one(self, key, ref: ProcessRef, now: float) -> dict:
-        row = {"role": ref.role, "id": ref.id, "pid": ref.pid, "alive": False,
-               "restarts": ref.restarts}
-        if not ref.pid:
-            self._known.pop(key, None)
-            return row
-        known = self._known.get(key)
-        try:
-            if known is None or known[0].pid != ref.pid:
-                known = (psutil.Process(ref.pid), {})
-                self._known[key] = known
-            proc, before = known
-            with proc.oneshot():
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    self._known.pop(key, None)
-                    return row
-                cpu = proc.cpu_times()
-                memory = proc.memory_info()
-                threads = proc.num_threads()
-                fds = proc.num_fds()
-                ctx = proc.num_ctx_switches()
-                try:
-                    io = proc.io_counters()
-                except (psutil.AccessDenied, AttributeError):
-                    io = None
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            self._known.pop(key, None)
-            return row
-        now_counters = {"time": now, "cpu": cpu.user + cpu.system,
-                        "read": io.read_bytes if io else None,
-                        "write": io.write_bytes if io else None,
-                        "ctx": ctx.voluntary + ctx.involuntary}
-        elapsed = now - before.get("time", now)
-        cpu_rate = rate(before.get("cpu"), now_counters["cpu"], elapsed)
-        row.update(alive=True, cpu_seconds=round(now_counters["cpu"], 3),
-                   cpu_percent=None if cpu_rate is None else round(cpu_rate * 100, 1),
-                   rss_bytes=memory.rss, threads=threads, open_files=fds,
-                   read_bytes=now_counters["read"], write_bytes=now_counters["write"],
-                   read_bytes_per_s=_round(rate(before.get("read"), now_counters["read"], elapsed)),
-                   write_bytes_per_s=_round(rate(before.get("write"), now_counters["write"],
-                                                 elapsed)),
-                   ctx_switches=now_counters["ctx"],
-                   ctx_switches_per_s=_round(rate(before.get("ctx"), now_counters["ctx"], elapsed)))
-        before.clear()
-        before.update(now_counters)
-        return row
-
-
-def _round(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-class _Brokers:
-    """One METADATA request to every registered broker per tick, all in flight at once."""
-
-    COUNTERS = ("messages_in", "bytes_in", "bytes_out")
-
-    def __init__(self, timeout_ms: int = BROKER_TIMEOUT_MS):
-        self.timeout_ms = timeout_ms
-        self._connections: dict[str, Connection] = {}
-        self._previous: dict = {}
-
-    def sample(self, pool: BrokerPool, now: float) -> tuple[list[dict], list[dict]]:
-        infos = pool.view.brokers()
-        pending = {}
-        for broker_id, info in sorted(infos.items()):
-            conn = self._connections.get(info.endpoint)
-            if conn is None:
-                conn = self._connections[info.endpoint] = Connection(pool.context, info.endpoint)
-            corr = conn.next_id()
-            conn.send([protocol.encode_metadata(corr)])
-            pending[broker_id] = (conn, corr)
-        for endpoint in set(self._connections) - {i.endpoint for i in infos.values()}:
-            self._connections.pop(endpoint).close()
-        replies = self._collect(pending)
-        brokers, partitions = [], []
-        for broker_id, info in sorted(infos.items()):
-            reply = replies.get(broker_id)
-            if isinstance(reply, str) or reply is None:
-                brokers.append({"broker": broker_id, "endpoint": info.endpoint, "up": False,
-                                "error": reply or "no reply", "errors": {}})
-                continue
-            brokers.append(self._broker_row(broker_id, info.endpoint, reply, now))
-            for entry in reply.get("partitions", []):
-                partitions.append(self._partition_row(broker_id, entry, now))
-        return brokers, partitions
-
-    def _collect(self, pending: dict) -> dict:
-        replies: dict[int, dict | str] = {}
-        poller = zmq.Poller()
-        by_socket = {}
-        for broker_id, (conn, _) in pending.items():
-            poller.register(conn.socket, zmq.POLLIN)
-            by_socket[conn.socket] = broker_id
-        deadline = time.monotonic() + self.timeout_ms / 1000
-        waiting = dict(pending)
-        while waiting:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            for sock, _ in poller.poll(left * 1000):
-                broker_id = by_socket[sock]
-                conn, corr = pending[broker_id]
-                frames = sock.recv_multipart()
-                if protocol.RESPONSE.unpack_from(frames[0])[0] != corr:
-                    continue  # a late reply to an earlier tick
-                try:
-                    replies[broker_id] = json.loads(protocol.decode_metadata_response(frames[0])[1])
-                except (protocol.SluiceError, ValueError) as exc:
-                    replies[broker_id] = f"bad metadata reply: {exc}"
-                waiting.pop(broker_id, None)
-                poller.unregister(sock)
-        for broker_id, (conn, _) in waiting.items():
-            replies[broker_id] = f"no reply within {self.timeout_ms} ms"
-            conn.reset()
-        return replies
-
-    def _broker_row(self, broker_id: int, endpoint: str, reply: dict, now: float) -> dict:
-        stats = reply.get("stats", {})
-        row = {"broker": broker_id, "endpoint": endpoint, "up": True, "error": None,
-               "errors": dict(reply.get("errors", {}))}
-        row.update(self._with_rates(("broker", broker_id), stats, now))
-        return row
-
-    def _partition_row(self, broker_id: int, entry: dict, now: float) -> dict:
-        row = {"broker": broker_id, **{k: v for k, v in entry.items()}}
-        for name in self.COUNTERS + ("fetches",):
-            row.setdefault(name, 0)
-        row.update(self._with_rates(("partition", broker_id, entry["topic"], entry["partition"]),
-                                    entry, now))
-        return row
-
-    def _with_rates(self, key, counters: dict, now: float) -> dict:
-        previous = self._previous.get(key)
-        values = {name: int(counters.get(name, 0)) for name in self.COUNTERS}
-        out = dict(values)
-        for name in self.COUNTERS:
-            out[f"{name}_per_s"] = _round(rate(previous[name] if previous else None, values[name],
-                                               now - previous["time"] if previous else 0))
-        self._previous[key] = {"time": now, **values}
-        return out
-
-    def forget(self, keep: set) -> None:
-        for key in set(self._previous) - keep:
-            del self._previous[key]
-
-    def close(self) -> None:
-        for conn in self._connections.values():
-            conn.close()
-        self._connections.clear()
 
 
 class _Groups:
@@ -362,10 +157,9 @@ class _Groups:
         if first is None and history:
             first = history[0]
         history.append(entry)
-        row = lag.row(topic, partition, owner, first if first and "log_end" in first else None,
-                      entry, loss, lambda position: self._mean(pool, served, topic, partition,
-                                                               position))
-        row.stuck = stuck(first, entry, row.lag_bytes, self.window_s)
+        row = lag.row(topic, partition, owner, first, entry, loss,
+                      lambda position: self._mean(pool, served, topic, partition, position),
+                      window_s=self.window_s)
         out = lag.as_dicts([row])[0]
         out["retention_seconds_left"] = self._retention_left(served, row, disks, wall)
         return out
@@ -416,8 +210,8 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: BrokerPool | None = None
-        self._procs = _Processes()
-        self._brokers = _Brokers()
+        self._procs = ProcessStats()
+        self._brokers = BrokerStats()
         self._groups = _Groups(window_s, interval_s)
         self.cpu_seconds = 0.0
         self.ticks = 0

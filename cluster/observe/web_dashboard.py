@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cluster.observe import metrics
 
-log = logging.getLogger("sluice.dashboard")
+log = logging.getLogger(__name__)
 
 STATIC_PACKAGE = "cluster.observe.web_static"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",

@@ -34,7 +34,6 @@ import multiprocessing.connection
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -407,7 +406,7 @@ class Supervisor:
 
     def processes(self) -> list:
         """Every process to sample (``ProcessRef``): this one, ZooKeeper, the slots."""
-        from cluster.observe.sampler import ProcessRef
+        from cluster.observe.processes import ProcessRef
         refs = [ProcessRef("supervisor", "0", os.getpid())]
         if self.ensemble is not None:
             refs += [ProcessRef("zookeeper", str(n.myid), n.pid if n.is_running() else None)

@@ -1,23 +1,17 @@
-"""/metrics and the dashboard feed of a supervised cluster against known traffic.
+"""/metrics: a snapshot's exposition (pure), then a supervised cluster's against known traffic.
 
 Every figure is read the way Prometheus would (scraping ``/metrics``), and waited for with
 ``wait_for``: the sampler looks once a second, so the tests wait for a condition, never a time.
 """
-import json
-import os
-import pty
-import select
-import subprocess
-import sys
-import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients import Producer
+from cluster.observe import metrics
 from coordinator import topics, zk as zkmod
 from tests.cluster.observe.handlers import HOLD_ENV
-from tests.conftest import REPO
+from tests.cluster.observe.snapshots import samples, snapshot
 from tests.helpers import wait_for
 
 GROUP = "loaders"
@@ -165,84 +159,40 @@ def test_lag_and_stuck_follow_a_blocked_worker(cluster_factory, tmp_path):
     assert one(found, "sluice_group_retention_seconds_left", **labels) is None
 
 
-def test_cluster_json_status_and_terminal_view_show_the_dashboard(cluster_factory):
-    cluster = cluster_factory(brokers=1)
-    url = cluster.info()["dashboard"]
-    assert url.startswith("http://127.0.0.1:") and url.endswith("/")
-    assert cluster.status()["dashboard"] == url
-    with urllib.request.urlopen(url, timeout=10) as reply:
-        page = reply.read().decode()
-    assert 'id="plot-cpu"' in page and "/static/dashboard.js" in page
-    for name in ("dashboard.js", "dashboard.css"):
-        with urllib.request.urlopen(f"{url}static/{name}", timeout=10) as reply:
-            assert reply.status == 200 and len(reply.read()) > 1000
-    wait_for(lambda: json.loads(urllib.request.urlopen(f"{url}api/state?since=0",
-                                                       timeout=10).read())["seq"] >= 2,
-             30, what="two samples")
-    state = json.loads(urllib.request.urlopen(f"{url}api/state?since=0", timeout=10).read())
-    assert len(state["points"]) == state["seq"] and state["history_s"] == 900
-    newer = json.loads(urllib.request.urlopen(f"{url}api/state?since={state['seq']}",
-                                              timeout=10).read())
-    assert all(p["seq"] > state["seq"] for p in newer["points"])
-
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("SLUICE_ZK", None)
-    once = subprocess.run([sys.executable, "-m", "cluster.cli", "dashboard", "--once",
-                           "--data-dir", str(cluster.data_dir)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert once.returncode == 0, once.stderr
-    assert "supervisor 0" in once.stdout and "broker 0" in once.stdout and url in once.stdout
-    as_json = subprocess.run([sys.executable, "-m", "cluster.cli", "dashboard", "--json",
-                              "--data-dir", str(cluster.data_dir)], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=60)
-    assert as_json.returncode == 0, as_json.stderr
-    assert {p["role"] for p in json.loads(as_json.stdout)["processes"]} == {"supervisor",
-                                                                             "broker"}
-    # straight to ZooKeeper (no supervisor address): brokers and groups, no processes
-    direct = subprocess.run([sys.executable, "-m", "cluster.cli", "dashboard", "--json",
-                             "--zookeeper", cluster.zookeeper, "--data-dir",
-                             str(cluster.data_dir / "elsewhere")], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60)
-    assert direct.returncode == 0, direct.stderr
-    snapshot = json.loads(direct.stdout)
-    assert snapshot["processes"] == [] and [b["broker"] for b in snapshot["brokers"]] == [0]
+def test_metrics_name_and_label_every_figure_the_prometheus_way():
+    text = metrics.render(snapshot).decode()
+    got = samples(text)
+    part = (("broker", "0"), ("partition", "0"), ("topic", "clicks"))
+    group = (("group", "loaders"), ("partition", "0"), ("topic", "clicks"))
+    broker = (("id", "0"), ("role", "broker"))
+    assert got[("sluice_broker_messages_in_total", part)] == 10
+    assert got[("sluice_broker_bytes_in_total", part)] == 300
+    assert got[("sluice_broker_bytes_out_total", part)] == 600
+    assert got[("sluice_broker_log_size_bytes", part)] == 300
+    assert got[("sluice_broker_log_segments", part)] == 2
+    assert got[("sluice_broker_flushes_total", part)] == 4
+    assert got[("sluice_broker_flush_seconds_total", part)] == 0.25
+    assert got[("sluice_broker_errors_total", (("broker", "0"), ("error",
+                                                                  "offset_out_of_range")))] == 2
+    assert got[("sluice_group_lag_bytes", group)] == 180
+    assert got[("sluice_group_lag_messages", group)] == 6
+    assert got[("sluice_group_committed_offset", group)] == 120
+    assert got[("sluice_group_consume_rate", group)] == 0
+    assert got[("sluice_group_stuck", group)] == 1
+    assert got[("sluice_group_retention_seconds_left", group)] == 1234.5
+    assert got[("sluice_group_rebalances_total", (("group", "loaders"),))] == 2
+    assert got[("sluice_group_members", (("group", "loaders"),))] == 1
+    assert got[("sluice_process_cpu_percent", broker)] == 12.5
+    assert got[("sluice_process_resident_memory_bytes", broker)] == 50_000_000
+    assert got[("sluice_process_threads", broker)] == 9
+    assert got[("sluice_process_open_files", broker)] == 30
+    assert got[("sluice_process_restarts_total", broker)] == 1
+    assert got[("sluice_process_up", (("id", "0"), ("role", "worker")))] == 0
+    # a dead process has no figures rather than zeros
+    assert ("sluice_process_resident_memory_bytes", (("id", "0"), ("role", "worker"))) not in got
+    assert "# TYPE sluice_broker_messages_in_total counter" in text
+    assert "# TYPE sluice_group_lag_bytes gauge" in text
 
 
-def test_terminal_view_quits_on_q_in_a_terminal(cluster_factory):
-    cluster = cluster_factory(brokers=1)
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: sluice dashboard on a pseudo-terminal
-        os.chdir(REPO)
-        os.environ["PYTHONPATH"] = str(REPO)
-        os.execv(sys.executable, [sys.executable, "-m", "cluster.cli", "dashboard",
-                                  "--data-dir", str(cluster.data_dir)])
-    output = b""
-
-    def read_some(timeout):
-        nonlocal output
-        if select.select([fd], [], [], timeout)[0]:
-            try:
-                output += os.read(fd, 65536)
-            except OSError:
-                return False
-        return True
-
-    try:
-        wait_for(lambda: read_some(0.2) and b"broker 0" in output, 60,
-                 what="the first frame")
-        os.write(fd, b"q")
-        deadline = time.monotonic() + 30
-        finished = 0
-        while not finished and time.monotonic() < deadline:
-            if not read_some(0.2):
-                time.sleep(0.05)   # the terminal closed: the process is exiting
-            finished, status = os.waitpid(pid, os.WNOHANG)
-        assert finished, "sluice dashboard did not quit on q"
-        pid = 0
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert b"\x1b[?1049l" in output   # left the alternate screen
-    finally:
-        if pid:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        os.close(fd)
+def test_metrics_before_the_first_sample_are_empty():
+    assert metrics.render(lambda: None) == b""
