@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cluster.cli.output import blank, err, print_json, print_table
+from coordinator import zk
 from coordinator.errors import InvalidArgument, SluiceError
 
 
@@ -12,7 +13,7 @@ class UnknownGroup(SluiceError):
 
 def groups_list(args) -> int:
     from coordinator import group as groups
-    client = _zk(args)
+    client = zk.connect(args.zookeeper, args.data_dir)
     try:
         rows = [{"group": g, "members": groups.members(client, g),
                  "topics": groups.topics_of(client, g)} for g in groups.groups(client)]
@@ -22,7 +23,7 @@ def groups_list(args) -> int:
         print_json(rows)
     else:
         print_table("consumer groups", ["group", "members", "topics"],
-               [[r["group"], len(r["members"]), ", ".join(r["topics"])] for r in rows])
+                    [[r["group"], len(r["members"]), ", ".join(r["topics"])] for r in rows])
     return 0
 
 
@@ -45,12 +46,12 @@ def groups_describe(args) -> int:
                      "partitions": lag.as_dicts(rows)})
         return 0
     print_table(f"group {args.group} (lag per partition; messages estimated from the mean size of "
-           f"the messages after the committed offset)",
-           ["topic", "partition", "owner", "committed", "log end", "lag bytes", "lag msgs",
-            "msgs/s", "state"],
-           [[r.topic, r.partition, r.owner or "-", blank(r.committed), blank(r.log_end),
-             blank(r.lag_bytes), blank(r.lag_messages), blank(r.consume_msgs_per_s),
-             _state(r)] for r in rows])
+                f"the messages after the committed offset)",
+                ["topic", "partition", "owner", "committed", "log end", "lag bytes", "lag msgs",
+                 "msgs/s", "state"],
+                [[r.topic, r.partition, r.owner or "-", blank(r.committed), blank(r.log_end),
+                  blank(r.lag_bytes), blank(r.lag_messages), blank(r.consume_msgs_per_s),
+                  _state(r)] for r in rows])
     return 0
 
 

@@ -38,7 +38,7 @@ def dump_log(args) -> int:
         rows.append([e["offset"], e["size"], "ok" if e["crc_ok"] else "BAD",
                      e.get("key") or "", _preview(value, args.preview)])
     print_table(f"{path} ({len(data)} bytes, {sum('error' not in e for e in entries)} messages)",
-           ["offset", "size", "crc", "key", "value"], rows)
+                ["offset", "size", "crc", "key", "value"], rows)
     return 0
 
 
@@ -101,9 +101,9 @@ def scrub(args) -> int:
                      "findings": findings})
     elif findings:
         print_table(f"scrub of {data_dir}: {len(findings)} bad range(s) in {summary}",
-               ["broker", "topic", "partition", "segment", "offset", "size", "reason"],
-               [[f["broker"], f["topic"], f["partition"], f["segment"], f["offset"], f["size"],
-                 f["reason"]] for f in findings])
+                    ["broker", "topic", "partition", "segment", "offset", "size", "reason"],
+                    [[f["broker"], f["topic"], f["partition"], f["segment"], f["offset"], f["size"],
+                      f["reason"]] for f in findings])
     else:
         err.print(f"clean: {summary} checked")
     return SCRUB_FOUND_CORRUPTION if findings else 0

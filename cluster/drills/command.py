@@ -18,7 +18,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 
 from cluster.cli import output
 from cluster.drills.catalog import DRILLS
-from cluster.drills.runner import Settings, run
+from cluster.drills.context import Settings
+from cluster.drills.runner import run
 from cluster.errors import ClusterError
 from cluster.supervision.files import ClusterFiles
 from coordinator.errors import InvalidArgument

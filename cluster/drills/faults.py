@@ -9,14 +9,16 @@ process (its create time) before signalling it, and waits for the supervisor to 
     new_pid = procs.wait_replaced("broker", "1", pid, timeout=30)
     pid = procs.pause("broker", "2"); ...; procs.resume(pid)   # SIGSTOP / SIGCONT
 
-The waits for "serving again" (a broker registered under its new pid, a ZooKeeper node in a
-quorum) live here too, so every drill measures "process back" the same way.
+The waits for "serving again" (a broker registered under its new pid and hosting its
+partitions, a ZooKeeper node in a quorum) live here too, with the steps several drills share
+(``kill_and_replace``), so every drill measures "process back" the same way.
 """
 from __future__ import annotations
 
 import os
 import signal
 import time
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -24,6 +26,9 @@ from cluster.supervision.files import ClusterFiles
 from cluster.supervision.slots import process_alive
 from cluster.supervision.zookeeper import SERVING_MODES, server_mode
 from coordinator.errors import SluiceError
+
+if TYPE_CHECKING:
+    from cluster.drills.context import Context
 
 
 class FaultError(SluiceError):
@@ -111,6 +116,28 @@ class ClusterProcesses:
             if time.monotonic() >= deadline:
                 raise FaultError(f"zookeeper {id_} not serving again within {timeout:g} s")
             time.sleep(0.1)
+
+
+def kill_and_replace(ctx: Context, record: dict, role: str) -> tuple[str, float, int]:
+    """SIGKILL a random ``role``; returns (id, fault time, new pid) once the supervisor
+    started it again."""
+    target = ctx.rng.choice(ctx.procs.ids(role))
+    fault_t = time.monotonic()
+    pid = ctx.procs.kill(role, target)
+    record.update(target=f"{role} {target}", pid=pid)
+    ctx.emit("fault", detail=f"SIGKILLed {role} {target} (pid {pid})")
+    new_pid = ctx.procs.wait_replaced(role, target, pid, ctx.settings.recovery_timeout_s)
+    record["new_pid"] = new_pid
+    return target, fault_t, new_pid
+
+
+def wait_broker_back(ctx: Context, broker: int, pid: int, after: float) -> float:
+    """The time of the first look after ``after`` with ``broker`` registered under ``pid`` and
+    announcing every partition it hosts."""
+    hosted = set(ctx.placement().hosted_by(broker))
+    return ctx.watch.wait(lambda look: look.brokers.get(broker) == pid and hosted <= look.hosted,
+                          after, ctx.settings.recovery_timeout_s,
+                          f"broker {broker} registered under pid {pid} and hosting its partitions")
 
 
 def zookeeper_mode(port: int) -> str | None:

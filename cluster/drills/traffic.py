@@ -36,7 +36,7 @@ from cluster.supervision.slots import process_alive
 from coordinator import paths, topics, zk as zkconnect
 from coordinator.offsets import OffsetStore
 
-log = logging.getLogger("sluice.drill")
+log = logging.getLogger(__name__)
 ZK_TIMEOUT_S = 2.0
 
 
@@ -306,9 +306,7 @@ class GroupWatch(threading.Thread):
         if not _alive(look.brokers.get(broker)):
             return None
         try:
-            frames = self.pool.call(self.topic, partition, lambda corr: protocol.encode_offsets(
-                corr, self.topic, partition, protocol.LATEST), timeout_ms=1000)
-            return protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)[1][0]
+            return self.pool.offset(self.topic, partition, protocol.LATEST, timeout_ms=1000)
         except protocol.SluiceError:
             return None
 
