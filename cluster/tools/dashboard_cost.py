@@ -1,12 +1,17 @@
-"""What the dashboard's sampling costs: each process's CPU over SECONDS of wall time, for a local
-cluster (3 brokers, 2 group workers, a 6-partition topic at about 500 messages/s) started with
---no-dashboard, then with the dashboard; with --poll, a client also reads /api/state and
-/metrics every second (a page open and Prometheus scraping at 1 Hz).
+"""What the dashboard's sampling costs (docs/dashboard.md, "Cost").
 
-    .venv/bin/python docs/measure_dashboard_cost.py 60 [--poll]
+Each process's CPU over SECONDS of wall time, for a local cluster (3 brokers, 2 group workers,
+a 6-partition topic at about 500 messages/s) started with --no-dashboard, then with the
+dashboard; with --poll, a client also reads /api/state and /metrics every second (a page open
+and Prometheus scraping at 1 Hz).
+
+    .venv/bin/python -m cluster.tools.dashboard_cost 60 [--poll]
 
 Prints one JSON line per run (CPU % of one core per process; the sampler thread's own share).
 """
+from __future__ import annotations
+
+import argparse
 import json
 import shutil
 import subprocess
@@ -17,6 +22,8 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+
+from cluster.supervision.files import ClusterFiles
 
 ROOT = Path(__file__).resolve().parents[2]
 SLUICE = [sys.executable, "-m", "cluster.cli"]
@@ -43,7 +50,7 @@ def run(dashboard: bool, seconds: float, poll: bool) -> dict:
                    capture_output=True)
     traffic = None
     try:
-        info = json.loads((data_dir / "cluster.json").read_text())
+        info = ClusterFiles(data_dir).read_state()
         subprocess.run(SLUICE + ["topics", "create", "clicks", "--partitions", "6",
                                  "--zookeeper", info["zookeeper"]], cwd=ROOT, check=True,
                        capture_output=True)
@@ -84,11 +91,17 @@ def run(dashboard: bool, seconds: float, poll: bool) -> dict:
             "sampler_thread_percent": round((sampler_after - sampler_before) / wall * 100, 3)}
 
 
-def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1][0].isdigit() else 60.0
-    poll = "--poll" in sys.argv
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cluster.tools.dashboard_cost",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("seconds", type=float, nargs="?", default=60.0,
+                        help="wall time measured per run (default 60)")
+    parser.add_argument("--poll", action="store_true",
+                        help="also read /api/state and /metrics every second")
+    args = parser.parse_args(argv)
     for dashboard in (False, True):
-        print(json.dumps(run(dashboard, seconds, poll)), flush=True)
+        print(json.dumps(run(dashboard, args.seconds, args.poll)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
-"""``sluice perf produce|consume`` end to end against a real cluster, and the shape of what
-``make bench`` writes. No timed assertions: speed lives in the benchmark, not in the tests."""
+"""``sluice perf produce|consume`` end to end against a real cluster. No timed assertions: speed
+lives in the benchmark, not in the tests."""
 import json
 import subprocess
 import sys
 
-from cluster.tools import bench
 from tests.conftest import REPO
 
 TOPIC = "perf"
@@ -50,24 +49,3 @@ def test_perf_refuses_an_unknown_topic_in_one_line(cluster_factory):
     missing = sluice(cluster, "perf", "produce", "nope", "--messages", "10")
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1].startswith("sluice: error:")
-
-
-def test_bench_result_has_the_issue_shape():
-    result, samples = bench.run(messages=2000, runs=1)
-    assert set(result) == {
-        "messages", "message_bytes", "runs", "producer_batch1_msgs_per_s",
-        "producer_batch50_msgs_per_s", "producer_acks1_batch50_msgs_per_s", "acks1_latency_ms",
-        "consumer_200kb_msgs_per_s", "consumer_msgs_per_s", "storage_overhead_bytes_per_msg",
-        "broker_peak_rss_mb", "machine"}
-    assert (result["messages"], result["message_bytes"], result["runs"]) == (2000, 200, 1)
-    for key in ("producer_batch1_msgs_per_s", "producer_batch50_msgs_per_s",
-                "producer_acks1_batch50_msgs_per_s", "consumer_200kb_msgs_per_s",
-                "consumer_msgs_per_s"):
-        assert result[key] > 0, key
-    assert set(result["acks1_latency_ms"]) == {"p50", "p99"}
-    assert 0 < result["acks1_latency_ms"]["p50"] <= result["acks1_latency_ms"]["p99"]
-    assert result["storage_overhead_bytes_per_msg"] == 9.0, "the paper's 9-byte framing"
-    assert 10 < result["broker_peak_rss_mb"] < 1000
-    assert set(result["machine"]) == {"cpus", "python"}
-    assert len(samples) == 1 and samples[0]["consumer_200kb"]["messages"] == 2000
-    json.dumps(result)
