@@ -13,7 +13,7 @@ from cluster.supervision.config import ClusterConfig
 from cluster.supervision.supervisor import LOG_FORMAT, Supervisor
 from coordinator.errors import InvalidArgument, SluiceError
 
-log = logging.getLogger("cluster.supervision")
+log = logging.getLogger("cluster.supervision")   # this module runs as __main__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from cluster.workers.loader import hourly_files
 from tests.cluster.workers.handlers import BLOCK_ENV
 from tests.helpers import ROOT, wait_for
 
-log = logging.getLogger("test.group_workers")
+log = logging.getLogger(__name__)
 TOPIC, GROUP, PARTITIONS = "clicks", "loaders", 12
 WORKER = {"topic": TOPIC, "group": GROUP, "commit_ms": 1000, "session_timeout_ms": 4000,
           "rebalance_max_tries": 20, "rebalance_backoff_ms": 300}
