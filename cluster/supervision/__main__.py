@@ -10,7 +10,8 @@ import logging
 import sys
 
 from cluster.supervision.config import ClusterConfig
-from cluster.supervision.supervisor import LOG_FORMAT, Supervisor
+from cluster.supervision.files import LOG_FORMAT
+from cluster.supervision.supervisor import Supervisor
 from coordinator.errors import InvalidArgument, SluiceError
 
 log = logging.getLogger("cluster.supervision")   # this module runs as __main__

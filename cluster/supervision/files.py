@@ -16,13 +16,16 @@
 
 cluster.json is read by ``sluice cluster status``, a detached ``up`` waiting for ready, the
 drills (which process to kill) and ``sluice dashboard`` (where the page is); they all read it
-through ``ClusterFiles``.
+through ``ClusterFiles``. ``SupervisorLog`` makes supervisor.log the log of every package of
+ours in a supervisor's process.
 """
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import sys
 from pathlib import Path
 
 from cluster.errors import ClusterError
@@ -33,6 +36,9 @@ LOG_FILE = "supervisor.log"
 LOCK_FILE = "supervisor.lock"
 ZK_DIR = "zookeeper-data"
 LOADED_DIR = "loaded"
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+#: The loggers whose records supervisor.log gets: every package of ours.
+PACKAGE_LOGGERS = ("broker", "clients", "cluster", "coordinator")
 
 
 class ClusterFiles:
@@ -149,6 +155,48 @@ class ClusterFiles:
         except FileNotFoundError:
             return "(no supervisor.log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+class SupervisorLog:
+    """supervisor.log for a supervisor in this process: every package logger of ours at INFO,
+    unless stderr already is that file (a detached supervisor, whose root logger writes it)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._handler: logging.Handler | None = None
+        self._saved_levels: dict[str, int] = {}
+
+    def attach(self) -> None:
+        if _stderr_is(self.path):
+            return
+        self._handler = logging.FileHandler(self.path)
+        self._handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        for name in PACKAGE_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.addHandler(self._handler)
+            if logger.level == logging.NOTSET or logger.level > logging.INFO:
+                self._saved_levels[name] = logger.level
+                logger.setLevel(logging.INFO)
+
+    def detach(self) -> None:
+        if self._handler is None:
+            return
+        for name in PACKAGE_LOGGERS:
+            logging.getLogger(name).removeHandler(self._handler)
+        for name, level in self._saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._saved_levels.clear()
+        self._handler.close()
+        self._handler = None
+
+
+def _stderr_is(path: Path) -> bool:
+    try:
+        mine = os.fstat(sys.stderr.fileno())
+        theirs = os.stat(path)
+    except (OSError, AttributeError, ValueError):
+        return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def write_atomic(path: Path, text: str) -> None:

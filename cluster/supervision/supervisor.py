@@ -33,7 +33,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -44,7 +43,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from cluster import targets
 from cluster.errors import ClusterError
 from cluster.supervision.config import ClusterConfig
-from cluster.supervision.files import ClusterFiles
+from cluster.supervision.files import ClusterFiles, SupervisorLog
 from cluster.supervision.slots import RestartState, Slot, SlotSpec, child_main, create_time
 from cluster.supervision.zookeeper import ZooKeeperEnsemble, ZooKeeperError
 from cluster.workers.worker import run as worker_run
@@ -55,9 +54,6 @@ log = logging.getLogger(__name__)
 
 MONITOR_TICK_S = 0.2
 READY_WARNING_S = 60.0
-LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
-#: The loggers whose records supervisor.log gets: every package of ours.
-PACKAGE_LOGGERS = ("broker", "clients", "cluster", "coordinator")
 
 
 class Supervisor:
@@ -86,8 +82,7 @@ class Supervisor:
         self._started_at = 0.0
         self._warned_not_ready = False
         self._last_zk_error = ""
-        self._log_handler: logging.Handler | None = None
-        self._saved_levels: dict[str, int] = {}
+        self._log = SupervisorLog(self.files.log_file)
         self._sampler = None
         self._dashboard = None
 
@@ -130,7 +125,7 @@ class Supervisor:
         config = self.config
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self.files.take_lock()
-        self._attach_log_file()
+        self._log.attach()
         self._started_at = time.monotonic()
         log.info("supervisor (pid %s) starting in %s: %d broker(s), ZooKeeper %s", os.getpid(),
                  self.data_dir, config.brokers, self.zookeeper or f"embedded x{config.zk_ensemble}")
@@ -334,7 +329,7 @@ class Supervisor:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
-            self._detach_log_file()
+            self._log.detach()
             wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1
             os.close(wake_r)
             os.close(wake_w)
@@ -425,34 +420,6 @@ class Supervisor:
         except BlockingIOError:
             pass
 
-    # --- supervisor.log ---------------------------------------------------------------------
-
-    def _attach_log_file(self) -> None:
-        """Log every package logger of ours at INFO to supervisor.log, unless stderr already is
-        that file (a detached supervisor, whose stderr the root logger writes)."""
-        if _stderr_is(self.files.log_file):
-            return
-        handler = logging.FileHandler(self.files.log_file)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        for name in PACKAGE_LOGGERS:
-            logger = logging.getLogger(name)
-            logger.addHandler(handler)
-            if logger.level == logging.NOTSET or logger.level > logging.INFO:
-                self._saved_levels[name] = logger.level
-                logger.setLevel(logging.INFO)
-        self._log_handler = handler
-
-    def _detach_log_file(self) -> None:
-        if self._log_handler is None:
-            return
-        for name in PACKAGE_LOGGERS:
-            logging.getLogger(name).removeHandler(self._log_handler)
-        for name, level in self._saved_levels.items():
-            logging.getLogger(name).setLevel(level)
-        self._saved_levels.clear()
-        self._log_handler.close()
-        self._log_handler = None
-
 
 def broker_registration(client, broker_id: int) -> dict | None:
     """What broker ``broker_id`` registered (``{}`` when it is not a JSON object), None when
@@ -466,12 +433,3 @@ def broker_registration(client, broker_id: int) -> dict | None:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _stderr_is(path: Path) -> bool:
-    try:
-        mine = os.fstat(sys.stderr.fileno())
-        theirs = os.stat(path)
-    except (OSError, AttributeError, ValueError):
-        return False
-    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)

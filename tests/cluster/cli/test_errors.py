@@ -10,8 +10,8 @@ import pytest
 from clients import Producer
 from cluster import cli
 from cluster.cli import segment_commands
-from coordinator import topics, zk as zkmod
-from tests.helpers import ROOT, wait_for
+from coordinator import zk as zkmod
+from tests.helpers import ROOT, create_topic, wait_for
 
 
 def run_main(capsys, monkeypatch, raised: BaseException, *argv: str):
@@ -49,12 +49,7 @@ def test_a_persons_mistake_or_a_condition_is_one_line(capsys, monkeypatch, raise
 def test_a_closed_pipe_ends_consume_quietly(cluster_factory):
     """``sluice consume ... | head -3``: no 'Broken pipe' line, no traceback, exit 0."""
     cluster = cluster_factory(brokers=1, broker_settings={"log": {"flush_ms": 50}})
-    client = zkmod.connect(cluster.zookeeper)
-    try:
-        topics.create(client, "lines", 1)
-    finally:
-        client.stop()
-        client.close()
+    create_topic(cluster.zookeeper, "lines", 1)
     with Producer(cluster.zookeeper, acks=1) as producer:
         for i in range(20_000):
             producer.send("lines", b"line %06d" % i)

@@ -9,10 +9,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clients import Producer
 from cluster.observe import metrics
-from coordinator import topics, zk as zkmod
 from tests.cluster.observe.handlers import HOLD_ENV
 from tests.cluster.observe.snapshots import samples, snapshot
-from tests.helpers import wait_for
+from tests.helpers import create_topic, wait_for
 
 GROUP = "loaders"
 
@@ -41,19 +40,10 @@ def one(found: dict, name: str, **labels) -> float | None:
     return values[0] if values else None
 
 
-def create_topic(cluster, topic: str, partitions: int) -> None:
-    client = zkmod.connect(cluster.zookeeper)
-    try:
-        topics.create(client, topic, partitions)
-    finally:
-        client.stop()
-        client.close()
-
-
 def test_broker_counters_add_up_to_the_messages_produced(cluster_factory):
     cluster = cluster_factory(brokers=3)
-    create_topic(cluster, "counted", 3)
-    create_topic(cluster, "other", 1)
+    create_topic(cluster.zookeeper, "counted", 3)
+    create_topic(cluster.zookeeper, "other", 1)
     sent = 1000
     with Producer(cluster.zookeeper, acks=1, batch_size=20) as producer:
         for i in range(sent):
@@ -105,7 +95,7 @@ def test_lag_and_stuck_follow_a_blocked_worker(cluster_factory, tmp_path):
                                  "retention_ms": 3_600_000}},
         worker_settings={"topic": "clicks", "group": GROUP, "commit_ms": 200,
                          "handler": "tests.cluster.observe.handlers:hold_on_block"})
-    create_topic(cluster, "clicks", 1)
+    create_topic(cluster.zookeeper, "clicks", 1)
     labels = {"group": GROUP, "topic": "clicks", "partition": 0}
     with Producer(cluster.zookeeper, acks=1) as producer:   # every value is 6 bytes
         for i in range(20):

@@ -16,8 +16,7 @@ from html.parser import HTMLParser
 import pytest
 
 from clients import Producer
-from tests.helpers import wait_for
-from tests.cluster.observe.test_metrics import create_topic
+from tests.helpers import create_topic, wait_for
 
 PLOTS = ("msgs-in", "bytes", "consume", "lag", "cpu", "rss")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -67,7 +66,7 @@ def test_page_draws_live_plots_in_headless_chromium(cluster_factory, tmp_path):
                                                "handler": "tests.cluster.observe.handlers:"
                                                           "hold_on_block"})
     url = cluster.info()["dashboard"]
-    create_topic(cluster, "clicks", 2)
+    create_topic(cluster.zookeeper, "clicks", 2)
     stop = threading.Event()
 
     def traffic():

@@ -19,12 +19,11 @@ import psutil
 import pytest
 
 from clients import Producer
-from cluster.workers.loader import read_loaded
+from cluster.workers.loader import hourly_files, read_loaded
 from coordinator import group as groups, paths, topics, zk as zkmod
 from coordinator.offsets import OffsetStore
-from cluster.workers.loader import hourly_files
 from tests.cluster.workers.handlers import BLOCK_ENV
-from tests.helpers import ROOT, wait_for
+from tests.helpers import ROOT, create_topic, wait_for
 
 log = logging.getLogger(__name__)
 TOPIC, GROUP, PARTITIONS = "clicks", "loaders", 12
@@ -256,12 +255,7 @@ def test_describe_matches_zookeeper_and_flags_a_blocked_worker(cluster_factory, 
 
 def test_cli_consume_with_a_group(cluster_factory):
     cluster = cluster_factory(brokers=1)
-    client = zkmod.connect(cluster.zookeeper)
-    try:
-        topics.create(client, "lines", 2)
-    finally:
-        client.stop()
-        client.close()
+    create_topic(cluster.zookeeper, "lines", 2)
     with Producer(cluster.zookeeper, acks=1) as producer:
         for i in range(50):
             producer.send("lines", b"line-%d" % i)
