@@ -201,6 +201,9 @@ class ClusterConfig:
         if fixed:
             raise ClusterSettingError(f"worker settings must not set {', '.join(fixed)}: the "
                                       "supervisor does")
+        unknown = sorted(set(settings) - {f.name for f in fields(WorkerConfig)})
+        if unknown:
+            raise ClusterSettingError(f"unknown WorkerConfig setting(s): {', '.join(unknown)}")
         config = self.worker_config(0, self.zookeeper or PLACEHOLDER_ZK)
         try:
             paths.check_name("topic", config.topic)

@@ -40,7 +40,9 @@ def test_a_refused_setting_is_an_invalid_argument_naming_it(tmp_path):
              ({"workers": 1, "worker_settings": {"topic": "t", "group": "g",
                                                  "on_error": "ignore"}}, "on_error"),
              ({"workers": 1, "worker_settings": {"topic": "t", "group": "g",
-                                                 "zookeeper": "x"}}, "zookeeper")]
+                                                 "zookeeper": "x"}}, "zookeeper"),
+             ({"workers": 1, "worker_settings": {"topic": "t", "group": "g",
+                                                 "bogus": 1}}, "unknown WorkerConfig.*bogus")]
     for values, words in cases:
         with pytest.raises(InvalidArgument, match=words) as refused:
             ClusterConfig(tmp_path, **values)
