@@ -21,7 +21,6 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import psutil
 import pytest
@@ -110,27 +109,22 @@ class SupervisedCluster:
 
 @pytest.fixture
 def cluster_factory(zk_server, tmp_path, request):
-    """``make(brokers=3, broker_target=None, broker_settings=None, timeout=60, workers=0,
-    worker_settings=None, env=None, dashboard_port=0)``.
+    """``make(timeout=60, env=None, **settings)``: a supervised cluster with the
+    ``ClusterConfig`` settings given (``brokers=3``, ``broker_target``, ``broker_settings``,
+    ``workers``, ``worker_settings``, ``dashboard_port``, ...).
 
-    Each cluster gets its own data dir and ZooKeeper chroot; ``broker_target`` is a module-level
-    function (or ``module:function``) run in place of ``broker.server.run``. The dashboard gets
-    a free port (``dashboard_port=None``: no dashboard); cluster.json's "dashboard" has its URL.
+    Each cluster gets its own data dir and ZooKeeper chroot; ``broker_target`` may be a
+    module-level function run in place of ``broker.server.run``. The dashboard gets a free port
+    unless ``dashboard_port`` says otherwise (None: no dashboard); cluster.json's "dashboard"
+    has its URL.
     """
     clusters: list[SupervisedCluster] = []
 
-    def make(brokers: int = 3, broker_target: Callable | str | None = None,
-             broker_settings: dict | None = None, timeout: float = 60.0, workers: int = 0,
-             worker_settings: dict | None = None, env: dict | None = None,
-             dashboard_port: int | None = 0) -> SupervisedCluster:
+    def make(timeout: float = 60.0, env: dict | None = None, **settings) -> SupervisedCluster:
         data_dir = tmp_path / f"cluster-{len(clusters)}"
         data_dir.mkdir()
         connect = f"{zk_server.connect_string}/c-{uuid.uuid4().hex[:12]}"
-        targeted = {"broker_target": broker_target} if broker_target is not None else {}
-        config = ClusterConfig(data_dir, brokers=brokers, zookeeper=connect,
-                               broker_settings=broker_settings or {},
-                               workers=workers, worker_settings=worker_settings or {},
-                               dashboard_port=dashboard_port, **targeted)
+        config = ClusterConfig(data_dir, zookeeper=connect, **{"dashboard_port": 0, **settings})
         env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in sys.path if p])
         with open(data_dir / "supervisor.out", "ab") as out:
@@ -147,7 +141,7 @@ def cluster_factory(zk_server, tmp_path, request):
             info = cluster.files.try_read_state()
             return info and info.get("ready") and info["supervisor"]["pid"] == process.pid
 
-        wait_for(ready, timeout, what=f"a {brokers}-broker cluster to be ready")
+        wait_for(ready, timeout, what=f"a {config.brokers}-broker cluster to be ready")
         return cluster
 
     return make
