@@ -25,8 +25,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Debian's ZooKeeper server jars and a Java runtime (cluster/zookeeper.py runs them); skipped
-# when ZK names an existing ensemble. The tests always start their own, so `test` always needs them.
+# Debian's ZooKeeper server jars and a Java runtime (cluster/supervision/zookeeper.py runs
+# them); skipped when ZK names an existing ensemble. The tests always start their own, so
+# `test` always needs them.
 zookeeper:
 	@if [ -z "$(ZK)" ] && { [ ! -f $(ZK_JAR) ] || ! command -v java >/dev/null; }; then \
 	  echo "installing Debian's zookeeper package (server jars and a Java runtime)"; \
@@ -35,7 +36,8 @@ zookeeper:
 	    || { echo "could not install Debian's zookeeper package: install it by hand (apt-get install zookeeper) or pass ZK=host:port"; exit 1; }; \
 	fi
 
-# Debian's chromium, for the dashboard's headless browser test (tests/cluster/test_dashboard_page.py).
+# Debian's chromium, for the dashboard's headless browser test
+# (tests/cluster/observe/test_web_dashboard.py).
 chromium:
 	@if ! command -v chromium >/dev/null; then \
 	  echo "installing Debian's chromium package (the dashboard's browser test)"; \
@@ -72,13 +74,13 @@ drill-rolling: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
 	$(SLUICE) drill rolling-restart --protocol all --workers 12 --partitions 24 --output .drills/rolling.json $(DRILL_FLAGS)
 
-# The paper's benchmark (cluster/bench.py, docs/benchmark.md) on a fresh 1-broker cluster in a
-# temp dir: a table beside the paper's figures, medians written to .bench/results.json.
+# The paper's benchmark (cluster/tools/bench.py, docs/benchmark.md) on a fresh 1-broker cluster
+# in a temp dir: a table beside the paper's figures, medians written to .bench/results.json.
 MESSAGES ?= 1000000
 RUNS     ?= 3
 bench: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
-	$(PY) -m cluster.bench --messages $(MESSAGES) --runs $(RUNS) --output .bench/results.json \
+	$(PY) -m cluster.tools.bench --messages $(MESSAGES) --runs $(RUNS) --output .bench/results.json \
 	  --samples .bench/runs.json
 
 clean:

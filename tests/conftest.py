@@ -8,12 +8,12 @@
 | cluster_factory    | function | ``make(brokers=3, ...) -> SupervisedCluster``; all killed at teardown |
 | supervised_cluster | function | one 3-broker ``SupervisedCluster`` running ``broker.server.run`` |
 
-A ``SupervisedCluster`` is ``python -m cluster.supervisor`` in a subprocess against its own chroot
-of the worker's ZooKeeper, so tests run in parallel without seeing each other's brokers.
+A ``SupervisedCluster`` is ``python -m cluster.supervision`` in a subprocess (the command line of
+a ``ClusterConfig``) against its own chroot of the worker's ZooKeeper, so tests run in parallel
+without seeing each other's brokers.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,22 +21,19 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import psutil
 import pytest
 
-from cluster import supervisor
-from cluster.zookeeper import ZooKeeperServer
+from cluster.supervision import ClusterConfig, status
+from cluster.supervision.control import supervisor_command
+from cluster.supervision.files import ClusterFiles
+from cluster.supervision.slots import process_alive
+from cluster.supervision.zookeeper import ZooKeeperServer
 from coordinator import zk as zkconnect
 from tests.helpers import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def target_ref(function: Callable) -> str:
-    """``module:function`` for a module-level function, for --broker-target."""
-    return f"{function.__module__}:{function.__qualname__}"
 
 
 @pytest.fixture(scope="session")
@@ -71,18 +68,22 @@ class SupervisedCluster:
     zookeeper: str
     process: subprocess.Popen
 
+    @property
+    def files(self) -> ClusterFiles:
+        return ClusterFiles(self.data_dir)
+
     def info(self) -> dict:
         """cluster.json as the supervisor last wrote it."""
-        return json.loads((self.data_dir / supervisor.CLUSTER_FILE).read_text())
+        return self.files.read_state()
 
     def status(self) -> dict:
-        return supervisor.status(self.data_dir)
+        return status(self.data_dir)
 
     def broker_pids(self) -> dict[int, int | None]:
         return {int(p["id"]): p["pid"] for p in self.info()["processes"] if p["role"] == "broker"}
 
     def log_text(self) -> str:
-        return (self.data_dir / supervisor.LOG_FILE).read_text(errors="replace")
+        return self.files.log_file.read_text(errors="replace")
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM the supervisor and return its exit code."""
@@ -92,54 +93,43 @@ class SupervisedCluster:
 
     def kill(self) -> None:
         """SIGKILL the supervisor and every process cluster.json names: no orphans, no grace."""
-        recorded = []
-        if (self.data_dir / supervisor.CLUSTER_FILE).exists():
-            info = self.info()
-            recorded = info.get("processes", []) + info.get("zookeeper_nodes", [])
+        info = self.files.try_read_state() or {}
+        recorded = info.get("processes", []) + info.get("zookeeper_nodes", [])
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
         for entry in recorded:
-            if not entry.get("pid"):
+            if not process_alive(entry.get("pid"), entry.get("create_time") or 0.0):
                 continue
             try:
-                proc = psutil.Process(entry["pid"])
-                if abs(proc.create_time() - (entry.get("create_time") or 0)) < 0.05:
-                    proc.kill()
+                psutil.Process(entry["pid"]).kill()
             except psutil.NoSuchProcess:
                 pass
 
 
 @pytest.fixture
 def cluster_factory(zk_server, tmp_path, request):
-    """``make(brokers=3, broker_target=None, broker_settings=None, timeout=60, workers=0,
-    worker_settings=None, env=None, dashboard_port=0)``.
+    """``make(timeout=60, env=None, **settings)``: a supervised cluster with the
+    ``ClusterConfig`` settings given (``brokers=3``, ``broker_target``, ``broker_settings``,
+    ``workers``, ``worker_settings``, ``dashboard_port``, ...).
 
-    Each cluster gets its own data dir and ZooKeeper chroot; ``broker_target`` is a module-level
-    function (or ``module:function``) run in place of ``broker.server.run``. The dashboard gets
-    a free port (``dashboard_port=None``: no dashboard); cluster.json's "dashboard" has its URL.
+    Each cluster gets its own data dir and ZooKeeper chroot; ``broker_target`` may be a
+    module-level function run in place of ``broker.server.run``. The dashboard gets a free port
+    unless ``dashboard_port`` says otherwise (None: no dashboard); cluster.json's "dashboard"
+    has its URL.
     """
     clusters: list[SupervisedCluster] = []
 
-    def make(brokers: int = 3, broker_target: Callable | str | None = None,
-             broker_settings: dict | None = None, timeout: float = 60.0, workers: int = 0,
-             worker_settings: dict | None = None, env: dict | None = None,
-             dashboard_port: int | None = 0) -> SupervisedCluster:
+    def make(timeout: float = 60.0, env: dict | None = None, **settings) -> SupervisedCluster:
         data_dir = tmp_path / f"cluster-{len(clusters)}"
         data_dir.mkdir()
         connect = f"{zk_server.connect_string}/c-{uuid.uuid4().hex[:12]}"
-        if broker_target is None:
-            broker_target = supervisor.DEFAULT_BROKER_TARGET
-        elif not isinstance(broker_target, str):
-            broker_target = target_ref(broker_target)
-        command = supervisor.command_line(data_dir, brokers, connect, 1, broker_target,
-                                          broker_settings, workers, worker_settings,
-                                          dashboard_port)
+        config = ClusterConfig(data_dir, zookeeper=connect, **{"dashboard_port": 0, **settings})
         env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in sys.path if p])
         with open(data_dir / "supervisor.out", "ab") as out:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                       stderr=subprocess.STDOUT, cwd=REPO, env=env)
+            process = subprocess.Popen(supervisor_command(config), stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         cluster = SupervisedCluster(data_dir, connect, process)
         clusters.append(cluster)
         request.addfinalizer(lambda: _tear_down(cluster))
@@ -148,13 +138,10 @@ def cluster_factory(zk_server, tmp_path, request):
             if process.poll() is not None:
                 out = (data_dir / "supervisor.out").read_text(errors="replace")
                 pytest.fail(f"supervisor exited with {process.returncode}:\n{out[-3000:]}")
-            try:
-                info = cluster.info()
-            except (FileNotFoundError, json.JSONDecodeError):
-                return False
-            return info.get("ready") and info["supervisor"]["pid"] == process.pid
+            info = cluster.files.try_read_state()
+            return info and info.get("ready") and info["supervisor"]["pid"] == process.pid
 
-        wait_for(ready, timeout, what=f"a {brokers}-broker cluster to be ready")
+        wait_for(ready, timeout, what=f"a {config.brokers}-broker cluster to be ready")
         return cluster
 
     return make

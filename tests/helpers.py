@@ -12,7 +12,7 @@ from pathlib import Path
 import zmq
 from kazoo.exceptions import NoNodeError
 
-from coordinator import paths, zk
+from coordinator import paths, topics, zk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +27,16 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def create_topic(zookeeper: str, topic: str, partitions: int) -> None:
+    """Create ``topic`` on the cluster behind ``zookeeper`` (placed on its live brokers)."""
+    client = zk.connect(zookeeper)
+    try:
+        topics.create(client, topic, partitions)
+    finally:
+        client.stop()
+        client.close()
 
 
 class BrokerProcess:

@@ -15,11 +15,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn)
-from rich.table import Table
 
-from cluster import supervisor
+from cluster.cli import output
 from cluster.drills.catalog import DRILLS
-from cluster.drills.runner import Settings, run
+from cluster.drills.context import Settings
+from cluster.drills.runner import run
+from cluster.errors import ClusterError
+from cluster.supervision.files import ClusterFiles
+from coordinator.errors import InvalidArgument
 
 DEFAULT_INTERVAL_S = 2.0
 
@@ -28,7 +31,7 @@ def names(name: str) -> list[str]:
     if name == "all":
         return [n for n, d in DRILLS.items() if d.in_all]
     if name not in DRILLS:
-        raise ValueError(f"unknown drill {name!r}: choose from {', '.join(DRILLS)} or all")
+        raise InvalidArgument(f"unknown drill {name!r}: choose from {', '.join(DRILLS)} or all")
     return [name]
 
 
@@ -103,8 +106,8 @@ def write_results(path: Path, results: list[dict]) -> None:
 
 def check_running(data_dir: Path) -> None:
     """A drill against ``--data-dir`` needs the cluster there to be up (one line if not)."""
-    if supervisor._running_pid(data_dir.resolve()) is None:
-        raise supervisor.ClusterError(
+    if ClusterFiles(data_dir).running_pid() is None:
+        raise ClusterError(
             f"no cluster is running in {data_dir}: start one with 'sluice cluster up --data-dir "
             f"{data_dir} --workers M --topic T --group G', or leave out --data-dir for a fresh one")
 
@@ -180,12 +183,7 @@ def _shape(results: list[dict]):
 
 def print_table(results: list[dict], console: Console) -> None:
     title, columns, rows = _shape(results)
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    console.print(output.table(title, columns, rows))
 
 
 def markdown_table(results: list[dict]) -> str:

@@ -9,26 +9,26 @@ process (its create time) before signalling it, and waits for the supervisor to 
     new_pid = procs.wait_replaced("broker", "1", pid, timeout=30)
     pid = procs.pause("broker", "2"); ...; procs.resume(pid)   # SIGSTOP / SIGCONT
 
-The waits for "serving again" (a broker registered under its new pid, a ZooKeeper node in a
-quorum) live here too, so every drill measures "process back" the same way.
+The waits for "serving again" (a broker registered under its new pid and hosting its
+partitions, a ZooKeeper node in a quorum) live here too, with the steps several drills share
+(``kill_and_replace``), so every drill measures "process back" the same way.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
-from kazoo.exceptions import KazooException, NoNodeError
 
-from cluster.supervisor import process_alive
-from cluster.zookeeper import four_letter
-from coordinator import paths
+from cluster.supervision.files import ClusterFiles
+from cluster.supervision.slots import process_alive
+from cluster.supervision.zookeeper import SERVING_MODES, server_mode
 from coordinator.errors import SluiceError
 
-CLUSTER_FILE = "cluster.json"
+if TYPE_CHECKING:
+    from cluster.drills.context import Context
 
 
 class FaultError(SluiceError):
@@ -37,16 +37,16 @@ class FaultError(SluiceError):
 
 class ClusterProcesses:
     def __init__(self, data_dir: str | os.PathLike):
-        self.data_dir = Path(data_dir)
+        self.files = ClusterFiles(data_dir)
 
     def info(self) -> dict:
-        """cluster.json as the supervisor last wrote it (retried over a replace in progress)."""
+        """cluster.json as the supervisor last wrote it (waiting a little for a first one)."""
         for _ in range(50):
-            try:
-                return json.loads((self.data_dir / CLUSTER_FILE).read_text())
-            except (FileNotFoundError, json.JSONDecodeError):
-                time.sleep(0.05)
-        raise FaultError(f"no readable {self.data_dir / CLUSTER_FILE}: is a cluster running?")
+            info = self.files.try_read_state()
+            if info is not None:
+                return info
+            time.sleep(0.05)
+        raise FaultError(f"no readable {self.files.state_file}: is a cluster running?")
 
     def entries(self, role: str) -> list[dict]:
         info = self.info()
@@ -118,45 +118,32 @@ class ClusterProcesses:
             time.sleep(0.1)
 
 
+def kill_and_replace(ctx: Context, record: dict, role: str) -> tuple[str, float, int]:
+    """SIGKILL a random ``role``; returns (id, fault time, new pid) once the supervisor
+    started it again."""
+    target = ctx.rng.choice(ctx.procs.ids(role))
+    fault_t = time.monotonic()
+    pid = ctx.procs.kill(role, target)
+    record.update(target=f"{role} {target}", pid=pid)
+    ctx.emit("fault", detail=f"SIGKILLed {role} {target} (pid {pid})")
+    new_pid = ctx.procs.wait_replaced(role, target, pid, ctx.settings.recovery_timeout_s)
+    record["new_pid"] = new_pid
+    return target, fault_t, new_pid
+
+
+def wait_broker_back(ctx: Context, broker: int, pid: int, after: float) -> float:
+    """The time of the first look after ``after`` with ``broker`` registered under ``pid`` and
+    announcing every partition it hosts."""
+    hosted = set(ctx.placement().hosted_by(broker))
+    return ctx.watch.wait(lambda look: look.brokers.get(broker) == pid and hosted <= look.hosted,
+                          after, ctx.settings.recovery_timeout_s,
+                          f"broker {broker} registered under pid {pid} and hosting its partitions")
+
+
 def zookeeper_mode(port: int) -> str | None:
     """'standalone', 'leader' or 'follower' if the node on ``port`` serves, else None."""
-    try:
-        reply = four_letter(port, "srvr", timeout=1.0)
-    except OSError:
-        return None
-    for line in reply.splitlines():
-        if line.startswith("Mode:"):
-            mode = line.split(":", 1)[1].strip()
-            return mode if mode in ("standalone", "leader", "follower") else None
-    return None
-
-
-def registered_pid(client, broker_id: int) -> int | None:
-    """The pid in broker ``broker_id``'s registration, None when it is not registered."""
-    try:
-        data, _ = client.get(paths.broker(broker_id))
-    except NoNodeError:
-        return None
-    try:
-        return int(json.loads(data).get("pid", 0)) or None
-    except (ValueError, AttributeError):
-        return None
-
-
-def wait_broker_serving(client, broker_id: int, pid: int, topic: str, timeout: float) -> None:
-    """Broker ``broker_id`` registered under ``pid`` and announcing its partitions of ``topic``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if (registered_pid(client, broker_id) == pid
-                    and client.exists(paths.broker_topic_partitions(topic, broker_id))):
-                return
-        except KazooException:
-            pass
-        if time.monotonic() >= deadline:
-            raise FaultError(f"broker {broker_id} (pid {pid}) not registered and serving {topic} "
-                             f"within {timeout:g} s")
-        time.sleep(0.05)
+    mode = server_mode(port)
+    return mode if mode in SERVING_MODES else None
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:

@@ -1,6 +1,6 @@
 """Drill handlers for group workers: the loader, plus when each message was consumed.
 
-``timed_files`` loads exactly as ``cluster.loader.hourly_files`` does (so the ledger reads the
+``timed_files`` loads exactly as ``cluster.workers.loader.hourly_files`` does (so the ledger reads the
 same files) and also appends one line per message to a per-process file beside the loader's
 root, ``<root>.times/<pid>.log``: ``<time.time()>\\t<topic>\\t<partition>\\t<offset>``. Its
 ``flush()`` flushes both before the worker commits (the loader's lines are fsynced, so commits
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from cluster.loader import HourlyFiles
+from cluster.workers.loader import HourlyFiles
 
 
 class Consumption(NamedTuple):

@@ -139,7 +139,7 @@ class Ledger:
     def report(self, consumed: dict[TP, list[tuple[int, bytes]]],
                stored: dict[TP, list[tuple[int, bytes]]] | None = None,
                excused: set[int] = frozenset()) -> LedgerReport:
-        """Join with ``consumed`` (``cluster.loader.read_loaded``'s shape, in load order) and
+        """Join with ``consumed`` (``cluster.workers.loader.read_loaded``'s shape, in load order) and
         ``stored`` (every (offset, value) in the log, by partition; None: not read).
 
         ``excused`` are ids the drill itself destroyed (a torn tail): still counted as lost,

@@ -35,7 +35,7 @@ import time
 from collections import defaultdict
 
 from cluster.drills.handlers import read_times
-from cluster.drills.runner import Check, Context, Unsupported
+from cluster.drills.context import Check, Context, Unsupported
 
 BLACKOUT_GAP_S = 0.5
 HANDLER = "cluster.drills.handlers:timed_files"
@@ -113,7 +113,7 @@ def measure(ctx: Context, report=None) -> dict:
     start_m, end_m = ctx.notes["_phase"]
     to_wall = time.time() - time.monotonic()
     start, end = start_m + to_wall, end_m + to_wall
-    rows = [r for r in read_times(ctx.data_dir / "loaded" / ctx.group) if r.topic == ctx.topic]
+    rows = [r for r in read_times(ctx.loaded_dir) if r.topic == ctx.topic]
     in_phase = [r for r in rows if start <= r.t <= end]
     group_gaps = _gaps([r.t for r in in_phase], start, end)
     blackout = sum(g for g in group_gaps if g > BLACKOUT_GAP_S)

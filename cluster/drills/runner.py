@@ -5,8 +5,9 @@
 
 Phases, each announced to ``on_event`` (the terminal display listens):
 
-    starting   fresh: ``supervisor.up`` (detached) with the drill's brokers, ZooKeeper and
-               workers in a temp dir; the topic is created and the group must settle
+    starting   fresh: ``cluster.supervision.up`` (detached) with the drill's brokers,
+               ZooKeeper and workers in a temp dir; the topic is created and the group must
+               settle
     warming    the producer runs; the group must be complete and its lag known
     fault i    wait ``interval`` (the group complete), take the lag level of the last seconds,
                inject the fault (the drill's ``inject``), then measure, from the fault:
@@ -16,7 +17,8 @@ Phases, each announced to ``on_event`` (the terminal display listens):
     verdict    read every partition back, stop the fresh cluster, join the ledger, check the
                drill's must-holds
 
-The result is one dict (``--json`` prints it); ``ok`` is whether every check held.
+The result is one dict (``--json`` prints it); ``ok`` is whether every check held
+(cluster/drills/verdict.py).
 """
 from __future__ import annotations
 
@@ -27,140 +29,21 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-from broker import message, protocol
-from clients.brokers import BrokerPool
-from clients.simple_consumer import SimpleConsumer
-from cluster import supervisor
+from cluster.drills.context import Context, Settings, Unsupported
 from cluster.drills.faults import ClusterProcesses, FaultError
 from cluster.drills.ledger import Ledger
 from cluster.drills.traffic import GroupWatch, SteadyProducer
-from cluster.loader import read_loaded
+from cluster.drills.verdict import consumed_ids, judge, read_stored
+from cluster.supervision import ClusterConfig, down, up
 from coordinator import consumer_registry as groups, paths, topics, zk as zkconnect
-from coordinator.errors import SluiceError
 
-log = logging.getLogger("sluice.drill")
+log = logging.getLogger(__name__)
 TOPIC = "drill"
 GROUP = "drill-loaders"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How a drill runs; every figure lands in the result so a table can be reproduced."""
-
-    count: int = 5
-    interval: float = 2.0
-    rate: int = 200
-    partitions: int = 6
-    brokers: int = 3
-    workers: int = 3
-    commit_ms: int = 1000
-    session_timeout_ms: int = 4000
-    flush_ms: int = 500
-    recovery_timeout_s: float = 60.0
-    warmup_s: float = 2.0
-    drain_timeout_s: float = 90.0
-    zookeeper: str | None = None
-    keep: bool = False
-    seed: int | None = None
-    rebalance: str | None = None      # the workers' protocol (None: the worker's default)
-    static: bool = False              # static members (instance id per worker slot)
-
-    def __post_init__(self):
-        if self.rebalance not in (None, "eager", "cooperative"):
-            raise ValueError(f"rebalance must be 'eager' or 'cooperative', not {self.rebalance!r}")
-        if not isinstance(self.count, int) or self.count < 1:
-            raise ValueError(f"count must be a whole number >= 1, not {self.count!r}")
-        if not self.interval >= 0:
-            raise ValueError(f"interval must be >= 0 seconds, not {self.interval!r}")
-        for name in ("rate", "partitions", "brokers", "workers", "commit_ms",
-                     "session_timeout_ms", "flush_ms"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
-
-
-class Unsupported(SluiceError):
-    """The drill cannot run honestly here (the message says why); it is reported, not faked."""
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str = ""
-
-
-@dataclass
-class Context:
-    """What a drill's hooks get: the cluster, the traffic, the eyes, and a place for notes."""
-
-    drill: object
-    settings: Settings
-    data_dir: Path
-    zookeeper: str
-    topic: str
-    group: str
-    fresh: bool
-    procs: ClusterProcesses
-    ledger: Ledger
-    rng: random.Random
-    emit: Callable[..., None]
-    watch: GroupWatch | None = None
-    producer: SteadyProducer | None = None
-    notes: dict = field(default_factory=dict)
-    faults: list = field(default_factory=list)
-    _pool: BrokerPool | None = None
-    _zk: object = None
-
-    @property
-    def session_timeout_s(self) -> float:
-        return self.settings.session_timeout_ms / 1000
-
-    def log_end(self, partition: int) -> int:
-        """The partition's visible end (the offsets API's latest), asked now."""
-        if self._pool is None:
-            self._pool = BrokerPool(self.zookeeper, request_timeout_ms=2000)
-        frames = self._pool.call(self.topic, partition, lambda corr: protocol.encode_offsets(
-            corr, self.topic, partition, protocol.LATEST))
-        return protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)[1][0]
-
-    def zk(self):
-        """A ZooKeeper client of the drill's own (the watch's stays with the watch)."""
-        if self._zk is None:
-            self._zk = zkconnect.connect(self.zookeeper)
-        return self._zk
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-        if self._zk is not None:
-            self._zk.stop()
-            self._zk.close()
-            self._zk = None
-
-    def placement(self):
-        return self.watch.placement
-
-    def recover(self, record: dict, fault_t: float, back_t: float) -> None:
-        """Wait for partitions owned and lag back, and put the times into ``record``."""
-        timeout = self.settings.recovery_timeout_s
-        level = record["lag_level"]
-        remaining = lambda: max(0.1, fault_t + timeout - time.monotonic())  # noqa: E731
-        record["process_back_s"] = round(back_t - fault_t, 3)
-        self.emit("waiting", detail="partitions owned again")
-        owned_t = self.watch.wait(lambda look: look.complete, back_t, remaining(),
-                                  "every partition owned by a live member")
-        record["owned_s"] = round(owned_t - fault_t, 3)
-        self.emit("waiting", detail=f"lag back to {level} bytes")
-        lag_t = self.watch.wait(lambda look: look.complete and look.lag is not None
-                                and look.lag <= level, owned_t, remaining(),
-                                f"lag back to its level before the fault ({level} bytes)")
-        record["recovery_s"] = round(lag_t - fault_t, 3)
 
 
 def run(drill, settings: Settings, data_dir: str | Path | None = None,
@@ -250,10 +133,11 @@ def _start_cluster(ctx: Context) -> None:
                           f"use the external {zookeeper}")
     if zookeeper:
         zookeeper = f"{zookeeper.rstrip('/')}/drill-{uuid.uuid4().hex[:8]}"
-    supervisor.up(ctx.data_dir, brokers=s.brokers, zookeeper=zookeeper,
-                  zk_ensemble=ctx.drill.zk_ensemble, detach=True, broker_settings=broker_settings,
-                  workers=s.workers, worker_settings=worker_settings, dashboard_port=None,
-                  timeout=120, die_with_parent=True)
+    config = ClusterConfig(ctx.data_dir, brokers=s.brokers, zookeeper=zookeeper,
+                           zk_ensemble=ctx.drill.zk_ensemble, broker_settings=broker_settings,
+                           workers=s.workers, worker_settings=worker_settings,
+                           dashboard_port=None)
+    up(config, detach=True, timeout=120, die_with_parent=True)
     ctx.zookeeper = zkconnect.resolve(None, ctx.data_dir)
     client = zkconnect.connect(ctx.zookeeper)
     try:
@@ -339,14 +223,14 @@ def _exercise(ctx: Context, result: dict) -> None:
 
 def _check_loader(ctx: Context, timeout: float = 15.0) -> None:
     """A running cluster's workers must load what they process where the ledger reads it
-    (the default handler, cluster.loader); otherwise the ledger would call everything lost."""
+    (the default handler, cluster.workers.loader); otherwise the ledger would call everything lost."""
     deadline = time.monotonic() + timeout
-    while not _consumed_ids(ctx, ctx.data_dir / "loaded" / ctx.group):
+    while not consumed_ids(ctx):
         if time.monotonic() > deadline:
             raise Unsupported(f"the workers of group {ctx.group} loaded none of the drill's "
-                              f"messages into {ctx.data_dir / 'loaded' / ctx.group} within "
+                              f"messages into {ctx.loaded_dir} within "
                               f"{timeout:g} s: the ledger needs the default handler "
-                              "(cluster.loader:hourly_files)")
+                              "(cluster.workers.loader:hourly_files)")
         time.sleep(0.5)
 
 
@@ -361,12 +245,11 @@ def _wait_steady(ctx: Context, since: float, minimum_s: float | None = None) -> 
 def _drain(ctx: Context) -> None:
     """Until every promised id was loaded; or the group caught up (a complete look with no
     lag) and no new id was loaded for 3 s; or nothing new came for 30 s; or the timeout."""
-    root = ctx.data_dir / "loaded" / ctx.group
     promised = ctx.ledger.promised() - ctx.notes.get("_expected_lost", set())
     deadline = time.monotonic() + ctx.settings.drain_timeout_s
     last_progress, last_count = time.monotonic(), -1
     while time.monotonic() < deadline:
-        consumed = _consumed_ids(ctx, root)
+        consumed = consumed_ids(ctx)
         missing = len(promised - consumed)
         ctx.emit("draining", detail=f"{missing} promised id(s) not loaded yet")
         if not missing:
@@ -381,42 +264,6 @@ def _drain(ctx: Context) -> None:
         if (caught_up and idle > 3) or idle > 30:
             return
         time.sleep(0.5)
-
-
-def _consumed_ids(ctx: Context, root: Path) -> set[int]:
-    from cluster.drills.ledger import parse_id
-    tag = ctx.ledger.tag.encode()
-    found = set()
-    for tp, rows in read_loaded(root).items():
-        if tp[0] != ctx.topic:
-            continue
-        for _, value in rows:
-            seq = parse_id(tag, value)
-            if seq is not None:
-                found.add(seq)
-    return found
-
-
-def read_stored(zookeeper: str, topic: str, partitions: int) -> tuple[dict, list[str]]:
-    """Every (offset, value) in every partition, and a line per partition that failed (a CRC
-    that does not match, a broker that does not answer)."""
-    stored, problems = {}, []
-    for partition in range(partitions):
-        rows = stored[(topic, partition)] = []
-        try:
-            with SimpleConsumer(topic, partition, "earliest", zookeeper, max_wait_ms=0,
-                                request_timeout_ms=3000) as consumer:
-                end = consumer.offset_of("latest")
-                while consumer.position < end:
-                    batch = consumer.fetch()
-                    if not batch:
-                        problems.append(f"{topic}/{partition}: no data at {consumer.position} "
-                                        f"before the end {end}")
-                        break
-                    rows.extend((m.offset, m.value) for m in batch)
-        except (protocol.SluiceError, message.InvalidMessage) as exc:
-            problems.append(f"{topic}/{partition}: {exc}")
-    return stored, problems
 
 
 def _tear_down(ctx: Context, result: dict) -> None:
@@ -437,62 +284,12 @@ def _tear_down(ctx: Context, result: dict) -> None:
     if ctx.watch is not None:
         ctx.watch.stop()
     try:
-        if ctx.fresh and (ctx.data_dir / supervisor.LOCK_FILE).exists():
+        if ctx.fresh and ctx.files.lock_file.exists():
             ctx.emit("verdict", detail="stopping the cluster")
-            if supervisor._running_pid(ctx.data_dir) is not None:
-                supervisor.down(ctx.data_dir, timeout=90)   # failing, it keeps the data dir
+            if ctx.files.running_pid() is not None:
+                down(ctx.data_dir, timeout=90)   # failing, it keeps the data dir
         if ctx.watch is not None and result.get("status") == "judging":
-            _verdict(ctx, result, stored, problems)
+            judge(ctx, result, stored, problems)
     finally:
         if ctx.drill.cleanup is not None:
             ctx.drill.cleanup(ctx)
-
-
-def _verdict(ctx: Context, result: dict, stored, problems: list[str]) -> None:
-    consumed = {tp: rows for tp, rows in read_loaded(ctx.data_dir / "loaded" / ctx.group).items()
-                if tp[0] == ctx.topic}
-    report = ctx.ledger.report(consumed, stored, ctx.notes.get("_expected_lost", set()))
-    recoveries = [f["recovery_s"] for f in ctx.faults if "recovery_s" in f]
-    producer = ctx.producer
-    result.update(
-        acks=ctx.drill.acks, sent=report.sent,
-        acked=report.acked if ctx.drill.acks else 0,
-        lost=report.lost, skipped=report.skipped, duplicates=report.duplicates,
-        order_violations=report.order_violations,
-        recovery_s_max=max(recoveries) if recoveries else None,
-        recovery_s_mean=round(sum(recoveries) / len(recoveries), 2) if recoveries else None,
-        rebalances=ctx.watch.rebalances,
-        consumed_unacked=report.consumed_unacked, redeliveries=report.redeliveries,
-        stored_twice=report.stored_twice, not_stored=report.not_stored,
-        offset_mismatches=report.offset_mismatches, consumed=report.consumed,
-        stored=report.stored, send_failed=report.send_failed,
-        send_errors=dict(producer.send_errors) if producer else {},
-        delivery_errors=dict(ctx.ledger.errors),
-        retried=producer.retried if producer else 0,
-        dropped=producer.dropped if producer else 0,
-        read_back_problems=problems,
-        ledger=report.as_dict(), fault_log=ctx.faults,
-        notes={k: v for k, v in ctx.notes.items() if not k.startswith("_")})
-    checks = _common_checks(ctx, result, report, problems) + ctx.drill.checks(ctx, result, report)
-    result["checks"] = [asdict(c) for c in checks]
-    result["ok"] = all(c.ok for c in checks)
-
-
-def _common_checks(ctx: Context, result: dict, report, problems: list[str]) -> list[Check]:
-    not_recovered = [f for f in ctx.faults if not f.get("recovered")]
-    checks = [
-        Check("faults injected", len(ctx.faults) == ctx.settings.count,
-              f"{len(ctx.faults)} of {ctx.settings.count}"),
-        Check("every fault recovered (process back, partitions owned, lag back)",
-              not not_recovered,
-              "; ".join(f"fault {f['n']}: {f.get('error')}" for f in not_recovered)),
-        Check("skipped = 0", report.skipped == 0, ", ".join(report.skipped_sample)),
-        Check("order_violations = 0", report.order_violations == 0,
-              "; ".join(report.violation_sample)),
-        Check("every partition reads back with valid CRCs", not problems, "; ".join(problems)),
-    ]
-    if ctx.drill.acks:
-        checks.append(Check("acknowledged ids stored at their acknowledged offsets",
-                            report.offset_mismatches == 0,
-                            f"{report.offset_mismatches} mismatch(es)"))
-    return checks

@@ -25,7 +25,6 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-import psutil
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
@@ -33,10 +32,11 @@ from broker import protocol
 from clients.brokers import BrokerPool
 from clients.producer import Producer
 from cluster.drills.ledger import Ledger
+from cluster.supervision.slots import process_alive
 from coordinator import paths, topics, zk as zkconnect
 from coordinator.offsets import OffsetStore
 
-log = logging.getLogger("sluice.drill")
+log = logging.getLogger(__name__)
 ZK_TIMEOUT_S = 2.0
 
 
@@ -309,9 +309,7 @@ class GroupWatch(threading.Thread):
         if not _alive(look.brokers.get(broker)):
             return None
         try:
-            frames = self.pool.call(self.topic, partition, lambda corr: protocol.encode_offsets(
-                corr, self.topic, partition, protocol.LATEST), timeout_ms=1000)
-            return protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)[1][0]
+            return self.pool.offset(self.topic, partition, protocol.LATEST, timeout_ms=1000)
         except protocol.SluiceError:
             return None
 
@@ -324,12 +322,7 @@ class GroupWatch(threading.Thread):
         self._last_zxids = look.owner_zxids
 
 
+
 def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        status = proc.status()
-    except psutil.NoSuchProcess:
-        return False
-    return status not in (psutil.STATUS_ZOMBIE, psutil.STATUS_STOPPED)
+    """Running: a SIGSTOPped process is not alive to the drills' eyes (a paused broker)."""
+    return process_alive(pid, stopped_is_alive=False)

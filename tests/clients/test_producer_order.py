@@ -19,7 +19,7 @@ import pytest
 from broker import message, protocol
 from clients import Producer, SimpleConsumer
 from clients import producer as producer_module
-from cluster.zookeeper import free_ports
+from cluster.supervision.zookeeper import free_ports
 from coordinator import topics, zk as zkmod
 from tests.helpers import BrokerProcess, RawClient, wait_for
 

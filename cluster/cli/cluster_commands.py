@@ -1,0 +1,47 @@
+"""``sluice cluster up|down|status``: the local cluster's lifecycle (cluster/supervision/)."""
+from __future__ import annotations
+
+from cluster.cli.output import err, out, print_json, print_table
+from cluster.supervision import ClusterConfig, down, status, up
+
+
+def cluster_config(args) -> ClusterConfig:
+    """``cluster up``'s settings from its arguments (a refused one is a bad argument: exit 2)."""
+    workers = {"topic": args.topic, "group": args.group, "handler": args.handler,
+               "rebalance": args.rebalance, "static": args.static}
+    return ClusterConfig(args.data_dir, brokers=args.brokers, zookeeper=args.zookeeper,
+                         zk_ensemble=args.zk_ensemble, workers=args.workers,
+                         worker_settings=workers,
+                         dashboard_port=None if args.no_dashboard else args.dashboard_port)
+
+
+def cluster_up(args) -> int:
+    result = up(args.settings, detach=args.detach,
+                on_ready=lambda ready: print_status(ready, as_json=False))
+    if args.detach:
+        print_status(result, as_json=False)
+    return 0
+
+
+def cluster_down(args) -> int:
+    down(args.data_dir)
+    err.print(f"cluster in {args.data_dir} stopped")
+    return 0
+
+
+def cluster_status(args) -> int:
+    print_status(status(args.data_dir), args.json)
+    return 0
+
+
+def print_status(found: dict, as_json: bool) -> None:
+    if as_json:
+        print_json(found)
+        return
+    out.print(f"zookeeper: {found['zookeeper']}")
+    if found.get("dashboard"):
+        out.print(f"dashboard: {found['dashboard']}  (Prometheus: {found['dashboard']}metrics;"
+                  f" terminal: sluice dashboard)")
+    print_table("processes", ["role", "id", "pid", "endpoint", "alive"],
+                [[p["role"], p["id"], p["pid"], p.get("endpoint") or "", p["alive"]]
+                 for p in found["processes"]])

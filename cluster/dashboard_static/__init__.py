@@ -1,1 +1,0 @@
-"""The web dashboard's page, script and style sheet, served by cluster.web (package data)."""

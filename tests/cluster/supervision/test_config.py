@@ -1,0 +1,75 @@
+"""ClusterConfig: every cluster setting once, refused with one line naming it, and its command
+line read back."""
+import pytest
+
+from cluster.errors import ClusterError
+from cluster.supervision.config import ClusterConfig
+from cluster.supervision.slots import Backoff
+from coordinator.errors import InvalidArgument
+
+
+def test_broker_settings_are_validated(tmp_path, zk):
+    with pytest.raises(ClusterError, match="bogus"):
+        ClusterConfig(tmp_path, brokers=1, zookeeper=zk, broker_settings={"bogus": 1})
+    with pytest.raises(ClusterError, match="broker_id"):
+        ClusterConfig(tmp_path, brokers=1, zookeeper=zk, broker_settings={"broker_id": 7})
+    with pytest.raises(ClusterError, match="--brokers"):
+        ClusterConfig(tmp_path, brokers=0, zookeeper=zk)
+    with pytest.raises(ClusterError, match="exclude"):
+        ClusterConfig(tmp_path, brokers=1, zookeeper=zk, zk_ensemble=3)
+
+
+def test_broker_config_gets_id_dir_zookeeper_and_consecutive_ports(tmp_path):
+    config = ClusterConfig(tmp_path, broker_settings={"port": 9000, "log": {"flush_ms": 50}}
+                           ).broker_config(2, "h:1/x")
+    assert (config.broker_id, config.zookeeper, config.port) == (2, "h:1/x", 9002)
+    assert config.data_dir == str(tmp_path / "broker-2")
+    assert config.log.flush_ms == 50
+
+
+
+
+def test_a_refused_setting_is_an_invalid_argument_naming_it(tmp_path):
+    cases = [({"brokers": "3"}, "--brokers"), ({"workers": -1}, "--workers"),
+             ({"zk_ensemble": 2}, "--zk-ensemble"), ({"dashboard_port": 70000}, "--dashboard-port"),
+             ({"broker_target": "nocolon"}, "--broker-target"),
+             ({"workers": 1}, "--topic and --group"),
+             ({"workers": 1, "worker_settings": {"topic": "a/b", "group": "g"}}, "topic name"),
+             ({"workers": 1, "worker_settings": {"topic": "t", "group": "g",
+                                                 "handler": "no_such_module_x:f"}}, "--handler"),
+             ({"workers": 1, "worker_settings": {"topic": "t", "group": "g",
+                                                 "on_error": "ignore"}}, "on_error"),
+             ({"workers": 1, "worker_settings": {"topic": "t", "group": "g",
+                                                 "zookeeper": "x"}}, "zookeeper"),
+             ({"workers": 1, "worker_settings": {"topic": "t", "group": "g",
+                                                 "bogus": 1}}, "unknown WorkerConfig.*bogus")]
+    for values, words in cases:
+        with pytest.raises(InvalidArgument, match=words) as refused:
+            ClusterConfig(tmp_path, **values)
+        assert "\n" not in str(refused.value)
+    with pytest.raises(InvalidArgument, match="unknown cluster setting.*bogus"):
+        ClusterConfig.from_dict({"data_dir": str(tmp_path), "bogus": 1})
+
+
+def test_the_command_line_reads_back_to_the_same_config(tmp_path):
+    config = ClusterConfig(tmp_path, brokers=2, zookeeper="h:1/c", broker_settings={
+        "log": {"flush_ms": 50}}, workers=2, worker_settings={
+        "topic": "t", "group": "g", "handler": None, "static": True},
+        dashboard_port=None, backoff=Backoff(initial_s=0.1))
+    assert config.worker_settings == {"topic": "t", "group": "g", "static": True}
+    assert ClusterConfig.from_args(config.to_argv()) == config
+    assert ClusterConfig.from_dict(config.to_dict()) == config
+    defaults = ClusterConfig(tmp_path)
+    assert defaults.to_argv() == ["--data-dir", str(tmp_path.resolve()), "--brokers", "3",
+                                  "--zk-ensemble", "1", "--broker-target", "broker.server:run",
+                                  "--dashboard-port", "8080"]
+    assert ClusterConfig.from_args(defaults.to_argv()) == defaults
+
+
+def test_workers_get_the_shared_settings_and_their_own_id(tmp_path):
+    config = ClusterConfig(tmp_path, workers=2, worker_settings={"topic": "t", "group": "g",
+                                                                  "commit_ms": 200})
+    worker = config.worker_config(1, "h:1/c")
+    assert (worker.worker_id, worker.zookeeper, worker.data_dir) == (1, "h:1/c",
+                                                                      str(tmp_path.resolve()))
+    assert (worker.topic, worker.group, worker.commit_ms) == ("t", "g", 200)
