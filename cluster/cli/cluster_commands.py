@@ -8,7 +8,9 @@ from cluster.supervision import ClusterConfig, down, status, up
 def cluster_config(args) -> ClusterConfig:
     """``cluster up``'s settings from its arguments (a refused one is a bad argument: exit 2)."""
     workers = {"topic": args.topic, "group": args.group, "handler": args.handler,
-               "rebalance": args.rebalance, "static": args.static}
+               "static": args.static}
+    if args.rebalance is not None:
+        workers["consumer"] = {"rebalance": args.rebalance}
     return ClusterConfig(args.data_dir, brokers=args.brokers, zookeeper=args.zookeeper,
                          zk_ensemble=args.zk_ensemble, workers=args.workers,
                          worker_settings=workers,

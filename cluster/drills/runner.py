@@ -114,12 +114,13 @@ def _start_cluster(ctx: Context) -> None:
              f"{'x' + str(ctx.drill.zk_ensemble) if not s.zookeeper else s.zookeeper}")
     broker_settings = {"session_timeout_ms": s.session_timeout_ms,
                        "log": {"flush_ms": s.flush_ms, **ctx.drill.broker_log}}
-    worker_settings = {"topic": ctx.topic, "group": ctx.group, "commit_ms": s.commit_ms}
+    consumer = {"auto_commit_ms": s.commit_ms}
     if not ctx.drill.library_worker_defaults:
-        worker_settings.update(session_timeout_ms=s.session_timeout_ms,
-                               rebalance_max_tries=20, rebalance_backoff_ms=300)
+        consumer.update(session_timeout_ms=s.session_timeout_ms, rebalance_max_tries=20,
+                        rebalance_backoff_ms=300)
     if s.rebalance is not None:
-        worker_settings["rebalance"] = s.rebalance
+        consumer["rebalance"] = s.rebalance
+    worker_settings = {"topic": ctx.topic, "group": ctx.group, "consumer": consumer}
     if s.static:
         worker_settings["static"] = True
     if ctx.drill.handler is not None:

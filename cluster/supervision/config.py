@@ -111,8 +111,8 @@ class ClusterConfig:
     def worker_config(self, worker_id: int, zookeeper: str) -> WorkerConfig:
         """Worker ``worker_id``'s config: the shared settings, its id, the cluster's ZooKeeper."""
         try:
-            return WorkerConfig(worker_id=worker_id, zookeeper=zookeeper, data_dir=self.data_dir,
-                                **self.worker_settings)
+            return WorkerConfig.from_dict({**self.worker_settings, "worker_id": worker_id,
+                                           "zookeeper": zookeeper, "data_dir": self.data_dir})
         except (TypeError, ValueError) as exc:
             raise ClusterSettingError(f"invalid worker settings: {exc}") from None
 

@@ -2,7 +2,7 @@
 
 The loop is the paper's at-least-once recipe: iterate the consumer, hand each message to the
 handler; a message counts as processed when the handler returned and the loop asks for the
-next. Every ``commit_ms`` (and before a partition is given up, and at the end) the consumer
+next. Every ``consumer.auto_commit_ms`` (and before a partition is given up, and at the end) the consumer
 makes the handler's output durable first (its ``flush()``, as the consumer's
 ``before_commit``) and only then writes the processed offsets. A rebalance thus replays
 nothing, and a killed worker's successor replays only what it processed since its last commit.
@@ -28,10 +28,13 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import dataclass
 
+from clients.config import ConsumerConfig
 from cluster import targets
 from cluster.workers.loader import ROOT_ENV
+from coordinator import settings
 from coordinator.errors import InvalidArgument
 
 DEFAULT_HANDLER = "cluster.workers.loader:hourly_files"
@@ -43,7 +46,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """One worker process: its slot id, the cluster, the group it joins and how it consumes."""
+    """One worker process: its slot id, the cluster, the group it joins, its handler and
+    policies, and how its Consumer consumes (``consumer``: every consumer setting, defaults and
+    checks in clients.config; ``consumer.auto_commit_ms`` is how often the worker commits)."""
 
     worker_id: int
     zookeeper: str
@@ -51,33 +56,42 @@ class WorkerConfig:
     group: str
     data_dir: str
     handler: str = DEFAULT_HANDLER
-    commit_ms: int = 1000
-    session_timeout_ms: int = 6000
-    rebalance_max_tries: int = 4
-    rebalance_backoff_ms: int = 2000
-    start: str = "earliest"
-    rebalance: str = "cooperative"
     static: bool = False
-    max_poll_interval_ms: int | None = 300_000
     on_stop: str = "finish"
     on_error: str = "stop"
+    consumer: ConsumerConfig = ConsumerConfig()
 
     def __post_init__(self):
-        if self.on_stop not in ON_STOP:
-            raise InvalidArgument(f"on_stop must be 'finish' or 'abandon', not {self.on_stop!r}")
-        if self.on_error not in ON_ERROR:
-            raise InvalidArgument(f"on_error must be 'stop' or 'skip', not {self.on_error!r}")
-        if self.rebalance not in ("eager", "cooperative"):
-            raise InvalidArgument(f"rebalance must be 'eager' or 'cooperative', not "
-                                  f"{self.rebalance!r}")
+        settings.one_of("on_stop", self.on_stop, ON_STOP)
+        settings.one_of("on_error", self.on_error, ON_ERROR)
+        if not isinstance(self.consumer, ConsumerConfig):
+            raise InvalidArgument(f"consumer must be a ConsumerConfig, not {self.consumer!r}")
+        if self.consumer.auto_commit_ms is None:
+            raise InvalidArgument("a worker commits what its handler finished every "
+                                  "consumer.auto_commit_ms: it cannot be None")
+        if self.consumer.instance_id is not None:
+            raise InvalidArgument("a worker's instance id is worker-<id>: set static, not "
+                                  "consumer.instance_id")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "WorkerConfig":
+        """Build from plain values (JSON), the consumer's as a nested object; unknown keys of
+        either are refused."""
+        values = dict(values)
+        consumer = ConsumerConfig.from_dict(values.pop("consumer", None) or {})
+        settings.reject_unknown(cls, values)
+        return cls(consumer=consumer, **values)
 
     @property
     def instance_id(self) -> str | None:
         return f"worker-{self.worker_id}" if self.static else None
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def consumer_config(self) -> ConsumerConfig:
+        """The Consumer's config: ``consumer`` with the slot's instance id when static."""
+        return dataclasses.replace(self.consumer, instance_id=self.instance_id)
 
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def _join(config: WorkerConfig, stopping: threading.Event, flush):
@@ -88,12 +102,7 @@ def _join(config: WorkerConfig, stopping: threading.Event, flush):
     while not stopping.is_set():
         try:
             return Consumer([config.topic], config.group, zookeeper=config.zookeeper,
-                            auto_commit_ms=config.commit_ms, before_commit=flush,
-                            start=config.start, session_timeout_ms=config.session_timeout_ms,
-                            rebalance_max_tries=config.rebalance_max_tries,
-                            rebalance_backoff_ms=config.rebalance_backoff_ms,
-                            rebalance=config.rebalance, instance_id=config.instance_id,
-                            max_poll_interval_ms=config.max_poll_interval_ms)
+                            config=config.consumer_config(), before_commit=flush)
         except UnknownTopicOrPartition:
             if not waiting:
                 log.info("worker %d waiting for topic %s to be created", config.worker_id,

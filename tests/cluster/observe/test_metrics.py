@@ -93,7 +93,7 @@ def test_lag_and_stuck_follow_a_blocked_worker(cluster_factory, tmp_path):
         brokers=1, workers=1, env={HOLD_ENV: str(hold)},
         broker_settings={"log": {"segment_bytes": 1024, "flush_ms": 50,
                                  "retention_ms": 3_600_000}},
-        worker_settings={"topic": "clicks", "group": GROUP, "commit_ms": 200,
+        worker_settings={"topic": "clicks", "group": GROUP, "consumer": {"auto_commit_ms": 200},
                          "handler": "tests.cluster.observe.handlers:hold_on_block"})
     create_topic(cluster.zookeeper, "clicks", 1)
     labels = {"group": GROUP, "topic": "clicks", "partition": 0}

@@ -62,7 +62,7 @@ def test_page_draws_live_plots_in_headless_chromium(cluster_factory, tmp_path):
     binary = chromium()
     cluster = cluster_factory(brokers=2, workers=1,
                               worker_settings={"topic": "clicks", "group": "loaders",
-                                               "commit_ms": 200,
+                                               "consumer": {"auto_commit_ms": 200},
                                                "handler": "tests.cluster.observe.handlers:"
                                                           "hold_on_block"})
     url = cluster.info()["dashboard"]

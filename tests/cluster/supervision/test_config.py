@@ -68,8 +68,8 @@ def test_the_command_line_reads_back_to_the_same_config(tmp_path):
 
 def test_workers_get_the_shared_settings_and_their_own_id(tmp_path):
     config = ClusterConfig(tmp_path, workers=2, worker_settings={"topic": "t", "group": "g",
-                                                                  "commit_ms": 200})
+                                                                  "consumer": {"auto_commit_ms": 200}})
     worker = config.worker_config(1, "h:1/c")
     assert (worker.worker_id, worker.zookeeper, worker.data_dir) == (1, "h:1/c",
                                                                       str(tmp_path.resolve()))
-    assert (worker.topic, worker.group, worker.commit_ms) == ("t", "g", 200)
+    assert (worker.topic, worker.group, worker.consumer.auto_commit_ms) == ("t", "g", 200)

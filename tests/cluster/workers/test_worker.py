@@ -27,8 +27,9 @@ from tests.helpers import ROOT, create_topic, wait_for
 
 log = logging.getLogger(__name__)
 TOPIC, GROUP, PARTITIONS = "clicks", "loaders", 12
-WORKER = {"topic": TOPIC, "group": GROUP, "commit_ms": 1000, "session_timeout_ms": 4000,
-          "rebalance_max_tries": 20, "rebalance_backoff_ms": 300}
+CONSUMER = {"auto_commit_ms": 1000, "session_timeout_ms": 4000, "rebalance_max_tries": 20,
+            "rebalance_backoff_ms": 300}
+WORKER = {"topic": TOPIC, "group": GROUP, "consumer": CONSUMER}
 RATE = 300
 
 
@@ -117,7 +118,7 @@ def worker_pids(cluster):
 
 def start_extra_worker(cluster, worker_id, settings):
     code = ("import json, sys; from cluster.workers.worker import WorkerConfig, run; "
-            "run(WorkerConfig(**json.loads(sys.argv[1])))")
+            "run(WorkerConfig.from_dict(json.loads(sys.argv[1])))")
     config = dict(settings, worker_id=worker_id, zookeeper=cluster.zookeeper,
                   data_dir=str(cluster.data_dir))
     return subprocess.Popen([sys.executable, "-c", code, json.dumps(config)], cwd=ROOT,
@@ -127,7 +128,7 @@ def start_extra_worker(cluster, worker_id, settings):
 @pytest.mark.parametrize("protocol", ["eager", "cooperative"])
 def test_group_settles_after_every_change_without_skipping(cluster_factory, protocol):
     """The paper's protocol (eager) and the default (cooperative) alike."""
-    settings = {**WORKER, "rebalance": protocol}
+    settings = {**WORKER, "consumer": {**CONSUMER, "rebalance": protocol}}
     cluster = cluster_factory(brokers=3, workers=4, worker_settings=settings)
     client = zkmod.connect(cluster.zookeeper)
     extra = None
