@@ -8,7 +8,7 @@ import time
 import pytest
 
 from broker import log as log_module
-from broker import message, scrub
+from broker import exposed_end, message, recovery, scrub
 from broker import segment as segment_module
 from broker.config import LogConfig
 from broker.log import Log
@@ -446,7 +446,7 @@ def test_recovery_cuts_a_torn_tail(log_path, caplog):
     append_each(log, [msg(i) for i in range(10)])
     crash(log)
     os.truncate(log_path / segment_name(0), 10 * 109 - 7)
-    with caplog.at_level(logging.WARNING, logger="sluice.broker.log"):
+    with caplog.at_level(logging.WARNING, logger="broker.recovery"):
         again = Log(log_path, LogConfig())
     assert again.recovered_truncated_bytes == 102
     assert again.end_offset == again.visible_end == 9 * 109
@@ -479,7 +479,7 @@ def test_a_cut_below_the_flushed_end_continues_at_the_exposed_end(log_path, capl
     assert log.visible_end == 1090
     crash(log)
     flip_byte(log_path / segment_name(0), 9 * 109 + 50)
-    with caplog.at_level(logging.WARNING, logger="sluice.broker.log"):
+    with caplog.at_level(logging.WARNING, logger="broker.recovery"):
         again = Log(log_path, LogConfig(flush_ms=60_000))
     assert again.recovered_truncated_bytes == 109
     assert again.unclean_shutdown
@@ -542,11 +542,11 @@ def test_a_clean_restart_leaves_no_gap(log_path):
     append_each(log, [msg(i) for i in range(20)])
     starts, end = log.segment_starts, log.end_offset
     log.close()
-    assert (log_path / log_module.CLEAN_FILE).exists()
-    assert int((log_path / log_module.EXPOSED_FILE).read_text()) == end
+    assert (log_path / recovery.CLEAN_FILE).exists()
+    assert int((log_path / exposed_end.FILE_NAME).read_text()) == end
     again = make_log(log_path, segment_bytes=KIB)
     assert not again.unclean_shutdown
-    assert not (log_path / log_module.CLEAN_FILE).exists(), "the marker goes at open"
+    assert not (log_path / recovery.CLEAN_FILE).exists(), "the marker goes at open"
     assert (again.segment_starts, again.end_offset, again.gaps) == (starts, end, [])
     assert again.append(msg(20), 1) == (end, end + 109)
     again.close()
@@ -590,7 +590,7 @@ def test_a_failed_append_takes_its_exposure_back(log_path, monkeypatch):
     with pytest.raises(StorageError):
         log.append(msg(1), 1, expose=True)
     monkeypatch.undo()
-    assert int((log_path / log_module.EXPOSED_FILE).read_text()) == 109
+    assert int((log_path / exposed_end.FILE_NAME).read_text()) == 109
     crash(log)
     again = make_log(log_path)
     assert again.end_offset == 109 and again.gaps == []
@@ -605,7 +605,7 @@ def test_a_corrupt_message_inside_the_last_segment_survives_recovery(log_path, c
     assert log.segment_starts[-1] == 981
     crash(log)
     flip_byte(log_path / segment_name(981), offsets[12] - 981 + 50)
-    with caplog.at_level(logging.WARNING, logger="sluice.broker.log"):
+    with caplog.at_level(logging.WARNING, logger="broker.recovery"):
         again = make_log(log_path, segment_bytes=KIB)
     assert again.end_offset == end and again.recovered_truncated_bytes == 0
     assert again.corrupt_messages == 1
@@ -695,7 +695,7 @@ def test_gaps_between_segments_are_kept_and_read_as_gaps(log_path, caplog):
     assert starts == [0, 981, 1962, 2943, 3924]
     log.close()
     (log_path / segment_name(1962)).unlink()
-    with caplog.at_level(logging.WARNING, logger="sluice.broker.log"):
+    with caplog.at_level(logging.WARNING, logger="broker.recovery"):
         again = make_log(log_path, segment_bytes=KIB)
     assert again.segment_starts == [0, 981, 2943, 3924]
     assert again.gaps == [(1962, 2943)]
@@ -747,7 +747,7 @@ def test_an_overlapping_segment_is_set_aside(log_path, caplog):
     (log_path / segment_name(0)).write_bytes(msg(0) + msg(1))
     (log_path / segment_name(109)).write_bytes(msg(5))
     (log_path / segment_name(218)).write_bytes(msg(2))
-    with caplog.at_level(logging.WARNING, logger="sluice.broker.log"):
+    with caplog.at_level(logging.WARNING, logger="broker.recovery"):
         log = make_log(log_path)
     assert log.segment_starts == [0, 218]
     assert (log_path / "corrupt" / segment_name(109)).read_bytes() == msg(5)
@@ -801,7 +801,7 @@ def test_scrub_of_sealed_segments_reports_each_bad_message(log_path, caplog):
     again = make_log(log_path, segment_bytes=KIB)
     assert again.unclean_shutdown and again.scrub_state == "pending"
     assert again.corrupt_messages == 0, "recovery walks only the last segment"
-    with caplog.at_level(logging.WARNING, logger="sluice.broker.log"):
+    with caplog.at_level(logging.WARNING, logger="broker.recovery"):
         found = again.scrub_sealed()
     assert [(offset, bad.size, bad.reason) for offset, bad in found] == [
         (offsets[3], 109, "crc"), (offsets[10], 109, "crc")]
