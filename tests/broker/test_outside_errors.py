@@ -17,7 +17,7 @@ from kazoo.security import OPEN_ACL_UNSAFE, make_digest_acl
 from broker import message, protocol
 from broker.config import LogConfig
 from broker.log import Log
-from broker.server import Flusher
+from broker.flusher import Flusher
 from coordinator import paths, topics, zk as zkmod
 from tests.helpers import BrokerProcess, RawClient, wait_for
 
