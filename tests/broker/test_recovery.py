@@ -1,5 +1,6 @@
 """Recovery on real files: a Log opened after a clean close or a crash, torn tails, corrupt
 messages kept, gaps, files set aside, the start-up scrub of sealed segments."""
+import doctest
 import logging
 import os
 
@@ -11,6 +12,13 @@ from broker.log import Log
 from broker.protocol import CorruptMessage, InvalidOffset, OffsetGap, OffsetOutOfRange
 from broker.segment import segment_name
 from tests.broker.logs import KIB, append_each, crash, flip_byte, make_log, msg, read_all
+
+
+def test_the_layout_rule_and_its_worked_example():
+    assert doctest.testmod(recovery).failed == 0
+    assert recovery.layout([(0, 100), (100, 20)]) == ([0, 100], [], [])
+    assert recovery.layout([(0, 100), (40, 80), (100, 10)]) == ([0, 100], [40], [])
+    assert recovery.layout([(500, 10), (700, 1)]) == ([500, 700], [], [(510, 700)])
 
 
 def test_reopen_after_a_clean_close_continues(log_path):
