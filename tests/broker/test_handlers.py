@@ -3,22 +3,13 @@ brought is written with one write per log, and a bad set among them is still rej
 import json
 
 from broker import message, protocol
-from coordinator import topics, zk as zkmod
-from tests.helpers import BrokerProcess, RawClient, wait_for
+from tests.helpers import RawClient, wait_for
 
 TOPIC = "joined"
 
 
-def test_a_bad_set_among_many_acks0_requests_is_dropped_alone(zk, tmp_path):
-    proc = BrokerProcess(zk, tmp_path, 0, log={"segment_bytes": 2048,
-                                                 "visible_after_flush": False}).start()
-    client = zkmod.connect(zk)
-    try:
-        topics.create(client, TOPIC, 1)
-    finally:
-        client.stop()
-        client.close()
-    proc.wait_hosting(TOPIC, 1)
+def test_a_bad_set_among_many_acks0_requests_is_dropped_alone(hosting_broker):
+    proc = hosting_broker(TOPIC, 1, log={"segment_bytes": 2048, "visible_after_flush": False})
     raw = RawClient(proc.endpoint)
     try:
         header = protocol.encode_produce(0, TOPIC, 0, 0)
