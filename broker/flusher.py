@@ -10,11 +10,15 @@ What can go wrong is never swallowed:
 
 - a failed flush goes to ``on_error("flush", exc)`` (counted and logged by the broker); the
   log's policy stays due, so the LogManager submits it again;
-- a wake-up that finds the socket full (``zmq.Again``) is not an error: the loop has a wake-up
-  waiting already, and one is as good as many;
-- the ZeroMQ context terminated (ETERM) means the broker is closing: the thread says so and ends;
-- any other ZeroMQ error of a wake-up goes to ``on_error("flusher_wake", exc)`` and the thread
-  goes on flushing.
+- a wake-up that finds the socket full (``zmq.Again``) is not sent, and counted in
+  ``wakeups_dropped``: the loop has a wake-up waiting already, and one is as good as many;
+- the ZeroMQ context terminated means the broker is closing: a wake-up then ends the thread
+  (it says so), and a socket cannot be had at all (the thread flushes on without one);
+- any other ZeroMQ error, of a wake-up or of opening the wake-up socket, goes to
+  ``on_error("flusher_wake", exc)`` and the thread goes on flushing (without wake-ups when it
+  has no socket: parked fetches are then answered at their deadline).
+
+The thread ends at ``stop()``, after what was submitted before it.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ class Flusher(threading.Thread):
         self.wanted = wanted
         self.on_error = on_error or (lambda task, exc: logger.error("%s failed: %s", task, exc))
         self.pending: queue.Queue = queue.Queue()
+        self.wakeups_dropped = 0
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
 
@@ -54,8 +59,7 @@ class Flusher(threading.Thread):
         self.pending.put(None)
 
     def run(self) -> None:
-        wake = self.context.socket(zmq.PAIR)
-        wake.connect(self.wake_endpoint)
+        wake = self._open_wake()
         try:
             while (item := self.pending.get()) is not None:
                 with self._queued_lock:
@@ -64,17 +68,36 @@ class Flusher(threading.Thread):
                     item.flush()
                 except (OSError, SluiceError) as exc:
                     self.on_error("flush", exc)
-                if self.wanted() and not self._wake(wake):
+                if wake is not None and self.wanted() and not self._wake(wake):
                     return
         finally:
-            wake.close(linger=0)
+            if wake is not None:
+                wake.close(linger=0)
+
+    def _open_wake(self) -> zmq.Socket | None:
+        """The PAIR socket to the loop; None (flushing goes on without wake-ups) when ZeroMQ
+        refuses it: reported, or only logged when the context is gone (the broker closes)."""
+        wake = None
+        try:
+            wake = self.context.socket(zmq.PAIR)
+            wake.connect(self.wake_endpoint)
+            return wake
+        except zmq.ZMQError as exc:
+            if wake is not None:
+                wake.close(linger=0)
+            if exc.errno == zmq.ETERM or self.context.closed:
+                logger.info("flusher goes on without wake-ups: the broker's ZeroMQ context "
+                            "was terminated")
+            else:
+                self.on_error("flusher_wake", exc)
+            return None
 
     def _wake(self, wake: zmq.Socket) -> bool:
         """Wake the loop; False when the context is gone (the broker is closing)."""
         try:
             wake.send(b"", zmq.NOBLOCK)
         except zmq.Again:
-            pass                     # the socket is full: the loop has a wake-up waiting
+            self.wakeups_dropped += 1      # the socket is full: the loop has one waiting
         except zmq.ZMQError as exc:
             if exc.errno == zmq.ETERM:
                 logger.info("flusher stops: the broker's ZeroMQ context was terminated")
