@@ -33,7 +33,7 @@ from kazoo.exceptions import KazooException
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
 from broker.log import Log
-from broker.producer_state import Action, ProducerTable
+from broker.producer_state import Action, ProducerTable, Turn
 from coordinator import topics
 from coordinator.errors import (OutOfOrderSequence, SluiceError, StorageError,
                                 UnknownTopicOrPartition)
@@ -160,18 +160,7 @@ class LogManager:
         failed write answers every request that waited on it and leaves the table as it was.
         """
         turn = self.producers.turn(route.topic, route.partition, time.monotonic())
-        answers, writes, duplicates = [], [], []
-        for identity, corr, request, body, count in requests:
-            decision = turn.judge(request.producer_id, request.sequence, request.first_unacked)
-            if decision.action is Action.APPEND:
-                writes.append((identity, corr, request.acks, body, count))
-            elif decision.action is Action.DUPLICATE:
-                duplicates.append((identity, corr, decision))
-            else:
-                answers.append((identity, corr, 1, OutOfOrderSequence(
-                    f"{route.topic}/{route.partition}: sequence {request.sequence} of producer "
-                    f"{request.producer_id:x} came before {decision.expected}; send again from "
-                    f"{decision.expected}")))
+        answers, writes, duplicates = _judge(route, turn, requests)
         offsets, failed = [], None
         if writes:
             try:
@@ -194,10 +183,8 @@ class LogManager:
             for identity, corr, decision in duplicates:
                 if decision.pending is None:
                     outcome = decision.offsets or (0, 0)
-                elif failed is not None:
-                    outcome = failed
                 else:
-                    outcome = offsets[decision.pending]
+                    outcome = failed if failed is not None else offsets[decision.pending]
                 answers.append((identity, corr, 1, outcome))
         return answers
 
@@ -297,6 +284,25 @@ class LogManager:
                 retry = min(interval, RETRY_MAX_S)
                 self._next_retention = min(self._next_retention, now + retry)
                 self.errors.task_failed("retention", exc, retry)
+
+
+def _judge(route: Route, turn: Turn, requests: list) -> tuple[list, list, list]:
+    """The producer table's decision on each request of a turn: the refusals, answered as
+    they are; the appends ``(identity, corr, acks, body, count)``; the duplicates
+    ``(identity, corr, decision)``."""
+    refused, writes, duplicates = [], [], []
+    for identity, corr, request, body, count in requests:
+        decision = turn.judge(request.producer_id, request.sequence, request.first_unacked)
+        if decision.action is Action.APPEND:
+            writes.append((identity, corr, request.acks, body, count))
+        elif decision.action is Action.DUPLICATE:
+            duplicates.append((identity, corr, decision))
+        else:
+            refused.append((identity, corr, 1, OutOfOrderSequence(
+                f"{route.topic}/{route.partition}: sequence {request.sequence} of producer "
+                f"{request.producer_id:x} came before {decision.expected}; send again from "
+                f"{decision.expected}")))
+    return refused, writes, duplicates
 
 
 class _Stopped(Exception):
