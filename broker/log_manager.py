@@ -28,10 +28,12 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
+from broker.flusher import Flusher
 from broker.log import Log
 from broker.producer_state import Action, ProducerTable, Turn
 from coordinator import topics
@@ -60,8 +62,8 @@ class Route:
 class LogManager:
     """The hosted logs by (topic, partition), their counters, and their background work."""
 
-    def __init__(self, config: BrokerConfig, zk, registration: BrokerRegistration,
-                 errors: ErrorCounts, flusher):
+    def __init__(self, config: BrokerConfig, zk: KazooClient, registration: BrokerRegistration,
+                 errors: ErrorCounts, flusher: Flusher):
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,8 @@ Sealed segments were fsynced before they rolled and are not walked here. Only a 
 final flush succeeded leaves the ``clean-shutdown`` marker; without it, the broker CRC-checks
 the sealed segments too, in the background (``check_sealed``, run by the start-up scrub).
 
-Worked example: files at 0 (100 bytes), 50 (10), 100 (20) and 300 (5); the exposed end is 330
-and the last file's second message is torn::
+Worked example: files at 0 (100 bytes), 50 (10), 100 (20) and 300 (5 bytes: the first part of
+a torn message); the exposed end is 330::
 
     layout          keep 0, 100, 300; set aside 50 (inside 0..100); gap 120..300
     walk of 300     torn at 0: cut 5 bytes, the log ends at 300

@@ -21,6 +21,21 @@ def test_the_layout_rule_and_its_worked_example():
     assert recovery.layout([(500, 10), (700, 1)]) == ([500, 700], [], [(510, 700)])
 
 
+def test_the_worked_example_of_the_module_on_files(log_path):
+    log_path.mkdir()
+    (log_path / segment_name(0)).write_bytes(msg(0, 91))
+    (log_path / segment_name(50)).write_bytes(b"x" * 10)
+    (log_path / segment_name(100)).write_bytes(msg(1, 11))
+    (log_path / segment_name(300)).write_bytes(msg(2, 20)[:5])
+    (log_path / exposed_end.FILE_NAME).write_text("%020d\n" % 330)
+    log = make_log(log_path)
+    assert log.segment_starts == [0, 100, 300, 330]
+    assert log.gaps == [(120, 300), (300, 330)]
+    assert (log.end_offset, log.recovered_truncated_bytes) == (330, 5)
+    assert (log_path / recovery.CORRUPT_DIR / segment_name(50)).exists()
+    log.close()
+
+
 def test_reopen_after_a_clean_close_continues(log_path):
     log = make_log(log_path, segment_bytes=KIB)
     append_each(log, [msg(i) for i in range(20)])
