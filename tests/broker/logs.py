@@ -1,8 +1,11 @@
 """Helpers for the tests of one partition's Log on real files (test_log, test_recovery,
-test_exposed_end)."""
+test_exposed_end, test_flush, test_retention)."""
+import os
+
 from broker import message
 from broker.config import LogConfig
 from broker.log import Log
+from broker.segment import segment_name
 
 KIB = 1024
 
@@ -47,3 +50,7 @@ def flip_byte(path, pos: int, mask: int = 0x01) -> None:
     data = bytearray(path.read_bytes())
     data[pos] ^= mask
     path.write_bytes(bytes(data))
+
+
+def set_mtime(log_path, start: int, seconds: float) -> None:
+    os.utime(log_path / segment_name(start), (seconds, seconds))

@@ -3,18 +3,16 @@ the exposed end have test files of their own)."""
 import errno
 import os
 import threading
-import time
 
 import pytest
 
-from broker import log as log_module
 from broker import message
 from broker import segment as segment_module
 from broker.config import LogConfig
 from broker.log import Log
 from broker.protocol import InvalidOffset, OffsetOutOfRange, StorageError
 from broker.segment import find_segment, segment_name
-from tests.broker.logs import KIB, append_each, files, make_log, msg, read_all
+from tests.broker.logs import KIB, append_each, files, make_log, msg, read_all, set_mtime
 
 
 def test_a_new_log_is_one_empty_segment_at_offset_zero(log_path):
@@ -194,110 +192,6 @@ def test_invalid_offset_inside_a_message(log_path):
     log.close()
 
 
-def test_messages_become_visible_only_after_a_flush_by_default(log_path):
-    log = Log(log_path, LogConfig(flush_messages=1000, flush_ms=60_000))
-    assert log.config.visible_after_flush
-    log.append(msg(0), 1)
-    log.append(msg(1), 1)
-    assert (log.end_offset, log.visible_end) == (218, 0)
-    assert log.read(0, 1000) == b""
-    with pytest.raises(OffsetOutOfRange):
-        log.read(109, 1000)
-    log.flush()
-    assert log.visible_end == 218
-    assert len(log.read(0, 1000)) == 218
-    log.append(msg(2), 1)
-    assert log.read(218, 1000) == b""
-    assert len(log.read(0, 1000)) == 218
-    log.close()
-
-
-def test_visible_immediately_when_configured(log_path):
-    log = make_log(log_path, visible_after_flush=False)
-    log.append(msg(0), 1)
-    assert log.visible_end == 109
-    assert len(log.read(0, 1000)) == 109
-    assert log.flushed_end == 0
-    log.close()
-
-
-def test_flush_due_by_count(log_path):
-    log = make_log(log_path, flush_messages=3, flush_ms=60_000)
-    now = time.monotonic()
-    log.append(msg(0) + msg(1), 2)
-    assert not log.flush_due(now)
-    log.append(msg(2), 1)
-    assert log.flush_due(now)
-    log.flush()
-    assert not log.flush_due(time.monotonic())
-    assert log.flush_count == 1
-    log.close()
-
-
-def test_flush_due_by_time(log_path):
-    log = make_log(log_path, flush_messages=1000, flush_ms=200)
-    before = time.monotonic()
-    log.append(msg(0), 1)
-    after = time.monotonic()
-    assert not log.flush_due(before + 0.1)
-    assert log.flush_due(after + 0.2)
-    assert 0 < log.seconds_until_flush(before) <= 0.2 + (after - before)
-    log.flush()
-    assert not log.flush_due(after + 100)
-    assert log.seconds_until_flush(after) is None
-    log.close()
-
-
-def test_flush_without_new_data_does_not_fsync(log_path, monkeypatch):
-    log = make_log(log_path)
-    log.flush()
-    assert log.flush_count == 0
-    log.append(msg(0), 1)
-    synced = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(log_module.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
-    log.flush()
-    log.flush()
-    assert len(synced) == 2, "the segment and the exposed-end file, once"
-    assert log.flush_count == 1
-    assert log.flush_seconds >= 0
-    log.close()
-
-
-def test_flush_syncs_rolled_segments_too(log_path, monkeypatch):
-    log = make_log(log_path, segment_bytes=KIB)
-    append_each(log, [msg(i) for i in range(20)])
-    assert log.segment_count == 3
-    synced = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(log_module.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
-    log.flush()
-    assert len(synced) == 4, "three segments and the exposed-end file"
-    assert log.flushed_end == log.end_offset
-    log.close()
-
-
-def test_a_failed_fsync_keeps_data_invisible_and_is_retried(log_path, monkeypatch):
-    log = Log(log_path, LogConfig(flush_messages=1, segment_bytes=KIB))
-    append_each(log, [msg(i) for i in range(12)])
-    real_fsync = os.fsync
-
-    def broken(fd):
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(log_module.os, "fsync", broken)
-    with pytest.raises(StorageError, match="disk error"):
-        log.flush()
-    assert log.visible_end == 0
-    assert log.policy.pending == 12 and log.flush_due(time.monotonic())
-    synced = []
-    monkeypatch.setattr(log_module.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
-    log.flush()
-    assert len(synced) == 3, "two segments and the exposed-end file"
-    assert log.visible_end == 12 * 109
-    log.close()
-
-
 def test_disk_full_cuts_the_partial_write_and_the_log_goes_on(log_path, monkeypatch):
     log = make_log(log_path)
     log.append(msg(0), 1)
@@ -398,77 +292,6 @@ def test_below_the_start_says_where_the_log_resumes(log_path):
     with pytest.raises(OffsetOutOfRange) as beyond:
         log.read(9000, 100)
     assert beyond.value.resume_offset is None
-    log.close()
-
-
-def set_mtime(log_path, start: int, seconds: float) -> None:
-    os.utime(log_path / segment_name(start), (seconds, seconds))
-
-
-def test_retention_by_time_deletes_old_segments_and_offsets_continue(log_path):
-    log = make_log(log_path, segment_bytes=KIB, retention_ms=3600 * 1000)
-    append_each(log, [msg(i) for i in range(30)])
-    assert log.segment_starts == [0, 981, 1962, 2943]
-    now = time.time()
-    set_mtime(log_path, 0, now - 7200)
-    set_mtime(log_path, 981, now - 3601)
-    set_mtime(log_path, 1962, now - 60)
-    assert log.apply_retention(now) == 2
-    assert log.segment_starts == [1962, 2943]
-    assert files(log_path) == [segment_name(1962), segment_name(2943)]
-    assert log.start_offset == 1962
-    assert log.size_bytes == 30 * 109 - 1962
-    with pytest.raises(OffsetOutOfRange, match="1962"):
-        log.read(0, 100)
-    assert next(message.decode_set(log.read(1962, 100), "t", 0, 1962)).value[:6] == b"000018"
-    assert log.append(msg(30), 1) == (30 * 109, 31 * 109)
-    assert log.apply_retention(now) == 0
-    log.close()
-    again = make_log(log_path, segment_bytes=KIB)
-    assert again.start_offset == 1962 and again.end_offset == 31 * 109
-    again.close()
-
-
-def test_retention_never_deletes_the_active_segment(log_path):
-    log = make_log(log_path, segment_bytes=KIB, retention_ms=1000)
-    append_each(log, [msg(i) for i in range(5)])
-    set_mtime(log_path, 0, 0)
-    assert log.apply_retention() == 0
-    append_each(log, [msg(i) for i in range(5, 20)])
-    for start in log.segment_starts:
-        set_mtime(log_path, start, 0)
-    assert log.apply_retention() == 2
-    assert log.segment_starts == [1962]
-    assert log.read(1962, 10_000)
-    assert log.append(msg(20) * 9, 9) == (20 * 109, 29 * 109)
-    assert log.segment_starts == [1962, 20 * 109]
-    assert files(log_path) == [segment_name(1962), segment_name(2180)]
-    log.close()
-
-
-def test_retention_by_size(log_path):
-    log = make_log(log_path, segment_bytes=KIB, retention_bytes=2 * KIB)
-    append_each(log, [msg(i) for i in range(40)])
-    assert log.segment_starts == [0, 981, 1962, 2943, 3924]
-    assert log.size_bytes == 4360
-    assert log.apply_retention() == 3
-    assert log.segment_starts == [2943, 3924]
-    assert log.size_bytes == 4360 - 2943 <= 2 * KIB
-    log.close()
-
-
-def test_retention_keeps_segments_that_are_not_visible_yet(log_path):
-    log = Log(log_path, LogConfig(segment_bytes=KIB, retention_bytes=KIB))
-    append_each(log, [msg(i) for i in range(9)])
-    log.flush()
-    append_each(log, [msg(i) for i in range(9, 30)])
-    assert log.segment_starts == [0, 981, 1962, 2943]
-    assert log.visible_end == 981
-    assert log.apply_retention() == 1
-    assert log.start_offset == log.visible_end == 981
-    log.flush()
-    assert log.apply_retention() == 2
-    assert log.segment_starts == [2943]
     log.close()
 
 
