@@ -1,5 +1,6 @@
 """Helpers for the tests of one partition's Log on real files (test_log, test_recovery,
 test_exposed_end, test_flush, test_retention)."""
+import errno
 import os
 
 from broker import message
@@ -54,3 +55,14 @@ def flip_byte(path, pos: int, mask: int = 0x01) -> None:
 
 def set_mtime(log_path, start: int, seconds: float) -> None:
     os.utime(log_path / segment_name(start), (seconds, seconds))
+
+
+def partial_write(nbytes: int, err: int = errno.ENOSPC):
+    """A stand-in for ``os.write`` that writes the first ``nbytes`` and then fails with ``err``:
+    a disk that fills up in the middle of a write."""
+    real = os.write
+
+    def write(fd, data):
+        real(fd, bytes(data[:nbytes]))
+        raise OSError(err, os.strerror(err))
+    return write

@@ -1,7 +1,6 @@
 """The Log on real files: offsets, rolling, reads, visibility, flush, retention (recovery and
 the exposed end have test files of their own)."""
 import errno
-import os
 import threading
 
 import pytest
@@ -12,7 +11,8 @@ from broker.config import LogConfig
 from broker.log import Log
 from broker.protocol import InvalidOffset, OffsetOutOfRange, StorageError
 from broker.segment import find_segment, segment_name
-from tests.broker.logs import KIB, append_each, files, make_log, msg, read_all, set_mtime
+from tests.broker.logs import (KIB, append_each, files, make_log, msg, partial_write,
+                               read_all, set_mtime)
 
 
 def test_a_new_log_is_one_empty_segment_at_offset_zero(log_path):
@@ -195,13 +195,7 @@ def test_invalid_offset_inside_a_message(log_path):
 def test_disk_full_cuts_the_partial_write_and_the_log_goes_on(log_path, monkeypatch):
     log = make_log(log_path)
     log.append(msg(0), 1)
-    real_write = os.write
-
-    def half_then_enospc(fd, data):
-        real_write(fd, bytes(data[:50]))
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(segment_module.os, "write", half_then_enospc)
+    monkeypatch.setattr(segment_module.os, "write", partial_write(50))
     with pytest.raises(StorageError, match=r"^disk full: No space left on device") as info:
         log.append(msg(1) + msg(2), 2)
     monkeypatch.undo()
@@ -246,16 +240,11 @@ def test_other_write_errors_are_disk_errors(log_path, monkeypatch):
 def test_a_partial_write_that_cannot_be_cut_stops_appends_until_recovery(log_path, monkeypatch):
     log = make_log(log_path)
     log.append(msg(0), 1)
-    real_write = os.write
-
-    def partial(fd, data):
-        real_write(fd, bytes(data[:30]))
-        raise OSError(errno.ENOSPC, "No space left on device")
 
     def no_truncate(fd, size):
         raise OSError(errno.EIO, "I/O")
 
-    monkeypatch.setattr(segment_module.os, "write", partial)
+    monkeypatch.setattr(segment_module.os, "write", partial_write(30))
     monkeypatch.setattr(segment_module.os, "ftruncate", no_truncate)
     with pytest.raises(StorageError, match="reopened and recovered"):
         log.append(msg(1), 1)

@@ -8,6 +8,7 @@ import pytest
 from broker import segment as segment_module
 from broker.segment import (Segment, find_segment, find_segment_by_time, parse_segment_name,
                             segment_name, split_at_rolls)
+from tests.broker.logs import partial_write
 
 
 def test_segment_name_is_twenty_digits_and_sorts_like_the_offset():
@@ -117,15 +118,9 @@ def test_a_write_that_makes_no_progress_raises_instead_of_spinning(tmp_path, mon
 
 
 def test_failed_append_keeps_size_and_truncate_cuts_the_partial_bytes(tmp_path, monkeypatch):
-    real_write = os.write
     seg = Segment(tmp_path, 0)
     seg.append(b"kept")
-
-    def partial_then_enospc(fd, data):
-        real_write(fd, bytes(data[:2]))
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(segment_module.os, "write", partial_then_enospc)
+    monkeypatch.setattr(segment_module.os, "write", partial_write(2))
     with pytest.raises(OSError):
         seg.append(b"lost")
     monkeypatch.undo()
