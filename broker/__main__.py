@@ -6,6 +6,7 @@ import json
 
 from broker.config import BrokerConfig
 from broker.server import run
+from coordinator.errors import InvalidArgument
 
 
 def main() -> None:
@@ -24,7 +25,7 @@ def main() -> None:
             values[key] = getattr(args, key)
     try:
         config = BrokerConfig.from_dict(values)
-    except (TypeError, ValueError) as exc:
+    except InvalidArgument as exc:
         parser.error(str(exc))
     run(config)
 

@@ -1,7 +1,9 @@
 """Every broker setting, with its default, in one typed place.
 
 Defaults follow the paper and Kafka 0.7 where they had one (1 GiB segments, flush after 500
-messages or 3 s, 7 days of retention, a message visible to fetches once flushed).
+messages or 3 s, 7 days of retention, a message visible to fetches once flushed). A refused
+setting (unknown, missing, of the wrong type or out of range) raises ``InvalidArgument``, also a
+ValueError and a TypeError, so the CLI and the supervisor show it as one line.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 
 from broker.message import ENTRY_OVERHEAD
+from coordinator.errors import InvalidArgument
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -28,10 +31,11 @@ class LogConfig:
     max_message_bytes: int = 1 << 20
 
     def __post_init__(self):
+        _check_types(self)
         _positive(self, "segment_bytes", "flush_messages", "flush_ms", "retention_ms",
                   "max_message_bytes")
         if self.retention_bytes is not None and self.retention_bytes <= 0:
-            raise ValueError("retention_bytes must be positive when set")
+            raise InvalidArgument("retention_bytes must be positive when set")
 
 
 @dataclass(frozen=True)
@@ -59,17 +63,18 @@ class BrokerConfig:
     session_timeout_ms: int = 6000
 
     def __post_init__(self):
+        _check_types(self)
         if self.broker_id < 0:
-            raise ValueError("broker_id must be >= 0")
+            raise InvalidArgument("broker_id must be >= 0")
         if not 0 <= self.port <= 65535:
-            raise ValueError("port must be 0..65535")
+            raise InvalidArgument("port must be 0..65535")
         _positive(self, "cleaner_interval_ms", "max_fetch_bytes", "max_request_bytes",
                   "max_wait_ms_limit", "session_timeout_ms")
         smallest = self.log.max_message_bytes + ENTRY_OVERHEAD
         if self.max_request_bytes < smallest:
-            raise ValueError(f"max_request_bytes ({self.max_request_bytes}) must hold one "
-                             f"message of max_message_bytes and its framing: at least "
-                             f"{smallest}")
+            raise InvalidArgument(f"max_request_bytes ({self.max_request_bytes}) must hold one "
+                                  f"message of max_message_bytes and its framing: at least "
+                                  f"{smallest}")
 
     @property
     def endpoint_host(self) -> str:
@@ -80,22 +85,47 @@ class BrokerConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "BrokerConfig":
-        """Build from plain values (a JSON file, the supervisor); unknown keys are rejected."""
-        values = dict(values)
-        log = values.pop("log", {}) or {}
-        _reject_unknown(cls, values)
-        _reject_unknown(LogConfig, log)
+        """Build from plain values (a JSON file, the supervisor); unknown and missing keys are
+        refused."""
+        values = dict(_mapping(cls, values))
+        log = _mapping(LogConfig, values.pop("log", {}) or {})
+        _check_keys(cls, values)
+        _check_keys(LogConfig, log)
         return cls(log=LogConfig(**log), **values)
 
 
-def _reject_unknown(cls, values: dict) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+_TYPES = {"int": (int,), "bool": (bool,), "str": (str,), "int | None": (int, type(None)),
+          "str | None": (str, type(None)), "LogConfig": (LogConfig,)}
+
+
+def _check_types(obj) -> None:
+    """Refuse a value of the wrong type (a bool is not a number here, though Python says so)."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        allowed = _TYPES[f.type]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise InvalidArgument(f"{f.name} must be {f.type.replace(' | None', ' or null')}, "
+                                  f"not {value!r}")
+
+
+def _mapping(cls, values) -> dict:
+    if not isinstance(values, dict):
+        raise InvalidArgument(f"{cls.__name__} settings must be an object of name: value, "
+                              f"not {values!r}")
+    return values
+
+
+def _check_keys(cls, values: dict) -> None:
+    unknown = sorted(set(values) - {f.name for f in fields(cls)})
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
+        raise InvalidArgument(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
+    missing = [f.name for f in fields(cls) if f.name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise InvalidArgument(f"{cls.__name__} needs the setting(s): {', '.join(missing)}")
 
 
 def _positive(obj, *names: str) -> None:
     for name in names:
         if getattr(obj, name) <= 0:
-            raise ValueError(f"{name} must be positive, not {getattr(obj, name)}")
+            raise InvalidArgument(f"{name} must be positive, not {getattr(obj, name)}")

@@ -20,6 +20,8 @@ recorded in between stay pending for the next flush, with their own start time::
 """
 from __future__ import annotations
 
+from coordinator.errors import InvalidArgument
+
 
 class FlushPolicy:
     """Counts unflushed messages and says when a flush is due."""
@@ -29,7 +31,7 @@ class FlushPolicy:
 
     def __init__(self, messages: int, ms: int):
         if messages <= 0 or ms <= 0:
-            raise ValueError("flush messages and flush ms must be positive")
+            raise InvalidArgument("flush messages and flush ms must be positive")
         self.messages = messages
         self.seconds = ms / 1000.0
         self.pending = 0

@@ -3,38 +3,33 @@
     <partition folder>/
         00000000000000000000.log      sealed: messages at byte offsets 0 .. 1073741823
         00000000001073741824.log      the active segment; appends go here
-        exposed-end                   the highest offset ever told to a client (20 digits)
+        exposed-end                   the highest offset ever told to a client (exposed_end.py)
         clean-shutdown                present only between a clean close() and the next open
         corrupt/                      files recovery moved aside (never deleted)
 
 A message's offset is its byte position in the partition, so the segment holding an offset
 is found by a binary search over the in-memory list of segment starts, and the message by a
 ``pread`` at ``offset - start``. There is no per-message index and no in-process cache: the
-OS page cache serves reads.
+OS page cache serves reads. As Kafka 0.7's Log.scala, this module is segments, append, read,
+roll, flush, retention and the offsets API; opening runs ``broker.recovery``, and a read at an
+offset where no valid message starts asks ``broker.scrub`` which error it is.
 
 Append, read, retention and close belong to the broker's request loop; ``flush`` may run on a
-background flusher thread at the same time. A small lock covers the in-memory state and each
-append; the fsync itself runs outside it on duplicated descriptors, so appends never wait for
-the disk.
+background flusher thread at the same time, and ``scrub_sealed`` on the start-up scrub thread.
+A small lock covers the in-memory state and each append; the fsync itself runs outside it on
+duplicated descriptors, so appends never wait for the disk.
 
-A partition never hands out an offset twice. Every offset a client is told (the next offset in
-an acks=1 reply, the visible end that bounds fetches and the offsets API) is first written to
-``exposed-end``: one ``pwrite`` when the value grows, fsynced by the flusher with the segments,
-kept across a process crash by the page cache. When recovery cuts the log below it, the log
-goes on at the exposed end in a new segment, and the offsets between are a gap: a read there
-answers OFFSET_GAP with where the log resumes. Gaps between segments are legal.
+A partition never hands out an offset twice: an offset is recorded in the exposed-end file
+before any client is told it, and a log that recovery cut below it goes on there, leaving a
+gap (a read there answers OFFSET_GAP with where the log resumes). Gaps between segments are
+legal.
 
-On open, recovery: set aside a segment that starts inside its predecessor (into ``corrupt/``),
-log each gap, and walk the last segment with ``broker.scrub`` checking sizes and CRCs. A bad
-range with good messages after it is a corrupt message inside the log: kept, logged, counted,
-and a fetch at it answers CORRUPT_MESSAGE with where readable data resumes. A bad range that
-runs to the end is a torn tail: cut off. Sealed segments were fsynced before they rolled; after
-an unclean shutdown (no clean-shutdown marker) ``scrub_sealed`` CRC-checks them too, off the
-request loop.
+About 500 lines, over the usual 450: one class, the storage engine of one partition, whose
+parts share one lock, the segment list and the flush policy; what is a concept of its own
+(recovery, the exposed end, the scrub walk, the pure segment rules) lives in its own module.
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import struct
@@ -42,23 +37,20 @@ import threading
 import time
 from pathlib import Path
 
-from broker import scrub
+from broker import recovery, scrub
 from broker.config import LogConfig
+from broker.exposed_end import ExposedEnd
 from broker.flush import FlushPolicy
 from broker.message import SIZE_FIELD, InvalidMessage, check_entry, whole_prefix
-from broker.protocol import (EARLIEST, LATEST, CorruptMessage, InvalidOffset, OffsetGap,
-                             OffsetOutOfRange, SluiceError, StorageError)
+from broker.protocol import EARLIEST, LATEST
 from broker.retention import segments_to_delete
-from broker.segment import SUFFIX, FileReader, Segment, find_segment, parse_segment_name
+from broker.segment import (SUFFIX, FileReader, Segment, describe, find_segment,
+                            find_segment_by_time, split_at_rolls)
+from coordinator.errors import OffsetGap, OffsetOutOfRange, SluiceError, StorageError
 
-logger = logging.getLogger("sluice.broker.log")
+logger = logging.getLogger(__name__)
 
-CORRUPT_DIR = "corrupt"
-EXPOSED_FILE = "exposed-end"
-CLEAN_FILE = "clean-shutdown"
-_EXPOSED_DIGITS = 20
 _SIZE = struct.Struct(">I")
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 class Log:
@@ -82,24 +74,27 @@ class Log:
         self._unsynced: list[int] = []
         self._failed: str | None = None
         self._closed = False
-        self._exposed_fd = -1
-        self._exposed = 0
-        self._exposed_synced = 0
-        self._end = 0
+        self._exposed: ExposedEnd | None = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fresh = not any(self.directory.glob("*" + SUFFIX))
-            self.unclean_shutdown = not self._take_clean_marker() and not fresh
+            self.unclean_shutdown = not recovery.take_clean_marker(self.directory) and not fresh
             if self.unclean_shutdown:
                 self.scrub_state = "pending"
-            self._open_exposed()
-            self._recover()
-        except StorageError:
-            self._close_fds()
-            raise
+            self._exposed = ExposedEnd(self.directory)
+            recovered = recovery.recover(self.directory, self._exposed)
         except OSError as err:
             self._close_fds()
             raise StorageError(f"cannot open the log in {self.directory}: {err}") from err
+        except BaseException:
+            self._close_fds()
+            raise
+        self._segments = recovered.segments
+        self._starts = [segment.start for segment in self._segments]
+        self._checkpoints = recovered.checkpoints
+        self.corrupt_messages = recovered.corrupt_messages
+        self.recovered_truncated_bytes = recovered.truncated_bytes
+        self._end = self._segments[-1].end
         self._flushed_end = self._end
 
     def __repr__(self) -> str:
@@ -147,7 +142,7 @@ class Log:
     @property
     def exposed_end(self) -> int:
         """The highest offset ever told to a client; the log never hands out one below it."""
-        return self._exposed
+        return self._exposed.value
 
     def append(self, message_set, count: int, set_sizes: list[int] | None = None,
                expose: bool = False) -> tuple[int, int]:
@@ -171,11 +166,12 @@ class Log:
         with self._lock:
             self._check_writable()
             base = self._end
-            exposed_before = self._exposed
+            exposed_before = self._exposed.value
             if expose or not self.config.visible_after_flush:
-                self._expose(base + n)
+                self._exposed.expose(base + n)
             try:
-                for chunk in self._chunks(data, set_sizes):
+                for chunk in split_at_rolls(data, set_sizes, self._segments[-1].size,
+                                            self.config.segment_bytes):
                     segment = self._segments[-1]
                     if segment.size and segment.size + chunk.nbytes > self.config.segment_bytes:
                         segment = self._roll()
@@ -186,31 +182,12 @@ class Log:
                         self._undo_append(segment, before, chunk.nbytes, err)
                     self._end += chunk.nbytes
             except SluiceError:
-                self._take_back_exposure(max(exposed_before, self._end))
+                self._exposed.take_back(max(exposed_before, self._end))
                 raise
             finally:
                 if self._end > base:
                     self.policy.record(count, time.monotonic())
         return base, self._end
-
-    def _chunks(self, data: memoryview, set_sizes: list[int] | None) -> list[memoryview]:
-        """``data`` cut where appending its sets one by one would roll to a new segment."""
-        limit = self.config.segment_bytes
-        used = self._segments[-1].size
-        if set_sizes is None or len(set_sizes) == 1 or used + data.nbytes <= limit:
-            return [data]
-        chunks = []
-        start = pos = 0
-        for size in set_sizes:
-            if used and used + size > limit:
-                if pos > start:
-                    chunks.append(data[start:pos])
-                    start = pos
-                used = 0
-            used += size
-            pos += size
-        chunks.append(data[start:pos])
-        return chunks
 
     def flush_due(self, now: float) -> bool:
         """Whether the flush policy wants an fsync (``now`` in monotonic seconds)."""
@@ -235,12 +212,12 @@ class Log:
                 snapshot = self._end
                 if snapshot == self._flushed_end and not self._unsynced:
                     return
-                self._expose(snapshot)
-                exposed = self._exposed
+                self._exposed.expose(snapshot)
+                exposed = self._exposed.value
                 try:
                     active = self._segments[-1].dup()
                 except OSError as err:
-                    raise StorageError(f"{_describe(err)} (cannot flush {self.directory})") from err
+                    raise StorageError(f"{describe(err)} (cannot flush {self.directory})") from err
                 rolled, self._unsynced = self._unsynced, []
                 self.policy.begin()
             began = time.monotonic()
@@ -248,14 +225,12 @@ class Log:
                 for fd in rolled:
                     os.fsync(fd)
                 os.fsync(active)
-                if exposed > self._exposed_synced:
-                    os.fsync(self._exposed_fd)
-                    self._exposed_synced = exposed
+                self._exposed.sync_up_to(exposed)
             except OSError as err:
                 with self._lock:
                     self._unsynced[:0] = rolled
                     self.policy.abort()
-                raise StorageError(f"{_describe(err)} (fsync in {self.directory} failed)") from err
+                raise StorageError(f"{describe(err)} (fsync in {self.directory} failed)") from err
             finally:
                 os.close(active)
             for fd in rolled:
@@ -289,36 +264,13 @@ class Log:
         with self._lock:
             self._check_open()
             visible = self.visible_end
-            start = self._starts[0]
-            if offset < start:
-                raise OffsetOutOfRange(f"offset {offset} is outside the log's range "
-                                       f"{start}..{visible}; it resumes at {start}",
-                                       resume_offset=start)
-            if offset > visible:
-                raise OffsetOutOfRange(
-                    f"offset {offset} is outside the log's range {start}..{visible}")
-            if offset == visible:
+            index = self._segment_to_read(offset, visible)
+            if index is None:
                 return b""
-            index = find_segment(self._starts, offset)
             segment = self._segments[index]
-            if offset >= segment.end:
-                resume = self._starts[index + 1]
-                raise OffsetGap(f"offset {offset} is in a gap of the log: offsets {segment.end}"
-                                f"..{resume} were handed out and lost in crash recovery; the "
-                                f"log resumes at {resume}", resume_offset=resume)
             bound = min(segment.end, visible)
-            available = bound - offset
             sealed_end = bound == segment.end and index + 1 < len(self._segments)
-            pos = offset - segment.start
-            try:
-                data = segment.read(pos, min(available, max(max_bytes, SIZE_FIELD)))
-                if len(data) >= SIZE_FIELD:
-                    first = SIZE_FIELD + _SIZE.unpack_from(data)[0]
-                    if len(data) < first <= available:
-                        data += segment.read(pos + len(data), first - len(data))
-            except OSError as err:
-                raise StorageError(f"{_describe(err)} (reading {segment.path.name} of "
-                                   f"{self.directory} at offset {offset})") from err
+            data = self._read_from(segment, offset, bound - offset, max_bytes)
             try:
                 first = check_entry(data)
             except InvalidMessage:
@@ -329,55 +281,72 @@ class Log:
                 try:
                     reader = FileReader(segment.dup())
                 except OSError as err:
-                    raise StorageError(f"{_describe(err)} (reading {self.directory})") from err
+                    raise StorageError(f"{describe(err)} (reading {self.directory})") from err
         if not first:
-            try:
-                raise self._no_message_at(reader, segment, offset, bound, next_start,
-                                          checkpoints)
-            finally:
-                os.close(reader.fd)
-        if first < len(data) and (len(data) < available or sealed_end):
+            raise self._no_message_at(reader, segment, offset, bound, next_start, checkpoints)
+        if first < len(data) and (len(data) < bound - offset or sealed_end):
             data = memoryview(data)[:whole_prefix(data)]
+        return data
+
+    def _segment_to_read(self, offset: int, visible: int) -> int | None:
+        """The index of the segment a read at ``offset`` starts in; None at the visible end.
+        Raises OffsetOutOfRange outside the log, OffsetGap in a gap."""
+        start = self._starts[0]
+        if offset < start:
+            raise OffsetOutOfRange(f"offset {offset} is outside the log's range {start}.."
+                                   f"{visible}; it resumes at {start}", resume_offset=start)
+        if offset > visible:
+            raise OffsetOutOfRange(f"offset {offset} is outside the log's range {start}..{visible}")
+        if offset == visible:
+            return None
+        index = find_segment(self._starts, offset)
+        segment = self._segments[index]
+        if offset >= segment.end:
+            resume = self._starts[index + 1]
+            raise OffsetGap(f"offset {offset} is in a gap of the log: offsets {segment.end}.."
+                            f"{resume} were handed out and lost in crash recovery; the log "
+                            f"resumes at {resume}", resume_offset=resume)
+        return index
+
+    def _read_from(self, segment: Segment, offset: int, available: int, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` (at least a size field) of the ``available`` bytes at ``offset``,
+        extended to the whole first message when it is bigger."""
+        pos = offset - segment.start
+        try:
+            data = segment.read(pos, min(available, max(max_bytes, SIZE_FIELD)))
+            if len(data) >= SIZE_FIELD:
+                first = SIZE_FIELD + _SIZE.unpack_from(data)[0]
+                if len(data) < first <= available:
+                    data += segment.read(pos + len(data), first - len(data))
+        except OSError as err:
+            raise StorageError(f"{describe(err)} (reading {segment.path.name} of "
+                               f"{self.directory} at offset {offset})") from err
         return data
 
     def _no_message_at(self, reader: FileReader, segment: Segment, offset: int, bound: int,
                        next_start: int | None, checkpoints: scrub.Checkpoints) -> SluiceError:
-        """The error for a read at an offset whose entry does not validate: a corrupt message
-        there, or an offset inside a message. Walks the segment from the nearest checkpoint
-        (the error path only), without the lock: only the request loop deletes segments."""
+        """The error for a read at an offset whose entry does not validate (``scrub.read_error``
+        says which). Walks the segment from the nearest checkpoint (the error path only),
+        without the lock: only the request loop deletes segments or appends, and ``reader``
+        has a descriptor of its own, which this closes."""
         try:
             where = scrub.locate(reader, bound - segment.start, offset - segment.start,
                                  checkpoints)
         except OSError as err:
-            return StorageError(f"{_describe(err)} (reading {segment.path.name} of "
+            return StorageError(f"{describe(err)} (reading {segment.path.name} of "
                                 f"{self.directory} at offset {offset})")
-        before, after = segment.start + where.before, segment.start + where.after
-        if where.kind == "corrupt":
-            resume = next_start if after == segment.end and next_start is not None else after
-            return CorruptMessage(f"offset {offset} holds a corrupt message ({where.reason}): "
-                                  f"{after - offset} bytes up to offset {after} cannot be "
-                                  f"read; readable data resumes at {resume}",
-                                  resume_offset=resume)
-        if where.kind == "inside_bad":
-            return InvalidOffset(f"offset {offset} is not the start of a message: it lies "
-                                 f"inside corrupt bytes at {before}..{after}; the nearest "
-                                 f"message boundaries are {before} and {after}")
-        if where.kind == "inside":
-            return InvalidOffset(f"offset {offset} is not the start of a message: it lies "
-                                 f"inside the message at {before}; the next one starts at "
-                                 f"{after}")
-        return InvalidOffset(f"offset {offset} is not the start of a message")
+        finally:
+            os.close(reader.fd)
+        return scrub.read_error(where, offset, segment.start, segment.end, next_start)
 
     def offset_before(self, time_ms: int) -> int:
         """The offsets API: where a consumer starts to read messages written after ``time_ms``.
 
         ``-1`` (LATEST) is the visible end and ``-2`` (EARLIEST) the start offset. Any other
-        time has segment granularity, as in Kafka 0.7: the answer is the start of the newest
-        segment whose first message was written at or before ``time_ms``. A segment's first
-        write is taken to be the previous segment's mtime (its last write, just before the
-        roll); the oldest segment counts as written at the beginning of time, so a time
-        before everything gives the start offset. A time at or after the active segment's
-        mtime (no message is newer) gives the visible end, and no answer lies beyond it.
+        time has segment granularity, as in Kafka 0.7 (``segment.find_segment_by_time``): the
+        start of the newest segment whose first message was written at or before ``time_ms``,
+        so a time before everything gives the start offset, and a time at or after the last
+        write the visible end. No answer lies beyond the visible end.
         """
         with self._lock:
             self._check_open()
@@ -389,14 +358,10 @@ class Log:
             try:
                 mtimes_ms = [os.fstat(s.fd).st_mtime_ns // 1_000_000 for s in self._segments]
             except OSError as err:
-                raise StorageError(f"{_describe(err)} (reading the segment times of "
+                raise StorageError(f"{describe(err)} (reading the segment times of "
                                    f"{self.directory})") from err
-            if time_ms >= mtimes_ms[-1]:
-                return visible
-            index = len(self._segments) - 1
-            while index > 0 and mtimes_ms[index - 1] > time_ms:
-                index -= 1
-            return min(self._starts[index], visible)
+            index = find_segment_by_time(mtimes_ms, time_ms)
+            return visible if index is None else min(self._starts[index], visible)
 
     def apply_retention(self, now: float | None = None) -> int:
         """Delete whole old segments by the retention rules; return how many went.
@@ -412,7 +377,7 @@ class Log:
             try:
                 listing = [(s.start, s.size, s.mtime) for s in self._segments]
             except OSError as err:
-                raise StorageError(f"{_describe(err)} (retention could not read the segment "
+                raise StorageError(f"{describe(err)} (retention could not read the segment "
                                    f"times of {self.directory})") from err
             count = segments_to_delete(listing, now, self.config.retention_ms,
                                        self.config.retention_bytes)
@@ -452,14 +417,14 @@ class Log:
                 self._closed = True
                 self._close_fds()
         if clean:
-            self._leave_clean_marker()
+            recovery.leave_clean_marker(self.directory)
 
     def scrub_sealed(self, on_progress=None) -> list[tuple[int, scrub.Bad]]:
-        """CRC-check every sealed segment; log each bad message by offset, count them, and
-        return ``(offset, bad range)`` for each. The start-up scrub after an unclean shutdown
-        runs this on a thread of its own: it reads through duplicated descriptors, so
-        retention may delete a segment meanwhile. ``on_progress(position)`` is called after
-        each step of the walk (it may raise to stop the scrub).
+        """CRC-check every sealed segment (``recovery.check_sealed`` logs each bad message by
+        offset); count them and return ``(offset, bad range)`` for each. The start-up scrub
+        after an unclean shutdown runs this on a thread of its own: it reads through duplicated
+        descriptors, so retention may delete a segment meanwhile. ``on_progress(position)`` is
+        called after each step of the walk (it may raise to stop the scrub).
         """
         with self._lock:
             self._check_open()
@@ -472,25 +437,20 @@ class Log:
                 for _, fd in sealed:
                     os.close(fd)
                 self.scrub_state = "failed"
-                raise StorageError(f"{_describe(err)} (cannot scrub {self.directory})") from err
+                raise StorageError(f"{describe(err)} (cannot scrub {self.directory})") from err
         found = []
         finished = False
         try:
             for segment, fd in sealed:
                 try:
-                    report = scrub.scrub(FileReader(fd), segment.size, on_progress=on_progress)
+                    bad = recovery.check_sealed(self.directory, segment, FileReader(fd),
+                                                on_progress)
                 except OSError as err:
-                    raise StorageError(f"{_describe(err)} (scrubbing {segment.path.name} of "
+                    raise StorageError(f"{describe(err)} (scrubbing {segment.path.name} of "
                                        f"{self.directory})") from err
-                for bad in report.bad:
-                    offset = segment.start + bad.position
-                    logger.warning("%s: scrub found a corrupt message at offset %d (%d bytes, "
-                                   "%s) in sealed segment %s; fetches there answer "
-                                   "CORRUPT_MESSAGE", self.directory, offset, bad.size,
-                                   bad.reason, segment.path.name)
-                    found.append((offset, bad))
                 with self._lock:
-                    self.corrupt_messages += len(report.bad)
+                    self.corrupt_messages += len(bad)
+                found += bad
             finished = True
         finally:
             for _, fd in sealed:
@@ -519,7 +479,7 @@ class Log:
                 os.close(pending)
                 raise
         except OSError as err:
-            raise StorageError(f"{_describe(err)} (cannot roll to a new segment at offset "
+            raise StorageError(f"{describe(err)} (cannot roll to a new segment at offset "
                                f"{self._end} in {self.directory})") from err
         self._unsynced.append(pending)
         self._segments.append(segment)
@@ -531,159 +491,12 @@ class Log:
         try:
             segment.truncate(before)
         except OSError as cut_err:
-            self._failed = (f"{_describe(err)} (a failed append left a partial message in "
+            self._failed = (f"{describe(err)} (a failed append left a partial message in "
                             f"{segment.path} that could not be cut off: {cut_err}; the log "
                             f"takes no more appends until it is reopened and recovered)")
             raise StorageError(self._failed) from err
-        raise StorageError(f"{_describe(err)} (appending {n} bytes to {segment.path}; "
+        raise StorageError(f"{describe(err)} (appending {n} bytes to {segment.path}; "
                            f"nothing was written)") from err
-
-    def _recover(self) -> None:
-        """Open the segments on disk, cut a torn tail off the last one, and continue at the
-        exposed end when recovery cut below it."""
-        found = []
-        for path in self.directory.glob("*" + SUFFIX):
-            if not path.is_file():
-                continue
-            try:
-                found.append((parse_segment_name(path.name), path))
-            except ValueError:
-                logger.warning("%s: ignoring %s, not a segment file name", self.directory,
-                               path.name)
-        found.sort()
-        overlapping = []
-        for start, path in found:
-            if self._segments and start < self._segments[-1].end:
-                overlapping.append((start, path))
-                continue
-            if self._segments and start > self._segments[-1].end:
-                logger.warning("%s: a gap of %d bytes at offsets %d..%d holds no data (offsets "
-                               "lost in an earlier crash recovery); fetches there answer "
-                               "OFFSET_GAP",
-                               self.directory, start - self._segments[-1].end,
-                               self._segments[-1].end, start)
-            self._open_segment(start)
-        if overlapping:
-            self._set_aside(overlapping)
-        if not self._segments:
-            self._open_segment(self._exposed)
-        self._recover_last()
-        self._end = self._segments[-1].end
-        if self._exposed > self._end:
-            logger.warning("%s: the recovered log ends at offset %d, below offset %d that "
-                           "clients were told of; it continues at %d in a new segment, leaving "
-                           "a gap of %d bytes (fetches there answer OFFSET_GAP)", self.directory,
-                           self._end, self._exposed, self._exposed, self._exposed - self._end)
-            self._open_segment(self._exposed)
-            self._end = self._exposed
-        self._expose(self._end)
-        for segment in self._segments:
-            segment.sync()
-        os.fsync(self._exposed_fd)
-        self._exposed_synced = self._exposed
-
-    def _recover_last(self) -> None:
-        """Walk the last segment: keep corrupt messages that have good ones after them, cut a
-        torn tail (the drills' torn-segment cut starts at the first bad message of the tail)."""
-        last = self._segments[-1]
-        checkpoints = self._checkpoints.setdefault(last.start, scrub.Checkpoints())
-        report = scrub.scrub(last, last.size, last=True, checkpoints=checkpoints)
-        for bad in report.bad:
-            logger.warning("%s: recovery kept a corrupt message at offset %d (%d bytes, %s) in "
-                           "%s: good messages follow it; fetches there answer CORRUPT_MESSAGE",
-                           self.directory, last.start + bad.position, bad.size, bad.reason,
-                           last.path.name)
-        self.corrupt_messages += len(report.bad)
-        if report.torn_at is not None:
-            cut = last.size - report.torn_at
-            last.truncate(report.torn_at)
-            self.recovered_truncated_bytes = cut
-            logger.warning("%s: recovery cut %d bytes (a torn or corrupt tail) off %s at "
-                           "offset %d", self.directory, cut, last.path.name,
-                           last.start + report.torn_at)
-
-    def _open_segment(self, start: int) -> Segment:
-        segment = Segment(self.directory, start)
-        self._segments.append(segment)
-        self._starts.append(start)
-        return segment
-
-    def _set_aside(self, overlapping: list[tuple[int, Path]]) -> None:
-        """Move segments that start inside their predecessor into corrupt/: two files cannot
-        both hold an offset. They are never deleted."""
-        corrupt = self.directory / CORRUPT_DIR
-        corrupt.mkdir(exist_ok=True)
-        for _, path in overlapping:
-            target = corrupt / path.name
-            suffix = 0
-            while target.exists():
-                suffix += 1
-                target = corrupt / f"{path.name}.{suffix}"
-            path.rename(target)
-        logger.warning("%s: %d segment(s) overlap their predecessor (%s); moved them into %s/",
-                       self.directory, len(overlapping),
-                       ", ".join(path.name for _, path in overlapping), CORRUPT_DIR)
-
-    def _take_clean_marker(self) -> bool:
-        """Whether the last close was clean; the marker goes now (durably), so a crash from
-        here on reads as unclean."""
-        marker = self.directory / CLEAN_FILE
-        try:
-            marker.unlink()
-        except FileNotFoundError:
-            return False
-        _sync_directory(self.directory)
-        return True
-
-    def _leave_clean_marker(self) -> None:
-        try:
-            fd = os.open(self.directory / CLEAN_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
-                         0o644)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            _sync_directory(self.directory)
-        except OSError as err:
-            logger.warning("%s: could not leave the clean-shutdown marker (%s); the next start "
-                           "scrubs the sealed segments", self.directory, err)
-
-    def _open_exposed(self) -> None:
-        """Open (or create) the exposed-end file and read it; an unreadable value counts as 0,
-        which costs nothing but the protection against reuse, and is logged."""
-        path = self.directory / EXPOSED_FILE
-        self._exposed_fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                                   0o644)
-        text = os.pread(self._exposed_fd, _EXPOSED_DIGITS + 1, 0)
-        if not text:
-            return
-        try:
-            self._exposed = int(text.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            logger.warning("%s: %s holds %r, not an offset; ignoring it", self.directory,
-                           EXPOSED_FILE, text[:40])
-        self._exposed_synced = self._exposed
-
-    def _expose(self, offset: int) -> None:
-        """Record ``offset`` as told to a client, before it is (one pwrite, only when it grows)."""
-        if offset > self._exposed:
-            self._write_exposed(offset)
-
-    def _take_back_exposure(self, offset: int) -> None:
-        """After a failed append: the exposed end goes back to what clients can have seen."""
-        if offset < self._exposed:
-            try:
-                self._write_exposed(offset)
-            except StorageError as err:
-                logger.warning("%s: %s", self.directory, err)
-
-    def _write_exposed(self, offset: int) -> None:
-        try:
-            os.pwrite(self._exposed_fd, b"%0*d\n" % (_EXPOSED_DIGITS, offset), 0)
-        except OSError as err:
-            raise StorageError(f"{_describe(err)} (cannot record the exposed end in "
-                               f"{self.directory})") from err
-        self._exposed = offset
 
     def _close_fds(self) -> None:
         for segment in self._segments:
@@ -691,21 +504,5 @@ class Log:
         for fd in self._unsynced:
             os.close(fd)
         self._unsynced = []
-        if self._exposed_fd >= 0:
-            fd, self._exposed_fd = self._exposed_fd, -1
-            os.close(fd)
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make a file's creation or removal in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _describe(err: OSError) -> str:
-    """``disk full: No space left on device``: the first words of a StorageError."""
-    kind = "disk full" if err.errno in _DISK_FULL else "disk error"
-    return f"{kind}: {err.strerror or err}"
+        if self._exposed is not None:
+            self._exposed.close()

@@ -37,6 +37,10 @@ Worked example: three messages a, b, c of 15 bytes at 0, 15 and 30 (a 45-byte se
 
 The last row is the torn-segment drill: the cut starts at the flipped message.
 
+A fetch at an offset whose entry does not check out asks ``locate`` where the offset lies and
+answers ``read_error``'s typed error: CORRUPT_MESSAGE with where readable data resumes, or
+INVALID_OFFSET naming the message boundaries around it.
+
 Checkpoints: telling whether an offset is a boundary means walking from a known boundary before
 it. ``Checkpoints`` keeps one known boundary about every CHECKPOINT_BYTES of a segment, found
 as walks pass (not a per-message index; it fills only on the error path and in recovery).
@@ -53,6 +57,7 @@ from typing import Callable, Iterator, NamedTuple, Protocol
 
 from broker.message import (HEADER, HEADER_SIZE, KEY_HEADER, MAGIC_KEYED, MIN_SIZE, SIZE_FIELD,
                             InvalidMessage, validate_set)
+from coordinator.errors import CorruptMessage, InvalidOffset, SluiceError
 
 CHUNK = 1 << 20
 CHECKPOINT_BYTES = 1 << 20
@@ -194,6 +199,41 @@ def locate(reader: Reader, size: int, pos: int,
         kind = "message" if before == pos - piece.start else "inside"
         return Location(kind, piece.start + before, piece.start + after)
     raise ValueError(f"position {pos} is not inside the {size} bytes walked")
+
+
+def read_error(where: Location, offset: int, start: int, end: int,
+               next_start: int | None = None) -> SluiceError:
+    """The error a fetch at ``offset`` answers when no valid message starts there: ``where``
+    is ``locate``'s answer in the segment [``start``, ``end``) of the partition; ``next_start``
+    is the next segment's start when the read was to run to this sealed segment's end (a bad
+    range that ends the segment resumes there, past any gap).
+
+    Worked example, messages of 15 bytes at 100, 115 and 130 of a segment [100, 145)::
+
+        where                          error
+        ("corrupt", 15, 30, "crc")     CorruptMessage at 115, resume_offset 130
+        ("inside", 15, 30)             InvalidOffset at 121: boundaries 115 and 130
+        ("inside_bad", 15, 30, "crc")  InvalidOffset at 121: inside corrupt bytes 115..130
+
+    >>> read_error(Location("corrupt", 15, 30, "crc"), 115, 100, 145).resume_offset
+    130
+    >>> str(read_error(Location("inside", 15, 30), 121, 100, 145))
+    'offset 121 is not the start of a message: it lies inside the message at 115; the next one starts at 130'
+    """
+    before, after = start + where.before, start + where.after
+    if where.kind == "corrupt":
+        resume = next_start if after == end and next_start is not None else after
+        return CorruptMessage(f"offset {offset} holds a corrupt message ({where.reason}): "
+                              f"{after - offset} bytes up to offset {after} cannot be read; "
+                              f"readable data resumes at {resume}", resume_offset=resume)
+    if where.kind == "inside_bad":
+        return InvalidOffset(f"offset {offset} is not the start of a message: it lies inside "
+                             f"corrupt bytes at {before}..{after}; the nearest message "
+                             f"boundaries are {before} and {after}")
+    if where.kind == "inside":
+        return InvalidOffset(f"offset {offset} is not the start of a message: it lies inside "
+                             f"the message at {before}; the next one starts at {after}")
+    return InvalidOffset(f"offset {offset} is not the start of a message")
 
 
 def pieces(reader: Reader, size: int, start: int = 0,

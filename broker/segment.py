@@ -18,6 +18,7 @@ from typing import Sequence
 SUFFIX = ".log"
 NAME_DIGITS = 20
 OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 def segment_name(start: int) -> str:
@@ -41,6 +42,65 @@ def find_segment(starts: Sequence[int], offset: int) -> int:
     The paper's lookup: a binary search over the in-memory start offsets, no per-message index.
     """
     return bisect.bisect_right(starts, offset) - 1
+
+
+def find_segment_by_time(mtimes_ms: Sequence[int], time_ms: int) -> int | None:
+    """Index of the newest segment whose first message was written at or before ``time_ms``
+    (Kafka 0.7's offsets-before-time, at segment granularity); None when no message is newer.
+
+    A segment's first write is taken to be its predecessor's last (its mtime, just before the
+    roll); the oldest segment counts as written at the beginning of time:
+
+    >>> [find_segment_by_time([100, 200, 300], t) for t in (50, 150, 250, 300)]
+    [0, 1, 2, None]
+    """
+    if time_ms >= mtimes_ms[-1]:
+        return None
+    index = len(mtimes_ms) - 1
+    while index > 0 and mtimes_ms[index - 1] > time_ms:
+        index -= 1
+    return index
+
+
+def split_at_rolls(data: memoryview, set_sizes: Sequence[int] | None, used: int,
+                   limit: int) -> list[memoryview]:
+    """``data``, several MessageSets joined (``set_sizes``), cut where appending the sets one
+    by one to an active segment holding ``used`` bytes would roll (at ``limit`` bytes, never
+    for a set that is first in its segment), so that a joined write leaves the same segments.
+
+    >>> [bytes(c) for c in split_at_rolls(memoryview(b"aabbbcc"), [2, 3, 2], used=6, limit=8)]
+    [b'aa', b'bbbcc']
+    """
+    if set_sizes is None or len(set_sizes) == 1 or used + data.nbytes <= limit:
+        return [data]
+    chunks = []
+    start = pos = 0
+    for size in set_sizes:
+        if used and used + size > limit:
+            if pos > start:
+                chunks.append(data[start:pos])
+                start = pos
+            used = 0
+        used += size
+        pos += size
+    chunks.append(data[start:pos])
+    return chunks
+
+
+def describe(err: OSError) -> str:
+    """``disk full: No space left on device``: the first words of a StorageError about a file
+    of a partition, so a person tells a full disk from a failing one."""
+    kind = "disk full" if err.errno in _DISK_FULL else "disk error"
+    return f"{kind}: {err.strerror or err}"
+
+
+def sync_directory(directory: Path) -> None:
+    """Make a file's creation or removal in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_at(fd: int, pos: int, n: int) -> bytes:

@@ -12,8 +12,7 @@ import pytest
 
 from broker import message, protocol
 from broker.protocol import ErrorCode
-from coordinator import topics, zk as zkmod
-from tests.helpers import BrokerProcess, RawClient
+from tests.helpers import RawClient
 
 TOPIC = "seq"
 PRODUCER = 0x5EC0_0000_0000_0001
@@ -21,17 +20,8 @@ OTHER = 0x5EC0_0000_0000_0002
 
 
 @pytest.fixture
-def broker(zk, tmp_path):
-    proc = BrokerProcess(zk, tmp_path, 0, log={"visible_after_flush": False}).start()
-    client = zkmod.connect(zk)
-    try:
-        topics.create(client, TOPIC, 2)
-    finally:
-        client.stop()
-        client.close()
-    proc.wait_hosting(TOPIC, 2)
-    yield proc
-    assert proc.stop() == 0, proc.log_text()[-2000:]
+def broker(hosting_broker):
+    return hosting_broker(TOPIC, 2, log={"visible_after_flush": False})
 
 
 @pytest.fixture

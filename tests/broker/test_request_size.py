@@ -17,8 +17,7 @@ from zmq.utils.monitor import recv_monitor_message
 from broker import message, protocol
 from broker.config import BrokerConfig
 from broker.protocol import ErrorCode
-from coordinator import topics, zk as zkmod
-from tests.helpers import BrokerProcess, RawClient, push, wait_for
+from tests.helpers import RawClient, push, wait_for
 
 TOPIC = "sized"
 MIB = 1 << 20
@@ -27,14 +26,8 @@ RSS_BOUND = 200 * MIB
 
 
 @pytest.fixture
-def broker(zk, tmp_path):
-    proc = BrokerProcess(zk, tmp_path, 0).start()
-    client = zkmod.connect(zk)
-    topics.create(client, TOPIC, 1)
-    client.stop()
-    proc.wait_hosting(TOPIC, 1)
-    yield proc
-    assert proc.stop() == 0, proc.log_text()[-3000:]
+def broker(hosting_broker):
+    return hosting_broker(TOPIC, 1)
 
 
 def code_of(reply) -> int:

@@ -1,5 +1,16 @@
-"""Retention as a pure function over (start, size, mtime) triples, oldest first."""
+"""Retention as a pure function over (start, size, mtime) triples, oldest first, and the Log
+applying it to real segment files."""
+import time
+
+import pytest
+
+from broker import message
+from broker.config import LogConfig
+from broker.log import Log
+from broker.protocol import OffsetOutOfRange
 from broker.retention import segments_to_delete
+from broker.segment import segment_name
+from tests.broker.logs import KIB, append_each, files, make_log, msg, set_mtime
 
 DAY_MS = 24 * 3600 * 1000
 DAY = 24 * 3600.0
@@ -60,3 +71,70 @@ def test_the_rules_combine_as_the_longer_prefix():
     segments = [(0, 100, 0.0), (100, 100, 0.0), (200, 100, 990.0), (300, 100, 995.0)]
     assert segments_to_delete(segments, 1000.0, 100_000, retention_bytes=350) == 2
     assert segments_to_delete(segments, 1000.0, 100_000, retention_bytes=150) == 3
+
+
+def test_retention_by_time_deletes_old_segments_and_offsets_continue(log_path):
+    log = make_log(log_path, segment_bytes=KIB, retention_ms=3600 * 1000)
+    append_each(log, [msg(i) for i in range(30)])
+    assert log.segment_starts == [0, 981, 1962, 2943]
+    now = time.time()
+    set_mtime(log_path, 0, now - 7200)
+    set_mtime(log_path, 981, now - 3601)
+    set_mtime(log_path, 1962, now - 60)
+    assert log.apply_retention(now) == 2
+    assert log.segment_starts == [1962, 2943]
+    assert files(log_path) == [segment_name(1962), segment_name(2943)]
+    assert log.start_offset == 1962
+    assert log.size_bytes == 30 * 109 - 1962
+    with pytest.raises(OffsetOutOfRange, match="1962"):
+        log.read(0, 100)
+    assert next(message.decode_set(log.read(1962, 100), "t", 0, 1962)).value[:6] == b"000018"
+    assert log.append(msg(30), 1) == (30 * 109, 31 * 109)
+    assert log.apply_retention(now) == 0
+    log.close()
+    again = make_log(log_path, segment_bytes=KIB)
+    assert again.start_offset == 1962 and again.end_offset == 31 * 109
+    again.close()
+
+
+def test_retention_never_deletes_the_active_segment(log_path):
+    log = make_log(log_path, segment_bytes=KIB, retention_ms=1000)
+    append_each(log, [msg(i) for i in range(5)])
+    set_mtime(log_path, 0, 0)
+    assert log.apply_retention() == 0
+    append_each(log, [msg(i) for i in range(5, 20)])
+    for start in log.segment_starts:
+        set_mtime(log_path, start, 0)
+    assert log.apply_retention() == 2
+    assert log.segment_starts == [1962]
+    assert log.read(1962, 10_000)
+    assert log.append(msg(20) * 9, 9) == (20 * 109, 29 * 109)
+    assert log.segment_starts == [1962, 20 * 109]
+    assert files(log_path) == [segment_name(1962), segment_name(2180)]
+    log.close()
+
+
+def test_retention_by_size(log_path):
+    log = make_log(log_path, segment_bytes=KIB, retention_bytes=2 * KIB)
+    append_each(log, [msg(i) for i in range(40)])
+    assert log.segment_starts == [0, 981, 1962, 2943, 3924]
+    assert log.size_bytes == 4360
+    assert log.apply_retention() == 3
+    assert log.segment_starts == [2943, 3924]
+    assert log.size_bytes == 4360 - 2943 <= 2 * KIB
+    log.close()
+
+
+def test_retention_keeps_segments_that_are_not_visible_yet(log_path):
+    log = Log(log_path, LogConfig(segment_bytes=KIB, retention_bytes=KIB))
+    append_each(log, [msg(i) for i in range(9)])
+    log.flush()
+    append_each(log, [msg(i) for i in range(9, 30)])
+    assert log.segment_starts == [0, 981, 1962, 2943]
+    assert log.visible_end == 981
+    assert log.apply_retention() == 1
+    assert log.start_offset == log.visible_end == 981
+    log.flush()
+    assert log.apply_retention() == 2
+    assert log.segment_starts == [2943]
+    log.close()

@@ -1,4 +1,5 @@
 """The scrub walk on byte strings: bad ranges, where data resumes, torn tails, boundaries."""
+import doctest
 import struct
 import zlib
 
@@ -6,6 +7,7 @@ import pytest
 
 from broker import message, scrub
 from broker.scrub import Bad, BytesReader, Checkpoints
+from coordinator.errors import CorruptMessage, InvalidOffset
 
 
 def m(value: bytes) -> bytes:
@@ -207,3 +209,30 @@ def test_resync_finds_a_big_message_followed_by_good_ones():
     big = m(b"B" * (200 << 10))
     data = A + set_size(B, 0, 3) + big + C
     assert run(data).bad == [Bad(15, 15, "size")]
+
+
+def test_the_worked_examples_of_the_module():
+    assert doctest.testmod(scrub).failed == 0
+
+
+@pytest.mark.parametrize("damage,offset,error,words,resume", [
+    (lambda d: flip(d, 15 + 12), 115, CorruptMessage, "offset 115 holds a corrupt message (crc)",
+     130),
+    (lambda d: d, 121, InvalidOffset, "inside the message at 115; the next one starts at 130",
+     None),
+    (lambda d: flip(d, 15 + 12), 121, InvalidOffset, "inside corrupt bytes at 115..130", None),
+])
+def test_a_read_error_is_what_locate_found(damage, offset, error, words, resume):
+    """A segment of A, B, C starting at partition offset 100: the error a fetch answers."""
+    data = damage(ABC)
+    where = scrub.locate(BytesReader(data), len(data), offset - 100)
+    found = scrub.read_error(where, offset, 100, 100 + len(data))
+    assert type(found) is error and words in str(found)
+    assert found.resume_offset == resume
+
+
+def test_a_corrupt_message_that_ends_a_sealed_segment_resumes_at_the_next_segment():
+    data = A + flip(B, 12)
+    where = scrub.locate(BytesReader(data), len(data), 15)
+    assert scrub.read_error(where, 115, 100, 130).resume_offset == 130
+    assert scrub.read_error(where, 115, 100, 130, next_start=200).resume_offset == 200

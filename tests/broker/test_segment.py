@@ -1,11 +1,14 @@
 """Segment files: names, the binary search over starts, append / read / truncate on real files."""
+import doctest
 import errno
 import os
 
 import pytest
 
 from broker import segment as segment_module
-from broker.segment import Segment, find_segment, parse_segment_name, segment_name
+from broker.segment import (Segment, find_segment, find_segment_by_time, parse_segment_name,
+                            segment_name, split_at_rolls)
+from tests.broker.logs import partial_write
 
 
 def test_segment_name_is_twenty_digits_and_sorts_like_the_offset():
@@ -115,15 +118,9 @@ def test_a_write_that_makes_no_progress_raises_instead_of_spinning(tmp_path, mon
 
 
 def test_failed_append_keeps_size_and_truncate_cuts_the_partial_bytes(tmp_path, monkeypatch):
-    real_write = os.write
     seg = Segment(tmp_path, 0)
     seg.append(b"kept")
-
-    def partial_then_enospc(fd, data):
-        real_write(fd, bytes(data[:2]))
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(segment_module.os, "write", partial_then_enospc)
+    monkeypatch.setattr(segment_module.os, "write", partial_write(2))
     with pytest.raises(OSError):
         seg.append(b"lost")
     monkeypatch.undo()
@@ -167,3 +164,30 @@ def test_sync_and_truncate_to_zero(tmp_path):
     assert (seg.size, seg.end) == (0, 7)
     assert seg.path.stat().st_size == 0
     seg.close()
+
+
+def test_the_worked_examples_of_the_module():
+    assert doctest.testmod(segment_module).failed == 0
+
+
+def test_a_time_finds_the_newest_segment_written_before_it():
+    mtimes = [1000, 2000, 3000]
+    assert [find_segment_by_time(mtimes, t) for t in (0, 999, 1000, 1999, 2000, 2999)] == [
+        0, 0, 1, 1, 2, 2]
+    assert find_segment_by_time(mtimes, 3000) is None, "no message is newer than the last"
+    assert find_segment_by_time([500], 100) == 0
+
+
+@pytest.mark.parametrize("used,sizes,limit,expected", [
+    (0, [4, 4, 4], 100, [12]),            # it all fits: one write
+    (90, [4, 4, 4], 100, [8, 4]),         # the third set rolls
+    (99, [4, 4], 100, [8]),               # the Log rolls before the first chunk, not here
+    (0, [150, 10], 100, [150, 10]),       # a set bigger than a segment gets one of its own
+    (50, [60], 100, [60]),                # one set: the Log rolls before it
+])
+def test_a_joined_write_is_cut_where_the_sets_one_by_one_would_roll(used, sizes, limit,
+                                                                     expected):
+    data = memoryview(bytes(range(sum(sizes))))
+    chunks = split_at_rolls(data, sizes, used, limit)
+    assert [len(c) for c in chunks] == expected
+    assert b"".join(chunks) == data.tobytes()

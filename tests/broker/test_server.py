@@ -18,15 +18,9 @@ TOPIC = "events"
 
 
 @pytest.fixture
-def broker(zk, tmp_path):
-    proc = BrokerProcess(zk, tmp_path, 0, log={"segment_bytes": 4096, "visible_after_flush": False,
-                                                 "max_message_bytes": 10_000}).start()
-    client = zk_connect(zk)
-    topics.create(client, TOPIC, 2)
-    client.stop()
-    proc.wait_hosting(TOPIC, 2)
-    yield proc
-    assert proc.stop() == 0, proc.log_text()[-2000:]
+def broker(hosting_broker):
+    return hosting_broker(TOPIC, 2, log={"segment_bytes": 4096, "visible_after_flush": False,
+                                         "max_message_bytes": 10_000})
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
-"""Errors outside a request never end a broker's loop: they are logged, counted, retried.
+"""The LogManager's errors outside a request never end a broker's loop: they are logged,
+counted, retried.
 
 Each test provokes a real error in a real broker process: a ZooKeeper ACL that refuses the
 placement refresh (the issue saw SessionExpiredError there; any ZooKeeper error takes the same
-path), a segment that retention cannot delete; and a real ZeroMQ socket that is full for the
-flusher. Before the fix each one ended the loop (the broker process exited) or the thread.
+path), a segment that retention cannot delete. Before the fix each one ended the loop (the
+broker process exited).
 """
 from __future__ import annotations
 
@@ -11,13 +12,9 @@ import json
 import os
 import time
 
-import zmq
 from kazoo.security import OPEN_ACL_UNSAFE, make_digest_acl
 
 from broker import message, protocol
-from broker.config import LogConfig
-from broker.log import Log
-from broker.server import Flusher
 from coordinator import paths, topics, zk as zkmod
 from tests.helpers import BrokerProcess, RawClient, wait_for
 
@@ -114,31 +111,3 @@ def test_a_retention_error_is_retried(zk, tmp_path):
         raw.close()
         assert proc.stop() == 0, proc.log_text()[-3000:]
     assert "retention failed (StorageError" in proc.log_text()
-
-
-def test_the_flusher_keeps_flushing_when_its_wake_up_socket_is_full(tmp_path):
-    """A wake-up the loop has not read yet is enough; a full socket must not end the thread.
-
-    Nobody reads the loop's end here, so after about SNDHWM + RCVHWM (1000 + 1) wake-ups the
-    flusher's send finds the socket full."""
-    context = zmq.Context()
-    loop_end = context.socket(zmq.PAIR)
-    loop_end.setsockopt(zmq.RCVHWM, 1)
-    loop_end.bind("inproc://wake-test")
-    flusher = Flusher(context, "inproc://wake-test")
-    flusher.start()
-    log_ = Log(tmp_path / "p0", LogConfig(flush_ms=60_000, flush_messages=10_000))
-    try:
-        for i in range(1500):
-            log_.append(message.encode(b"x"), 1)
-            flusher.submit(log_)
-            wait_for(lambda: log_.visible_end == log_.end_offset, 10, interval=0.0005,
-                     what=f"flush number {i + 1}")
-        assert flusher.is_alive()
-        assert log_.flush_count == 1500
-    finally:
-        flusher.stop()
-        flusher.join(10)
-        log_.close()
-        loop_end.close(0)
-        context.term()

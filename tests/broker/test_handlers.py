@@ -1,53 +1,15 @@
-"""The broker writes what many produce requests brought with one write per log: the result on
-disk must be what appending the sets one by one gives, and a bad set must still be rejected
-alone."""
+"""The request handlers, through a real broker process: what many acks=0 produce requests
+brought is written with one write per log, and a bad set among them is still rejected alone."""
 import json
 
-import pytest
-
 from broker import message, protocol
-from broker.config import LogConfig
-from broker.log import Log
-from coordinator import topics, zk as zkmod
-from tests.helpers import BrokerProcess, RawClient, wait_for
+from tests.helpers import RawClient, wait_for
 
 TOPIC = "joined"
 
 
-def layout(log: Log) -> list[tuple[int, int]]:
-    return [(start, size) for start, size in zip(log.segment_starts, _sizes(log))]
-
-
-def _sizes(log: Log) -> list[int]:
-    return [s.size for s in log._segments]
-
-
-@pytest.mark.parametrize("segment_bytes", [100, 250, 1000, 10_000])
-def test_joined_append_rolls_where_one_by_one_appends_would(tmp_path, segment_bytes):
-    sets = [message.encode_set([(None, b"x" * n)] * k)
-            for n, k in ((10, 1), (40, 3), (200, 1), (5, 7), (90, 2), (1, 1), (300, 1), (20, 4))]
-    config = LogConfig(segment_bytes=segment_bytes)
-    one_by_one = Log(tmp_path / "a", config)
-    for one in sets:
-        one_by_one.append(one, 1)
-    joined = Log(tmp_path / "b", config)
-    joined.append(sets[0], 1)
-    base, nxt = joined.append(b"".join(sets[1:]), len(sets) - 1, [len(s) for s in sets[1:]])
-    assert (base, nxt) == (len(sets[0]), one_by_one.end_offset)
-    assert layout(joined) == layout(one_by_one)
-    assert joined.read(0, 1 << 20) == one_by_one.read(0, 1 << 20)
-
-
-def test_a_bad_set_among_many_acks0_requests_is_dropped_alone(zk, tmp_path):
-    proc = BrokerProcess(zk, tmp_path, 0, log={"segment_bytes": 2048,
-                                                 "visible_after_flush": False}).start()
-    client = zkmod.connect(zk)
-    try:
-        topics.create(client, TOPIC, 1)
-    finally:
-        client.stop()
-        client.close()
-    proc.wait_hosting(TOPIC, 1)
+def test_a_bad_set_among_many_acks0_requests_is_dropped_alone(hosting_broker):
+    proc = hosting_broker(TOPIC, 1, log={"segment_bytes": 2048, "visible_after_flush": False})
     raw = RawClient(proc.endpoint)
     try:
         header = protocol.encode_produce(0, TOPIC, 0, 0)

@@ -1,0 +1,346 @@
+"""The LogManager: the logs this broker hosts, and the work on them outside any request.
+
+As Kafka 0.7's LogManager, it owns the logs, the retention cleaner and the flush scheduler:
+
+- placement: a Log is opened for every partition ZooKeeper places on this broker, at start and
+  after each placement change the ClusterView reports, and the registration publishes which
+  partitions are hosted (``/brokers/topics/<topic>/<id>``), so clients find them;
+- appends: the request handlers append validated MessageSets here, one write per log per turn
+  of the loop; sequenced acks=1 requests are judged by the producer table first
+  (broker/producer_state.py); the counters (METADATA) follow, and a log whose flush policy is
+  due goes to the flusher thread (broker/flusher.py);
+- retention every ``cleaner_interval_ms``; the start-up scrub of logs opened after an unclean
+  shutdown, on its own thread (``Scrubber``);
+- errors outside requests: a ZooKeeper error in the placement refresh, a log that cannot be
+  opened, a failing retention, flush or scrub are counted as ``<task>_failed``
+  (broker/error_counts.py, logged at most every few seconds) and retried, the placement refresh
+  after a back-off that doubles from 0.5 s to 10 s. They never end the broker's loop.
+
+``maintain(now)`` is the loop's call between requests. Everything runs on the request loop's
+thread except the flusher and the scrubber, which report to the same ErrorCounts.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
+
+from broker.config import BrokerConfig
+from broker.error_counts import ErrorCounts
+from broker.flusher import Flusher
+from broker.log import Log
+from broker.producer_state import Action, ProducerTable, Turn
+from coordinator import topics
+from coordinator.errors import (OutOfOrderSequence, SluiceError, StorageError,
+                                UnknownTopicOrPartition)
+from coordinator.registry import BrokerRegistration, ClusterView
+
+logger = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 0.5      # back-off of a failed placement refresh, doubling up to
+RETRY_MAX_S = 10.0
+
+
+class Route:
+    """Where produce requests for one partition go: its Log and its counters."""
+
+    __slots__ = ("topic", "partition", "log", "stats")
+
+    def __init__(self, topic: str, partition: int, log: Log, stats: Counter):
+        self.topic = topic
+        self.partition = partition
+        self.log = log
+        self.stats = stats
+
+
+class LogManager:
+    """The hosted logs by (topic, partition), their counters, and their background work."""
+
+    def __init__(self, config: BrokerConfig, zk: KazooClient, registration: BrokerRegistration,
+                 errors: ErrorCounts, flusher: Flusher):
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.zk = zk
+        self.registration = registration
+        self.errors = errors
+        self.flusher = flusher
+        self.scrubber = Scrubber(errors.task_failed)
+        self.logs: dict[tuple[str, int], Log] = {}
+        self.producers = ProducerTable()
+        self.stats: Counter = Counter()
+        self.partition_stats: dict[tuple[str, int], Counter] = defaultdict(Counter)
+        self._routes: dict[tuple[str, int], Route] = {}
+        self._published: dict[str, list[int]] = {}
+        self._view: ClusterView | None = None
+        self._placement_changes: queue.Queue = queue.Queue()
+        self._placement_retry_at = 0.0
+        self._placement_backoff = 0.0
+        self._outside_errors = (SluiceError, KazooException, OSError,
+                                zk.handler.timeout_exception)
+        self._next_retention = time.monotonic() + config.cleaner_interval_ms / 1000
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the flusher and the scrubber, then open the placed logs and follow placement
+        changes (a ZooKeeper error here propagates: a broker that cannot read its placement
+        at start does not serve)."""
+        self.flusher.start()
+        self.scrubber.start()
+        self._view = ClusterView(self.zk)
+        self._view.add_listener(lambda: self._placement_changes.put(True))
+        if not self._open_placed_logs():
+            self._placement_changes.put(True)
+
+    def close(self) -> None:
+        """Stop the threads (the flusher finishes what is queued), then close every log."""
+        self.scrubber.stop()
+        self.flusher.stop()
+        for thread in (self.flusher, self.scrubber):
+            if thread.ident is not None:
+                thread.join(timeout=10)
+        for log in self.logs.values():
+            try:
+                log.close()
+            except (OSError, SluiceError) as exc:
+                logger.error("closing %s: %s", log.directory, exc)
+
+    # --- the logs --------------------------------------------------------------------------
+
+    def log(self, topic: str, partition: int) -> Log:
+        log = self.logs.get((topic, partition))
+        if log is None:
+            raise UnknownTopicOrPartition(
+                f"broker {self.config.broker_id} has no partition {topic}/{partition}")
+        return log
+
+    def route(self, topic: str, partition: int) -> Route:
+        key = (topic, partition)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = Route(topic, partition, self.log(topic, partition),
+                                              self.partition_stats[key])
+        return route
+
+    def append(self, route: Route, sets: list, count: int, joined: bytes | None = None,
+               expose: bool = False) -> tuple[int, int]:
+        """Append validated MessageSets (``count`` messages) with one write per segment, then
+        count them and hand the log to the flusher when its policy is due. ``joined``: the
+        sets already joined by the caller. ``expose``: acks=1 replies will tell the offsets
+        (the log records that first)."""
+        log = route.log
+        if len(sets) == 1:
+            base, nxt = log.append(sets[0], count, expose=expose)
+        else:
+            base, nxt = log.append(joined or b"".join(sets), count, [len(one) for one in sets],
+                                   expose=expose)
+        stats, mine = self.stats, route.stats
+        stats["messages_in"] += count
+        stats["bytes_in"] += nxt - base
+        mine["messages_in"] += count
+        mine["bytes_in"] += nxt - base
+        if log.flush_due(time.monotonic()):
+            self.flusher.submit(log)
+        return base, nxt
+
+    def append_sequenced(self, route: Route, requests: list) -> list:
+        """Judge one log's acks=1 requests of a turn (``(identity, corr, request, body,
+        count)`` each, in arrival order), append the ones due with one write, and return what
+        to answer: ``(identity, corr, acks, outcome)``, the outcome ``(base, next)`` or the
+        error, refusals first, then the appended, then the duplicates.
+
+        A duplicate gets its original's offsets (an empty range when they are not known) and
+        is not written again; a request that came before an older one of its producer gets
+        OUT_OF_ORDER_SEQUENCE. The judgement is committed only once the write succeeded: a
+        failed write answers every request that waited on it and leaves the table as it was.
+        """
+        turn = self.producers.turn(route.topic, route.partition, time.monotonic())
+        answers, writes, duplicates = _judge(route, turn, requests)
+        offsets, failed = [], None
+        if writes:
+            try:
+                offset, _ = self.append(route, [body for _, _, _, body, _ in writes],
+                                        sum(count for *_, count in writes),
+                                        expose=any(acks for _, _, acks, _, _ in writes))
+            except SluiceError as exc:
+                failed = exc
+                answers.extend((identity, corr, acks, exc) for identity, corr, acks, _, _ in writes)
+            else:
+                for identity, corr, acks, body, _ in writes:
+                    nxt = offset + len(body)
+                    offsets.append((offset, nxt))
+                    answers.append((identity, corr, acks, (offset, nxt)))
+                    offset = nxt
+                turn.commit(offsets)
+        if duplicates:
+            self.stats["duplicates"] += len(duplicates)
+            route.stats["duplicates"] += len(duplicates)
+            for identity, corr, decision in duplicates:
+                if decision.pending is None:
+                    outcome = decision.offsets or (0, 0)
+                else:
+                    outcome = failed if failed is not None else offsets[decision.pending]
+                answers.append((identity, corr, 1, outcome))
+        return answers
+
+    def fetched(self, topic: str, partition: int, nbytes: int) -> None:
+        """Count one answered fetch of ``nbytes``."""
+        self.stats["bytes_out"] += nbytes
+        stats = self.partition_stats[(topic, partition)]
+        stats["bytes_out"] += nbytes
+        stats["fetches"] += 1
+
+    def metadata_rows(self) -> list[dict]:
+        """One METADATA row per hosted partition, sorted."""
+        return [
+            {"topic": topic, "partition": partition, "start_offset": log.start_offset,
+             "end_offset": log.end_offset, "visible_end": log.visible_end,
+             "segments": log.segment_count, "size_bytes": log.size_bytes,
+             "gap_bytes": sum(resume - first for first, resume in log.gaps),
+             "corrupt_messages": log.corrupt_messages, "scrub": log.scrub_state,
+             "flushes": log.flush_count, "flush_seconds": log.flush_seconds,
+             **self.partition_stats.get((topic, partition), {})}
+            for (topic, partition), log in sorted(self.logs.items())]
+
+    # --- work between requests -------------------------------------------------------------
+
+    def maintain(self, now: float) -> None:
+        """The loop's work between requests: due flushes to the flusher, a pending placement
+        change once its back-off allows, retention once its interval passed."""
+        for log in self.logs.values():
+            if log.flush_due(now):
+                self.flusher.submit(log)
+        if not self._placement_changes.empty() and now >= self._placement_retry_at:
+            self._refresh_placement(now)
+        if now >= self._next_retention:
+            self._apply_retention(now)
+
+    def _refresh_placement(self, now: float) -> None:
+        """Open the partitions newly placed here; on failure the change stays pending and is
+        tried again after the back-off."""
+        while not self._placement_changes.empty():
+            self._placement_changes.get_nowait()
+        try:
+            complete = self._open_placed_logs()
+        except self._outside_errors as exc:
+            self._retry_placement(now)
+            self.errors.task_failed("placement_refresh", exc, self._placement_backoff)
+            return
+        if complete:
+            self._placement_backoff = 0.0
+        else:
+            self._retry_placement(now)
+
+    def _retry_placement(self, now: float) -> None:
+        self._placement_changes.put(True)
+        self._placement_backoff = min(RETRY_MAX_S, 2 * self._placement_backoff or RETRY_FIRST_S)
+        self._placement_retry_at = now + self._placement_backoff
+
+    def _open_placed_logs(self) -> bool:
+        """Open a Log for every partition placed on this broker and publish them; False when a
+        log could not be opened (counted; the caller tries again later).
+
+        ZooKeeper errors propagate: they stop the whole refresh, which is retried as a whole.
+        """
+        complete = True
+        for topic in topics.names(self.zk):
+            try:
+                placement = self._view.placement(topic)
+            except topics.TopicError:
+                continue
+            mine = placement.hosted_by(self.config.broker_id)
+            for partition in mine:
+                if (topic, partition) in self.logs:
+                    continue
+                try:
+                    log = Log(self.data_dir / topic / str(partition), self.config.log)
+                except StorageError as exc:
+                    self.errors.task_failed("open_log", exc)
+                    complete = False
+                    continue
+                self.logs[(topic, partition)] = log
+                if log.scrub_state == "pending":
+                    self.scrubber.submit(log)
+            hosted = [p for p in mine if (topic, p) in self.logs]
+            if hosted and self._published.get(topic) != hosted:
+                self.registration.publish(topic, hosted)
+                self._published[topic] = hosted
+        return complete
+
+    def _apply_retention(self, now: float) -> None:
+        """Retention over every log (each Log logs what it deleted); a failing log is retried
+        sooner than the next interval."""
+        interval = self.config.cleaner_interval_ms / 1000
+        self._next_retention = now + interval
+        for log in list(self.logs.values()):
+            try:
+                log.apply_retention()
+            except (StorageError, OSError) as exc:
+                retry = min(interval, RETRY_MAX_S)
+                self._next_retention = min(self._next_retention, now + retry)
+                self.errors.task_failed("retention", exc, retry)
+
+
+def _judge(route: Route, turn: Turn, requests: list) -> tuple[list, list, list]:
+    """The producer table's decision on each request of a turn: the refusals, answered as
+    they are; the appends ``(identity, corr, acks, body, count)``; the duplicates
+    ``(identity, corr, decision)``."""
+    refused, writes, duplicates = [], [], []
+    for identity, corr, request, body, count in requests:
+        decision = turn.judge(request.producer_id, request.sequence, request.first_unacked)
+        if decision.action is Action.APPEND:
+            writes.append((identity, corr, request.acks, body, count))
+        elif decision.action is Action.DUPLICATE:
+            duplicates.append((identity, corr, decision))
+        else:
+            refused.append((identity, corr, 1, OutOfOrderSequence(
+                f"{route.topic}/{route.partition}: sequence {request.sequence} of producer "
+                f"{request.producer_id:x} came before {decision.expected}; send again from "
+                f"{decision.expected}")))
+    return refused, writes, duplicates
+
+
+class _Stopped(Exception):
+    """Raised into a scrub walk when the broker stops."""
+
+
+class Scrubber(threading.Thread):
+    """CRC-checks the sealed segments of logs opened after an unclean shutdown, one log at a
+    time, beside the request loop: serving does not wait for it. Each bad message is logged
+    and counted in its log's METADATA row; a failure is reported to ``on_error``."""
+
+    def __init__(self, on_error):
+        super().__init__(name="scrubber", daemon=True)
+        self.on_error = on_error
+        self.pending: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+
+    def submit(self, log: Log) -> None:
+        self.pending.put(log)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.pending.put(None)
+
+    def run(self) -> None:
+        while (item := self.pending.get()) is not None and not self._stopping.is_set():
+            try:
+                found = item.scrub_sealed(on_progress=self._check_stop)
+            except _Stopped:
+                return
+            except SluiceError as exc:
+                self.on_error("scrub", exc)
+                continue
+            logger.info("start-up scrub of %s: %d corrupt message(s) in its sealed segments",
+                        item.directory, len(found))
+
+    def _check_stop(self, _position: int) -> None:
+        if self._stopping.is_set():
+            raise _Stopped()

@@ -1,0 +1,134 @@
+"""Long-poll: fetches parked until their log grows or their deadline passes (Kafka's purgatory).
+
+A fetch whose log has fewer than ``min_bytes`` visible past its offset, and that may wait
+(``max_wait_ms`` > 0), is parked as a ``Waiter`` instead of answered empty, so an idle consumer
+costs the broker nothing until data comes. It is answered at the first of:
+
+- its log's visible end moved far enough (``satisfied``): after an append when messages are
+  visible at once, after a flush otherwise (the flusher wakes the request loop);
+- its deadline (``max_wait_ms``, bounded by the broker's ``max_wait_ms_limit``), with whatever
+  is visible then.
+
+The ``Purgatory`` keeps the parked waiters per log (checked together when their log grows) and
+in a deadline heap (the loop sleeps no longer than until the nearest). A waiter it lets go
+either way is ``done`` and is kept nowhere after: a waiter expired on an idle log does not stay
+listed under it. Pure: no sockets, the time is passed in. ::
+
+    purgatory = Purgatory()
+    waiter = Waiter(b"client-1", request, log, deadline=10.5)   # offset 100, min_bytes 1
+    purgatory.park(waiter)
+    purgatory.ready([log])         # []: the log's visible end is still 100
+    # ... a flush moves the visible end to 160
+    purgatory.ready([log])         # [waiter], now done: answer it
+    purgatory.expired(now=11.0)    # []: it was let go already
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+from broker.protocol import Request
+
+
+class Readable(Protocol):
+    """What the purgatory needs of a Log."""
+
+    @property
+    def visible_end(self) -> int: ...
+
+
+@dataclass(eq=False, slots=True)
+class Waiter:
+    """One parked fetch: who asked (the ROUTER identity), what, on which log, until when
+    (monotonic seconds), and whether it has been let go."""
+
+    identity: bytes
+    request: Request
+    log: Readable
+    deadline: float
+    done: bool = False
+
+
+def satisfied(waiter: Waiter, visible_end: int) -> bool:
+    """Whether a log visible up to ``visible_end`` gives the waiter its ``min_bytes`` (at
+    least one byte) past its offset.
+
+    >>> from broker.protocol import Api
+    >>> waiter = Waiter(b"c", Request(Api.FETCH, 1, offset=100, min_bytes=50), None, 0.0)
+    >>> satisfied(waiter, 120), satisfied(waiter, 150)
+    (False, True)
+    >>> satisfied(Waiter(b"c", Request(Api.FETCH, 2, offset=100), None, 0.0), 101)
+    True
+    """
+    request = waiter.request
+    return visible_end - request.offset >= max(request.min_bytes, 1)
+
+
+class Purgatory:
+    """The parked waiters, per log and by deadline."""
+
+    def __init__(self):
+        self._by_log: dict[Readable, list[Waiter]] = {}
+        self._deadlines: list[tuple[float, int, Waiter]] = []
+        self._order = itertools.count()
+
+    def __bool__(self) -> bool:
+        """Whether any fetch is parked (the flusher asks, from its own thread)."""
+        return bool(self._by_log)
+
+    def __len__(self) -> int:
+        return sum(len(waiters) for waiters in self._by_log.values())
+
+    def park(self, waiter: Waiter) -> None:
+        heapq.heappush(self._deadlines, (waiter.deadline, next(self._order), waiter))
+        self._by_log.setdefault(waiter.log, []).append(waiter)
+
+    def waiting_on(self, log: Readable) -> bool:
+        return log in self._by_log
+
+    def logs(self) -> list[Readable]:
+        """The logs some waiter is parked on."""
+        return list(self._by_log)
+
+    def ready(self, logs: Iterable[Readable]) -> list[Waiter]:
+        """The waiters on ``logs`` that their log's visible end now satisfies, let go."""
+        let_go = []
+        for log in logs:
+            waiters = self._by_log.get(log)
+            if waiters is None:
+                continue
+            visible = log.visible_end
+            keep = []
+            for waiter in waiters:
+                if satisfied(waiter, visible):
+                    waiter.done = True
+                    let_go.append(waiter)
+                else:
+                    keep.append(waiter)
+            if keep:
+                self._by_log[log] = keep
+            else:
+                del self._by_log[log]
+        return let_go
+
+    def expired(self, now: float) -> list[Waiter]:
+        """The waiters whose deadline is at or before ``now``, let go."""
+        let_go = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            waiter = heapq.heappop(heap)[2]
+            if waiter.done:
+                continue
+            waiter.done = True
+            waiters = self._by_log[waiter.log]
+            waiters.remove(waiter)
+            if not waiters:
+                del self._by_log[waiter.log]
+            let_go.append(waiter)
+        return let_go
+
+    def next_deadline(self) -> float | None:
+        """The nearest deadline in the heap (perhaps of a waiter let go already), or None."""
+        return self._deadlines[0][0] if self._deadlines else None

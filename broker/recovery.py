@@ -1,0 +1,210 @@
+"""Recovery: how a partition's log is made whole when it is opened, and the clean-shutdown marker.
+
+Kafka 0.7's recovery is a short loop over the last segment: scan, check each CRC, truncate. Here
+it is that loop (``broker.scrub`` walks the segment) and the rules around it:
+
+1. The segment files on disk, sorted by start offset (``layout``): a file that starts inside its
+   predecessor is set aside into ``corrupt/`` (two files cannot both hold an offset; it is never
+   deleted), and a file that starts after its predecessor's end leaves a gap, logged once.
+2. The last segment is walked: a bad range with good messages after it is a corrupt message
+   *inside* the log, kept (a fetch there answers CORRUPT_MESSAGE with where data resumes); a bad
+   range that runs to the end is a torn tail, cut off (logged as ``recovery cut N bytes``, the
+   line the torn-segment drill reads).
+3. If the cut left the log below its exposed end (broker/exposed_end.py), the log continues at
+   the exposed end in a new segment: the offsets between are a gap, so none is handed out twice.
+4. Everything is fsynced, and the exposed end records where the log now ends.
+
+Sealed segments were fsynced before they rolled and are not walked here. Only a close whose
+final flush succeeded leaves the ``clean-shutdown`` marker; without it, the broker CRC-checks
+the sealed segments too, in the background (``check_sealed``, run by the start-up scrub).
+
+Worked example: files at 0 (100 bytes), 50 (10), 100 (20) and 300 (5 bytes: the first part of
+a torn message); the exposed end is 330::
+
+    layout          keep 0, 100, 300; set aside 50 (inside 0..100); gap 120..300
+    walk of 300     torn at 0: cut 5 bytes, the log ends at 300
+    exposed 330     a new segment at 330: gap 300..330; the log ends at 330
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+from broker import scrub
+from broker.exposed_end import ExposedEnd
+from broker.segment import SUFFIX, FileReader, Segment, parse_segment_name, sync_directory
+
+logger = logging.getLogger(__name__)
+
+CORRUPT_DIR = "corrupt"
+CLEAN_FILE = "clean-shutdown"
+
+
+class Layout(NamedTuple):
+    """Which segment files make up the log: ``keep`` (start offsets, in order), ``set_aside``
+    (files that start inside the kept file before them), ``gaps`` ((first, resume) offsets
+    that no file holds)."""
+
+    keep: list[int]
+    set_aside: list[int]
+    gaps: list[tuple[int, int]]
+
+
+def layout(files: Sequence[tuple[int, int]]) -> Layout:
+    """The layout of segment files given as ``(start, size)``, sorted by start.
+
+    >>> layout([(0, 100), (50, 10), (100, 20), (300, 5)])
+    Layout(keep=[0, 100, 300], set_aside=[50], gaps=[(120, 300)])
+    >>> layout([])
+    Layout(keep=[], set_aside=[], gaps=[])
+    """
+    keep, set_aside, gaps = [], [], []
+    end = None
+    for start, size in files:
+        if end is not None and start < end:
+            set_aside.append(start)
+            continue
+        if end is not None and start > end:
+            gaps.append((end, start))
+        keep.append(start)
+        end = start + size
+    return Layout(keep, set_aside, gaps)
+
+
+@dataclass
+class Recovered:
+    """The open segments of a recovered log, oldest first, and what recovery found."""
+
+    segments: list[Segment]
+    checkpoints: dict[int, scrub.Checkpoints] = field(default_factory=dict)
+    corrupt_messages: int = 0
+    truncated_bytes: int = 0
+
+
+def recover(directory: Path, exposed: ExposedEnd) -> Recovered:
+    """Open the segments in ``directory`` by the rules of the module docstring. Raises OSError
+    (the caller makes it a StorageError); the segments opened so far are closed then."""
+    recovered = Recovered([])
+    try:
+        files = _segment_files(directory)
+        plan = layout([(start, path.stat().st_size) for start, path in files])
+        for first, resume in plan.gaps:
+            logger.warning("%s: a gap of %d bytes at offsets %d..%d holds no data (offsets lost "
+                           "in an earlier crash recovery); fetches there answer OFFSET_GAP",
+                           directory, resume - first, first, resume)
+        recovered.segments.extend(Segment(directory, start) for start in plan.keep)
+        if plan.set_aside:
+            _set_aside(directory, [path for start, path in files if start in plan.set_aside])
+        if not recovered.segments:
+            recovered.segments.append(Segment(directory, exposed.value))
+        _recover_last(directory, recovered)
+        end = recovered.segments[-1].end
+        if exposed.value > end:
+            logger.warning("%s: the recovered log ends at offset %d, below offset %d that "
+                           "clients were told of; it continues at %d in a new segment, leaving "
+                           "a gap of %d bytes (fetches there answer OFFSET_GAP)", directory,
+                           end, exposed.value, exposed.value, exposed.value - end)
+            recovered.segments.append(Segment(directory, exposed.value))
+        exposed.expose(recovered.segments[-1].end)
+        for segment in recovered.segments:
+            segment.sync()
+        exposed.sync()
+    except BaseException:
+        for segment in recovered.segments:
+            segment.close()
+        raise
+    return recovered
+
+
+def check_sealed(directory: Path, segment: Segment, reader: FileReader,
+                 on_progress: Callable[[int], None] | None = None) -> list[tuple[int, scrub.Bad]]:
+    """CRC-check one sealed segment through ``reader`` (a descriptor of its own, so retention
+    may delete the file meanwhile); log each bad message by offset and return ``(offset, bad
+    range)`` for each. Raises OSError."""
+    report = scrub.scrub(reader, segment.size, on_progress=on_progress)
+    found = []
+    for bad in report.bad:
+        offset = segment.start + bad.position
+        logger.warning("%s: scrub found a corrupt message at offset %d (%d bytes, %s) in sealed "
+                       "segment %s; fetches there answer CORRUPT_MESSAGE", directory, offset,
+                       bad.size, bad.reason, segment.path.name)
+        found.append((offset, bad))
+    return found
+
+
+def take_clean_marker(directory: Path) -> bool:
+    """Whether the last close was clean; the marker goes now (durably), so a crash from here
+    on reads as unclean."""
+    marker = directory / CLEAN_FILE
+    try:
+        marker.unlink()
+    except FileNotFoundError:
+        return False
+    sync_directory(directory)
+    return True
+
+
+def leave_clean_marker(directory: Path) -> None:
+    """Say that the close was clean. A failure costs only a scrub at the next start: logged."""
+    try:
+        fd = os.open(directory / CLEAN_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        sync_directory(directory)
+    except OSError as err:
+        logger.warning("%s: could not leave the clean-shutdown marker (%s); the next start "
+                       "scrubs the sealed segments", directory, err)
+
+
+def _segment_files(directory: Path) -> list[tuple[int, Path]]:
+    """``(start, path)`` of every segment file in ``directory``, sorted; other names logged."""
+    found = []
+    for path in directory.glob("*" + SUFFIX):
+        if not path.is_file():
+            continue
+        try:
+            found.append((parse_segment_name(path.name), path))
+        except ValueError:
+            logger.warning("%s: ignoring %s, not a segment file name", directory, path.name)
+    found.sort()
+    return found
+
+
+def _recover_last(directory: Path, recovered: Recovered) -> None:
+    """Walk the last segment: keep corrupt messages that have good ones after them, cut a torn
+    tail (the drills' torn-segment cut starts at the first bad message of the tail)."""
+    last = recovered.segments[-1]
+    checkpoints = recovered.checkpoints.setdefault(last.start, scrub.Checkpoints())
+    report = scrub.scrub(last, last.size, last=True, checkpoints=checkpoints)
+    for bad in report.bad:
+        logger.warning("%s: recovery kept a corrupt message at offset %d (%d bytes, %s) in %s: "
+                       "good messages follow it; fetches there answer CORRUPT_MESSAGE",
+                       directory, last.start + bad.position, bad.size, bad.reason,
+                       last.path.name)
+    recovered.corrupt_messages += len(report.bad)
+    if report.torn_at is not None:
+        cut = last.size - report.torn_at
+        last.truncate(report.torn_at)
+        recovered.truncated_bytes = cut
+        logger.warning("%s: recovery cut %d bytes (a torn or corrupt tail) off %s at offset %d",
+                       directory, cut, last.path.name, last.start + report.torn_at)
+
+
+def _set_aside(directory: Path, paths: list[Path]) -> None:
+    """Move segment files into corrupt/, never over an earlier one."""
+    corrupt = directory / CORRUPT_DIR
+    corrupt.mkdir(exist_ok=True)
+    for path in paths:
+        target = corrupt / path.name
+        suffix = 0
+        while target.exists():
+            suffix += 1
+            target = corrupt / f"{path.name}.{suffix}"
+        path.rename(target)
+    logger.warning("%s: %d segment(s) overlap their predecessor (%s); moved them into %s/",
+                   directory, len(paths), ", ".join(path.name for path in paths), CORRUPT_DIR)

@@ -1,0 +1,33 @@
+"""Fixtures of the broker's tests (the ZooKeeper ones are in tests/conftest.py)."""
+import pytest
+
+from coordinator import topics, zk as zkmod
+from tests.helpers import BrokerProcess
+
+
+@pytest.fixture
+def log_path(tmp_path):
+    return tmp_path / "topic-0"
+
+
+@pytest.fixture
+def hosting_broker(zk, tmp_path):
+    """``start(topic, partitions, **settings)``: a real broker process (id 0) hosting a new
+    topic. Every broker it started must stop cleanly (exit 0) after the test."""
+    started = []
+
+    def start(topic: str, partitions: int = 1, **settings) -> BrokerProcess:
+        proc = BrokerProcess(zk, tmp_path, 0, **settings).start()
+        started.append(proc)
+        client = zkmod.connect(zk)
+        try:
+            topics.create(client, topic, partitions)
+        finally:
+            client.stop()
+            client.close()
+        proc.wait_hosting(topic, partitions)
+        return proc
+
+    yield start
+    for proc in started:
+        assert proc.stop() == 0, proc.log_text()[-3000:]
