@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 
 from broker.message import ENTRY_OVERHEAD
+from coordinator import settings, zk
 from coordinator.errors import InvalidArgument
 
 GIB = 1 << 30
@@ -60,7 +61,7 @@ class BrokerConfig:
     max_fetch_bytes: int = 8 << 20
     max_request_bytes: int = 4 * MIB
     max_wait_ms_limit: int = 30_000
-    session_timeout_ms: int = 6000
+    session_timeout_ms: int = zk.DEFAULT_SESSION_TIMEOUT_MS
 
     def __post_init__(self):
         _check_types(self)
@@ -116,9 +117,7 @@ def _mapping(cls, values) -> dict:
 
 
 def _check_keys(cls, values: dict) -> None:
-    unknown = sorted(set(values) - {f.name for f in fields(cls)})
-    if unknown:
-        raise InvalidArgument(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
+    settings.reject_unknown(cls, values)
     missing = [f.name for f in fields(cls) if f.name not in values
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:

@@ -75,14 +75,16 @@ def owners(client: KazooClient, group: str, topic: str) -> dict[int, str]:
     return result
 
 
-def topics_of(client: KazooClient, group: str) -> list[str]:
-    """Topics a group has offsets, owners or subscribed members for."""
+def topics_of(client: KazooClient, group: str,
+              nodes: dict[str, dict] | None = None) -> list[str]:
+    """Topics a group has offsets, owners or subscribed members for (``nodes``: the members'
+    registrations when the caller has read them already)."""
     found: set[str] = set()
     for path in (paths.group_offsets(group), paths.group_owners(group)):
         try:
             found.update(client.get_children(path))
         except NoNodeError:
             continue
-    for node in registrations(client, group).values():
+    for node in (registrations(client, group) if nodes is None else nodes).values():
         found.update(node.get("topics", []))
     return sorted(found)

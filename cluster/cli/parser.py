@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from clients.config import ConsumerConfig, ProducerConfig
 from cluster.cli import exits
+from coordinator.rebalance_protocols import PROTOCOLS
+
+PRODUCER, CONSUMER = ProducerConfig(), ConsumerConfig()   # the CLI's defaults are the clients'
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -100,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--topic")
     up.add_argument("--group")
     up.add_argument("--handler", help="module:function run for each message by group workers")
-    up.add_argument("--rebalance", choices=("cooperative", "eager"), default=None,
+    up.add_argument("--rebalance", choices=PROTOCOLS, default=None,
                     help="group workers' rebalance protocol (default cooperative)")
     up.add_argument("--static", action="store_true", default=None,
                     help="group workers are static members (instance id worker-<n>)")
@@ -133,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("topic")
     produce.add_argument("--key-separator", help="split each line into key SEP value")
     produce.add_argument("--acks", type=int, choices=(0, 1), default=1)
-    produce.add_argument("--batch-size", type=_positive_int, default=50)
-    produce.add_argument("--linger-ms", type=_non_negative_int, default=5)
+    produce.add_argument("--batch-size", type=_positive_int, default=PRODUCER.batch_size)
+    produce.add_argument("--linger-ms", type=_non_negative_int, default=PRODUCER.linger_ms)
     produce.add_argument("--partition", type=_non_negative_int)
     produce.add_argument("--json", action="store_true")
 
@@ -146,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--group")
     consume.add_argument("--max-messages", type=_positive_int)
     consume.add_argument("--timeout-ms", type=_positive_int)
-    consume.add_argument("--max-bytes", type=_positive_int, default=1 << 20)
+    consume.add_argument("--max-bytes", type=_positive_int, default=CONSUMER.max_bytes)
     consume.add_argument("--json", action="store_true")
 
     groups = commands.add_parser("groups", help="consumer groups and their per-partition lag")
@@ -175,9 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     perf_produce.add_argument("--messages", type=_positive_int, default=1_000_000)
     perf_produce.add_argument("--size", type=_non_negative_int, default=200,
                               help="value bytes per message (default 200, as in the paper)")
-    perf_produce.add_argument("--batch-size", type=_positive_int, default=50)
+    perf_produce.add_argument("--batch-size", type=_positive_int, default=PRODUCER.batch_size)
     perf_produce.add_argument("--acks", type=int, choices=(0, 1), default=0)
-    perf_produce.add_argument("--linger-ms", type=_non_negative_int, default=5)
+    perf_produce.add_argument("--linger-ms", type=_non_negative_int,
+                              default=PRODUCER.linger_ms)
     perf_produce.add_argument("--max-in-flight", type=_positive_int,
                               help="acks=1: unanswered requests (default: the Producer's, 32)")
     perf_produce.add_argument("--partition", type=_non_negative_int,

@@ -22,7 +22,6 @@ The result is one dict (``--json`` prints it); ``ok`` is whether every check hel
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import shutil
@@ -39,7 +38,7 @@ from cluster.drills.ledger import Ledger
 from cluster.drills.traffic import GroupWatch, SteadyProducer
 from cluster.drills.verdict import consumed_ids, judge, read_stored
 from cluster.supervision import ClusterConfig, down, up
-from coordinator import consumer_registry as groups, paths, topics, zk as zkconnect
+from coordinator import consumer_registry as groups, topics, zk as zkconnect
 
 log = logging.getLogger(__name__)
 TOPIC = "drill"
@@ -161,8 +160,7 @@ def _attach(ctx: Context) -> None:
     client = zkconnect.connect(ctx.zookeeper)
     try:
         for group in groups.groups(client):
-            for member in groups.members(client, group):
-                data = json.loads(client.get(paths.consumer(group, member))[0])
+            for data in groups.registrations(client, group).values():
                 if data.get("pid") in workers and data.get("topics"):
                     ctx.group, ctx.topic = group, data["topics"][0]
                     break

@@ -32,14 +32,13 @@ points after ``since``.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.exceptions import KazooException
 from kazoo.handlers.threading import KazooTimeoutError
 
 from broker import protocol
@@ -48,7 +47,7 @@ from cluster.observe import lag, retention_left
 from cluster.observe.brokers import BrokerStats
 from cluster.observe.processes import ProcessRef, ProcessStats
 from cluster.observe.rebalance_tracker import RebalanceTracker
-from coordinator import assignor, paths, zk as zkconnect
+from coordinator import assignor, zk as zkconnect
 from coordinator import consumer_registry as groups
 from coordinator.errors import InvalidArgument
 from coordinator.offsets import OffsetStore
@@ -100,20 +99,10 @@ class _Groups:
     def _group(self, pool, group, served, disks, now, wall, seen) -> dict:
         client = pool.zk
         store = OffsetStore(client, group)
-        members = groups.members(client, group)
-        subscriptions = {}
-        for member in members:
-            try:
-                data, _ = client.get(paths.consumer(group, member))
-                subscriptions[member] = list(json.loads(data).get("topics", []))
-            except (NoNodeError, ValueError):
-                continue
-        names = set(t for ts in subscriptions.values() for t in ts)
-        for path in (paths.group_offsets(group), paths.group_owners(group)):
-            try:
-                names.update(client.get_children(path))
-            except NoNodeError:
-                pass
+        nodes = groups.registrations(client, group)
+        members = sorted(nodes)
+        subscriptions = {member: list(node.get("topics", [])) for member, node in nodes.items()}
+        names = groups.topics_of(client, group, nodes)
         rows, owners_all, counts = [], {}, {}
         for topic in sorted(names):
             try:
