@@ -29,14 +29,18 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
         time.sleep(interval)
 
 
-def create_topic(zookeeper: str, topic: str, partitions: int) -> None:
-    """Create ``topic`` on the cluster behind ``zookeeper`` (placed on its live brokers)."""
+def create_topic(zookeeper: str, topic: str, partitions: int, brokers=()) -> topics.Placement:
+    """Create ``topic`` on the cluster behind ``zookeeper`` (placed on its live brokers), then
+    wait until each of ``brokers`` (BrokerProcess) hosts its share of it."""
     client = zk.connect(zookeeper)
     try:
-        topics.create(client, topic, partitions)
+        placement = topics.create(client, topic, partitions)
     finally:
         client.stop()
         client.close()
+    for proc in brokers:
+        proc.wait_hosting(topic, len(placement.hosted_by(proc.broker_id)))
+    return placement
 
 
 class BrokerProcess:

@@ -1,8 +1,7 @@
 """Fixtures of the broker's tests (the ZooKeeper ones are in tests/conftest.py)."""
 import pytest
 
-from coordinator import topics, zk as zkmod
-from tests.helpers import BrokerProcess
+from tests.helpers import BrokerProcess, create_topic
 
 
 @pytest.fixture
@@ -19,13 +18,7 @@ def hosting_broker(zk, tmp_path):
     def start(topic: str, partitions: int = 1, **settings) -> BrokerProcess:
         proc = BrokerProcess(zk, tmp_path, 0, **settings).start()
         started.append(proc)
-        client = zkmod.connect(zk)
-        try:
-            topics.create(client, topic, partitions)
-        finally:
-            client.stop()
-            client.close()
-        proc.wait_hosting(topic, partitions)
+        create_topic(zk, topic, partitions, [proc])
         return proc
 
     yield start

@@ -8,7 +8,7 @@ from clients import Consumer, Producer, SimpleConsumer
 from coordinator import consumer_registry as groups, paths, zk as zkmod
 from coordinator.offsets import OffsetStore
 from coordinator.rebalance import State
-from tests.clients.test_produce_consume import create_topic
+from tests.helpers import create_topic
 from tests.helpers import BrokerProcess, wait_for
 
 FAST = dict(rebalance_backoff_ms=200, rebalance_max_tries=20, auto_commit_ms=200,

@@ -15,7 +15,7 @@ import pytest
 from clients import Consumer, Producer
 from coordinator import zk as zkconnect
 from coordinator.offsets import OffsetStore
-from tests.clients.test_produce_consume import create_topic
+from tests.helpers import create_topic
 from tests.helpers import BrokerProcess, wait_for
 from tests.netproxy import BlackholeProxy
 

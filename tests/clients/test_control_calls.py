@@ -7,7 +7,7 @@ replies and the fetcher's expired fetches must stay 0 while every message arrive
 """
 from clients import Consumer, Producer
 from clients.simple_consumer import SimpleConsumer
-from tests.clients.test_produce_consume import create_topic
+from tests.helpers import create_topic
 from tests.helpers import wait_for
 
 ROUNDS = 40

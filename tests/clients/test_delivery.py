@@ -11,7 +11,7 @@ from clients import Consumer, Producer
 from coordinator import zk as zkmod
 from coordinator.offsets import OffsetStore
 from tests.clients.test_consumer_group import settled
-from tests.clients.test_produce_consume import create_topic
+from tests.helpers import create_topic
 from tests.helpers import BrokerProcess, wait_for
 
 QUICK = dict(rebalance_backoff_ms=200, rebalance_max_tries=20, max_wait_ms=200,

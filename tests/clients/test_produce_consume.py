@@ -6,8 +6,7 @@ import pytest
 from broker import protocol
 from clients import Producer, SimpleConsumer
 from clients.partitioner import hash_partition
-from coordinator import topics, zk as zkmod
-from tests.helpers import BrokerProcess, wait_for
+from tests.helpers import BrokerProcess, create_topic, wait_for
 
 
 @pytest.fixture
@@ -18,18 +17,6 @@ def brokers(zk, tmp_path):
     yield procs
     for proc in procs:
         proc.stop()
-
-
-def create_topic(zk, topic, partitions, brokers):
-    client = zkmod.connect(zk)
-    try:
-        placement = topics.create(client, topic, partitions)
-    finally:
-        client.stop()
-        client.close()
-    for proc in brokers:
-        proc.wait_hosting(topic, len(placement.hosted_by(proc.broker_id)))
-    return placement
 
 
 def read_all(zk, topic, partition, expected):

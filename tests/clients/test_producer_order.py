@@ -20,21 +20,10 @@ from broker import message, protocol
 from clients import Producer, SimpleConsumer
 from clients import producer as producer_module
 from cluster.supervision.zookeeper import free_ports
-from coordinator import topics, zk as zkmod
-from tests.helpers import BrokerProcess, RawClient, wait_for
+from tests.helpers import BrokerProcess, RawClient, create_topic, wait_for
 
 TOPIC = "ordered"
 VISIBLE_AT_ONCE = {"visible_after_flush": False}
-
-
-def create_topic(zookeeper: str, broker: BrokerProcess, partitions: int = 1) -> None:
-    client = zkmod.connect(zookeeper)
-    try:
-        topics.create(client, TOPIC, partitions)
-    finally:
-        client.stop()
-        client.close()
-    broker.wait_hosting(TOPIC, partitions)
 
 
 def stored_values(zookeeper: str, partition: int = 0) -> list[bytes]:
@@ -78,7 +67,7 @@ class Deliveries:
 def broker(zk, tmp_path):
     proc = BrokerProcess(zk, tmp_path, 0, port=free_ports(1)[0], log=VISIBLE_AT_ONCE)
     proc.start()
-    create_topic(zk, proc)
+    create_topic(zk, TOPIC, 1, [proc])
     yield proc
     if proc.alive():
         os.kill(proc.proc.pid, signal.SIGCONT)
@@ -167,7 +156,7 @@ def test_a_batch_given_up_on_is_skipped_and_the_ones_after_it_keep_their_order(z
     broker = BrokerProcess(zk, tmp_path / "small", 0,
                            log={**VISIBLE_AT_ONCE, "max_message_bytes": 1000}).start()
     try:
-        create_topic(zk, broker)
+        create_topic(zk, TOPIC, 1, [broker])
         deliveries = Deliveries()
         producer = Producer(zk, acks=1, batch_size=1, max_in_flight=16, retry_backoff_ms=0,
                             on_delivery=deliveries)

@@ -13,7 +13,7 @@ from broker import protocol
 from clients import Consumer, Producer, SimpleConsumer
 from coordinator import zk as zkmod
 from coordinator.offsets import OffsetStore
-from tests.clients.test_produce_consume import create_topic
+from tests.helpers import create_topic
 from tests.helpers import BrokerProcess, wait_for
 
 ENTRY = 16                      # 9 bytes of header + b"m%06d"

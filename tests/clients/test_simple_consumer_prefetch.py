@@ -1,6 +1,6 @@
 """SimpleConsumer iteration keeps one fetch in flight ahead; a seek makes it drop that one."""
 from clients import Producer, SimpleConsumer
-from tests.clients.test_produce_consume import create_topic
+from tests.helpers import create_topic
 
 ENTRY = 9 + 6  # header + b"m%05d"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.clients.test_produce_consume import create_topic
+from tests.helpers import create_topic
 from tests.helpers import BrokerProcess
 
 TOPIC = "t"

@@ -13,7 +13,7 @@ from kazoo.security import ACL, ANYONE_ID_UNSAFE, OPEN_ACL_UNSAFE, Permissions, 
 
 from coordinator import paths, registry, zk as zkmod
 from coordinator.registry import BrokerInfo, BrokerRegistration
-from tests.clients.test_produce_consume import create_topic
+from tests.helpers import create_topic
 from tests.helpers import BrokerProcess, wait_for
 
 
