@@ -6,6 +6,7 @@
 |              |          | ``TOPIC`` of 2 partitions: for tests that need something to talk to  |
 | quick_broker | function | a broker in the test's chroot that flushes every 20 ms, so what is    |
 |              |          | produced is soon visible                                              |
+| brokers      | function | two brokers in the test's chroot that flush every 50 ms (group tests) |
 """
 from __future__ import annotations
 
@@ -37,3 +38,11 @@ def quick_broker(zk, tmp_path):
     proc = BrokerProcess(zk, tmp_path, 0, log={"flush_ms": 20}).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def brokers(zk, tmp_path):
+    procs = [BrokerProcess(zk, tmp_path, i, log={"flush_ms": 50}).start() for i in range(2)]
+    yield procs
+    for proc in procs:
+        proc.stop()

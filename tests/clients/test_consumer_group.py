@@ -2,7 +2,6 @@
 import threading
 import time
 
-import pytest
 
 from clients import Consumer, Producer, SimpleConsumer
 from coordinator import consumer_registry as groups, paths, zk as zkmod
@@ -13,14 +12,6 @@ from tests.helpers import BrokerProcess, wait_for
 
 FAST = dict(rebalance_backoff_ms=200, rebalance_max_tries=20, auto_commit_ms=200,
             max_wait_ms=200, session_timeout_ms=4000)
-
-
-@pytest.fixture
-def brokers(zk, tmp_path):
-    procs = [BrokerProcess(zk, tmp_path, i, log={"flush_ms": 50}).start() for i in range(2)]
-    yield procs
-    for proc in procs:
-        proc.stop()
 
 
 def produce(zk, topic, count, start=0, partitions=None):

@@ -16,7 +16,7 @@ from clients import Consumer
 from coordinator import consumer_registry as groups, zk as zkmod
 from coordinator.membership import FencedInstance
 from coordinator.rebalance import State
-from tests.clients.test_consumer_group import FAST, brokers, owners_now  # noqa: F401 (fixture)
+from tests.clients.test_consumer_group import FAST, owners_now
 from tests.helpers import create_topic
 from tests.helpers import ROOT, wait_for
 
