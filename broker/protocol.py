@@ -8,20 +8,45 @@ All integers are big-endian; a string is a u16 length and UTF-8 bytes.
 Requests (frame 0 starts with api u8, correlation id u32)::
 
     PRODUCE   acks u8, topic str, partition u32             + frame 1: MessageSet
-              acks=1 only: producer_id u64, sequence u32, first_unacked u32
-    FETCH     topic str, partition u32, offset u64, max_bytes u32, min_bytes u32, max_wait_ms u32
+              acks 1 and all only: producer_id u64, sequence u32, first_unacked u32
+    FETCH     topic str, partition u32, offset u64, max_bytes u32, min_bytes u32, max_wait_ms u32,
+              replica_id i32, leader_epoch i32
     OFFSETS   topic str, partition u32, time i64            (-1 latest, -2 earliest, else ms)
     METADATA  (nothing)
+    OFFSET_FOR_EPOCH topic str, partition u32, leader_epoch i32
 
 Responses (frame 0 starts with correlation id u32, error u16, then the api's fields, then the
 error message str; fields of a failed response are zero; an error that knows where readable data
 resumes, OFFSET_OUT_OF_RANGE below the log start, OFFSET_GAP and CORRUPT_MESSAGE, adds
 resume_offset u64 after its text)::
 
-    PRODUCE   base_offset u64, next_offset u64              (only when acks=1)
+    PRODUCE   base_offset u64, next_offset u64              (only when acks is 1 or all)
     FETCH     high_watermark u64, log_start u64             + frame 1: whole messages
+                                         replica fetches only: + frame 2: leader epoch entries
     OFFSETS   offset u64
     METADATA  json str                                      (broker id, endpoint, partitions)
+    OFFSET_FOR_EPOCH leader_epoch i32, end_offset u64
+
+Replication (issue 12) adds to these, on the same sockets and with the same error codes:
+
+- ``acks`` is 0, 1 or ``ACKS_ALL`` (255, a producer's ``"all"`` or -1): the answer comes once
+  every in-sync replica has the set (the high watermark passed it); with fewer in-sync replicas
+  than the topic's ``min_insync_replicas`` the set is refused, unwritten, with the retriable
+  NOT_ENOUGH_REPLICAS.
+- A FETCH names who fetches: ``replica_id`` is ``CONSUMER`` (-1) for clients, else the broker
+  id of a follower copying the partition, and ``leader_epoch`` the epoch the fetcher believes
+  current (``UNKNOWN_EPOCH``, -1: no check). A follower's fetch offset is its log end, which is
+  how the leader learns it; a consumer sees only messages below the high watermark. A leader
+  that finds the fetcher's epoch newer than its own answers FENCED_LEADER_EPOCH (it is the
+  stale side); a broker that does not lead the partition answers NOT_LEADER.
+- A replica fetch's answer carries, as frame 2, the leader's epoch entries (``EPOCH_ENTRY``
+  pairs ``epoch i32, start_offset u64``, oldest first): the message format has no epoch field,
+  so the follower learns from these which epoch wrote each byte it copies.
+- OFFSET_FOR_EPOCH (Kafka's OffsetsForLeaderEpoch, KIP-101): for a follower's latest epoch,
+  the leader answers the largest epoch it knows that is not after it and where that epoch's
+  messages end on the leader (the start of the next epoch, or the log end for the current
+  one). The follower truncates its log there before fetching: it keeps every message the
+  leader has and drops what only it wrote.
 
 Sequenced produce (acks=1 with a producer_id other than 0) keeps a partition's order across
 retries and broker restarts: the producer numbers its requests per partition (``sequence``,
@@ -41,25 +66,30 @@ from dataclasses import dataclass
 # The errors that travel on the wire live in the one taxonomy; re-exported for the wire's users.
 from coordinator.errors import (  # noqa: F401
     BrokerUnavailable, CorruptMessage, ErrorCode, InvalidArgument, InvalidOffset,
-    MalformedRequest, MessageTooLarge, NotLeader, OffsetGap, OffsetOutOfRange,
-    OutOfOrderSequence, RequestTimedOut, SluiceError, StorageError, UnknownTopicOrPartition,
+    FencedLeaderEpoch, MalformedRequest, MessageTooLarge, NotEnoughReplicas, NotLeader,
+    OffsetGap, OffsetOutOfRange, OutOfOrderSequence, RequestTimedOut, SluiceError, StorageError, UnknownTopicOrPartition,
     error_for)
 
 API = struct.Struct(">BI")
 PRODUCE_FIELDS = struct.Struct(">B")
-SEQUENCE_FIELDS = struct.Struct(">QII")   # producer_id, sequence, first_unacked (acks=1)
+SEQUENCE_FIELDS = struct.Struct(">QII")   # producer_id, sequence, first_unacked (acks 1, all)
 PARTITION = struct.Struct(">I")
-FETCH_FIELDS = struct.Struct(">QIII")
+FETCH_FIELDS = struct.Struct(">QIIIii")
 OFFSETS_FIELDS = struct.Struct(">q")
 RESPONSE = struct.Struct(">IH")
 PRODUCE_REPLY = struct.Struct(">QQ")
 FETCH_REPLY = struct.Struct(">QQ")
 OFFSETS_REPLY = struct.Struct(">Q")
 RESUME = struct.Struct(">Q")
+EPOCH_REQUEST = struct.Struct(">i")
+EPOCH_ENTRY = struct.Struct(">iQ")       # leader_epoch, start_offset (OFFSET_FOR_EPOCH: end_offset)
 _STR_LEN = struct.Struct(">H")
 
 LATEST = -1
 EARLIEST = -2
+ACKS_ALL = 255           # acks on the wire for "all" (-1)
+CONSUMER = -1            # FETCH replica_id of a client
+UNKNOWN_EPOCH = -1       # FETCH leader_epoch that asks for no check
 
 
 class Api(enum.IntEnum):
@@ -67,6 +97,7 @@ class Api(enum.IntEnum):
     FETCH = 2
     OFFSETS = 3
     METADATA = 4
+    OFFSET_FOR_EPOCH = 5
 
 
 def pack_str(text: str) -> bytes:
@@ -110,6 +141,8 @@ class Request:
     min_bytes: int = 0
     max_wait_ms: int = 0
     time: int = 0
+    replica_id: int = CONSUMER
+    leader_epoch: int = UNKNOWN_EPOCH
 
 
 def encode_produce(correlation_id: int, topic: str, partition: int, acks: int,
@@ -122,9 +155,28 @@ def encode_produce(correlation_id: int, topic: str, partition: int, acks: int,
 
 
 def encode_fetch(correlation_id: int, topic: str, partition: int, offset: int, max_bytes: int,
-                 min_bytes: int = 0, max_wait_ms: int = 0) -> bytes:
+                 min_bytes: int = 0, max_wait_ms: int = 0, replica_id: int = CONSUMER,
+                 leader_epoch: int = UNKNOWN_EPOCH) -> bytes:
     return (API.pack(Api.FETCH, correlation_id) + pack_str(topic) + PARTITION.pack(partition)
-            + FETCH_FIELDS.pack(offset, max_bytes, min_bytes, max_wait_ms))
+            + FETCH_FIELDS.pack(offset, max_bytes, min_bytes, max_wait_ms, replica_id,
+                                leader_epoch))
+
+
+def encode_offset_for_epoch(correlation_id: int, topic: str, partition: int,
+                            leader_epoch: int) -> bytes:
+    return (API.pack(Api.OFFSET_FOR_EPOCH, correlation_id) + pack_str(topic)
+            + PARTITION.pack(partition) + EPOCH_REQUEST.pack(leader_epoch))
+
+
+def encode_epochs(entries) -> bytes:
+    """Frame 2 of a replica fetch's answer: ``(epoch, start_offset)`` pairs, oldest first."""
+    return b"".join(EPOCH_ENTRY.pack(epoch, start) for epoch, start in entries)
+
+
+def decode_epochs(frame) -> list[tuple[int, int]]:
+    if len(frame) % EPOCH_ENTRY.size:
+        raise MalformedRequest("leader epoch entries cut short")
+    return [entry for entry in EPOCH_ENTRY.iter_unpack(frame)]
 
 
 def encode_offsets(correlation_id: int, topic: str, partition: int, time: int) -> bytes:
@@ -152,8 +204,8 @@ def decode_request(header) -> Request:
         request = Request(api, corr)
     elif api is Api.PRODUCE:
         (acks,), pos = _unpack(PRODUCE_FIELDS, header, pos)
-        if acks > 1:
-            raise MalformedRequest(f"acks must be 0 or 1, not {acks}")
+        if acks not in (0, 1, ACKS_ALL):
+            raise MalformedRequest(f"acks must be 0, 1 or {ACKS_ALL} (all), not {acks}")
         topic, pos = unpack_str(header, pos)
         (partition,), pos = _unpack(PARTITION, header, pos)
         producer_id = sequence = first_unacked = 0
@@ -167,9 +219,16 @@ def decode_request(header) -> Request:
     elif api is Api.FETCH:
         topic, pos = unpack_str(header, pos)
         (partition,), pos = _unpack(PARTITION, header, pos)
-        (offset, max_bytes, min_bytes, max_wait), pos = _unpack(FETCH_FIELDS, header, pos)
+        (offset, max_bytes, min_bytes, max_wait, replica_id, leader_epoch), pos = _unpack(
+            FETCH_FIELDS, header, pos)
         request = Request(api, corr, topic, partition, offset=offset, max_bytes=max_bytes,
-                          min_bytes=min_bytes, max_wait_ms=max_wait)
+                          min_bytes=min_bytes, max_wait_ms=max_wait, replica_id=replica_id,
+                          leader_epoch=leader_epoch)
+    elif api is Api.OFFSET_FOR_EPOCH:
+        topic, pos = unpack_str(header, pos)
+        (partition,), pos = _unpack(PARTITION, header, pos)
+        (leader_epoch,), pos = _unpack(EPOCH_REQUEST, header, pos)
+        request = Request(api, corr, topic, partition, leader_epoch=leader_epoch)
     else:
         topic, pos = unpack_str(header, pos)
         (partition,), pos = _unpack(PARTITION, header, pos)

@@ -45,7 +45,7 @@ from broker.log_manager import LogManager, Route
 from broker.long_poll import Purgatory
 from broker.protocol import Api
 from coordinator import zk
-from coordinator.errors import MalformedRequest, MessageTooLarge, SluiceError
+from coordinator.errors import ErrorCode, MalformedRequest, MessageTooLarge, SluiceError
 from coordinator.registry import BrokerInfo, BrokerRegistration
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,11 @@ class Broker:
             if size > self.config.max_request_bytes:
                 raise self._too_large(size)
             request = protocol.decode_request(header)
-            HANDLERS[request.api](self.handlers, identity, request, frames, turn)
+            handler = HANDLERS.get(request.api)
+            if handler is None:
+                raise SluiceError(f"this broker does not serve {request.api.name}",
+                                  ErrorCode.UNKNOWN_API)
+            handler(self.handlers, identity, request, frames, turn)
         except SluiceError as exc:
             self.handlers.answer_error(identity, protocol.peek_correlation_id(header), exc,
                                        _fill(header))
@@ -258,7 +262,8 @@ def _fill(header):
     """The zeroed api fields of an error response, sized for the request's api."""
     api = header[0] if len(header) else 0
     return {Api.PRODUCE: protocol.PRODUCE_REPLY, Api.FETCH: protocol.FETCH_REPLY,
-            Api.OFFSETS: protocol.OFFSETS_REPLY}.get(api)
+            Api.OFFSETS: protocol.OFFSETS_REPLY,
+            Api.OFFSET_FOR_EPOCH: protocol.EPOCH_ENTRY}.get(api)
 
 
 def run(config: BrokerConfig) -> None:

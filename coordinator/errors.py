@@ -40,6 +40,8 @@ class ErrorCode(enum.IntEnum):
     REQUEST_TIMED_OUT = 11
     OFFSET_GAP = 12
     OUT_OF_ORDER_SEQUENCE = 13
+    NOT_ENOUGH_REPLICAS = 14
+    FENCED_LEADER_EPOCH = 15
 
 
 class SluiceError(Exception):
@@ -55,6 +57,7 @@ class SluiceError(Exception):
         if code is not None:
             self.code = code
         self.resume_offset = resume_offset
+
 
 class InvalidArgument(SluiceError, ValueError, TypeError):
     """A bad argument or setting, refused before anything was done."""
@@ -128,10 +131,26 @@ class OutOfOrderSequence(SluiceError):
     retriable = True
 
 
+class NotEnoughReplicas(SluiceError):
+    """acks=all produce refused before it was written: the partition's ISR is smaller than
+    its ``min_insync_replicas``. Retriable: a follower may catch up and rejoin."""
+
+    code = ErrorCode.NOT_ENOUGH_REPLICAS
+    retriable = True
+
+
+class FencedLeaderEpoch(SluiceError):
+    """A request named a leader epoch other than the partition's current one on this broker:
+    one side is stale. Retriable: the stale side re-reads the partition's state."""
+
+    code = ErrorCode.FENCED_LEADER_EPOCH
+    retriable = True
+
+
 _BY_CODE = {cls.code: cls for cls in (
     MalformedRequest, UnknownTopicOrPartition, CorruptMessage, MessageTooLarge,
     OffsetOutOfRange, InvalidOffset, OffsetGap, StorageError, NotLeader, BrokerUnavailable,
-    RequestTimedOut, OutOfOrderSequence)}
+    RequestTimedOut, OutOfOrderSequence, NotEnoughReplicas, FencedLeaderEpoch)}
 
 
 def error_for(code: int, message: str, resume_offset: int | None = None) -> SluiceError:

@@ -3,8 +3,13 @@
 | path                                             | kind       | value                                   |
 | ------------------------------------------------ | ---------- | --------------------------------------- |
 | /brokers/ids/<broker>                            | ephemeral  | {"endpoint", "host", "port", "pid"}     |
-| /brokers/topics/<topic>/<broker>                 | ephemeral  | [partitions of the topic it hosts]      |
-| /config/topics/<topic>                           | persistent | {"partitions": P, "placement": [b0..]}  |
+| /brokers/topics/<topic>/<broker>                 | ephemeral  | [partitions of the topic it leads]      |
+| /brokers/topics/<topic>/partitions/<p>/state     | persistent | {"leader", "leader_epoch", "isr", ...}  |
+| /config/topics/<topic>                           | persistent | {"partitions", "replicas": [[b..]..],   |
+|                                                  |            |  "min_insync_replicas", "placement"}    |
+| /config/cluster                                  | persistent | {"default_replication_factor": R}       |
+| /controller                                      | ephemeral  | {"broker": id, "epoch": n}              |
+| /controller_epoch                                | persistent | n, one more at every new controller     |
 | /consumers/<group>/ids/<consumer>                | ephemeral  | {"topics": [...], ...}                  |
 | /consumers/<group>/owners/<topic>/<partition>    | ephemeral  | the owning consumer's id                |
 | /consumers/<group>/offsets/<topic>/<partition>   | persistent | the committed offset (decimal text)     |
@@ -14,7 +19,10 @@ The first two and the three /consumers paths before data_loss are Kafka 0.7's la
 creates a topic's partitions implicitly on every broker, while sluice numbers a topic's
 partitions 0..P-1 across the cluster, so the placement chosen at creation must outlive any one
 broker's session; data_loss notes a committed offset that retention overtook, so the loss stays
-visible after the consumer moved on. Partitions are always integers in code and decimal names in ZooKeeper.
+visible after the consumer moved on. The partition state, /controller and /controller_epoch are
+Kafka 0.8's (replication, coordinator/partition_state.py); ``partitions`` is the one child of
+/brokers/topics/<topic> that is not a broker id, and readers of the broker children skip it.
+Partitions are always integers in code and decimal names in ZooKeeper.
 """
 from __future__ import annotations
 
@@ -23,7 +31,11 @@ from coordinator.errors import InvalidArgument
 BROKER_IDS = "/brokers/ids"
 BROKER_TOPICS = "/brokers/topics"
 TOPIC_CONFIG = "/config/topics"
+CLUSTER_CONFIG = "/config/cluster"
+CONTROLLER = "/controller"
+CONTROLLER_EPOCH = "/controller_epoch"
 CONSUMERS = "/consumers"
+PARTITIONS = "partitions"   # the child of /brokers/topics/<topic> that is not a broker id
 
 
 def broker(broker_id: int) -> str:
@@ -40,6 +52,18 @@ def broker_topic_partitions(topic: str, broker_id: int) -> str:
 
 def topic_config(topic: str) -> str:
     return f"{TOPIC_CONFIG}/{topic}"
+
+
+def partitions_root(topic: str) -> str:
+    return f"{BROKER_TOPICS}/{topic}/{PARTITIONS}"
+
+
+def partition_state_parent(topic: str, partition: int) -> str:
+    return f"{BROKER_TOPICS}/{topic}/{PARTITIONS}/{int(partition)}"
+
+
+def partition_state(topic: str, partition: int) -> str:
+    return f"{BROKER_TOPICS}/{topic}/{PARTITIONS}/{int(partition)}/state"
 
 
 def group(group_id: str) -> str:

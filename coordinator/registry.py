@@ -205,6 +205,8 @@ def hosted_partitions(client: KazooClient, topic: str) -> list[int]:
         return []
     available: set[int] = set()
     for broker in brokers:
+        if broker == paths.PARTITIONS:
+            continue
         try:
             data, _ = client.get(paths.broker_topic_partitions(topic, int(broker)))
         except NoNodeError:

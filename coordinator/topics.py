@@ -1,9 +1,18 @@
-"""Topics: creation places a topic's partitions on live brokers; the placement is persistent.
+"""Topics: creation places each partition's replicas on live brokers; the placement persists.
 
-A topic has P partitions numbered 0..P-1. Creation reads the broker registry and places
-partition p on the p-th live broker in round robin, starting at a broker picked from the topic
-name so that many small topics do not all start on broker 0. The placement never moves: as in
-the paper, a partition whose broker is down is unavailable until that broker returns.
+A topic has P partitions numbered 0..P-1, each with R replicas on R distinct brokers (R = 1 is
+the paper's topic: one copy). Creation reads the broker registry and gives partition p the
+brokers at positions ``first + p, first + p + 1, ..., first + p + R - 1`` (mod the live
+brokers, sorted as integers), ``first`` picked from the topic name so that many small topics
+do not all start on broker 0. The first replica of each partition is its preferred leader, so
+leaders spread round robin like the paper's single copies did. The placement never moves; who
+leads a partition right now is its state (coordinator/partition_state.py).
+
+Worked example, brokers [0, 1, 2], 4 partitions, R = 2, ``first`` = 1::
+
+    partition 0: [1, 2]   1: [2, 0]   2: [0, 1]   3: [1, 2]
+
+A placement written before replication (``{"partitions", "placement"}``) reads as R = 1.
 """
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from coordinator import paths
 from coordinator.errors import InvalidArgument, SluiceError, UnknownTopicOrPartition
+from coordinator.partition_state import PartitionState
 
 
 class TopicError(SluiceError):
@@ -32,6 +42,10 @@ class NoLiveBrokers(TopicError):
 
 class BadPartitionCount(TopicError, InvalidArgument):
     """Creation: a topic needs at least one partition."""
+
+
+class BadReplicationFactor(TopicError, InvalidArgument):
+    """Creation: more replicas than live brokers, or a min ISR outside 1..R."""
 
 
 class CorruptPlacement(TopicError):
@@ -59,39 +73,68 @@ def partition_error(topic: str, partitions: int, partition) -> UnknownPartition:
 
 @dataclass(frozen=True)
 class Placement:
-    """Which broker hosts each partition of a topic: ``brokers[p]`` hosts partition p."""
+    """Which brokers hold each partition of a topic: ``replicas[p]``, preferred leader first;
+    ``min_insync_replicas``: fewer in-sync replicas than this refuse acks=all produce."""
 
     topic: str
-    brokers: tuple[int, ...]
+    replicas: tuple[tuple[int, ...], ...]
+    min_insync_replicas: int = 1
 
     @property
     def partitions(self) -> int:
-        return len(self.brokers)
+        return len(self.replicas)
+
+    @property
+    def replication_factor(self) -> int:
+        return len(self.replicas[0]) if self.replicas else 0
+
+    @property
+    def brokers(self) -> tuple[int, ...]:
+        """Each partition's preferred leader (for R = 1, the one broker holding it)."""
+        return tuple(replicas[0] for replicas in self.replicas)
 
     def hosted_by(self, broker_id: int) -> list[int]:
-        return [p for p, b in enumerate(self.brokers) if b == broker_id]
+        """The partitions ``broker_id`` holds a replica of (the logs it opens)."""
+        return [p for p, replicas in enumerate(self.replicas) if broker_id in replicas]
 
     def to_json(self) -> bytes:
-        return json.dumps({"partitions": self.partitions, "placement": list(self.brokers)}).encode()
+        return json.dumps({"partitions": self.partitions,
+                           "replicas": [list(r) for r in self.replicas],
+                           "min_insync_replicas": self.min_insync_replicas,
+                           "placement": list(self.brokers)}).encode()
 
     @classmethod
     def from_json(cls, topic: str, data: bytes) -> "Placement":
         value = json.loads(data)
-        brokers = tuple(int(b) for b in value["placement"])
-        if len(brokers) != int(value["partitions"]):
-            raise CorruptPlacement(f"topic {topic}: placement does not cover its partitions")
-        return cls(topic, brokers)
+        if "replicas" in value:
+            replicas = tuple(tuple(int(b) for b in r) for r in value["replicas"])
+        else:
+            replicas = tuple((int(b),) for b in value["placement"])
+        if len(replicas) != int(value["partitions"]) or not all(
+                replicas and len(r) == len(replicas[0]) == len(set(r)) for r in replicas):
+            raise CorruptPlacement(f"topic {topic}: placement does not cover its partitions "
+                                   f"with distinct replicas")
+        return cls(topic, replicas, int(value.get("min_insync_replicas", 1)))
 
 
-def place(topic: str, partitions: int, live_brokers: list[int]) -> Placement:
-    """Round-robin placement over the live brokers, sorted as integers (pure)."""
+def place(topic: str, partitions: int, live_brokers: list[int], replication_factor: int = 1,
+          min_insync_replicas: int = 1) -> Placement:
+    """Replicas over the live brokers, sorted as integers (pure; the module's example)."""
     if partitions < 1:
         raise BadPartitionCount(f"a topic needs at least 1 partition, not {partitions}")
     if not live_brokers:
         raise NoLiveBrokers("no live brokers to place the topic on")
     brokers = sorted(live_brokers)
+    if not 1 <= replication_factor <= len(brokers):
+        raise BadReplicationFactor(f"a replication factor of {replication_factor} needs that "
+                                   f"many live brokers; {len(brokers)} are registered")
+    if not 1 <= min_insync_replicas <= replication_factor:
+        raise BadReplicationFactor(f"min_insync_replicas must be 1..{replication_factor} (the "
+                                   f"replication factor), not {min_insync_replicas}")
     first = zlib.crc32(topic.encode()) % len(brokers)
-    return Placement(topic, tuple(brokers[(first + p) % len(brokers)] for p in range(partitions)))
+    return Placement(topic, tuple(
+        tuple(brokers[(first + p + k) % len(brokers)] for k in range(replication_factor))
+        for p in range(partitions)), min_insync_replicas)
 
 
 def live_brokers(client: KazooClient) -> list[int]:
@@ -101,16 +144,49 @@ def live_brokers(client: KazooClient) -> list[int]:
         return []
 
 
-def create(client: KazooClient, topic: str, partitions: int) -> Placement:
-    """Create a topic; raises TopicExists, or the reason it cannot be placed."""
+def create(client: KazooClient, topic: str, partitions: int,
+           replication_factor: int | None = None, min_insync_replicas: int = 1) -> Placement:
+    """Create a topic with its partitions' initial states, in one transaction; raises
+    TopicExists, or the reason it cannot be placed. ``replication_factor`` None: the cluster's
+    default (``/config/cluster``, see ``cluster_defaults``), else 1."""
     paths.check_name("topic", topic)
-    placement = place(topic, partitions, live_brokers(client))
-    client.ensure_path(paths.TOPIC_CONFIG)
-    try:
-        client.create(paths.topic_config(topic), placement.to_json())
-    except NodeExistsError:
-        raise TopicExists(f"topic {topic} already exists") from None
+    if replication_factor is None:
+        replication_factor = cluster_defaults(client).get("default_replication_factor", 1)
+    placement = place(topic, partitions, live_brokers(client), replication_factor,
+                      min_insync_replicas)
+    for path in (paths.TOPIC_CONFIG, paths.partitions_root(topic)):
+        client.ensure_path(path)
+    transaction = client.transaction()
+    transaction.create(paths.topic_config(topic), placement.to_json())
+    for partition, replicas in enumerate(placement.replicas):
+        transaction.create(paths.partition_state_parent(topic, partition))
+        transaction.create(paths.partition_state(topic, partition),
+                           PartitionState.initial(replicas).to_json())
+    results = transaction.commit()
+    if any(isinstance(r, NodeExistsError) for r in results):
+        raise TopicExists(f"topic {topic} already exists")
+    failed = next((r for r in results if isinstance(r, Exception)), None)
+    if failed is not None:
+        raise failed
     return placement
+
+
+def cluster_defaults(client: KazooClient) -> dict:
+    """The cluster's topic defaults (``{"default_replication_factor": R}``; {} when unset)."""
+    try:
+        data, _ = client.get(paths.CLUSTER_CONFIG)
+    except NoNodeError:
+        return {}
+    return json.loads(data)
+
+
+def set_cluster_defaults(client: KazooClient, defaults: dict) -> None:
+    """Write the cluster's topic defaults (the supervisor: ``cluster up --replication-factor``)."""
+    data = json.dumps(defaults).encode()
+    try:
+        client.set(paths.CLUSTER_CONFIG, data)
+    except NoNodeError:
+        client.create(paths.CLUSTER_CONFIG, data, makepath=True)
 
 
 def get(client: KazooClient, topic: str) -> Placement:

@@ -271,6 +271,8 @@ class GroupWatch(threading.Thread):
                 look.brokers[int(child)] = int(json.loads(got[0]).get("pid", 0))
                 look.broker_sessions[int(child)] = got[1].ephemeralOwner
         for child in self._children(paths.broker_topic(self.topic)):
+            if child == paths.PARTITIONS:
+                continue
             got = self._get(paths.broker_topic_partitions(self.topic, int(child)))
             if got is not None:
                 look.hosted.update(int(p) for p in json.loads(got[0]))

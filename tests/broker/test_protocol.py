@@ -17,12 +17,42 @@ def test_requests_round_trip():
     assert protocol.decode_request(protocol.encode_metadata(10)).api is Api.METADATA
 
 
+def test_replication_fields_round_trip():
+    req = protocol.decode_request(protocol.encode_produce(1, "t", 0, protocol.ACKS_ALL, 5, 2, 1))
+    assert (req.acks, req.producer_id, req.sequence, req.first_unacked) == (255, 5, 2, 1)
+    consumer = protocol.decode_request(protocol.encode_fetch(2, "t", 0, 9, 100))
+    assert (consumer.replica_id, consumer.leader_epoch) == (protocol.CONSUMER,
+                                                            protocol.UNKNOWN_EPOCH)
+    follower = protocol.decode_request(protocol.encode_fetch(3, "t", 1, 9, 100, 1, 50, 2, 7))
+    assert (follower.replica_id, follower.leader_epoch, follower.max_wait_ms) == (2, 7, 50)
+    req = protocol.decode_request(protocol.encode_offset_for_epoch(4, "t", 3, 6))
+    assert (req.api, req.partition, req.leader_epoch) == (Api.OFFSET_FOR_EPOCH, 3, 6)
+    entries = [(0, 0), (3, 4096), (7, 2**40)]
+    assert protocol.decode_epochs(protocol.encode_epochs(entries)) == entries
+    with pytest.raises(protocol.MalformedRequest):
+        protocol.decode_epochs(protocol.encode_epochs(entries)[:-1])
+
+
+@pytest.mark.parametrize("error,code", [
+    (protocol.NotEnoughReplicas("isr [1] is below min_insync_replicas 2"),
+     ErrorCode.NOT_ENOUGH_REPLICAS),
+    (protocol.FencedLeaderEpoch("epoch 3 is behind 4"), ErrorCode.FENCED_LEADER_EPOCH),
+])
+def test_replication_errors_travel_typed_and_retriable(error, code):
+    frame = protocol.encode_response(8, error=error, fill=protocol.PRODUCE_REPLY)
+    with pytest.raises(type(error)) as info:
+        protocol.decode_response(frame, protocol.PRODUCE_REPLY)
+    assert info.value.code == code and info.value.retriable
+
+
 @pytest.mark.parametrize("header,code", [
     (b"", ErrorCode.MALFORMED_REQUEST),
     (b"\x01\x00\x00", ErrorCode.MALFORMED_REQUEST),
     (b"\x63\x00\x00\x00\x01", ErrorCode.UNKNOWN_API),
     (protocol.encode_produce(1, "t", 0, 1)[:-2], ErrorCode.MALFORMED_REQUEST),
     (protocol.encode_fetch(1, "t", 0, 0, 10) + b"extra", ErrorCode.MALFORMED_REQUEST),
+    (protocol.encode_produce(1, "t", 0, 2), ErrorCode.MALFORMED_REQUEST),
+    (protocol.encode_offset_for_epoch(1, "t", 0, 1)[:-1], ErrorCode.MALFORMED_REQUEST),
     (b"\x01\x00\x00\x00\x01\x05" + protocol.pack_str("t") + b"\x00\x00\x00\x00", ErrorCode.MALFORMED_REQUEST),
     (b"\x02\x00\x00\x00\x01\x00\x02\xff\xfe" + bytes(24), ErrorCode.MALFORMED_REQUEST),
 ])

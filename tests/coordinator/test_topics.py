@@ -22,8 +22,46 @@ def test_place_rejects_no_brokers_and_no_partitions():
 
 
 def test_placement_json_round_trip():
-    placement = topics.Placement("t", (2, 0, 1))
+    placement = topics.Placement("t", ((2,), (0,), (1,)))
     assert topics.Placement.from_json("t", placement.to_json()) == placement
+    replicated = topics.Placement("t", ((2, 0), (0, 1)), min_insync_replicas=2)
+    assert topics.Placement.from_json("t", replicated.to_json()) == replicated
+
+
+def test_a_placement_written_before_replication_reads_as_one_replica():
+    old = topics.Placement.from_json("t", b'{"partitions": 2, "placement": [1, 0]}')
+    assert old.replicas == ((1,), (0,)) and old.brokers == (1, 0)
+    assert old.replication_factor == 1 and old.min_insync_replicas == 1
+
+
+def test_replicas_spread_over_distinct_brokers_leaders_round_robin():
+    placement = topics.place("t", 4, [2, 0, 1], replication_factor=2)
+    order = [0, 1, 2]
+    first = order.index(placement.replicas[0][0])
+    assert placement.replicas == tuple((order[(first + p) % 3], order[(first + p + 1) % 3])
+                                       for p in range(4))
+    assert all(len(set(r)) == 2 for r in placement.replicas)
+    assert placement.brokers == tuple(r[0] for r in placement.replicas)
+    assert placement.hosted_by(order[first]) == [0, 2, 3]
+    with pytest.raises(topics.BadReplicationFactor, match="3 are registered"):
+        topics.place("t", 1, [0, 1, 2], replication_factor=4)
+    with pytest.raises(topics.BadReplicationFactor, match="min_insync_replicas"):
+        topics.place("t", 1, [0, 1, 2], replication_factor=2, min_insync_replicas=3)
+
+
+def test_creation_writes_each_partitions_initial_state(zk_client):
+    from coordinator import partition_state
+    zk_client.ensure_path(paths.BROKER_IDS)
+    for broker_id in (0, 1, 2):
+        zk_client.create(paths.broker(broker_id), b"{}", ephemeral=True)
+    topics.set_cluster_defaults(zk_client, {"default_replication_factor": 3})
+    placement = topics.create(zk_client, "replicated", 2, min_insync_replicas=2)
+    assert placement.replication_factor == 3 and placement.min_insync_replicas == 2
+    for p in range(2):
+        state, version = partition_state.read(zk_client, "replicated", p)
+        assert (state.leader, state.leader_epoch, state.isr) == (
+            placement.replicas[p][0], 0, placement.replicas[p])
+    assert topics.live_brokers(zk_client) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("name", ["", "a/b", "..", "x" * 250, "sp ace", "ü"])

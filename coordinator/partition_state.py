@@ -1,0 +1,100 @@
+"""A partition's state: who leads it, in which leader epoch, and which replicas are in sync.
+
+One persistent node per partition, ``/brokers/topics/<topic>/partitions/<p>/state``, as Kafka
+0.8 keeps it::
+
+    {"leader": 2, "leader_epoch": 7, "isr": [2, 0], "controller_epoch": 3}
+
+``leader`` is -1 while no replica may lead (every in-sync replica is down and unclean election
+is off). Only two kinds of writer change it, and only by a conditional write on the version they
+read (ZooKeeper's ``set(path, data, version)``): the controller, when it elects a leader (the
+epoch goes up by one), and the partition's leader, when it shrinks or expands the ISR (the
+epoch stays). A stale writer, a leader that was replaced while it was paused, say, fails with
+``StaleState``: that failure is the fence, and the writer must read the state again and obey it.
+
+Topics are created with their state nodes (coordinator/topics.py, one transaction). A topic
+created before replication has none: ``read`` then answers None, and a reader takes
+``PartitionState.initial(placement.replicas[p])`` (its one broker leading, epoch 0), with
+version NOT_WRITTEN, so that a conditional write creates the node.
+
+    state, version = read(client, "clicks", 3)
+    write(client, "clicks", 3, state.with_isr((2,)), version)     # raises StaleState if moved
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+
+from coordinator import paths
+from coordinator.errors import SluiceError
+
+NO_LEADER = -1
+NOT_WRITTEN = -1     # the version of a state that has no node yet
+
+
+class StaleState(SluiceError):
+    """A conditional write found the state changed since it was read: read it again."""
+
+    retriable = True
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    leader: int
+    leader_epoch: int
+    isr: tuple[int, ...]
+    controller_epoch: int = 0
+
+    @property
+    def has_leader(self) -> bool:
+        return self.leader != NO_LEADER
+
+    def with_isr(self, isr) -> "PartitionState":
+        """The same leadership with another ISR (the leader's shrink or expand)."""
+        return replace(self, isr=tuple(sorted(set(isr), key=list(isr).index)))
+
+    def elected(self, leader: int, isr, controller_epoch: int) -> "PartitionState":
+        """A new leadership, one epoch on (the controller's election)."""
+        return PartitionState(leader, self.leader_epoch + 1, tuple(isr), controller_epoch)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"leader": self.leader, "leader_epoch": self.leader_epoch,
+                           "isr": list(self.isr), "controller_epoch": self.controller_epoch}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "PartitionState":
+        value = json.loads(data)
+        return cls(int(value["leader"]), int(value["leader_epoch"]),
+                   tuple(int(b) for b in value["isr"]), int(value.get("controller_epoch", 0)))
+
+    @classmethod
+    def initial(cls, replicas) -> "PartitionState":
+        """A new partition: its preferred replica leads, every replica is in sync (all empty)."""
+        return cls(replicas[0], 0, tuple(replicas), 0)
+
+
+def read(client: KazooClient, topic: str, partition: int) -> tuple[PartitionState, int] | None:
+    """The state and its node's version; None when the partition has no state node."""
+    try:
+        data, stat = client.get(paths.partition_state(topic, partition))
+    except NoNodeError:
+        return None
+    return PartitionState.from_json(data), stat.version
+
+
+def write(client: KazooClient, topic: str, partition: int, state: PartitionState,
+          version: int) -> int:
+    """Write ``state`` if the node is still at ``version`` (NOT_WRITTEN: if there is none);
+    return the new version. Raises StaleState when someone wrote in between."""
+    path = paths.partition_state(topic, partition)
+    try:
+        if version == NOT_WRITTEN:
+            client.create(path, state.to_json(), makepath=True)
+            return 0
+        return client.set(path, state.to_json(), version=version).version
+    except (BadVersionError, NodeExistsError):
+        raise StaleState(f"the state of {topic}/{partition} changed since version {version} "
+                         "was read") from None

@@ -1,0 +1,32 @@
+"""A partition's state node: conditional writes are the fence (real ZooKeeper)."""
+import pytest
+
+from coordinator import partition_state, paths
+from coordinator.partition_state import NOT_WRITTEN, PartitionState, StaleState
+
+
+def test_state_round_trips_and_elections_bump_the_epoch():
+    state = PartitionState.initial((2, 0, 1))
+    assert (state.leader, state.leader_epoch, state.isr) == (2, 0, (2, 0, 1))
+    assert PartitionState.from_json(state.to_json()) == state
+    shrunk = state.with_isr((2, 1))
+    assert (shrunk.leader, shrunk.leader_epoch, shrunk.isr) == (2, 0, (2, 1))
+    moved = shrunk.elected(1, (1,), controller_epoch=4)
+    assert (moved.leader, moved.leader_epoch, moved.isr, moved.controller_epoch) == (1, 1, (1,), 4)
+    assert not PartitionState(partition_state.NO_LEADER, 2, ()).has_leader
+
+
+def test_a_stale_writer_is_refused(zk_client):
+    assert partition_state.read(zk_client, "t", 0) is None
+    first = PartitionState.initial((0, 1))
+    version = partition_state.write(zk_client, "t", 0, first, NOT_WRITTEN)
+    with pytest.raises(StaleState):
+        partition_state.write(zk_client, "t", 0, first, NOT_WRITTEN)
+    state, read_version = partition_state.read(zk_client, "t", 0)
+    assert (state, read_version) == (first, version)
+    controller = partition_state.write(zk_client, "t", 0, state.elected(1, (1,), 1), version)
+    with pytest.raises(StaleState) as stale:               # the old leader shrinking its ISR
+        partition_state.write(zk_client, "t", 0, state.with_isr((0,)), version)
+    assert stale.value.retriable
+    assert partition_state.read(zk_client, "t", 0) == (state.elected(1, (1,), 1), controller)
+    assert zk_client.exists(paths.partition_state("t", 0))
