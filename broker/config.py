@@ -48,6 +48,15 @@ class BrokerConfig:
     to 1 MiB plus one message of up to ``max_message_bytes``, so the default 4 MiB leaves
     room. A bigger request is refused with MESSAGE_TOO_LARGE; ZeroMQ drops a connection that
     sends a frame above twice the bound, before the broker allocates it.
+
+    Replication (issue 12, Kafka 0.8's names): a follower fetches from its leader with long
+    polls of ``replica_fetch_wait_max_ms`` and up to ``replica_fetch_max_bytes``; one that has
+    not caught up to the leader's log end for ``replica_lag_time_max_ms`` leaves the ISR. An
+    acks=all produce not answered within ``ack_timeout_ms`` gets REQUEST_TIMED_OUT.
+    ``unclean_leader_election`` lets the controller elect an out-of-sync replica when no
+    in-sync one is alive (losing what only the others had, counted); every
+    ``leader_imbalance_check_ms`` the controller moves leadership back to preferred replicas
+    that are in sync.
     """
 
     broker_id: int
@@ -62,6 +71,12 @@ class BrokerConfig:
     max_request_bytes: int = 4 * MIB
     max_wait_ms_limit: int = 30_000
     session_timeout_ms: int = zk.DEFAULT_SESSION_TIMEOUT_MS
+    replica_lag_time_max_ms: int = 10_000
+    replica_fetch_wait_max_ms: int = 500
+    replica_fetch_max_bytes: int = MIB
+    ack_timeout_ms: int = 30_000
+    unclean_leader_election: bool = False
+    leader_imbalance_check_ms: int = 30_000
 
     def __post_init__(self):
         _check_types(self)
@@ -70,7 +85,9 @@ class BrokerConfig:
         if not 0 <= self.port <= 65535:
             raise InvalidArgument("port must be 0..65535")
         _positive(self, "cleaner_interval_ms", "max_fetch_bytes", "max_request_bytes",
-                  "max_wait_ms_limit", "session_timeout_ms")
+                  "max_wait_ms_limit", "session_timeout_ms", "replica_lag_time_max_ms",
+                  "replica_fetch_wait_max_ms", "replica_fetch_max_bytes", "ack_timeout_ms",
+                  "leader_imbalance_check_ms")
         smallest = self.log.max_message_bytes + ENTRY_OVERHEAD
         if self.max_request_bytes < smallest:
             raise InvalidArgument(f"max_request_bytes ({self.max_request_bytes}) must hold one "

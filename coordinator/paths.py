@@ -3,7 +3,7 @@
 | path                                             | kind       | value                                   |
 | ------------------------------------------------ | ---------- | --------------------------------------- |
 | /brokers/ids/<broker>                            | ephemeral  | {"endpoint", "host", "port", "pid"}     |
-| /brokers/topics/<topic>/<broker>                 | ephemeral  | [partitions of the topic it leads]      |
+| /brokers/topics/<topic>/<broker>                 | ephemeral  | [partitions it holds a replica of]      |
 | /brokers/topics/<topic>/partitions/<p>/state     | persistent | {"leader", "leader_epoch", "isr", ...}  |
 | /config/topics/<topic>                           | persistent | {"partitions", "replicas": [[b..]..],   |
 |                                                  |            |  "min_insync_replicas", "placement"}    |
