@@ -45,6 +45,7 @@ from broker.log_manager import LogManager, Route
 from broker.long_poll import Purgatory
 from broker.protocol import Api
 from coordinator import zk
+from coordinator.controller import Controller
 from coordinator.errors import ErrorCode, MalformedRequest, MessageTooLarge, SluiceError
 from coordinator.registry import BrokerInfo, BrokerRegistration
 
@@ -95,6 +96,8 @@ class Broker:
             config.broker_id, self.endpoint, self.produce_endpoint, config.endpoint_host,
             os.getpid()))
         self.logs = LogManager(config, self.zk, self.registration, self.errors, flusher)
+        self.controller = Controller(self.zk, config.broker_id, config.unclean_leader_election,
+                                     config.leader_imbalance_check_ms)
         self.handlers = RequestHandlers(config, self.logs, self.purgatory, self.errors,
                                         self.router, {"broker": config.broker_id,
                                                       "endpoint": self.endpoint,
@@ -112,6 +115,7 @@ class Broker:
     def start(self) -> None:
         self.registration.register()
         self.logs.start()
+        self.controller.start()
         logger.info("broker %d serving at %s (acks=0 produce at %s)", self.config.broker_id,
                     self.endpoint, self.produce_endpoint)
 
@@ -119,7 +123,9 @@ class Broker:
         self._stopping.set()
 
     def close(self) -> None:
-        """Flush and close every log, then leave ZooKeeper so clients learn at once."""
+        """Stop the controller candidate, flush and close every log, then leave ZooKeeper so
+        clients (and the other candidates) learn at once."""
+        self.controller.close()
         self.logs.close()
         self.registration.close()
         try:
