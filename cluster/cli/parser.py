@@ -7,6 +7,7 @@ before it starts; a setting refused there is a bad argument too: cluster/cli/exi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from clients.config import ConsumerConfig, ProducerConfig
@@ -61,6 +62,16 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
 def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     """Options every command takes, before or after the command's name."""
     def default(value):
@@ -98,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
                  "start ZooKeeper and the brokers", prepare=cluster_commands.cluster_config)
     up.add_argument("--brokers", type=_positive_int, default=3)
     up.add_argument("--zk-ensemble", type=int, choices=(1, 3), default=1)
+    up.add_argument("--replication-factor", type=_positive_int, default=None,
+                    help="the cluster's default replication factor for new topics (default: "
+                    "keep the cluster's, else 1)")
+    up.add_argument("--broker-settings", type=_json_object, default=None, metavar="JSON",
+                    help='BrokerConfig settings every broker shares, as a JSON object '
+                    '(e.g. \'{"replica_lag_time_max_ms": 5000}\')')
+    up.add_argument("--unclean-leader-election", action="store_true",
+                    help="let the controller elect an out-of-sync replica when no in-sync one "
+                    "is alive (losing what only those had; counted and logged)")
     up.add_argument("--detach", action="store_true", help="run in the background and return "
                     "once the cluster is ready")
     up.add_argument("--workers", type=_non_negative_int, default=0)
@@ -124,11 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     create = command(topic_actions, "create", topic_commands.topics_create, "create a topic")
     create.add_argument("topic")
     create.add_argument("--partitions", type=_positive_int, required=True)
+    create.add_argument("--replication-factor", type=_positive_int, default=None,
+                        help="copies of each partition on distinct brokers (default: the "
+                        "cluster's, set by 'cluster up --replication-factor', else 1)")
+    create.add_argument("--min-insync-replicas", type=_positive_int, default=1,
+                        help="fewer in-sync replicas refuse acks=all produce (1..R, default 1)")
     create.add_argument("--json", action="store_true")
     listing = command(topic_actions, "list", topic_commands.topics_list, "list topics")
     listing.add_argument("--json", action="store_true")
     describe = command(topic_actions, "describe", topic_commands.topics_describe,
-                       "partitions of a topic: broker, offsets")
+                       "partitions of a topic: leader, replicas, in-sync replicas, leader "
+                       "epoch, offsets, high watermark, log end per replica")
     describe.add_argument("topic")
     describe.add_argument("--json", action="store_true")
 
