@@ -134,6 +134,24 @@ def test_unclean_election_off_leaves_no_leader_and_on_elects_an_out_of_sync_repl
     assert any("UNCLEAN" in r.getMessage() and "t/0" in r.getMessage() for r in caplog.records)
 
 
+def test_a_leaderless_partition_is_led_by_its_isr_member_when_it_returns(zk_client, brokers,
+                                                                        candidates):
+    registered = brokers(0, 1)
+    placement = topics.create(zk_client, "t", 1, replication_factor=2)
+    leader, follower = placement.replicas[0]
+    state, version = partition_state.read(zk_client, "t", 0)
+    partition_state.write(zk_client, "t", 0, state.with_isr((leader,)), version)
+    controller = candidates(5)
+    wait_for(lambda: controller.is_controller, what="the controller")
+    registered[leader].stop()
+    wait_for(lambda: not state_of(zk_client, "t").has_leader, what="t/0 to lose its leader")
+    brokers(leader)                                          # it registers again
+    back = wait_for(lambda: (s := state_of(zk_client, "t")).has_leader and s,
+                    what="the returning ISR member to lead")
+    assert (back.leader, back.leader_epoch, back.isr) == (leader, 2, (leader,))
+    assert unclean_elections(zk_client, "t", 0) is None
+
+
 def test_preferred_leader_rebalance_moves_leadership_back_once_in_sync(zk_client, brokers,
                                                                        candidates):
     brokers(0, 1)
