@@ -5,7 +5,7 @@
 | /brokers/ids/<broker>                            | ephemeral  | {"endpoint", "host", "port", "pid"}     |
 | /brokers/topics/<topic>/<broker>                 | ephemeral  | [partitions it holds a replica of]      |
 | /brokers/topics/<topic>/partitions/<p>/state     | persistent | {"leader", "leader_epoch", "isr", ...}  |
-| /brokers/topics/<topic>/partitions/<p>/unclean   | persistent | {"count", "elected", "isr_before", "at"} |
+| /brokers/topics/<topic>/partitions/<p>/unclean   | persistent | {"count", "elected", ...}               |
 | /config/topics/<topic>                           | persistent | {"partitions", "replicas": [[b..]..],   |
 |                                                  |            |  "min_insync_replicas", "placement"}    |
 | /config/cluster                                  | persistent | {"default_replication_factor": R}       |

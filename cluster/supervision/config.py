@@ -9,21 +9,21 @@
     ClusterConfig.from_args(config.to_argv()) == config       # True
     config.broker_config(1, "127.0.0.1:2181").data_dir        # '/abs/.sluice/broker-1'
 
-| setting         | default            | what                                                     |
-| --------------- | ------------------ | -------------------------------------------------------- |
-| data_dir        | .sluice            | the cluster's files (cluster/supervision/files.py)       |
-| brokers         | 3                  | broker processes, ids 0..brokers-1                       |
-| zookeeper       | None               | an existing ensemble's connect string; None: embedded    |
-| zk_ensemble     | 1                  | embedded ZooKeeper nodes: 1 or 3                         |
-| broker_settings | {}                 | BrokerConfig settings every broker shares; a non-zero    |
-|                 |                    | ``port`` is broker 0's, broker i gets port + i           |
-| broker_target   | broker.server:run  | ``module:function`` each broker process runs             |
-| replication_factor | None            | the cluster's default for new topics (written to         |
-|                 |                    | /config/cluster at start); None: leave it as it is       |
-| workers         | 0                  | consumer-group worker processes                          |
-| worker_settings | {}                 | WorkerConfig settings (topic and group at least)         |
-| dashboard_port  | 8080               | web dashboard and /metrics; 0: a free port; None: off    |
-| backoff         | Backoff()          | restart delays of dead processes                         |
+| setting            | default           | what                                                  |
+| ------------------ | ----------------- | ----------------------------------------------------- |
+| data_dir           | .sluice           | the cluster's files (cluster/supervision/files.py)    |
+| brokers            | 3                 | broker processes, ids 0..brokers-1                    |
+| zookeeper          | None              | an existing ensemble's connect string; None: embedded |
+| zk_ensemble        | 1                 | embedded ZooKeeper nodes: 1 or 3                      |
+| broker_settings    | {}                | BrokerConfig settings every broker shares; a non-zero |
+|                    |                   | ``port`` is broker 0's, broker i gets port + i        |
+| broker_target      | broker.server:run | ``module:function`` each broker process runs          |
+| replication_factor | None              | the cluster's default for new topics (written to      |
+|                    |                   | /config/cluster at start); None: leave it as it is    |
+| workers            | 0                 | consumer-group worker processes                       |
+| worker_settings    | {}                | WorkerConfig settings (topic and group at least)      |
+| dashboard_port     | 8080              | web dashboard and /metrics; 0: a free port; None: off |
+| backoff            | Backoff()         | restart delays of dead processes                      |
 
 A refused setting is a ``ClusterSettingError`` (an InvalidArgument) naming it as the command
 line does (``--brokers must be at least 1, not 0``).
