@@ -3,7 +3,7 @@ log start (reset_to), the epochs opened with the log, and reads up to the end fo
 import pytest
 
 from broker.leader_epochs import FILE_NAME
-from broker.protocol import InvalidOffset, OffsetOutOfRange
+from broker.protocol import InvalidOffset, OffsetOutOfRange, StorageError
 from broker.segment import segment_name
 from tests.broker.logs import KIB, append_each, crash, files, make_log, msg, read_all
 
@@ -194,4 +194,17 @@ def test_a_replica_reads_up_to_the_end_before_the_flush(log_path):
     assert len(log.read(109, 4096, upto=log.end_offset)) == 218
     assert log.read(327, 4096, upto=log.end_offset) == b""
     assert len(log.read(0, 4096, upto=10 ** 9)) == 327, "never past the end"
+    log.close()
+
+
+def test_a_damaged_checkpoint_stops_the_open_with_a_storage_error(log_path):
+    log = make_log(log_path)
+    append_each(log, [msg(i) for i in range(3)])
+    log.close()
+    (log_path / FILE_NAME).write_text("0\n1\n")
+    with pytest.raises(StorageError, match="not a leader-epoch checkpoint"):
+        make_log(log_path)
+    (log_path / FILE_NAME).write_text("0\n1\n0 0\n")
+    log = make_log(log_path)
+    assert (log.end_offset, log.epochs.entries) == (327, [(0, 0)])
     log.close()
