@@ -56,6 +56,7 @@ HANDLERS = {
     Api.FETCH: RequestHandlers.fetch,
     Api.OFFSETS: RequestHandlers.offsets,
     Api.METADATA: RequestHandlers.metadata,
+    Api.OFFSET_FOR_EPOCH: RequestHandlers.offset_for_epoch,
 }
 
 _TICK_S = 0.25
