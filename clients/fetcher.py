@@ -11,6 +11,11 @@ carries them, and the consumer's next fetch, at the bad message, gets the broker
 there (an error that says where readable data resumes). A failed fetch is not sent again for
 the same offset before a back-off (``RETRY_S`` for a retriable error, ``ERROR_BACKOFF_S`` for
 one the application must hear about), so an error can never turn into a hot loop.
+
+A fetch answered NOT_LEADER or FENCED_LEADER_EPOCH tells the pool (``BrokerPool.leader_failed``
+re-reads the view if it still names that broker) and is, like any retriable error, sent again
+for the same offset after ``RETRY_S``, to whichever broker leads by then: a leader change
+neither resets nor skips a position.
 """
 from __future__ import annotations
 
@@ -142,6 +147,7 @@ class Fetcher:
             _, (high_watermark, _start) = protocol.decode_response(frames[0].buffer,
                                                                    protocol.FETCH_REPLY)
         except protocol.SluiceError as exc:
+            self.pool.leader_failed(tp[0], tp[1], endpoint, exc)
             self._failed(tp, offset, exc, results)
             return
         self.high_watermarks[tp] = high_watermark
