@@ -162,17 +162,21 @@ def test_a_group_consumer_continues_at_its_position_on_the_new_leader(zk, replic
     for proc in replicated:
         raw_produce(proc, values(20))
         log_values(proc, 20)
-    consumer = Consumer([TOPIC], "followers", zk, max_wait_ms=100, auto_commit_ms=None)
+    # A fetch parks at the old leader for up to max_wait_ms, which the broker bounds by its
+    # max_wait_ms_limit (30 s, more than the 20 s waited for the tail below): the tail arrives
+    # in time only because the move sends the parked fetch to the new leader at once.
+    consumer = Consumer([TOPIC], "followers", zk, max_wait_ms=60_000, auto_commit_ms=None)
     try:
         seen = []
         wait_for(lambda: seen.extend(consumer.poll(200)) or len(seen) >= 20, 30,
                  what="the first 20 messages")
         assert consumer._pool.leader(TOPIC, 0).broker_id == leader.broker_id
+        assert consumer.poll(200) == [] and consumer._fetcher.in_flight() == {(TOPIC, 0)}
         move_leader(zk, follower.broker_id)
         wait_for(lambda: consumer._pool.leader(TOPIC, 0).broker_id == follower.broker_id, 10,
                  what="the consumer's view to follow the leader")
         raw_produce(follower, values(20, 20))
-        wait_for(lambda: seen.extend(consumer.poll(200)) or len(seen) >= 40, 30,
+        wait_for(lambda: seen.extend(consumer.poll(200)) or len(seen) >= 40, 20,
                  what="the 20 messages produced to the new leader")
         assert [m.value for m in seen] == values(40)
         offsets = [m.offset for m in seen]
@@ -208,3 +212,23 @@ def test_sluice_produce_acks_all_round_trip(zk, quick_broker):
 
 def test_the_pool_module_examples_hold():
     assert doctest.testmod(brokers_module).failed == 0
+
+
+@pytest.mark.parametrize("acks", ["all", -1])
+def test_acks_all_goes_on_the_wire_as_acks_all_and_is_answered(zk, quick_broker, acks):
+    client = zkmod.connect(zk)
+    try:
+        topics.create(client, "single", 1)
+    finally:
+        client.stop()
+        client.close()
+    quick_broker.wait_hosting("single", 1)
+    with Producer(zk, acks=acks, batch_size=2, linger_ms=0) as producer:
+        for value in values(4):
+            producer.send("single", value, partition=0)
+        producer.flush()
+        assert (producer.acks, producer.acked) == ("all", 4)
+        _, fields = producer._request_routes[("single", 0)]
+        header = (protocol.API.pack(protocol.Api.PRODUCE, 1) + fields
+                  + protocol.SEQUENCE_FIELDS.pack(producer.producer_id, 0, 0))
+        assert protocol.decode_request(header).acks == protocol.ACKS_ALL
