@@ -5,8 +5,9 @@ request until ``min_bytes`` are there or ``max_wait_ms`` passed, so an idle cons
 spin. The consumer checks every message's CRC as it decodes the set and advances its position
 to the last message's ``next_offset``. Passing failures (broker restarting, a timeout) are
 retried (a leader that moved is followed: the same offset is fetched from the new leader,
-see clients/brokers.py); errors a person must act on (offset out of range, not a message boundary) are raised,
-naming the partition and offset (``exc.topic``, ``exc.partition``, ``exc.offset``).
+see clients/brokers.py); errors a person must act on (offset out of range, not a message
+boundary) are raised, naming the partition and offset (``exc.topic``, ``exc.partition``,
+``exc.offset``).
 
 A fetched set whose CRC check fails part-way gives the good messages before the bad one; the
 next fetch, at the bad message, gets the broker's verdict. Where the broker says readable data

@@ -105,7 +105,8 @@ def test_the_view_follows_a_partitions_leader_through_its_state_node(zk_client):
     assert first.broker_id == state.leader == topics.get(zk_client, "clicks").replicas[0][0]
     other = 3 - first.broker_id
     moved = state.elected(other, (other, first.broker_id), 1)
-    partition_state.write(zk_client, "clicks", 0, moved, partition_state.read(zk_client, "clicks", 0)[1])
+    _, version = partition_state.read(zk_client, "clicks", 0)
+    partition_state.write(zk_client, "clicks", 0, moved, version)
     wait_for(lambda: view.leader("clicks", 0).broker_id == other, 10, what="the view to follow")
     assert view.leader("clicks", 0).endpoint == f"tcp://127.0.0.1:{9000 + other}"
     assert view.state("clicks", 0).leader_epoch == 1
