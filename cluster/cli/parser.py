@@ -52,6 +52,15 @@ def _offset(text: str):
             f"expected earliest, latest or a byte offset, got {text!r}") from None
 
 
+def _acks(text: str):
+    """``--acks``: 0, 1 or all (-1 is all, as for the Producer)."""
+    if text in ("all", "-1"):
+        return "all"
+    if text in ("0", "1"):
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected 0, 1 or all, got {text!r}")
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -162,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "send lines from stdin as messages")
     produce.add_argument("topic")
     produce.add_argument("--key-separator", help="split each line into key SEP value")
-    produce.add_argument("--acks", type=int, choices=(0, 1), default=1)
+    produce.add_argument("--acks", type=_acks, default=1,
+                         help="0: no answer, 1: the leader's append, all: every in-sync replica's")
     produce.add_argument("--batch-size", type=_positive_int, default=PRODUCER.batch_size)
     produce.add_argument("--linger-ms", type=_non_negative_int, default=PRODUCER.linger_ms)
     produce.add_argument("--partition", type=_non_negative_int)
