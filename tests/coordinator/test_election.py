@@ -7,8 +7,9 @@ from coordinator.partition_state import NO_LEADER, PartitionState
 REPLICAS = (0, 1, 2)
 
 
-def run(leader, epoch, isr, live, unclean=False):
-    return elect(PartitionState(leader, epoch, tuple(isr), 1), REPLICAS, live, unclean, 5)
+def run(leader, epoch, isr, live, unclean=False, restarted=()):
+    return elect(PartitionState(leader, epoch, tuple(isr), 1), REPLICAS, live, unclean, 5,
+                 restarted=restarted)
 
 
 def test_a_live_leader_with_its_isr_alive_changes_nothing():
@@ -53,6 +54,35 @@ def test_unclean_election_picks_the_first_live_replica_and_says_so():
     assert run(0, 3, (0, 1), {1}, unclean=True) == Election(PartitionState(1, 4, (1,), 5))
 
 
+def test_a_restarted_leader_counts_as_failed_and_an_in_sync_replica_takes_over():
+    assert run(0, 3, (0, 1, 2), {0, 1, 2}, restarted={0}) == Election(
+        PartitionState(1, 4, (1, 2), 5))
+    assert run(0, 3, (0, 2, 1), {0, 1, 2}, restarted={0, 1}) == Election(
+        PartitionState(2, 4, (2,), 5))
+
+
+def test_a_restarted_only_isr_member_leads_again_one_epoch_on():
+    assert run(0, 3, (0,), {0, 1, 2}, restarted={0}) == Election(PartitionState(0, 4, (0,), 5))
+    assert run(0, 3, (0, 1), {0, 1}, restarted={0, 1}) == Election(
+        PartitionState(0, 4, (0, 1), 5))
+
+
+def test_a_restarted_isr_member_is_preferred_to_an_unclean_election():
+    assert run(0, 3, (0,), {0, 1, 2}, unclean=True, restarted={0}) == Election(
+        PartitionState(0, 4, (0,), 5))
+
+
+def test_a_restarted_follower_leaves_the_isr_at_the_same_epoch():
+    assert run(0, 3, (0, 1, 2), {0, 1, 2}, restarted={1}) == Election(
+        PartitionState(0, 3, (0, 2), 5))
+
+
+def test_a_restart_outside_the_isr_or_of_a_dead_broker_changes_nothing():
+    assert run(0, 3, (0, 1), {0, 1, 2}, restarted={2}) is None
+    assert run(0, 3, (0, 1), {0, 1}, restarted={2}) is None
+    assert run(0, 3, (0, 1, 2), {0, 2}, restarted={1}) == run(0, 3, (0, 1, 2), {0, 2})
+
+
 def test_preferred_rebalance_moves_leadership_back_when_the_preferred_replica_is_in_sync():
     state = PartitionState(1, 4, (1, 0), 2)
     assert preferred(state, REPLICAS, {0, 1}, 5) == Election(PartitionState(0, 5, (1, 0), 5))
@@ -92,3 +122,21 @@ def test_over_any_history_one_leader_a_live_replica_and_the_epoch_only_grows(sta
             assert new.isr and set(new.isr) <= set(replicas)
             state = new
             assert elect(state, replicas, live, unclean, 1) is None      # a decision is final
+
+
+@given(situations(), brokers, brokers, st.booleans())
+def test_a_restart_is_one_failure_and_one_return(start, live, restarted, unclean):
+    """The leader a restart leaves is what a look at the gap, then one at the return, would
+    leave, at most one epoch on; a restarted leader never keeps leading at its old epoch."""
+    state, replicas = start
+    election = elect(state, replicas, live, unclean, 1, restarted=restarted)
+    gap = elect(state, replicas, live - restarted, False, 1)
+    back = elect(gap.state if gap else state, replicas, live, unclean, 1)
+    expected = (back or gap).state if (back or gap) else state
+    new = election.state if election else state
+    assert (new.leader, new.isr) == (expected.leader, expected.isr)
+    assert new.leader_epoch in (state.leader_epoch, state.leader_epoch + 1)
+    if state.leader in restarted & live:
+        assert new.leader_epoch == state.leader_epoch + 1
+    assert bool(election and election.unclean) == bool(back and back.unclean)
+    assert elect(new, replicas, live, unclean, 1) is None          # a decision is final
