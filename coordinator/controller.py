@@ -21,6 +21,14 @@ its ISR meanwhile) is read again and decided again; a moved fence means another 
 elected, and this one stops writing at once. Every ``leader_imbalance_check_ms`` it runs the
 preferred-leader rebalance (``election.preferred``).
 
+A broker that restarted before the controller looked (or between two looks) leaves the children
+of ``/brokers/ids`` as they were, but its node is a new one. So each look also reads every
+registration's ``czxid`` (the node's creation, as Kafka's broker epoch, KIP-380) and compares it
+with the one this controller saw at its previous look: a changed one is a broker that failed and
+returned, and is passed to ``elect`` as restarted for each partition it is a replica of, until
+that partition's decision is written. A controller that just took office has seen nothing yet:
+its first look takes every registration as it finds it, not as a restart.
+
 An unclean election is never silent: it is logged at WARNING and counted in the persistent
 ``/brokers/topics/<t>/partitions/<p>/unclean`` (``{"count", "elected", "isr_before",
 "leader_epoch", "at"}``), read by ``unclean_elections``.
@@ -66,12 +74,20 @@ class Controller:
         self._stopped = threading.Event()
         self._epoch: int | None = None            # set while this candidate is the controller
         self._epoch_version = 0                   # /controller_epoch's version that it set
+        self._registrations: dict[int, int] = {}  # broker id -> czxid, at this office's last look
+        self._restarted: dict[tuple[str, int], frozenset[int]] = {}   # not yet decided on
         self._thread = threading.Thread(target=self._run, name=f"controller-{broker_id}",
                                         daemon=True)
 
     @property
     def is_controller(self) -> bool:
         return self._epoch is not None
+
+    @property
+    def registrations(self) -> dict[int, int]:
+        """Broker id -> its registration node's czxid, as this controller's last look read them
+        ({} while it is not the controller)."""
+        return dict(self._registrations) if self.is_controller else {}
 
     @property
     def epoch(self) -> int | None:
@@ -143,9 +159,9 @@ class Controller:
                         events.add(_RECHECK)
                         next_rebalance = time.monotonic() + self.leader_imbalance_check_s
                 if self.is_controller and _RECHECK in events:
-                    self._each_partition(self._elect)
+                    self._elect_all()
                 if self.is_controller and time.monotonic() >= next_rebalance:
-                    self._each_partition(self._preferred)
+                    self._preferred_all()
                     next_rebalance = time.monotonic() + self.leader_imbalance_check_s
             except FencedWriter as exc:
                 log.warning("broker %d: %s; no longer the controller", self.broker_id, exc)
@@ -201,6 +217,7 @@ class Controller:
             if not isinstance(results[0], NodeExistsError):
                 self._events.put(_CONTEND)      # the epoch moved under us: read it again
             return False
+        self._take_office()
         self._epoch = epoch + 1
         self._epoch_version = 0 if version is None else results[1].version
         log.info("broker %d is the controller (controller epoch %d)", self.broker_id, self._epoch)
@@ -211,9 +228,15 @@ class Controller:
         if int(data) != epoch:
             self._resign("its /controller names a past controller epoch")
             return False
+        self._take_office()
         self._epoch, self._epoch_version = epoch, stat.version
         log.info("broker %d is the controller (controller epoch %d)", self.broker_id, epoch)
         return True
+
+    def _take_office(self) -> None:
+        """Forget what a past office saw: restarts it did not decide on are not this one's to
+        guess, and a first look is no restart."""
+        self._registrations, self._restarted = {}, {}
 
     def _resign(self, why: str) -> None:
         """Stop being the controller; give up /controller if it is still this session's, so
@@ -230,8 +253,23 @@ class Controller:
 
     # --- elections -----------------------------------------------------------------------------
 
-    def _each_partition(self, decide: Callable) -> None:
-        live = topics.live_brokers(self.client)
+    def _look(self) -> tuple[frozenset[int], frozenset[int], dict[int, int]]:
+        """The live brokers, those whose registration is not the one the last look saw, and
+        every registration's czxid."""
+        now = {}
+        for child in self.client.get_children(paths.BROKER_IDS):
+            stat = self.client.exists(paths.broker(int(child)))
+            if stat is not None:
+                now[int(child)] = stat.czxid
+        restarted = frozenset(b for b, czxid in now.items()
+                              if self._registrations.get(b, czxid) != czxid)
+        for broker_id in sorted(restarted):
+            log.warning("controller epoch %d: broker %d registered again since the last look "
+                        "(a restart): it counts as failed and returned", self._epoch, broker_id)
+        return frozenset(now), restarted, now
+
+    def _partitions(self):
+        """(topic, partition, replicas) of every placed topic."""
         for topic in topics.names(self.client):
             try:
                 placement = topics.get(self.client, topic)
@@ -241,17 +279,38 @@ class Controller:
                 log.error("controller: skipping topic %s: %s", topic, exc)
                 continue
             for partition, replicas in enumerate(placement.replicas):
-                self._settle(topic, partition, lambda state, r=replicas: decide(state, r, live))
+                yield topic, partition, replicas
 
-    def _elect(self, state: PartitionState, replicas, live) -> Election | None:
-        return elect(state, replicas, live, self.unclean_leader_election, self._epoch)
+    def _elect_all(self) -> None:
+        """One look: note restarts on every partition they concern before deciding any, so an
+        error midway loses none; a partition's restarts are dropped once it is decided."""
+        live, restarted, registrations = self._look()
+        partitions = list(self._partitions())
+        pending = {}
+        for topic, partition, replicas in partitions:
+            key = (topic, partition)
+            concerned = self._restarted.get(key, frozenset()) | (restarted & set(replicas))
+            if concerned:
+                pending[key] = concerned
+        self._restarted, self._registrations = pending, registrations
+        for topic, partition, replicas in partitions:
+            key = (topic, partition)
+            decide = (lambda state, r=replicas, k=key:
+                      elect(state, r, live, self.unclean_leader_election, self._epoch,
+                            restarted=self._restarted.get(k, ())))
+            if self._settle(topic, partition, decide):
+                self._restarted.pop(key, None)
 
-    def _preferred(self, state: PartitionState, replicas, live) -> Election | None:
-        return preferred(state, replicas, live, self._epoch)
+    def _preferred_all(self) -> None:
+        live = topics.live_brokers(self.client)
+        for topic, partition, replicas in self._partitions():
+            self._settle(topic, partition,
+                         lambda state, r=replicas: preferred(state, r, live, self._epoch))
 
     def _settle(self, topic: str, partition: int,
-                decide: Callable[[PartitionState], Election | None]) -> None:
-        """Read, decide, write conditionally; a state changed meanwhile is read again."""
+                decide: Callable[[PartitionState], Election | None]) -> bool:
+        """Read, decide, write conditionally; a state changed meanwhile is read again. False:
+        it kept changing, and a look later is queued."""
         for _ in range(STALE_RETRIES):
             found = partition_state.read(self.client, topic, partition)
             if found is None:
@@ -260,7 +319,7 @@ class Controller:
             state, version = found
             election = decide(state)
             if election is None:
-                return
+                return True
             try:
                 partition_state.write(self.client, topic, partition, election.state, version,
                                       fence=(paths.CONTROLLER_EPOCH, self._epoch_version))
@@ -275,10 +334,11 @@ class Controller:
                      list(state.isr))
             if election.unclean:
                 self._count_unclean(topic, partition, state, new)
-            return
+            return True
         log.warning("controller: the state of %s/%d kept changing under %d reads; trying again "
                     "later", topic, partition, STALE_RETRIES)
         self._events.put(_RECHECK)
+        return False
 
     def _count_unclean(self, topic: str, partition: int, before: PartitionState,
                        after: PartitionState) -> None:

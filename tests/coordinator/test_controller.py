@@ -61,6 +61,27 @@ def candidates(sessions):
         controller.close()
 
 
+def reregister(connect, broker_id):
+    """A broker's registration replaced by a new one on a new session, in one transaction
+    (delete + create), so that no look at /brokers/ids can see the gap: what a restart does
+    when the broker registers again before the controller looks."""
+    client = connect()
+    path = paths.broker(broker_id)
+    data, stat = client.get(path)
+    transaction = client.transaction()
+    transaction.delete(path, version=stat.version)
+    transaction.create(path, data, ephemeral=True)
+    results = transaction.commit()
+    assert not any(isinstance(r, Exception) for r in results), results
+    assert client.exists(path).czxid != stat.czxid
+    return client
+
+
+def looked(controller, ids):
+    """The controller has read the registrations of exactly ``ids`` in a look."""
+    return controller.is_controller and set(controller.registrations) == set(ids)
+
+
 def state_of(client, topic, partition=0) -> PartitionState:
     return partition_state.read(client, topic, partition)[0]
 
@@ -88,6 +109,60 @@ def test_a_dead_leader_is_replaced_from_the_isr_with_the_next_epoch(zk_client, b
     assert moved.leader == expected_leader
     assert moved.isr == tuple(b for b in other if b != first)
     assert moved.leader_epoch == (0 if other[0] != first else 1)
+
+
+def test_a_leader_that_registered_again_is_replaced_from_the_isr_with_the_next_epoch(
+        zk_client, sessions, brokers, candidates):
+    brokers(0, 1, 2)
+    placement = topics.create(zk_client, "t", 2, replication_factor=3)
+    controller = candidates(9)
+    wait_for(lambda: looked(controller, (0, 1, 2)), what="the controller's first look")
+    first, second, third = placement.replicas[0]
+    reregister(sessions, first)
+    new = wait_for(lambda: (s := state_of(zk_client, "t")).leader != first and s,
+                   what="a new leader of t/0")
+    assert (new.leader, new.leader_epoch, new.isr) == (second, 1, (second, third))
+    other = placement.replicas[1]
+    moved = wait_for(lambda: first not in (s := state_of(zk_client, "t", 1)).isr and s,
+                     what="t/1 to drop the restarted replica from its ISR")
+    expected_leader = other[0] if other[0] != first else other[1]
+    assert moved.leader == expected_leader
+    assert moved.isr == tuple(b for b in other if b != first)
+    assert moved.leader_epoch == (0 if other[0] != first else 1)
+
+
+def test_the_only_isr_member_that_registered_again_leads_at_the_next_epoch(zk_client, sessions,
+                                                                          brokers, candidates):
+    brokers(0, 1)
+    placement = topics.create(zk_client, "t", 1, replication_factor=2)
+    leader, follower = placement.replicas[0]
+    state, version = partition_state.read(zk_client, "t", 0)
+    partition_state.write(zk_client, "t", 0, state.with_isr((leader,)), version)  # follower lags
+    controller = candidates(5, unclean_leader_election=True)
+    wait_for(lambda: looked(controller, (0, 1)), what="the controller's first look")
+    reregister(sessions, leader)
+    again = wait_for(lambda: (s := state_of(zk_client, "t")).leader_epoch > 0 and s,
+                     what="t/0 to be led at a new epoch")
+    assert (again.leader, again.leader_epoch, again.isr) == (leader, 1, (leader,))
+    assert unclean_elections(zk_client, "t", 0) is None
+
+
+def test_a_new_controller_takes_no_first_sighting_for_a_restart(zk_client, sessions, brokers,
+                                                               candidates):
+    brokers(0, 1, 2)
+    placement = topics.create(zk_client, "t", 2, replication_factor=3)
+    a = candidates(8)
+    wait_for(lambda: looked(a, (0, 1, 2)), what="the first controller's first look")
+    b = candidates(9)
+    a.client.stop()
+    wait_for(lambda: looked(b, (0, 1, 2)), what="the new controller's first look")
+    first, second, third = placement.replicas[0]
+    reregister(sessions, first)                 # the new controller does see a restart ...
+    new = wait_for(lambda: (s := state_of(zk_client, "t")).leader != first and s,
+                   what="a new leader of t/0")
+    assert (new.leader, new.leader_epoch) == (second, 1)     # ... and took over with no other
+    other = state_of(zk_client, "t", 1)
+    assert other.leader_epoch == (0 if placement.replicas[1][0] != first else 1)
 
 
 def test_one_controller_at_a_time_and_the_other_takes_over_with_a_new_epoch(zk_client, brokers,
