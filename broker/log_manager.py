@@ -4,7 +4,8 @@ As Kafka 0.7's LogManager, it owns the logs, the retention cleaner and the flush
 
 - placement: a Log is opened for every partition ZooKeeper places on this broker, at start and
   after each placement change the ClusterView reports, and the registration publishes which
-  partitions are hosted (``/brokers/topics/<topic>/<id>``), so clients find them;
+  partitions are hosted (``/brokers/topics/<topic>/<id>``), so clients find them; ``on_open``
+  hands each new log to the ReplicaManager (broker/replica_manager.py), which gives it a role;
 - appends: the request handlers append validated MessageSets here, one write per log per turn
   of the loop; sequenced acks=1 requests are judged by the producer table first
   (broker/producer_state.py); the counters (METADATA) follow, and a log whose flush policy is
@@ -79,6 +80,7 @@ class LogManager:
         self._routes: dict[tuple[str, int], Route] = {}
         self._published: dict[str, list[int]] = {}
         self._view: ClusterView | None = None
+        self.on_open = lambda topic, partition, replicas, min_insync, log: None
         self._placement_changes: queue.Queue = queue.Queue()
         self._placement_retry_at = 0.0
         self._placement_backoff = 0.0
@@ -111,6 +113,11 @@ class LogManager:
                 log.close()
             except (OSError, SluiceError) as exc:
                 logger.error("closing %s: %s", log.directory, exc)
+
+    @property
+    def view(self) -> ClusterView | None:
+        """The brokers and placements as ZooKeeper's watches last told (None before start)."""
+        return self._view
 
     # --- the logs --------------------------------------------------------------------------
 
@@ -266,6 +273,8 @@ class LogManager:
                     complete = False
                     continue
                 self.logs[(topic, partition)] = log
+                self.on_open(topic, partition, placement.replicas[partition],
+                             placement.min_insync_replicas, log)
                 if log.scrub_state == "pending":
                     self.scrubber.submit(log)
             hosted = [p for p in mine if (topic, p) in self.logs]

@@ -1,0 +1,215 @@
+"""Replication through real broker processes and a real ZooKeeper: three replicas of a
+partition, acks=all, the ISR following stopped and resumed followers, a leadership moved by a
+state write (as the controller writes it), and the leader's fencing of stale fetchers.
+
+Every wait is on a condition (a state node, a METADATA row, a reply), never on the clock."""
+import json
+import os
+import signal
+import struct
+
+import pytest
+
+from broker import message, protocol
+from broker.protocol import ACKS_ALL, ErrorCode
+from coordinator import partition_state, topics, zk
+from tests.helpers import BrokerProcess, RawClient, wait_for
+
+TOPIC = "copies"
+
+
+def error_code(frames) -> int:
+    return struct.unpack_from(">IH", frames[0])[1]
+
+
+class Cluster:
+    """Three brokers, one partition with a replica on each, min ISR 2."""
+
+    def __init__(self, zk_connect, tmp_path, lag_ms):
+        self.zk = zk_connect
+        self.procs = {i: BrokerProcess(zk_connect, tmp_path, i, log={"visible_after_flush": False},
+                                       replica_lag_time_max_ms=lag_ms,
+                                       replica_fetch_wait_max_ms=200).start()
+                      for i in range(3)}
+        self.client = zk.connect(zk_connect)
+        placement = topics.create(self.client, TOPIC, 1, replication_factor=3,
+                                  min_insync_replicas=2)
+        self.replicas = placement.replicas[0]
+        for proc in self.procs.values():
+            proc.wait_hosting(TOPIC, 1)
+        self.raws: dict[int, RawClient] = {}
+        self.corr = 0
+
+    def raw(self, broker: int) -> RawClient:
+        if broker not in self.raws:
+            self.raws[broker] = RawClient(self.procs[broker].endpoint)
+        return self.raws[broker]
+
+    def state(self) -> partition_state.PartitionState:
+        return partition_state.read(self.client, TOPIC, 0)[0]
+
+    def row(self, broker: int) -> dict:
+        self.corr += 1
+        reply = self.raw(broker).request(protocol.encode_metadata(self.corr))
+        doc = json.loads(protocol.decode_metadata_response(reply[0])[1])
+        return doc["partitions"][0]
+
+    def produce(self, broker: int, values, acks=ACKS_ALL, timeout=30.0):
+        self.corr += 1
+        return self.raw(broker).request(
+            protocol.encode_produce(self.corr, TOPIC, 0, acks, producer_id=0),
+            message.encode_set((None, v) for v in values), timeout=timeout)
+
+    def send_produce(self, broker: int, values, acks=ACKS_ALL) -> None:
+        """Send without waiting (read the answer with ``raw(broker).reply()``)."""
+        self.corr += 1
+        self.raw(broker).socket.send_multipart([
+            protocol.encode_produce(self.corr, TOPIC, 0, acks, producer_id=0),
+            message.encode_set((None, v) for v in values)])
+
+    def fetch(self, broker: int, offset: int, **kw):
+        self.corr += 1
+        frames = self.raw(broker).request(protocol.encode_fetch(
+            self.corr, TOPIC, 0, offset, 1 << 20, **kw))
+        return frames
+
+    def log_bytes(self, broker: int) -> bytes:
+        folder = self.procs[broker].data_dir / f"broker-{broker}" / TOPIC / "0"
+        return b"".join(p.read_bytes() for p in sorted(folder.glob("*.log")))
+
+    def wait_copied(self, leader: int) -> bytes:
+        """Wait until every replica's log end is the leader's; return the leader's bytes."""
+        end = self.row(leader)["end_offset"]
+        wait_for(lambda: all(self.row(b)["end_offset"] == end for b in self.replicas),
+                 what=f"every replica at the leader's end {end}")
+        return self.log_bytes(leader)
+
+    def close(self):
+        for raw in self.raws.values():
+            raw.close()
+        for proc in self.procs.values():
+            if proc.alive():
+                os.kill(proc.proc.pid, signal.SIGCONT)
+        codes = {i: proc.stop() for i, proc in self.procs.items()}
+        self.client.stop()
+        self.client.close()
+        assert codes == {0: 0, 1: 0, 2: 0}, {i: p.log_text()[-2000:] for i, p in self.procs.items()}
+
+
+@pytest.fixture
+def cluster_of(zk, tmp_path):
+    made = []
+
+    def make(lag_ms=1500):
+        made.append(Cluster(zk, tmp_path, lag_ms))
+        return made[-1]
+
+    yield make
+    for cluster in made:
+        cluster.close()
+
+
+def offsets(reply):
+    return protocol.decode_response(reply[0], protocol.PRODUCE_REPLY)[1]
+
+
+def test_acks_all_copies_the_leader_byte_for_byte_and_only_the_leader_serves(cluster_of):
+    c = cluster_of(lag_ms=30_000)
+    leader, *followers = c.replicas
+    wait_for(lambda: all(c.row(b)["role"] == ("leader" if b == leader else "follower")
+                         for b in c.replicas), what="the roles of the initial state")
+    nxt = 0
+    for i in range(30):
+        base, nxt = offsets(c.produce(leader, [b"v%03d-%d" % (i, k) for k in range(i % 4 + 1)]))
+        row = c.row(leader)
+        assert row["high_watermark"] >= nxt, "acks=all answered before every ISR member had it"
+    header, body = c.fetch(leader, 0)[:2]
+    hw, start = protocol.decode_response(header, protocol.FETCH_REPLY)[1]
+    assert (hw, start, len(body)) == (nxt, 0, nxt)
+    assert c.wait_copied(leader) == body
+    for b in followers:
+        assert c.log_bytes(b) == body, f"broker {b}'s log differs from the leader's"
+        row = c.row(b)
+        assert (row["role"], row["leader_epoch"], row["isr"]) == ("follower", 0, list(c.replicas))
+        assert error_code(c.produce(b, [b"x"], acks=1)) == ErrorCode.NOT_LEADER
+        assert error_code(c.fetch(b, 0)) == ErrorCode.NOT_LEADER
+    assert c.log_bytes(followers[0]) == body, "a refused produce wrote nothing"
+
+
+def test_consumers_see_only_below_the_high_watermark(cluster_of):
+    c = cluster_of(lag_ms=60_000)
+    leader, stopped, live = c.replicas
+    first = offsets(c.produce(leader, [b"everywhere"]))
+    os.kill(c.procs[stopped].proc.pid, signal.SIGSTOP)
+    base, nxt = offsets(c.produce(leader, [b"not yet on all"], acks=1))
+    wait_for(lambda: c.row(live)["end_offset"] == nxt, what="the live follower to copy it")
+    header, body = c.fetch(leader, 0)[:2]
+    hw, _ = protocol.decode_response(header, protocol.FETCH_REPLY)[1]
+    assert hw == base == first[1] and len(body) == base, "a consumer saw past the ISR's end"
+    assert c.fetch(leader, base)[1] == b""
+    os.kill(c.procs[stopped].proc.pid, signal.SIGCONT)
+    got = wait_for(lambda: c.fetch(leader, base)[1], what="the message once all have it")
+    assert [m.value for m in message.decode_set(got, TOPIC, 0, base)] == [b"not yet on all"]
+
+
+def test_a_stopped_follower_leaves_the_isr_and_rejoins_when_caught_up(cluster_of):
+    c = cluster_of(lag_ms=1500)
+    leader, first, second = c.replicas
+    offsets(c.produce(leader, [b"before"]))
+    os.kill(c.procs[first].proc.pid, signal.SIGSTOP)
+    c.send_produce(leader, [b"waits for the shrink"])
+    reply = c.raw(leader).reply(timeout=30)
+    assert reply is not None and error_code(reply) == 0, "acks=all with 2 of 3 in sync"
+    assert c.state().isr == (leader, second)
+    assert offsets(c.produce(leader, [b"two of three"]))
+    os.kill(c.procs[second].proc.pid, signal.SIGSTOP)
+    wait_for(lambda: c.state().isr == (leader,), what="the ISR to shrink to the leader")
+    refused = c.produce(leader, [b"refused"])
+    assert error_code(refused) == ErrorCode.NOT_ENOUGH_REPLICAS
+    end_before = c.row(leader)["end_offset"]
+    for b in (first, second):
+        os.kill(c.procs[b].proc.pid, signal.SIGCONT)
+    wait_for(lambda: set(c.state().isr) == set(c.replicas), what="both followers to rejoin")
+    assert c.row(leader)["end_offset"] == end_before, "the refused set was not written"
+    offsets(c.produce(leader, [b"all three again"]))
+    body = c.wait_copied(leader)
+    for b in (first, second):
+        assert c.log_bytes(b) == body
+    values = [m.value for m in message.decode_set(body, TOPIC, 0, 0)]
+    assert values == [b"before", b"waits for the shrink", b"two of three", b"all three again"]
+
+
+def test_a_leadership_moved_by_a_state_write_makes_the_old_leader_follow(cluster_of):
+    c = cluster_of(lag_ms=60_000)
+    old, new, stopped = c.replicas
+    end = offsets(c.produce(old, [b"epoch 0"]))[1]
+    c.wait_copied(old)
+    os.kill(c.procs[stopped].proc.pid, signal.SIGSTOP)
+    c.send_produce(old, [b"not in every ISR member under the old leader"])
+    wait_for(lambda: c.row(old)["end_offset"] > end, what="the old leader to write the set")
+    wait_for(lambda: c.row(new)["end_offset"] == c.row(old)["end_offset"],
+             what="the new leader to copy the waiting set")
+    state, version = partition_state.read(c.client, TOPIC, 0)
+    partition_state.write(c.client, TOPIC, 0, state.elected(new, state.isr, 1), version)
+    parked = c.raw(old).reply(timeout=30)
+    assert parked is not None and error_code(parked) == ErrorCode.NOT_LEADER, \
+        "the waiting acks=all request learns the leadership moved"
+    wait_for(lambda: c.row(old)["role"] == "follower" and c.row(new)["role"] == "leader",
+             what="the roles of epoch 1")
+    assert error_code(c.produce(old, [b"x"], acks=1)) == ErrorCode.NOT_LEADER
+    os.kill(c.procs[stopped].proc.pid, signal.SIGCONT)
+    offsets(c.produce(new, [b"epoch 1"]))
+    body = c.wait_copied(new)
+    for b in (old, stopped):
+        assert c.log_bytes(b) == body
+    assert c.row(new)["leader_epoch"] == c.row(old)["leader_epoch"] == 1
+
+
+def test_a_replica_fetch_in_another_epoch_is_fenced(cluster_of):
+    c = cluster_of(lag_ms=60_000)
+    leader, follower, _ = c.replicas
+    for epoch in (1, 7):
+        frames = c.fetch(leader, 0, replica_id=follower, leader_epoch=epoch)
+        assert error_code(frames) == ErrorCode.FENCED_LEADER_EPOCH
+    frames = c.fetch(leader, 0, replica_id=follower, leader_epoch=0)
+    assert error_code(frames) == 0 and len(frames) == 3, "a replica fetch's answer has frame 2"
