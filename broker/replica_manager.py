@@ -186,6 +186,11 @@ class ReplicaManager:
                 pending.add(key)
             else:
                 pending.discard(key)
+        if pending and not self.zk.connected:
+            for key in pending:    # a read would block the loop until ZooKeeper is back
+                self._retry_later(key, now, "partition_state",
+                                  SluiceError("not connected to ZooKeeper"))
+            pending = ()
         for key in pending:
             replica = self.partitions.get(key)
             if replica is None:

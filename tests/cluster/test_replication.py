@@ -213,3 +213,27 @@ def test_a_replica_fetch_in_another_epoch_is_fenced(cluster_of):
         assert error_code(frames) == ErrorCode.FENCED_LEADER_EPOCH
     frames = c.fetch(leader, 0, replica_id=follower, leader_epoch=0)
     assert error_code(frames) == 0 and len(frames) == 3, "a replica fetch's answer has frame 2"
+
+
+def test_a_paused_leader_resumed_after_an_election_acknowledges_nothing(cluster_of):
+    c = cluster_of(lag_ms=60_000)
+    old, new, other = c.replicas
+    offsets(c.produce(old, [b"before"]))
+    c.wait_copied(old)
+    os.kill(c.procs[old].proc.pid, signal.SIGSTOP)
+    wait_for(lambda: c.client.exists(f"/brokers/ids/{old}") is None,
+             what="the paused leader's session to expire")
+    state, version = partition_state.read(c.client, TOPIC, 0)
+    partition_state.write(c.client, TOPIC, 0,
+                          state.elected(new, [b for b in state.isr if b != old], 1), version)
+    wait_for(lambda: c.row(new)["role"] == "leader" and c.row(other)["leader"] == new,
+             what="the new leader and its follower")
+    os.kill(c.procs[old].proc.pid, signal.SIGCONT)
+    c.send_produce(old, [b"zombie"])
+    reply = c.raw(old).reply(timeout=60)
+    assert reply is not None and error_code(reply) == ErrorCode.NOT_LEADER, \
+        "the zombie leader acknowledged an acks=all write"
+    wait_for(lambda: c.row(old)["role"] == "follower", what="the old leader to follow")
+    base, nxt = offsets(c.produce(new, [b"after"]))
+    got = c.fetch(new, 0)[1]
+    assert [m.value for m in message.decode_set(got, TOPIC, 0, 0)] == [b"before", b"after"]
