@@ -11,6 +11,7 @@ recovery cuts the log below it, the log goes on at the exposed end (broker/recov
     exposed.expose(981)               # nothing: the value only grows this way
     exposed.take_back(981)            # a failed append nobody saw gives its exposure back
     exposed.sync_up_to(981)           # one fsync; a second call for the same value is free
+    exposed.lower_to(500)             # a replica cut its log (Log.truncate_to): pwrite + fsync
 
 The Log calls ``expose`` and ``take_back`` under its lock; ``sync_up_to`` runs on the flusher
 thread without it (a pwrite beside an fsync of the same file is safe).
@@ -67,6 +68,18 @@ class ExposedEnd:
                 self._write(offset)
             except StorageError as err:
                 logger.warning("%s: %s", self.directory, err)
+
+    def lower_to(self, offset: int) -> None:
+        """A replica's log was cut to ``offset`` (``Log.truncate_to``, ``Log.reset_to``): the
+        value becomes ``offset``, durably at once (one pwrite and one fsync), so a crash cannot
+        bring back a gap over offsets the replica must fetch again. Raises StorageError."""
+        self._write(offset)
+        try:
+            os.fsync(self._fd)
+        except OSError as err:
+            raise StorageError(f"{describe(err)} (cannot sync the exposed end in "
+                               f"{self.directory})") from err
+        self._synced = offset
 
     def sync_up_to(self, value: int) -> None:
         """fsync the file unless ``value`` (one it held) is on disk already; raises OSError."""

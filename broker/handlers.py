@@ -12,6 +12,7 @@ the ROUTER; a SluiceError it raises is answered by the server with the error's c
 | FETCH    | fetch    | LogManager.log, else Purgatory.park      | now, or when the purgatory lets go |
 | OFFSETS  | offsets  | Log.offset_before                        | now                               |
 | METADATA | metadata | LogManager.metadata_rows                 | now                               |
+| OFFSET_FOR_EPOCH | offset_for_epoch | LeaderEpochs.end_offset_for | now                         |
 
 Replication (broker/replica_manager.py says who leads what): produce, consumer fetches and
 offsets are served by a partition's leader only, NOT_LEADER elsewhere. A consumer reads below
@@ -143,6 +144,17 @@ class RequestHandlers:
         offset = log.offset_before(request.time)
         self.router.send_multipart([identity, protocol.encode_response(
             request.correlation_id, protocol.OFFSETS_REPLY.pack(offset))])
+
+    def offset_for_epoch(self, identity: bytes, request: Request, frames: list,
+                         turn: dict) -> None:
+        """A follower asks where its latest epoch ends on this log (KIP-101): the largest epoch
+        known at or before it and that epoch's end (leader_epochs.LeaderEpochs.end_offset_for)."""
+        _one_frame(request, frames)
+        log = self.logs.log(request.topic, request.partition)
+        # (the leader check goes here: only the partition's leader answers)
+        found, end = log.epochs.end_offset_for(request.leader_epoch, log.end_offset)
+        self.router.send_multipart([identity, protocol.encode_response(
+            request.correlation_id, protocol.EPOCH_ENTRY.pack(found, end))])
 
     def metadata(self, identity: bytes, request: Request, frames: list, turn: dict) -> None:
         _one_frame(request, frames)

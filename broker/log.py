@@ -4,6 +4,7 @@
         00000000000000000000.log      sealed: messages at byte offsets 0 .. 1073741823
         00000000001073741824.log      the active segment; appends go here
         exposed-end                   the highest offset ever told to a client (exposed_end.py)
+        leader-epoch-checkpoint       which leader epoch wrote which offsets (leader_epochs.py)
         clean-shutdown                present only between a clean close() and the next open
         corrupt/                      files recovery moved aside (never deleted)
 
@@ -22,11 +23,14 @@ duplicated descriptors, so appends never wait for the disk.
 A partition never hands out an offset twice: an offset is recorded in the exposed-end file
 before any client is told it, and a log that recovery cut below it goes on there, leaving a
 gap (a read there answers OFFSET_GAP with where the log resumes). Gaps between segments are
-legal.
+legal. A replica is the exception (issue 12): the leader's log decides what each offset holds,
+so a follower cuts what only it wrote (``truncate_to``) or restarts at the leader's log start
+(``reset_to``), lowering the exposed end with it.
 
-About 500 lines, over the usual 450: one class, the storage engine of one partition, whose
+About 650 lines, over the usual 450: one class, the storage engine of one partition, whose
 parts share one lock, the segment list and the flush policy; what is a concept of its own
-(recovery, the exposed end, the scrub walk, the pure segment rules) lives in its own module.
+(recovery, the exposed end, leader epochs, the scrub walk, the pure segment rules) lives in
+its own module.
 """
 from __future__ import annotations
 
@@ -41,11 +45,12 @@ from broker import recovery, scrub
 from broker.config import LogConfig
 from broker.exposed_end import ExposedEnd
 from broker.flush import FlushPolicy
+from broker.leader_epochs import LeaderEpochs
 from broker.message import SIZE_FIELD, InvalidMessage, check_entry, whole_prefix
 from broker.protocol import EARLIEST, LATEST
 from broker.retention import segments_to_delete
 from broker.segment import (SUFFIX, FileReader, Segment, describe, find_segment,
-                            find_segment_by_time, split_at_rolls)
+                            find_segment_by_time, split_at_rolls, sync_directory)
 from coordinator.errors import OffsetGap, OffsetOutOfRange, SluiceError, StorageError
 
 logger = logging.getLogger(__name__)
@@ -75,6 +80,7 @@ class Log:
         self._failed: str | None = None
         self._closed = False
         self._exposed: ExposedEnd | None = None
+        self.epochs: LeaderEpochs | None = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fresh = not any(self.directory.glob("*" + SUFFIX))
@@ -82,6 +88,7 @@ class Log:
             if self.unclean_shutdown:
                 self.scrub_state = "pending"
             self._exposed = ExposedEnd(self.directory)
+            self.epochs = LeaderEpochs(self.directory)
             recovered = recovery.recover(self.directory, self._exposed)
         except OSError as err:
             self._close_fds()
@@ -96,6 +103,25 @@ class Log:
         self.recovered_truncated_bytes = recovered.truncated_bytes
         self._end = self._segments[-1].end
         self._flushed_end = self._end
+        try:
+            self._settle_epochs()
+        except BaseException:
+            self._close_fds()
+            raise
+
+    def _settle_epochs(self) -> None:
+        """Make the epochs agree with the recovered log. A log with messages and no checkpoint
+        file was written before replication by its one broker, which led it at epoch 0 from
+        its start: it gets that entry. Entries past the end cover nothing (a crash between a
+        cut and the checkpoint's rewrite) and go. A replica copies the leader's entries
+        before the bytes they cover, so no replicated log has messages without entries."""
+        if not self.epochs.exists and self.size_bytes:
+            self.epochs.assign(0, self.start_offset)
+            logger.info("%s: a log from before replication: epoch 0 from offset %d",
+                        self.directory, self.start_offset)
+        elif self.epochs.truncate_from(self._end + 1):
+            logger.warning("%s: dropped leader epoch entries past the log end %d",
+                           self.directory, self._end)
 
     def __repr__(self) -> str:
         return (f"Log({str(self.directory)!r}, {self.start_offset}..{self._end}, "
@@ -110,6 +136,16 @@ class Log:
     def end_offset(self) -> int:
         """The offset the next appended message gets."""
         return self._end
+
+    @property
+    def data_end(self) -> int:
+        """The end of the last stored message: ``end_offset`` but below a trailing gap (a log
+        recovery cut goes on at its exposed end). A replica drops that gap with
+        ``truncate_to(data_end)`` and fetches those offsets from the leader again."""
+        for segment in reversed(self._segments):
+            if segment.size:
+                return segment.end
+        return self._starts[0]
 
     @property
     def flushed_end(self) -> int:
@@ -242,9 +278,12 @@ class Log:
                 self.flush_count += 1
                 self.flush_seconds += elapsed
 
-    def read(self, offset: int, max_bytes: int) -> bytes | memoryview:
+    def read(self, offset: int, max_bytes: int, upto: int | None = None) -> bytes | memoryview:
         """Whole messages from ``offset``, up to ``max_bytes`` and the visible end (a memoryview
         when the read is cut back to a message boundary, so the cut copies nothing).
+
+        ``upto``: read up to this end instead of the visible end (at most ``end_offset``): a
+        follower's replica fetch copies what the leader appended before it is flushed.
 
         A read stays inside one segment: at a segment's end it returns what that segment has,
         and the next fetch, at the next segment's start, continues. A first message bigger
@@ -263,7 +302,7 @@ class Log:
         """
         with self._lock:
             self._check_open()
-            visible = self.visible_end
+            visible = self.visible_end if upto is None else min(upto, self._end)
             index = self._segment_to_read(offset, visible)
             if index is None:
                 return b""
@@ -399,6 +438,132 @@ class Log:
                         self.directory, count, self.start_offset)
         return count
 
+    def truncate_to(self, offset: int) -> tuple[int, int]:
+        """Cut the log at ``offset``, a message boundary; return ``(messages, bytes)`` cut.
+
+        A replica's log: a follower cuts what it wrote that the leader does not have
+        (``leader_epochs.truncation_offset`` says where) and appends from ``offset`` what it
+        fetches. Later segments are deleted (newest first, so a crash leaves a prefix of the
+        log), the segment holding ``offset`` is cut and fsynced, gaps at or after ``offset``
+        go, the exposed end is lowered to ``offset`` and the epochs lose their entries from
+        ``offset`` on (after the data, so a crash never leaves bytes under a wrong epoch).
+
+        Lowering the exposed end breaks the single-broker rule that no offset is handed out
+        twice, and it is right for a replica: once a partition is replicated, the leader's log
+        decides what each offset holds, and every replica must hold the same bytes there.
+        What the cut drops was never in every in-sync replica (the high watermark stays below
+        it), so no acks=all write is lost; an acks=1 write the old leader alone had is, and it
+        is counted by the caller from the returned numbers, never silent.
+
+        ``offset`` at or past the end cuts nothing: ``(0, 0)`` (entries from there still go).
+        Below the start nothing the log holds is kept: as ``reset_to(offset)``, as Kafka does.
+        Inside a gap, the log keeps the data before it and goes on at ``offset``. Raises
+        InvalidOffset when ``offset`` is inside a message, StorageError when the disk fails
+        (the log then takes no appends until reopened; recovery brings it back consistent).
+        Counting walks the cut bytes once (not the hot path).
+        """
+        with self._flush_lock, self._lock:
+            self._check_writable()
+            if offset >= self._end:
+                self.epochs.truncate_from(offset)
+                return 0, 0
+            if offset < self._starts[0]:
+                cut = self._count_cut(0, 0)
+                self._reset(offset)
+                return cut
+            index = find_segment(self._starts, offset)
+            segment = self._segments[index]
+            pos = offset - segment.start
+            if 0 < pos < segment.size:
+                checkpoints = self._checkpoints.setdefault(segment.start, scrub.Checkpoints())
+                where = scrub.locate(segment, segment.size, pos, checkpoints)
+                if where.kind not in ("message", "corrupt"):
+                    raise scrub.read_error(where, offset, segment.start, segment.end)
+            cut = self._count_cut(index, min(pos, segment.size))
+            try:
+                while len(self._segments) > index + 1:
+                    later = self._segments[-1]
+                    later.delete()
+                    del self._segments[-1], self._starts[-1]
+                    self._checkpoints.pop(later.start, None)
+                if pos < segment.size:
+                    segment.truncate(pos)
+                    segment.sync()
+                    self._checkpoints[segment.start] = _checkpoints_below(
+                        self._checkpoints.get(segment.start), pos)
+                elif pos > segment.size:
+                    self._segments.append(Segment(self.directory, offset))
+                    self._starts.append(offset)
+                sync_directory(self.directory)
+                self._end = offset
+                self._flushed_end = min(self._flushed_end, offset)
+                self._exposed.lower_to(offset)
+            except (OSError, StorageError) as err:
+                self._end = self._segments[-1].end
+                self._flushed_end = min(self._flushed_end, self._end)
+                self._failed = (f"{err} (cutting {self.directory} at offset {offset} failed; "
+                                f"the log takes no more appends until it is reopened)")
+                raise StorageError(self._failed) from err
+            self.epochs.truncate_from(offset)
+        logger.info("%s: cut at offset %d: %d messages, %d bytes", self.directory, offset, *cut)
+        return cut
+
+    def reset_to(self, offset: int) -> None:
+        """Delete every segment and start empty at ``offset``, epochs cleared.
+
+        For a follower whose log is behind the leader's log start (or lost with its disk
+        while the leader's starts past 0): the offsets below ``offset`` are not the leader's
+        to give any more, so the log restarts where the leader's does and appends go on from
+        there. The exposed end becomes ``offset`` (see ``truncate_to`` for why a replica may
+        lower it). Raises StorageError as ``truncate_to``.
+        """
+        with self._flush_lock, self._lock:
+            self._check_writable()
+            self._reset(offset)
+        logger.info("%s: reset to start empty at offset %d", self.directory, offset)
+
+    def _reset(self, offset: int) -> None:
+        """``reset_to`` under the locks: the new empty segment first (an old one that starts at
+        ``offset`` is emptied instead), then the old ones newest first, then the epochs."""
+        try:
+            fresh = next((s for s in self._segments if s.start == offset), None)
+            if fresh is None:
+                fresh = Segment(self.directory, offset)
+                self._segments.append(fresh)
+            else:
+                fresh.truncate(0)
+            for old in reversed([s for s in self._segments if s is not fresh]):
+                old.delete()
+                self._segments.remove(old)
+            self._segments = [fresh]
+            self._starts = [offset]
+            self._checkpoints = {}
+            fresh.sync()
+            sync_directory(self.directory)
+            self._end = self._flushed_end = offset
+            self.epochs.clear()
+            self._exposed.lower_to(offset)
+        except (OSError, StorageError) as err:
+            self._starts = [s.start for s in self._segments]
+            self._end = self._segments[-1].end if self._segments else offset
+            self._failed = (f"{err} (resetting {self.directory} to offset {offset} failed; "
+                            f"the log takes no more appends until it is reopened)")
+            raise StorageError(self._failed) from err
+
+    def _count_cut(self, index: int, pos: int) -> tuple[int, int]:
+        """Messages and bytes from ``pos`` of segment ``index`` to the end (one walk)."""
+        messages = nbytes = 0
+        for number, segment in enumerate(self._segments[index:]):
+            start = pos if number == 0 else 0
+            try:
+                messages += sum(piece.messages for piece in
+                                scrub.pieces(segment, segment.size, start))
+            except OSError as err:
+                raise StorageError(f"{describe(err)} (reading {segment.path.name} of "
+                                   f"{self.directory} to count a cut)") from err
+            nbytes += segment.size - start
+        return messages, nbytes
+
     def close(self) -> None:
         """Flush what is unflushed, then close every file. Idempotent.
 
@@ -506,3 +671,12 @@ class Log:
         self._unsynced = []
         if self._exposed is not None:
             self._exposed.close()
+
+
+def _checkpoints_below(old: scrub.Checkpoints | None, pos: int) -> scrub.Checkpoints:
+    """The known boundaries of a segment cut at ``pos``: those before the cut stay true."""
+    kept = scrub.Checkpoints(old.spacing if old is not None else None)
+    for point in old or ():
+        if point < pos:
+            kept.add(point)
+    return kept

@@ -51,6 +51,7 @@ from broker.replica_fetcher import ReplicaFetcher
 from broker.replica_manager import ReplicaManager
 from broker.protocol import Api
 from coordinator import zk
+from coordinator.controller import Controller
 from coordinator.errors import ErrorCode, MalformedRequest, MessageTooLarge, SluiceError
 from coordinator.registry import BrokerInfo, BrokerRegistration
 
@@ -61,6 +62,7 @@ HANDLERS = {
     Api.FETCH: RequestHandlers.fetch,
     Api.OFFSETS: RequestHandlers.offsets,
     Api.METADATA: RequestHandlers.metadata,
+    Api.OFFSET_FOR_EPOCH: RequestHandlers.offset_for_epoch,
 }
 
 _TICK_S = 0.25
@@ -107,6 +109,8 @@ class Broker:
         self.fetcher = ReplicaFetcher(config, self.context, self.logs, self.replicas,
                                       self.errors)
         self.replicas.on_follow = self.fetcher.follow
+        self.controller = Controller(self.zk, config.broker_id, config.unclean_leader_election,
+                                     config.leader_imbalance_check_ms)
         self.handlers = RequestHandlers(config, self.logs, self.purgatory, self.errors,
                                         self.router, {"broker": config.broker_id,
                                                       "endpoint": self.endpoint,
@@ -125,6 +129,7 @@ class Broker:
     def start(self) -> None:
         self.registration.register()
         self.logs.start()
+        self.controller.start()
         logger.info("broker %d serving at %s (acks=0 produce at %s)", self.config.broker_id,
                     self.endpoint, self.produce_endpoint)
 
@@ -132,7 +137,9 @@ class Broker:
         self._stopping.set()
 
     def close(self) -> None:
-        """Flush and close every log, then leave ZooKeeper so clients learn at once."""
+        """Stop the controller candidate, flush and close every log, then leave ZooKeeper so
+        clients (and the other candidates) learn at once."""
+        self.controller.close()
         self.replicas.close()
         self.fetcher.close()
         self.logs.close()

@@ -6,7 +6,7 @@ the local cluster's ``.sluice/zookeeper`` file) to find the brokers.
 | module          | holds                                                                    |
 | --------------- | ------------------------------------------------------------------------ |
 | config          | ProducerConfig and ConsumerConfig: every client setting and its default  |
-| producer        | the Producer: batches per partition, acks 0 and 1, sequenced retries     |
+| producer        | the Producer: batches per partition, acks 0, 1, all, sequenced retries   |
 | partitioner     | random (sticky per batch) or by a stable hash of the key                 |
 | simple_consumer | one partition from an offset, as the paper's consumer API                |
 | consumer        | a consumer group member: delivery, commits, fetch errors                 |

@@ -1,8 +1,8 @@
 """Finding the broker of a partition and keeping sockets to it.
 
 Clients learn everything from ZooKeeper (the ClusterView); this pool turns "topic, partition"
-into an open Connection to the broker that hosts it, and follows a broker that came back on
-another endpoint. Per broker there are up to three sockets:
+into an open Connection to the broker that leads it, and follows a broker that came back on
+another endpoint or a leadership that moved. Per broker there are up to three sockets:
 
 - the stream Connection (``connection()``): the Fetcher's parked long-polls and the Producer's
   acks=1 window, many requests in flight, replies taken by correlation id by their owner;
@@ -15,6 +15,14 @@ another endpoint. Per broker there are up to three sockets:
 A separate socket rather than routing replies by correlation id: the stream's readers (Fetcher,
 Producer) each poll their sockets in their own loop, and a call made from another thread (a
 rebalance callback, a lag sampler) would need a shared dispatcher between them.
+
+Following the leader. Every client path looks its partition's broker up here for each request
+(the Producer and Fetcher cache only what the view's listeners clear), so once the view names
+the new leader the next request goes there. A broker may know first, though: an answer that
+says the leadership moved (NOT_LEADER, FENCED_LEADER_EPOCH) or a broker that cannot be reached
+(BROKER_UNAVAILABLE) goes to ``leader_failed``, which re-reads the view if it still names that
+broker; the caller then retries the same request (the same offset, the same sequenced batches)
+after its usual back-off, and is routed to whoever leads by then.
 """
 from __future__ import annotations
 
@@ -26,8 +34,22 @@ from broker import protocol
 from clients.config import REQUEST_TIMEOUT_MS
 from clients.connection import Connection
 from coordinator import topics, zk
-from coordinator.errors import InvalidArgument
+from coordinator.errors import ErrorCode, InvalidArgument, SluiceError
 from coordinator.registry import BrokerInfo, ClusterView
+
+# Answers that say the partition's leader is elsewhere, or unreachable: look it up again.
+LEADER_MOVED = frozenset({ErrorCode.NOT_LEADER, ErrorCode.FENCED_LEADER_EPOCH,
+                          ErrorCode.BROKER_UNAVAILABLE})
+
+
+def leader_moved(error: BaseException) -> bool:
+    """Whether ``error`` means the partition must be routed anew.
+
+    >>> from coordinator.errors import NotLeader, OffsetGap
+    >>> leader_moved(NotLeader("broker 1 does not lead clicks/0")), leader_moved(OffsetGap("gap"))
+    (True, False)
+    """
+    return isinstance(error, SluiceError) and error.code in LEADER_MOVED
 
 
 class BrokerPool:
@@ -47,9 +69,10 @@ class BrokerPool:
         return self._placement(topic).partitions
 
     def available_partitions(self, topic: str) -> tuple[int, ...]:
-        """The topic's partitions whose broker is registered now."""
+        """The topic's partitions whose leader is registered now."""
         live = self.view.brokers()
-        return tuple(p for p, broker in enumerate(self._placement(topic).brokers) if broker in live)
+        return tuple(p for p in range(self._placement(topic).partitions)
+                     if self.view.state(topic, p).leader in live)
 
     def _placement(self, topic: str) -> topics.Placement:
         """Raises topics.UnknownTopic (an UnknownTopicOrPartition) for a topic not created."""
@@ -59,6 +82,28 @@ class BrokerPool:
 
     def leader(self, topic: str, partition: int) -> BrokerInfo:
         return self.view.leader(topic, partition)
+
+    def leader_failed(self, topic: str, partition: int, endpoint: str | None,
+                      error: BaseException) -> bool:
+        """A request for (topic, partition) to the broker at ``endpoint`` (None: none was
+        named) failed with ``error``. When the error says the leadership moved and the view
+        still names that broker, re-read the view (once: its watches may not have fired yet).
+        Whether the error was of that kind: the caller retries after its back-off and the
+        lookup then routes to the new leader."""
+        if not leader_moved(error):
+            return False
+        self._moved(topic, partition, endpoint)
+        return True
+
+    def _moved(self, topic: str, partition: int, endpoint: str | None) -> None:
+        if endpoint is None:
+            return
+        try:
+            named = self.view.leader(topic, partition).endpoint
+        except SluiceError:
+            return          # the view knows already that the broker does not lead
+        if named == endpoint:
+            self.view.refresh()
 
     def connection(self, topic: str, partition: int) -> Connection:
         endpoint = self.leader(topic, partition).endpoint
@@ -100,10 +145,14 @@ class BrokerPool:
         conn, lock = control
         try:
             with lock:
-                return conn.call(header_for, body, timeout_ms or self.request_timeout_ms)
+                frames = conn.call(header_for, body, timeout_ms or self.request_timeout_ms)
         except protocol.RequestTimedOut:
             self.view.refresh()
             raise
+        code = protocol.RESPONSE.unpack_from(frames[0].buffer)[1]
+        if code in LEADER_MOVED:
+            self._moved(topic, partition, endpoint)
+        return frames
 
     def offset(self, topic: str, partition: int, when: int,
                timeout_ms: float | None = None) -> int:

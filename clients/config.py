@@ -14,6 +14,8 @@ coordinator.settings.callable_or_none).
 
 >>> ProducerConfig(acks=1).batch_size
 50
+>>> ProducerConfig(acks=-1).acks
+'all'
 >>> ConsumerConfig.from_dict({"start": "latest"}).session_timeout_ms
 6000
 >>> ConsumerConfig.from_dict({"commit_ms": 1000})
@@ -38,6 +40,7 @@ REQUEST_TIMEOUT_MS = 5000       # a request to a broker unanswered this long has
 FETCH_MAX_BYTES = MIB           # what one fetch may return
 FETCH_MAX_WAIT_MS = 500         # how long a broker may park a fetch that found nothing new
 STARTS = ("earliest", "latest")
+ACKS = (0, 1, "all")            # a producer's acks; -1 is read as "all"
 
 Config = TypeVar("Config", bound="_Settings")
 
@@ -70,7 +73,9 @@ class ProducerConfig(_Settings):
     """How a Producer batches, acknowledges and retries (clients/producer.py says why).
 
     ``batch_size`` messages or ``linger_ms`` (0: no timer) make a batch leave; ``acks`` 0 is
-    the paper's fire and forget, 1 waits for the broker's append; an acks=1 request failing in
+    the paper's fire and forget, 1 waits for the leader's append, "all" (or -1) for every
+    in-sync replica's (acks=all batches are windowed, sequenced and retried as acks=1 ones;
+    NOT_ENOUGH_REPLICAS is one more error that passes); an acknowledged request failing in
     passing is sent again up to ``retries`` times, ``retry_backoff_ms`` apart, and counts as
     failed once ``request_timeout_ms`` passed without an answer; up to ``max_in_flight``
     requests wait for answers per broker and per partition; a message's key and value may hold
@@ -80,7 +85,7 @@ class ProducerConfig(_Settings):
 
     batch_size: int = 50
     linger_ms: float = 5
-    acks: int = 0
+    acks: int | str = 0
     retries: int = 10
     request_timeout_ms: float = REQUEST_TIMEOUT_MS
     retry_backoff_ms: float = 200
@@ -89,7 +94,10 @@ class ProducerConfig(_Settings):
     max_request_bytes: int = MIB
 
     def __post_init__(self):
-        settings.one_of("acks", self.acks, (0, 1))
+        if type(self.acks) is int and self.acks == -1:
+            object.__setattr__(self, "acks", "all")
+        if not any(self.acks == a and type(self.acks) is type(a) for a in ACKS):
+            raise InvalidArgument(f"acks must be 0, 1 or 'all' (also -1), not {self.acks!r}")
         for name in ("batch_size", "max_in_flight", "max_message_bytes", "max_request_bytes"):
             settings.integer(name, getattr(self, name), minimum=1)
         settings.integer("retries", self.retries, minimum=0)

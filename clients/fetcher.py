@@ -11,6 +11,12 @@ carries them, and the consumer's next fetch, at the bad message, gets the broker
 there (an error that says where readable data resumes). A failed fetch is not sent again for
 the same offset before a back-off (``RETRY_S`` for a retriable error, ``ERROR_BACKOFF_S`` for
 one the application must hear about), so an error can never turn into a hot loop.
+
+A fetch answered NOT_LEADER or FENCED_LEADER_EPOCH tells the pool (``BrokerPool.leader_failed``
+re-reads the view if it still names that broker) and is, like any retriable error, sent again
+for the same offset after ``RETRY_S``, to whichever broker leads by then: a leader change
+neither resets nor skips a position. When the view's leader changes, fetches parked at the
+former leader are forgotten and sent to the new one at once.
 """
 from __future__ import annotations
 
@@ -57,11 +63,16 @@ class Fetcher:
         self._retry_at: dict[TP, tuple[int, float]] = {}
         self.high_watermarks: dict[TP, int] = {}
         self.expired = 0
+        self._view_changed = False
+        pool.view.add_listener(self._on_view_change)
 
     def poll(self, positions: dict[TP, int], timeout_ms: float) -> dict[TP, FetchResult]:
         """Results by partition from whatever replies arrive within timeout_ms (empty replies
         included when they come, but they do not end the wait)."""
         now = time.monotonic()
+        if self._view_changed:
+            self._view_changed = False
+            self._leave_former_leaders()
         for tp, offset in positions.items():
             if tp not in self._busy and self._may_send(tp, offset, now):
                 self._send(tp, offset)
@@ -87,6 +98,21 @@ class Fetcher:
         if key is not None:
             self._pending.pop(key, None)
         self._retry_at.pop(tp, None)
+
+    def _on_view_change(self) -> None:
+        self._view_changed = True       # kazoo's thread: poll() does the work
+
+    def _leave_former_leaders(self) -> None:
+        """Forget the fetches parked at a broker the view no longer names as their partition's
+        leader, so that the same offsets are asked of the new leader now rather than after the
+        old one answers or the request times out."""
+        for tp, (endpoint, _) in list(self._busy.items()):
+            try:
+                leader = self.pool.leader(*tp).endpoint
+            except protocol.SluiceError:
+                continue
+            if leader != endpoint:
+                self.forget(tp)
 
     def _may_send(self, tp: TP, offset: int, now: float) -> bool:
         retry = self._retry_at.get(tp)
@@ -142,6 +168,7 @@ class Fetcher:
             _, (high_watermark, _start) = protocol.decode_response(frames[0].buffer,
                                                                    protocol.FETCH_REPLY)
         except protocol.SluiceError as exc:
+            self.pool.leader_failed(tp[0], tp[1], endpoint, exc)
             self._failed(tp, offset, exc, results)
             return
         self.high_watermarks[tp] = high_watermark

@@ -7,7 +7,16 @@ even hand to ZeroMQ (``dropped``). acks=1 sends to the broker's request socket a
 one per broker so a broker that hangs does not stall the others) and per partition. A request
 that fails for a reason that passes (broker away, timed out, partition not open yet, out of
 order) is sent again to whichever broker then hosts the partition, up to ``retries`` times, so
-an acknowledged message is never lost.
+an acknowledged message is never lost. acks="all" (-1) is acks=1 with the answer delayed
+until every in-sync replica has the set (``protocol.ACKS_ALL`` on the wire): the same window,
+sequencing and retries, and NOT_ENOUGH_REPLICAS (the ISR is below the topic's
+min_insync_replicas) is one more error that passes; once ``retries`` are spent the batch fails
+with it as its reason. Below, "acks=1" stands for both.
+
+A partition's leader is looked up in the cluster view for each request that has no route yet;
+a route is dropped when the view changes or the broker says it does not lead
+(``BrokerPool.leader_failed``), so resent batches go, in order, to the new leader, which knows
+nothing of this producer and starts from the ``first_unacked`` they carry.
 
 Sequenced produce (acks=1; the promise it gives is in ``Producer``'s docstring). Each request
 carries its partition's sequence number and the oldest one still unanswered
@@ -182,6 +191,7 @@ class Producer:
         self.batch_size = config.batch_size
         self.linger_s = config.linger_ms / 1000
         self.acks = config.acks
+        self._wire_acks = protocol.ACKS_ALL if config.acks == "all" else config.acks
         self.retries = config.retries
         self.request_timeout_s = config.request_timeout_ms / 1000
         self.retry_backoff_s = config.retry_backoff_ms / 1000
@@ -414,8 +424,8 @@ class Producer:
                         raise
                     self._rewind(state, exc, unsent[0].sequence)
                     return
-                route = self._request_routes[tp] = (conn, protocol.encode_produce(0, *tp, 1)[
-                    protocol.API.size:_PRODUCE_PREFIX_END])
+                route = self._request_routes[tp] = (conn, protocol.encode_produce(
+                    0, *tp, self._wire_acks)[protocol.API.size:_PRODUCE_PREFIX_END])
             conn, fields = route
             endpoint = conn.endpoint
             if self._load[endpoint] >= self.max_in_flight:
@@ -534,6 +544,8 @@ class Producer:
             _, (base, nxt) = protocol.decode_response(frames[0], protocol.PRODUCE_REPLY)
         except protocol.SluiceError as exc:
             if exc.retriable:
+                if self._pool.leader_failed(*request.tp, endpoint, exc):
+                    self._request_routes.pop(request.tp, None)
                 self._rewind(state, exc, request.sequence)
             else:
                 self._finish(state, request, None, exc)

@@ -4,8 +4,10 @@ Each fetch asks for (topic, partition, offset, max bytes) and long-polls: the br
 request until ``min_bytes`` are there or ``max_wait_ms`` passed, so an idle consumer does not
 spin. The consumer checks every message's CRC as it decodes the set and advances its position
 to the last message's ``next_offset``. Passing failures (broker restarting, a timeout) are
-retried; errors a person must act on (offset out of range, not a message boundary) are raised,
-naming the partition and offset (``exc.topic``, ``exc.partition``, ``exc.offset``).
+retried (a leader that moved is followed: the same offset is fetched from the new leader,
+see clients/brokers.py); errors a person must act on (offset out of range, not a message
+boundary) are raised, naming the partition and offset (``exc.topic``, ``exc.partition``,
+``exc.offset``).
 
 A fetched set whose CRC check fails part-way gives the good messages before the bad one; the
 next fetch, at the bad message, gets the broker's verdict. Where the broker says readable data
@@ -31,7 +33,7 @@ from typing import Iterator
 from broker import message, protocol
 from broker.message import Message
 from clients import resume
-from clients.brokers import BrokerPool
+from clients.brokers import BrokerPool, leader_moved
 from clients.config import FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS, REQUEST_TIMEOUT_MS
 from coordinator import settings, topics
 from coordinator.errors import InvalidArgument
@@ -89,13 +91,19 @@ class SimpleConsumer:
     def fetch(self) -> list[Message]:
         """One long-poll fetch from the current position; advances past what it returns. After
         a gap or a skipped corrupt message it fetches again where the data resumes, so an empty
-        answer still means nothing more is there yet."""
+        answer still means nothing more is there yet. An answer that the leadership moved is
+        followed once, to the leader the view names then; other passing errors are raised
+        with the position unchanged."""
+        moved = False
         while True:
             offset = self.position
             try:
                 data = self._await(self._request(offset))
             except protocol.SluiceError as exc:
                 if exc.retriable:
+                    if leader_moved(exc) and not moved:
+                        moved = True        # once more, to the leader the view names now
+                        continue
                     raise
                 self._resume_or_raise(exc, offset)
                 continue
@@ -183,8 +191,12 @@ class SimpleConsumer:
             header = frames[0].buffer
             if protocol.RESPONSE.unpack_from(header)[0] != corr:
                 continue
-            _, (self.high_watermark, self.log_start) = protocol.decode_response(
-                header, protocol.FETCH_REPLY)
+            try:
+                _, (self.high_watermark, self.log_start) = protocol.decode_response(
+                    header, protocol.FETCH_REPLY)
+            except protocol.SluiceError as exc:
+                self._pool.leader_failed(self.topic, self.partition, conn.endpoint, exc)
+                raise
             return frames[1].bytes if len(frames) > 1 else b""
 
     def _retrying(self, call, attempts: int = 25):

@@ -17,4 +17,7 @@
 | liveness            | the poll-interval timer (pure)                                          |
 | offsets             | the OffsetStore: committed offsets and data-loss notes                  |
 | pids                | is a process on this host alive (stale ephemeral nodes)                 |
+| partition_state     | a partition's leader, leader epoch and ISR; conditional writes          |
+| election            | leader election for one partition, preferred-leader rebalance (pure)    |
+| controller          | the controller: elected through /controller, runs elections on changes  |
 """

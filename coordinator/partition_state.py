@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass, replace
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, RolledBackError
 
 from coordinator import paths
 from coordinator.errors import SluiceError
@@ -39,6 +39,13 @@ class StaleState(SluiceError):
     """A conditional write found the state changed since it was read: read it again."""
 
     retriable = True
+
+
+class FencedWriter(StaleState):
+    """The writer's own claim (a controller's ``/controller_epoch`` version) moved on: another
+    controller was elected since, and this one must stop writing, not read and retry."""
+
+    retriable = False
 
 
 @dataclass(frozen=True)
@@ -86,15 +93,39 @@ def read(client: KazooClient, topic: str, partition: int) -> tuple[PartitionStat
 
 
 def write(client: KazooClient, topic: str, partition: int, state: PartitionState,
-          version: int) -> int:
+          version: int, fence: tuple[str, int] | None = None) -> int:
     """Write ``state`` if the node is still at ``version`` (NOT_WRITTEN: if there is none);
-    return the new version. Raises StaleState when someone wrote in between."""
+    return the new version. Raises StaleState when someone wrote in between.
+
+    ``fence`` = (path, version): write only while that node is at that version too, in one
+    transaction (the controller passes ``/controller_epoch`` and the version it set), else
+    raise FencedWriter: a controller replaced while it was paused cannot write what it
+    decided before."""
     path = paths.partition_state(topic, partition)
-    try:
-        if version == NOT_WRITTEN:
-            client.create(path, state.to_json(), makepath=True)
-            return 0
-        return client.set(path, state.to_json(), version=version).version
-    except (BadVersionError, NodeExistsError):
-        raise StaleState(f"the state of {topic}/{partition} changed since version {version} "
-                         "was read") from None
+    stale = StaleState(f"the state of {topic}/{partition} changed since version {version} "
+                       "was read")
+    if fence is None:
+        try:
+            if version == NOT_WRITTEN:
+                client.create(path, state.to_json(), makepath=True)
+                return 0
+            return client.set(path, state.to_json(), version=version).version
+        except (BadVersionError, NodeExistsError):
+            raise stale from None
+    if version == NOT_WRITTEN:
+        client.ensure_path(paths.partition_state_parent(topic, partition))
+    transaction = client.transaction()
+    transaction.check(fence[0], fence[1])
+    if version == NOT_WRITTEN:
+        transaction.create(path, state.to_json())
+    else:
+        transaction.set_data(path, state.to_json(), version=version)
+    fenced, written = transaction.commit()
+    if isinstance(fenced, Exception) and not isinstance(fenced, RolledBackError):
+        raise FencedWriter(f"{fence[0]} is no longer at version {fence[1]}: another controller "
+                           f"was elected; not writing {topic}/{partition}")
+    if isinstance(written, (BadVersionError, NodeExistsError, NoNodeError)):
+        raise stale
+    if isinstance(written, Exception):
+        raise written
+    return 0 if version == NOT_WRITTEN else written.version

@@ -5,6 +5,7 @@
 | /brokers/ids/<broker>                            | ephemeral  | {"endpoint", "host", "port", "pid"}     |
 | /brokers/topics/<topic>/<broker>                 | ephemeral  | [partitions it holds a replica of]      |
 | /brokers/topics/<topic>/partitions/<p>/state     | persistent | {"leader", "leader_epoch", "isr", ...}  |
+| /brokers/topics/<topic>/partitions/<p>/unclean   | persistent | {"count", "elected", ...}               |
 | /config/topics/<topic>                           | persistent | {"partitions", "replicas": [[b..]..],   |
 |                                                  |            |  "min_insync_replicas", "placement"}    |
 | /config/cluster                                  | persistent | {"default_replication_factor": R}       |
@@ -20,7 +21,9 @@ creates a topic's partitions implicitly on every broker, while sluice numbers a 
 partitions 0..P-1 across the cluster, so the placement chosen at creation must outlive any one
 broker's session; data_loss notes a committed offset that retention overtook, so the loss stays
 visible after the consumer moved on. The partition state, /controller and /controller_epoch are
-Kafka 0.8's (replication, coordinator/partition_state.py); ``partitions`` is the one child of
+Kafka 0.8's (replication, coordinator/partition_state.py); the unclean node is sluice's: the
+controller counts the unclean elections of a partition there, so the loss stays visible
+(coordinator/controller.py); ``partitions`` is the one child of
 /brokers/topics/<topic> that is not a broker id, and readers of the broker children skip it.
 Partitions are always integers in code and decimal names in ZooKeeper.
 """
@@ -64,6 +67,10 @@ def partition_state_parent(topic: str, partition: int) -> str:
 
 def partition_state(topic: str, partition: int) -> str:
     return f"{BROKER_TOPICS}/{topic}/{PARTITIONS}/{int(partition)}/state"
+
+
+def partition_unclean(topic: str, partition: int) -> str:
+    return f"{BROKER_TOPICS}/{topic}/{PARTITIONS}/{int(partition)}/unclean"
 
 
 def group(group_id: str) -> str:

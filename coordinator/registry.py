@@ -11,15 +11,16 @@ States of a broker's registration::
 A broker writes ephemeral ``/brokers/ids/<id>`` (its endpoints) and, per topic it hosts,
 ephemeral ``/brokers/topics/<topic>/<id>`` (the partitions). Clients build a ``ClusterView``
 from ZooKeeper alone and follow it through watches: a broker restarting on a new port shows up
-as a changed endpoint.
+as a changed endpoint, a new leader of a partition (its state node) as a changed leader.
 
 Usage::
 
     view = ClusterView(client)
-    broker_id, endpoints = view.leader("clicks", 3)
+    info = view.leader("clicks", 3)          # BrokerInfo of the partition's leader
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,10 +30,11 @@ from typing import Callable
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
-from kazoo.recipe.watchers import ChildrenWatch
+from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
-from coordinator import paths, topics
+from coordinator import partition_state, paths, topics
 from coordinator.errors import BrokerUnavailable, SluiceError
+from coordinator.partition_state import PartitionState
 from coordinator.pids import pid_alive
 
 log = logging.getLogger(__name__)
@@ -216,16 +218,26 @@ def hosted_partitions(client: KazooClient, topic: str) -> list[int]:
 
 
 class ClusterView:
-    """Live brokers and topic placements, kept current by ZooKeeper watches.
+    """Live brokers, topic placements and partition leaders, kept current by ZooKeeper watches.
 
-    ``on_change`` callbacks run on kazoo's thread after every change, without arguments.
+    A partition's leader is its state node's (coordinator/partition_state.py); a topic created
+    before replication has none and reads as ``PartitionState.initial(replicas)``, its one
+    broker leading. State nodes are watched only for the topics whose leaders were asked for
+    (one DataWatch per partition, stopped when the topic goes), so a client's watches are
+    bounded by the topics it uses, not by the cluster's.
+
+    ``on_change`` callbacks run on kazoo's thread after every change (a broker, a topic, a
+    watched partition's leadership), without arguments.
     """
 
     def __init__(self, client: KazooClient):
         self.client = client
         self._lock = threading.Lock()
+        self._watch_lock = threading.Lock()
         self._brokers: dict[int, BrokerInfo] = {}
         self._placements: dict[str, topics.Placement] = {}
+        self._states: dict[str, dict[int, PartitionState]] = {}
+        self._watches: dict[str, object] = {}      # topic -> the token its DataWatches carry
         self._listeners: list[Callable[[], None]] = []
         client.ensure_path(paths.BROKER_IDS)
         client.ensure_path(paths.TOPIC_CONFIG)
@@ -251,23 +263,96 @@ class ClusterView:
     def partitions(self, topic: str) -> int:
         return self.placement(topic).partitions
 
-    def leader(self, topic: str, partition: int) -> BrokerInfo:
-        """The broker serving (topic, partition); raises topics.UnknownTopic,
-        topics.UnknownPartition or BrokerUnavailable with a line a person can act on."""
+    def state(self, topic: str, partition: int) -> PartitionState:
+        """The partition's leadership as last seen (its state node, watched from the first
+        call on); raises topics.UnknownTopic or topics.UnknownPartition."""
         placement = self.placement(topic)
         if not 0 <= partition < placement.partitions:
             raise topics.partition_error(topic, placement.partitions, partition)
-        broker_id = placement.brokers[partition]
         with self._lock:
-            info = self._brokers.get(broker_id)
+            states = self._states.get(topic)
+            state = None if states is None else states.get(partition)
+        if state is None:
+            self._watch_states(topic, placement)
+            with self._lock:
+                state = self._states.get(topic, {}).get(partition)
+        return state if state is not None else PartitionState.initial(placement.replicas[partition])
+
+    def leader(self, topic: str, partition: int) -> BrokerInfo:
+        """The broker leading (topic, partition); raises topics.UnknownTopic,
+        topics.UnknownPartition or BrokerUnavailable with a line a person can act on."""
+        state = self.state(topic, partition)
+        if not state.has_leader:
+            raise BrokerUnavailable(f"no leader for {topic}/{partition}: its in-sync replicas "
+                                    f"{list(state.isr)} are down")
+        with self._lock:
+            info = self._brokers.get(state.leader)
         if info is None:
-            raise BrokerUnavailable(f"broker {broker_id} (hosting {topic}/{partition}) is "
-                                         "not registered")
+            raise BrokerUnavailable(f"broker {state.leader}, the leader of {topic}/{partition}, "
+                                    f"is not registered (down?); its in-sync replicas are "
+                                    f"{list(state.isr)}")
         return info
 
     def refresh(self) -> None:
-        """Re-read the broker registry now (after a request timed out, say)."""
+        """Re-read the broker registry and the watched partitions' states now (after a request
+        timed out, or a broker said it does not lead: the watches may not have fired yet)."""
         self._on_brokers(self.client.get_children(paths.BROKER_IDS))
+        with self._lock:
+            watched = {topic: self._placements.get(topic) for topic in self._states}
+        changed = False
+        for topic, placement in watched.items():
+            if placement is None:
+                continue
+            for p in range(placement.partitions):
+                found = partition_state.read(self.client, topic, p)
+                changed |= self._set_state(topic, p, placement,
+                                           None if found is None else found[0])
+        if changed:
+            self._notify()
+
+    def _watch_states(self, topic: str, placement: topics.Placement) -> None:
+        """A DataWatch per state node of ``topic`` (once); each first answer comes before this
+        returns. The watches stop when the topic leaves the view (their token is dropped)."""
+        with self._watch_lock:
+            with self._lock:
+                if topic in self._watches:
+                    return
+                token = self._watches[topic] = object()
+                self._states[topic] = {}
+            for p in range(placement.partitions):
+                DataWatch(self.client, paths.partition_state(topic, p),
+                          functools.partial(self._on_state, topic, p, placement, token))
+
+    def _on_state(self, topic: str, partition: int, placement: topics.Placement, token,
+                  data: bytes | None, stat) -> bool | None:
+        with self._lock:
+            if self._watches.get(topic) is not token:
+                return False
+        try:
+            state = PartitionState.from_json(data) if data else None
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("%s/%d: unreadable partition state %r (%s); keeping the last one",
+                        topic, partition, data, exc)
+            return None
+        with self._lock:
+            first = partition not in self._states.get(topic, {})
+        if self._set_state(topic, partition, placement, state) and not first:
+            self._notify()
+        return None
+
+    def _set_state(self, topic: str, partition: int, placement: topics.Placement,
+                   state: PartitionState | None) -> bool:
+        """Record a partition's state (None: no node, the pre-replication topic); whether its
+        leadership changed."""
+        if state is None:
+            state = PartitionState.initial(placement.replicas[partition])
+        with self._lock:
+            states = self._states.get(topic)
+            if states is None:
+                return False
+            before = states.get(partition)
+            states[partition] = state
+        return before != state
 
     def _on_brokers(self, children: list[str]) -> None:
         brokers = {}
@@ -296,6 +381,8 @@ class ClusterView:
             self._placements.update(fresh)
             for topic in known - set(children):
                 self._placements.pop(topic, None)
+                self._states.pop(topic, None)
+                self._watches.pop(topic, None)
         if fresh:
             self._notify()
 

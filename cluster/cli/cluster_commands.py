@@ -11,8 +11,12 @@ def cluster_config(args) -> ClusterConfig:
                "static": args.static}
     if args.rebalance is not None:
         workers["consumer"] = {"rebalance": args.rebalance}
+    broker_settings = dict(args.broker_settings or {})
+    if args.unclean_leader_election:
+        broker_settings["unclean_leader_election"] = True
     return ClusterConfig(args.data_dir, brokers=args.brokers, zookeeper=args.zookeeper,
-                         zk_ensemble=args.zk_ensemble, workers=args.workers,
+                         zk_ensemble=args.zk_ensemble, broker_settings=broker_settings,
+                         replication_factor=args.replication_factor, workers=args.workers,
                          worker_settings=workers,
                          dashboard_port=None if args.no_dashboard else args.dashboard_port)
 

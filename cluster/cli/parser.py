@@ -7,6 +7,7 @@ before it starts; a setting refused there is a bad argument too: cluster/cli/exi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from clients.config import ConsumerConfig, ProducerConfig
@@ -51,6 +52,15 @@ def _offset(text: str):
             f"expected earliest, latest or a byte offset, got {text!r}") from None
 
 
+def _acks(text: str):
+    """``--acks``: 0, 1 or all (-1 is all, as for the Producer)."""
+    if text in ("all", "-1"):
+        return "all"
+    if text in ("0", "1"):
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected 0, 1 or all, got {text!r}")
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -58,6 +68,16 @@ def _non_negative_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return value
 
 
@@ -98,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
                  "start ZooKeeper and the brokers", prepare=cluster_commands.cluster_config)
     up.add_argument("--brokers", type=_positive_int, default=3)
     up.add_argument("--zk-ensemble", type=int, choices=(1, 3), default=1)
+    up.add_argument("--replication-factor", type=_positive_int, default=None,
+                    help="the cluster's default replication factor for new topics (default: "
+                    "keep the cluster's, else 1)")
+    up.add_argument("--broker-settings", type=_json_object, default=None, metavar="JSON",
+                    help='BrokerConfig settings every broker shares, as a JSON object '
+                    '(e.g. \'{"replica_lag_time_max_ms": 5000}\')')
+    up.add_argument("--unclean-leader-election", action="store_true",
+                    help="let the controller elect an out-of-sync replica when no in-sync one "
+                    "is alive (losing what only those had; counted and logged)")
     up.add_argument("--detach", action="store_true", help="run in the background and return "
                     "once the cluster is ready")
     up.add_argument("--workers", type=_non_negative_int, default=0)
@@ -124,11 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     create = command(topic_actions, "create", topic_commands.topics_create, "create a topic")
     create.add_argument("topic")
     create.add_argument("--partitions", type=_positive_int, required=True)
+    create.add_argument("--replication-factor", type=_positive_int, default=None,
+                        help="copies of each partition on distinct brokers (default: the "
+                        "cluster's, set by 'cluster up --replication-factor', else 1)")
+    create.add_argument("--min-insync-replicas", type=_positive_int, default=1,
+                        help="fewer in-sync replicas refuse acks=all produce (1..R, default 1)")
     create.add_argument("--json", action="store_true")
     listing = command(topic_actions, "list", topic_commands.topics_list, "list topics")
     listing.add_argument("--json", action="store_true")
     describe = command(topic_actions, "describe", topic_commands.topics_describe,
-                       "partitions of a topic: broker, offsets")
+                       "partitions of a topic: leader, replicas, in-sync replicas, leader "
+                       "epoch, offsets, high watermark, log end per replica")
     describe.add_argument("topic")
     describe.add_argument("--json", action="store_true")
 
@@ -136,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "send lines from stdin as messages")
     produce.add_argument("topic")
     produce.add_argument("--key-separator", help="split each line into key SEP value")
-    produce.add_argument("--acks", type=int, choices=(0, 1), default=1)
+    produce.add_argument("--acks", type=_acks, default=1,
+                         help="0: no answer, 1: the leader's append, all: every in-sync replica's")
     produce.add_argument("--batch-size", type=_positive_int, default=PRODUCER.batch_size)
     produce.add_argument("--linger-ms", type=_non_negative_int, default=PRODUCER.linger_ms)
     produce.add_argument("--partition", type=_non_negative_int)

@@ -9,19 +9,21 @@
     ClusterConfig.from_args(config.to_argv()) == config       # True
     config.broker_config(1, "127.0.0.1:2181").data_dir        # '/abs/.sluice/broker-1'
 
-| setting         | default            | what                                                     |
-| --------------- | ------------------ | -------------------------------------------------------- |
-| data_dir        | .sluice            | the cluster's files (cluster/supervision/files.py)       |
-| brokers         | 3                  | broker processes, ids 0..brokers-1                       |
-| zookeeper       | None               | an existing ensemble's connect string; None: embedded    |
-| zk_ensemble     | 1                  | embedded ZooKeeper nodes: 1 or 3                         |
-| broker_settings | {}                 | BrokerConfig settings every broker shares; a non-zero    |
-|                 |                    | ``port`` is broker 0's, broker i gets port + i           |
-| broker_target   | broker.server:run  | ``module:function`` each broker process runs             |
-| workers         | 0                  | consumer-group worker processes                          |
-| worker_settings | {}                 | WorkerConfig settings (topic and group at least)         |
-| dashboard_port  | 8080               | web dashboard and /metrics; 0: a free port; None: off    |
-| backoff         | Backoff()          | restart delays of dead processes                         |
+| setting            | default           | what                                                  |
+| ------------------ | ----------------- | ----------------------------------------------------- |
+| data_dir           | .sluice           | the cluster's files (cluster/supervision/files.py)    |
+| brokers            | 3                 | broker processes, ids 0..brokers-1                    |
+| zookeeper          | None              | an existing ensemble's connect string; None: embedded |
+| zk_ensemble        | 1                 | embedded ZooKeeper nodes: 1 or 3                      |
+| broker_settings    | {}                | BrokerConfig settings every broker shares; a non-zero |
+|                    |                   | ``port`` is broker 0's, broker i gets port + i        |
+| broker_target      | broker.server:run | ``module:function`` each broker process runs          |
+| replication_factor | None              | the cluster's default for new topics (written to      |
+|                    |                   | /config/cluster at start); None: leave it as it is    |
+| workers            | 0                 | consumer-group worker processes                       |
+| worker_settings    | {}                | WorkerConfig settings (topic and group at least)      |
+| dashboard_port     | 8080              | web dashboard and /metrics; 0: a free port; None: off |
+| backoff            | Backoff()         | restart delays of dead processes                      |
 
 A refused setting is a ``ClusterSettingError`` (an InvalidArgument) naming it as the command
 line does (``--brokers must be at least 1, not 0``).
@@ -61,6 +63,7 @@ class ClusterConfig:
     zk_ensemble: int = 1
     broker_settings: dict = field(default_factory=dict)
     broker_target: str | Callable[..., Any] = DEFAULT_BROKER_TARGET
+    replication_factor: int | None = None
     workers: int = 0
     worker_settings: dict = field(default_factory=dict)
     dashboard_port: int | None = DASHBOARD_PORT
@@ -72,6 +75,11 @@ class ClusterConfig:
         object.__setattr__(self, "data_dir", str(Path(self.data_dir).resolve()))
         _whole(self.brokers, "--brokers", 1)
         _whole(self.workers, "--workers", 0)
+        if self.replication_factor is not None:
+            _whole(self.replication_factor, "--replication-factor", 1)
+            if self.replication_factor > self.brokers and not self.zookeeper:
+                raise ClusterSettingError(f"--replication-factor {self.replication_factor} needs "
+                                          f"as many brokers; --brokers is {self.brokers}")
         if self.zk_ensemble not in (1, 3) or isinstance(self.zk_ensemble, bool):
             raise ClusterSettingError(f"--zk-ensemble must be 1 or 3, not {self.zk_ensemble!r}")
         if self.zookeeper is not None and not isinstance(self.zookeeper, str):
@@ -128,6 +136,8 @@ class ClusterConfig:
             argv += ["--zookeeper", self.zookeeper]
         if self.broker_settings:
             argv += ["--broker-settings", json.dumps(self.broker_settings)]
+        if self.replication_factor is not None:
+            argv += ["--replication-factor", str(self.replication_factor)]
         if self.workers:
             argv += ["--workers", str(self.workers),
                      "--worker-settings", json.dumps(self.worker_settings)]
@@ -142,7 +152,8 @@ class ClusterConfig:
         """Read ``to_argv()``'s arguments back (``None``: this process's command line)."""
         args = argument_parser().parse_args(argv)
         values = {name: getattr(args, name) for name in
-                  ("data_dir", "brokers", "zookeeper", "zk_ensemble", "broker_target", "workers")}
+                  ("data_dir", "brokers", "zookeeper", "zk_ensemble", "broker_target", "workers",
+                   "replication_factor")}
         values["broker_settings"] = args.broker_settings or {}
         values["worker_settings"] = args.worker_settings or {}
         values["dashboard_port"] = None if args.no_dashboard else args.dashboard_port
@@ -231,6 +242,8 @@ def argument_parser() -> argparse.ArgumentParser:
                         help="JSON object of BrokerConfig settings shared by every broker")
     parser.add_argument("--broker-target", default=DEFAULT_BROKER_TARGET,
                         help="module:function each broker process runs with its BrokerConfig")
+    parser.add_argument("--replication-factor", type=int, default=None,
+                        help="the cluster's default replication factor for new topics")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--worker-settings", type=json.loads, default=None,
                         help="JSON object of WorkerConfig settings (topic, group, handler, ...)")

@@ -47,7 +47,7 @@ from cluster.supervision.files import ClusterFiles, SupervisorLog
 from cluster.supervision.slots import RestartState, Slot, SlotSpec, child_main, create_time
 from cluster.supervision.zookeeper import ZooKeeperEnsemble, ZooKeeperError
 from cluster.workers.worker import run as worker_run
-from coordinator import paths
+from coordinator import paths, topics
 from coordinator import zk as zkconnect
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,10 @@ class Supervisor:
             self._zk_client = zkconnect.connect(self.zookeeper)
         except zkconnect.NoCluster as exc:
             raise ClusterError(str(exc)) from exc
+        if config.replication_factor is not None:
+            defaults = topics.cluster_defaults(self._zk_client)
+            topics.set_cluster_defaults(self._zk_client, {
+                **defaults, "default_replication_factor": config.replication_factor})
         self.files.write_connect(self.zookeeper)
         for i in range(config.brokers):
             broker = config.broker_config(i, self.zookeeper)

@@ -1,8 +1,13 @@
 """The request handlers, through a real broker process: what many acks=0 produce requests
-brought is written with one write per log, and a bad set among them is still rejected alone."""
+brought is written with one write per log, and a bad set among them is still rejected alone;
+OFFSET_FOR_EPOCH answers from the log's leader epochs."""
 import json
 
+import pytest
+
 from broker import message, protocol
+from coordinator.errors import UnknownTopicOrPartition
+from tests.broker.logs import make_log
 from tests.helpers import RawClient, wait_for
 
 TOPIC = "joined"
@@ -44,6 +49,36 @@ def test_a_bad_set_among_many_acks0_requests_is_dropped_alone(hosting_broker):
     finally:
         raw.close()
         assert proc.stop() == 0, proc.log_text()[-2000:]
+
+
+def test_offset_for_epoch_answers_where_the_asked_epoch_ends(hosting_broker, tmp_path):
+    """The partition's log and its epochs are written on the broker's data dir before it
+    starts (what a broker that led epochs 0, 2 and 5 leaves behind)."""
+    log = make_log(tmp_path / "broker-0" / "epochs" / "0")
+    offsets = [log.append(message.encode(b"%04d" % i), 1)[0] for i in range(12)]
+    for epoch, start in ((0, 0), (2, offsets[4]), (5, offsets[9])):
+        log.epochs.assign(epoch, start)
+    end = log.end_offset
+    log.close()
+    proc = hosting_broker("epochs", 1)
+    raw = RawClient(proc.endpoint)
+    try:
+        def ask(epoch, partition=0):
+            reply = raw.request(protocol.encode_offset_for_epoch(epoch + 10, "epochs",
+                                                                 partition, epoch))
+            corr, answer = protocol.decode_response(reply[0], protocol.EPOCH_ENTRY)
+            assert corr == epoch + 10
+            return answer
+        assert ask(5) == (5, end)
+        assert ask(7) == (5, end)
+        assert ask(4) == (2, offsets[9])
+        assert ask(2) == (2, offsets[9])
+        assert ask(1) == (0, offsets[4])
+        assert ask(-1) == (protocol.UNKNOWN_EPOCH, 0)
+        with pytest.raises(UnknownTopicOrPartition):
+            ask(5, partition=3)
+    finally:
+        raw.close()
 
 
 def _push_all(endpoint: str, requests: list[list[bytes]]) -> None:

@@ -32,7 +32,7 @@ def refused(error, words, make):
 
 
 @pytest.mark.parametrize("kwargs, error, words", [
-    ({"acks": 2}, ValueError, ["acks", "0 or 1"]),
+    ({"acks": 2}, ValueError, ["acks", "0, 1 or 'all'"]),
     ({"acks": "1"}, ValueError, ["acks"]),
     ({"batch_size": 0}, ValueError, ["batch_size"]),
     ({"batch_size": 2.5}, ValueError, ["batch_size"]),

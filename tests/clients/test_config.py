@@ -59,7 +59,7 @@ def test_build_puts_keyword_arguments_over_a_config():
 
 
 @pytest.mark.parametrize("values, words", [
-    ({"acks": True}, ["acks", "0 or 1"]),
+    ({"acks": True}, ["acks", "0, 1 or 'all'"]),
     ({"max_request_bytes": 1.5}, ["max_request_bytes", "integer"]),
     ({"retry_backoff_ms": "1"}, ["retry_backoff_ms"]),
 ])
@@ -99,3 +99,17 @@ def test_clients_take_a_config_with_keyword_arguments_over_it(cluster):
                   rebalance="eager", rebalance_backoff_ms=200) as consumer:
         assert (consumer.config.start, consumer.config.rebalance) == ("latest", "eager")
         assert consumer.member.protocol.name == "eager"
+
+
+@pytest.mark.parametrize("given, kept", [(0, 0), (1, 1), ("all", "all"), (-1, "all")])
+def test_acks_are_0_1_or_all_with_minus_one_for_all(given, kept):
+    made = ProducerConfig(acks=given)
+    assert made.acks == kept and type(made.acks) is type(kept)
+    assert ProducerConfig.from_dict(json.loads(json.dumps(made.to_dict()))) == made
+
+
+@pytest.mark.parametrize("bad", [2, -2, True, False, "ALL", "1", "-1", -1.0, 1.0, None])
+def test_other_acks_are_refused_in_one_line(bad):
+    with pytest.raises(InvalidArgument) as refused:
+        ProducerConfig(acks=bad)
+    assert str(refused.value) == f"acks must be 0, 1 or 'all' (also -1), not {bad!r}"

@@ -30,3 +30,21 @@ def test_a_stale_writer_is_refused(zk_client):
     assert stale.value.retriable
     assert partition_state.read(zk_client, "t", 0) == (state.elected(1, (1,), 1), controller)
     assert zk_client.exists(paths.partition_state("t", 0))
+
+
+def test_a_fenced_write_fails_once_the_fence_moved(zk_client):
+    zk_client.create(paths.CONTROLLER_EPOCH, b"1")
+    fence = (paths.CONTROLLER_EPOCH, 0)
+    first = PartitionState.initial((0, 1))
+    version = partition_state.write(zk_client, "t", 0, first, NOT_WRITTEN, fence=fence)
+    assert partition_state.read(zk_client, "t", 0) == (first, version)
+    with pytest.raises(StaleState) as stale:                # the version check still counts
+        partition_state.write(zk_client, "t", 0, first.with_isr((0,)), version + 1, fence=fence)
+    assert not isinstance(stale.value, partition_state.FencedWriter)
+    moved = partition_state.write(zk_client, "t", 0, first.elected(1, (1,), 1), version,
+                                  fence=fence)
+    zk_client.set(paths.CONTROLLER_EPOCH, b"2")               # a new controller was elected
+    with pytest.raises(partition_state.FencedWriter) as fenced:
+        partition_state.write(zk_client, "t", 0, first.elected(0, (0,), 1), moved, fence=fence)
+    assert not fenced.value.retriable
+    assert partition_state.read(zk_client, "t", 0) == (first.elected(1, (1,), 1), moved)

@@ -73,3 +73,20 @@ def test_workers_get_the_shared_settings_and_their_own_id(tmp_path):
     assert (worker.worker_id, worker.zookeeper, worker.data_dir) == (1, "h:1/c",
                                                                       str(tmp_path.resolve()))
     assert (worker.topic, worker.group, worker.consumer.auto_commit_ms) == ("t", "g", 200)
+
+
+def test_the_replication_settings_of_a_cluster_read_back_and_reach_every_broker(tmp_path):
+    config = ClusterConfig(tmp_path, brokers=3, replication_factor=2, broker_settings={
+        "unclean_leader_election": True, "leader_imbalance_check_ms": 500})
+    assert ClusterConfig.from_args(config.to_argv()) == config
+    assert ClusterConfig.from_dict(config.to_dict()) == config
+    assert "--replication-factor" in config.to_argv()
+    broker = config.broker_config(1, "h:1/x")
+    assert (broker.unclean_leader_election, broker.leader_imbalance_check_ms) == (True, 500)
+    assert ClusterConfig(tmp_path).replication_factor is None
+    for values, words in [({"replication_factor": 0}, "--replication-factor must be at least 1"),
+                          ({"replication_factor": 4}, "--replication-factor 4 needs"),
+                          ({"broker_settings": {"unclean_leader_election": "yes"}},
+                           "unclean_leader_election must be bool")]:
+        with pytest.raises(InvalidArgument, match=words):
+            ClusterConfig(tmp_path, brokers=3, **values)

@@ -1,0 +1,307 @@
+"""The controller: one broker at a time elects partition leaders, as in Kafka 0.8.
+
+Every broker runs a ``Controller`` candidate. The candidates race to create the ephemeral
+``/controller`` node (``{"broker": id, "epoch": n}``); the winner's transaction also moves
+``/controller_epoch`` from n - 1 to n on the version it read, so exactly one candidate wins
+each epoch. The others watch ``/controller`` and race again when it disappears (its owner's
+session ended).
+
+States of a candidate::
+
+    candidate --(won the race: /controller and /controller_epoch in one transaction)--> controller
+        ^                                                                                  |
+        +--(its /controller is gone or another's, its session was lost, or a write found ---+
+            /controller_epoch moved on: FencedWriter)
+
+The controller watches ``/brokers/ids`` and ``/config/topics``; on every change, and once when it
+wins, it reads each partition's state and writes what ``coordinator.election.elect`` decides,
+conditionally on the state's version and on its own ``/controller_epoch`` version (one
+transaction: partition_state.write's fence). A changed state (StaleState: a leader changed
+its ISR meanwhile) is read again and decided again; a moved fence means another controller was
+elected, and this one stops writing at once. Every ``leader_imbalance_check_ms`` it runs the
+preferred-leader rebalance (``election.preferred``).
+
+An unclean election is never silent: it is logged at WARNING and counted in the persistent
+``/brokers/topics/<t>/partitions/<p>/unclean`` (``{"count", "elected", "isr_before",
+"leader_epoch", "at"}``), read by ``unclean_elections``.
+
+All of this runs on the controller's own thread, fed by a queue of events; the ZooKeeper watches
+only put events there, so kazoo's event thread is never held up.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Callable
+
+from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.recipe.watchers import ChildrenWatch, DataWatch
+
+from coordinator import paths, partition_state, topics
+from coordinator.election import Election, elect, preferred
+from coordinator.partition_state import NOT_WRITTEN, FencedWriter, PartitionState, StaleState
+
+log = logging.getLogger(__name__)
+
+_CONTEND, _RECHECK, _LOST, _STOP = "contend", "recheck", "lost", "stop"
+STALE_RETRIES = 10     # reads of one partition's state per decision before trying later
+RETRY_S = 1.0          # after a ZooKeeper error, the controller tries its work again this late
+
+
+class Controller:
+    """One broker's controller candidate (the module's states). ``start()`` once, ``close()``
+    when the broker stops."""
+
+    def __init__(self, client: KazooClient, broker_id: int, unclean_leader_election: bool = False,
+                 leader_imbalance_check_ms: int = 30_000):
+        self.client = client
+        self.broker_id = broker_id
+        self.unclean_leader_election = unclean_leader_election
+        self.leader_imbalance_check_s = leader_imbalance_check_ms / 1000
+        self._events: queue.Queue[str] = queue.Queue()
+        self._stopped = threading.Event()
+        self._epoch: int | None = None            # set while this candidate is the controller
+        self._epoch_version = 0                   # /controller_epoch's version that it set
+        self._thread = threading.Thread(target=self._run, name=f"controller-{broker_id}",
+                                        daemon=True)
+
+    @property
+    def is_controller(self) -> bool:
+        return self._epoch is not None
+
+    @property
+    def epoch(self) -> int | None:
+        """The controller epoch this candidate won, while it is the controller."""
+        return self._epoch
+
+    def start(self) -> "Controller":
+        for path in (paths.BROKER_IDS, paths.TOPIC_CONFIG):
+            self.client.ensure_path(path)
+        self.client.add_listener(self._on_session)
+        self._thread.start()
+        DataWatch(self.client, paths.CONTROLLER, self._on_controller)
+        ChildrenWatch(self.client, paths.BROKER_IDS, self._on_change)
+        ChildrenWatch(self.client, paths.TOPIC_CONFIG, self._on_change)
+        return self
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread; a controller gives up /controller so another takes over at once."""
+        self._stopped.set()
+        self._events.put(_STOP)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.client.remove_listener(self._on_session)
+        if self.is_controller:
+            self._resign("the broker is stopping")
+
+    # --- watches: they only queue events -----------------------------------------------------
+
+    def _on_controller(self, data, stat, event=None):
+        if self._stopped.is_set():
+            return False
+        self._events.put(_CONTEND)
+
+    def _on_change(self, children):
+        if self._stopped.is_set():
+            return False
+        self._events.put(_RECHECK)
+
+    def _on_session(self, state: str) -> None:
+        if state == KazooState.LOST:
+            self._events.put(_LOST)
+
+    # --- the controller's thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_rebalance = time.monotonic() + self.leader_imbalance_check_s
+        while True:
+            timeout = None
+            if self.is_controller:
+                timeout = max(0.0, next_rebalance - time.monotonic())
+            try:
+                events = {self._events.get(timeout=timeout)}
+            except queue.Empty:
+                events = set()
+            while True:
+                try:
+                    events.add(self._events.get_nowait())
+                except queue.Empty:
+                    break
+            if _STOP in events or self._stopped.is_set():
+                return
+            try:
+                if _LOST in events and self.is_controller:
+                    self._epoch = None
+                    log.warning("broker %d: ZooKeeper session lost; no longer the controller",
+                                self.broker_id)
+                if _CONTEND in events:
+                    if self._contend():
+                        events.add(_RECHECK)
+                        next_rebalance = time.monotonic() + self.leader_imbalance_check_s
+                if self.is_controller and _RECHECK in events:
+                    self._each_partition(self._elect)
+                if self.is_controller and time.monotonic() >= next_rebalance:
+                    self._each_partition(self._preferred)
+                    next_rebalance = time.monotonic() + self.leader_imbalance_check_s
+            except FencedWriter as exc:
+                log.warning("broker %d: %s; no longer the controller", self.broker_id, exc)
+                self._resign("fenced by a newer controller epoch")
+            except (KazooException, self.client.handler.timeout_exception) as exc:
+                log.warning("broker %d controller: ZooKeeper failed (%s: %s); trying again in "
+                            "%.0f s", self.broker_id, type(exc).__name__, exc, RETRY_S)
+                self._retry_later(events)
+            except Exception:
+                log.exception("broker %d controller: unexpected failure; trying again in %.0f s",
+                              self.broker_id, RETRY_S)
+                self._retry_later(events)
+
+    def _retry_later(self, events: set) -> None:
+        if self._stopped.wait(RETRY_S):
+            return
+        for event in events & {_CONTEND, _RECHECK} or {_RECHECK}:
+            self._events.put(event)
+
+    # --- becoming the controller -------------------------------------------------------------
+
+    def _contend(self) -> bool:
+        """Race for /controller if it is free; True when this candidate just won."""
+        try:
+            data, stat = self.client.get(paths.CONTROLLER)
+        except NoNodeError:
+            return self._race()
+        if stat.ephemeralOwner == self.client.client_id[0]:
+            if not self.is_controller:      # won, but the answer was lost with the connection
+                return self._adopt(json.loads(data)["epoch"])
+            return False
+        if self.is_controller:
+            self._epoch = None
+            log.warning("broker %d: /controller belongs to broker %s now; no longer the "
+                        "controller", self.broker_id, json.loads(data).get("broker"))
+        return False
+
+    def _race(self) -> bool:
+        try:
+            data, stat = self.client.get(paths.CONTROLLER_EPOCH)
+            epoch, version = int(data), stat.version
+        except NoNodeError:
+            epoch, version = 0, None
+        mine = json.dumps({"broker": self.broker_id, "epoch": epoch + 1}).encode()
+        transaction = self.client.transaction()
+        transaction.create(paths.CONTROLLER, mine, ephemeral=True)
+        if version is None:
+            transaction.create(paths.CONTROLLER_EPOCH, str(epoch + 1).encode())
+        else:
+            transaction.set_data(paths.CONTROLLER_EPOCH, str(epoch + 1).encode(), version=version)
+        results = transaction.commit()
+        if any(isinstance(r, Exception) for r in results):
+            if not isinstance(results[0], NodeExistsError):
+                self._events.put(_CONTEND)      # the epoch moved under us: read it again
+            return False
+        self._epoch = epoch + 1
+        self._epoch_version = 0 if version is None else results[1].version
+        log.info("broker %d is the controller (controller epoch %d)", self.broker_id, self._epoch)
+        return True
+
+    def _adopt(self, epoch: int) -> bool:
+        data, stat = self.client.get(paths.CONTROLLER_EPOCH)
+        if int(data) != epoch:
+            self._resign("its /controller names a past controller epoch")
+            return False
+        self._epoch, self._epoch_version = epoch, stat.version
+        log.info("broker %d is the controller (controller epoch %d)", self.broker_id, epoch)
+        return True
+
+    def _resign(self, why: str) -> None:
+        """Stop being the controller; give up /controller if it is still this session's, so
+        that a new race (with a new epoch) starts."""
+        self._epoch = None
+        try:
+            stat = self.client.exists(paths.CONTROLLER)
+            if stat is not None and stat.ephemeralOwner == self.client.client_id[0]:
+                self.client.delete(paths.CONTROLLER, version=stat.version)
+                log.info("broker %d gave up /controller: %s", self.broker_id, why)
+        except (KazooException, self.client.handler.timeout_exception) as exc:
+            log.warning("broker %d: could not give up /controller (%s); it goes with the "
+                        "session", self.broker_id, exc)
+
+    # --- elections -----------------------------------------------------------------------------
+
+    def _each_partition(self, decide: Callable) -> None:
+        live = topics.live_brokers(self.client)
+        for topic in topics.names(self.client):
+            try:
+                placement = topics.get(self.client, topic)
+            except topics.UnknownTopic:
+                continue
+            except topics.CorruptPlacement as exc:
+                log.error("controller: skipping topic %s: %s", topic, exc)
+                continue
+            for partition, replicas in enumerate(placement.replicas):
+                self._settle(topic, partition, lambda state, r=replicas: decide(state, r, live))
+
+    def _elect(self, state: PartitionState, replicas, live) -> Election | None:
+        return elect(state, replicas, live, self.unclean_leader_election, self._epoch)
+
+    def _preferred(self, state: PartitionState, replicas, live) -> Election | None:
+        return preferred(state, replicas, live, self._epoch)
+
+    def _settle(self, topic: str, partition: int,
+                decide: Callable[[PartitionState], Election | None]) -> None:
+        """Read, decide, write conditionally; a state changed meanwhile is read again."""
+        for _ in range(STALE_RETRIES):
+            found = partition_state.read(self.client, topic, partition)
+            if found is None:
+                placement = topics.get(self.client, topic)
+                found = PartitionState.initial(placement.replicas[partition]), NOT_WRITTEN
+            state, version = found
+            election = decide(state)
+            if election is None:
+                return
+            try:
+                partition_state.write(self.client, topic, partition, election.state, version,
+                                      fence=(paths.CONTROLLER_EPOCH, self._epoch_version))
+            except FencedWriter:
+                raise
+            except StaleState:
+                continue
+            new = election.state
+            log.info("controller epoch %d: %s/%d leader %d epoch %d isr %s (was leader %d "
+                     "epoch %d isr %s)", self._epoch, topic, partition, new.leader,
+                     new.leader_epoch, list(new.isr), state.leader, state.leader_epoch,
+                     list(state.isr))
+            if election.unclean:
+                self._count_unclean(topic, partition, state, new)
+            return
+        log.warning("controller: the state of %s/%d kept changing under %d reads; trying again "
+                    "later", topic, partition, STALE_RETRIES)
+        self._events.put(_RECHECK)
+
+    def _count_unclean(self, topic: str, partition: int, before: PartitionState,
+                       after: PartitionState) -> None:
+        path = paths.partition_unclean(topic, partition)
+        previous = unclean_elections(self.client, topic, partition)
+        count = 1 + (previous["count"] if previous else 0)
+        record = json.dumps({"count": count, "elected": after.leader,
+                             "isr_before": list(before.isr), "leader_epoch": after.leader_epoch,
+                             "at": time.time()}).encode()
+        try:
+            self.client.set(path, record)
+        except NoNodeError:
+            self.client.create(path, record, makepath=True)
+        log.warning("UNCLEAN leader election of %s/%d: broker %d leads at epoch %d without "
+                    "being in sync (the ISR was %s, none alive); what only they had is lost "
+                    "(unclean elections of this partition: %d)", topic, partition, after.leader,
+                    after.leader_epoch, list(before.isr), count)
+
+
+def unclean_elections(client: KazooClient, topic: str, partition: int) -> dict | None:
+    """The partition's unclean election record (``{"count", "elected", ...}``), or None."""
+    try:
+        data, _ = client.get(paths.partition_unclean(topic, partition))
+    except NoNodeError:
+        return None
+    return json.loads(data)
