@@ -151,7 +151,7 @@ class RequestHandlers:
         known at or before it and that epoch's end (leader_epochs.LeaderEpochs.end_offset_for)."""
         _one_frame(request, frames)
         log = self.logs.log(request.topic, request.partition)
-        # (the leader check goes here: only the partition's leader answers)
+        self.replicas.leader_of(request.topic, request.partition)
         found, end = log.epochs.end_offset_for(request.leader_epoch, log.end_offset)
         self.router.send_multipart([identity, protocol.encode_response(
             request.correlation_id, protocol.EPOCH_ENTRY.pack(found, end))])
@@ -320,7 +320,8 @@ class RequestHandlers:
             else:
                 data = log.read(request.offset, min(request.max_bytes,
                                                     self.config.max_fetch_bytes,
-                                                    end - request.offset))
+                                                    end - request.offset),
+                                upto=end if replica_fetch else None)
         except SluiceError as exc:
             self.errors.request_failed(exc, acks=1)
             self.router.send_multipart([waiter.identity, protocol.encode_response(
@@ -348,15 +349,14 @@ def rejection(route: Route, bad: message.InvalidMessage) -> SluiceError:
 
 
 def replica_end(log: Log) -> int:
-    """How far a follower may read the leader's log. [EPOCH] The log end, once ``Log.read``
-    reads past the visible end (``upto=``); the visible end until then."""
-    return log.visible_end
+    """How far a follower may read the leader's log: its end, flushed or not (the promise of
+    acks=all is the memory of every ISR member; the flush policy stays the fsync promise)."""
+    return log.end_offset
 
 
 def epoch_entries(log: Log) -> bytes:
-    """Frame 2 of a replica fetch's answer. [EPOCH] ``protocol.encode_epochs(
-    log.epochs.entries)`` once the Log keeps leader epochs; none until then."""
-    return b""
+    """Frame 2 of a replica fetch's answer: the leader's epoch entries, oldest first."""
+    return protocol.encode_epochs(log.epochs.entries)
 
 
 def _one_frame(request: Request, frames: list) -> None:

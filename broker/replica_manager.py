@@ -255,8 +255,13 @@ class ReplicaManager:
         self._advance(replica)
 
     def _start_epoch(self, replica: Replica) -> None:
-        """[EPOCH] A leader's epoch starts at its log end: ``log.epochs.assign(epoch, end)``
-        once the Log keeps leader epochs (broker/leader_epochs.py)."""
+        """A leader's epoch starts at its log end (broker/leader_epochs.py): what it appends
+        from there was written in that epoch. A log whose latest epoch is newer than the state's
+        is refused loudly (counted) and keeps its entries."""
+        try:
+            replica.log.epochs.assign(replica.epoch, replica.log.end_offset)
+        except SluiceError as exc:
+            self.errors.task_failed("leader_epoch", exc)
 
     # --- the leader's side -----------------------------------------------------------------
 
