@@ -5,6 +5,7 @@ state write (as the controller writes it), and the leader's fencing of stale fet
 Every wait is on a condition (a state node, a METADATA row, a reply), never on the clock."""
 import json
 import os
+import shutil
 import signal
 import struct
 
@@ -244,3 +245,21 @@ def test_a_paused_leader_resumed_after_an_election_acknowledges_nothing_and_trun
     assert (stats["truncated_messages"], stats["truncated_bytes"]) == (1, len(
         message.encode(b"zombie")))
     assert c.row(old)["role"] == "follower" and c.row(old)["leader_epoch"] == 1
+
+
+def test_a_follower_that_lost_its_disk_rebuilds_its_replica_and_rejoins(cluster_of):
+    c = cluster_of(lag_ms=1500)
+    leader, lost, _ = c.replicas
+    for i in range(5):
+        offsets(c.produce(leader, [b"kept %d" % i]))
+    body = c.wait_copied(leader)
+    c.procs[lost].kill()
+    shutil.rmtree(c.procs[lost].data_dir / f"broker-{lost}")
+    wait_for(lambda: lost not in c.state().isr, what="the lost broker to leave the ISR")
+    offsets(c.produce(leader, [b"while it was gone"]))
+    c.procs[lost].start()
+    c.raws.pop(lost).close()
+    wait_for(lambda: lost in c.state().isr, what="the rebuilt replica to rejoin the ISR")
+    body = c.wait_copied(leader)
+    assert c.log_bytes(lost) == body
+    assert c.row(lost)["role"] == "follower"
