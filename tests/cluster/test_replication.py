@@ -28,12 +28,12 @@ class Cluster:
     controller candidate (elections when a session ends); the preferred-leader rebalance is
     pushed out of the tests' way."""
 
-    def __init__(self, zk_connect, tmp_path, lag_ms):
+    def __init__(self, zk_connect, tmp_path, lag_ms, **settings):
         self.zk = zk_connect
         self.procs = {i: BrokerProcess(zk_connect, tmp_path, i, log={"visible_after_flush": False},
                                        replica_lag_time_max_ms=lag_ms,
                                        replica_fetch_wait_max_ms=200,
-                                       leader_imbalance_check_ms=600_000).start()
+                                       leader_imbalance_check_ms=600_000, **settings).start()
                       for i in range(3)}
         self.client = zk.connect(zk_connect)
         placement = topics.create(self.client, TOPIC, 1, replication_factor=3,
@@ -104,8 +104,8 @@ class Cluster:
 def cluster_of(zk, tmp_path):
     made = []
 
-    def make(lag_ms=1500):
-        made.append(Cluster(zk, tmp_path, lag_ms))
+    def make(lag_ms=1500, **settings):
+        made.append(Cluster(zk, tmp_path, lag_ms, **settings))
         return made[-1]
 
     yield make
@@ -263,3 +263,16 @@ def test_a_follower_that_lost_its_disk_rebuilds_its_replica_and_rejoins(cluster_
     body = c.wait_copied(leader)
     assert c.log_bytes(lost) == body
     assert c.row(lost)["role"] == "follower"
+
+
+def test_acks_all_not_in_every_isr_member_within_the_ack_timeout_is_timed_out(cluster_of):
+    c = cluster_of(lag_ms=60_000, ack_timeout_ms=300)
+    leader, stopped, _ = c.replicas
+    offsets(c.produce(leader, [b"in time"]))
+    os.kill(c.procs[stopped].proc.pid, signal.SIGSTOP)
+    reply = c.produce(leader, [b"late"])
+    assert error_code(reply) == ErrorCode.REQUEST_TIMED_OUT
+    os.kill(c.procs[stopped].proc.pid, signal.SIGCONT)
+    body = c.wait_copied(leader)
+    assert [m.value for m in message.decode_set(body, TOPIC, 0, 0)] == [b"in time", b"late"], \
+        "a timed-out set stays written and is replicated"
