@@ -141,7 +141,7 @@ def test_acks_all_copies_the_leader_byte_for_byte_and_only_the_leader_serves(clu
 
 
 def test_consumers_see_only_below_the_high_watermark(cluster_of):
-    c = cluster_of(lag_ms=60_000)
+    c = cluster_of(lag_ms=60_000, session_timeout_ms=20_000)   # the stopped one stays in the ISR
     leader, stopped, live = c.replicas
     first = offsets(c.produce(leader, [b"everywhere"]))
     os.kill(c.procs[stopped].proc.pid, signal.SIGSTOP)
