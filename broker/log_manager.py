@@ -189,12 +189,12 @@ class LogManager:
         if duplicates:
             self.stats["duplicates"] += len(duplicates)
             route.stats["duplicates"] += len(duplicates)
-            for identity, corr, decision in duplicates:
+            for identity, corr, acks, decision in duplicates:
                 if decision.pending is None:
                     outcome = decision.offsets or (0, 0)
                 else:
                     outcome = failed if failed is not None else offsets[decision.pending]
-                answers.append((identity, corr, 1, outcome))
+                answers.append((identity, corr, acks, outcome))
         return answers
 
     def fetched(self, topic: str, partition: int, nbytes: int) -> None:
@@ -300,14 +300,15 @@ class LogManager:
 def _judge(route: Route, turn: Turn, requests: list) -> tuple[list, list, list]:
     """The producer table's decision on each request of a turn: the refusals, answered as
     they are; the appends ``(identity, corr, acks, body, count)``; the duplicates
-    ``(identity, corr, decision)``."""
+    ``(identity, corr, acks, decision)`` (an acks=all duplicate waits for the high watermark
+    as its original would)."""
     refused, writes, duplicates = [], [], []
     for identity, corr, request, body, count in requests:
         decision = turn.judge(request.producer_id, request.sequence, request.first_unacked)
         if decision.action is Action.APPEND:
             writes.append((identity, corr, request.acks, body, count))
         elif decision.action is Action.DUPLICATE:
-            duplicates.append((identity, corr, decision))
+            duplicates.append((identity, corr, request.acks, decision))
         else:
             refused.append((identity, corr, 1, OutOfOrderSequence(
                 f"{route.topic}/{route.partition}: sequence {request.sequence} of producer "

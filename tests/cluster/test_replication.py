@@ -276,3 +276,27 @@ def test_acks_all_not_in_every_isr_member_within_the_ack_timeout_is_timed_out(cl
     body = c.wait_copied(leader)
     assert [m.value for m in message.decode_set(body, TOPIC, 0, 0)] == [b"in time", b"late"], \
         "a timed-out set stays written and is replicated"
+
+
+def test_a_resent_acks_all_duplicate_waits_for_the_isr_like_its_original(cluster_of):
+    c = cluster_of(lag_ms=60_000, session_timeout_ms=20_000, ack_timeout_ms=300)
+    leader, stopped, _ = c.replicas
+    producer_id = 0xABC
+
+    def send(sequence, value):
+        c.corr += 1
+        return c.raw(leader).request(
+            protocol.encode_produce(c.corr, TOPIC, 0, ACKS_ALL, producer_id, sequence, sequence),
+            message.encode_set([(None, value)]))
+
+    first = offsets(send(0, b"first"))
+    os.kill(c.procs[stopped].proc.pid, signal.SIGSTOP)
+    assert error_code(send(1, b"second")) == ErrorCode.REQUEST_TIMED_OUT
+    assert error_code(send(1, b"second")) == ErrorCode.REQUEST_TIMED_OUT, \
+        "a duplicate was acknowledged before every in-sync replica had its original"
+    os.kill(c.procs[stopped].proc.pid, signal.SIGCONT)
+    assert offsets(wait_for(lambda: (r := send(1, b"second")) and error_code(r) == 0 and r,
+                            what="the duplicate's answer once replicated")) == (
+        first[1], first[1] + len(message.encode(b"second")))
+    body = c.wait_copied(leader)
+    assert [m.value for m in message.decode_set(body, TOPIC, 0, 0)] == [b"first", b"second"]
