@@ -266,12 +266,14 @@ class RequestHandlers:
             self.wake([replica.log])
 
     def leadership_lost(self, replica: Replica) -> None:
-        """The acks=all requests still waiting get NOT_LEADER: the new leader decides what
-        of them stays."""
+        """The acks=all requests still waiting get NOT_LEADER (the new leader decides what
+        of them stays), and so do the fetches parked here."""
         exc = replica.not_leader(self.config.broker_id)
         for waiter in self.acks.drop(replica.key):
             self.answer_error(waiter.identity, waiter.correlation_id, exc,
                               protocol.PRODUCE_REPLY)
+        for waiter in self.purgatory.drop(replica.log) + self.replica_waiters.drop(replica.log):
+            self.answer_fetch(waiter)      # NOT_LEADER now, not at their deadline
 
     # --- fetch answers ---------------------------------------------------------------------
 

@@ -121,6 +121,13 @@ class Purgatory:
                 del self._by_log[log]
         return let_go
 
+    def drop(self, log: Readable) -> list[Waiter]:
+        """Every waiter on ``log``, let go (its partition's leadership moved away)."""
+        let_go = self._by_log.pop(log, [])
+        for waiter in let_go:
+            waiter.done = True
+        return let_go
+
     def expired(self, now: float) -> list[Waiter]:
         """The waiters whose deadline is at or before ``now``, let go."""
         let_go = []

@@ -283,8 +283,14 @@ class ReplicaManager:
         if broker_id in replica.isr:
             self._advance(replica)
         elif rules.to_expand(replica.isr, replica.replicas, self.broker_id,
-                             {broker_id: follower}, replica.hw):
+                             {broker_id: follower}, replica.hw, self._epoch_start(replica)):
             self._write_isr(replica, list(replica.isr) + [broker_id], now)
+
+    @staticmethod
+    def _epoch_start(replica: Replica) -> int:
+        """Where the leader's current epoch began in its log (0 if it has no entry for it)."""
+        entries = replica.log.epochs.entries
+        return entries[-1][1] if entries and entries[-1][0] == replica.epoch else 0
 
     def _advance(self, replica: Replica) -> None:
         """Recompute a leader's high watermark from the ISR it holds; it only moves up."""

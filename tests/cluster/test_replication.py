@@ -193,11 +193,19 @@ def test_a_leadership_moved_by_a_state_write_makes_the_old_leader_follow(cluster
     wait_for(lambda: c.row(old)["end_offset"] > end, what="the old leader to write the set")
     wait_for(lambda: c.row(new)["end_offset"] == c.row(old)["end_offset"],
              what="the new leader to copy the waiting set")
+    consumer = RawClient(c.procs[old].endpoint)     # a consumer parked at the old leader's end
+    consumer.socket.send(protocol.encode_fetch(1, TOPIC, 0, c.row(old)["end_offset"], 1 << 20,
+                                               max_wait_ms=30_000))
     state, version = partition_state.read(c.client, TOPIC, 0)
     partition_state.write(c.client, TOPIC, 0, state.elected(new, state.isr, 1), version)
     parked = c.raw(old).reply(timeout=30)
     assert parked is not None and error_code(parked) == ErrorCode.NOT_LEADER, \
         "the waiting acks=all request learns the leadership moved"
+    try:
+        fetched = consumer.reply(timeout=20)    # well before its 30 s wait would end
+        assert fetched is not None and error_code(fetched) == ErrorCode.NOT_LEADER
+    finally:
+        consumer.close()
     wait_for(lambda: c.row(old)["role"] == "follower" and c.row(new)["role"] == "leader",
              what="the roles of epoch 1")
     assert error_code(c.produce(old, [b"x"], acks=1)) == ErrorCode.NOT_LEADER
