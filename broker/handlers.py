@@ -7,11 +7,22 @@ the ROUTER; a SluiceError it raises is answered by the server with the error's c
 
 | api      | handler  | the call                                 | answered                          |
 | -------- | -------- | ---------------------------------------- | --------------------------------- |
-| PRODUCE  | produce  | LogManager.route (the set validated now) | at the end of the turn            |
+| PRODUCE  | produce  | LogManager.route (the set validated now) | at the end of the turn (acks=all: |
+|          |          |                                          | once the high watermark passed it) |
 | FETCH    | fetch    | LogManager.log, else Purgatory.park      | now, or when the purgatory lets go |
 | OFFSETS  | offsets  | Log.offset_before                        | now                               |
 | METADATA | metadata | LogManager.metadata_rows                 | now                               |
 | OFFSET_FOR_EPOCH | offset_for_epoch | LeaderEpochs.end_offset_for | now                         |
+
+Replication (broker/replica_manager.py says who leads what): produce, consumer fetches and
+offsets are served by a partition's leader only, NOT_LEADER elsewhere. A consumer reads below
+the high watermark (and the visible end of the flush policy); a replica fetch (``replica_id``
+a broker id) reads up to the leader's log end, tells the leader the follower's log end (its
+offset) and is parked in a purgatory of its own until the log grows. An acks=all request is
+refused unwritten with NOT_ENOUGH_REPLICAS when the ISR is smaller than the topic's
+``min_insync_replicas``, else written as acks=1 and answered from the acks purgatory
+(broker/delayed_produce.py) when the high watermark reaches its next offset, with
+REQUEST_TIMED_OUT after ``ack_timeout_ms``, or with NOT_LEADER when the leadership is lost.
 
 Produce requests are validated as they come (one walk over the set, CRCs in C) and written at
 the end of the turn with one write per log for all of them, so a thousand one-message requests
@@ -31,10 +42,13 @@ from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
 from broker.log import Log
 from broker.log_manager import LogManager, Route
+from broker.delayed_produce import AckPurgatory, AckWaiter
 from broker.long_poll import Purgatory, Waiter, satisfied
-from broker.protocol import Api, Request
-from coordinator.errors import (CorruptMessage, MalformedRequest, MessageTooLarge,
-                                OffsetOutOfRange, SluiceError)
+from broker.protocol import ACKS_ALL, CONSUMER, Api, Request
+from broker.replica_manager import Replica, ReplicaManager
+from coordinator.errors import (CorruptMessage, FencedLeaderEpoch, MalformedRequest,
+                                MessageTooLarge, NotEnoughReplicas, OffsetOutOfRange,
+                                RequestTimedOut, SluiceError)
 
 # pyzmq's Cython send, without zmq.Socket.send's Python wrapper (draft-API options only).
 _zmq_send = getattr(zmq.backend, "Socket", zmq.Socket).send
@@ -45,14 +59,20 @@ class RequestHandlers:
     """The handlers of one broker, answering on its ROUTER socket."""
 
     def __init__(self, config: BrokerConfig, logs: LogManager, purgatory: Purgatory,
-                 errors: ErrorCounts, router: zmq.Socket, endpoints: dict):
+                 errors: ErrorCounts, router: zmq.Socket, endpoints: dict,
+                 replicas: ReplicaManager, replica_waiters: Purgatory, acks: AckPurgatory):
         self.config = config
         self.logs = logs
         self.purgatory = purgatory
         self.errors = errors
         self.router = router
         self.endpoints = endpoints
+        self.replicas = replicas
+        self.replica_waiters = replica_waiters
+        self.acks = acks
         self._visible_at_once = not config.log.visible_after_flush
+        replicas.on_high_watermark = self.high_watermark_moved
+        replicas.on_lost_leadership = self.leadership_lost
 
     # --- the request types (the server's HANDLERS) -----------------------------------------
 
@@ -61,6 +81,12 @@ class RequestHandlers:
         if len(frames) != 3:
             raise MalformedRequest("produce needs a header and a message set")
         route = self.logs.route(request.topic, request.partition)
+        replica = self.replicas.leader_of(request.topic, request.partition)
+        if request.acks == ACKS_ALL and len(replica.isr) < replica.min_insync_replicas:
+            raise NotEnoughReplicas(
+                f"{request.topic}/{request.partition} has {len(replica.isr)} in-sync "
+                f"replica(s) {list(replica.isr)}, fewer than its min_insync_replicas="
+                f"{replica.min_insync_replicas}; the set was not written")
         count = self.validate(route, frames[2])
         turn.setdefault(route, []).append(
             (identity, request.correlation_id, request, frames[2], count))
@@ -71,20 +97,51 @@ class RequestHandlers:
         log = self.logs.log(request.topic, request.partition)
         if min(request.max_bytes, self.config.max_fetch_bytes) <= 0:
             raise MalformedRequest("max_bytes must be positive")
+        replica = self.replicas.leader_of(request.topic, request.partition)
+        if request.replica_id != CONSUMER:
+            self._replica_fetch(identity, request, replica)
+            return
         _check_in_log(request, log)
         waiter = Waiter(identity, request, log, 0.0)
-        if request.max_wait_ms == 0 or satisfied(waiter, log.visible_end):
+        end = self.replicas.consumer_end
+        if request.max_wait_ms == 0 or satisfied(waiter, end(log)):
             self.answer_fetch(waiter)
             return
         wait_ms = min(request.max_wait_ms, self.config.max_wait_ms_limit)
         waiter.deadline = time.monotonic() + wait_ms / 1000
         self.purgatory.park(waiter)
-        if satisfied(waiter, log.visible_end):
+        if satisfied(waiter, end(log)):
             self.wake([log])  # a flush ended since the check, and saw no waiter
+
+    def _replica_fetch(self, identity: bytes, request: Request, replica: Replica) -> None:
+        """A follower's fetch: check its epoch, record its log end (the offset), answer what
+        it lacks now or park it until the leader's log grows."""
+        if request.leader_epoch != replica.epoch:
+            if request.leader_epoch > replica.epoch:
+                self.replicas.reread(replica.key)   # this broker is the stale side
+            raise FencedLeaderEpoch(
+                f"broker {request.replica_id} fetches {request.topic}/{request.partition} in "
+                f"leader epoch {request.leader_epoch}; its leader here is in epoch "
+                f"{replica.epoch}")
+        log = replica.log
+        _check_in_log(request, log)
+        end = replica_end(log)
+        self.replicas.follower_fetched(replica, request.replica_id, request.offset, end)
+        waiter = Waiter(identity, request, log, 0.0)
+        if request.max_wait_ms == 0 or satisfied(waiter, end):
+            self.answer_fetch(waiter)
+            return
+        wait_ms = min(request.max_wait_ms, self.config.max_wait_ms_limit)
+        waiter.deadline = time.monotonic() + wait_ms / 1000
+        self.replica_waiters.park(waiter)
+        if satisfied(waiter, replica_end(log)):
+            self.wake([log])
 
     def offsets(self, identity: bytes, request: Request, frames: list, turn: dict) -> None:
         _one_frame(request, frames)
-        offset = self.logs.log(request.topic, request.partition).offset_before(request.time)
+        log = self.logs.log(request.topic, request.partition)
+        self.replicas.leader_of(request.topic, request.partition)
+        offset = log.offset_before(request.time)
         self.router.send_multipart([identity, protocol.encode_response(
             request.correlation_id, protocol.OFFSETS_REPLY.pack(offset))])
 
@@ -94,7 +151,7 @@ class RequestHandlers:
         known at or before it and that epoch's end (leader_epochs.LeaderEpochs.end_offset_for)."""
         _one_frame(request, frames)
         log = self.logs.log(request.topic, request.partition)
-        # (the leader check goes here: only the partition's leader answers)
+        self.replicas.leader_of(request.topic, request.partition)
         found, end = log.epochs.end_offset_for(request.leader_epoch, log.end_offset)
         self.router.send_multipart([identity, protocol.encode_response(
             request.correlation_id, protocol.EPOCH_ENTRY.pack(found, end))])
@@ -106,7 +163,12 @@ class RequestHandlers:
 
     def describe(self) -> dict:
         """The METADATA document: this broker, its partitions, its error counts and counters."""
-        return {**self.endpoints, "partitions": self.logs.metadata_rows(),
+        rows = self.logs.metadata_rows()
+        for row in rows:
+            replica = self.replicas.get(row["topic"], row["partition"])
+            if replica is not None:
+                row.update(replica.describe())
+        return {**self.endpoints, "partitions": rows,
                 "errors": self.errors.snapshot(), "stats": dict(self.logs.stats)}
 
     # --- produce: the writes at the end of a turn ------------------------------------------
@@ -123,9 +185,17 @@ class RequestHandlers:
         (sequenced ones judged first: LogManager.append_sequenced)."""
         router = self.router
         for route, requests in turn.items():
-            for identity, corr, acks, outcome in self.logs.append_sequenced(route, requests):
+            answers = self.logs.append_sequenced(route, requests)
+            replica = self.replicas.by_log[route.log]
+            self.replicas.appended(replica)
+            deadline = None
+            for identity, corr, acks, outcome in answers:
                 if type(outcome) is not tuple:
                     self.answer_error(identity, corr, outcome, protocol.PRODUCE_REPLY)
+                elif acks == ACKS_ALL and outcome[1] > replica.hw:
+                    if deadline is None:
+                        deadline = time.monotonic() + self.config.ack_timeout_ms / 1000
+                    self.acks.park(AckWaiter(identity, corr, replica.key, *outcome, deadline))
                 elif acks:
                     _zmq_send(router, identity, zmq.SNDMORE)
                     _zmq_send(router, protocol.encode_response(
@@ -137,7 +207,9 @@ class RequestHandlers:
         request = protocol.decode_request(header)
         if request.api is not Api.PRODUCE:
             raise MalformedRequest("only produce requests go to the produce socket")
-        return self.logs.route(request.topic, request.partition)
+        route = self.logs.route(request.topic, request.partition)
+        self.replicas.leader_of(request.topic, request.partition)
+        return route
 
     def write_unacked(self, route: Route, sets: list) -> None:
         """Validate and append the acks=0 MessageSets of one log with one walk and one write.
@@ -145,6 +217,10 @@ class RequestHandlers:
         Should the joined walk hit a bad entry, each set is judged alone so that only the bad
         requests are dropped (and counted), and the good ones still go in with one write.
         """
+        replica = self.replicas.by_log[route.log]
+        if not replica.is_leader:
+            self.errors.request_failed(replica.not_leader(self.config.broker_id), acks=0)
+            return
         data = sets[0] if len(sets) == 1 else b"".join(sets)
         try:
             count = message.validate_set(data, self.config.log.max_message_bytes)
@@ -164,44 +240,101 @@ class RequestHandlers:
         except SluiceError as exc:
             self.errors.request_failed(exc, acks=0)
             return
+        self.replicas.appended(replica)
         self._appended(route.log)
 
     def _appended(self, log: Log) -> None:
-        """Messages visible at once may satisfy parked fetches (else the flush wakes them)."""
+        """Messages visible at once may satisfy parked fetches (else the flush wakes them);
+        parked followers may read them at once."""
         if self._visible_at_once and self.purgatory.waiting_on(log):
             self.wake([log])
+        if self.replica_waiters.waiting_on(log):
+            for waiter in self.replica_waiters.ready([log]):
+                self.answer_fetch(waiter)
+
+    # --- acks=all: the high watermark and the leadership -----------------------------------
+
+    def high_watermark_moved(self, replica: Replica) -> None:
+        """Answer the acks=all requests the high watermark now covers, and the consumers it
+        lets see more."""
+        router = self.router
+        for waiter in self.acks.ready(replica.key, replica.hw):
+            _zmq_send(router, waiter.identity, zmq.SNDMORE)
+            _zmq_send(router, protocol.encode_response(waiter.correlation_id,
+                      protocol.PRODUCE_REPLY.pack(waiter.base_offset, waiter.next_offset)))
+        if self.purgatory.waiting_on(replica.log):
+            self.wake([replica.log])
+
+    def leadership_lost(self, replica: Replica) -> None:
+        """The acks=all requests still waiting get NOT_LEADER (the new leader decides what
+        of them stays), and so do the fetches parked here."""
+        exc = replica.not_leader(self.config.broker_id)
+        for waiter in self.acks.drop(replica.key):
+            self.answer_error(waiter.identity, waiter.correlation_id, exc,
+                              protocol.PRODUCE_REPLY)
+        for waiter in self.purgatory.drop(replica.log) + self.replica_waiters.drop(replica.log):
+            self.answer_fetch(waiter)      # NOT_LEADER now, not at their deadline
 
     # --- fetch answers ---------------------------------------------------------------------
 
     def wake(self, logs) -> None:
-        """Answer the parked fetches that ``logs`` now satisfy."""
+        """Answer the parked fetches (consumers' and followers') that ``logs`` now satisfy."""
         for waiter in self.purgatory.ready(logs):
+            self.answer_fetch(waiter)
+        for waiter in self.replica_waiters.ready(logs):
             self.answer_fetch(waiter)
 
     def expire(self, now: float) -> None:
-        """Answer the parked fetches whose deadline passed, with what is visible."""
+        """Answer the parked fetches whose deadline passed, with what is visible, and the
+        acks=all requests whose ack_timeout_ms passed with REQUEST_TIMED_OUT."""
         for waiter in self.purgatory.expired(now):
             self.answer_fetch(waiter)
+        for waiter in self.replica_waiters.expired(now):
+            self.answer_fetch(waiter)
+        for waiter in self.acks.expired(now):
+            topic, partition = waiter.key
+            self.answer_error(waiter.identity, waiter.correlation_id, RequestTimedOut(
+                f"{topic}/{partition}: offsets {waiter.base_offset}..{waiter.next_offset} "
+                f"were written but not in every in-sync replica within ack_timeout_ms="
+                f"{self.config.ack_timeout_ms}"), protocol.PRODUCE_REPLY)
+
+    def next_deadline(self) -> float | None:
+        """The nearest deadline of a parked fetch or a waiting acks=all request."""
+        deadlines = [d for d in (self.purgatory.next_deadline(),
+                                 self.replica_waiters.next_deadline(),
+                                 self.acks.next_deadline()) if d is not None]
+        return min(deadlines) if deadlines else None
 
     def answer_fetch(self, waiter: Waiter) -> None:
+        """A consumer gets whole messages below the high watermark and the visible end; a
+        follower gets them up to the log end, and the leader's epoch entries as frame 2."""
         request, log = waiter.request, waiter.log
         corr = request.correlation_id
+        replica_fetch = request.replica_id != CONSUMER
         try:
-            if request.offset > log.visible_end:
-                data = b""  # appended but not yet flushed: nothing visible at that offset
+            replica = self.replicas.leader_of(request.topic, request.partition)
+            if replica_fetch:
+                end, hw = replica_end(log), replica.hw
+            else:
+                end = hw = self.replicas.consumer_end(log)
+            if request.offset >= end:
+                data = b""  # nothing readable yet at that offset (unflushed, or past the HW)
             else:
                 data = log.read(request.offset, min(request.max_bytes,
-                                                    self.config.max_fetch_bytes))
+                                                    self.config.max_fetch_bytes,
+                                                    end - request.offset),
+                                upto=end if replica_fetch else None)
         except SluiceError as exc:
             self.errors.request_failed(exc, acks=1)
             self.router.send_multipart([waiter.identity, protocol.encode_response(
                 corr, error=exc, fill=protocol.FETCH_REPLY), b""])
             return
         self.logs.fetched(request.topic, request.partition, len(data))
-        header = protocol.encode_response(corr, protocol.FETCH_REPLY.pack(log.visible_end,
-                                                                         log.start_offset))
-        self.router.send_multipart([waiter.identity, header, data],
-                                   copy=len(data) < _COPY_BELOW)
+        header = protocol.encode_response(corr, protocol.FETCH_REPLY.pack(hw, log.start_offset))
+        frames = [waiter.identity, header, data]
+        if replica_fetch:
+            frames.append(epoch_entries(log))
+        self.router.send_multipart(frames, copy=len(data) < _COPY_BELOW)
 
     def answer_error(self, identity: bytes, corr: int, exc: SluiceError, fill) -> None:
         """Count ``exc`` and answer it; ``fill``: the api's reply fields, sent zeroed."""
@@ -215,6 +348,17 @@ def rejection(route: Route, bad: message.InvalidMessage) -> SluiceError:
     if bad.reason == "too_large":
         return MessageTooLarge(str(bad))
     return CorruptMessage(f"rejected message set for {route.topic}/{route.partition}: {bad}")
+
+
+def replica_end(log: Log) -> int:
+    """How far a follower may read the leader's log: its end, flushed or not (the promise of
+    acks=all is the memory of every ISR member; the flush policy stays the fsync promise)."""
+    return log.end_offset
+
+
+def epoch_entries(log: Log) -> bytes:
+    """Frame 2 of a replica fetch's answer: the leader's epoch entries, oldest first."""
+    return protocol.encode_epochs(log.epochs.entries)
 
 
 def _one_frame(request: Request, frames: list) -> None:

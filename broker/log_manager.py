@@ -4,7 +4,8 @@ As Kafka 0.7's LogManager, it owns the logs, the retention cleaner and the flush
 
 - placement: a Log is opened for every partition ZooKeeper places on this broker, at start and
   after each placement change the ClusterView reports, and the registration publishes which
-  partitions are hosted (``/brokers/topics/<topic>/<id>``), so clients find them;
+  partitions are hosted (``/brokers/topics/<topic>/<id>``), so clients find them; ``on_open``
+  hands each new log to the ReplicaManager (broker/replica_manager.py), which gives it a role;
 - appends: the request handlers append validated MessageSets here, one write per log per turn
   of the loop; sequenced acks=1 requests are judged by the producer table first
   (broker/producer_state.py); the counters (METADATA) follow, and a log whose flush policy is
@@ -79,6 +80,7 @@ class LogManager:
         self._routes: dict[tuple[str, int], Route] = {}
         self._published: dict[str, list[int]] = {}
         self._view: ClusterView | None = None
+        self.on_open = lambda topic, partition, replicas, min_insync, log: None
         self._placement_changes: queue.Queue = queue.Queue()
         self._placement_retry_at = 0.0
         self._placement_backoff = 0.0
@@ -111,6 +113,11 @@ class LogManager:
                 log.close()
             except (OSError, SluiceError) as exc:
                 logger.error("closing %s: %s", log.directory, exc)
+
+    @property
+    def view(self) -> ClusterView | None:
+        """The brokers and placements as ZooKeeper's watches last told (None before start)."""
+        return self._view
 
     # --- the logs --------------------------------------------------------------------------
 
@@ -182,12 +189,12 @@ class LogManager:
         if duplicates:
             self.stats["duplicates"] += len(duplicates)
             route.stats["duplicates"] += len(duplicates)
-            for identity, corr, decision in duplicates:
+            for identity, corr, acks, decision in duplicates:
                 if decision.pending is None:
                     outcome = decision.offsets or (0, 0)
                 else:
                     outcome = failed if failed is not None else offsets[decision.pending]
-                answers.append((identity, corr, 1, outcome))
+                answers.append((identity, corr, acks, outcome))
         return answers
 
     def fetched(self, topic: str, partition: int, nbytes: int) -> None:
@@ -266,6 +273,8 @@ class LogManager:
                     complete = False
                     continue
                 self.logs[(topic, partition)] = log
+                self.on_open(topic, partition, placement.replicas[partition],
+                             placement.min_insync_replicas, log)
                 if log.scrub_state == "pending":
                     self.scrubber.submit(log)
             hosted = [p for p in mine if (topic, p) in self.logs]
@@ -291,14 +300,15 @@ class LogManager:
 def _judge(route: Route, turn: Turn, requests: list) -> tuple[list, list, list]:
     """The producer table's decision on each request of a turn: the refusals, answered as
     they are; the appends ``(identity, corr, acks, body, count)``; the duplicates
-    ``(identity, corr, decision)``."""
+    ``(identity, corr, acks, decision)`` (an acks=all duplicate waits for the high watermark
+    as its original would)."""
     refused, writes, duplicates = [], [], []
     for identity, corr, request, body, count in requests:
         decision = turn.judge(request.producer_id, request.sequence, request.first_unacked)
         if decision.action is Action.APPEND:
             writes.append((identity, corr, request.acks, body, count))
         elif decision.action is Action.DUPLICATE:
-            duplicates.append((identity, corr, decision))
+            duplicates.append((identity, corr, request.acks, decision))
         else:
             refused.append((identity, corr, 1, OutOfOrderSequence(
                 f"{route.topic}/{route.partition}: sequence {request.sequence} of producer "

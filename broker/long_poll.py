@@ -27,7 +27,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 
 from broker.protocol import Request
 
@@ -66,10 +66,17 @@ def satisfied(waiter: Waiter, visible_end: int) -> bool:
     return visible_end - request.offset >= max(request.min_bytes, 1)
 
 
-class Purgatory:
-    """The parked waiters, per log and by deadline."""
+def _visible_end(log: Readable) -> int:
+    return log.visible_end
 
-    def __init__(self):
+
+class Purgatory:
+    """The parked waiters, per log and by deadline. ``end_of(log)``: how far the waiters may
+    read (a consumer: the visible end, bounded by the high watermark of a replicated
+    partition; a follower: the log end)."""
+
+    def __init__(self, end_of: Callable[[Readable], int] | None = None):
+        self._end_of = end_of or _visible_end
         self._by_log: dict[Readable, list[Waiter]] = {}
         self._deadlines: list[tuple[float, int, Waiter]] = []
         self._order = itertools.count()
@@ -93,13 +100,14 @@ class Purgatory:
         return list(self._by_log)
 
     def ready(self, logs: Iterable[Readable]) -> list[Waiter]:
-        """The waiters on ``logs`` that their log's visible end now satisfies, let go."""
+        """The waiters on ``logs`` that their log's end (``end_of``: the visible end unless
+        told otherwise) now satisfies, let go."""
         let_go = []
         for log in logs:
             waiters = self._by_log.get(log)
             if waiters is None:
                 continue
-            visible = log.visible_end
+            visible = self._end_of(log)
             keep = []
             for waiter in waiters:
                 if satisfied(waiter, visible):
@@ -111,6 +119,13 @@ class Purgatory:
                 self._by_log[log] = keep
             else:
                 del self._by_log[log]
+        return let_go
+
+    def drop(self, log: Readable) -> list[Waiter]:
+        """Every waiter on ``log``, let go (its partition's leadership moved away)."""
+        let_go = self._by_log.pop(log, [])
+        for waiter in let_go:
+            waiter.done = True
         return let_go
 
     def expired(self, now: float) -> list[Waiter]:

@@ -13,7 +13,10 @@ Two ZeroMQ sockets face the clients:
   no identity frames and no reply path, so the cheapest request there is.
 
 A third, an inproc PAIR, is where the flusher thread wakes the loop when a flush made data
-visible to a parked fetch.
+visible to a parked fetch. A follower's replica fetcher (broker/replica_fetcher.py) adds a
+DEALER per leader it copies from, polled by the same loop, so that what it fetched is appended
+on the loop's thread; between requests the ReplicaManager (broker/replica_manager.py) applies
+the partitions' state changes and shrinks ISRs.
 
 A request is at most ``max_request_bytes``: a bigger one (up to twice that) is refused with
 MESSAGE_TOO_LARGE, and ZeroMQ's MAXMSGSIZE on both sockets (twice the bound) drops the
@@ -40,9 +43,12 @@ from broker import protocol
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
 from broker.flusher import Flusher
-from broker.handlers import RequestHandlers
+from broker.delayed_produce import AckPurgatory
+from broker.handlers import RequestHandlers, replica_end
 from broker.log_manager import LogManager, Route
 from broker.long_poll import Purgatory
+from broker.replica_fetcher import ReplicaFetcher
+from broker.replica_manager import ReplicaManager
 from broker.protocol import Api
 from coordinator import zk
 from coordinator.controller import Controller
@@ -72,7 +78,6 @@ class Broker:
     def __init__(self, config: BrokerConfig):
         self.config = config
         self.errors = ErrorCounts()
-        self.purgatory = Purgatory()
         self._unacked_routes: dict[bytes, Route] = {}
         self._stopping = threading.Event()
 
@@ -89,20 +94,28 @@ class Broker:
         self.wake = self.context.socket(zmq.PAIR)
         wake_endpoint = f"inproc://flusher-{id(self)}"
         self.wake.bind(wake_endpoint)
-        flusher = Flusher(self.context, wake_endpoint, lambda: bool(self.purgatory),
-                          self.errors.task_failed)
-
         self.zk = zk.connect(config.zookeeper, session_timeout=config.session_timeout_ms / 1000)
+        self.replicas = ReplicaManager(config, self.zk, self.errors)
+        self.purgatory = Purgatory(end_of=self.replicas.consumer_end)
+        self.replica_waiters = Purgatory(end_of=replica_end)
+        flusher = Flusher(self.context, wake_endpoint,
+                          lambda: bool(self.purgatory) or bool(self.replica_waiters),
+                          self.errors.task_failed)
         self.registration = BrokerRegistration(self.zk, BrokerInfo(
             config.broker_id, self.endpoint, self.produce_endpoint, config.endpoint_host,
             os.getpid()))
         self.logs = LogManager(config, self.zk, self.registration, self.errors, flusher)
+        self.logs.on_open = self.replicas.add
+        self.fetcher = ReplicaFetcher(config, self.context, self.logs, self.replicas,
+                                      self.errors)
+        self.replicas.on_follow = self.fetcher.follow
         self.controller = Controller(self.zk, config.broker_id, config.unclean_leader_election,
                                      config.leader_imbalance_check_ms)
         self.handlers = RequestHandlers(config, self.logs, self.purgatory, self.errors,
                                         self.router, {"broker": config.broker_id,
                                                       "endpoint": self.endpoint,
-                                                      "produce_endpoint": self.produce_endpoint})
+                                                      "produce_endpoint": self.produce_endpoint},
+                                        self.replicas, self.replica_waiters, AckPurgatory())
 
     def _bind(self, sock: zmq.Socket, port: int) -> str:
         if port:
@@ -127,6 +140,8 @@ class Broker:
         """Stop the controller candidate, flush and close every log, then leave ZooKeeper so
         clients (and the other candidates) learn at once."""
         self.controller.close()
+        self.replicas.close()
+        self.fetcher.close()
         self.logs.close()
         self.registration.close()
         try:
@@ -148,6 +163,8 @@ class Broker:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.pull, zmq.POLLIN)
         poller.register(self.wake, zmq.POLLIN)
+        self.fetcher.register(poller)
+        fetched_from = self.fetcher.sockets
         while not self._stopping.is_set():
             events = dict(poller.poll(self._poll_timeout() * 1000))
             if self.pull in events:
@@ -157,13 +174,17 @@ class Broker:
             if self.wake in events:
                 while self.wake.poll(0):
                     self.wake.recv()
-                self.handlers.wake(self.purgatory.logs())
+                self.handlers.wake(self.purgatory.logs() + self.replica_waiters.logs())
+            for sock in [sock for sock in events if sock in fetched_from]:
+                self.fetcher.receive(sock)
             now = time.monotonic()
             self.handlers.expire(now)
             self.logs.maintain(now)
+            self.replicas.maintain(now)
+            self.fetcher.send_due(now)
 
     def _poll_timeout(self) -> float:
-        deadline = self.purgatory.next_deadline()
+        deadline = self.handlers.next_deadline()
         if deadline is None:
             return _TICK_S
         return min(_TICK_S, max(0.0, deadline - time.monotonic()))

@@ -86,3 +86,14 @@ def test_the_purgatory_says_whether_anything_is_parked():
     assert purgatory and purgatory.waiting_on(log)
     purgatory.expired(now=one.deadline)
     assert not purgatory
+
+
+def test_drop_lets_every_waiter_of_a_log_go_and_none_expires_after():
+    log, other = FakeLog(0), FakeLog(0)
+    purgatory = Purgatory()
+    mine, theirs = waiter(log, corr=1, deadline=1.0), waiter(other, corr=2, deadline=1.0)
+    purgatory.park(mine)
+    purgatory.park(theirs)
+    assert purgatory.drop(log) == [mine] and mine.done
+    assert purgatory.drop(log) == [] and purgatory.logs() == [other]
+    assert purgatory.expired(5.0) == [theirs]

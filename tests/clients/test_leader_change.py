@@ -2,10 +2,10 @@
 
 A topic of one partition with R = 2 on both brokers (each opens its log). Leadership is moved
 by writing the partition's state node with ``partition_state.write``, as the controller does.
-Brokers do not replicate on this branch, so the consumer tests write the same bytes to both
-replicas by hand (a raw acks=1 produce to each broker: same sets on empty logs, same offsets),
-and what comes after the move only to the new leader: the consumer can only have it from there,
-and content shows that nothing was skipped or repeated.
+The follower copies the leader (broker/replica_fetcher.py); a test that moves leadership first
+waits until the follower has every message (its METADATA row's end_offset), and what comes
+after the move goes to the new leader only: the consumer can only have it from there, and
+content shows that nothing was skipped or repeated.
 """
 from __future__ import annotations
 
@@ -72,6 +72,34 @@ def log_values(proc, expected: int | None = None) -> list[bytes]:
         raw.close()
 
 
+def row(proc) -> dict:
+    """Partition 0's METADATA row at the broker."""
+    raw = RawClient(proc.endpoint)
+    try:
+        reply = raw.request(protocol.encode_metadata(1))
+        return json.loads(protocol.decode_metadata_response(reply[0])[1])["partitions"][0]
+    finally:
+        raw.close()
+
+
+def end_offset(proc) -> int:
+    """The end of partition 0 of the broker's own log."""
+    return row(proc)["end_offset"]
+
+
+def wait_leading(proc) -> None:
+    """Wait until the broker applied the state that makes it the leader."""
+    wait_for(lambda: row(proc)["role"] == "leader", 20,
+             what=f"broker {proc.broker_id} to lead")
+
+
+def wait_copied(leader, follower) -> None:
+    """Wait until the follower's log ends where the leader's does."""
+    end = end_offset(leader)
+    wait_for(lambda: end_offset(follower) == end, 20,
+             what=f"broker {follower.broker_id} to copy the leader's log to {end}")
+
+
 def raw_produce(proc, values: list[bytes]) -> None:
     """One acks=1 set of ``values``, unsequenced, straight to the broker's log."""
     raw = RawClient(proc.endpoint)
@@ -95,6 +123,7 @@ def test_the_producer_follows_the_leader_to_its_new_broker(zk, replicated):
         for value in values(5):
             producer.send(TOPIC, value, partition=0)
         producer.flush()
+        wait_copied(leader, follower)
         move_leader(zk, follower.broker_id, (follower.broker_id, leader.broker_id))
         wait_for(lambda: view.leader(TOPIC, 0).broker_id == follower.broker_id, 10,
                  what="the producer's view to follow the leader")
@@ -102,8 +131,8 @@ def test_the_producer_follows_the_leader_to_its_new_broker(zk, replicated):
             producer.send(TOPIC, value, partition=0)
         producer.flush()
         assert producer.acked == 10
-    assert log_values(follower, 5) == values(5, 5)
-    assert log_values(leader, 5) == values(5)
+    assert log_values(follower, 10) == values(10)
+    wait_copied(follower, leader)
 
 
 def test_a_batch_refused_for_want_of_a_leader_goes_to_the_next_one(zk, replicated):
@@ -140,9 +169,9 @@ def test_no_leader_is_a_line_naming_the_in_sync_replicas(zk, replicated):
 
 def test_a_simple_consumer_continues_at_its_offset_on_the_new_leader(zk, replicated):
     leader, follower = replicated
-    for proc in replicated:
-        raw_produce(proc, values(10))
-        log_values(proc, 10)
+    raw_produce(leader, values(10))
+    wait_copied(leader, follower)
+    log_values(leader, 10)      # below the high watermark and flushed: consumers see them
     with SimpleConsumer(TOPIC, 0, offset="earliest", zookeeper=zk, max_wait_ms=100) as consumer:
         got = consumer.fetch()
         assert [m.value for m in got] == values(10)
@@ -150,6 +179,7 @@ def test_a_simple_consumer_continues_at_its_offset_on_the_new_leader(zk, replica
         move_leader(zk, follower.broker_id)
         wait_for(lambda: consumer._pool.leader(TOPIC, 0).broker_id == follower.broker_id, 10,
                  what="the consumer's view to follow the leader")
+        wait_leading(follower)
         raw_produce(follower, values(10, 10))
         log_values(follower, 20)
         more = wait_for(consumer.fetch, 20, what="the messages after the move")
@@ -159,9 +189,9 @@ def test_a_simple_consumer_continues_at_its_offset_on_the_new_leader(zk, replica
 
 def test_a_group_consumer_continues_at_its_position_on_the_new_leader(zk, replicated):
     leader, follower = replicated
-    for proc in replicated:
-        raw_produce(proc, values(20))
-        log_values(proc, 20)
+    raw_produce(leader, values(20))
+    wait_copied(leader, follower)
+    log_values(leader, 20)
     # A fetch parks at the old leader for up to max_wait_ms, which the broker bounds by its
     # max_wait_ms_limit (30 s, more than the 20 s waited for the tail below): the tail arrives
     # in time only because the move sends the parked fetch to the new leader at once.
@@ -175,6 +205,7 @@ def test_a_group_consumer_continues_at_its_position_on_the_new_leader(zk, replic
         move_leader(zk, follower.broker_id)
         wait_for(lambda: consumer._pool.leader(TOPIC, 0).broker_id == follower.broker_id, 10,
                  what="the consumer's view to follow the leader")
+        wait_leading(follower)
         raw_produce(follower, values(20, 20))
         wait_for(lambda: seen.extend(consumer.poll(200)) or len(seen) >= 40, 20,
                  what="the 20 messages produced to the new leader")

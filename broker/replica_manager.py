@@ -1,0 +1,337 @@
+"""Roles: which hosted partition this broker leads or follows, in which leader epoch (Kafka 0.8's
+ReplicaManager), and the leader's view of its followers.
+
+For every partition with a replica here the LogManager opens a Log and calls ``add``. A
+single-replica partition is led here for good (epoch 0, ISR = this broker, high watermark =
+the log end): nothing of it changes. A replicated partition's role comes from its state node
+(coordinator/partition_state.py): it is read, and watched with a kazoo DataWatch whose callback
+only queues the partition; ``maintain``, on the request loop's thread, reads the queued states
+and applies them, as the LogManager applies placement changes. Applying a state:
+
+- this broker is its leader: start leading at that epoch (the epoch begins at the log end);
+  the followers' log ends are unknown until they fetch, so they start at the high watermark
+  this broker knew (no in-sync replica has less) and count as caught up now;
+- another broker leads: follow it (the replica fetcher, broker/replica_fetcher.py, fetches from
+  it) after failing the acks=all requests still waiting here with NOT_LEADER;
+- nobody leads (``leader`` = -1): follow nobody, answer NOT_LEADER;
+- an epoch older than the one applied already is ignored: a leadership never goes back.
+
+The leader records each follower's fetch (``follower_fetched``), and from those the high
+watermark and ISR changes (the pure rules of broker/isr.py). An ISR change is a conditional
+write of the state on the version this broker holds, and only once it succeeded does the high
+watermark use the new ISR: a leader cut off from ZooKeeper cannot shrink its ISR to itself and
+go on acknowledging acks=all writes (Jepsen's 2013 Kafka case). A write that finds the node
+changed (``StaleState``) re-reads the state and obeys it: another leader was elected.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from typing import Callable
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
+from kazoo.recipe.watchers import DataWatch
+
+from broker import isr as rules
+from broker.config import BrokerConfig
+from broker.error_counts import ErrorCounts
+from broker.isr import Follower
+from broker.log import Log
+from coordinator import partition_state, paths
+from coordinator.errors import NotLeader, SluiceError
+from coordinator.partition_state import NOT_WRITTEN, PartitionState, StaleState
+
+logger = logging.getLogger(__name__)
+
+LEADER, FOLLOWER = "leader", "follower"
+RETRY_FIRST_S = 0.2      # back-off of a failed state read or ISR write, doubling up to
+RETRY_MAX_S = 5.0
+
+
+class Replica:
+    """This broker's replica of one partition: its log, its role and epoch, the ISR and
+    version it holds, the high watermark, and (as leader) what it knows of each follower."""
+
+    __slots__ = ("topic", "partition", "key", "log", "replicas", "min_insync_replicas",
+                 "role", "leader", "epoch", "state", "version", "hw", "followers")
+
+    def __init__(self, topic: str, partition: int, log: Log, replicas: tuple[int, ...],
+                 min_insync_replicas: int, state: PartitionState, version: int):
+        self.topic = topic
+        self.partition = partition
+        self.key = (topic, partition)
+        self.log = log
+        self.replicas = replicas
+        self.min_insync_replicas = min_insync_replicas
+        self.role: str | None = None          # until its state is read
+        self.leader = state.leader
+        self.epoch = state.leader_epoch
+        self.state = state
+        self.version = version
+        self.hw = 0
+        self.followers: dict[int, Follower] = {}
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role == LEADER
+
+    @property
+    def isr(self) -> tuple[int, ...]:
+        return self.state.isr
+
+    def describe(self) -> dict:
+        """The METADATA row's replication fields."""
+        return {"role": self.role or "unknown", "leader": self.leader, "leader_epoch": self.epoch,
+                "high_watermark": self.hw, "isr": list(self.isr),
+                "replicas": list(self.replicas)}
+
+    def not_leader(self, broker_id: int) -> NotLeader:
+        who = (f"broker {self.leader} leads it" if self.leader >= 0 else "it has no leader now")
+        return NotLeader(f"broker {broker_id} does not lead {self.topic}/{self.partition} "
+                         f"({who}, epoch {self.epoch})")
+
+
+class ReplicaManager:
+    """The roles of this broker's hosted partitions, kept from their state nodes.
+
+    ``on_high_watermark(replica)`` runs when a leader's high watermark moved up,
+    ``on_lost_leadership(replica)`` when this broker stopped leading a partition,
+    ``on_follow(replica)`` when it (re)starts following one (or stops: ``replica.leader`` is
+    then -1 or this broker); all on the request loop's thread.
+    """
+
+    def __init__(self, config: BrokerConfig, zk: KazooClient, errors: ErrorCounts):
+        self.config = config
+        self.broker_id = config.broker_id
+        self.zk = zk
+        self.errors = errors
+        self.partitions: dict[tuple[str, int], Replica] = {}
+        self.by_log: dict[Log, Replica] = {}
+        self.on_high_watermark: Callable[[Replica], None] = lambda replica: None
+        self.on_lost_leadership: Callable[[Replica], None] = lambda replica: None
+        self.on_follow: Callable[[Replica], None] = lambda replica: None
+        self._changes: queue.Queue = queue.Queue()
+        self._retry: dict[tuple[str, int], float] = {}
+        self._backoff = 0.0
+        self._watches: dict[tuple[str, int], DataWatch] = {}
+        self._closed = False
+        self._lag_s = config.replica_lag_time_max_ms / 1000
+        self._next_isr_check = 0.0
+        self._outside_errors = (KazooException, zk.handler.timeout_exception)
+
+    # --- hosting ---------------------------------------------------------------------------
+
+    def add(self, topic: str, partition: int, replicas: tuple[int, ...], min_insync: int,
+            log: Log) -> None:
+        """A newly opened log: led here if it is the one replica, else watched."""
+        key = (topic, partition)
+        replica = Replica(topic, partition, log, tuple(replicas), min_insync,
+                          PartitionState.initial(tuple(replicas)), NOT_WRITTEN)
+        self.partitions[key] = replica
+        self.by_log[log] = replica
+        if len(replicas) == 1:
+            self._lead(replica, replica.state, NOT_WRITTEN)
+            return
+        self._changes.put(key)
+        self._watches[key] = DataWatch(self.zk, paths.partition_state(topic, partition),
+                                       self._state_watch(key))
+
+    def _state_watch(self, key):
+        """The DataWatch callback of ``key`` (kazoo's thread): queue the partition; False
+        ends the watch once the broker closes. Two parameters exactly: kazoo passes a third,
+        the event, to a function that takes three."""
+        def changed(data, stat):
+            if self._closed:
+                return False
+            self._changes.put(key)
+            return None
+        return changed
+
+    def get(self, topic: str, partition: int) -> Replica | None:
+        return self.partitions.get((topic, partition))
+
+    def leader_of(self, topic: str, partition: int) -> Replica | None:
+        """The replica if this broker leads it; raises NotLeader if it only follows it (None:
+        not hosted here, the caller's usual error applies)."""
+        replica = self.partitions.get((topic, partition))
+        if replica is not None and replica.role != LEADER:
+            raise replica.not_leader(self.broker_id)
+        return replica
+
+    def consumer_end(self, log: Log) -> int:
+        """How far a consumer may read ``log``: below the high watermark and the visible end."""
+        replica = self.by_log.get(log)
+        if replica is None:
+            return log.visible_end
+        return min(log.visible_end, replica.hw)
+
+    def reread(self, key: tuple[str, int]) -> None:
+        """Read the partition's state again at the next ``maintain`` (a peer said this
+        broker's view is stale)."""
+        self._changes.put(key)
+
+    # --- the loop's work -------------------------------------------------------------------
+
+    def maintain(self, now: float) -> None:
+        """Apply the queued state changes (each read now), then, every half lag time, shrink
+        the ISRs of led partitions whose followers fell behind."""
+        pending = set()
+        while not self._changes.empty():
+            pending.add(self._changes.get_nowait())
+        for key, at in list(self._retry.items()):
+            if at <= now:
+                del self._retry[key]
+                pending.add(key)
+            else:
+                pending.discard(key)
+        if pending and not self.zk.connected:
+            for key in pending:    # a read would block the loop until ZooKeeper is back
+                self._retry_later(key, now, "partition_state",
+                                  SluiceError("not connected to ZooKeeper"))
+            pending = ()
+        for key in pending:
+            replica = self.partitions.get(key)
+            if replica is None:
+                continue
+            try:
+                found = partition_state.read(self.zk, replica.topic, replica.partition)
+            except self._outside_errors as exc:
+                self._retry_later(key, now, "partition_state", exc)
+                continue
+            self._backoff = 0.0
+            state, version = found or (PartitionState.initial(replica.replicas), NOT_WRITTEN)
+            self.apply(replica, state, version)
+        if now >= self._next_isr_check:
+            self._next_isr_check = now + min(self._lag_s / 2, 1.0)
+            for replica in self.partitions.values():
+                if replica.role == LEADER and len(replica.replicas) > 1:
+                    gone = rules.to_shrink(replica.isr, self.broker_id, replica.followers, now,
+                                           self._lag_s)
+                    if gone:
+                        self._write_isr(replica, [b for b in replica.isr if b not in gone], now)
+
+    def apply(self, replica: Replica, state: PartitionState, version: int) -> None:
+        """Take the role ``state`` gives this broker (see the module docstring)."""
+        if state.leader_epoch < replica.epoch:
+            return
+        if state.leader == self.broker_id:
+            if replica.role == LEADER and state.leader_epoch == replica.epoch:
+                replica.state, replica.version = state, version   # an ISR write, ours or not
+                self._advance(replica)
+            else:
+                self._lead(replica, state, version)
+            return
+        if (replica.role == FOLLOWER and replica.leader == state.leader
+                and replica.epoch == state.leader_epoch):
+            replica.state, replica.version = state, version
+            return
+        was_leader = replica.role == LEADER
+        replica.role = FOLLOWER
+        replica.leader, replica.epoch = state.leader, state.leader_epoch
+        replica.state, replica.version = state, version
+        replica.followers = {}
+        replica.hw = min(replica.hw, replica.log.end_offset)
+        logger.info("%s/%d: following broker %d in epoch %d", replica.topic, replica.partition,
+                    state.leader, state.leader_epoch)
+        if was_leader:
+            self.on_lost_leadership(replica)
+        self.on_follow(replica)
+
+    def _lead(self, replica: Replica, state: PartitionState, version: int) -> None:
+        now = time.monotonic()
+        replica.role = LEADER
+        replica.leader, replica.epoch = self.broker_id, state.leader_epoch
+        replica.state, replica.version = state, version
+        start = min(replica.hw, replica.log.end_offset)
+        replica.followers = {b: Follower(start, caught_up_at=now)
+                             for b in replica.replicas if b != self.broker_id}
+        self._start_epoch(replica)
+        if len(replica.replicas) > 1:
+            logger.info("%s/%d: leading in epoch %d, ISR %s", replica.topic, replica.partition,
+                        replica.epoch, list(replica.isr))
+        self.on_follow(replica)
+        self._advance(replica)
+
+    def _start_epoch(self, replica: Replica) -> None:
+        """A leader's epoch starts at its log end (broker/leader_epochs.py): what it appends
+        from there was written in that epoch. A log whose latest epoch is newer than the state's
+        is refused loudly (counted) and keeps its entries."""
+        try:
+            replica.log.epochs.assign(replica.epoch, replica.log.end_offset)
+        except SluiceError as exc:
+            self.errors.task_failed("leader_epoch", exc)
+
+    # --- the leader's side -----------------------------------------------------------------
+
+    def appended(self, replica: Replica) -> None:
+        """The leader appended: alone in the ISR, that moves its high watermark."""
+        if len(replica.state.isr) == 1:
+            self._advance(replica)
+
+    def follower_fetched(self, replica: Replica, broker_id: int, offset: int,
+                         leader_end: int) -> None:
+        """A replica fetch of ``broker_id`` at ``offset`` (its log end) reached the leader,
+        whose log a follower may read up to ``leader_end``."""
+        follower = replica.followers.get(broker_id)
+        if follower is None:
+            raise NotLeader(f"broker {broker_id} is no replica of {replica.topic}/"
+                            f"{replica.partition} (replicas {list(replica.replicas)})")
+        now = time.monotonic()
+        follower.fetched(offset, leader_end, now)
+        if broker_id in replica.isr:
+            self._advance(replica)
+        elif rules.to_expand(replica.isr, replica.replicas, self.broker_id,
+                             {broker_id: follower}, replica.hw, self._epoch_start(replica)):
+            self._write_isr(replica, list(replica.isr) + [broker_id], now)
+
+    @staticmethod
+    def _epoch_start(replica: Replica) -> int:
+        """Where the leader's current epoch began in its log (0 if it has no entry for it)."""
+        entries = replica.log.epochs.entries
+        return entries[-1][1] if entries and entries[-1][0] == replica.epoch else 0
+
+    def _advance(self, replica: Replica) -> None:
+        """Recompute a leader's high watermark from the ISR it holds; it only moves up."""
+        if replica.role != LEADER:
+            return
+        hw = rules.high_watermark(replica.log.end_offset,
+                                  {b: f.log_end for b, f in replica.followers.items()},
+                                  replica.isr, self.broker_id)
+        if hw > replica.hw:
+            replica.hw = hw
+            self.on_high_watermark(replica)
+
+    def _write_isr(self, replica: Replica, isr: list[int], now: float) -> None:
+        """Write a new ISR on the version held; used only once written."""
+        if replica.key in self._retry:
+            return
+        if not self.zk.connected:
+            self._retry_later(replica.key, now, "isr_update",
+                              SluiceError("not connected to ZooKeeper"))
+            return
+        state = replica.state.with_isr(isr)
+        try:
+            version = partition_state.write(self.zk, replica.topic, replica.partition, state,
+                                            replica.version)
+        except StaleState:
+            logger.info("%s/%d: the state changed under the ISR write; reading it again",
+                        replica.topic, replica.partition)
+            self._changes.put(replica.key)
+            return
+        except self._outside_errors as exc:
+            self._retry_later(replica.key, now, "isr_update", exc)
+            return
+        logger.info("%s/%d: ISR %s -> %s (epoch %d)", replica.topic, replica.partition,
+                    list(replica.isr), list(state.isr), replica.epoch)
+        replica.state, replica.version = state, version
+        self._advance(replica)
+
+    def _retry_later(self, key, now: float, task: str, exc: Exception) -> None:
+        self._backoff = min(RETRY_MAX_S, 2 * self._backoff or RETRY_FIRST_S)
+        self._retry[key] = now + self._backoff
+        self.errors.task_failed(task, exc, self._backoff)
+
+    def close(self) -> None:
+        self._closed = True

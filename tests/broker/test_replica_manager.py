@@ -1,0 +1,126 @@
+"""Roles from the state nodes (broker/replica_manager.py) against a real ZooKeeper, without a
+broker process: the ReplicaManager is driven as the request loop drives it (``maintain``), and
+state nodes are written with ``partition_state.write``, as the controller writes them."""
+import time
+
+import pytest
+
+from broker.config import BrokerConfig, LogConfig
+from broker.error_counts import ErrorCounts
+from broker.log import Log
+from broker.message import encode_set
+from broker.replica_manager import ReplicaManager
+from coordinator import partition_state
+from coordinator.partition_state import NOT_WRITTEN, PartitionState
+from tests.helpers import wait_for
+
+TOPIC = "roles"
+
+
+class Calls:
+    """What the manager told the broker: high watermarks, lost leaderships, follows."""
+
+    def __init__(self, manager: ReplicaManager):
+        self.hw, self.lost, self.follows = [], [], []
+        manager.on_high_watermark = lambda r: self.hw.append(r.hw)
+        manager.on_lost_leadership = lambda r: self.lost.append(r.epoch)
+        manager.on_follow = lambda r: self.follows.append((r.role, r.leader, r.epoch))
+
+
+@pytest.fixture
+def manager_of(zk, zk_client, tmp_path):
+    made = []
+
+    def make(broker_id=0, lag_ms=60_000):
+        config = BrokerConfig(broker_id, str(tmp_path / f"b{broker_id}"), zk,
+                              replica_lag_time_max_ms=lag_ms)
+        manager = ReplicaManager(config, zk_client, ErrorCounts())
+        made.append(manager)
+        return manager, Calls(manager)
+
+    yield make
+    for manager in made:
+        manager.close()
+        for replica in manager.partitions.values():
+            replica.log.close()
+
+
+def open_log(tmp_path, name="log") -> Log:
+    return Log(tmp_path / name, LogConfig(visible_after_flush=False))
+
+
+def settle(manager, until, what):
+    """Run the loop's ``maintain`` until ``until()`` holds (the DataWatch is asynchronous)."""
+    return wait_for(lambda: manager.maintain(time.monotonic()) or until(), what=what)
+
+
+def test_a_single_replica_partition_is_led_at_once_and_its_hw_is_the_log_end(manager_of,
+                                                                             tmp_path):
+    manager, calls = manager_of()
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0,), 1, log)
+    replica = manager.get(TOPIC, 0)
+    assert (replica.role, replica.epoch, replica.isr, replica.hw) == ("leader", 0, (0,), 0)
+    log.append(encode_set([(None, b"x")]), 1)
+    manager.appended(replica)
+    assert replica.hw == log.end_offset and calls.hw == [log.end_offset]
+    assert log.epochs.entries == [(0, 0)]
+
+
+def test_roles_follow_the_state_node_and_never_go_back_an_epoch(manager_of, zk_client,
+                                                                tmp_path):
+    manager, calls = manager_of(broker_id=0)
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1, 2)), NOT_WRITTEN)
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0, 1, 2), 2, log)
+    replica = manager.get(TOPIC, 0)
+    settle(manager, lambda: replica.role == "leader", "the initial leadership")
+    state, version = partition_state.read(zk_client, TOPIC, 0)
+    partition_state.write(zk_client, TOPIC, 0, state.elected(1, (1, 2), 1), version)
+    settle(manager, lambda: replica.role == "follower", "following the new leader")
+    assert (replica.leader, replica.epoch) == (1, 1) and calls.lost == [1]
+    assert calls.follows[-1] == ("follower", 1, 1)
+    manager.apply(replica, PartitionState(0, 0, (0, 1, 2)), 0)
+    assert (replica.role, replica.leader, replica.epoch) == ("follower", 1, 1), "a stale state"
+    state, version = partition_state.read(zk_client, TOPIC, 0)
+    partition_state.write(zk_client, TOPIC, 0, state.elected(0, (1, 2, 0), 1), version)
+    settle(manager, lambda: replica.role == "leader", "leading again")
+    assert replica.epoch == 2 and log.epochs.latest_epoch == 2
+
+
+def test_the_hw_uses_a_shrunk_isr_only_once_it_is_written(manager_of, zk_client, tmp_path):
+    manager, calls = manager_of(broker_id=0, lag_ms=1)
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0, 1), 1, log)
+    replica = manager.get(TOPIC, 0)
+    settle(manager, lambda: replica.role == "leader", "the leadership")
+    log.append(encode_set([(None, b"m")]), 1)
+    manager.appended(replica)
+    assert replica.hw == 0, "follower 1 has not fetched it"
+    zk_client.stop()                 # cut off from ZooKeeper: the shrink cannot be written
+    try:
+        manager.maintain(time.monotonic() + 1)      # a second on: past the 1 ms lag time
+        assert replica.isr == (0, 1) and replica.hw == 0, "shrunk in memory only: no HW move"
+    finally:
+        zk_client.start()
+    settle(manager, lambda: replica.isr == (0,), "the shrink, written once connected")
+    assert partition_state.read(zk_client, TOPIC, 0)[0].isr == (0,)
+    assert replica.hw == log.end_offset and calls.hw[-1] == log.end_offset
+
+
+def test_a_stale_isr_write_rereads_the_state_and_obeys_it(manager_of, zk_client, tmp_path):
+    manager, calls = manager_of(broker_id=0, lag_ms=1)
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0, 1), 1, log)
+    replica = manager.get(TOPIC, 0)
+    settle(manager, lambda: replica.role == "leader", "the leadership")
+    manager.close()                  # no more watch events: only the failed write tells
+    state, version = partition_state.read(zk_client, TOPIC, 0)
+    partition_state.write(zk_client, TOPIC, 0, state.elected(1, (1,), 1), version)
+    log.append(encode_set([(None, b"m")]), 1)
+    settle(manager, lambda: replica.role == "follower", "the stale write to re-read")
+    assert (replica.leader, replica.epoch) == (1, 1) and calls.lost == [1]
+    assert replica.hw == 0, "the leader never acknowledged past its followers"
+    assert partition_state.read(zk_client, TOPIC, 0)[0] == state.elected(1, (1,), 1)
