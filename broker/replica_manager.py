@@ -17,7 +17,9 @@ and applies them, as the LogManager applies placement changes. Applying a state:
 - an epoch older than the one applied already is ignored: a leadership never goes back.
 
 The leader records each follower's fetch (``follower_fetched``), and from those the high
-watermark and ISR changes (the pure rules of broker/isr.py). An ISR change is a conditional
+watermark and ISR changes (the pure rules of broker/isr.py); an in-sync follower that fetches
+below the log end it had reached lost data and is shrunk out at once (the rule retries it at
+every ISR check until written). An ISR change is a conditional
 write of the state on the version this broker holds, and only once it succeeded does the high
 watermark use the new ISR: a leader cut off from ZooKeeper cannot shrink its ISR to itself and
 go on acknowledging acks=all writes (Jepsen's 2013 Kafka case). A write that finds the node
@@ -279,8 +281,13 @@ class ReplicaManager:
             raise NotLeader(f"broker {broker_id} is no replica of {replica.topic}/"
                             f"{replica.partition} (replicas {list(replica.replicas)})")
         now = time.monotonic()
-        follower.fetched(offset, leader_end, now)
-        if broker_id in replica.isr:
+        lost = follower.fetched(offset, leader_end, now)
+        if lost and broker_id in replica.isr:
+            logger.warning("%s/%d: in-sync replica %d fetches at %d, below the log end it had "
+                           "reached: it lost data; out of the ISR at once", replica.topic,
+                           replica.partition, broker_id, offset)
+            self._write_isr(replica, [b for b in replica.isr if b != broker_id], now)
+        elif broker_id in replica.isr:
             self._advance(replica)
         elif rules.to_expand(replica.isr, replica.replicas, self.broker_id,
                              {broker_id: follower}, replica.hw, self._epoch_start(replica)):

@@ -124,3 +124,24 @@ def test_a_stale_isr_write_rereads_the_state_and_obeys_it(manager_of, zk_client,
     assert (replica.leader, replica.epoch) == (1, 1) and calls.lost == [1]
     assert replica.hw == 0, "the leader never acknowledged past its followers"
     assert partition_state.read(zk_client, TOPIC, 0)[0] == state.elected(1, (1,), 1)
+
+
+def test_an_isr_member_fetching_below_the_end_it_reached_leaves_the_isr_at_once(manager_of,
+                                                                                zk_client,
+                                                                                tmp_path):
+    manager, calls = manager_of(broker_id=0)          # a lag time of a minute
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1, 2)), NOT_WRITTEN)
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0, 1, 2), 1, log)
+    replica = manager.get(TOPIC, 0)
+    settle(manager, lambda: replica.role == "leader", "the leadership")
+    log.append(encode_set([(None, b"m")]), 1)
+    end = log.end_offset
+    manager.follower_fetched(replica, 1, end, end)
+    manager.follower_fetched(replica, 2, end, end)
+    assert replica.hw == end
+    manager.follower_fetched(replica, 1, 0, end)      # 1 lost its disk and came back at once
+    assert partition_state.read(zk_client, TOPIC, 0)[0].isr == (0, 2), "one write, at once"
+    assert replica.isr == (0, 2) and replica.hw == end, "the high watermark never goes back"
+    manager.follower_fetched(replica, 1, end, end)    # rebuilt: it rejoins the normal way
+    assert partition_state.read(zk_client, TOPIC, 0)[0].isr == (0, 2, 1)
