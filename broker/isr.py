@@ -11,7 +11,9 @@ derives:
   ``replica_lag_time_max_ms``. "Caught up" is Kafka's rule: a fetch at an offset at or past the
   leader's log end as of that fetch, or at or past the leader's log end as of the follower's
   previous fetch (it then had everything that existed when it last asked: it is keeping up,
-  even while producers keep the log growing);
+  even while producers keep the log growing). A follower whose fetch comes *below* the log end
+  it had already reached lost data (its disk, or a restart cut its log): it has not been caught
+  up at any time that counts, and leaves at once, not a lag time later;
 - which followers join it again (``to_expand``): those whose log end reached the high
   watermark (and the start of the leader's current epoch, so a rejoining replica holds
   nothing of an older leader past it).
@@ -30,17 +32,25 @@ class Follower:
 
     >>> f = Follower(log_end=0, caught_up_at=0.0)
     >>> f.fetched(offset=100, leader_end=100, now=1.0)   # at the leader's end: caught up
+    False
     >>> f.caught_up_at, f.log_end
     (1.0, 100)
     >>> f.fetched(offset=100, leader_end=300, now=2.0)   # the leader grew meanwhile
+    False
     >>> f.caught_up_at                                   # it had all that existed at 1.0
     1.0
     >>> f.fetched(offset=300, leader_end=500, now=3.0)   # 300 = the leader's end at 2.0
+    False
     >>> f.caught_up_at
     2.0
     >>> f.fetched(offset=310, leader_end=900, now=4.0)   # short of 500 (the end at 3.0)
+    False
     >>> f.caught_up_at
     2.0
+    >>> f.fetched(offset=0, leader_end=900, now=5.0)     # below its end of 310: data lost
+    True
+    >>> f.caught_up_at
+    -inf
     """
 
     log_end: int
@@ -48,16 +58,21 @@ class Follower:
     last_fetch_leader_end: int = 0
     last_fetch_at: float | None = None
 
-    def fetched(self, offset: int, leader_end: int, now: float) -> None:
+    def fetched(self, offset: int, leader_end: int, now: float) -> bool:
         """A fetch at ``offset`` (the follower's log end) while the leader's end is
-        ``leader_end``, at monotonic time ``now``."""
-        if offset >= leader_end:
+        ``leader_end``, at monotonic time ``now``; True when it lost data (the offset is below
+        the end it had reached), so that the leader shrinks the ISR at once."""
+        lost = offset < self.log_end
+        if lost:
+            self.caught_up_at = float("-inf")
+        elif offset >= leader_end:
             self.caught_up_at = max(self.caught_up_at, now)
         elif self.last_fetch_at is not None and offset >= self.last_fetch_leader_end:
             self.caught_up_at = max(self.caught_up_at, self.last_fetch_at)
         self.log_end = offset
         self.last_fetch_leader_end = leader_end
         self.last_fetch_at = now
+        return lost
 
 
 def high_watermark(leader_end: int, follower_ends: dict[int, int], isr, leader: int) -> int:

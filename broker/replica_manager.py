@@ -14,10 +14,18 @@ and applies them, as the LogManager applies placement changes. Applying a state:
 - another broker leads: follow it (the replica fetcher, broker/replica_fetcher.py, fetches from
   it) after failing the acks=all requests still waiting here with NOT_LEADER;
 - nobody leads (``leader`` = -1): follow nobody, answer NOT_LEADER;
-- an epoch older than the one applied already is ignored: a leadership never goes back.
+- an epoch older than the one applied already is ignored: a leadership never goes back;
+- this broker is its leader, but registered (its registration node's czxid) after the state was
+  last written (the node's mzxid): it restarted, or its session expired, since it was made
+  leader, so it lost the leader's memory and perhaps its log. It does not lead (role
+  ``waiting``: NOT_LEADER to everyone, no ISR writes, no fetching) until the controller, which
+  sees the same restart (coordinator/election.py), writes a new state. Its own registration is
+  watched so that a re-registration re-reads every replicated partition.
 
 The leader records each follower's fetch (``follower_fetched``), and from those the high
-watermark and ISR changes (the pure rules of broker/isr.py). An ISR change is a conditional
+watermark and ISR changes (the pure rules of broker/isr.py); an in-sync follower that fetches
+below the log end it had reached lost data and is shrunk out at once (the rule retries it at
+every ISR check until written). An ISR change is a conditional
 write of the state on the version this broker holds, and only once it succeeded does the high
 watermark use the new ISR: a leader cut off from ZooKeeper cannot shrink its ISR to itself and
 go on acknowledging acks=all writes (Jepsen's 2013 Kafka case). A write that finds the node
@@ -41,11 +49,12 @@ from broker.isr import Follower
 from broker.log import Log
 from coordinator import partition_state, paths
 from coordinator.errors import NotLeader, SluiceError
-from coordinator.partition_state import NOT_WRITTEN, PartitionState, StaleState
+from coordinator.partition_state import NO_LEADER, NOT_WRITTEN, PartitionState, StaleState
 
 logger = logging.getLogger(__name__)
 
-LEADER, FOLLOWER = "leader", "follower"
+LEADER, FOLLOWER, WAITING = "leader", "follower", "waiting"
+_ALL = ("", -1)          # queued by the registration watch: re-read every partition
 RETRY_FIRST_S = 0.2      # back-off of a failed state read or ISR write, doubling up to
 RETRY_MAX_S = 5.0
 
@@ -55,7 +64,7 @@ class Replica:
     version it holds, the high watermark, and (as leader) what it knows of each follower."""
 
     __slots__ = ("topic", "partition", "key", "log", "replicas", "min_insync_replicas",
-                 "role", "leader", "epoch", "state", "version", "hw", "followers")
+                 "role", "leader", "epoch", "state", "version", "written", "hw", "followers")
 
     def __init__(self, topic: str, partition: int, log: Log, replicas: tuple[int, ...],
                  min_insync_replicas: int, state: PartitionState, version: int):
@@ -70,6 +79,7 @@ class Replica:
         self.epoch = state.leader_epoch
         self.state = state
         self.version = version
+        self.written: int | None = None      # the state node's mzxid as read (None: unknown)
         self.hw = 0
         self.followers: dict[int, Follower] = {}
 
@@ -120,6 +130,9 @@ class ReplicaManager:
         self._lag_s = config.replica_lag_time_max_ms / 1000
         self._next_isr_check = 0.0
         self._outside_errors = (KazooException, zk.handler.timeout_exception)
+        self._registered: int | None = None     # this broker's registration czxid, last read
+        self._registration_watch = DataWatch(zk, paths.broker(self.broker_id),
+                                             self._on_registration)
 
     # --- hosting ---------------------------------------------------------------------------
 
@@ -148,6 +161,15 @@ class ReplicaManager:
             self._changes.put(key)
             return None
         return changed
+
+    def _on_registration(self, data, stat):
+        """kazoo's thread: a new registration of this broker (another czxid) makes every
+        replicated partition's state be read again (and compared with it)."""
+        if self._closed:
+            return False
+        if stat is not None and stat.czxid != self._registered:
+            self._changes.put(_ALL)
+        return None
 
     def get(self, topic: str, partition: int) -> Replica | None:
         return self.partitions.get((topic, partition))
@@ -180,6 +202,9 @@ class ReplicaManager:
         pending = set()
         while not self._changes.empty():
             pending.add(self._changes.get_nowait())
+        if _ALL in pending:
+            pending.discard(_ALL)
+            pending.update(k for k, r in self.partitions.items() if len(r.replicas) > 1)
         for key, at in list(self._retry.items()):
             if at <= now:
                 del self._retry[key]
@@ -191,18 +216,29 @@ class ReplicaManager:
                 self._retry_later(key, now, "partition_state",
                                   SluiceError("not connected to ZooKeeper"))
             pending = ()
+        if pending:
+            try:
+                registration = self.zk.exists(paths.broker(self.broker_id))
+            except self._outside_errors as exc:
+                for key in pending:
+                    self._retry_later(key, now, "partition_state", exc)
+                pending = ()
+            else:
+                if registration is not None:
+                    self._registered = registration.czxid
         for key in pending:
             replica = self.partitions.get(key)
             if replica is None:
                 continue
             try:
-                found = partition_state.read(self.zk, replica.topic, replica.partition)
+                found = partition_state.read_with_zxid(self.zk, replica.topic, replica.partition)
             except self._outside_errors as exc:
                 self._retry_later(key, now, "partition_state", exc)
                 continue
             self._backoff = 0.0
-            state, version = found or (PartitionState.initial(replica.replicas), NOT_WRITTEN)
-            self.apply(replica, state, version)
+            state, version, written = found or (PartitionState.initial(replica.replicas),
+                                                NOT_WRITTEN, None)
+            self.apply(replica, state, version, written)
         if now >= self._next_isr_check:
             self._next_isr_check = now + min(self._lag_s / 2, 1.0)
             for replica in self.partitions.values():
@@ -212,10 +248,18 @@ class ReplicaManager:
                     if gone:
                         self._write_isr(replica, [b for b in replica.isr if b not in gone], now)
 
-    def apply(self, replica: Replica, state: PartitionState, version: int) -> None:
-        """Take the role ``state`` gives this broker (see the module docstring)."""
+    def apply(self, replica: Replica, state: PartitionState, version: int,
+              written: int | None = None) -> None:
+        """Take the role ``state`` gives this broker (see the module docstring); ``written``:
+        the state node's mzxid (None: unknown, no restart check)."""
         if state.leader_epoch < replica.epoch:
             return
+        if (state.leader == self.broker_id and len(replica.replicas) > 1
+                and written is not None and self._registered is not None
+                and self._registered > written):
+            self._wait_for_new_state(replica, state, version)
+            return
+        replica.written = written
         if state.leader == self.broker_id:
             if replica.role == LEADER and state.leader_epoch == replica.epoch:
                 replica.state, replica.version = state, version   # an ISR write, ours or not
@@ -236,6 +280,25 @@ class ReplicaManager:
         logger.info("%s/%d: following broker %d in epoch %d", replica.topic, replica.partition,
                     state.leader, state.leader_epoch)
         if was_leader:
+            self.on_lost_leadership(replica)
+        self.on_follow(replica)
+
+    def _wait_for_new_state(self, replica: Replica, state: PartitionState, version: int) -> None:
+        """Neither lead nor follow: the state that makes this broker leader predates its
+        registration (the module docstring)."""
+        was = replica.role
+        replica.state, replica.version = state, version
+        if was == WAITING and replica.epoch == state.leader_epoch:
+            return
+        replica.role = WAITING
+        replica.leader, replica.epoch = NO_LEADER, state.leader_epoch
+        replica.followers = {}
+        replica.hw = min(replica.hw, replica.log.end_offset)
+        logger.warning("%s/%d: the state (leader %d, epoch %d) was written before this broker "
+                       "registered (a restart or a new session): not leading until the "
+                       "controller writes a new one", replica.topic, replica.partition,
+                       state.leader, state.leader_epoch)
+        if was == LEADER:
             self.on_lost_leadership(replica)
         self.on_follow(replica)
 
@@ -279,8 +342,13 @@ class ReplicaManager:
             raise NotLeader(f"broker {broker_id} is no replica of {replica.topic}/"
                             f"{replica.partition} (replicas {list(replica.replicas)})")
         now = time.monotonic()
-        follower.fetched(offset, leader_end, now)
-        if broker_id in replica.isr:
+        lost = follower.fetched(offset, leader_end, now)
+        if lost and broker_id in replica.isr:
+            logger.warning("%s/%d: in-sync replica %d fetches at %d, below the log end it had "
+                           "reached: it lost data; out of the ISR at once", replica.topic,
+                           replica.partition, broker_id, offset)
+            self._write_isr(replica, [b for b in replica.isr if b != broker_id], now)
+        elif broker_id in replica.isr:
             self._advance(replica)
         elif rules.to_expand(replica.isr, replica.replicas, self.broker_id,
                              {broker_id: follower}, replica.hw, self._epoch_start(replica)):
@@ -313,6 +381,15 @@ class ReplicaManager:
             return
         state = replica.state.with_isr(isr)
         try:
+            registration = self.zk.exists(paths.broker(self.broker_id))
+            if (registration is not None and replica.written is not None
+                    and registration.czxid > replica.written):
+                logger.warning("%s/%d: this broker registered again since its leadership was "
+                               "written; no ISR write, reading the state again", replica.topic,
+                               replica.partition)
+                self._registered = registration.czxid
+                self._changes.put(replica.key)
+                return
             version = partition_state.write(self.zk, replica.topic, replica.partition, state,
                                             replica.version)
         except StaleState:
@@ -325,7 +402,7 @@ class ReplicaManager:
             return
         logger.info("%s/%d: ISR %s -> %s (epoch %d)", replica.topic, replica.partition,
                     list(replica.isr), list(state.isr), replica.epoch)
-        replica.state, replica.version = state, version
+        replica.state, replica.version, replica.written = state, version, None
         self._advance(replica)
 
     def _retry_later(self, key, now: float, task: str, exc: Exception) -> None:

@@ -29,6 +29,14 @@ returned, and is passed to ``elect`` as restarted for each partition it is a rep
 that partition's decision is written. A controller that just took office has seen nothing yet:
 its first look takes every registration as it finds it, not as a restart.
 
+That memory misses a restart no controller saw: the restarted broker was the controller itself,
+say, and the one that took office never read its old registration. So each decision also asks
+ZooKeeper (``election.restarted_since``): an ISR member whose registration was created after the
+state node was last written (czxid > the state's mzxid) restarted since it was put there, and
+counts as restarted too, for whichever controller looks, at every look, the preferred-leader
+rebalance's included (a restarted preferred replica is not moved to; its restart is decided
+first). Once written, the state's mzxid is past that czxid and the restart is not decided again.
+
 An unclean election is never silent: it is logged at WARNING and counted in the persistent
 ``/brokers/topics/<t>/partitions/<p>/unclean`` (``{"count", "elected", "isr_before",
 "leader_epoch", "at"}``), read by ``unclean_elections``.
@@ -50,7 +58,7 @@ from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
 from coordinator import paths, partition_state, topics
-from coordinator.election import Election, elect, preferred
+from coordinator.election import Election, elect, preferred, restarted_since
 from coordinator.partition_state import NOT_WRITTEN, FencedWriter, PartitionState, StaleState
 
 log = logging.getLogger(__name__)
@@ -256,17 +264,22 @@ class Controller:
     def _look(self) -> tuple[frozenset[int], frozenset[int], dict[int, int]]:
         """The live brokers, those whose registration is not the one the last look saw, and
         every registration's czxid."""
-        now = {}
-        for child in self.client.get_children(paths.BROKER_IDS):
-            stat = self.client.exists(paths.broker(int(child)))
-            if stat is not None:
-                now[int(child)] = stat.czxid
+        now = self._read_registrations()
         restarted = frozenset(b for b, czxid in now.items()
                               if self._registrations.get(b, czxid) != czxid)
         for broker_id in sorted(restarted):
             log.warning("controller epoch %d: broker %d registered again since the last look "
                         "(a restart): it counts as failed and returned", self._epoch, broker_id)
         return frozenset(now), restarted, now
+
+    def _read_registrations(self) -> dict[int, int]:
+        """Every live broker's id -> its registration node's czxid."""
+        now = {}
+        for child in self.client.get_children(paths.BROKER_IDS):
+            stat = self.client.exists(paths.broker(int(child)))
+            if stat is not None:
+                now[int(child)] = stat.czxid
+        return now
 
     def _partitions(self):
         """(topic, partition, replicas) of every placed topic."""
@@ -295,29 +308,38 @@ class Controller:
         self._restarted, self._registrations = pending, registrations
         for topic, partition, replicas in partitions:
             key = (topic, partition)
-            decide = (lambda state, r=replicas, k=key:
+            decide = (lambda state, written, r=replicas, k=key:
                       elect(state, r, live, self.unclean_leader_election, self._epoch,
-                            restarted=self._restarted.get(k, ())))
+                            restarted=self._restarted.get(k, frozenset())
+                            | restarted_since(written, registrations)))
             if self._settle(topic, partition, decide):
                 self._restarted.pop(key, None)
 
     def _preferred_all(self) -> None:
-        live = topics.live_brokers(self.client)
+        registrations = self._read_registrations()
+        live = frozenset(registrations)
+
+        def decide(state, written, replicas):
+            since = restarted_since(written, registrations)
+            return (elect(state, replicas, live, self.unclean_leader_election, self._epoch,
+                          restarted=since)
+                    or preferred(state, replicas, live, self._epoch, restarted=since))
         for topic, partition, replicas in self._partitions():
-            self._settle(topic, partition,
-                         lambda state, r=replicas: preferred(state, r, live, self._epoch))
+            self._settle(topic, partition, lambda state, written, r=replicas:
+                         decide(state, written, r))
 
     def _settle(self, topic: str, partition: int,
-                decide: Callable[[PartitionState], Election | None]) -> bool:
-        """Read, decide, write conditionally; a state changed meanwhile is read again. False:
-        it kept changing, and a look later is queued."""
+                decide: Callable[[PartitionState, int | None], Election | None]) -> bool:
+        """Read, decide (on the state and its node's mzxid, None when there is no node), write
+        conditionally; a state changed meanwhile is read again. False: it kept changing, and a
+        look later is queued."""
         for _ in range(STALE_RETRIES):
-            found = partition_state.read(self.client, topic, partition)
+            found = partition_state.read_with_zxid(self.client, topic, partition)
             if found is None:
                 placement = topics.get(self.client, topic)
-                found = PartitionState.initial(placement.replicas[partition]), NOT_WRITTEN
-            state, version = found
-            election = decide(state)
+                found = PartitionState.initial(placement.replicas[partition]), NOT_WRITTEN, None
+            state, version, written = found
+            election = decide(state, written)
             if election is None:
                 return True
             try:

@@ -20,8 +20,16 @@ leader is replaced from the rest of the ISR; when it was the only ISR member it 
 epoch + 1, so that it takes up its role anew; a restarted follower leaves the ISR (the leader
 lets it back in once it has caught up).
 
-``preferred`` is the preferred-leader rebalance: the preferred replica is alive, in the ISR and
-not leading -> it leads, epoch + 1, ISR unchanged.
+Which replicas restarted needs no memory of past looks (``restarted_since``): a member of the
+ISR whose registration node was created (``czxid``) after the state node was last written
+(``mzxid``) registered after it was put in the ISR, so it restarted, or its session expired,
+since: whatever it held in memory then, and maybe its log, is gone. Any controller, one that
+just took office too, reads the same answer from ZooKeeper; once the decision is written the
+state's ``mzxid`` is past the ``czxid``, so it is decided once. A leader that lets a caught-up
+replica back into the ISR writes the state after that replica registered: it counts again.
+
+``preferred`` is the preferred-leader rebalance: the preferred replica is alive, in the ISR, not
+leading and did not restart since the state was written -> it leads, epoch + 1, ISR unchanged.
 
 Worked examples, replicas (0, 1, 2), controller epoch 5::
 
@@ -40,6 +48,8 @@ Worked examples, replicas (0, 1, 2), controller epoch 5::
     (0, 3, (0,))                 {0, 1, 2}   {0}       (0, 4, (0,))          leads anew
     (0, 3, (0, 1, 2))            {0, 1, 2}   {1}       (0, 3, (0, 2))        follower leaves ISR
     (0, 3, (0, 1))               {0, 1, 2}   {2}       None                  not in the ISR
+
+    restarted_since(written_zxid=100, registrations={0: 40, 1: 120, 2: 100})  -> {1}
 """
 from __future__ import annotations
 
@@ -93,9 +103,20 @@ def _elect(state: PartitionState, replicas: tuple, live: frozenset, unclean_allo
     return Election(state.elected(NO_LEADER, state.isr, controller_epoch))
 
 
-def preferred(state: PartitionState, replicas, live, controller_epoch: int) -> Election | None:
-    """Move leadership back to the preferred replica when it is alive and in sync; else None."""
+def restarted_since(written_zxid: int | None, registrations: dict[int, int]) -> frozenset[int]:
+    """The brokers whose registration (id -> czxid) was created after the state was last
+    written (``written_zxid``, its node's mzxid; None: no state node, nothing to compare)."""
+    if written_zxid is None:
+        return frozenset()
+    return frozenset(b for b, czxid in registrations.items() if czxid > written_zxid)
+
+
+def preferred(state: PartitionState, replicas, live, controller_epoch: int,
+              restarted=()) -> Election | None:
+    """Move leadership back to the preferred replica when it is alive, in sync and did not
+    restart since (``restarted``: its log may be empty); else None."""
     first = tuple(replicas)[0]
-    if state.leader == first or first not in live or first not in state.isr:
+    if (state.leader == first or first not in live or first not in state.isr
+            or first in restarted):
         return None
     return Election(state.elected(first, state.isr, controller_epoch))

@@ -92,6 +92,17 @@ def read(client: KazooClient, topic: str, partition: int) -> tuple[PartitionStat
     return PartitionState.from_json(data), stat.version
 
 
+def read_with_zxid(client: KazooClient, topic: str,
+                   partition: int) -> tuple[PartitionState, int, int] | None:
+    """``read``, with the zxid of the node's last write (its ``mzxid``): a broker registration
+    created later (a greater ``czxid``) was not there when this state was decided."""
+    try:
+        data, stat = client.get(paths.partition_state(topic, partition))
+    except NoNodeError:
+        return None
+    return PartitionState.from_json(data), stat.version, stat.mzxid
+
+
 def write(client: KazooClient, topic: str, partition: int, state: PartitionState,
           version: int, fence: tuple[str, int] | None = None) -> int:
     """Write ``state`` if the node is still at ``version`` (NOT_WRITTEN: if there is none);

@@ -44,3 +44,13 @@ def test_a_returning_follower_joins_once_it_reached_the_high_watermark():
     fs[2].fetched(400, 420, now=1.0)
     assert to_expand((0, 1), (0, 1, 2), 0, fs, hw=400) == [2]
     assert to_expand((0, 1), (0, 1, 2), 0, {1: fs[1]}, hw=400) == [], "never fetched: unknown"
+
+
+def test_a_follower_fetching_below_the_end_it_had_reached_lost_data_and_leaves_at_once():
+    f = Follower(log_end=0, caught_up_at=0.0)
+    assert f.fetched(400, 400, now=1.0) is False
+    assert f.fetched(0, 400, now=1.5) is True, "its disk was lost: it asks from the start"
+    assert f.log_end == 0
+    assert to_shrink((0, 1), 0, {1: f}, now=1.5, lag_s=10.0) == [1], "not after the lag time"
+    f.fetched(400, 400, now=2.0)
+    assert to_shrink((0, 1), 0, {1: f}, now=2.0, lag_s=10.0) == [], "caught up again"

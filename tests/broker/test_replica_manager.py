@@ -10,7 +10,8 @@ from broker.error_counts import ErrorCounts
 from broker.log import Log
 from broker.message import encode_set
 from broker.replica_manager import ReplicaManager
-from coordinator import partition_state
+from coordinator import partition_state, paths
+from coordinator.errors import NotLeader
 from coordinator.partition_state import NOT_WRITTEN, PartitionState
 from tests.helpers import wait_for
 
@@ -124,3 +125,70 @@ def test_a_stale_isr_write_rereads_the_state_and_obeys_it(manager_of, zk_client,
     assert (replica.leader, replica.epoch) == (1, 1) and calls.lost == [1]
     assert replica.hw == 0, "the leader never acknowledged past its followers"
     assert partition_state.read(zk_client, TOPIC, 0)[0] == state.elected(1, (1,), 1)
+
+
+def test_an_isr_member_fetching_below_the_end_it_reached_leaves_the_isr_at_once(manager_of,
+                                                                                zk_client,
+                                                                                tmp_path):
+    manager, calls = manager_of(broker_id=0)          # a lag time of a minute
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1, 2)), NOT_WRITTEN)
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0, 1, 2), 1, log)
+    replica = manager.get(TOPIC, 0)
+    settle(manager, lambda: replica.role == "leader", "the leadership")
+    log.append(encode_set([(None, b"m")]), 1)
+    end = log.end_offset
+    manager.follower_fetched(replica, 1, end, end)
+    manager.follower_fetched(replica, 2, end, end)
+    assert replica.hw == end
+    manager.follower_fetched(replica, 1, 0, end)      # 1 lost its disk and came back at once
+    assert partition_state.read(zk_client, TOPIC, 0)[0].isr == (0, 2), "one write, at once"
+    assert replica.isr == (0, 2) and replica.hw == end, "the high watermark never goes back"
+    manager.follower_fetched(replica, 1, end, end)    # rebuilt: it rejoins the normal way
+    assert partition_state.read(zk_client, TOPIC, 0)[0].isr == (0, 2, 1)
+
+
+def register(zk_client, broker_id):
+    """This broker's registration node, created now (a restart's new registration)."""
+    path = paths.broker(broker_id)
+    if zk_client.exists(path):
+        zk_client.delete(path)
+    zk_client.create(path, b"{}", makepath=True)
+
+
+def test_a_broker_registered_after_its_leader_state_was_written_waits_for_a_new_one(
+        manager_of, zk_client, tmp_path):
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 3, (0, 1, 2)), NOT_WRITTEN)
+    register(zk_client, 0)                   # it restarted (its log may be empty) after that
+    manager, calls = manager_of(broker_id=0)
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0, 1, 2), 2, log)
+    replica = manager.get(TOPIC, 0)
+    settle(manager, lambda: replica.role is not None, "the state to be read")
+    assert replica.role != "leader" and replica.epoch == 3
+    with pytest.raises(NotLeader):
+        manager.leader_of(TOPIC, 0)
+    state, version = partition_state.read(zk_client, TOPIC, 0)
+    partition_state.write(zk_client, TOPIC, 0, state.elected(0, (0,), 1), version)
+    settle(manager, lambda: replica.role == "leader", "the controller's new state")
+    assert replica.epoch == 4 and log.epochs.latest_epoch == 4
+
+
+def test_a_leader_that_registered_again_stops_leading_until_a_new_state(manager_of, zk_client,
+                                                                        tmp_path):
+    register(zk_client, 0)
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
+    manager, calls = manager_of(broker_id=0)
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0, 1), 1, log)
+    replica = manager.get(TOPIC, 0)
+    settle(manager, lambda: replica.role == "leader", "the leadership")
+    register(zk_client, 0)                   # its session expired; it registered again
+    settle(manager, lambda: replica.role != "leader", "the leader to stand down")
+    assert calls.lost == [0]
+    manager.maintain(time.monotonic() + 120)  # past the lag time: no ISR write while waiting
+    assert partition_state.read(zk_client, TOPIC, 0)[0] == PartitionState(0, 0, (0, 1))
+    state, version = partition_state.read(zk_client, TOPIC, 0)
+    partition_state.write(zk_client, TOPIC, 0, state.elected(1, (1,), 1), version)
+    settle(manager, lambda: replica.role == "follower", "following the new leader")
+    assert (replica.leader, replica.epoch) == (1, 1)

@@ -13,7 +13,7 @@ import pytest
 
 from broker import message, protocol
 from broker.protocol import ACKS_ALL, ErrorCode
-from coordinator import partition_state, topics, zk
+from coordinator import partition_state, paths, topics, zk
 from tests.helpers import BrokerProcess, RawClient, wait_for
 
 TOPIC = "copies"
@@ -308,3 +308,30 @@ def test_a_resent_acks_all_duplicate_waits_for_the_isr_like_its_original(cluster
         first[1], first[1] + len(message.encode(b"second")))
     body = c.wait_copied(leader)
     assert [m.value for m in message.decode_set(body, TOPIC, 0, 0)] == [b"first", b"second"]
+
+
+def test_a_leader_that_was_the_controller_lost_its_disk_and_restarted_at_once_leads_nothing(
+        cluster_of):
+    c = cluster_of(lag_ms=1500)
+    victim = json.loads(c.client.get(paths.CONTROLLER)[0])["broker"]
+    state, version = partition_state.read(c.client, TOPIC, 0)
+    if state.leader != victim:       # make the controller lead too (as the drill's 1 in 3)
+        partition_state.write(c.client, TOPIC, 0, state.elected(victim, state.isr, 0), version)
+        wait_for(lambda: c.row(victim)["role"] == "leader", what="the controller to lead")
+    before = [offsets(c.produce(victim, [b"before %d" % i])) for i in range(5)]
+    c.wait_copied(victim)
+    epoch = c.state().leader_epoch
+    c.procs[victim].kill()
+    shutil.rmtree(c.procs[victim].data_dir / f"broker-{victim}")
+    c.procs[victim].start()          # at once: its old registration may never be seen gone
+    c.raws.pop(victim).close()
+    new = wait_for(lambda: (s := c.state()).leader not in (victim, -1) and s,
+                   what="another replica to lead")
+    assert new.leader_epoch == epoch + 1
+    wait_for(lambda: c.row(new.leader)["leader_epoch"] == new.leader_epoch,
+             what="the new leader to take its role")
+    after = [offsets(c.produce(new.leader, [b"after %d" % i])) for i in range(5)]
+    assert after[0] > before[-1], "no offset reused"
+    wait_for(lambda: victim in c.state().isr, what="the rebuilt replica to rejoin the ISR")
+    body = c.wait_copied(new.leader)
+    assert all(c.log_bytes(b) == body for b in c.replicas)

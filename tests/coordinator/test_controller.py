@@ -165,6 +165,31 @@ def test_a_new_controller_takes_no_first_sighting_for_a_restart(zk_client, sessi
     assert other.leader_epoch == (0 if placement.replicas[1][0] != first else 1)
 
 
+def test_a_restart_no_controller_saw_is_found_by_the_next_one_from_the_state(zk_client, sessions,
+                                                                         brokers, candidates):
+    """The restarted broker was the controller, say: the one that takes office never saw its
+    old registration, but the state node was written before the new one was created."""
+    brokers(0, 1, 2)
+    placement = topics.create(zk_client, "t", 2, replication_factor=3)
+    a = candidates(8)
+    wait_for(lambda: looked(a, (0, 1, 2)), what="the first controller's first look")
+    a.close()
+    first, second, third = placement.replicas[0]
+    reregister(sessions, first)
+    b = candidates(9)
+    new = wait_for(lambda: (s := state_of(zk_client, "t")).leader != first and s,
+                   what="the new controller to replace the restarted leader of t/0")
+    assert (new.leader, new.leader_epoch, new.isr) == (second, 1, (second, third))
+    moved = wait_for(lambda: first not in (s := state_of(zk_client, "t", 1)).isr and s,
+                     what="t/1 to drop the restarted replica from its ISR")
+    assert moved.isr == tuple(r for r in placement.replicas[1] if r != first)
+    wait_for(lambda: looked(b, (0, 1, 2)), what="the new controller's look")
+    b.close()
+    c = candidates(10)
+    wait_for(lambda: looked(c, (0, 1, 2)), what="a later controller's look")
+    assert state_of(zk_client, "t") == new, "once written, the restart is not decided again"
+
+
 def test_one_controller_at_a_time_and_the_other_takes_over_with_a_new_epoch(zk_client, brokers,
                                                                             candidates):
     brokers(0)

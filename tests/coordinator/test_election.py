@@ -140,3 +140,17 @@ def test_a_restart_is_one_failure_and_one_return(start, live, restarted, unclean
         assert new.leader_epoch == state.leader_epoch + 1
     assert bool(election and election.unclean) == bool(back and back.unclean)
     assert elect(new, replicas, live, unclean, 1) is None          # a decision is final
+
+
+def test_a_member_registered_after_the_state_was_written_restarted_since():
+    from coordinator.election import restarted_since
+    assert restarted_since(100, {0: 40, 1: 120, 2: 100}) == {1}
+    assert restarted_since(100, {0: 40, 1: 90}) == frozenset()
+    assert restarted_since(None, {0: 400}) == frozenset(), "no state node: nothing to compare"
+
+
+def test_the_preferred_replica_is_not_moved_to_when_it_restarted_since_the_state():
+    state = PartitionState(1, 4, (1, 0), 2)
+    assert preferred(state, REPLICAS, {0, 1}, 5, restarted={0}) is None
+    assert preferred(state, REPLICAS, {0, 1}, 5, restarted={1}) == Election(
+        PartitionState(0, 5, (1, 0), 5))
