@@ -60,6 +60,7 @@ ELECTION_SLACK_S = 5.0     # a leader elected within the session timeout and thi
 STALL_BOUND_S = 5.0        # rolling-restart-brokers: the longest produce stall per restart
 PROBE_BASE = 9_000_000_000     # ledger ids of the pause-leader probe writes
 PROBES = 5
+NEW_LEADER_ACK_S = 10.0    # pause-leader: how long the new leader may take to ack a write
 ACK_TIMEOUT_MS = 4000      # the drills' brokers give up on an acks=all write this soon
 BROKER_SETTINGS = {"ack_timeout_ms": ACK_TIMEOUT_MS, "replica_lag_time_max_ms": 2000,
                    "leader_imbalance_check_ms": 2000}
@@ -202,7 +203,10 @@ def pause_leader(ctx: Context, record: dict) -> None:
                  f"{before.partition}; waiting for a new leader")
         try:
             elected_t = _elected(ctx, record, before, fault_t)
-            time.sleep(1.0)           # the new leader serving while the old one is paused
+            deadline = time.monotonic() + NEW_LEADER_ACK_S    # the producer's resends land
+            while not ctx.producer.acked_between(elected_t, time.monotonic(), {before.partition}) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
             record["acked_by_new_leader"] = ctx.producer.acked_between(
                 elected_t, time.monotonic(), {before.partition})
             probe.send(PROBES)
