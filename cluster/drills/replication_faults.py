@@ -36,7 +36,9 @@ by the supervisor at once and re-registers before its old session expires, so th
 would see an ISR member alive and elect it cleanly. The producer is held (everything sent
 answered) before the ISR goes away, so the logs of the ISR end where the acknowledgements end
 and what the returning replicas cut is exactly what was acknowledged past the stale replica's
-log end: the ledger's figure.
+log end when it was elected (its METADATA end_offset then, not its files while paused: resumed,
+it may first take in what waited in its sockets): the ledger's figure. The controller writes
+its unclean count just after the electing state node, so the count is waited for.
 """
 from __future__ import annotations
 
@@ -90,6 +92,25 @@ def _elected(ctx: Context, record: dict, before: lead.Leadership, fault_t: float
     return at
 
 
+def _acked_by_new_leader(ctx: Context, partition: int, elected_t: float, epoch: int) -> int:
+    """The producer's acknowledgements of ``partition`` from the election on, waiting up to
+    NEW_LEADER_ACK_S for the first: the producer learns of the move only when its requests to
+    the old leader time out or are refused, which may be after the drill saw the election (a
+    killed broker restarted and registered again at once is elected away from at once). While
+    the epoch is still ``epoch`` only the elected leader answers acks=all writes; counting
+    stops where a later election (a preferred-leader move) took over."""
+    deadline = time.monotonic() + NEW_LEADER_ACK_S
+    while True:
+        now = lead.leadership(ctx.zk(), ctx.topic, partition)
+        end, moved = time.monotonic(), now.state.leader_epoch != epoch
+        if moved and now.written_at:
+            end = min(end, lead.monotonic_of(now.written_at))
+        acked = ctx.producer.acked_between(elected_t, end, {partition})
+        if acked or moved or time.monotonic() >= deadline:
+            return acked
+        time.sleep(0.1)
+
+
 # --- kill-leader ---------------------------------------------------------------------------
 
 def kill_leader(ctx: Context, record: dict) -> None:
@@ -105,8 +126,8 @@ def kill_leader(ctx: Context, record: dict) -> None:
     elected_t = _elected(ctx, record, before, fault_t)
     new_pid = ctx.procs.wait_replaced("broker", str(broker), pid, ctx.settings.recovery_timeout_s)
     back_t = wait_broker_back(ctx, broker, new_pid, fault_t)
-    record["acked_by_new_leader"] = ctx.producer.acked_between(
-        elected_t, time.monotonic(), {before.partition})
+    record["acked_by_new_leader"] = _acked_by_new_leader(ctx, before.partition, elected_t,
+                                                         record["epoch"])
     ctx.emit("waiting", detail=f"broker {broker} back in the ISR")
     isr_t = lead.wait_in_isr(ctx.zk(), ctx.topic, hosted, broker, ctx.settings.recovery_timeout_s)
     record["rejoined_isr_s"] = round(isr_t - fault_t, 3)
@@ -203,12 +224,8 @@ def pause_leader(ctx: Context, record: dict) -> None:
                  f"{before.partition}; waiting for a new leader")
         try:
             elected_t = _elected(ctx, record, before, fault_t)
-            deadline = time.monotonic() + NEW_LEADER_ACK_S    # the producer's resends land
-            while not ctx.producer.acked_between(elected_t, time.monotonic(), {before.partition}) \
-                    and time.monotonic() < deadline:
-                time.sleep(0.1)
-            record["acked_by_new_leader"] = ctx.producer.acked_between(
-                elected_t, time.monotonic(), {before.partition})
+            record["acked_by_new_leader"] = _acked_by_new_leader(ctx, before.partition,
+                                                                 elected_t, record["epoch"])
             probe.send(PROBES)
         finally:
             ctx.procs.resume(pid)
@@ -406,10 +423,57 @@ def _log_ends(ctx: Context, broker: int) -> dict[int, int]:
     return ends
 
 
+def _messages_past(ctx: Context, broker: int, ends: dict[int, int]) -> int:
+    """How many messages the broker's files of the topic hold past ``ends`` (partition -> byte
+    offset): what it must cut when it follows a leader whose log ends there (read while it is
+    paused)."""
+    count = 0
+    root = ctx.files.broker_dir(broker) / ctx.topic
+    for p, end in ends.items():
+        segments = sorted((root / str(p)).glob("*.log"), key=lambda f: int(f.stem))
+        if not segments:
+            continue
+        data = b"".join(f.read_bytes() for f in segments)
+        start = end - int(segments[0].stem)
+        if 0 <= start < len(data):
+            count += message.validate_set(data[start:], len(data))
+    return count
+
+
 def _truncated(ctx: Context, broker: int) -> int | None:
     doc = lead.broker_document(ctx.zk(), broker, zmq.Context.instance())
-    value = doc.get("stats", {}).get("truncated_messages")
-    return None if value is None else int(value)
+    stats = doc.get("stats")
+    return None if stats is None else int(stats.get("truncated_messages", 0))   # a Counter's
+
+
+def _unclean_counted(ctx: Context, before: dict[int, int]) -> dict[int, int]:
+    """The controller's new unclean elections per partition. It writes the count just after
+    the state node that elects, so each count is waited for (up to ELECTION_SLACK_S) once the
+    elections are seen; a count that stays put reads 0, one counted twice reads 2."""
+    deadline = time.monotonic() + ELECTION_SLACK_S
+    while True:
+        counted = {p: lead.unclean_elections(ctx.zk(), ctx.topic, p).get("count", 0) - n
+                   for p, n in before.items()}
+        if all(counted.values()) or time.monotonic() >= deadline:
+            return counted
+        time.sleep(lead.POLL_S)
+
+
+def _elected_ends(ctx: Context, stale: int, partitions) -> dict[int, int]:
+    """The stale replica's log ends once it leads every partition (the producer held, the ISR
+    paused: nothing is appended meanwhile), from its METADATA rows. These, not its files while
+    it was paused, are where the new epoch begins: a paused broker resumed may first take in
+    what waited in its sockets (a produce request to a partition it still thought it led, a
+    fetch answer), and truncate or keep it before it leads."""
+    want = set(partitions)
+    doc = lead.broker_document(ctx.zk(), stale, zmq.Context.instance())
+    ends = {row["partition"]: int(row["end_offset"]) for row in doc.get("partitions", ())
+            if row.get("topic") == ctx.topic and row.get("partition") in want}
+    missing = want - set(ends)
+    if missing:
+        raise FaultError(f"broker {stale}'s METADATA has no row for {ctx.topic}/"
+                         f"{sorted(missing)}")
+    return ends
 
 
 def unclean_election(ctx: Context, record: dict) -> None:
@@ -440,29 +504,31 @@ def unclean_election(ctx: Context, record: dict) -> None:
         isr_ends = {b: _log_ends(ctx, b) for b in isr}
     finally:
         ctx.procs.resume(stale_pid)
-    acked = dict(ctx.ledger.acked)
-    expected = {seq for seq, ((_, p), offset) in acked.items() if offset >= stale_ends.get(p, 0)}
-    record.update(expected_lost=len(expected), stale_ends=stale_ends)
-    ctx.notes.setdefault("_expected_lost", set()).update(expected)
-    reused = ctx.notes.setdefault("_reused", {})
-    for p in partitions:
-        top = max(ends.get(p, 0) for ends in isr_ends.values())
-        if top > stale_ends.get(p, 0):
-            reused.setdefault((ctx.topic, p), []).append((stale_ends.get(p, 0), top))
     ctx.emit("fault", detail=f"paused the ISR {isr}, resumed broker {stale}: waiting for the "
-             f"unclean election ({len(expected)} acknowledged messages past its log ends)")
+             "unclean election")
     try:
         for p in partitions:
             lead.wait_for(client, ctx.topic, p, lambda st: st.leader == stale,
                           s.recovery_timeout_s, f"broker {stale} elected (unclean)")
         record["election_s"] = round(time.monotonic() - fault_t, 3)
-        record["unclean_counted"] = {
-            p: lead.unclean_elections(client, ctx.topic, p).get("count", 0) - unclean_before[p]
-            for p in partitions}
+        record["unclean_counted"] = _unclean_counted(ctx, unclean_before)
+        elected_ends = _elected_ends(ctx, stale, partitions)
+        record["to_cut"] = {b: _messages_past(ctx, b, elected_ends) for b in isr}
     finally:
         for pid in pids.values():
             ctx.procs.resume(pid)
     resumed_t = time.monotonic()
+    acked = dict(ctx.ledger.acked)
+    earlier = ctx.notes.setdefault("_expected_lost", set())     # lost at an earlier fault
+    expected = {seq for seq, ((_, p), offset) in acked.items()
+                if offset >= elected_ends.get(p, 0)} - earlier
+    record.update(expected_lost=len(expected), stale_ends=stale_ends, elected_ends=elected_ends)
+    earlier.update(expected)
+    reused = ctx.notes.setdefault("_reused", {})
+    for p in partitions:
+        top = max(ends.get(p, 0) for ends in isr_ends.values())
+        if top > elected_ends.get(p, 0):
+            reused.setdefault((ctx.topic, p), []).append((elected_ends.get(p, 0), top))
     back_t = max(wait_broker_back(ctx, b, pids[b], resumed_t) for b in isr)
     for b in isr:
         lead.wait_in_isr(client, ctx.topic, ctx.placement().hosted_by(b), b,
@@ -478,8 +544,7 @@ def unclean_election_checks(ctx: Context, result: dict, report) -> list[Check]:
     expected = sum(f.get("expected_lost", 0) for f in ctx.faults)
     result["unclean_lost"] = expected
     counted = [f.get("unclean_counted", {}) for f in ctx.faults]
-    cut_ok = [bool(f.get("truncated")) and all(n == f.get("expected_lost")
-                                               for n in f["truncated"].values())
+    cut_ok = [bool(f.get("truncated")) and f["truncated"] == f.get("to_cut")
               for f in ctx.faults]
     return [
         Check("the unclean election happened every time, counted by the controller once per "
@@ -491,9 +556,10 @@ def unclean_election_checks(ctx: Context, result: dict, report) -> list[Check]:
               "log ends", report.lost == report.lost_excused and report.not_stored == expected,
               f"lost {report.lost} ({report.lost_excused} expected), not in the log "
               f"{report.not_stored}, expected {expected}"),
-        Check("each returning replica cut exactly those messages (truncated_messages)",
-              bool(cut_ok) and all(cut_ok),
-              "; ".join(f"{f.get('truncated')} for {f.get('expected_lost')}" for f in ctx.faults)),
+        Check("each returning replica counted exactly the messages its log held past the new "
+              "leader's (truncated_messages)", bool(cut_ok) and all(cut_ok),
+              "; ".join(f"{f.get('truncated')} for {f.get('to_cut')} (acknowledged among them "
+                        f"{f.get('expected_lost')})" for f in ctx.faults)),
     ]
 
 
