@@ -19,14 +19,26 @@ broker_faults, worker_faults (and rolling), zookeeper_faults, storage_faults.
 | disk-full          | fill the tmpfs under broker 0's data dir, then free it   | 5  |
 | acks0-kill-broker  | kill-broker with an acks=0 producer                     | 5  |
 | rolling-restart    | SIGTERM every worker in turn (not in ``all``; rolling.py) | = workers |
+
+The replication drills (replication_faults.py) run 3 brokers, a topic with R = 3 and min ISR 2,
+and an acks=all producer:
+
+| drill                   | fault                                                      | K |
+| ----------------------- | ---------------------------------------------------------- | - |
+| kill-leader             | SIGKILL the leader of a partition                          | 5 |
+| pause-leader            | SIGSTOP a leader past its session, probe it, SIGCONT       | 3 |
+| lose-disk               | delete a broker's data dir and kill it                     | 3 |
+| partition-leader        | cut a leader off from followers and ZooKeeper (unsupported here) | 3 |
+| rolling-restart-brokers | SIGTERM every broker in turn                               | = brokers |
+| unclean-election        | a follower out of the ISR, the ISR gone, unclean election on | 2 |
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable
 
-from cluster.drills import (broker_faults, rolling, storage_faults, worker_faults,
-                            zookeeper_faults)
+from cluster.drills import (broker_faults, replication_faults as rf, rolling, storage_faults,
+                            worker_faults, zookeeper_faults)
 from cluster.drills.context import Check, Context
 
 
@@ -40,10 +52,11 @@ class Drill:
     default_count: int
     inject: Callable[[Context, dict], None]
     checks: Callable[[Context, dict, object], list[Check]]
-    acks: int = 1
+    acks: int | str = 1                     # 0, 1 or "all" (the producer's and the ledger's)
     zk_ensemble: int = 1
     needs_embedded_zookeeper: bool = False
     broker_log: dict = field(default_factory=dict)
+    broker_settings: dict = field(default_factory=dict)   # BrokerConfig settings of the drill
     prepare: Callable[[Context], None] | None = None
     cleanup: Callable[[Context], None] | None = None
     handler: str | None = None              # the workers' handler (None: the loader)
@@ -93,4 +106,30 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
           prepare=rolling.prepare, library_worker_defaults=True, in_all=False,
           defaults=dict(brokers=1, flush_ms=100, rate=1000, workers=12, partitions=24,
                         interval=1.0, rebalance="cooperative")),
+    Drill("kill-leader", "SIGKILL the leader of a partition under acks=all load",
+          "lost = 0; a new leader within a few seconds; consumers continue; it rejoins the ISR",
+          5, rf.kill_leader, rf.kill_leader_checks, acks="all",
+          broker_settings=rf.BROKER_SETTINGS, defaults=rf.SETTINGS),
+    Drill("pause-leader", "SIGSTOP a leader past its session timeout, then SIGCONT",
+          "lost = 0; the old leader acknowledges nothing after the election; it rejoins as "
+          "follower", 3, rf.pause_leader, rf.pause_leader_checks, acks="all",
+          broker_settings=rf.BROKER_SETTINGS, defaults=rf.SETTINGS),
+    Drill("lose-disk", "SIGSTOP a broker, delete its data dir, SIGKILL it (restarted empty)",
+          "lost = 0; it rebuilds from the leaders and rejoins the ISR (bytes, seconds)", 3,
+          rf.lose_disk, rf.lose_disk_checks, acks="all", broker_settings=rf.BROKER_SETTINGS,
+          defaults=rf.SETTINGS),
+    Drill("partition-leader", "cut a leader off from its followers and ZooKeeper while its "
+          "producers still reach it", "0 acknowledged writes lost", 3, rf.partition_leader,
+          rf.partition_leader_checks, acks="all", prepare=rf.partition_leader_prepare,
+          broker_settings=rf.BROKER_SETTINGS, defaults=rf.SETTINGS),
+    Drill("rolling-restart-brokers", "SIGTERM every broker in turn under acks=all load",
+          f"lost = 0; produce stalls <= {rf.STALL_BOUND_S:g} s per restart; preferred leaders "
+          "at the end", 3, rf.rolling_restart_brokers, rf.rolling_restart_brokers_checks,
+          acks="all", broker_settings=rf.BROKER_SETTINGS, defaults=rf.SETTINGS),
+    Drill("unclean-election", "unclean election on: a follower paused out of the ISR, the ISR "
+          "paused past its sessions, the stale follower resumed",
+          "the election happens; the loss is counted exactly, matching the ledger", 2,
+          rf.unclean_election, rf.unclean_election_checks, acks="all",
+          broker_settings={**rf.BROKER_SETTINGS, "unclean_leader_election": True},
+          defaults=rf.SETTINGS),
 )}

@@ -77,6 +77,8 @@ def command(args) -> int:
             fields = {**base.__dict__, **drill.defaults, **variant}
             if "count" not in variant:
                 fields["count"] = (args.count or (fields["workers"] if name == "rolling-restart"
+                                                  else fields["brokers"]
+                                                  if name == "rolling-restart-brokers"
                                                   else drill.default_count))
             settings = Settings(**fields)
             result = run(drill, settings, args.drill_data_dir, on_event=display.event)

@@ -44,6 +44,8 @@ class Settings:
     seed: int | None = None
     rebalance: str | None = None      # the workers' protocol (None: the worker's default)
     static: bool = False              # static members (instance id per worker slot)
+    replication_factor: int = 1       # the drill topic's replicas per partition
+    min_insync_replicas: int = 1      # acks=all refused below this many in-sync replicas
 
     def __post_init__(self):
         if self.rebalance not in (None, "eager", "cooperative"):
@@ -54,10 +56,17 @@ class Settings:
         if not self.interval >= 0:
             raise InvalidArgument(f"interval must be >= 0 seconds, not {self.interval!r}")
         for name in ("rate", "partitions", "brokers", "workers", "commit_ms",
-                     "session_timeout_ms", "flush_ms"):
+                     "session_timeout_ms", "flush_ms", "replication_factor",
+                     "min_insync_replicas"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidArgument(f"{name} must be a whole number >= 1, not {value!r}")
+        if self.replication_factor > self.brokers:
+            raise InvalidArgument(f"replication_factor {self.replication_factor} needs as many "
+                                  f"brokers; the drill runs {self.brokers}")
+        if self.min_insync_replicas > self.replication_factor:
+            raise InvalidArgument(f"min_insync_replicas must be 1..{self.replication_factor} "
+                                  f"(the replication factor), not {self.min_insync_replicas}")
 
 
 class Unsupported(SluiceError):

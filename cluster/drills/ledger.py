@@ -23,6 +23,8 @@ and it reports, in the terms of Kafka's system tests and Jepsen's Kafka checker:
 | order_violations  | a partition's offsets first loaded out of order, or one offset loaded with  |
 |                   | two different ids (an offset reused after a log was cut)                    |
 | offset_mismatches | an acknowledged id found at another offset than the acknowledged one       |
+| reused_loads      | order violations and skips inside offset ranges an unclean election cut and |
+|                   | wrote again (``reused``): the loss it causes, counted apart, not hidden     |
 
 Worked example, one partition, ids 1..4 acked at offsets 0, 14, 28, 42 and a worker killed
 after loading offsets 0 and 14 but before committing 14::
@@ -59,7 +61,7 @@ def parse_id(tag: bytes, value: bytes) -> int | None:
 
 @dataclass
 class LedgerReport:
-    acks: int
+    acks: int | str
     sent: int
     acked: int
     send_failed: int
@@ -78,6 +80,7 @@ class LedgerReport:
     lost_sample: list = field(default_factory=list)
     skipped_sample: list = field(default_factory=list)
     violation_sample: list = field(default_factory=list)
+    reused_loads: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +93,7 @@ class Ledger:
     from any thread.
     """
 
-    def __init__(self, tag: str, acks: int = 1):
+    def __init__(self, tag: str, acks: int | str = 1):
         self.tag = tag
         self.acks = acks
         self._tag = tag.encode()
@@ -132,18 +135,27 @@ class Ledger:
             return dict(self.acked_per_tp)
 
     def promised(self) -> set[int]:
-        """What the drill holds the cluster to: acknowledged ids (acks=1), sent ids (acks=0)."""
+        """What the drill holds the cluster to: acknowledged ids (acks=1 or "all"), sent ids
+        (acks=0)."""
         with self._lock:
             return set(self.acked) if self.acks else set(self.sent)
 
     def report(self, consumed: dict[TP, list[tuple[int, bytes]]],
                stored: dict[TP, list[tuple[int, bytes]]] | None = None,
-               excused: set[int] = frozenset()) -> LedgerReport:
+               excused: set[int] = frozenset(),
+               reused: dict[TP, list[tuple[int, int]]] | None = None) -> LedgerReport:
         """Join with ``consumed`` (``cluster.workers.loader.read_loaded``'s shape, in load order) and
         ``stored`` (every (offset, value) in the log, by partition; None: not read).
 
         ``excused`` are ids the drill itself destroyed (a torn tail): still counted as lost,
-        also counted in ``lost_excused``, and their offsets may hold other ids afterwards."""
+        also counted in ``lost_excused``, and their offsets may hold other ids afterwards.
+        ``reused``: per partition, [start, end) offset ranges an unclean election cut and the
+        new leader wrote again; order violations and skips there count as ``reused_loads``."""
+        reused = reused or {}
+
+        def in_reused(tp: TP, offset: int) -> bool:
+            return any(start <= offset < end for start, end in reused.get(tp, ()))
+        reused_loads = 0
         with self._lock:
             acked = dict(self.acked)
             sent, failed = set(self.sent), set(self.failed)
@@ -165,12 +177,16 @@ class Ledger:
                 consumed_ids[seq] += 1
                 loads[(tp, offset)] += 1
                 if offset in seen:
-                    if seen[offset] != seq:
+                    if seen[offset] != seq and in_reused(tp, offset):
+                        reused_loads += 1
+                    elif seen[offset] != seq:
                         violations += 1
                         samples.append(f"{tp[0]}/{tp[1]}@{offset}: ids {seen[offset]} and {seq}")
                     continue
                 seen[offset] = seq
-                if offset < highest:
+                if offset < highest and in_reused(tp, offset):
+                    reused_loads += 1
+                elif offset < highest:
                     violations += 1
                     samples.append(f"{tp[0]}/{tp[1]}: offset {offset} first loaded after "
                                    f"{highest}")
@@ -194,7 +210,9 @@ class Ledger:
         for tp, at in stored_at.items():
             highest = last_consumed.get(tp, -1)
             for offset, seq in at.items():
-                if offset < highest and seq not in consumed_ids:
+                if offset < highest and seq not in consumed_ids and in_reused(tp, offset):
+                    reused_loads += 1
+                elif offset < highest and seq not in consumed_ids:
                     skipped.append(f"{tp[0]}/{tp[1]}@{offset} (id {seq})")
         mismatches = 0
         if stored is not None:
@@ -215,4 +233,5 @@ class Ledger:
             stored_twice=sum(n - 1 for n in copies.values() if n > 1),
             order_violations=violations, offset_mismatches=mismatches,
             lost_sample=[self.id(s).decode() for s in lost[:SAMPLE]],
-            skipped_sample=sorted(skipped)[:SAMPLE], violation_sample=samples[:SAMPLE])
+            skipped_sample=sorted(skipped)[:SAMPLE], violation_sample=samples[:SAMPLE],
+            reused_loads=reused_loads)

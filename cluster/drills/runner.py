@@ -112,6 +112,7 @@ def _start_cluster(ctx: Context) -> None:
     ctx.emit("starting", detail=f"{s.brokers} brokers, {s.workers} workers, ZooKeeper "
              f"{'x' + str(ctx.drill.zk_ensemble) if not s.zookeeper else s.zookeeper}")
     broker_settings = {"session_timeout_ms": s.session_timeout_ms,
+                       **ctx.drill.broker_settings,
                        "log": {"flush_ms": s.flush_ms, **ctx.drill.broker_log}}
     consumer = {"auto_commit_ms": s.commit_ms}
     if not ctx.drill.library_worker_defaults:
@@ -141,7 +142,8 @@ def _start_cluster(ctx: Context) -> None:
     ctx.zookeeper = zkconnect.resolve(None, ctx.data_dir)
     client = zkconnect.connect(ctx.zookeeper)
     try:
-        topics.create(client, ctx.topic, s.partitions)
+        topics.create(client, ctx.topic, s.partitions, replication_factor=s.replication_factor,
+                      min_insync_replicas=s.min_insync_replicas)
     finally:
         client.stop()
         client.close()

@@ -1,15 +1,21 @@
 """The load a drill runs under, and its eyes on the group.
 
-``SteadyProducer`` sends ``rate`` messages a second with unique ids (``Ledger.id``), acks=1 or
-acks=0, and feeds the ledger from the producer's delivery callback; a send that raises (a batch
-given up) is counted and the message sent again. ``GroupWatch`` looks at ZooKeeper and the
+``SteadyProducer`` sends ``rate`` messages a second with unique ids (``Ledger.id``), acks=0, 1
+or "all", and feeds the ledger from the producer's delivery callback; a send that raises (a
+batch given up) is counted and the message sent again. ``hold()`` stops it sending and returns
+once everything sent was answered (a drill that needs the logs to stand still), ``release()``
+lets it go on. ``GroupWatch`` looks at ZooKeeper and the
 brokers every ``interval`` seconds from its own thread (a ZooKeeper outage blocks only it) and
 keeps the last looks, so the drill's main thread asks questions without doing I/O:
 
     states of the group, per look:
       settled   every available partition owned by a live member, no dead member registered,
                 as many live members as the cluster has workers
-      complete  settled, every partition available, every broker registered under a live pid
+      complete  settled, every partition available, every broker registered under a live pid,
+                every partition's leader (its state node) a live broker
+
+Each look also keeps every partition's state node (leader, epoch, ISR); the lag is asked of
+each partition's leader.
 
 A **rebalance** is a run of consecutive looks in which the group's owner nodes changed (one
 released, claimed, or claimed again: each has its creation zxid), ended by a look with no
@@ -35,6 +41,7 @@ from cluster.drills.ledger import Ledger
 from cluster.supervision.slots import process_alive
 from coordinator import paths, topics, zk as zkconnect
 from coordinator.offsets import OffsetStore
+from coordinator.partition_state import PartitionState
 
 log = logging.getLogger(__name__)
 ZK_TIMEOUT_S = 2.0
@@ -43,7 +50,7 @@ ZK_TIMEOUT_S = 2.0
 class SteadyProducer(threading.Thread):
     """Unique ids at a steady rate until ``stop()``; see the module docstring."""
 
-    def __init__(self, zookeeper: str, topic: str, ledger: Ledger, rate: int, acks: int = 1,
+    def __init__(self, zookeeper: str, topic: str, ledger: Ledger, rate: int, acks: int | str = 1,
                  retries: int = 50, request_timeout_ms: int = 2000):
         super().__init__(name="drill-producer", daemon=True)
         self.zookeeper = zookeeper
@@ -62,6 +69,8 @@ class SteadyProducer(threading.Thread):
         self._seq = 0
         self._marks: list[tuple[float, int]] = []      # (time, next id) at every tick
         self._stop_event = threading.Event()
+        self._hold = threading.Event()
+        self._held = threading.Event()
         self._producer: Producer | None = None
 
     @property
@@ -86,6 +95,14 @@ class SteadyProducer(threading.Thread):
                 on_delivery=self._delivered if self.acks else None)
             next_at = time.monotonic()
             while not self._stop_event.is_set():
+                if self._hold.is_set():
+                    self._flush(producer)
+                    self._held.set()
+                    while self._hold.is_set() and not self._stop_event.is_set():
+                        self._stop_event.wait(0.05)
+                    self._held.clear()
+                    next_at = time.monotonic()
+                    continue
                 self._marks.append((time.monotonic(), self._seq))
                 for _ in range(per_tick):
                     if not self._send_one(producer):
@@ -110,7 +127,7 @@ class SteadyProducer(threading.Thread):
         self._seq += 1
         return True
 
-    def _finish(self, producer: Producer) -> None:
+    def _flush(self, producer: Producer) -> None:
         """Flush until no batch is outstanding; errors of given-up batches are counted."""
         for _ in range(100):
             try:
@@ -119,10 +136,23 @@ class SteadyProducer(threading.Thread):
             except protocol.SluiceError as exc:
                 self.send_errors[type(exc).__name__] += 1
         self.retried, self.dropped = producer.retried, producer.dropped
+
+    def _finish(self, producer: Producer) -> None:
+        self._flush(producer)
         try:
             producer.close()
         except protocol.SluiceError as exc:
             self.send_errors[type(exc).__name__] += 1
+
+    def hold(self, timeout: float = 90.0) -> None:
+        """Stop sending; return once every message sent so far was answered (acked or given
+        up on)."""
+        self._hold.set()
+        if not self._held.wait(timeout):
+            raise TimeoutError(f"the drill producer did not drain within {timeout:g} s")
+
+    def release(self) -> None:
+        self._hold.clear()
 
     def stop(self, timeout: float = 120.0) -> None:
         self._stop_event.set()
@@ -171,6 +201,7 @@ class Look:
     owners_read: tuple[float, float] = (0.0, 0.0)                # monotonic, before and after
     committed: dict[int, int] = field(default_factory=dict)
     log_end: dict[int, int | None] = field(default_factory=dict)
+    states: dict[int, PartitionState] = field(default_factory=dict)   # partition -> its state
     lag: int | None = None
     settled: bool = False
     complete: bool = False
@@ -294,6 +325,10 @@ class GroupWatch(threading.Thread):
             if got is not None:
                 look.committed[int(child)] = int(got[0].decode())
         for partition in range(self.partitions):
+            got = self._get(paths.partition_state(self.topic, partition))
+            look.states[partition] = (PartitionState.from_json(got[0]) if got is not None else
+                                      PartitionState.initial(self.placement.replicas[partition]))
+        for partition in range(self.partitions):
             look.log_end[partition] = self._log_end(partition, look)
         if all(v is not None for v in look.log_end.values()):
             look.lag = sum(max(0, end - look.committed.get(p, 0))
@@ -303,11 +338,12 @@ class GroupWatch(threading.Thread):
                         and set(look.members) == look.live_members
                         and len(look.live_members) == self.workers)
         look.complete = (look.settled and look.hosted == set(range(self.partitions))
-                         and all(_alive(look.brokers.get(b)) for b in set(self.placement.brokers)))
+                         and all(_alive(look.brokers.get(b)) for b in set(self.placement.brokers))
+                         and all(_alive(look.brokers.get(s.leader)) for s in look.states.values()))
         return look
 
     def _log_end(self, partition: int, look: Look) -> int | None:
-        broker = self.placement.brokers[partition]
+        broker = look.states[partition].leader
         if not _alive(look.brokers.get(broker)):
             return None
         try:

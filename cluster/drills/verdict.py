@@ -56,7 +56,8 @@ def read_stored(zookeeper: str, topic: str, partitions: int) -> tuple[dict, list
 def judge(ctx: Context, result: dict, stored, problems: list[str]) -> None:
     consumed = {tp: rows for tp, rows in read_loaded(ctx.loaded_dir).items()
                 if tp[0] == ctx.topic}
-    report = ctx.ledger.report(consumed, stored, ctx.notes.get("_expected_lost", set()))
+    report = ctx.ledger.report(consumed, stored, ctx.notes.get("_expected_lost", set()),
+                               ctx.notes.get("_reused"))
     recoveries = [f["recovery_s"] for f in ctx.faults if "recovery_s" in f]
     producer = ctx.producer
     result.update(
@@ -70,6 +71,7 @@ def judge(ctx: Context, result: dict, stored, problems: list[str]) -> None:
         consumed_unacked=report.consumed_unacked, redeliveries=report.redeliveries,
         stored_twice=report.stored_twice, not_stored=report.not_stored,
         offset_mismatches=report.offset_mismatches, consumed=report.consumed,
+        reused_loads=report.reused_loads,
         stored=report.stored, send_failed=report.send_failed,
         send_errors=dict(producer.send_errors) if producer else {},
         delivery_errors=dict(ctx.ledger.errors),

@@ -13,7 +13,15 @@ consumer, every process on this host. Each run, on fresh single-partition topics
     consumer  sluice's default fetch  (1 MiB, SimpleConsumer's default)
 
 plus the bytes on disk per message (segment file sizes over messages, minus the value) and the
-broker's RSS, sampled by psutil every 0.1 s through every run. The figures are medians over the
+broker's RSS, sampled by psutil every 0.1 s through every run. Then replication (issue 12), on a
+second fresh cluster of 3 brokers, same messages, batch 50, one partition per topic:
+
+    producer  R=3, min ISR 2, acks=all    ratio to the single-replica acks=1 row (target >= 50%)
+    producer  R=3, min ISR 2, acks=1      ratio to the single-replica acks=1 row (target >= 80%)
+    producer  R=1, acks=1                 the same row on the 3-broker cluster, for reference
+    consumer  default fetch, from the R=3 topic and from the R=1 one (target: within 10%)
+
+with the acks=all acknowledgement latency (p50, p99); ``--no-replication`` leaves them out. The figures are medians over the
 runs; the table sets them beside the paper's and the targets, and ``.bench/results.json`` gets
 them in the shape the issue gave (``--samples`` adds every run's raw figures in another file).
 """
@@ -61,6 +69,23 @@ FIGURES = [
     ("broker_peak_rss_mb", "broker peak RSS (MB)", None, "", 150, False),
 ]
 
+# (result key, label, target, higher is better): the replication rows, 3 brokers, batch 50
+REPLICATION_FIGURES = [
+    ("producer_r3_acks_all_batch50_msgs_per_s", "producer, R=3 min ISR 2, acks=all (msg/s)",
+     None, True),
+    ("producer_r3_acks1_batch50_msgs_per_s", "producer, R=3 min ISR 2, acks=1 (msg/s)", None,
+     True),
+    ("producer_r1_acks1_batch50_3brokers_msgs_per_s", "producer, R=1, acks=1, 3 brokers (msg/s)",
+     None, True),
+    ("acks_all_vs_single_replica_acks1", "acks=all / single-replica acks=1", 0.5, True),
+    ("r3_acks1_vs_single_replica_acks1", "replicated acks=1 / single-replica acks=1", 0.8, True),
+    ("consumer_r3_msgs_per_s", "consumer from the R=3 topic (msg/s)", None, True),
+    ("consumer_r1_3brokers_msgs_per_s", "consumer from an R=1 topic, 3 brokers (msg/s)", None,
+     True),
+    ("consumer_r3_vs_r1", "consumer R=3 / R=1 (within 10%)", 0.9, True),
+]
+REPLICATION_BROKERS = 3
+
 
 class RssSampler(threading.Thread):
     """The peak resident set size of one process, sampled until stopped."""
@@ -94,7 +119,7 @@ class RssSampler(threading.Thread):
 
 
 def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
-        say=lambda line: None) -> tuple[dict, list[dict]]:
+        say=lambda line: None, replication: bool = True) -> tuple[dict, list[dict]]:
     """Run the benchmark on a fresh cluster; return (medians in the issue's shape, every run)."""
     if messages < 1 or runs < 1:
         raise InvalidArgument("messages and runs must be >= 1")
@@ -119,7 +144,89 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
             shutil.rmtree(data_dir, ignore_errors=True)
     result = _medians(samples, messages, size, runs)
     result["broker_peak_rss_mb"] = round(peak / 1e6, 1)
+    if replication:
+        replicated = _replication(messages, size, runs, say)
+        for sample, more in zip(samples, replicated):
+            sample.update(more)
+        result.update(_replication_medians(samples, result))
     return result, samples
+
+
+def _replication(messages: int, size: int, runs: int, say) -> list[dict]:
+    """The replication rows, each run on fresh topics of a fresh 3-broker cluster."""
+    data_dir = Path(tempfile.mkdtemp(prefix="sluice-bench-r3-"))
+    try:
+        status = up(ClusterConfig(data_dir, brokers=REPLICATION_BROKERS, dashboard_port=None),
+                    detach=True)
+        zookeeper = status["zookeeper"]
+        say(f"replication: {REPLICATION_BROKERS} brokers up in {data_dir}")
+        return [_replicated_run(zookeeper, index, messages, size, say) for index in range(runs)]
+    finally:
+        try:
+            down(data_dir)
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _replicated_run(zookeeper: str, index: int, messages: int, size: int, say) -> dict:
+    client = zkconnect.connect(zookeeper)
+    try:
+        def fresh_topic(name: str, replicas: int) -> str:
+            topic = f"bench-{name}-{index}"
+            topics.create(client, topic, 1, replication_factor=replicas,
+                          min_insync_replicas=min(2, replicas))
+            while client.exists(paths.broker_topic_partitions(topic, 0)) is None:
+                time.sleep(0.02)
+            return topic
+
+        sample: dict = {}
+        produced = {}
+        for key, replicas, acks in (("r1_acks1", 1, 1), ("r3_acks1", 3, 1),
+                                    ("r3_acks_all", 3, "all")):
+            topic = produced[key] = fresh_topic(key.replace("_", "-"), replicas)
+            result = perf.produce(topic, messages, size, 50, acks, linger_ms=5, partition=0,
+                                  zookeeper=zookeeper)
+            sample[f"producer_{key}"] = result
+            say(f"run {index + 1}: producer R={replicas} acks={acks}: "
+                f"{perf.summary_line(result)}")
+        for key in ("r1_acks1", "r3_acks1"):
+            _wait_flushed(zookeeper, produced[key])
+            result = perf.consume(produced[key], 0, messages, DEFAULT_FETCH_BYTES,
+                                  zookeeper=zookeeper)
+            if "error" in result:
+                raise ClusterError(result["error"])
+            sample[f"consumer_{key[:2]}"] = result
+            say(f"run {index + 1}: consumer from the {key[:2].upper()} topic: "
+                f"{perf.summary_line(result)}")
+        return sample
+    finally:
+        client.stop()
+        client.close()
+
+
+def _replication_medians(samples: list[dict], result: dict) -> dict:
+    def median(get):
+        return round(statistics.median(get(s) for s in samples), 1)
+    rate = lambda key: median(lambda s: s[key]["records_per_s"])  # noqa: E731
+    single = result["producer_acks1_batch50_msgs_per_s"]
+    out = {
+        "producer_r3_acks_all_batch50_msgs_per_s": rate("producer_r3_acks_all"),
+        "producer_r3_acks1_batch50_msgs_per_s": rate("producer_r3_acks1"),
+        "producer_r1_acks1_batch50_3brokers_msgs_per_s": rate("producer_r1_acks1"),
+        "acks_all_latency_ms": {
+            point: round(statistics.median(
+                s["producer_r3_acks_all"]["latency_ms"][point] for s in samples), 3)
+            for point in ("p50", "p99")},
+        "consumer_r3_msgs_per_s": rate("consumer_r3"),
+        "consumer_r1_3brokers_msgs_per_s": rate("consumer_r1"),
+    }
+    out["acks_all_vs_single_replica_acks1"] = round(
+        out["producer_r3_acks_all_batch50_msgs_per_s"] / single, 3) if single else None
+    out["r3_acks1_vs_single_replica_acks1"] = round(
+        out["producer_r3_acks1_batch50_msgs_per_s"] / single, 3) if single else None
+    base = out["consumer_r1_3brokers_msgs_per_s"]
+    out["consumer_r3_vs_r1"] = round(out["consumer_r3_msgs_per_s"] / base, 3) if base else None
+    return out
 
 
 def _one_run(zookeeper: str, data_dir: Path, index: int, messages: int, size: int,
@@ -218,9 +325,20 @@ def table(result: dict):
         met = value >= target if higher else value <= target
         grid.add_row(label, _number(paper), peer, ("≥ " if higher else "≤ ") + _number(target),
                      _number(value), "yes" if met else "NO")
-    latency = result["acks1_latency_ms"]
-    grid.caption = (f"acks=1 latency: p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms "
-                    "(send() of a batch's first message to its acknowledgement)")
+    caption = [f"acks=1 latency: p50 {result['acks1_latency_ms']['p50']:.2f} ms, p99 "
+               f"{result['acks1_latency_ms']['p99']:.2f} ms (send() of a batch's first message "
+               "to its acknowledgement)"]
+    if "acks_all_vs_single_replica_acks1" in result:
+        for key, label, target, higher in REPLICATION_FIGURES:
+            value = result[key]
+            met = "-" if target is None or value is None else (
+                "yes" if (value >= target if higher else value <= target) else "NO")
+            grid.add_row(label, "-", "", "-" if target is None else
+                         ("≥ " if higher else "≤ ") + f"{target:g}", _number(value), met)
+        latency = result["acks_all_latency_ms"]
+        caption.append(f"acks=all latency (R=3, min ISR 2): p50 {latency['p50']:.2f} ms, p99 "
+                       f"{latency['p99']:.2f} ms")
+    grid.caption = "\n".join(caption)
     return grid
 
 
@@ -238,11 +356,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--output", default=".bench/results.json")
     parser.add_argument("--samples", help="also write every run's raw figures to this file")
+    parser.add_argument("--no-replication", dest="replication", action="store_false",
+                        help="leave out the 3-broker replication rows")
     args = parser.parse_args(argv)
     from rich.console import Console
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        result, samples = run(args.messages, args.runs, args.size, say=err.print)
+        result, samples = run(args.messages, args.runs, args.size, say=err.print,
+                              replication=args.replication)
     except SluiceError as exc:
         if not exc.user_error:
             raise

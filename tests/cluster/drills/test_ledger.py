@@ -89,3 +89,23 @@ def test_failed_batches_are_counted_as_given_up():
     ledger.on_delivery(TOPIC, 0, payload, None, RuntimeError("disk full: no space"))
     assert ledger.failed == {1, 2} and ledger.errors["RuntimeError"] == 1
     assert ledger.report({}).send_failed == 2
+
+
+def test_reused_offsets_after_an_unclean_cut_are_counted_apart():
+    """Offsets 28.. were cut by an unclean election and written again with other ids: a load of
+    the new id at 28 is not an order violation but a reused load; the old id counts as lost."""
+    ledger = Ledger("t")
+    tp = ("t", 0)
+    for seq, offset in ((1, 0), (2, 14), (3, 28)):
+        ledger.record_sent(seq)
+        ledger.on_delivery("t", 0, message.encode_set([(None, ledger.id(seq))]), offset, None)
+    consumed = {tp: [(0, ledger.id(1)), (14, ledger.id(2)), (28, ledger.id(3)),
+                     (28, ledger.id(4))]}
+    plain = ledger.report(consumed, {tp: [(0, ledger.id(1)), (14, ledger.id(2)),
+                                          (28, ledger.id(4))]}, excused={3})
+    assert plain.order_violations == 1 and plain.reused_loads == 0
+    report = ledger.report(consumed, {tp: [(0, ledger.id(1)), (14, ledger.id(2)),
+                                           (28, ledger.id(4))]}, excused={3},
+                           reused={tp: [(28, 42)]})
+    assert report.order_violations == 0 and report.reused_loads == 1
+    assert report.not_stored == 1 and report.offset_mismatches == 0

@@ -6,7 +6,7 @@ from cluster.tools import bench
 
 
 def test_bench_result_has_the_issue_shape():
-    result, samples = bench.run(messages=2000, runs=1)
+    result, samples = bench.run(messages=2000, runs=1, replication=False)
     assert set(result) == {
         "messages", "message_bytes", "runs", "producer_batch1_msgs_per_s",
         "producer_batch50_msgs_per_s", "producer_acks1_batch50_msgs_per_s", "acks1_latency_ms",
@@ -23,4 +23,22 @@ def test_bench_result_has_the_issue_shape():
     assert 10 < result["broker_peak_rss_mb"] < 1000
     assert set(result["machine"]) == {"cpus", "python"}
     assert len(samples) == 1 and samples[0]["consumer_200kb"]["messages"] == 2000
+    json.dumps(result)
+
+
+def test_bench_replication_rows():
+    """The 3-broker rows (issue 12): acks=all and acks=1 on R=3, their ratios to the
+    single-replica acks=1 row of the same run, acks=all latency, consumers R=3 beside R=1."""
+    result, samples = bench.run(messages=2000, runs=1)
+    keys = [key for key, *_ in bench.REPLICATION_FIGURES]
+    assert set(keys) | {"acks_all_latency_ms"} <= set(result)
+    for key in keys:
+        assert result[key] > 0, key
+    assert result["acks_all_vs_single_replica_acks1"] == round(
+        result["producer_r3_acks_all_batch50_msgs_per_s"]
+        / result["producer_acks1_batch50_msgs_per_s"], 3)
+    assert 0 < result["acks_all_latency_ms"]["p50"] <= result["acks_all_latency_ms"]["p99"]
+    assert samples[0]["consumer_r3"]["messages"] == 2000
+    assert samples[0]["producer_r3_acks_all"]["acked"] == 2000
+    bench.table(result)
     json.dumps(result)
