@@ -57,6 +57,11 @@ class BrokerConfig:
     in-sync one is alive (losing what only the others had, counted); every
     ``leader_imbalance_check_ms`` the controller moves leadership back to preferred replicas
     that are in sync.
+
+    ``replica_advertised_endpoint`` is where followers reach this broker (Kafka's
+    inter.broker.listener.name, one ROUTER still): None, the client ``endpoint``; otherwise a
+    ``tcp://host:port`` registered as the broker's replica endpoint, which may be a proxy in
+    front of the ROUTER, so replica traffic can be cut while clients still get through.
     """
 
     broker_id: int
@@ -77,6 +82,7 @@ class BrokerConfig:
     ack_timeout_ms: int = 30_000
     unclean_leader_election: bool = False
     leader_imbalance_check_ms: int = 30_000
+    replica_advertised_endpoint: str | None = None
 
     def __post_init__(self):
         _check_types(self)
@@ -88,6 +94,8 @@ class BrokerConfig:
                   "max_wait_ms_limit", "session_timeout_ms", "replica_lag_time_max_ms",
                   "replica_fetch_wait_max_ms", "replica_fetch_max_bytes", "ack_timeout_ms",
                   "leader_imbalance_check_ms")
+        if self.replica_advertised_endpoint is not None:
+            _check_tcp_endpoint("replica_advertised_endpoint", self.replica_advertised_endpoint)
         smallest = self.log.max_message_bytes + ENTRY_OVERHEAD
         if self.max_request_bytes < smallest:
             raise InvalidArgument(f"max_request_bytes ({self.max_request_bytes}) must hold one "
@@ -139,6 +147,21 @@ def _check_keys(cls, values: dict) -> None:
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise InvalidArgument(f"{cls.__name__} needs the setting(s): {', '.join(missing)}")
+
+
+def _check_tcp_endpoint(name: str, value: str) -> None:
+    """``tcp://host:port`` with a port 1..65535 (what a ZeroMQ socket can connect to).
+
+    >>> _check_tcp_endpoint("e", "tcp://10.0.0.2:9092")
+    >>> _check_tcp_endpoint("e", "10.0.0.2:9092")
+    Traceback (most recent call last):
+    ...
+    coordinator.errors.InvalidArgument: e must be tcp://host:port, not '10.0.0.2:9092'
+    """
+    host, colon, port = value.removeprefix("tcp://").rpartition(":")
+    if not value.startswith("tcp://") or not colon or not host or not port.isdigit() \
+            or not 0 < int(port) <= 65535:
+        raise InvalidArgument(f"{name} must be tcp://host:port, not {value!r}")
 
 
 def _positive(obj, *names: str) -> None:

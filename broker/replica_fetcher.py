@@ -1,7 +1,7 @@
 """The follower's replica fetcher: copy each followed partition from its leader, byte for byte.
 
-One DEALER socket per leader broker (its endpoint from the broker registry), polled by the
-broker's own request loop, so that what is fetched is appended on the loop's thread through
+One DEALER socket per leader broker (its replica endpoint from the broker registry), polled by
+the broker's own request loop, so that what is fetched is appended on the loop's thread through
 the same ``LogManager.append`` as a produce request: one write per fetched set, its message
 count from ``message.validate_set`` (one walk, CRCs in C), no Python per message. The fetched
 bytes land at the same offsets as on the leader, since the fetch offset is the follower's log
@@ -162,19 +162,19 @@ class ReplicaFetcher:
                                                  "full"))
 
     def _socket(self, leader: int) -> zmq.Socket | None:
-        """The DEALER to ``leader``'s current endpoint (a new one when it moved)."""
+        """The DEALER to ``leader``'s current replica endpoint (a new one when it moved)."""
         info = self.logs.view.brokers().get(leader) if self.logs.view else None
         if info is None:
             return None
         known = self._by_leader.get(leader)
-        if known is not None and known[0] == info.endpoint:
+        if known is not None and known[0] == info.replica_endpoint:
             return known[1]
         if known is not None:
             self._close(known[1])
         sock = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(info.endpoint)
-        self._by_leader[leader] = (info.endpoint, sock)
+        sock.connect(info.replica_endpoint)
+        self._by_leader[leader] = (info.replica_endpoint, sock)
         self.sockets[sock] = leader
         if self.poller is not None:
             self.poller.register(sock, zmq.POLLIN)

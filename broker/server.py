@@ -103,7 +103,7 @@ class Broker:
                           self.errors.task_failed)
         self.registration = BrokerRegistration(self.zk, BrokerInfo(
             config.broker_id, self.endpoint, self.produce_endpoint, config.endpoint_host,
-            os.getpid()))
+            os.getpid(), config.replica_advertised_endpoint or self.endpoint))
         self.logs = LogManager(config, self.zk, self.registration, self.errors, flusher)
         self.logs.on_open = self.replicas.add
         self.fetcher = ReplicaFetcher(config, self.context, self.logs, self.replicas,

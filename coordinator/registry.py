@@ -50,23 +50,32 @@ class BrokerIdHeld(SluiceError):
 @dataclass(frozen=True)
 class BrokerInfo:
     """What a broker registers: ``endpoint`` takes requests; ``produce_endpoint`` takes
-    fire-and-forget (acks=0) produce requests, which need no reply path."""
+    fire-and-forget (acks=0) produce requests, which need no reply path; ``replica_endpoint``
+    is where followers fetch from it (the same ROUTER, perhaps through another address;
+    empty: ``endpoint``, as registrations written before it read)."""
 
     broker_id: int
     endpoint: str
     produce_endpoint: str
     host: str
     pid: int
+    replica_endpoint: str = ""
+
+    def __post_init__(self):
+        if not self.replica_endpoint:
+            object.__setattr__(self, "replica_endpoint", self.endpoint)
 
     def to_json(self) -> bytes:
         return json.dumps({"endpoint": self.endpoint, "produce_endpoint": self.produce_endpoint,
+                           "replica_endpoint": self.replica_endpoint,
                            "host": self.host, "pid": self.pid}).encode()
 
     @classmethod
     def from_json(cls, broker_id: int, data: bytes) -> "BrokerInfo":
         value = json.loads(data)
         return cls(broker_id, value["endpoint"], value.get("produce_endpoint", ""),
-                   value.get("host", ""), int(value.get("pid", 0)))
+                   value.get("host", ""), int(value.get("pid", 0)),
+                   value.get("replica_endpoint") or value["endpoint"])
 
 
 class BrokerRegistration:

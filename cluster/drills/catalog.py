@@ -57,6 +57,9 @@ class Drill:
     needs_embedded_zookeeper: bool = False
     broker_log: dict = field(default_factory=dict)
     broker_settings: dict = field(default_factory=dict)   # BrokerConfig settings of the drill
+    # per-broker settings (ClusterConfig.broker_overrides), given the Context and the cluster's
+    # ZooKeeper connect string (None: the embedded one), asked just before the cluster starts
+    broker_overrides: Callable[[Context, str | None], dict] | None = None
     prepare: Callable[[Context], None] | None = None
     cleanup: Callable[[Context], None] | None = None
     handler: str | None = None              # the workers' handler (None: the loader)

@@ -134,8 +134,10 @@ def _start_cluster(ctx: Context) -> None:
                           f"use the external {zookeeper}")
     if zookeeper:
         zookeeper = f"{zookeeper.rstrip('/')}/drill-{uuid.uuid4().hex[:8]}"
+    overrides = ctx.drill.broker_overrides(ctx, zookeeper) if ctx.drill.broker_overrides else {}
     config = ClusterConfig(ctx.data_dir, brokers=s.brokers, zookeeper=zookeeper,
                            zk_ensemble=ctx.drill.zk_ensemble, broker_settings=broker_settings,
+                           broker_overrides=overrides,
                            workers=s.workers, worker_settings=worker_settings,
                            dashboard_port=None)
     up(config, detach=True, timeout=120, die_with_parent=True)

@@ -17,6 +17,10 @@
 | zk_ensemble        | 1                 | embedded ZooKeeper nodes: 1 or 3                      |
 | broker_settings    | {}                | BrokerConfig settings every broker shares; a non-zero |
 |                    |                   | ``port`` is broker 0's, broker i gets port + i        |
+| broker_overrides   | {}                | {"<id>": {settings}} merged over broker_settings for  |
+|                    |                   | one broker: its own ``port`` (as given), its own      |
+|                    |                   | ``zookeeper`` connect string (e.g. a proxy), its own  |
+|                    |                   | ``replica_advertised_endpoint``                       |
 | broker_target      | broker.server:run | ``module:function`` each broker process runs          |
 | replication_factor | None              | the cluster's default for new topics (written to      |
 |                    |                   | /config/cluster at start); None: leave it as it is    |
@@ -49,6 +53,7 @@ from coordinator import zk as zkconnect
 DEFAULT_BROKER_TARGET = "broker.server:run"
 DASHBOARD_PORT = 8080
 SET_BY_SUPERVISOR = ("broker_id", "data_dir", "zookeeper")
+OVERRIDE_SET_BY_SUPERVISOR = ("broker_id", "data_dir")
 WORKER_SET_BY_SUPERVISOR = ("worker_id", "zookeeper", "data_dir")
 PLACEHOLDER_ZK = "127.0.0.1:2181"
 
@@ -62,6 +67,7 @@ class ClusterConfig:
     zookeeper: str | None = None
     zk_ensemble: int = 1
     broker_settings: dict = field(default_factory=dict)
+    broker_overrides: dict = field(default_factory=dict)
     broker_target: str | Callable[..., Any] = DEFAULT_BROKER_TARGET
     replication_factor: int | None = None
     workers: int = 0
@@ -105,11 +111,17 @@ class ClusterConfig:
     # --- what the supervisor builds from it ------------------------------------------------
 
     def broker_config(self, broker_id: int, zookeeper: str) -> BrokerConfig:
-        """Broker ``broker_id``'s config: the shared settings, its id, directory and port."""
+        """Broker ``broker_id``'s config: the shared settings, its id, directory and port, then
+        its overrides (a ``zookeeper`` there replaces the cluster's connect string)."""
         values = dict(self.broker_settings)
         if values.get("port"):
             values["port"] = int(values["port"]) + broker_id
-        values.update(broker_id=broker_id, zookeeper=zookeeper,
+        values.update(zookeeper=zookeeper)
+        override = dict(self.broker_overrides.get(str(broker_id), {}))
+        if isinstance(override.get("log"), dict) and isinstance(values.get("log"), dict):
+            override["log"] = {**values["log"], **override["log"]}
+        values.update(override)
+        values.update(broker_id=broker_id,
                       data_dir=str(Path(self.data_dir) / f"broker-{broker_id}"))
         try:
             return BrokerConfig.from_dict(values)
@@ -136,6 +148,8 @@ class ClusterConfig:
             argv += ["--zookeeper", self.zookeeper]
         if self.broker_settings:
             argv += ["--broker-settings", json.dumps(self.broker_settings)]
+        if self.broker_overrides:
+            argv += ["--broker-overrides", json.dumps(self.broker_overrides)]
         if self.replication_factor is not None:
             argv += ["--replication-factor", str(self.replication_factor)]
         if self.workers:
@@ -155,6 +169,7 @@ class ClusterConfig:
                   ("data_dir", "brokers", "zookeeper", "zk_ensemble", "broker_target", "workers",
                    "replication_factor")}
         values["broker_settings"] = args.broker_settings or {}
+        values["broker_overrides"] = args.broker_overrides or {}
         values["worker_settings"] = args.worker_settings or {}
         values["dashboard_port"] = None if args.no_dashboard else args.dashboard_port
         if args.backoff:
@@ -194,7 +209,34 @@ class ClusterConfig:
             raise ClusterSettingError(f"broker settings must not set {', '.join(fixed)}: the "
                                       "supervisor does")
         object.__setattr__(self, "broker_settings", dict(self.broker_settings))
-        self.broker_config(0, self.zookeeper or PLACEHOLDER_ZK)
+        self._check_broker_overrides()
+        for broker_id in range(self.brokers):
+            self.broker_config(broker_id, self.zookeeper or PLACEHOLDER_ZK)
+
+    def _check_broker_overrides(self) -> None:
+        """Overrides keyed by the id of a broker this cluster runs, as a string (JSON's keys;
+        an int key is taken as its string), each an object of BrokerConfig settings."""
+        if not isinstance(self.broker_overrides, dict):
+            raise ClusterSettingError(f"--broker-overrides must be a JSON object of broker id: "
+                                      f"settings, not {self.broker_overrides!r}")
+        overrides = {}
+        for key, settings in self.broker_overrides.items():
+            name = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
+            if not isinstance(name, str) or not name.isdigit() or str(int(name)) != name \
+                    or int(name) >= self.brokers:
+                raise ClusterSettingError(f"--broker-overrides: {key!r} is not the id of a broker "
+                                          f"of this cluster (0..{self.brokers - 1})")
+            if name in overrides:
+                raise ClusterSettingError(f"--broker-overrides: broker {name} is given twice")
+            if not isinstance(settings, dict):
+                raise ClusterSettingError(f"--broker-overrides: broker {name}'s settings must be "
+                                          f"a JSON object, not {settings!r}")
+            fixed = sorted(set(OVERRIDE_SET_BY_SUPERVISOR) & set(settings))
+            if fixed:
+                raise ClusterSettingError(f"--broker-overrides: broker {name} must not set "
+                                          f"{', '.join(fixed)}: the supervisor does")
+            overrides[name] = dict(settings)
+        object.__setattr__(self, "broker_overrides", overrides)
 
     def _check_worker_settings(self) -> None:
         """Worker settings without the empty ones (the CLI passes None for what it was not
@@ -240,6 +282,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zk-ensemble", type=int, choices=(1, 3), default=1)
     parser.add_argument("--broker-settings", type=json.loads, default=None,
                         help="JSON object of BrokerConfig settings shared by every broker")
+    parser.add_argument("--broker-overrides", type=json.loads, default=None,
+                        help='JSON object {"<broker id>": {settings}} over --broker-settings')
     parser.add_argument("--broker-target", default=DEFAULT_BROKER_TARGET,
                         help="module:function each broker process runs with its BrokerConfig")
     parser.add_argument("--replication-factor", type=int, default=None,

@@ -12,6 +12,9 @@ def test_a_config_round_trips_through_plain_values():
     config = BrokerConfig.from_dict({**BASE, "port": 9092, "log": {"flush_ms": 20}})
     assert config.log.flush_ms == 20 and config.port == 9092
     assert BrokerConfig.from_dict(config.to_dict()) == config
+    assert config.replica_advertised_endpoint is None
+    proxied = BrokerConfig.from_dict({**BASE, "replica_advertised_endpoint": "tcp://h:9093"})
+    assert BrokerConfig.from_dict(proxied.to_dict()) == proxied
 
 
 @pytest.mark.parametrize("values,words", [
@@ -26,6 +29,11 @@ def test_a_config_round_trips_through_plain_values():
     ({**BASE, "port": 70000}, "port must be 0..65535"),
     ({**BASE, "max_fetch_bytes": 0}, "max_fetch_bytes must be positive"),
     ({**BASE, "max_request_bytes": 100}, "must hold one message"),
+    ({**BASE, "replica_advertised_endpoint": "127.0.0.1:9093"},
+     "replica_advertised_endpoint must be tcp://host:port"),
+    ({**BASE, "replica_advertised_endpoint": "tcp://127.0.0.1:0"},
+     "replica_advertised_endpoint must be tcp://host:port"),
+    ({**BASE, "replica_advertised_endpoint": 9093}, "replica_advertised_endpoint must be str"),
 ])
 def test_a_refused_setting_is_an_invalid_argument_that_says_why(values, words):
     with pytest.raises(InvalidArgument) as refused:

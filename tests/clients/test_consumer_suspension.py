@@ -17,7 +17,7 @@ from coordinator import zk as zkconnect
 from coordinator.offsets import OffsetStore
 from tests.helpers import create_topic
 from tests.helpers import BrokerProcess, wait_for
-from tests.netproxy import BlackholeProxy
+from cluster.drills.netproxy import BlackholeProxy
 
 TOPIC, GROUP = "cut", "g"
 SETTINGS = dict(auto_commit_ms=200, max_wait_ms=100, session_timeout_ms=4000,

@@ -13,7 +13,7 @@ from coordinator import zk as zkconnect
 from coordinator.group import GroupMember
 from tests.coordinator.conftest import TOPIC
 from tests.helpers import wait_for
-from tests.netproxy import BlackholeProxy
+from cluster.drills.netproxy import BlackholeProxy
 
 GROUP = "g"
 

@@ -46,6 +46,18 @@ def expire(zk: str, client: KazooClient) -> None:
     thief.close()
 
 
+def test_the_replica_endpoint_reads_back_and_defaults_to_the_client_endpoint():
+    """Followers fetch from ``replica_endpoint``; a registration written before it existed (no
+    such key) and one left empty both name the client endpoint."""
+    info = BrokerInfo(3, "tcp://h:1", "tcp://h:2", "h", 42, "tcp://proxy:7")
+    assert BrokerInfo.from_json(3, info.to_json()) == info
+    assert info.replica_endpoint == "tcp://proxy:7"
+    old = json.dumps({"endpoint": "tcp://h:1", "produce_endpoint": "tcp://h:2", "host": "h",
+                      "pid": 42}).encode()
+    assert BrokerInfo.from_json(3, old).replica_endpoint == "tcp://h:1"
+    assert BrokerInfo(3, "tcp://h:1", "tcp://h:2", "h", 42).replica_endpoint == "tcp://h:1"
+
+
 def test_a_failed_re_registration_is_retried_until_it_succeeds(zk, caplog):
     admin = zkmod.connect(zk)
     admin.add_auth("digest", "admin:secret")

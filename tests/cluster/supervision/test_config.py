@@ -90,3 +90,42 @@ def test_the_replication_settings_of_a_cluster_read_back_and_reach_every_broker(
                            "unclean_leader_election must be bool")]:
         with pytest.raises(InvalidArgument, match=words):
             ClusterConfig(tmp_path, brokers=3, **values)
+
+
+def test_a_broker_override_reaches_that_broker_only_and_reads_back(tmp_path):
+    """Per-broker settings over the shared ones: the partition-leader drill gives one broker its
+    own ZooKeeper connect string and replica endpoint (proxies), and a fixed port."""
+    config = ClusterConfig(tmp_path, brokers=3, zookeeper="h:1/c", broker_settings={
+        "port": 9000, "log": {"flush_ms": 50, "segment_bytes": 4096}}, broker_overrides={
+        1: {"zookeeper": "127.0.0.1:7001/c", "port": 9500, "log": {"flush_ms": 10},
+            "replica_advertised_endpoint": "tcp://127.0.0.1:7002"}})
+    assert set(config.broker_overrides) == {"1"}
+    one, two = config.broker_config(1, "h:1/c"), config.broker_config(2, "h:1/c")
+    assert (one.zookeeper, one.port, one.replica_advertised_endpoint) == (
+        "127.0.0.1:7001/c", 9500, "tcp://127.0.0.1:7002")
+    assert (one.log.flush_ms, one.log.segment_bytes, one.broker_id) == (10, 4096, 1)
+    assert (two.zookeeper, two.port, two.replica_advertised_endpoint) == ("h:1/c", 9002, None)
+    assert ClusterConfig.from_args(config.to_argv()) == config
+    assert ClusterConfig.from_dict(config.to_dict()) == config
+    assert "--broker-overrides" in config.to_argv()
+    assert "--broker-overrides" not in ClusterConfig(tmp_path).to_argv()
+
+
+@pytest.mark.parametrize("overrides,words", [
+    ({"3": {}}, "'3' is not the id of a broker of this cluster (0..2)"),
+    ({"-1": {}}, "'-1' is not the id"),
+    ({"01": {}}, "'01' is not the id"),
+    ({True: {}}, "True is not the id"),
+    ({"1": {}, 1: {}}, "broker 1 is given twice"),
+    ({"0": ["port", 1]}, "broker 0's settings must be a JSON object"),
+    ({"0": {"data_dir": "/elsewhere"}}, "broker 0 must not set data_dir"),
+    ({"2": {"broker_id": 0}}, "broker 2 must not set broker_id"),
+    ({"1": {"colour": "red"}}, "colour"),
+    ({"1": {"replica_advertised_endpoint": "nowhere"}}, "replica_advertised_endpoint must be"),
+    ({"1": {"zookeeper": 5}}, "zookeeper must be str"),
+    ([1], "--broker-overrides must be a JSON object"),
+])
+def test_a_bad_broker_override_is_refused_naming_it(tmp_path, overrides, words):
+    with pytest.raises(ClusterError) as refused:
+        ClusterConfig(tmp_path, brokers=3, broker_overrides=overrides)
+    assert words in str(refused.value)

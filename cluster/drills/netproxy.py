@@ -9,12 +9,17 @@ stream is broken), so the client reconnects, as it would after a real partition 
     proxy = BlackholeProxy("127.0.0.1", zk_port).start()
     client = KazooClient(hosts=proxy.address)
     proxy.cut(); ...; proxy.restore(); proxy.stop()
+
+The server's address may be given as a callable returning ``(host, port)``, asked at every
+connection: the partition-leader drill (cluster/drills/network_faults.py) starts its proxies
+before the cluster's embedded ZooKeeper has an address.
 """
 from __future__ import annotations
 
 import select
 import socket
 import threading
+from typing import Callable
 
 _CHUNK = 65536
 _TICK_S = 0.05
@@ -39,8 +44,8 @@ class _Pipe:
 
 
 class BlackholeProxy:
-    def __init__(self, host: str, port: int):
-        self.upstream = (host, port)
+    def __init__(self, host: str | Callable[[], tuple[str, int]], port: int | None = None):
+        self.upstream = host if callable(host) else (host, port)
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -105,8 +110,9 @@ class BlackholeProxy:
     def _accept(self) -> None:
         client, _ = self._listener.accept()
         try:
-            server = socket.create_connection(self.upstream, timeout=5)
-        except OSError:
+            upstream = self.upstream() if callable(self.upstream) else self.upstream
+            server = socket.create_connection(upstream, timeout=5)
+        except (OSError, ValueError):
             client.close()
             return
         with self._lock:
