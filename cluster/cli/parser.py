@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf_produce.add_argument("--size", type=_non_negative_int, default=200,
                               help="value bytes per message (default 200, as in the paper)")
     perf_produce.add_argument("--batch-size", type=_positive_int, default=PRODUCER.batch_size)
-    perf_produce.add_argument("--acks", type=int, choices=(0, 1), default=0)
+    perf_produce.add_argument("--acks", type=_acks, default=0, help="0, 1 or all (default 0)")
     perf_produce.add_argument("--linger-ms", type=_non_negative_int,
                               default=PRODUCER.linger_ms)
     perf_produce.add_argument("--max-in-flight", type=_positive_int,

@@ -28,7 +28,7 @@ and an acks=all producer:
 | kill-leader             | SIGKILL the leader of a partition                          | 5 |
 | pause-leader            | SIGSTOP a leader past its session, probe it, SIGCONT       | 3 |
 | lose-disk               | delete a broker's data dir and kill it                     | 3 |
-| partition-leader        | cut a leader off from followers and ZooKeeper (unsupported here) | 3 |
+| partition-leader        | cut a leader off from followers and ZooKeeper (blocking proxies) | 3 |
 | rolling-restart-brokers | SIGTERM every broker in turn                               | = brokers |
 | unclean-election        | a follower out of the ISR, the ISR gone, unclean election on | 2 |
 """
@@ -37,8 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from cluster.drills import (broker_faults, replication_faults as rf, rolling, storage_faults,
-                            worker_faults, zookeeper_faults)
+from cluster.drills import (broker_faults, network_faults as nf, replication_faults as rf,
+                            rolling, storage_faults, worker_faults, zookeeper_faults)
 from cluster.drills.context import Check, Context
 
 
@@ -122,9 +122,9 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
           rf.lose_disk, rf.lose_disk_checks, acks="all", broker_settings=rf.BROKER_SETTINGS,
           defaults=rf.SETTINGS),
     Drill("partition-leader", "cut a leader off from its followers and ZooKeeper while its "
-          "producers still reach it", "0 acknowledged writes lost", 3, rf.partition_leader,
-          rf.partition_leader_checks, acks="all", prepare=rf.partition_leader_prepare,
-          broker_settings=rf.BROKER_SETTINGS, defaults=rf.SETTINGS),
+          "producers still reach it", "0 acknowledged writes lost", 3, nf.partition_leader,
+          nf.partition_leader_checks, acks="all", broker_overrides=nf.broker_overrides,
+          cleanup=nf.cleanup, broker_settings=rf.BROKER_SETTINGS, defaults=rf.SETTINGS),
     Drill("rolling-restart-brokers", "SIGTERM every broker in turn under acks=all load",
           f"lost = 0; produce stalls <= {rf.STALL_BOUND_S:g} s per restart; preferred leaders "
           "at the end", 3, rf.rolling_restart_brokers, rf.rolling_restart_brokers_checks,

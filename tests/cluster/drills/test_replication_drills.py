@@ -12,8 +12,7 @@ from tests.cluster.drills.test_catalog import SHORT, judge
 
 
 @pytest.mark.parametrize("name", ["kill-leader", "pause-leader", "lose-disk",
-                                  "rolling-restart-brokers", "unclean-election",
-                                  "partition-leader"])
+                                  "rolling-restart-brokers", "unclean-election"])
 def test_replication_drill_holds(name, zk_server):
     settings = Settings(zookeeper=zk_server.connect_string, **{**SHORT, **SETTINGS})
     judge(run(DRILLS[name], settings))
