@@ -152,6 +152,9 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
     return result, samples
 
 
+HOSTED_WAIT_S = 30.0
+
+
 def _replication(messages: int, size: int, runs: int, say) -> list[dict]:
     """The replication rows, each run on fresh topics of a fresh 3-broker cluster."""
     data_dir = Path(tempfile.mkdtemp(prefix="sluice-bench-r3-"))
@@ -173,10 +176,15 @@ def _replicated_run(zookeeper: str, index: int, messages: int, size: int, say) -
     try:
         def fresh_topic(name: str, replicas: int) -> str:
             topic = f"bench-{name}-{index}"
-            topics.create(client, topic, 1, replication_factor=replicas,
-                          min_insync_replicas=min(2, replicas))
-            while client.exists(paths.broker_topic_partitions(topic, 0)) is None:
-                time.sleep(0.02)
+            placement = topics.create(client, topic, 1, replication_factor=replicas,
+                                      min_insync_replicas=min(2, replicas))
+            deadline = time.monotonic() + HOSTED_WAIT_S
+            for broker in placement.replicas[0]:    # every replica has opened its log
+                while client.exists(paths.broker_topic_partitions(topic, broker)) is None:
+                    if time.monotonic() > deadline:
+                        raise ClusterError(f"broker {broker} did not open {topic}/0 within "
+                                           f"{HOSTED_WAIT_S:g} s")
+                    time.sleep(0.02)
             return topic
 
         sample: dict = {}
