@@ -141,7 +141,7 @@ class RequestHandlers:
         _one_frame(request, frames)
         log = self.logs.log(request.topic, request.partition)
         self.replicas.leader_of(request.topic, request.partition)
-        offset = log.offset_before(request.time)
+        offset = log.offset_before(request.time, self.replicas.consumer_end(log))
         self.router.send_multipart([identity, protocol.encode_response(
             request.correlation_id, protocol.OFFSETS_REPLY.pack(offset))])
 

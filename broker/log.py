@@ -378,18 +378,20 @@ class Log:
             os.close(reader.fd)
         return scrub.read_error(where, offset, segment.start, segment.end, next_start)
 
-    def offset_before(self, time_ms: int) -> int:
+    def offset_before(self, time_ms: int, upto: int | None = None) -> int:
         """The offsets API: where a consumer starts to read messages written after ``time_ms``.
 
         ``-1`` (LATEST) is the visible end and ``-2`` (EARLIEST) the start offset. Any other
         time has segment granularity, as in Kafka 0.7 (``segment.find_segment_by_time``): the
         start of the newest segment whose first message was written at or before ``time_ms``,
         so a time before everything gives the start offset, and a time at or after the last
-        write the visible end. No answer lies beyond the visible end.
+        write the visible end. No answer lies beyond the visible end, nor beyond ``upto`` (a
+        replicated partition's high watermark: a position past it may be cut by a leader
+        change and then hold other messages).
         """
         with self._lock:
             self._check_open()
-            visible = self.visible_end
+            visible = self.visible_end if upto is None else min(self.visible_end, upto)
             if time_ms == LATEST:
                 return visible
             if time_ms == EARLIEST:

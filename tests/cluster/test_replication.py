@@ -151,6 +151,9 @@ def test_consumers_see_only_below_the_high_watermark(cluster_of):
     hw, _ = protocol.decode_response(header, protocol.FETCH_REPLY)[1]
     assert hw == base == first[1] and len(body) == base, "a consumer saw past the ISR's end"
     assert c.fetch(leader, base)[1] == b""
+    latest = c.raw(leader).request(protocol.encode_offsets(7, TOPIC, 0, protocol.LATEST))
+    assert protocol.decode_response(latest[0], protocol.OFFSETS_REPLY)[1] == (base,), (
+        "the offsets API named a position past the high watermark")
     os.kill(c.procs[stopped].proc.pid, signal.SIGCONT)
     got = wait_for(lambda: c.fetch(leader, base)[1], what="the message once all have it")
     assert [m.value for m in message.decode_set(got, TOPIC, 0, base)] == [b"not yet on all"]
