@@ -19,10 +19,10 @@ Per partition the waiters are kept in write order, which is also next-offset ord
 """
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections import deque
 from dataclasses import dataclass
+
+from broker.long_poll import Deadlines
 
 
 @dataclass(eq=False, slots=True)
@@ -44,14 +44,13 @@ class AckPurgatory:
 
     def __init__(self):
         self._by_key: dict[tuple[str, int], deque[AckWaiter]] = {}
-        self._deadlines: list[tuple[float, int, AckWaiter]] = []
-        self._order = itertools.count()
+        self._deadlines = Deadlines()
 
     def __len__(self) -> int:
         return sum(len(waiters) for waiters in self._by_key.values())
 
     def park(self, waiter: AckWaiter) -> None:
-        heapq.heappush(self._deadlines, (waiter.deadline, next(self._order), waiter))
+        self._deadlines.push(waiter)
         self._by_key.setdefault(waiter.key, deque()).append(waiter)
 
     def ready(self, key: tuple[str, int], high_watermark: int) -> list[AckWaiter]:
@@ -84,18 +83,12 @@ class AckPurgatory:
     def expired(self, now: float) -> list[AckWaiter]:
         """The waiters whose deadline is at or before ``now``, let go (left in their
         partition's queue as done, skipped there later)."""
-        let_go = []
-        heap = self._deadlines
-        while heap and heap[0][0] <= now:
-            waiter = heapq.heappop(heap)[2]
-            if waiter.done:
-                continue
-            waiter.done = True
-            let_go.append(waiter)
+        let_go = self._deadlines.due(now)
+        for waiter in let_go:
             waiters = self._by_key.get(waiter.key)
             if waiters and all(w.done for w in waiters):
                 del self._by_key[waiter.key]
         return let_go
 
     def next_deadline(self) -> float | None:
-        return self._deadlines[0][0] if self._deadlines else None
+        return self._deadlines.next_deadline()

@@ -70,6 +70,34 @@ def _visible_end(log: Readable) -> int:
     return log.visible_end
 
 
+class Deadlines:
+    """Waiters (anything with ``deadline`` and ``done``) by deadline, in a heap; a waiter let
+    go another way (``done``) stays until its time comes and is skipped then. Both
+    purgatories (this one and broker/delayed_produce.py's) keep their deadlines here."""
+
+    def __init__(self):
+        self._heap: list[tuple[float, int, object]] = []
+        self._order = itertools.count()
+
+    def push(self, waiter) -> None:
+        heapq.heappush(self._heap, (waiter.deadline, next(self._order), waiter))
+
+    def due(self, now: float) -> list:
+        """The waiters not yet let go whose deadline is at or before ``now``, marked done."""
+        let_go = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            waiter = heapq.heappop(heap)[2]
+            if not waiter.done:
+                waiter.done = True
+                let_go.append(waiter)
+        return let_go
+
+    def next_deadline(self) -> float | None:
+        """The nearest deadline in the heap (perhaps of a waiter let go already), or None."""
+        return self._heap[0][0] if self._heap else None
+
+
 class Purgatory:
     """The parked waiters, per log and by deadline. ``end_of(log)``: how far the waiters may
     read (a consumer: the visible end, bounded by the high watermark of a replicated
@@ -78,8 +106,7 @@ class Purgatory:
     def __init__(self, end_of: Callable[[Readable], int] | None = None):
         self._end_of = end_of or _visible_end
         self._by_log: dict[Readable, list[Waiter]] = {}
-        self._deadlines: list[tuple[float, int, Waiter]] = []
-        self._order = itertools.count()
+        self._deadlines = Deadlines()
 
     def __bool__(self) -> bool:
         """Whether any fetch is parked (the flusher asks, from its own thread)."""
@@ -89,7 +116,7 @@ class Purgatory:
         return sum(len(waiters) for waiters in self._by_log.values())
 
     def park(self, waiter: Waiter) -> None:
-        heapq.heappush(self._deadlines, (waiter.deadline, next(self._order), waiter))
+        self._deadlines.push(waiter)
         self._by_log.setdefault(waiter.log, []).append(waiter)
 
     def waiting_on(self, log: Readable) -> bool:
@@ -130,20 +157,13 @@ class Purgatory:
 
     def expired(self, now: float) -> list[Waiter]:
         """The waiters whose deadline is at or before ``now``, let go."""
-        let_go = []
-        heap = self._deadlines
-        while heap and heap[0][0] <= now:
-            waiter = heapq.heappop(heap)[2]
-            if waiter.done:
-                continue
-            waiter.done = True
+        let_go = self._deadlines.due(now)
+        for waiter in let_go:
             waiters = self._by_log[waiter.log]
             waiters.remove(waiter)
             if not waiters:
                 del self._by_log[waiter.log]
-            let_go.append(waiter)
         return let_go
 
     def next_deadline(self) -> float | None:
-        """The nearest deadline in the heap (perhaps of a waiter let go already), or None."""
-        return self._deadlines[0][0] if self._deadlines else None
+        return self._deadlines.next_deadline()
