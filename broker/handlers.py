@@ -102,16 +102,7 @@ class RequestHandlers:
             self._replica_fetch(identity, request, replica)
             return
         _check_in_log(request, log)
-        waiter = Waiter(identity, request, log, 0.0)
-        end = self.replicas.consumer_end
-        if request.max_wait_ms == 0 or satisfied(waiter, end(log)):
-            self.answer_fetch(waiter)
-            return
-        wait_ms = min(request.max_wait_ms, self.config.max_wait_ms_limit)
-        waiter.deadline = time.monotonic() + wait_ms / 1000
-        self.purgatory.park(waiter)
-        if satisfied(waiter, end(log)):
-            self.wake([log])  # a flush ended since the check, and saw no waiter
+        self._answer_or_park(identity, request, log, self.purgatory)
 
     def _replica_fetch(self, identity: bytes, request: Request, replica: Replica) -> None:
         """A follower's fetch: check its epoch, record its log end (the offset), answer what
@@ -125,17 +116,23 @@ class RequestHandlers:
                 f"{replica.epoch}")
         log = replica.log
         _check_in_log(request, log)
-        end = replica_end(log)
-        self.replicas.follower_fetched(replica, request.replica_id, request.offset, end)
+        self.replicas.follower_fetched(replica, request.replica_id, request.offset,
+                                       replica_end(log))
+        self._answer_or_park(identity, request, log, self.replica_waiters)
+
+    def _answer_or_park(self, identity: bytes, request: Request, log: Log,
+                        purgatory: Purgatory) -> None:
+        """Answer a fetch now when what ``purgatory`` lets it read satisfies it or it may not
+        wait; else park it there until then or its deadline."""
         waiter = Waiter(identity, request, log, 0.0)
-        if request.max_wait_ms == 0 or satisfied(waiter, end):
+        if request.max_wait_ms == 0 or satisfied(waiter, purgatory.end_of(log)):
             self.answer_fetch(waiter)
             return
         wait_ms = min(request.max_wait_ms, self.config.max_wait_ms_limit)
         waiter.deadline = time.monotonic() + wait_ms / 1000
-        self.replica_waiters.park(waiter)
-        if satisfied(waiter, replica_end(log)):
-            self.wake([log])
+        purgatory.park(waiter)
+        if satisfied(waiter, purgatory.end_of(log)):
+            self.wake([log])  # the end moved since the check (a flush ended), and no wake saw it
 
     def offsets(self, identity: bytes, request: Request, frames: list, turn: dict) -> None:
         _one_frame(request, frames)

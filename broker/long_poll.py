@@ -122,6 +122,10 @@ class Purgatory:
     def waiting_on(self, log: Readable) -> bool:
         return log in self._by_log
 
+    def end_of(self, log: Readable) -> int:
+        """How far this purgatory's waiters may read ``log``."""
+        return self._end_of(log)
+
     def logs(self) -> list[Readable]:
         """The logs some waiter is parked on."""
         return list(self._by_log)
