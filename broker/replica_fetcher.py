@@ -263,7 +263,8 @@ class ReplicaFetcher:
             counter["truncated_messages"] += messages
             counter["truncated_bytes"] += nbytes
         logger.warning("%s/%d: truncated to offset %d by leader epoch (leader %d answered "
-                       "epoch %d ending at %d): %d message(s), %d byte(s) only this replica had",
+                       "epoch %d ending at %d): %d message(s), %d byte(s) the leader's log does "
+                       "not hold in the same epoch",
                        replica.topic, replica.partition, cut_at, fetch.leader, found,
                        leader_end, messages, nbytes)
 
