@@ -2,8 +2,9 @@
 ReplicaManager), and the leader's view of its followers.
 
 For every partition with a replica here the LogManager opens a Log and calls ``add``. A
-single-replica partition is led here for good (epoch 0, ISR = this broker, high watermark =
-the log end): nothing of it changes. A replicated partition's role comes from its state node
+single-replica partition is led here for good (ISR = this broker, high watermark = the log
+end): nothing of it changes but its epoch, 0 until its state node (if any) is read, then the
+state's (the controller moves it on when this broker restarts). A replicated partition's role comes from its state node
 (coordinator/partition_state.py): it is read, and watched with a kazoo DataWatch whose callback
 only queues the partition; ``maintain``, on the request loop's thread, reads the queued states
 and applies them, as the LogManager applies placement changes. Applying a state:
@@ -146,7 +147,6 @@ class ReplicaManager:
         self.by_log[log] = replica
         if len(replicas) == 1:
             self._lead(replica, replica.state, NOT_WRITTEN)
-            return
         self._changes.put(key)
         self._watches[key] = DataWatch(self.zk, paths.partition_state(topic, partition),
                                        self._state_watch(key))
@@ -254,6 +254,9 @@ class ReplicaManager:
         the state node's mzxid (None: unknown, no restart check)."""
         if state.leader_epoch < replica.epoch:
             return
+        if len(replica.replicas) == 1:
+            self._single_epoch(replica, state, version)
+            return
         if (state.leader == self.broker_id and len(replica.replicas) > 1
                 and written is not None and self._registered is not None
                 and self._registered > written):
@@ -282,6 +285,18 @@ class ReplicaManager:
         if was_leader:
             self.on_lost_leadership(replica)
         self.on_follow(replica)
+
+    def _single_epoch(self, replica: Replica, state: PartitionState, version: int) -> None:
+        """A single-replica partition stays led here whatever its state says; it only takes
+        the epoch of a state that names this broker (the controller moves it on when this
+        broker restarts), so METADATA and the log's epochs show the state's. A state with no
+        leader (this broker was gone) is followed by the election that brings it back."""
+        if state.leader != self.broker_id or state.leader_epoch == replica.epoch:
+            return
+        replica.epoch, replica.version = state.leader_epoch, version
+        replica.state = PartitionState(self.broker_id, state.leader_epoch, (self.broker_id,),
+                                       state.controller_epoch)
+        self._start_epoch(replica)
 
     def _wait_for_new_state(self, replica: Replica, state: PartitionState, version: int) -> None:
         """Neither lead nor follow: the state that makes this broker leader predates its

@@ -68,6 +68,27 @@ def test_a_single_replica_partition_is_led_at_once_and_its_hw_is_the_log_end(man
     assert log.epochs.entries == [(0, 0)]
 
 
+def test_a_single_replica_partition_takes_its_state_nodes_epoch(manager_of, zk_client,
+                                                                tmp_path):
+    """Led at once (as before), but in the epoch its state node says: the controller moves an
+    R = 1 partition's epoch on when its broker restarts, and METADATA must show that one."""
+    manager, calls = manager_of(broker_id=0)
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 3, (0,)), NOT_WRITTEN)
+    log = open_log(tmp_path)
+    log.append(encode_set([(None, b"x")]), 1)
+    manager.add(TOPIC, 0, (0,), 1, log)
+    replica = manager.get(TOPIC, 0)
+    assert replica.role == "leader"
+    settle(manager, lambda: replica.epoch == 3, "the state node's epoch")
+    assert replica.describe()["leader_epoch"] == 3 and replica.role == "leader"
+    assert log.epochs.entries[-1] == (3, log.end_offset)
+    state, version = partition_state.read(zk_client, TOPIC, 0)
+    version = partition_state.write(zk_client, TOPIC, 0, state.elected(-1, (0,), 1), version)
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 5, (0,), 1), version)
+    settle(manager, lambda: replica.epoch == 5, "the next epoch")
+    assert (replica.role, replica.isr, replica.hw) == ("leader", (0,), log.end_offset)
+    assert calls.lost == []
+
 def test_roles_follow_the_state_node_and_never_go_back_an_epoch(manager_of, zk_client,
                                                                 tmp_path):
     manager, calls = manager_of(broker_id=0)
