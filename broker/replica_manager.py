@@ -46,6 +46,7 @@ from kazoo.recipe.watchers import DataWatch
 from broker import isr as rules
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
+from broker.hw_checkpoint import CHECKPOINT_INTERVAL_S, HighWatermarkCheckpoint, safe_start
 from broker.isr import Follower
 from broker.log import Log
 from coordinator import partition_state, paths
@@ -132,6 +133,14 @@ class ReplicaManager:
         self._next_isr_check = 0.0
         self._outside_errors = (KazooException, zk.handler.timeout_exception)
         self._registered: int | None = None     # this broker's registration czxid, last read
+        self.checkpoint = HighWatermarkCheckpoint(config.data_dir)
+        try:
+            self._checkpointed = self.checkpoint.read()
+        except SluiceError as exc:
+            self.errors.task_failed("hw_checkpoint", exc)
+            self._checkpointed = {}
+        self._next_checkpoint = 0.0
+        self.on_checkpoint: Callable[[HighWatermarkCheckpoint], None] = lambda c: c.flush()
         self._registration_watch = DataWatch(zk, paths.broker(self.broker_id),
                                              self._on_registration)
 
@@ -143,6 +152,9 @@ class ReplicaManager:
         key = (topic, partition)
         replica = Replica(topic, partition, log, tuple(replicas), min_insync,
                           PartitionState.initial(tuple(replicas)), NOT_WRITTEN)
+        if len(replicas) > 1:
+            replica.hw = safe_start(self._checkpointed.get(key), log.epochs.entries,
+                                    log.end_offset)
         self.partitions[key] = replica
         self.by_log[log] = replica
         if len(replicas) == 1:
@@ -239,6 +251,9 @@ class ReplicaManager:
             state, version, written = found or (PartitionState.initial(replica.replicas),
                                                 NOT_WRITTEN, None)
             self.apply(replica, state, version, written)
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + CHECKPOINT_INTERVAL_S
+            self.checkpoint_high_watermarks()
         if now >= self._next_isr_check:
             self._next_isr_check = now + min(self._lag_s / 2, 1.0)
             for replica in self.partitions.values():
@@ -425,5 +440,23 @@ class ReplicaManager:
         self._retry[key] = now + self._backoff
         self.errors.task_failed(task, exc, self._backoff)
 
+    def checkpoint_high_watermarks(self) -> None:
+        """Snapshot every replicated partition's high watermark with its log's latest epoch
+        (broker/hw_checkpoint.py) and hand it to ``on_checkpoint`` (the flusher) if it
+        changed."""
+        if self.checkpoint.offer(self._high_watermarks()):
+            self.on_checkpoint(self.checkpoint)
+
+    def _high_watermarks(self) -> dict[tuple[str, int], tuple[int, int]]:
+        return {key: (replica.hw, replica.log.epochs.latest_epoch)
+                for key, replica in self.partitions.items() if len(replica.replicas) > 1}
+
     def close(self) -> None:
+        """Stop the watches; write the high watermarks a last time, here (the flusher may be
+        gone)."""
         self._closed = True
+        try:
+            self.checkpoint.offer(self._high_watermarks())
+            self.checkpoint.flush()
+        except SluiceError as exc:
+            self.errors.task_failed("hw_checkpoint", exc)
