@@ -31,6 +31,24 @@ write of the state on the version this broker holds, and only once it succeeded 
 watermark use the new ISR: a leader cut off from ZooKeeper cannot shrink its ISR to itself and
 go on acknowledging acks=all writes (Jepsen's 2013 Kafka case). A write that finds the node
 changed (``StaleState``) re-reads the state and obeys it: another leader was elected.
+
+ZooKeeper on the loop, the known risk: the state reads in ``maintain``, the registration read
+before them and before each ISR write, and the ISR write itself are kazoo's synchronous calls
+on the request loop's thread, made only while ``zk.connected``. kazoo waits for their answer
+without a timeout of its own; a connection that stops answering (ZooKeeper stalled on its
+disk, a half-open TCP connection) is declared dropped only after two thirds of the negotiated
+session timeout (4 s at the default 6 s), and the pending call then fails with ConnectionLoss
+(retried after a back-off; ``zk.connected`` turns false, so the calls after it are skipped).
+So one maintain or one ISR write can hold the loop that long: no produce, fetch or replica
+fetch is answered meanwhile, acks=all requests wait, and the followers of this broker's
+partitions get no data. Correctness holds (a write is still conditional, and nothing is
+acknowledged during the stall), but a stall past ``replica_lag_time_max_ms`` minus the
+followers' last catch-up can make the next ISR check shrink followers that only waited for
+this leader, and consumers see a pause. With a healthy connection each call is one round
+trip (about a millisecond on loopback), a state read per changed partition and an ISR write
+per change, not per request. Moving them off the loop means kazoo's ``*_async`` calls with
+callbacks that queue their results for ``maintain``, keeping one write in flight per
+partition.
 """
 from __future__ import annotations
 
