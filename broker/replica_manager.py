@@ -4,9 +4,9 @@ ReplicaManager), and the leader's view of its followers.
 For every partition with a replica here the LogManager opens a Log and calls ``add``. A
 single-replica partition is led here for good (ISR = this broker, high watermark = the log
 end): nothing of it changes but its epoch, 0 until its state node (if any) is read, then the
-state's (the controller moves it on when this broker restarts). A replicated partition's role comes from its state node
-(coordinator/partition_state.py): it is read, and watched with a kazoo DataWatch whose callback
-only queues the partition; ``maintain``, on the request loop's thread, reads the queued states
+state's (the controller moves it on when this broker restarts). A replicated partition's
+role comes from its state node (coordinator/partition_state.py): it is read, and watched with a
+kazoo DataWatch whose callback only queues the partition; ``maintain``, on the request loop's thread, reads the queued states
 and applies them, as the LogManager applies placement changes. Applying a state:
 
 - this broker is its leader: start leading at that epoch (the epoch begins at the log end);

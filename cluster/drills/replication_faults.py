@@ -38,7 +38,8 @@ answered) before the ISR goes away, so the logs of the ISR end where the acknowl
 and what the returning replicas cut is exactly what was acknowledged past the stale replica's
 log end when it was elected (its METADATA end_offset then, not its files while paused: resumed,
 it may first take in what waited in its sockets): the ledger's figure. The controller writes
-its unclean count just after the electing state node, so the count is waited for.
+its unclean count in the transaction of the electing state node; it is read once every
+partition shows the election (waited for a little all the same).
 
 What each returning replica cuts is more than what its files hold past that end when the stale
 replica was a leader paused mid-epoch: resumed, it appends in its old epoch the produce
@@ -458,9 +459,9 @@ def _truncated(ctx: Context, broker: int) -> int | None:
 
 
 def _unclean_counted(ctx: Context, before: dict[int, int]) -> dict[int, int]:
-    """The controller's new unclean elections per partition. It writes the count just after
-    the state node that elects, so each count is waited for (up to ELECTION_SLACK_S) once the
-    elections are seen; a count that stays put reads 0, one counted twice reads 2."""
+    """The controller's new unclean elections per partition, written with the state node that
+    elects (one transaction), waited for up to ELECTION_SLACK_S all the same; a count that
+    stays put reads 0, one counted twice reads 2."""
     deadline = time.monotonic() + ELECTION_SLACK_S
     while True:
         counted = {p: lead.unclean_elections(ctx.zk(), ctx.topic, p).get("count", 0) - n
