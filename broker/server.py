@@ -115,6 +115,7 @@ class Broker:
             self.kafka.endpoint if self.kafka is not None else ""))
         self.logs = LogManager(config, self.zk, self.registration, self.errors, flusher)
         self.logs.on_open = self.replicas.add
+        self.replicas.on_checkpoint = flusher.submit
         self.fetcher = ReplicaFetcher(config, self.context, self.logs, self.replicas,
                                       self.errors)
         self.replicas.on_follow = self.fetcher.follow
