@@ -35,7 +35,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from coordinator.errors import InvalidArgument
+from coordinator import paths
+from coordinator.errors import AuthorizationFailed, InvalidArgument
 
 ANYONE = "*"
 _CACHE_LIMIT = 4096   # decisions remembered per Authorizer (emptied when full)
@@ -76,10 +77,17 @@ class Rule:
             object.__setattr__(self, "pattern", Pattern(self.pattern))
         except ValueError as exc:
             raise InvalidArgument(f"invalid rule: {exc}") from None
-        if not isinstance(self.name, str) or (not self.name
-                                              and self.pattern is not Pattern.TOPIC_PREFIX):
-            raise InvalidArgument(f"a {self.pattern.value} rule needs a name, not "
-                                  f"{self.name!r}")
+        if self.pattern is Pattern.GROUP and self.operation not in (Operation.CONSUME,
+                                                                    Operation.DESCRIBE):
+            raise InvalidArgument(f"a group rule allows consume or describe, not "
+                                  f"{self.operation.value}")
+        if not isinstance(self.name, str):
+            raise InvalidArgument(f"a rule's name is a string, not {self.name!r}")
+        if self.pattern is Pattern.TOPIC_PREFIX:
+            if self.name:   # '' (every topic) is a prefix; any other must be one of a name
+                paths.check_name("topic prefix", self.name)
+        else:
+            paths.check_name("topic" if self.pattern is Pattern.TOPIC else "group", self.name)
 
     def grants(self, operation: Operation, kind: str, name: str) -> bool:
         """Whether this rule lets its principal do ``operation`` on resource ``kind name``.
@@ -152,3 +160,8 @@ class Authorizer:
         return (f"{who} may not {operation.value} on {describe_resource(kind, name)} (no "
                 f"rule allows it: 'sluice acl add {principal or 'NAME'} {operation.value} "
                 f"--{kind} {name}')")
+
+    def check(self, principal: str, operation: Operation, kind: str, name: str) -> None:
+        """Raise AuthorizationFailed, naming what was refused, unless allowed."""
+        if not self.allows(principal, operation, kind, name):
+            raise AuthorizationFailed(self.refusal(principal, operation, kind, name))

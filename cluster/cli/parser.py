@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func, prepare=prepare)
         return sub
 
-    from cluster.cli import (cluster_commands, group_commands, message_commands,
+    from cluster.cli import (acl_commands, cluster_commands, group_commands, message_commands,
                              segment_commands, topic_commands)
 
     cluster = commands.add_parser("cluster", help="start, stop and inspect the local cluster")
@@ -207,6 +207,29 @@ def build_parser() -> argparse.ArgumentParser:
     gdescribe.add_argument("--interval", type=float, default=2.0,
                            help="seconds between the two samples that give rates (default 2)")
     gdescribe.add_argument("--json", action="store_true")
+
+    acls = commands.add_parser("acl", help="authorization rules: who may produce, consume, "
+                               "describe or administer which topics and groups")
+    acl_actions = acls.add_subparsers(dest="action", metavar="ACTION", parser_class=OneLineParser)
+    acl_actions.required = True
+    for name, func, verb in (("add", acl_commands.acl_add, "allow"),
+                             ("remove", acl_commands.acl_remove, "no longer allow")):
+        change = command(acl_actions, name, func, f"{verb} a principal (a key name, or '*' for "
+                         "every authenticated one) operations on a topic, a topic prefix or "
+                         "a group")
+        change.add_argument("principal")
+        change.add_argument("operations", nargs="+", metavar="OPERATION",
+                            choices=["produce", "consume", "describe", "admin"],
+                            help="produce, consume, describe or admin")
+        on = change.add_mutually_exclusive_group(required=True)
+        on.add_argument("--topic", help="one topic")
+        on.add_argument("--topic-prefix", metavar="PREFIX",
+                        help="every topic whose name starts with PREFIX ('' for all)")
+        on.add_argument("--group", help="one consumer group (consume or describe)")
+        change.add_argument("--json", action="store_true")
+    acl_listing = command(acl_actions, "list", acl_commands.acl_list, "the rules, by principal")
+    acl_listing.add_argument("principal", nargs="?")
+    acl_listing.add_argument("--json", action="store_true")
 
     from cluster.tools import perf
     perf_parser = commands.add_parser("perf", help="the paper's benchmark: one producer's or "

@@ -69,7 +69,8 @@ def test_refusal_names_principal_operation_and_resource():
 
 @pytest.mark.parametrize("bad", [
     ("read", "topic", "t"), ("produce", "queue", "t"), ("produce", "topic", ""),
-    ("consume", "group", ""), ("produce", "topic", 7),
+    ("consume", "group", ""), ("produce", "topic", 7), ("produce", "group", "g"),
+    ("admin", "group", "g"), ("produce", "topic", "a/b"), ("consume", "topic-prefix", "x y"),
 ])
 def test_bad_rules_are_refused(bad):
     with pytest.raises(InvalidArgument):
@@ -81,3 +82,13 @@ def test_rules_round_trip_through_json():
         assert Rule.from_json(rule.to_json()) == rule
     with pytest.raises(InvalidArgument):
         Rule.from_json({"operation": "produce", "pattern": "topic"})
+
+
+def test_check_raises_the_typed_error():
+    from coordinator.errors import AuthorizationFailed, ErrorCode
+    EXAMPLE.check("alice", P, TOPIC, "orders")
+    with pytest.raises(AuthorizationFailed) as refused:
+        EXAMPLE.check("alice", C, TOPIC, "orders")
+    assert refused.value.code is ErrorCode.AUTHORIZATION_FAILED
+    assert not refused.value.retriable
+    assert "consume on topic 'orders'" in str(refused.value)
