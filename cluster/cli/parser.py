@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="port of the web dashboard and /metrics (default 8080; 0: any free port)")
     up.add_argument("--no-dashboard", action="store_true",
                     help="run without the sampler, the web dashboard and /metrics")
+    up.add_argument("--dashboard-host", default="127.0.0.1", metavar="ADDRESS",
+                    help="address of the web dashboard and /metrics (default 127.0.0.1, "
+                    "loopback only; any other needs a token: see --dashboard-token-file)")
+    up.add_argument("--dashboard-token-file", metavar="PATH",
+                    help="file (mode 0600) holding the token the dashboard asks for (default: "
+                    "made in <data-dir>/security/dashboard_token when --dashboard-host is "
+                    "not loopback)")
     up.add_argument("--kafka-port", type=_non_negative_int, default=0, metavar="BASE",
                     help="Kafka protocol listeners: broker i on BASE + i (default 0: a free "
                     "port each)")
@@ -271,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds between refreshes (default 1)")
     dash.add_argument("--url", help="a supervisor's dashboard address (default: the one in "
                       "--data-dir's cluster.json)")
+    dash.add_argument("--token-file", metavar="PATH", help="the dashboard's token (default: "
+                      "the one in --data-dir's cluster.json, when the dashboard needs one)")
     dash.add_argument("--once", action="store_true", help="print one frame and exit")
     dash.add_argument("--json", action="store_true", help="print the latest snapshot as JSON")
 
