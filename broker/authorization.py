@@ -10,7 +10,7 @@ Each request type needs one operation on one resource (coordinator/authorizer.py
 | METADATA                      | an authenticated principal; the answer lists only the        |
 |                               | partitions of topics it may describe                         |
 | FETCH by a follower,          | a broker's own principal (``supers``): replication           |
-| OFFSET_FOR_EPOCH              |                                                              |
+| OFFSET_FOR_EPOCH              | (``broker-<id>``, coordinator/authorizer.py's ``is_super``)   |
 
 With security off there is no ``Authorizer`` and everything is allowed, as before. With it on,
 the rules come from ZooKeeper and are watched (coordinator/acl_store.py): a change applies to
@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 
 from broker.protocol import CONSUMER, Api, Request
-from coordinator.authorizer import TOPIC, Authorizer, Operation
+from coordinator.authorizer import TOPIC, Authorizer, Operation, is_super
 from coordinator.errors import AuthorizationFailed
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class RequestAuthorizer:
                 raise AuthorizationFailed("an unauthenticated client may not ask for metadata")
             return
         if need == REPLICATION:
-            if principal not in self.supers:
+            if not is_super(principal, self.supers):
                 raise AuthorizationFailed(
                     f"principal {principal!r} may not {request.api.name.lower().replace('_', ' ')}"
                     f" on topic {request.topic!r} as a replica: only brokers replicate")

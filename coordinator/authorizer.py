@@ -13,8 +13,9 @@ built from them about each request (broker/authorization.py).
 | admin     | create a topic                                        | describe  |
 
 ``admin`` does not imply produce or consume: who creates topics need not read them. The
-principal ``*`` in a rule means every authenticated principal. Super principals (the brokers'
-own keys) may do everything. Nothing else is allowed: with security on, the default is deny.
+principal ``*`` in a rule means every authenticated principal. The brokers' own keys
+(principals ``broker-<id>``, coordinator/credentials.py) and any ``supers`` given may do
+everything. Nothing else is allowed: with security on, the default is deny.
 
 Worked examples, rules ``alice: produce topic orders; consume topic-prefix logs.;
 *: describe topic-prefix ""; bob: consume group billing``::
@@ -33,12 +34,14 @@ Worked examples, rules ``alice: produce topic orders; consume topic-prefix logs.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from coordinator import paths
 from coordinator.errors import AuthorizationFailed, InvalidArgument
 
 ANYONE = "*"
+BROKER_PRINCIPAL = re.compile(r"broker-[0-9]+")   # a broker's own key: replication, everything
 _CACHE_LIMIT = 4096   # decisions remembered per Authorizer (emptied when full)
 
 
@@ -122,6 +125,15 @@ class Rule:
         return f"{self.operation.value} on {self.pattern.value} {self.name!r}"
 
 
+def is_super(principal: str, supers: frozenset[str] = frozenset()) -> bool:
+    """A broker's own principal, or one of ``supers``: allowed everything.
+
+    >>> is_super("broker-3"), is_super("broker-x"), is_super("ops", frozenset({"ops"}))
+    (True, False, True)
+    """
+    return principal in supers or BROKER_PRINCIPAL.fullmatch(principal) is not None
+
+
 def describe_resource(kind: str, name: str) -> str:
     return f"{kind} {name!r}"
 
@@ -144,7 +156,7 @@ class Authorizer:
         key = (principal, operation, kind, name)
         decided = self._decided.get(key)
         if decided is None:
-            decided = principal in self.supers or any(
+            decided = is_super(principal, self.supers) or any(
                 rule.grants(operation, kind, name)
                 for rule in self.rules.get(principal, ()) + self._anyone)
             if len(self._decided) >= _CACHE_LIMIT:

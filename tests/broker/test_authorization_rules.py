@@ -34,7 +34,7 @@ def test_security_off_allows_everything():
 
 
 def test_security_on_denies_by_default_until_a_rule_allows():
-    on = RequestAuthorizer(enabled=True, supers=frozenset({"broker-1"}))
+    on = RequestAuthorizer(enabled=True, supers=frozenset())
     for request in (PRODUCE, FETCH, REPLICA_FETCH, OFFSETS, EPOCH):
         with pytest.raises(AuthorizationFailed):
             on.check("alice", request)

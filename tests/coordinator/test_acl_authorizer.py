@@ -33,12 +33,15 @@ def test_worked_examples(principal, operation, kind, name, allowed):
 
 
 def test_no_rules_denies_everything_but_supers():
-    authorizer = Authorizer({}, supers=frozenset({"broker-0"}))
+    authorizer = Authorizer({}, supers=frozenset({"ops"}))
     for operation in Operation:
         assert not authorizer.allows("alice", operation, TOPIC, "t")
         assert not authorizer.allows("", operation, TOPIC, "t")
-        assert authorizer.allows("broker-0", operation, TOPIC, "t")
+        assert authorizer.allows("ops", operation, TOPIC, "t")
         assert authorizer.allows("broker-0", operation, GROUP, "g")
+        assert authorizer.allows("broker-12", operation, TOPIC, "t")
+        assert not authorizer.allows("broker-", operation, TOPIC, "t")
+        assert not authorizer.allows("xbroker-1", operation, TOPIC, "t")
 
 
 @pytest.mark.parametrize("granted, asked, allowed", [
