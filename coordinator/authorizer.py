@@ -13,7 +13,8 @@ built from them about each request (broker/authorization.py).
 | admin     | create a topic                                        | describe  |
 
 ``admin`` does not imply produce or consume: who creates topics need not read them. The
-principal ``*`` in a rule means every authenticated principal. The brokers' own keys
+principal ``*`` in a rule means every authenticated principal; the empty principal (a client
+that did not authenticate) is allowed nothing. The brokers' own keys
 (principals ``broker-<id>``, coordinator/credentials.py) and any ``supers`` given may do
 everything. Nothing else is allowed: with security on, the default is deny.
 
@@ -156,9 +157,9 @@ class Authorizer:
         key = (principal, operation, kind, name)
         decided = self._decided.get(key)
         if decided is None:
-            decided = is_super(principal, self.supers) or any(
+            decided = bool(principal) and (is_super(principal, self.supers) or any(
                 rule.grants(operation, kind, name)
-                for rule in self.rules.get(principal, ()) + self._anyone)
+                for rule in self.rules.get(principal, ()) + self._anyone))
             if len(self._decided) >= _CACHE_LIMIT:
                 self._decided.clear()
             self._decided[key] = decided

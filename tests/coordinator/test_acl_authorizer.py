@@ -68,6 +68,7 @@ def test_refusal_names_principal_operation_and_resource():
     assert "'carol'" in line and "produce" in line and "topic 'orders'" in line
     assert EXAMPLE.refusal("alice", P, TOPIC, "orders") is None
     assert "unauthenticated" in EXAMPLE.refusal("", C, GROUP, "g")
+    assert not EXAMPLE.allows("", D, TOPIC, "anything")     # '*' is the authenticated ones
 
 
 @pytest.mark.parametrize("bad", [
