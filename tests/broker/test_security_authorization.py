@@ -147,3 +147,23 @@ def test_metadata_lists_only_what_the_principal_may_describe(secured, zk_client)
                       [b"id", b""], {})
     shown = [json.loads(protocol.decode_metadata_response(f[1])[1])["partitions"] for f in sent]
     assert shown[0] == [] and [row["topic"] for row in shown[1]] == [TOPIC]
+
+
+def test_clients_get_the_typed_error_not_a_timeout(secured, zk):
+    """The Producer (acks=1) and the SimpleConsumer raise AuthorizationFailed at once."""
+    from clients import Producer
+    from clients.simple_consumer import SimpleConsumer
+    producer = Producer(zk, acks=1)
+    try:
+        with pytest.raises(AuthorizationFailed, match="produce on topic 'orders'"):
+            producer.send(TOPIC, b"v", partition=0)
+            producer.flush(timeout_s=30)
+    finally:
+        producer.close()
+    consumer = SimpleConsumer(TOPIC, 0, 0, zookeeper=zk)
+    try:
+        with pytest.raises(AuthorizationFailed, match="consume on topic 'orders'"):
+            next(iter(consumer))
+    finally:
+        consumer.close()
+    assert secured.logs.log(TOPIC, 0).end_offset == 0
