@@ -16,6 +16,8 @@
 | /consumers/<group>/offsets/<topic>/<partition>   | persistent | the committed offset (decimal text)     |
 | /consumers/<group>/data_loss/<topic>/<partition> | persistent | {"committed", "log_start", ...}         |
 | /kafka/producer_id_block                         | persistent | the first Kafka producer id not taken   |
+| /security/acls                                   | persistent | a change count (coordinator/acl_store)  |
+| /security/acls/<principal>                       | persistent | [{"operation", "pattern", "name"}, ...] |
 
 The first two and the three /consumers paths before data_loss are Kafka 0.7's layout. /config/topics is sluice's: the paper
 creates a topic's partitions implicitly on every broker, while sluice numbers a topic's
@@ -40,6 +42,7 @@ CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
 CONSUMERS = "/consumers"
 KAFKA_PRODUCER_ID_BLOCK = "/kafka/producer_id_block"   # the next free block of Kafka producer ids
+ACLS = "/security/acls"     # authorization rules per principal (coordinator/acl_store.py)
 PARTITIONS = "partitions"   # the child of /brokers/topics/<topic> that is not a broker id
 
 
@@ -117,6 +120,10 @@ def data_losses(group_id: str, topic: str) -> str:
 
 def data_loss(group_id: str, topic: str, partition: int) -> str:
     return f"{CONSUMERS}/{group_id}/data_loss/{topic}/{int(partition)}"
+
+
+def acl(principal: str) -> str:
+    return f"{ACLS}/{principal}"
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
