@@ -62,6 +62,9 @@ class BrokerConfig:
     inter.broker.listener.name, one ROUTER still): None, the client ``endpoint``; otherwise a
     ``tcp://host:port`` registered as the broker's replica endpoint, which may be a proxy in
     front of the ROUTER, so replica traffic can be cut while clients still get through.
+
+    ``kafka_port``: the TCP port of the Kafka protocol listener (broker/kafka/), 0 a free
+    one, None (the default for a broker started alone) no listener.
     """
 
     broker_id: int
@@ -83,6 +86,7 @@ class BrokerConfig:
     unclean_leader_election: bool = False
     leader_imbalance_check_ms: int = 30_000
     replica_advertised_endpoint: str | None = None
+    kafka_port: int | None = None
 
     def __post_init__(self):
         _check_types(self)
@@ -90,6 +94,9 @@ class BrokerConfig:
             raise InvalidArgument("broker_id must be >= 0")
         if not 0 <= self.port <= 65535:
             raise InvalidArgument("port must be 0..65535")
+        if self.kafka_port is not None and not 0 <= self.kafka_port <= 65535:
+            raise InvalidArgument("kafka_port must be 0..65535 (0: a free port) or null (no "
+                                  "Kafka listener)")
         _positive(self, "cleaner_interval_ms", "max_fetch_bytes", "max_request_bytes",
                   "max_wait_ms_limit", "session_timeout_ms", "replica_lag_time_max_ms",
                   "replica_fetch_wait_max_ms", "replica_fetch_max_bytes", "ack_timeout_ms",

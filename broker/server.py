@@ -45,6 +45,9 @@ from broker.error_counts import ErrorCounts
 from broker.flusher import Flusher
 from broker.delayed_produce import AckPurgatory
 from broker.handlers import RequestHandlers, replica_end
+from broker.kafka import apis as kafka_apis
+from broker.kafka.listener import KafkaListener
+from broker.kafka.request import KafkaContext
 from broker.log_manager import LogManager, Route
 from broker.long_poll import Purgatory
 from broker.replica_fetcher import ReplicaFetcher
@@ -94,16 +97,22 @@ class Broker:
         self.wake = self.context.socket(zmq.PAIR)
         wake_endpoint = f"inproc://flusher-{id(self)}"
         self.wake.bind(wake_endpoint)
+        self.kafka = (None if config.kafka_port is None else
+                      KafkaListener(config.host, config.kafka_port, config.endpoint_host,
+                                    config.max_request_bytes))
+        self.kafka_ctx: KafkaContext | None = None
         self.zk = zk.connect(config.zookeeper, session_timeout=config.session_timeout_ms / 1000)
         self.replicas = ReplicaManager(config, self.zk, self.errors)
         self.purgatory = Purgatory(end_of=self.replicas.consumer_end)
         self.replica_waiters = Purgatory(end_of=replica_end)
         flusher = Flusher(self.context, wake_endpoint,
-                          lambda: bool(self.purgatory) or bool(self.replica_waiters),
+                          lambda: bool(self.purgatory) or bool(self.replica_waiters)
+                          or (self.kafka_ctx is not None and self.kafka_ctx.waiting()),
                           self.errors.task_failed)
         self.registration = BrokerRegistration(self.zk, BrokerInfo(
             config.broker_id, self.endpoint, self.produce_endpoint, config.endpoint_host,
-            os.getpid(), config.replica_advertised_endpoint or self.endpoint))
+            os.getpid(), config.replica_advertised_endpoint or self.endpoint,
+            self.kafka.endpoint if self.kafka is not None else ""))
         self.logs = LogManager(config, self.zk, self.registration, self.errors, flusher)
         self.logs.on_open = self.replicas.add
         self.fetcher = ReplicaFetcher(config, self.context, self.logs, self.replicas,
@@ -116,6 +125,12 @@ class Broker:
                                                       "endpoint": self.endpoint,
                                                       "produce_endpoint": self.produce_endpoint},
                                         self.replicas, self.replica_waiters, AckPurgatory())
+        self._kafka_deadline: float | None = None
+        if self.kafka is not None:
+            self.kafka_ctx = KafkaContext(self.logs, self.handlers, self.replicas, config,
+                                          self.zk, config.broker_id)
+            self.kafka.attach(self.kafka_ctx, kafka_apis.dispatch)
+            kafka_apis.setup(self.kafka_ctx)
 
     def _bind(self, sock: zmq.Socket, port: int) -> str:
         if port:
@@ -130,8 +145,9 @@ class Broker:
         self.registration.register()
         self.logs.start()
         self.controller.start()
-        logger.info("broker %d serving at %s (acks=0 produce at %s)", self.config.broker_id,
-                    self.endpoint, self.produce_endpoint)
+        logger.info("broker %d serving at %s (acks=0 produce at %s, Kafka protocol at %s)",
+                    self.config.broker_id, self.endpoint, self.produce_endpoint,
+                    self.kafka.endpoint if self.kafka is not None else "none")
 
     def stop(self) -> None:
         self._stopping.set()
@@ -148,6 +164,8 @@ class Broker:
             self.zk.stop()
             self.zk.close()
         finally:
+            if self.kafka is not None:
+                self.kafka.close()
             self.router.close(linger=0)
             self.pull.close(linger=0)
             self.wake.close(linger=0)
@@ -165,8 +183,13 @@ class Broker:
         poller.register(self.wake, zmq.POLLIN)
         self.fetcher.register(poller)
         fetched_from = self.fetcher.sockets
+        kafka = self.kafka
+        if kafka is not None:
+            kafka.register(poller)
         while not self._stopping.is_set():
             events = dict(poller.poll(self._poll_timeout() * 1000))
+            if kafka is not None:
+                kafka.handle({fd: flags for fd, flags in events.items() if type(fd) is int})
             if self.pull in events:
                 self._drain_unacked()
             if self.router in events:
@@ -182,9 +205,13 @@ class Broker:
             self.logs.maintain(now)
             self.replicas.maintain(now)
             self.fetcher.send_due(now)
+            if kafka is not None:
+                self._kafka_deadline = kafka.tick(now)
 
     def _poll_timeout(self) -> float:
-        deadline = self.handlers.next_deadline()
+        deadlines = [d for d in (self.handlers.next_deadline(), self._kafka_deadline)
+                     if d is not None]
+        deadline = min(deadlines) if deadlines else None
         if deadline is None:
             return _TICK_S
         return min(_TICK_S, max(0.0, deadline - time.monotonic()))

@@ -52,7 +52,8 @@ class BrokerInfo:
     """What a broker registers: ``endpoint`` takes requests; ``produce_endpoint`` takes
     fire-and-forget (acks=0) produce requests, which need no reply path; ``replica_endpoint``
     is where followers fetch from it (the same ROUTER, perhaps through another address;
-    empty: ``endpoint``, as registrations written before it read)."""
+    empty: ``endpoint``, as registrations written before it read); ``kafka_endpoint`` is the
+    ``host:port`` of its Kafka protocol listener (empty: none)."""
 
     broker_id: int
     endpoint: str
@@ -60,6 +61,7 @@ class BrokerInfo:
     host: str
     pid: int
     replica_endpoint: str = ""
+    kafka_endpoint: str = ""
 
     def __post_init__(self):
         if not self.replica_endpoint:
@@ -68,6 +70,7 @@ class BrokerInfo:
     def to_json(self) -> bytes:
         return json.dumps({"endpoint": self.endpoint, "produce_endpoint": self.produce_endpoint,
                            "replica_endpoint": self.replica_endpoint,
+                           "kafka_endpoint": self.kafka_endpoint,
                            "host": self.host, "pid": self.pid}).encode()
 
     @classmethod
@@ -75,7 +78,8 @@ class BrokerInfo:
         value = json.loads(data)
         return cls(broker_id, value["endpoint"], value.get("produce_endpoint", ""),
                    value.get("host", ""), int(value.get("pid", 0)),
-                   value.get("replica_endpoint") or value["endpoint"])
+                   value.get("replica_endpoint") or value["endpoint"],
+                   value.get("kafka_endpoint", ""))
 
 
 class BrokerRegistration:

@@ -1,0 +1,12 @@
+"""Kafka's wire protocol beside the ZeroMQ one: a TCP listener in the broker's own loop, serving
+the same logs to unmodified Kafka clients (kafka-python, librdkafka, kcat, kafkajs).
+
+| module      | concept                                                               |
+| ----------- | --------------------------------------------------------------------- |
+| wire        | 4-byte length framing, request and response headers                  |
+| request     | KafkaRequest, KafkaContext, DEFERRED: what a handler gets and returns |
+| listener    | the non-blocking TCP sockets, in request order per connection         |
+| apis        | the dispatch table and the ApiVersions table                          |
+| data_apis   | ApiVersions, Metadata, Produce, Fetch, ListOffsets, InitProducerId    |
+| records     | Kafka record batches <-> sluice MessageSets, and the offset mapping   |
+"""
