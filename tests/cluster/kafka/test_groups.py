@@ -75,3 +75,65 @@ def test_confluent_kafka_group_splits_partitions_and_rebalances_on_leave(kafka_b
         for m in members:
             m.consumer.close()
     print(proc.log_text()[-2000:])
+
+
+def produce_native(zk, partition, count):
+    """``count`` messages to one partition with sluice's own producer; their Message objects."""
+    from clients.producer import Producer
+    from clients.simple_consumer import SimpleConsumer
+    with Producer(zk, acks=1) as producer:
+        for i in range(count):
+            producer.send(TOPIC, f"event-{partition}-{i}".encode(), key=b"k", partition=partition)
+        producer.flush()
+    consumer = SimpleConsumer(TOPIC, partition, zookeeper=zk, timeout_ms=10_000)
+    got = []
+    try:
+        while len(got) < count:
+            got += consumer.fetch()
+    finally:
+        consumer.close()
+    return got
+
+
+def test_commits_are_message_boundaries_in_the_native_offset_nodes(kafka_broker, zk, zk_client):
+    """confluent-kafka commits "last consumed + 1" and a plain boundary; ZooKeeper holds the
+    boundaries, OffsetFetch answers them, and a commit inside a message is refused."""
+    import json
+    import subprocess
+    import sys
+    from confluent_kafka import TopicPartition as TP
+    from coordinator import paths
+    from coordinator.offsets import OffsetStore
+    proc = kafka_broker(TOPIC, 2)
+    p0, p1 = produce_native(zk, 0, 10), produce_native(zk, 1, 5)
+    member = Member(proc.info["kafka_endpoint"], "gc", "range")
+    try:
+        wait_for(lambda: member.owned == {0, 1}, step=member.poll, what="assignment")
+        done = member.consumer.commit(offsets=[TP(TOPIC, 0, p0[4].offset + 1),
+                                               TP(TOPIC, 1, p1[2].offset)], asynchronous=False)
+        assert all(tp.error is None for tp in done)
+        store = OffsetStore(zk_client, "gc")
+        assert store.fetch(TOPIC, 0) == p0[4].next_offset      # the boundary after message 4
+        assert store.fetch(TOPIC, 1) == p1[2].offset           # a boundary stays itself
+        committed = member.consumer.committed([TP(TOPIC, 0), TP(TOPIC, 1)], timeout=10)
+        assert [tp.offset for tp in committed] == [p0[4].next_offset, p1[2].offset]
+        from confluent_kafka import KafkaException
+        with pytest.raises(KafkaException) as bad:
+            member.consumer.commit(offsets=[TP(TOPIC, 0, p0[6].offset + 3)], asynchronous=False)
+        assert "OFFSET_OUT_OF_RANGE" in str(bad.value)
+        assert store.fetch(TOPIC, 0) == p0[4].next_offset
+        member_ids = zk_client.get_children(paths.kafka_members("gc"))
+        assert len(member_ids) == 1
+        out = subprocess.run([sys.executable, "-m", "cluster.cli", "groups", "describe", "gc",
+                              "--interval", "0", "--json", "--zookeeper", zk],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        rows = {r["partition"]: r for r in json.loads(out.stdout)["partitions"]}
+        assert rows[0]["owner"] == member_ids[0] and rows[1]["owner"] == member_ids[0]
+        assert rows[0]["committed"] == p0[4].next_offset
+        assert rows[0]["lag_bytes"] == p0[-1].next_offset - p0[4].next_offset
+        assert rows[0]["lag_messages"] == 5 and rows[1]["lag_messages"] == 3
+    finally:
+        member.consumer.close()
+    wait_for(lambda: not zk_client.get_children(paths.kafka_members("gc")),
+             what="the member's node to go when it leaves")
