@@ -137,3 +137,71 @@ def test_commits_are_message_boundaries_in_the_native_offset_nodes(kafka_broker,
         member.consumer.close()
     wait_for(lambda: not zk_client.get_children(paths.kafka_members("gc")),
              what="the member's node to go when it leaves")
+
+
+def three_brokers(kafka_broker, zk, partitions=3):
+    from tests.helpers import create_topic
+    procs = [kafka_broker(broker_id=b) for b in range(3)]
+    create_topic(zk, TOPIC, partitions, procs)
+    return procs
+
+
+def test_every_broker_names_the_same_coordinator_and_the_others_refuse(kafka_broker, zk):
+    """kafka-python's own protocol classes, sent to each broker: FindCoordinator answers the
+    same broker everywhere; JoinGroup anywhere else is NOT_COORDINATOR."""
+    from kafka.net.compat import KafkaNetClient as KafkaClient
+    from kafka.protocol.consumer.group import JoinGroupRequest
+    from kafka.protocol.metadata import FindCoordinatorRequest
+    procs = three_brokers(kafka_broker, zk)
+    client = KafkaClient(bootstrap_servers=procs[0].info["kafka_endpoint"],
+                         request_timeout_ms=10_000)
+    try:
+        client._manager.bootstrap(timeout_ms=10_000)
+        answers = []
+        for b in range(3):
+            response = client.send_and_receive(b, FindCoordinatorRequest(
+                version=2, key="orders", key_type=0))
+            answers.append((response.error_code, response.node_id,
+                            f"{response.host}:{response.port}"))
+        ((code, node, endpoint),) = set(answers)
+        assert code == 0 and endpoint == procs[node].info["kafka_endpoint"]
+        for b in range(3):
+            join = JoinGroupRequest(
+                version=5, group_id="orders", session_timeout_ms=6000,
+                rebalance_timeout_ms=6000, member_id="", group_instance_id=None,
+                protocol_type="consumer",
+                protocols=[JoinGroupRequest.JoinGroupRequestProtocol(name="range",
+                                                                     metadata=b"")])
+            response = client.send_and_receive(b, join)
+            if b == node:
+                assert response.error_code == 79 and response.member_id   # MEMBER_ID_REQUIRED
+            else:
+                assert response.error_code == 16                          # NOT_COORDINATOR
+    finally:
+        client.close()
+
+
+def test_a_group_across_brokers_commits_boundaries_of_partitions_led_elsewhere(
+        kafka_broker, zk, zk_client):
+    """Three brokers, each leading one partition: the coordinator resolves the commits of the
+    partitions other brokers lead by asking them."""
+    from confluent_kafka import TopicPartition as TP
+    from coordinator.offsets import OffsetStore
+    procs = three_brokers(kafka_broker, zk)
+    sent = {p: produce_native(zk, p, 6) for p in range(3)}
+    members = [Member(procs[i].info["kafka_endpoint"], "g3", "cooperative-sticky")
+               for i in range(2)]
+    try:
+        wait_for(lambda: set().union(*[m.owned for m in members]) == {0, 1, 2}
+                 and all(m.owned for m in members),
+                 step=lambda: [m.poll() for m in members], what="two members own all")
+        for m in members:
+            done = m.consumer.commit(offsets=[TP(TOPIC, p, sent[p][p + 1].offset + 1)
+                                              for p in sorted(m.owned)], asynchronous=False)
+            assert all(tp.error is None for tp in done)
+        store = OffsetStore(zk_client, "g3")
+        assert {p: store.fetch(TOPIC, p) for p in range(3)} == {
+            p: sent[p][p + 1].next_offset for p in range(3)}
+    finally:
+        for m in members:
+            m.consumer.close()

@@ -1,0 +1,66 @@
+"""A Kafka offset ("last consumed + 1" or a boundary) resolved to a message boundary: in a log
+this broker reads, and on a real broker that leads the partition (broker/kafka/boundaries.py)."""
+import doctest
+import time
+
+import pytest
+
+from broker import message
+from broker.kafka import boundaries
+from broker.kafka.boundaries import RemoteBoundaries, local_boundary
+from coordinator.errors import InvalidOffset, OffsetOutOfRange, SluiceError
+from tests.broker.logs import append_each, make_log, msg
+
+
+def test_docstring_examples():
+    assert doctest.testmod(boundaries).failed == 0
+
+
+def test_local_boundaries(log_path):
+    log = make_log(log_path)
+    offsets = append_each(log, [msg(i, 20 + i) for i in range(4)])
+    ends = offsets[1:] + [log.visible_end]
+    assert [local_boundary(log, o + 1, log.visible_end) for o in offsets] == ends
+    assert [local_boundary(log, o, log.visible_end) for o in offsets] == offsets
+    assert local_boundary(log, log.visible_end, log.visible_end) == log.visible_end
+    assert local_boundary(log, 0, log.visible_end) == 0
+    with pytest.raises(InvalidOffset):
+        local_boundary(log, offsets[1] + 5, log.visible_end)
+    with pytest.raises(SluiceError):
+        local_boundary(log, log.visible_end + 1, log.visible_end + 10)
+    with pytest.raises(InvalidOffset):                      # past what consumers may read
+        local_boundary(log, ends[2], offsets[2])
+    log.close()
+
+
+def test_remote_boundaries_on_a_real_broker(hosting_broker, zk):
+    from clients.producer import Producer
+    from clients.simple_consumer import SimpleConsumer
+    proc = hosting_broker("t", 1)
+    with Producer(zk, acks=1) as producer:
+        for i in range(5):
+            producer.send("t", b"v" * (10 + i), partition=0)
+        producer.flush()
+    consumer = SimpleConsumer("t", 0, zookeeper=zk, timeout_ms=10_000)
+    got = []
+    while len(got) < 5:
+        got += consumer.fetch()
+    consumer.close()
+    remote = RemoteBoundaries()
+    answers = {}
+    asked = {"after": got[2].offset + 1, "at": got[3].offset, "end": got[4].next_offset,
+             "inside": got[1].offset + 4, "past": got[4].next_offset + 100}
+    for name, offset in asked.items():
+        remote.ask(proc.endpoint, "t", 0, offset,
+                   lambda b, e, name=name: answers.__setitem__(name, (b, e)), time.monotonic())
+    deadline = time.monotonic() + 20
+    while len(answers) < len(asked) and time.monotonic() < deadline:
+        remote.poll(time.monotonic())
+        time.sleep(0.005)
+    remote.close()
+    assert answers["after"] == (got[2].next_offset, None)
+    assert answers["at"] == (got[3].offset, None)
+    assert answers["end"] == (got[4].next_offset, None)
+    assert answers["inside"][0] is None and isinstance(answers["inside"][1], InvalidOffset)
+    assert answers["past"][0] is None and isinstance(answers["past"][1], OffsetOutOfRange)
+    assert not remote.waiting()
