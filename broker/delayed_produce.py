@@ -49,6 +49,10 @@ class AckPurgatory:
     def __len__(self) -> int:
         return sum(len(waiters) for waiters in self._by_key.values())
 
+    def waiting_on(self, key: tuple[str, int]) -> bool:
+        """Whether requests on ``key`` are parked (some perhaps let go by their deadline)."""
+        return key in self._by_key
+
     def park(self, waiter: AckWaiter) -> None:
         self._deadlines.push(waiter)
         self._by_key.setdefault(waiter.key, deque()).append(waiter)

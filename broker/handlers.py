@@ -197,7 +197,7 @@ class RequestHandlers:
                     _zmq_send(router, identity, zmq.SNDMORE)
                     _zmq_send(router, protocol.encode_response(
                         corr, protocol.PRODUCE_REPLY.pack(*outcome)))
-            self._appended(route.log)
+            self.appended(route.log)
 
     def unacked_route(self, header: bytes) -> Route:
         """Where an acks=0 request with this header goes; raises when the header is bad."""
@@ -238,9 +238,9 @@ class RequestHandlers:
             self.errors.request_failed(exc, acks=0)
             return
         self.replicas.appended(replica)
-        self._appended(route.log)
+        self.appended(route.log)
 
-    def _appended(self, log: Log) -> None:
+    def appended(self, log: Log) -> None:
         """Messages visible at once may satisfy parked fetches (else the flush wakes them);
         parked followers may read them at once."""
         if self._visible_at_once and self.purgatory.waiting_on(log):

@@ -11,9 +11,17 @@ A message on the wire and on disk is one entry of a MessageSet (all integers big
     magic 0 payload: value
     magic 1 payload: attributes (1 byte, bits 0-2 compression codec, 0 = none)
                      key length (4 bytes) | key | value
+    magic 2 payload: attributes (1 byte, bit 0: the value is null) | timestamp (8, signed ms)
+                     key length (4 bytes, 0xFFFFFFFF: null key) | key
+                     headers length (4 bytes) | headers | value
+                     headers: per header, name length (2) | name (UTF-8)
+                              value length (4, 0xFFFFFFFF: null) | value
 
 An unkeyed message costs 9 bytes of overhead, as in the paper; a keyed one 14 plus its key.
-Unlike Kafka 0.7's magic 1, the attributes byte sits inside the CRC.
+Unlike Kafka 0.7's magic 1, the attributes byte sits inside the CRC. Magic 2 carries what a
+Kafka record has and magic 0/1 lack (a timestamp, a null key apart from an empty one, a null
+value, headers), 26 bytes of framing: the Kafka listener (broker/kafka/records.py) stores each
+Kafka record as one magic 2 message, and ``encode_record`` lets native producers write them.
 
 A message has no id: its offset is its byte position in the partition, and the next message
 starts at ``offset + 4 + size``. A MessageSet is a run of whole messages back to back.
@@ -35,7 +43,15 @@ HEADER_SIZE = HEADER.size               # 9: the per-message overhead of an unke
 SIZE_FIELD = 4
 MAGIC_VALUE = 0
 MAGIC_KEYED = 1
+MAGIC_RECORD = 2
+MAX_MAGIC = MAGIC_RECORD
+RECORD_HEADER = struct.Struct(">BqI")   # attributes, timestamp, key length
+NULL_LENGTH = 0xFFFFFFFF
+NULL_VALUE = 0x01                       # magic 2 attributes bit
+_HEADER_NAME = struct.Struct(">H")
+_U32 = struct.Struct(">I")
 MIN_SIZE = 5                            # magic + crc, empty value
+RECORD_MIN_SIZE = MIN_SIZE + RECORD_HEADER.size + 4     # 22: empty key, no headers, empty value
 ENTRY_OVERHEAD = SIZE_FIELD + MIN_SIZE + KEY_HEADER.size   # 14: a keyed message's framing
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 
@@ -63,14 +79,18 @@ class InvalidMessage(SluiceError, ValueError):
 
 
 class Message(NamedTuple):
-    """One consumed message with its place in the partition."""
+    """One consumed message with its place in the partition. ``timestamp`` (ms) and
+    ``headers`` ((name, value) pairs) are a magic 2 message's; ``value`` is None only for a
+    magic 2 message written with a null value."""
 
     topic: str
     partition: int
     offset: int
     next_offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None
+    timestamp: int | None = None
+    headers: tuple = ()
 
 
 def encode(value: bytes, key: bytes | None = None) -> bytes:
@@ -81,6 +101,88 @@ def encode(value: bytes, key: bytes | None = None) -> bytes:
         return _pack_header(MIN_SIZE + len(value), MAGIC_VALUE, _crc32(value)) + value
     payload = KEY_HEADER.pack(0, len(key)) + bytes(key) + bytes(value)
     return _pack_header(MIN_SIZE + len(payload), MAGIC_KEYED, _crc32(payload)) + payload
+
+
+def encode_record(value: bytes | None, key: bytes | None, timestamp: int,
+                  headers=()) -> bytes:
+    """Frame one magic 2 message: a Kafka record's key, value (either may be None), timestamp
+    and headers ((str name, bytes-or-None value) pairs).
+
+    >>> m = encode_record(None, b"k", 1700000000000, [("h", b"v")])
+    >>> [(x.key, x.value, x.timestamp, x.headers) for x in decode_set(m, "t", 0, 0)]
+    [(b'k', None, 1700000000000, (('h', b'v'),))]
+    """
+    if headers:
+        parts = []
+        for name, hvalue in headers:
+            raw = name.encode() if type(name) is str else bytes(name)
+            parts.append(_HEADER_NAME.pack(len(raw)))
+            parts.append(raw)
+            if hvalue is None:
+                parts.append(_U32.pack(NULL_LENGTH))
+            else:
+                parts.append(_U32.pack(len(hvalue)))
+                parts.append(bytes(hvalue))
+        section = b"".join(parts)
+    else:
+        section = b""
+    payload = b"".join((
+        RECORD_HEADER.pack(NULL_VALUE if value is None else 0, timestamp,
+                           NULL_LENGTH if key is None else len(key)),
+        b"" if key is None else bytes(key), _U32.pack(len(section)), section,
+        b"" if value is None else bytes(value)))
+    return _pack_header(MIN_SIZE + len(payload), MAGIC_RECORD, _crc32(payload)) + payload
+
+
+def record_fields(payload) -> tuple:
+    """(key, value, timestamp, headers) of a magic 2 payload (the bytes after the CRC);
+    raises ValueError when its lengths run past it."""
+    attributes, timestamp, keylen = RECORD_HEADER.unpack_from(payload, 0)
+    pos = RECORD_HEADER.size
+    if keylen == NULL_LENGTH:
+        key = None
+    else:
+        key = payload[pos:pos + keylen]
+        pos += keylen
+    (hlen,) = _U32.unpack_from(payload, pos)
+    pos += 4
+    end = pos + hlen
+    if end > len(payload):
+        raise ValueError("headers run past the message")
+    headers = _headers(payload, pos, end) if hlen else ()
+    value = None if attributes & NULL_VALUE else payload[end:]
+    return key, value, timestamp, headers
+
+
+def _headers(payload, pos: int, end: int) -> tuple:
+    out = []
+    while pos < end:
+        (nlen,) = _HEADER_NAME.unpack_from(payload, pos)
+        pos += 2
+        name = bytes(payload[pos:pos + nlen]).decode()
+        pos += nlen
+        (vlen,) = _U32.unpack_from(payload, pos)
+        pos += 4
+        if vlen == NULL_LENGTH:
+            value = None
+        else:
+            value = bytes(payload[pos:pos + vlen])
+            pos += vlen
+        out.append((name, value))
+    if pos != end:
+        raise ValueError("headers run past their section")
+    return tuple(out)
+
+
+def _bad_record(mv, pos: int, nxt: int) -> bool:
+    """Whether the magic 2 entry at ``pos`` (CRC already good) has lengths that do not fit."""
+    if nxt - pos < SIZE_FIELD + RECORD_MIN_SIZE:
+        return True
+    try:
+        record_fields(mv[pos + HEADER_SIZE:nxt])
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return True
+    return False
 
 
 def encode_set(messages: Iterable[tuple[bytes | None, bytes]]) -> bytes:
@@ -113,9 +215,10 @@ def validate_set(buf, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> int
             raise _bad_entry(mv, pos, count, limit, max_message_bytes)
         size, magic, crc = unpack(mv, pos)
         nxt = pos + 4 + size
-        if not (5 <= size <= limit and nxt <= end and magic <= 1) \
+        if not (5 <= size <= limit and nxt <= end and magic <= 2) \
                 or crc32(mv[pos + 9:nxt]) != crc \
-                or magic and (size < 10 or 14 + unpack_size(mv, pos + 10)[0] > nxt - pos):
+                or magic == 1 and (size < 10 or 14 + unpack_size(mv, pos + 10)[0] > nxt - pos) \
+                or magic == 2 and _bad_record(mv, pos, nxt):
             raise _bad_entry(mv, pos, count, limit, max_message_bytes)
         pos = nxt
         count += 1
@@ -137,10 +240,12 @@ def _bad_entry(mv, pos: int, count: int, limit: int, max_message_bytes: int) -> 
                                  f"message of {size} bytes exceeds the limit of {max_message_bytes}")
         elif nxt > end:
             bad = InvalidMessage("truncated", pos, f"message of {size} bytes cut short")
-        elif magic > MAGIC_KEYED:
+        elif magic > MAX_MAGIC:
             bad = InvalidMessage("magic", pos, f"unknown magic byte {magic}")
         elif _crc32(mv[pos + HEADER_SIZE:nxt]) != crc:
             bad = InvalidMessage("crc", pos, "CRC mismatch")
+        elif magic == MAGIC_RECORD:
+            bad = InvalidMessage("size", pos, "a record's key or headers run past the message")
         else:
             bad = InvalidMessage("size", pos, "key length runs past the message")
     bad.valid_count = count
@@ -220,11 +325,19 @@ def decode_set(buf, topic: str, partition: int, base_offset: int) -> Iterator[Me
             raise InvalidMessage("crc", base_offset + pos, "CRC mismatch in fetched message")
         if magic == MAGIC_VALUE:
             yield new(Message, (topic, partition, base_offset + pos, base_offset + nxt, None,
-                                payload))
+                                payload, None, ()))
         elif magic == MAGIC_KEYED:
             keylen = _unpack_size(payload, 1)[0]
             yield new(Message, (topic, partition, base_offset + pos, base_offset + nxt,
-                                payload[5:5 + keylen], payload[5 + keylen:]))
+                                payload[5:5 + keylen], payload[5 + keylen:], None, ()))
+        elif magic == MAGIC_RECORD:
+            try:
+                fields = record_fields(payload)
+            except (ValueError, struct.error, UnicodeDecodeError):
+                raise InvalidMessage("size", base_offset + pos,
+                                     "a record's key or headers run past the message") from None
+            yield new(Message, (topic, partition, base_offset + pos, base_offset + nxt,
+                                *fields))
         else:
             raise InvalidMessage("magic", base_offset + pos, f"unknown magic byte {magic}")
         pos = nxt
@@ -236,10 +349,13 @@ def check_crc(buf, pos: int = 0) -> bool:
     return _crc32(memoryview(buf)[pos + HEADER_SIZE:pos + SIZE_FIELD + size]) == crc
 
 
-def key_value(buf, pos: int = 0) -> tuple[bytes | None, bytes]:
+def key_value(buf, pos: int = 0) -> tuple[bytes | None, bytes | None]:
     """(key, value) of the entry at ``pos``, framing assumed whole."""
     size, magic, _ = _unpack_header(buf, pos)
     payload = memoryview(buf)[pos + HEADER_SIZE:pos + SIZE_FIELD + size]
+    if magic == MAGIC_RECORD:
+        key, value = record_fields(payload.tobytes())[:2]
+        return key, value
     if magic == MAGIC_KEYED and len(payload) >= KEY_HEADER.size:
         keylen = _unpack_size(payload, 1)[0]
         return payload[5:5 + keylen].tobytes(), payload[5 + keylen:].tobytes()

@@ -55,8 +55,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, NamedTuple, Protocol
 
-from broker.message import (HEADER, HEADER_SIZE, KEY_HEADER, MAGIC_KEYED, MIN_SIZE, SIZE_FIELD,
-                            InvalidMessage, validate_set)
+from broker.message import (HEADER, HEADER_SIZE, KEY_HEADER, MAGIC_KEYED, MAX_MAGIC, MIN_SIZE,
+                            SIZE_FIELD, InvalidMessage, validate_set)
 from coordinator.errors import CorruptMessage, InvalidOffset, SluiceError
 
 CHUNK = 1 << 20
@@ -292,9 +292,9 @@ def entry_at(reader: Reader, size: int, pos: int) -> tuple[int, str | None]:
             return 0, bad.reason
         return length, None
     _, magic, crc = HEADER.unpack_from(head)
-    if magic > MAGIC_KEYED:
+    if magic > MAX_MAGIC:
         return 0, "magic"
-    if magic and _HEAD + _SIZE.unpack_from(head, HEADER_SIZE + 1)[0] > length:
+    if magic == MAGIC_KEYED and _HEAD + _SIZE.unpack_from(head, HEADER_SIZE + 1)[0] > length:
         return 0, "size"
     value = 0
     done = HEADER_SIZE
@@ -354,11 +354,11 @@ def first_valid(reader: Reader, size: int, start: int) -> int | None:
 
 def _header_follows(reader: Reader, size: int, pos: int) -> bool:
     """Whether ``pos`` ends the segment or holds what looks like a header (a size of at least
-    MIN_SIZE, magic 0 or 1; it may run past the end: a torn tail after a good message)."""
+    MIN_SIZE, magic 0, 1 or 2; it may run past the end: a torn tail after a good message)."""
     if size - pos < HEADER_SIZE:
         return True
     own, magic, _ = HEADER.unpack_from(reader.read(pos, HEADER_SIZE))
-    return own >= MIN_SIZE and magic <= MAGIC_KEYED
+    return own >= MIN_SIZE and magic <= MAX_MAGIC
 
 
 @functools.lru_cache(maxsize=64)

@@ -16,6 +16,7 @@
 | /consumers/<group>/offsets/<topic>/<partition>   | persistent | the committed offset (decimal text)     |
 | /consumers/<group>/data_loss/<topic>/<partition> | persistent | {"committed", "log_start", ...}         |
 | /consumers/<group>/kafka_members/<member>        | ephemeral  | {"client_id", "host", "generation", ...}|
+| /kafka/producer_id_block                         | persistent | the first Kafka producer id not taken   |
 
 The first two and the three /consumers paths before data_loss are Kafka 0.7's layout. /config/topics is sluice's: the paper
 creates a topic's partitions implicitly on every broker, while sluice numbers a topic's
@@ -41,6 +42,7 @@ CLUSTER_CONFIG = "/config/cluster"
 CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
 CONSUMERS = "/consumers"
+KAFKA_PRODUCER_ID_BLOCK = "/kafka/producer_id_block"   # the next free block of Kafka producer ids
 PARTITIONS = "partitions"   # the child of /brokers/topics/<topic> that is not a broker id
 
 

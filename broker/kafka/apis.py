@@ -16,7 +16,7 @@ import logging
 import kafka.protocol.admin  # noqa: F401  (every API's classes, for REQUEST_CLASSES)
 import kafka.protocol.consumer  # noqa: F401
 import kafka.protocol.metadata  # noqa: F401
-import kafka.protocol.producer  # noqa: F401
+import kafka.protocol.producer  # noqa: F401,E501
 from kafka.protocol.api_message import ApiMessage
 
 from broker.kafka import data_apis, group_apis, wire

@@ -11,17 +11,32 @@ from __future__ import annotations
 
 import logging
 
+from kafka.protocol.consumer import FetchResponse, ListOffsetsResponse
 from kafka.protocol.metadata import ApiVersionsResponse, MetadataResponse
+from kafka.protocol.producer import InitProducerIdResponse, ProduceResponse
+from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError
 
-from broker.kafka import errors
-from broker.kafka.request import KafkaContext, KafkaRequest
-from coordinator import topics
-from coordinator.errors import SluiceError
+from broker import message
+from broker.delayed_produce import AckPurgatory, AckWaiter
+from broker.kafka import errors, idempotence, records
+from broker.kafka.request import DEFERRED, KafkaContext, KafkaRequest
+from broker.log_manager import Route
+from coordinator import paths, topics
+from coordinator.errors import (CorruptMessage, InvalidOffset, NotEnoughReplicas, NotLeader,
+                                SluiceError)
 
 logger = logging.getLogger(__name__)
 
-API_VERSIONS_KEY = 18
+PRODUCE_KEY = 0
+FETCH_KEY = 1
+LIST_OFFSETS_KEY = 2
 METADATA_KEY = 3
+API_VERSIONS_KEY = 18
+INIT_PRODUCER_ID_KEY = 22
+
+EARLIEST, LATEST = -2, -1
+PRODUCER_ID_BLOCK = 1000            # producer ids a broker takes from ZooKeeper at a time
+_SCAN_BYTES = 1 << 20               # read size of a by-timestamp ListOffsets scan
 
 CLUSTER_ID = "sluice"
 
@@ -30,8 +45,69 @@ _Topic = MetadataResponse.MetadataResponseTopic
 _Partition = MetadataResponse.MetadataResponseTopic.MetadataResponsePartition
 
 
+class DataState:
+    """Per broker: the parked acks=all produce requests (an AckPurgatory of
+    broker/delayed_produce.py, one waiter per partition of a request), the parked fetches,
+    the idempotent producers' sequences and the block of producer ids taken."""
+
+    def __init__(self, ctx: KafkaContext):
+        self.ctx = ctx
+        self.acks = AckPurgatory()
+        self.ack_keys: set[tuple[str, int]] = set()
+        self.fetches: list[_ParkedFetch] = []
+        self.sequences = idempotence.SequenceTable()
+        self.next_producer_id = 0
+        self.producer_id_end = 0
+
+    def waiting(self) -> bool:
+        return bool(self.fetches) or bool(self.ack_keys)
+
+    def tick(self, now: float) -> float | None:
+        """Let go what is due: acks=all requests the high watermark covers (or whose partition
+        lost its leader, or whose timeout passed), fetches that have their min bytes or whose
+        wait ended."""
+        ctx = self.ctx
+        for key in list(self.ack_keys):
+            replica = ctx.replicas.get(*key)
+            if replica is None or not replica.is_leader:
+                exc = NotLeader(f"broker {ctx.broker_id} no longer leads {key[0]}/{key[1]}")
+                for waiter in self.acks.drop(key):
+                    waiter.identity.done(waiter.correlation_id, errors.kafka_code(exc))
+                self.sequences.forget(key)
+            else:
+                for waiter in self.acks.ready(key, replica.hw):
+                    waiter.identity.done(waiter.correlation_id, errors.NONE)
+        for waiter in self.acks.expired(now):
+            waiter.identity.done(waiter.correlation_id, errors.REQUEST_TIMED_OUT)
+        self.ack_keys = {key for key in self.ack_keys if self.acks.waiting_on(key)}
+        if self.fetches:
+            still = []
+            for parked in self.fetches:
+                if parked.req.conn.closed:
+                    continue
+                if now >= parked.deadline or _available(ctx, parked.req) >= parked.min_bytes:
+                    ctx.reply(parked.req, _fetch_response(ctx, parked.req))
+                else:
+                    still.append(parked)
+            self.fetches = still
+        deadlines = [d for d in (self.acks.next_deadline(),
+                                 min((f.deadline for f in self.fetches), default=None))
+                     if d is not None]
+        return min(deadlines) if deadlines else None
+
+
+class _ParkedFetch:
+    __slots__ = ("req", "min_bytes", "deadline")
+
+    def __init__(self, req: KafkaRequest, min_bytes: int, deadline: float):
+        self.req = req
+        self.min_bytes = min_bytes
+        self.deadline = deadline
+
+
 def setup(ctx: KafkaContext) -> None:
-    """Nothing yet: the produce and fetch purgatories come with those APIs."""
+    state = ctx.state["data_apis"] = DataState(ctx)
+    ctx.add_ticker(state.tick)
 
 
 # --- ApiVersions ---------------------------------------------------------------------------
@@ -96,12 +172,324 @@ def _topic_metadata(view, name: str, kafka_of: dict):
     return _Topic(error_code=errors.NONE, name=name, is_internal=False, partitions=partitions)
 
 
+# --- Produce -------------------------------------------------------------------------------
+
+_TopicProduce = ProduceResponse.TopicProduceResponse
+_PartitionProduce = ProduceResponse.TopicProduceResponse.PartitionProduceResponse
+
+
+class _PendingProduce:
+    """An acks=all request whose partitions wait for their high watermarks: it is answered
+    when the last of them is let go (each a waiter of the AckPurgatory)."""
+
+    __slots__ = ("ctx", "req", "answers", "left")
+
+    def __init__(self, ctx: KafkaContext, req: KafkaRequest, answers: dict, left: int):
+        self.ctx = ctx
+        self.req = req
+        self.answers = answers      # (topic, partition) -> [error_code, base_offset, start]
+        self.left = left
+
+    def done(self, key, code: int) -> None:
+        if code != errors.NONE:
+            self.answers[key][0] = code
+            self.answers[key][1] = -1
+        self.left -= 1
+        if self.left == 0 and not self.req.conn.closed:
+            self.ctx.reply(self.req, _produce_response(self.req, self.answers))
+
+
+def produce(req: KafkaRequest, ctx: KafkaContext):
+    """Convert each partition's record batches to one MessageSet of magic 2 messages and
+    append it to the partition's log (this broker must lead it): answered at once with
+    acks=1, never with acks=0, and with acks=all once the high watermark passed every
+    partition's write (through an AckPurgatory, ``ack_timeout_ms`` as the native path;
+    REQUEST_TIMED_OUT after it). The base offset answered is the byte offset of the batch's
+    first record; a client counting the others' offsets as base + index gets offsets that are
+    not theirs (their byte offsets come back on consume)."""
+    body = req.body
+    acks = body.acks
+    state: DataState = ctx.state["data_apis"]
+    answers: dict = {}
+    waits = []
+    if acks not in (0, 1, -1):
+        for topic in body.topic_data:
+            for part in topic.partition_data:
+                answers[(topic.name, part.index)] = [errors.INVALID_REQUIRED_ACKS, -1, -1]
+        return _produce_response(req, answers)
+    for topic in body.topic_data:
+        for part in topic.partition_data:
+            key = (topic.name, part.index)
+            try:
+                answers[key] = _produce_partition(ctx, state, key, part.records, acks, waits)
+            except SluiceError as exc:
+                ctx.handlers.errors.request_failed(exc, acks=1 if acks else 0)
+                answers[key] = [errors.kafka_code(exc), -1, -1]
+    if acks == 0:
+        return None
+    waits = [(key, nxt) for key, nxt in waits if answers[key][0] == errors.NONE]
+    if not waits:
+        return _produce_response(req, answers)
+    pending = _PendingProduce(ctx, req, answers, len(waits))
+    deadline = ctx.now() + ctx.config.ack_timeout_ms / 1000
+    for key, nxt in waits:
+        state.acks.park(AckWaiter(pending, key, key, answers[key][1], nxt, deadline))
+        state.ack_keys.add(key)
+    return DEFERRED
+
+
+def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, acks: int,
+                       waits: list) -> list:
+    """Write one partition's records; ``[error_code, base_offset, log_start]``. An acks=all
+    write the high watermark has not passed yet goes to ``waits``."""
+    topic, partition = key
+    route: Route = ctx.logs.route(topic, partition)
+    replica = ctx.replicas.leader_of(topic, partition)
+    if acks == -1 and len(replica.isr) < replica.min_insync_replicas:
+        raise NotEnoughReplicas(f"{topic}/{partition} has {len(replica.isr)} in-sync "
+                                f"replica(s), fewer than its min_insync_replicas="
+                                f"{replica.min_insync_replicas}; the records were not written")
+    if data is None:
+        raise CorruptMessage("a produce request without records")
+    message_set, count, batches = records.to_message_set(data)
+    log = route.log
+    sequenced = [b for b in batches if b.producer_id >= 0]
+    if sequenced:
+        first = sequenced[0]
+        total = sum(b.count for b in sequenced)
+        verdict = state.sequences.judge(key, first.producer_id, first.producer_epoch,
+                                        first.base_sequence, total)
+        if verdict == idempotence.DUPLICATE:
+            offset = state.sequences.duplicate_offset(key, first.producer_id,
+                                                      first.base_sequence, total)
+            return [errors.NONE, offset, log.start_offset]
+        if verdict == idempotence.OUT_OF_ORDER:
+            return [errors.OUT_OF_ORDER_SEQUENCE_NUMBER, -1, log.start_offset]
+        if verdict == idempotence.FENCED:
+            return [errors.INVALID_PRODUCER_EPOCH, -1, log.start_offset]
+    if count == 0:
+        return [errors.NONE, log.end_offset, log.start_offset]
+    ctx.handlers.validate(route, message_set)
+    base, nxt = ctx.logs.append(route, [message_set], count, expose=acks != 0)
+    if sequenced:
+        state.sequences.commit(key, first.producer_id, first.producer_epoch,
+                               first.base_sequence, total, base)
+    ctx.replicas.appended(replica)
+    ctx.handlers.appended(log)
+    if acks == -1 and nxt > replica.hw:
+        waits.append((key, nxt))
+    return [errors.NONE, base, log.start_offset]
+
+
+def _produce_response(req: KafkaRequest, answers: dict):
+    by_topic: dict[str, list] = {}
+    for (topic, partition), (code, base, start) in answers.items():
+        by_topic.setdefault(topic, []).append(_PartitionProduce(
+            index=partition, error_code=code, base_offset=base, log_append_time_ms=-1,
+            log_start_offset=start, record_errors=[], error_message=None))
+    return ProduceResponse(version=req.api_version, throttle_time_ms=0, responses=[
+        _TopicProduce(name=topic, partition_responses=parts)
+        for topic, parts in by_topic.items()])
+
+
+# --- Fetch ---------------------------------------------------------------------------------
+
+_TopicFetch = FetchResponse.FetchableTopicResponse
+_PartitionFetch = FetchResponse.FetchableTopicResponse.PartitionData
+
+
+def fetch(req: KafkaRequest, ctx: KafkaContext):
+    """Answer at once when ``min_bytes`` are readable (below the high watermark and the
+    visible end) across the asked partitions, or ``max_wait_ms`` is 0; else park the fetch
+    until they are or its wait (at most ``max_wait_ms_limit``) ends. Fetch sessions are not
+    kept: the answer's session id is 0, so clients send full fetches."""
+    body = req.body
+    if body.max_wait_ms <= 0 or _available(ctx, req) >= max(body.min_bytes, 1):
+        return _fetch_response(ctx, req)
+    wait_ms = min(body.max_wait_ms, ctx.config.max_wait_ms_limit)
+    state: DataState = ctx.state["data_apis"]
+    state.fetches.append(_ParkedFetch(req, max(body.min_bytes, 1), ctx.now() + wait_ms / 1000))
+    return DEFERRED
+
+
+def _readable(ctx: KafkaContext, topic: str, partition: int, offset: int):
+    """(log, replica, boundary, end) of a fetch position; raises the SluiceError to answer."""
+    log = ctx.logs.log(topic, partition)
+    replica = ctx.replicas.leader_of(topic, partition)
+    end = ctx.replicas.consumer_end(log)
+    return log, replica, records.resolve_offset(log, offset, end), end
+
+
+def _available(ctx: KafkaContext, req: KafkaRequest) -> int:
+    """Bytes readable now for the fetch, an erring partition counting as enough (it is
+    answered at once, as Kafka does)."""
+    total = 0
+    for topic in req.body.topics:
+        for part in topic.partitions:
+            try:
+                _, _, start, end = _readable(ctx, topic.topic, part.partition, part.fetch_offset)
+            except SluiceError:
+                return 1 << 31
+            total += max(0, end - start)
+    return total
+
+
+def _fetch_response(ctx: KafkaContext, req: KafkaRequest):
+    """Whole messages from each partition's position, each partition's as one record batch:
+    up to its ``partition_max_bytes`` and the request's ``max_bytes`` in all, but at least
+    one whole message of the first partition that has one, however large."""
+    body = req.body
+    budget = min(body.max_bytes if req.api_version >= 3 else 1 << 31,
+                 ctx.config.max_fetch_bytes)
+    sent_any = False
+    topics_out = []
+    for topic in body.topics:
+        parts = []
+        for part in topic.partitions:
+            name, partition = topic.topic, part.partition
+            try:
+                log, replica, offset, end = _readable(ctx, name, partition, part.fetch_offset)
+                room = min(part.partition_max_bytes, budget, end - offset)
+                batch = b""
+                if room > 0 or (not sent_any and end > offset):
+                    data = log.read(offset, max(room, 1), upto=end)
+                    if data:
+                        batch, _ = records.to_record_batch(data, offset, name, partition,
+                                                           replica.epoch)
+                        budget -= len(data)
+                        sent_any = True
+                        ctx.logs.fetched(name, partition, len(data))
+                parts.append(_PartitionFetch(
+                    partition_index=partition, error_code=errors.NONE, high_watermark=end,
+                    last_stable_offset=end, log_start_offset=log.start_offset,
+                    aborted_transactions=[], preferred_read_replica=-1, records=batch))
+            except SluiceError as exc:
+                ctx.handlers.errors.request_failed(exc, acks=1)
+                parts.append(_PartitionFetch(
+                    partition_index=partition, error_code=errors.kafka_code(exc),
+                    high_watermark=-1, last_stable_offset=-1, log_start_offset=-1,
+                    aborted_transactions=[], preferred_read_replica=-1, records=b""))
+        topics_out.append(_TopicFetch(topic=topic.topic, partitions=parts))
+    return FetchResponse(version=req.api_version, throttle_time_ms=0, error_code=errors.NONE,
+                         session_id=0, responses=topics_out)
+
+
+# --- ListOffsets ---------------------------------------------------------------------------
+
+_TopicOffsets = ListOffsetsResponse.ListOffsetsTopicResponse
+_PartitionOffsets = ListOffsetsResponse.ListOffsetsTopicResponse.ListOffsetsPartitionResponse
+
+
+def list_offsets(req: KafkaRequest, ctx: KafkaContext):
+    """EARLIEST (-2) is the log start, LATEST (-1) the consumer's end (the high watermark and
+    the visible end); a time is the first message, in log order, whose timestamp is at or
+    after it (magic 2 messages have one; older ones are skipped), found by a scan from the
+    log start (no time index: the cost is a read of the log up to that message), or offset -1
+    when none is."""
+    topics_out = []
+    for topic in req.body.topics:
+        parts = []
+        for part in topic.partitions:
+            try:
+                log = ctx.logs.log(topic.name, part.partition_index)
+                replica = ctx.replicas.leader_of(topic.name, part.partition_index)
+                end = ctx.replicas.consumer_end(log)
+                timestamp = -1
+                if part.timestamp == EARLIEST:
+                    offset = log.start_offset
+                elif part.timestamp == LATEST:
+                    offset = end
+                elif part.timestamp < 0:
+                    raise InvalidOffset(f"ListOffsets timestamp {part.timestamp} is "
+                                                f"not served (EARLIEST -2, LATEST -1, a time)")
+                else:
+                    offset, timestamp = _offset_for_time(log, part.timestamp, end)
+                parts.append(_PartitionOffsets(
+                    partition_index=part.partition_index, error_code=errors.NONE,
+                    timestamp=timestamp, offset=offset, leader_epoch=replica.epoch))
+            except SluiceError as exc:
+                parts.append(_PartitionOffsets(
+                    partition_index=part.partition_index, error_code=errors.kafka_code(exc),
+                    timestamp=-1, offset=-1, leader_epoch=-1))
+        topics_out.append(_TopicOffsets(name=topic.name, partitions=parts))
+    return ListOffsetsResponse(version=req.api_version, throttle_time_ms=0, topics=topics_out)
+
+
+def _offset_for_time(log, time_ms: int, end: int) -> tuple[int, int]:
+    offset = log.start_offset
+    while offset < end:
+        data = log.read(offset, _SCAN_BYTES, upto=end)
+        if not data:
+            break
+        last = offset
+        for m in message.decode_set(data, "", 0, offset):
+            if m.timestamp is not None and m.timestamp >= time_ms:
+                return m.offset, m.timestamp
+            last = m.next_offset
+        if last == offset:
+            break
+        offset = last
+    return -1, -1
+
+
+# --- InitProducerId ------------------------------------------------------------------------
+
+def init_producer_id(req: KafkaRequest, ctx: KafkaContext):
+    """A producer id unique in the cluster (blocks of ``PRODUCER_ID_BLOCK`` taken from a
+    ZooKeeper counter, as Kafka's ProducerIdManager), epoch 0. Transactions are not served:
+    a transactional id is refused with INVALID_REQUEST."""
+    if req.body.transactional_id is not None:
+        return _init_producer_id_response(req, errors.INVALID_REQUEST, -1)
+    state: DataState = ctx.state["data_apis"]
+    if state.next_producer_id >= state.producer_id_end:
+        try:
+            state.next_producer_id = _take_producer_ids(ctx.zk)
+        except (KazooException, ctx.zk.handler.timeout_exception) as exc:
+            logger.warning("kafka InitProducerId: taking producer ids failed: %s", exc)
+            return _init_producer_id_response(req, errors.COORDINATOR_NOT_AVAILABLE, -1)
+        state.producer_id_end = state.next_producer_id + PRODUCER_ID_BLOCK
+    producer_id = state.next_producer_id
+    state.next_producer_id += 1
+    return _init_producer_id_response(req, errors.NONE, producer_id)
+
+
+def _take_producer_ids(zk) -> int:
+    """The first id of a new block: a compare-and-set on the counter's version."""
+    path = paths.KAFKA_PRODUCER_ID_BLOCK
+    while True:
+        try:
+            zk.create(path, b"%d" % PRODUCER_ID_BLOCK, makepath=True)
+            return 0
+        except NodeExistsError:
+            pass
+        data, stat = zk.get(path)
+        start = int(data)
+        try:
+            zk.set(path, b"%d" % (start + PRODUCER_ID_BLOCK), version=stat.version)
+            return start
+        except BadVersionError:
+            continue
+
+
+def _init_producer_id_response(req: KafkaRequest, code: int, producer_id: int):
+    return InitProducerIdResponse(version=req.api_version, throttle_time_ms=0, error_code=code,
+                                  producer_id=producer_id, producer_epoch=0 if code == 0 else -1)
+
+
 DATA_HANDLERS = {
     API_VERSIONS_KEY: api_versions,
     METADATA_KEY: metadata,
+    PRODUCE_KEY: produce,
+    FETCH_KEY: fetch,
+    LIST_OFFSETS_KEY: list_offsets,
+    INIT_PRODUCER_ID_KEY: init_producer_id,
 }
 
 DATA_VERSIONS = {
-    API_VERSIONS_KEY: (0, 4),
+    PRODUCE_KEY: (3, 9),
+    FETCH_KEY: (4, 12),
+    LIST_OFFSETS_KEY: (1, 6),
     METADATA_KEY: (0, 9),
+    API_VERSIONS_KEY: (0, 4),
+    INIT_PRODUCER_ID_KEY: (0, 4),
 }

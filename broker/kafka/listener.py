@@ -149,18 +149,21 @@ class KafkaListener:
             self.poller.register(conn.fd, zmq.POLLIN)
 
     def _read(self, conn: Connection) -> None:
+        """Read what the socket has (up to a bound per turn) and serve its whole requests; a
+        client that sent requests and closed (acks=0 produce) has them served first."""
         got = 0
+        ended = None
         while got < _READ_PER_TURN:
             try:
                 chunk = conn.sock.recv(_READ_CHUNK)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                self._close(conn, f"read failed: {exc}")
-                return
+                ended = f"read failed: {exc}"
+                break
             if not chunk:
-                self._close(conn, None)
-                return
+                ended = ""
+                break
             conn.inbuf += chunk
             got += len(chunk)
         try:
@@ -172,6 +175,9 @@ class KafkaListener:
             self._request(conn, frame)
             if conn.closed:
                 return
+        if ended is not None:
+            self._close(conn, ended or None)
+            return
         self._flush(conn)
 
     def _request(self, conn: Connection, frame: bytes) -> None:
