@@ -3,15 +3,16 @@
 A Kafka client commits the offset after the last record it consumed, its byte offset + 1
 (KAFKA_COMMON.md: each record is one sluice message at its own byte offset). The group
 coordinator stores the message boundary that means, so native consumers and ``sluice groups
-describe`` see real offsets. When this broker leads the partition it reads its own log; when
-another broker leads it, it asks that broker with a native FETCH, from the loop without
+describe`` see real offsets. When this broker leads the partition it reads its own log
+(broker/kafka/records.py's ``resolve_offset``, the one rule); when another broker leads it,
+this module asks that broker with a native FETCH, from the loop without
 blocking: ``ask`` sends, ``poll`` (called every loop turn) takes the answers, and each lookup's
 ``done(boundary | None, error | None)`` is called from there.
 
 A lookup of x asks for the message at x - 1: when one starts there, the boundary is the end of
 that message. Otherwise x itself must be a boundary: a second fetch at x tells (a read there
-answers, even empty at the log's end). Anything else is an error for the caller (the shared
-rule: OFFSET_OUT_OF_RANGE on the wire).
+answers, even empty at the log's end). Anything else is an error for the caller
+(OFFSET_OUT_OF_RANGE on the wire): the same answers as ``resolve_offset``, over the wire.
 """
 from __future__ import annotations
 
@@ -141,23 +142,3 @@ class RemoteBoundaries:
         for key in [k for k in self._pending if k[0] == endpoint]:
             lookup = self._pending.pop(key)
             self._send(lookup)
-
-
-def local_boundary(log, offset: int, end: int) -> int:
-    """The boundary a Kafka offset means in a log this broker reads (``end``: what a consumer
-    may read, the high watermark). Raises InvalidOffset (or the log's errors) otherwise."""
-    if offset == end:
-        return offset
-    if offset > end:
-        raise InvalidOffset(f"offset {offset} is past the readable end {end}")
-    if offset > 0:
-        try:
-            found = message_end(offset - 1, log.read(offset - 1, _PROBE_BYTES))
-        except SluiceError:
-            found = None
-        if found is not None:
-            return found
-    data = log.read(offset, _PROBE_BYTES)
-    if not data and offset != end:
-        raise InvalidOffset(f"no message at offset {offset}")
-    return offset

@@ -33,7 +33,8 @@ from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
 from kafka.protocol.metadata import FindCoordinatorResponse
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 
-from broker.kafka.boundaries import RemoteBoundaries, local_boundary
+from broker.kafka.boundaries import RemoteBoundaries
+from broker.kafka.records import resolve_offset
 from broker.kafka.group_coordinator import (Error, GroupCoordinator, GroupSettings, JoinResult,
                                             State, SyncResult)
 from broker.kafka.request import DEFERRED, KafkaContext, KafkaRequest
@@ -433,7 +434,7 @@ def _resolve(ctx: KafkaContext, groups: KafkaGroups, commit: _PendingCommit, tp,
     try:
         if log is not None and (tp not in ctx.replicas.partitions
                                 or ctx.replicas.leader_of(topic, partition) is not None):
-            commit.resolved(tp, local_boundary(log, offset, ctx.replicas.consumer_end(log)),
+            commit.resolved(tp, resolve_offset(log, offset, ctx.replicas.consumer_end(log)),
                             None)
             return
     except NotLeader:

@@ -1,36 +1,17 @@
-"""A Kafka offset ("last consumed + 1" or a boundary) resolved to a message boundary: in a log
-this broker reads, and on a real broker that leads the partition (broker/kafka/boundaries.py)."""
+"""A Kafka offset ("last consumed + 1" or a boundary) resolved to a message boundary on a real
+broker that leads the partition (broker/kafka/boundaries.py; the local rule is records.py's)."""
 import doctest
 import time
 
 import pytest
 
-from broker import message
 from broker.kafka import boundaries
-from broker.kafka.boundaries import RemoteBoundaries, local_boundary
-from coordinator.errors import InvalidOffset, OffsetOutOfRange, SluiceError
-from tests.broker.logs import append_each, make_log, msg
+from broker.kafka.boundaries import RemoteBoundaries
+from coordinator.errors import InvalidOffset, OffsetOutOfRange
 
 
 def test_docstring_examples():
     assert doctest.testmod(boundaries).failed == 0
-
-
-def test_local_boundaries(log_path):
-    log = make_log(log_path)
-    offsets = append_each(log, [msg(i, 20 + i) for i in range(4)])
-    ends = offsets[1:] + [log.visible_end]
-    assert [local_boundary(log, o + 1, log.visible_end) for o in offsets] == ends
-    assert [local_boundary(log, o, log.visible_end) for o in offsets] == offsets
-    assert local_boundary(log, log.visible_end, log.visible_end) == log.visible_end
-    assert local_boundary(log, 0, log.visible_end) == 0
-    with pytest.raises(InvalidOffset):
-        local_boundary(log, offsets[1] + 5, log.visible_end)
-    with pytest.raises(SluiceError):
-        local_boundary(log, log.visible_end + 1, log.visible_end + 10)
-    with pytest.raises(InvalidOffset):                      # past what consumers may read
-        local_boundary(log, ends[2], offsets[2])
-    log.close()
 
 
 def test_remote_boundaries_on_a_real_broker(hosting_broker, zk):
