@@ -205,3 +205,93 @@ def test_a_group_across_brokers_commits_boundaries_of_partitions_led_elsewhere(
     finally:
         for m in members:
             m.consumer.close()
+
+
+def produce_keyed(zk, count):
+    """``count`` keyed messages with sluice's producer; ``{partition: [value, ...]}`` in order."""
+    from clients.producer import Producer
+    from clients.simple_consumer import SimpleConsumer
+    with Producer(zk, acks=1, batch_size=200, linger_ms=5) as producer:
+        for i in range(count):
+            producer.send(TOPIC, f"m{i}".encode(), key=f"user-{i % 17}".encode())
+        producer.flush()
+    consumers = {p: SimpleConsumer(TOPIC, p, zookeeper=zk, timeout_ms=2000) for p in range(3)}
+    sent = {p: [] for p in range(3)}
+    try:
+        wait_for(lambda: [sent[p].extend(c.fetch()) for p, c in consumers.items()] and
+                 sum(map(len, sent.values())) >= count, what="the messages readable")
+    finally:
+        for c in consumers.values():
+            c.close()
+    assert sum(map(len, sent.values())) == count
+    return sent
+
+
+class MemberProcess:
+    def __init__(self, client, bootstrap, group, out, strategy):
+        import subprocess
+        import sys
+        from pathlib import Path
+        self.out = Path(out)
+        self.out.touch()
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.cluster.kafka.group_member",
+                                      client, bootstrap, group, TOPIC, str(out), strategy],
+                                     cwd=Path(__file__).parents[3])
+
+    def records(self):
+        rows = [line.split() for line in self.out.read_text().splitlines() if line.strip()]
+        return [(int(p), int(o), v) for p, o, v in rows if len((p, o, v)) == 3]
+
+    def stop(self):
+        self.proc.terminate()
+        return self.proc.wait(30)
+
+
+@pytest.mark.parametrize("client,strategy", [("confluent", "range"),
+                                             ("confluent", "cooperative-sticky"),
+                                             ("kafka-python", "range")])
+def test_a_group_of_three_consumes_everything_with_one_killed_mid_stream(
+        kafka_broker, zk, zk_client, tmp_path, client, strategy):
+    """Three member processes share 3 partitions; one is SIGKILLed once it has consumed some:
+    after its session times out the others take its partitions from its last commit. Every
+    message is consumed (a few twice: the killed member's uncommitted tail), in order per
+    partition and member, and at the end the committed offsets are the log ends."""
+    from coordinator.offsets import OffsetStore
+    proc = kafka_broker(TOPIC, 3)
+    bootstrap = proc.info["kafka_endpoint"]
+    sent = produce_keyed(zk, 3000)
+    members = [MemberProcess(client, bootstrap, "g-kill", tmp_path / f"m{i}.txt", strategy)
+               for i in range(3)]
+    try:
+        victim = wait_for(lambda: next((m for m in members if len(m.records()) >= 100), None),
+                          timeout=90, what="a member consuming")
+        victim.proc.kill()
+        victim.proc.wait(10)
+        survivors = [m for m in members if m is not victim]
+        expected = {(p, m.offset) for p, msgs in sent.items() for m in msgs}
+
+        def consumed():
+            return {(p, o) for m in members for p, o, _ in m.records()}
+        wait_for(lambda: consumed() >= expected, timeout=120, what="every message consumed")
+        store = OffsetStore(zk_client, "g-kill")
+        ends = {p: msgs[-1].next_offset for p, msgs in sent.items()}
+        wait_for(lambda: {p: store.fetch(TOPIC, p) for p in range(3)} == ends, timeout=30,
+                 what="commits at the log ends")
+        for m in survivors:
+            assert m.stop() == 0
+    finally:
+        for m in members:
+            if m.proc.poll() is None:
+                m.proc.kill()
+                m.proc.wait(10)
+    values = {(p, m.offset): m.value.decode() for p, msgs in sent.items() for m in msgs}
+    index = {(p, m.offset): i for p, msgs in sent.items() for i, m in enumerate(msgs)}
+    for m in members:
+        seen = m.records()
+        assert all(values[(p, o)] == v for p, o, v in seen)          # none changed
+        last = {}
+        for p, o, _ in seen:   # per partition, each run (until a rebalance rewinds) is in order
+            i = index[(p, o)]  # and skips nothing
+            assert i == last.get(p, i - 1) + 1 or i <= last.get(p, -1), (p, o, last.get(p))
+            last[p] = i
+    assert consumed() == expected
