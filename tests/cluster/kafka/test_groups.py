@@ -207,23 +207,24 @@ def test_a_group_across_brokers_commits_boundaries_of_partitions_led_elsewhere(
             m.consumer.close()
 
 
-def produce_keyed(zk, count):
-    """``count`` keyed messages with sluice's producer; ``{partition: [value, ...]}`` in order."""
+def produce_keyed(zk, count, first=0):
+    """Keyed messages m<first>..m<first + count - 1> with sluice's producer, after ``first``
+    before them; every message of the topic, ``{partition: [Message, ...]}`` in order."""
     from clients.producer import Producer
     from clients.simple_consumer import SimpleConsumer
     with Producer(zk, acks=1, batch_size=200, linger_ms=5) as producer:
-        for i in range(count):
+        for i in range(first, first + count):
             producer.send(TOPIC, f"m{i}".encode(), key=f"user-{i % 17}".encode())
         producer.flush()
     consumers = {p: SimpleConsumer(TOPIC, p, zookeeper=zk, timeout_ms=2000) for p in range(3)}
     sent = {p: [] for p in range(3)}
     try:
         wait_for(lambda: [sent[p].extend(c.fetch()) for p, c in consumers.items()] and
-                 sum(map(len, sent.values())) >= count, what="the messages readable")
+                 sum(map(len, sent.values())) >= first + count, what="the messages readable")
     finally:
         for c in consumers.values():
             c.close()
-    assert sum(map(len, sent.values())) == count
+    assert sum(map(len, sent.values())) == first + count
     return sent
 
 
@@ -295,3 +296,58 @@ def test_a_group_of_three_consumes_everything_with_one_killed_mid_stream(
             assert i == last.get(p, i - 1) + 1 or i <= last.get(p, -1), (p, o, last.get(p))
             last[p] = i
     assert consumed() == expected
+
+
+def test_kafka_and_native_consumers_of_one_group_resume_from_each_others_commits(
+        kafka_broker, zk):
+    """A confluent-kafka consumer reads and commits; a native sluice Consumer of the same group
+    then reads only what came after; a kafka-python consumer after it only what came after that."""
+    from confluent_kafka import Consumer as ConfluentConsumer
+    from clients.consumer import Consumer as NativeConsumer
+    from kafka import KafkaConsumer
+    proc = kafka_broker(TOPIC, 3)
+    bootstrap = proc.info["kafka_endpoint"]
+
+    def values(sent):
+        return {m.value.decode() for msgs in sent.values() for m in msgs}
+
+    first = values(produce_keyed(zk, 30))
+    kafka = ConfluentConsumer({"bootstrap.servers": bootstrap, "group.id": "g-share",
+                               "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                               "session.timeout.ms": 6000})
+    kafka.subscribe([TOPIC])
+    got = []
+    try:
+        def step():
+            for r in kafka.consume(100, 0.2):
+                assert r.error() is None, r.error()
+                got.append(r.value().decode())
+        wait_for(lambda: len(got) >= 30, step=step, what="30 messages")
+        kafka.commit(asynchronous=False)
+    finally:
+        kafka.close()
+    assert set(got) == first and len(got) == 30
+
+    second = values(produce_keyed(zk, 30, 30)) - first
+    native = NativeConsumer([TOPIC], "g-share", zk, auto_commit_ms=None)
+    got = []
+    try:
+        wait_for(lambda: got.extend(m.value.decode() for m in native.poll(200)) or
+                 len(got) >= 30, what="the next 30 natively")
+        native.commit()
+    finally:
+        native.close()
+    assert set(got) == second and len(got) == 30
+
+    third = values(produce_keyed(zk, 15, 60)) - first - second
+    kp = KafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id="g-share",
+                       auto_offset_reset="earliest", enable_auto_commit=False,
+                       session_timeout_ms=6000)
+    got = []
+    try:
+        wait_for(lambda: [got.extend(r.value.decode() for r in rs)
+                          for rs in kp.poll(timeout_ms=200).values()] is not None
+                 and len(got) >= 15, what="the last 15 with kafka-python")
+    finally:
+        kp.close()
+    assert set(got) == third and len(got) == 15
