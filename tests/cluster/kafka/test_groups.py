@@ -351,3 +351,39 @@ def test_kafka_and_native_consumers_of_one_group_resume_from_each_others_commits
     finally:
         kp.close()
     assert set(got) == third and len(got) == 15
+
+
+def test_the_group_moves_to_another_broker_when_its_coordinator_stops(kafka_broker, zk,
+                                                                      zk_client):
+    """The coordinator stops: the members find the next one (every broker computes it from the
+    live brokers), rejoin there, and it publishes them."""
+    import json
+    from coordinator import paths
+    from coordinator.group_coordinator_choice import coordinator_of
+    procs = three_brokers(kafka_broker, zk)
+    first = coordinator_of("g-move", [0, 1, 2])
+    bootstrap = ",".join(p.info["kafka_endpoint"] for p in procs)
+    members = [Member(bootstrap, "g-move", "range") for _ in range(2)]
+
+    def step():
+        for m in members:
+            m.poll()
+
+    def published_by():
+        try:
+            ids = zk_client.get_children(paths.kafka_members("g-move"))
+            return {json.loads(zk_client.get(paths.kafka_member("g-move", i))[0])["coordinator"]
+                    for i in ids} if len(ids) == 2 else None
+        except Exception:
+            return None
+    try:
+        wait_for(lambda: set().union(*[m.owned for m in members]) == {0, 1, 2}
+                 and published_by() == {first}, step=step, what="the group on its coordinator")
+        assert procs[first].stop() == 0
+        second = coordinator_of("g-move", [b for b in range(3) if b != first])
+        wait_for(lambda: published_by() == {second}, step=step, timeout=90,
+                 what="the group on the next coordinator")
+        assert set().union(*[m.owned for m in members]) == {0, 1, 2}
+    finally:
+        for m in members:
+            m.consumer.close()
