@@ -387,3 +387,52 @@ def test_the_group_moves_to_another_broker_when_its_coordinator_stops(kafka_brok
     finally:
         for m in members:
             m.consumer.close()
+
+
+def test_a_static_member_restarting_keeps_its_partitions_without_a_rebalance(kafka_broker,
+                                                                           zk_client):
+    """confluent-kafka with group.instance.id: a member closes (a static member sends no
+    LeaveGroup) and comes back within its session: same generation, same partitions, and the
+    other member is never revoked."""
+    import json
+    from coordinator import paths
+    proc = kafka_broker(TOPIC, 4)
+    bootstrap = proc.info["kafka_endpoint"]
+    revoked = []
+
+    class Static(Member):
+        def _revoked(self, consumer, partitions):
+            revoked.append((self.name, sorted(p.partition for p in partitions)))
+            super()._revoked(consumer, partitions)
+
+    def static(name):
+        m = Static(bootstrap, "g-static", "range", **{"group.instance.id": name})
+        m.name = name
+        return m
+
+    def generations():
+        ids = zk_client.get_children(paths.kafka_members("g-static"))
+        return sorted(json.loads(zk_client.get(paths.kafka_member("g-static", i))[0])
+                      ["generation"] for i in ids)
+
+    a, b = static("a"), static("b")
+    members = [a, b]
+    try:
+        wait_for(lambda: len(a.owned) == 2 and len(b.owned) == 2,
+                 step=lambda: [m.poll() for m in members], what="two static members")
+        generation = generations()
+        b_owned = set(b.owned)
+        revoked.clear()
+        b.consumer.close()
+        members = [a]
+        b2 = static("b")
+        members = [a, b2]
+        wait_for(lambda: b2.owned == b_owned, step=lambda: [m.poll() for m in members],
+                 what="b back with its partitions")
+        for _ in range(20):
+            a.poll()
+        assert generations() == generation and len(generation) == 2
+        assert "a" not in [name for name, _ in revoked] and len(a.owned) == 2   # b revokes its own on close
+    finally:
+        for m in members:
+            m.consumer.close()
