@@ -58,6 +58,7 @@ INVALID_GROUP_ID = int(Error.INVALID_GROUP_ID)
 UNKNOWN_SERVER_ERROR = -1
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 STATE = "groups"
+COORDINATION_CHECK_S = 1.0      # how often a broker checks it still coordinates its groups
 
 
 class KafkaGroups:
@@ -70,6 +71,8 @@ class KafkaGroups:
         self.remote = RemoteBoundaries()
         self.commits: list[_PendingCommit] = []
         self._published: dict[str, tuple[int, dict, dict]] = {}   # group -> changes, members, owners
+        self._due = 0.0                 # when the groups' timers are next due
+        self._check_at = 0.0            # when to look at the live brokers again
 
     # -- which broker ------------------------------------------------------------------
 
@@ -88,29 +91,34 @@ class KafkaGroups:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def waiting(self) -> bool:
-        return bool(self.commits) or self.remote.waiting() or any(
-            g.state in (State.PREPARING_REBALANCE, State.COMPLETING_REBALANCE)
-            for g in self.coordinator.groups.values())
+    def touch(self) -> None:
+        """A request changed a group: the next tick runs the timers and publishes."""
+        self._due = 0.0
 
     def tick(self, now: float) -> float | None:
-        for group_id in list(self.coordinator.groups):
-            if not self.coordinates(group_id):
-                logger.info("kafka group %s: no longer coordinated here", group_id)
-                self.send(self.coordinator.forget(group_id))
-                self.unpublish(group_id)
-        self.send(self.coordinator.tick(now))
-        for group_id, group in list(self.coordinator.groups.items()):
-            if group.state is State.EMPTY and not group.pending:
-                del self.coordinator.groups[group_id]
-            self.publish(group_id)
-        remote_deadline = self.remote.poll(now)
+        """Once per loop turn; the groups' work only when a request changed one, a timer is
+        due, or (every COORDINATION_CHECK_S) to see whether the live brokers moved a group."""
+        if now >= self._check_at:
+            self._check_at = now + COORDINATION_CHECK_S
+            for group_id in list(self.coordinator.groups):
+                if not self.coordinates(group_id):
+                    logger.info("kafka group %s: no longer coordinated here", group_id)
+                    self.send(self.coordinator.forget(group_id))
+                    self.unpublish(group_id)
+        if now >= self._due:
+            self.send(self.coordinator.tick(now))
+            for group_id, group in list(self.coordinator.groups.items()):
+                if group.state is State.EMPTY and not group.pending:
+                    del self.coordinator.groups[group_id]
+                self.publish(group_id)
+            deadline = self.coordinator.next_deadline()
+            self._due = float("inf") if deadline is None else deadline
+        remote_deadline = self.remote.poll(now) if self.remote.waiting() else None
         for commit in [c for c in self.commits if c.ready()]:
             self.commits.remove(commit)
             self.ctx.reply(commit.req, commit.finish(self))
-        deadlines = [d for d in (self.coordinator.next_deadline(), remote_deadline)
-                     if d is not None]
-        return min(deadlines) if deadlines else None
+        return min(self._due, self._check_at,
+                   float("inf") if remote_deadline is None else remote_deadline)
 
     def send(self, replies: list, current: KafkaRequest | None = None):
         """Answer parked requests; the answer to ``current`` (the request being handled) is
@@ -163,16 +171,21 @@ class KafkaGroups:
                     owners: dict) -> None:
         zk = self.ctx.zk
         for mid in old_members.keys() - members.keys():
-            _delete(zk, paths.kafka_member(group_id, mid))
+            _delete(zk, paths.kafka_member(group_id, _node_name(mid)))
         for (topic, partition), mid in old_owners.items():
             if owners.get((topic, partition)) != mid:
                 _delete(zk, paths.owner(group_id, topic, partition))
         for mid, data in members.items():
             if old_members.get(mid) != data:
-                _put(zk, paths.kafka_member(group_id, mid), data)
+                _put(zk, paths.kafka_member(group_id, _node_name(mid)), data)
         for (topic, partition), mid in owners.items():
             if old_owners.get((topic, partition)) != mid:
                 _put(zk, paths.owner(group_id, topic, partition), mid.encode())
+
+
+def _node_name(member_id: str) -> str:
+    """A member id as one ZooKeeper path component (a client id may hold a slash)."""
+    return member_id.replace("%", "%25").replace("/", "%2F")
 
 
 def _delete(zk, path: str) -> None:
@@ -272,6 +285,7 @@ def join_group(req: KafkaRequest, ctx: KafkaContext):
         body.rebalance_timeout_ms if version >= 1 else body.session_timeout_ms,
         body.protocol_type, [(p.name, bytes(p.metadata)) for p in body.protocols],
         ctx.now(), require_known_member=version >= 4)
+    groups.touch()
     return groups.send(replies, req)
 
 
@@ -288,9 +302,8 @@ def sync_group(req: KafkaRequest, ctx: KafkaContext):
     replies = group.sync(req, body.member_id, body.generation_id,
                          body.group_instance_id if version >= 3 else None,
                          {a.member_id: bytes(a.assignment) for a in body.assignments}, ctx.now())
-    own = groups.send(replies, req)
-    groups.publish(body.group_id)
-    return own
+    groups.touch()
+    return groups.send(replies, req)
 
 
 def heartbeat(req: KafkaRequest, ctx: KafkaContext):
@@ -317,7 +330,7 @@ def leave_group(req: KafkaRequest, ctx: KafkaContext):
             code, replies = group.leave(member_id, instance_id, ctx.now())
             groups.send(replies)
             results.append(int(code))
-        groups.publish(body.group_id)
+        groups.touch()
         if version < 3:
             error = results[0]
     members = [LeaveGroupResponse.MemberResponse(
