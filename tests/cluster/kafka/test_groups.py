@@ -133,6 +133,11 @@ def test_commits_are_message_boundaries_in_the_native_offset_nodes(kafka_broker,
         assert rows[0]["committed"] == p0[4].next_offset
         assert rows[0]["lag_bytes"] == p0[-1].next_offset - p0[4].next_offset
         assert rows[0]["lag_messages"] == 5 and rows[1]["lag_messages"] == 3
+        out = subprocess.run([sys.executable, "-m", "cluster.cli", "groups", "list", "--json",
+                              "--zookeeper", zk], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        listed = {r["group"]: r for r in json.loads(out.stdout)}
+        assert listed["gc"]["members"] == member_ids and listed["gc"]["topics"] == [TOPIC]
     finally:
         member.consumer.close()
     wait_for(lambda: not zk_client.get_children(paths.kafka_members("gc")),
