@@ -5,6 +5,7 @@ import time
 import pytest
 
 TOPIC = "clicks"
+GROUP_MESSAGES = 100_000     # the count for the group of three with one killed
 
 
 def wait_for(condition, timeout=60.0, step=None, what="condition"):
@@ -265,7 +266,7 @@ def test_a_group_of_three_consumes_everything_with_one_killed_mid_stream(
     from coordinator.offsets import OffsetStore
     proc = kafka_broker(TOPIC, 3)
     bootstrap = proc.info["kafka_endpoint"]
-    sent = produce_keyed(zk, 3000)
+    sent = produce_keyed(zk, GROUP_MESSAGES)
     members = [MemberProcess(client, bootstrap, "g-kill", tmp_path / f"m{i}.txt", strategy)
                for i in range(3)]
     try:
