@@ -15,7 +15,7 @@ ZK_JAR  := /usr/share/java/zookeeper.jar
 ZK_FLAG     = $(if $(ZK),--zookeeper $(ZK),)
 WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOPIC) --group $(GROUP),)
 
-.PHONY: cluster-up cluster-down test bench drill drill-rolling venv zookeeper chromium clean
+.PHONY: cluster-up cluster-down test bench drill drill-rolling venv zookeeper chromium kcat clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,15 @@ chromium:
 	    || { echo "could not install Debian's chromium package: install it by hand (apt-get install chromium); the browser test is skipped without it"; }; \
 	fi
 
+# Debian's kcat, a judge of the Kafka listener (tests/cluster/kafka/test_kcat.py).
+kcat:
+	@if ! command -v kcat >/dev/null; then \
+	  echo "installing Debian's kcat package (the Kafka listener's kcat tests)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq kcat >/dev/null) \
+	    || { echo "could not install Debian's kcat package: install it by hand (apt-get install kcat); the kcat tests are skipped without it"; }; \
+	fi
+
 cluster-up: venv zookeeper
 	$(SLUICE) cluster up --detach --data-dir $(DATA) --brokers $(BROKERS) $(ZK_FLAG) $(WORKER_FLAG) --dashboard-port $(DASHBOARD_PORT)
 
@@ -55,6 +64,7 @@ cluster-down: venv
 test: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
 	@$(MAKE) --no-print-directory chromium
+	@$(MAKE) --no-print-directory kcat
 	$(PY) -m pytest -n auto -q tests
 
 # The fault drills (cluster/drills/), each on a fresh local cluster in a temp dir with its own

@@ -18,7 +18,8 @@ def cluster_config(args) -> ClusterConfig:
                          zk_ensemble=args.zk_ensemble, broker_settings=broker_settings,
                          replication_factor=args.replication_factor, workers=args.workers,
                          worker_settings=workers,
-                         dashboard_port=None if args.no_dashboard else args.dashboard_port)
+                         dashboard_port=None if args.no_dashboard else args.dashboard_port,
+                         kafka_port=None if args.no_kafka else args.kafka_port)
 
 
 def cluster_up(args) -> int:
@@ -48,6 +49,8 @@ def print_status(found: dict, as_json: bool) -> None:
     if found.get("dashboard"):
         out.print(f"dashboard: {found['dashboard']}  (Prometheus: {found['dashboard']}metrics;"
                   f" terminal: sluice dashboard)")
+    if found.get("kafka_bootstrap"):
+        out.print(f"kafka bootstrap: {found['kafka_bootstrap']}")
     print_table("processes", ["role", "id", "pid", "endpoint", "alive"],
                 [[p["role"], p["id"], p["pid"], p.get("endpoint") or "", p["alive"]]
                  for p in found["processes"]])

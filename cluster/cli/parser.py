@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="port of the web dashboard and /metrics (default 8080; 0: any free port)")
     up.add_argument("--no-dashboard", action="store_true",
                     help="run without the sampler, the web dashboard and /metrics")
+    up.add_argument("--kafka-port", type=_non_negative_int, default=0, metavar="BASE",
+                    help="Kafka protocol listeners: broker i on BASE + i (default 0: a free "
+                    "port each)")
+    up.add_argument("--no-kafka", action="store_true",
+                    help="run the brokers without Kafka protocol listeners")
     command(cluster_actions, "down", cluster_commands.cluster_down, "stop the local cluster")
     status = command(cluster_actions, "status", cluster_commands.cluster_status,
                      "processes of the cluster")

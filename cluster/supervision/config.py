@@ -27,6 +27,8 @@
 | workers            | 0                 | consumer-group worker processes                       |
 | worker_settings    | {}                | WorkerConfig settings (topic and group at least)      |
 | dashboard_port     | 8080              | web dashboard and /metrics; 0: a free port; None: off |
+| kafka_port         | 0                 | Kafka protocol listeners: BASE puts broker i on       |
+|                    |                   | BASE + i; 0: a free port each; None: none             |
 | backoff            | Backoff()         | restart delays of dead processes                      |
 
 A refused setting is a ``ClusterSettingError`` (an InvalidArgument) naming it as the command
@@ -73,6 +75,7 @@ class ClusterConfig:
     workers: int = 0
     worker_settings: dict = field(default_factory=dict)
     dashboard_port: int | None = DASHBOARD_PORT
+    kafka_port: int | None = 0
     backoff: Backoff = field(default_factory=Backoff)
 
     def __post_init__(self):
@@ -99,6 +102,11 @@ class ClusterConfig:
                 or not 0 <= self.dashboard_port <= 65535):
             raise ClusterSettingError(f"--dashboard-port must be 0..65535, not "
                                       f"{self.dashboard_port!r}")
+        if self.kafka_port is not None and (
+                not isinstance(self.kafka_port, int) or isinstance(self.kafka_port, bool)
+                or not 0 <= self.kafka_port <= 65536 - self.brokers):
+            raise ClusterSettingError(f"--kafka-port must be 0..{65536 - self.brokers} (broker "
+                                      f"i listens on BASE + i), not {self.kafka_port!r}")
         if not isinstance(self.backoff, Backoff):
             raise ClusterSettingError(f"backoff must be a Backoff, not {self.backoff!r}")
         try:
@@ -117,6 +125,9 @@ class ClusterConfig:
         if values.get("port"):
             values["port"] = int(values["port"]) + broker_id
         values.update(zookeeper=zookeeper)
+        if "kafka_port" not in values:
+            values["kafka_port"] = (None if self.kafka_port is None
+                                    else self.kafka_port and self.kafka_port + broker_id)
         override = dict(self.broker_overrides.get(str(broker_id), {}))
         if isinstance(override.get("log"), dict) and isinstance(values.get("log"), dict):
             override["log"] = {**values["log"], **override["log"]}
@@ -157,6 +168,10 @@ class ClusterConfig:
                      "--worker-settings", json.dumps(self.worker_settings)]
         argv += (["--no-dashboard"] if self.dashboard_port is None
                  else ["--dashboard-port", str(self.dashboard_port)])
+        if self.kafka_port is None:
+            argv.append("--no-kafka")
+        elif self.kafka_port:
+            argv += ["--kafka-port", str(self.kafka_port)]
         if self.backoff != Backoff():
             argv += ["--backoff", json.dumps(dataclasses.asdict(self.backoff))]
         return argv
@@ -172,6 +187,7 @@ class ClusterConfig:
         values["broker_overrides"] = args.broker_overrides or {}
         values["worker_settings"] = args.worker_settings or {}
         values["dashboard_port"] = None if args.no_dashboard else args.dashboard_port
+        values["kafka_port"] = None if args.no_kafka else args.kafka_port
         if args.backoff:
             values["backoff"] = args.backoff
         return cls.from_dict(values)
@@ -296,6 +312,10 @@ def argument_parser() -> argparse.ArgumentParser:
                         "0: any free port)")
     parser.add_argument("--no-dashboard", action="store_true",
                         help="no sampler, no web dashboard, no /metrics")
+    parser.add_argument("--kafka-port", type=int, default=0,
+                        help="Kafka protocol port of broker 0, broker i on BASE + i (default "
+                        "0: a free port each)")
+    parser.add_argument("--no-kafka", action="store_true", help="no Kafka protocol listeners")
     parser.add_argument("--backoff", type=json.loads, default=None,
                         help="JSON object of Backoff settings (initial_s, max_s, reset_after_s)")
     return parser

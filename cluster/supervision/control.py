@@ -126,7 +126,9 @@ def down(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, timeout: floa
 
 
 def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
-    """The cluster as ``sluice cluster status --json`` prints it (INTERFACE.md's shape)."""
+    """The cluster as ``sluice cluster status --json`` prints it (INTERFACE.md's shape);
+    ``kafka_bootstrap`` is the live brokers' Kafka endpoints, ``host:port,...`` by broker id
+    (None when none has one)."""
     info = ClusterFiles(data_dir).read_state()
     sup = info.get("supervisor", {})
     processes = [{"role": "supervisor", "id": "0", "pid": sup.get("pid"), "endpoint": None,
@@ -139,14 +141,17 @@ def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
               "alive": process_alive(p.get("pid"), p.get("create_time"))}
              for p in info.get("processes", [])]
     brokers = [p for p in slots if p["role"] == "broker" and p["alive"]]
+    kafka: dict[int, str] = {}
     if brokers and info.get("zookeeper"):
-        _fill_endpoints(info["zookeeper"], brokers)
+        _fill_endpoints(info["zookeeper"], brokers, kafka)
     return {"zookeeper": info.get("zookeeper"), "dashboard": info.get("dashboard"),
+            "kafka_bootstrap": ",".join(kafka[b] for b in sorted(kafka)) or None,
             "processes": processes + slots}
 
 
-def _fill_endpoints(connect_string: str, brokers: list[dict]) -> None:
-    """Each live broker's endpoint from its registration, when it is registered under its pid."""
+def _fill_endpoints(connect_string: str, brokers: list[dict], kafka: dict[int, str]) -> None:
+    """Each live broker's endpoint from its registration, when it is registered under its pid,
+    and its Kafka endpoint into ``kafka`` by broker id."""
     try:
         client = zkconnect.connect(connect_string, timeout=3.0)
     except zkconnect.NoCluster as exc:
@@ -157,6 +162,8 @@ def _fill_endpoints(connect_string: str, brokers: list[dict]) -> None:
             registration = broker_registration(client, int(proc["id"]))
             if registration is not None and registration.get("pid", proc["pid"]) == proc["pid"]:
                 proc["endpoint"] = registration.get("endpoint")
+                if registration.get("kafka_endpoint"):
+                    kafka[int(proc["id"])] = registration["kafka_endpoint"]
     finally:
         client.stop()
         client.close()

@@ -75,6 +75,7 @@ def test_confluent_kafka_produces_and_reads_back_by_partition(kafka_broker):
         producer.poll(0)
     assert producer.flush(30) == 0
     assert failures == []
+    del producer                            # its threads stop before the broker does
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
                          "enable.auto.commit": False})
     try:
@@ -110,3 +111,106 @@ def test_null_values_headers_and_timestamps_are_kept(kafka_broker):
     assert [(r.key, r.value, r.timestamp, list(r.headers)) for r in records] == [
         (None, b"no key", 1_600_000_000_000, [("h1", b"v1"), ("h2", b"")]),
         (b"", None, 1_600_000_000_001, [])]
+
+
+def test_a_native_consumer_reads_what_kafka_python_wrote(kafka_broker):
+    from broker import message, protocol
+    from tests.helpers import RawClient
+    proc = kafka_broker(TOPIC, 1, **SETTINGS)
+    producer = KafkaProducer(bootstrap_servers=proc.info["kafka_endpoint"], acks=1)
+    producer.send(TOPIC, key=b"k", value=b"from kafka", timestamp_ms=1_650_000_000_000,
+                  headers=[("h", b"1")]).get(10)
+    producer.close()
+    raw = RawClient(proc.endpoint)
+    try:
+        header, body = raw.request(protocol.encode_fetch(2, TOPIC, 0, 0, 1 << 20, 0, 0))
+    finally:
+        raw.close()
+    (m,) = message.decode_set(body, TOPIC, 0, 0)
+    assert (m.key, m.value, m.timestamp, m.headers) == (b"k", b"from kafka",
+                                                        1_650_000_000_000, (("h", b"1"),))
+
+
+def test_the_idempotent_producer_kafka_python_defaults_to_writes_each_record_once(kafka_broker):
+    proc = kafka_broker(TOPIC, 2, **SETTINGS)
+    bootstrap = proc.info["kafka_endpoint"]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    sent = keyed(2000, "idem")
+    futures = [producer.send(TOPIC, key=k, value=v) for k, v in sent]
+    producer.flush(30)
+    producer.close()
+    assert all(f.succeeded() for f in futures)
+    got = read_partitions_kafka_python(bootstrap, TOPIC, 2, len(sent))
+    assert sorted(r.value for rs in got.values() for r in rs) == sorted(v for _, v in sent)
+
+
+def test_offsets_for_times_finds_the_first_record_at_or_after_a_timestamp(kafka_broker):
+    proc = kafka_broker(TOPIC, 1, **SETTINGS)
+    bootstrap = proc.info["kafka_endpoint"]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1)
+    metas = [producer.send(TOPIC, value=b"at %d" % t, timestamp_ms=t).get(10)
+             for t in (1000, 2000, 3000)]
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(TOPIC, 0)
+        found = consumer.offsets_for_times({tp: 1500})[tp]
+        assert (found.offset, found.timestamp) == (metas[1].offset, 2000)
+        assert consumer.offsets_for_times({tp: 5000})[tp] is None
+        assert consumer.beginning_offsets([tp])[tp] == 0
+        end = consumer.end_offsets([tp])[tp]
+        consumer.assign([tp])
+        consumer.seek(tp, found.offset)
+        batch = consumer.poll(10_000)
+        assert [r.value for r in batch[tp]] == [b"at 2000", b"at 3000"]
+        assert consumer.position(tp) == end
+    finally:
+        consumer.close()
+
+
+def test_a_record_larger_than_fetch_max_bytes_still_comes_whole(kafka_broker):
+    from confluent_kafka import Consumer, Producer, TopicPartition as CTP, OFFSET_BEGINNING
+    proc = kafka_broker(TOPIC, 1, **SETTINGS)
+    bootstrap = proc.info["kafka_endpoint"]
+    big = bytes(range(256)) * 1000          # 256,000 bytes
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(TOPIC, value=big)
+    producer.produce(TOPIC, value=b"after")
+    assert producer.flush(30) == 0
+    del producer                            # its threads stop before the broker does
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
+                         "fetch.max.bytes": 4096, "max.partition.fetch.bytes": 4096,
+                         "message.max.bytes": 4096,
+                         "receive.message.max.bytes": 1_000_000, "enable.auto.commit": False})
+    try:
+        consumer.assign([CTP(TOPIC, 0, OFFSET_BEGINNING)])
+        got = []
+        while len(got) < 2:
+            msg = consumer.poll(20)
+            assert msg is not None and msg.error() is None, msg and msg.error()
+            got.append(msg.value())
+    finally:
+        consumer.close()
+    assert got == [big, b"after"]
+
+
+def test_a_fetch_waits_for_min_bytes_until_max_wait_then_answers(kafka_broker):
+    proc = kafka_broker(TOPIC, 1, **SETTINGS)
+    bootstrap = proc.info["kafka_endpoint"]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1)
+    producer.send(TOPIC, value=b"small").get(10)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest", fetch_min_bytes=1 << 20,
+                             fetch_max_wait_ms=300)
+    try:
+        tp = TopicPartition(TOPIC, 0)
+        consumer.assign([tp])
+        got = []
+        for _ in range(50):
+            got += consumer.poll(1000).get(tp, [])
+            if got:
+                break
+        assert [r.value for r in got] == [b"small"]
+    finally:
+        consumer.close()

@@ -2,7 +2,7 @@
 line read back."""
 import pytest
 
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, ClusterSettingError
 from cluster.supervision.config import ClusterConfig
 from cluster.supervision.slots import Backoff
 from coordinator.errors import InvalidArgument
@@ -25,6 +25,16 @@ def test_broker_config_gets_id_dir_zookeeper_and_consecutive_ports(tmp_path):
     assert (config.broker_id, config.zookeeper, config.port) == (2, "h:1/x", 9002)
     assert config.data_dir == str(tmp_path / "broker-2")
     assert config.log.flush_ms == 50
+
+
+def test_kafka_listeners_are_base_plus_id_a_free_port_or_none(tmp_path):
+    assert ClusterConfig(tmp_path, kafka_port=9092).broker_config(2, "h:1").kafka_port == 9094
+    assert ClusterConfig(tmp_path).broker_config(2, "h:1").kafka_port == 0
+    assert ClusterConfig(tmp_path, kafka_port=None).broker_config(2, "h:1").kafka_port is None
+    for config in (ClusterConfig(tmp_path, kafka_port=9092), ClusterConfig(tmp_path, kafka_port=None)):
+        assert ClusterConfig.from_args(config.to_argv()) == config
+    with pytest.raises(ClusterSettingError, match="--kafka-port"):
+        ClusterConfig(tmp_path, brokers=3, kafka_port=65534)
 
 
 
