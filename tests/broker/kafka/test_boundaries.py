@@ -45,3 +45,22 @@ def test_remote_boundaries_on_a_real_broker(hosting_broker, zk):
     assert answers["inside"][0] is None and isinstance(answers["inside"][1], InvalidOffset)
     assert answers["past"][0] is None and isinstance(answers["past"][1], OffsetOutOfRange)
     assert not remote.waiting()
+
+
+def test_resolving_a_commit_does_not_walk_the_segment(tmp_path, monkeypatch):
+    """A commit of "last consumed + 1" (and of a boundary) is resolved from the bytes at those
+    two offsets alone: the error path's segment walk (scrub.locate, up to a checkpoint interval
+    of CRC checks, 20 ms a commit measured on 1 MiB of 109-byte messages) is not taken."""
+    from broker import message, scrub
+    from broker.kafka import records
+    from tests.broker.logs import make_log
+    log = make_log(tmp_path / "t-0")
+    offsets = [log.append(message.encode(b"x" * (10 + i)), 1)[0] for i in range(50)]
+    end = log.visible_end
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("the segment was walked")
+    monkeypatch.setattr(scrub, "locate", no_walk)
+    assert [records.resolve_offset(log, o + 1, end) for o in offsets] == offsets[1:] + [end]
+    assert [records.resolve_offset(log, o, end) for o in offsets] == offsets
+    log.close()
