@@ -8,7 +8,8 @@ LeaveGroup, OffsetCommit, OffsetFetch (``GROUP_HANDLERS``, ``GROUP_VERSIONS``).
   (DEFERRED) until it answers them. Its timers run in ``tick``. A group this broker stops
   coordinating (the live set changed) is dropped: its parked requests get NOT_COORDINATOR.
 - Offsets live where native sluice groups keep them, /consumers/<group>/offsets/<topic>/<p>
-  (coordinator/offsets.py), as message boundaries: a commit of "last consumed + 1" is
+  (coordinator/offsets.py's nodes, written here with kazoo's asynchronous calls, so that the
+  loop does not wait on ZooKeeper), as message boundaries: a commit of "last consumed + 1" is
   resolved first (broker/kafka/boundaries.py, on another broker when it leads the partition),
   so native consumers of the group and ``sluice groups describe`` read real offsets. An offset
   that is no boundary and not just past a message start is OFFSET_OUT_OF_RANGE. The commit's
@@ -59,6 +60,7 @@ UNKNOWN_SERVER_ERROR = -1
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 STATE = "groups"
 COORDINATION_CHECK_S = 1.0      # how often a broker checks it still coordinates its groups
+COMMIT_POLL_S = 0.001           # the loop's deadline while commits wait on ZooKeeper
 
 
 class KafkaGroups:
@@ -114,9 +116,11 @@ class KafkaGroups:
             deadline = self.coordinator.next_deadline()
             self._due = float("inf") if deadline is None else deadline
         remote_deadline = self.remote.poll(now) if self.remote.waiting() else None
-        for commit in [c for c in self.commits if c.ready()]:
+        for commit in [c for c in self.commits if c.ready(self.ctx.zk)]:
             self.commits.remove(commit)
-            self.ctx.reply(commit.req, commit.finish(self))
+            self.ctx.reply(commit.req, commit.response())
+        if self.commits:
+            remote_deadline = min(remote_deadline or now + COMMIT_POLL_S, now + COMMIT_POLL_S)
         return min(self._due, self._check_at,
                    float("inf") if remote_deadline is None else remote_deadline)
 
@@ -365,17 +369,17 @@ def _response(req: KafkaRequest, result):
 # --- OffsetCommit, OffsetFetch -------------------------------------------------------------
 
 class _PendingCommit:
-    """An OffsetCommit whose offsets are being resolved to boundaries: ``codes[(t, p)]`` is the
-    partition's error, ``boundaries[(t, p)]`` its resolved offset once known."""
+    """An OffsetCommit on its way: its offsets resolved to boundaries (``codes[(t, p)]`` is a
+    partition's error, ``boundaries[(t, p)]`` its resolved offset), then written to ZooKeeper
+    with kazoo's asynchronous calls, so the loop never waits on ZooKeeper for a commit. A write
+    is a set, or a create where the node is new (and a set again if a create lost a race)."""
 
     def __init__(self, req: KafkaRequest, wanted: list[tuple[str, int, int]]):
         self.req = req
         self.wanted = wanted
         self.codes: dict[tuple[str, int], int] = {}
         self.boundaries: dict[tuple[str, int], int] = {}
-
-    def ready(self) -> bool:
-        return len(self.codes) + len(self.boundaries) == len(self.wanted)
+        self._writes: dict | None = None        # (t, p) -> (kazoo async result, "set"|"create")
 
     def resolved(self, tp, boundary: int | None, error: SluiceError | None) -> None:
         if error is not None or boundary is None:
@@ -383,15 +387,37 @@ class _PendingCommit:
         else:
             self.boundaries[tp] = boundary
 
-    def finish(self, groups: KafkaGroups):
-        """Write the resolved offsets (one ZooKeeper write per moved offset) and answer."""
-        body = self.req.body
-        try:
-            OffsetStore(groups.ctx.zk, body.group_id).commit(self.boundaries)
-        except KazooException as exc:
-            logger.warning("kafka group %s: committing offsets failed: %s", body.group_id, exc)
-            for tp in self.boundaries:
+    def ready(self, zk) -> bool:
+        """Whether every offset is resolved and written (starting and following the writes)."""
+        if len(self.codes) + len(self.boundaries) < len(self.wanted):
+            return False
+        if self._writes is None:
+            self._writes = {tp: self._write(zk, tp, "set") for tp in self.boundaries}
+        for tp, (result, kind) in list(self._writes.items()):
+            if not result.ready():
+                continue
+            del self._writes[tp]
+            exc = result.exception
+            if exc is None:
+                continue
+            if isinstance(exc, NoNodeError) and kind == "set":
+                self._writes[tp] = self._write(zk, tp, "create")
+            elif isinstance(exc, NodeExistsError) and kind == "create":
+                self._writes[tp] = self._write(zk, tp, "set")
+            else:
+                logger.warning("kafka group %s: committing %s/%d failed: %s",
+                               self.req.body.group_id, tp[0], tp[1], exc)
                 self.codes[tp] = COORDINATOR_NOT_AVAILABLE
+        return not self._writes
+
+    def _write(self, zk, tp, kind: str):
+        path = paths.offset(self.req.body.group_id, *tp)
+        data = str(int(self.boundaries[tp])).encode()
+        if kind == "set":
+            return zk.set_async(path, data), kind
+        return zk.create_async(path, data, makepath=True), kind
+
+    def response(self):
         return _commit_response(self.req, {(t, p): self.codes.get((t, p), NONE)
                                            for t, p, _ in self.wanted})
 
@@ -429,8 +455,8 @@ def offset_commit(req: KafkaRequest, ctx: KafkaContext):
     now = ctx.now()
     for topic, partition, offset in wanted:
         _resolve(ctx, groups, commit, (topic, partition), offset, now)
-    if commit.ready():
-        return commit.finish(groups)
+    if commit.ready(ctx.zk):
+        return commit.response()
     groups.commits.append(commit)
     return DEFERRED
 
