@@ -1,5 +1,6 @@
 """The group APIs of the Kafka listener: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
-LeaveGroup, OffsetCommit, OffsetFetch (``GROUP_HANDLERS``, ``GROUP_VERSIONS``).
+LeaveGroup, OffsetCommit, OffsetFetch, and for admin clients DescribeGroups and ListGroups
+(``GROUP_HANDLERS``, ``GROUP_VERSIONS``).
 
 - The coordinator of a group is the live broker with a Kafka endpoint that
   coordinator/group_coordinator_choice.py picks; any broker answers FindCoordinator with it,
@@ -31,6 +32,7 @@ from kafka.protocol.consumer.group import (
     HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, OffsetCommitResponse,
     OffsetFetchResponse, SyncGroupResponse)
 from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
+from kafka.protocol.admin.groups import DescribeGroupsResponse, ListGroupsResponse
 from kafka.protocol.metadata import FindCoordinatorResponse
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 
@@ -48,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 FIND_COORDINATOR, OFFSET_COMMIT, OFFSET_FETCH = 10, 8, 9
 JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
+DESCRIBE_GROUPS, LIST_GROUPS = 15, 16
 
 NONE = 0
 OFFSET_OUT_OF_RANGE = 1
@@ -550,6 +553,74 @@ def _committed_topics(ctx: KafkaContext, group_id: str) -> list[str]:
         return []
 
 
+# --- DescribeGroups, ListGroups ----------------------------------------------------------
+
+def describe_groups(req: KafkaRequest, ctx: KafkaContext):
+    """Each asked group this broker coordinates, from its state machine: state, protocol,
+    members with their metadata and assignment. A group without members here is Empty when
+    it has committed offsets, else Dead (Kafka's answer for a group it does not know)."""
+    version = req.api_version
+    _Group = DescribeGroupsResponse.DescribedGroup
+    _Member = _Group.DescribedGroupMember
+    described = []
+    for group_id in req.body.groups:
+        error = _group_error(ctx, group_id)
+        group = _groups(ctx).coordinator.groups.get(group_id) if error is None else None
+        if group is None or not group.members:
+            state = "Dead"
+            if error is None and _committed_topics(ctx, group_id):
+                state = "Empty"
+            described.append(_Group(error_code=error or NONE, error_message=None,
+                                    group_id=group_id, group_state=state, protocol_type="",
+                                    protocol_data="", members=[],
+                                    authorized_operations=None))
+            continue
+        assignments = group.assignments()
+        described.append(_Group(
+            error_code=NONE, error_message=None, group_id=group_id,
+            group_state=group.state.value, protocol_type=group.protocol_type or "",
+            protocol_data=group.protocol if group.state is State.STABLE else "",
+            members=[_Member(member_id=m.member_id, group_instance_id=m.instance_id,
+                             client_id=m.client_id, client_host=m.client_host,
+                             member_metadata=(m.metadata(group.protocol)
+                                              if group.protocol else b""),
+                             member_assignment=assignments.get(m.member_id, b""))
+                     for m in group.members.values()],
+            authorized_operations=None))
+    return DescribeGroupsResponse(version=version, throttle_time_ms=0, groups=described)
+
+
+def list_groups(req: KafkaRequest, ctx: KafkaContext):
+    """The groups this broker coordinates: its Kafka groups, and every other group in
+    ZooKeeper that hashes to it (native groups and Kafka groups between generations), as
+    Kafka lists a coordinator's groups; admin clients ask every broker and merge."""
+    version = req.api_version
+    groups = _groups(ctx)
+    known = dict(groups.coordinator.groups)
+    try:
+        stored = ctx.zk.get_children(paths.CONSUMERS)
+    except NoNodeError:
+        stored = []
+    except KazooException as exc:
+        logger.warning("kafka: listing groups failed: %s", exc)
+        return ListGroupsResponse(version=version, throttle_time_ms=0,
+                                  error_code=COORDINATOR_NOT_AVAILABLE, groups=[])
+    states = set(req.body.states_filter or []) if version >= 4 else set()
+    listed = []
+    for group_id in sorted(set(stored) | set(known)):
+        if not groups.coordinates(group_id):
+            continue
+        group = known.get(group_id)
+        state = group.state.value if group is not None else "Empty"
+        if states and state not in states:
+            continue
+        listed.append(ListGroupsResponse.ListedGroup(
+            group_id=group_id, protocol_type=(group.protocol_type or "") if group else "",
+            group_state=state, group_type="classic"))
+    return ListGroupsResponse(version=version, throttle_time_ms=0, error_code=NONE,
+                              groups=listed)
+
+
 GROUP_HANDLERS = {
     FIND_COORDINATOR: find_coordinator,
     OFFSET_COMMIT: offset_commit,
@@ -558,6 +629,8 @@ GROUP_HANDLERS = {
     HEARTBEAT: heartbeat,
     LEAVE_GROUP: leave_group,
     SYNC_GROUP: sync_group,
+    DESCRIBE_GROUPS: describe_groups,
+    LIST_GROUPS: list_groups,
 }
 
 GROUP_VERSIONS = {
@@ -568,4 +641,6 @@ GROUP_VERSIONS = {
     HEARTBEAT: (0, 4),
     LEAVE_GROUP: (0, 5),
     SYNC_GROUP: (0, 5),
+    DESCRIBE_GROUPS: (0, 5),
+    LIST_GROUPS: (0, 4),
 }

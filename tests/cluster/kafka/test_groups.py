@@ -447,3 +447,27 @@ def test_a_static_member_restarting_keeps_its_partitions_without_a_rebalance(kaf
     finally:
         for m in members:
             m.consumer.close()
+
+
+def test_kafka_python_admin_lists_and_describes_a_group(kafka_broker):
+    """kafka-python's admin client: ListGroups names the group, DescribeGroups shows it Stable
+    with its member, the member's subscription and assignment (decoded by the client)."""
+    from kafka import KafkaAdminClient
+    proc = kafka_broker(TOPIC, 2)
+    bootstrap = proc.info["kafka_endpoint"]
+    member = Member(bootstrap, "g-admin", "range", **{"client.id": "reader-1"})
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        wait_for(lambda: member.owned == {0, 1}, step=member.poll, what="assignment")
+        listed = {g["group_id"]: g for g in admin.list_groups()}
+        assert listed["g-admin"]["protocol_type"] == "consumer"
+        described = admin.describe_groups(["g-admin"])["g-admin"]
+        assert described["error"] is None and described["group_state"] == "Stable"
+        assert described["protocol_data"] == "range"
+        (m,) = described["members"]
+        assert m["client_id"] == "reader-1"
+        assert "clicks" in str(m["member_metadata"]) and "clicks" in str(m["member_assignment"])
+        assert admin.describe_groups(["nobody"])["nobody"]["group_state"] == "Dead"
+    finally:
+        admin.close()
+        member.consumer.close()
