@@ -471,3 +471,32 @@ def test_kafka_python_admin_lists_and_describes_a_group(kafka_broker):
     finally:
         admin.close()
         member.consumer.close()
+
+
+def test_kcat_balanced_consumer_commits_and_resumes(kafka_broker, zk, zk_client):
+    """kcat -G (librdkafka's balanced consumer) reads everything, commits on exit, and a second
+    run of the same group reads only what came after."""
+    import shutil
+    import subprocess
+    from coordinator.offsets import OffsetStore
+    if shutil.which("kcat") is None:
+        pytest.skip("Debian's kcat is not installed (make test installs it)")
+    proc = kafka_broker(TOPIC, 3)
+    bootstrap = proc.info["kafka_endpoint"]
+
+    def kcat():
+        out = subprocess.run(["kcat", "-b", bootstrap, "-G", "g-kcat", "-X",
+                              "auto.offset.reset=earliest", "-e", "-q", "-f", "%p %o %s\\n",
+                              TOPIC], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return [line.split() for line in out.stdout.splitlines() if line.strip()]
+    sent = produce_keyed(zk, 30)
+    assert sorted(v for _, _, v in kcat()) == sorted(m.value.decode()
+                                                     for msgs in sent.values() for m in msgs)
+    store = OffsetStore(zk_client, "g-kcat")
+    assert {p: store.fetch(TOPIC, p) for p in range(3)} == {
+        p: msgs[-1].next_offset for p, msgs in sent.items()}
+    after = produce_keyed(zk, 10, 30)
+    assert sorted(v for _, _, v in kcat()) == sorted(f"m{i}" for i in range(30, 40))
+    assert {p: store.fetch(TOPIC, p) for p in range(3)} == {
+        p: msgs[-1].next_offset for p, msgs in after.items()}
