@@ -222,7 +222,12 @@ def _assigned(data: bytes) -> list[tuple[str, int]]:
 
 
 def setup(ctx: KafkaContext) -> None:
-    groups = ctx.state[STATE] = KafkaGroups(ctx)
+    config = ctx.config
+    settings = GroupSettings(
+        min_session_timeout_ms=config.group_min_session_timeout_ms,
+        max_session_timeout_ms=config.group_max_session_timeout_ms,
+        initial_rebalance_delay_s=config.group_initial_rebalance_delay_ms / 1000)
+    groups = ctx.state[STATE] = KafkaGroups(ctx, settings)
     ctx.add_ticker(groups.tick)
 
 
