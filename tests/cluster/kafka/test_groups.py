@@ -213,7 +213,7 @@ def test_a_group_across_brokers_commits_boundaries_of_partitions_led_elsewhere(
             m.consumer.close()
 
 
-def produce_keyed(zk, count, first=0):
+def produce_keyed(zk, count, first=0, partitions=3):
     """Keyed messages m<first>..m<first + count - 1> with sluice's producer, after ``first``
     before them; every message of the topic, ``{partition: [Message, ...]}`` in order."""
     from clients.producer import Producer
@@ -222,8 +222,9 @@ def produce_keyed(zk, count, first=0):
         for i in range(first, first + count):
             producer.send(TOPIC, f"m{i}".encode(), key=f"user-{i % 17}".encode())
         producer.flush()
-    consumers = {p: SimpleConsumer(TOPIC, p, zookeeper=zk, timeout_ms=2000) for p in range(3)}
-    sent = {p: [] for p in range(3)}
+    consumers = {p: SimpleConsumer(TOPIC, p, zookeeper=zk, timeout_ms=2000)
+                 for p in range(partitions)}
+    sent = {p: [] for p in range(partitions)}
     try:
         wait_for(lambda: [sent[p].extend(c.fetch()) for p, c in consumers.items()] and
                  sum(map(len, sent.values())) >= first + count, what="the messages readable")
@@ -500,3 +501,36 @@ def test_kcat_balanced_consumer_commits_and_resumes(kafka_broker, zk, zk_client)
     assert sorted(v for _, _, v in kcat()) == sorted(f"m{i}" for i in range(30, 40))
     assert {p: store.fetch(TOPIC, p) for p in range(3)} == {
         p: msgs[-1].next_offset for p, msgs in after.items()}
+
+
+JS_DIR = __import__("pathlib").Path(__file__).parent / "js"
+
+
+def test_kafkajs_group_of_two_splits_the_partitions_and_commits(kafka_broker, zk, zk_client):
+    """Two kafkajs consumers of one group (in one node process): they split the partitions,
+    read every message in order per partition, and their commits are the log ends."""
+    import json
+    import shutil
+    import subprocess
+    from coordinator.offsets import OffsetStore
+    if shutil.which("node") is None or not (JS_DIR / "node_modules" / "kafkajs").is_dir():
+        pytest.skip("kafkajs is not installed (make test installs it with npm where node exists)")
+    proc = kafka_broker(TOPIC, 4)
+    sent = produce_keyed(zk, 600, partitions=4)
+    out = subprocess.run(["node", str(JS_DIR / "group.js"), proc.info["kafka_endpoint"],
+                          "g-js", TOPIC, "600"], capture_output=True, text=True, timeout=150)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout)
+    assert all({p for p, _, _ in rows} for rows in seen.values())          # both got some
+    index = {(p, m.offset): (i, m.value.decode()) for p, msgs in sent.items()
+             for i, m in enumerate(msgs)}
+    for rows in seen.values():
+        last = {}
+        for p, o, v in rows:
+            i, value = index[(p, o)]
+            assert v == value and i > last.get(p, -1)           # unchanged, in order
+            last[p] = i
+    assert {(p, o) for rows in seen.values() for p, o, _ in rows} == set(index)
+    store = OffsetStore(zk_client, "g-js")
+    assert {p: store.fetch(TOPIC, p) for p in range(4)} == {
+        p: msgs[-1].next_offset for p, msgs in sent.items()}
