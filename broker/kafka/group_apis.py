@@ -34,7 +34,7 @@ from kafka.protocol.consumer.group import (
 from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
 from kafka.protocol.admin.groups import DescribeGroupsResponse, ListGroupsResponse
 from kafka.protocol.metadata import FindCoordinatorResponse
-from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
 
 from broker.kafka.boundaries import RemoteBoundaries
 from broker.kafka.records import resolve_offset
@@ -96,6 +96,14 @@ class KafkaGroups:
 
     # -- the loop ------------------------------------------------------------------------
 
+    def release(self, group_id: str) -> None:
+        """Let go of a group another broker coordinates now: its parked requests are answered
+        NOT_COORDINATOR and its nodes in ZooKeeper removed."""
+        if group_id in self.coordinator.groups:
+            logger.info("kafka group %s: no longer coordinated here", group_id)
+            self.send(self.coordinator.forget(group_id))
+        self.unpublish(group_id)
+
     def touch(self) -> None:
         """A request changed a group: the next tick runs the timers and publishes."""
         self._due = 0.0
@@ -107,9 +115,7 @@ class KafkaGroups:
             self._check_at = now + COORDINATION_CHECK_S
             for group_id in list(self.coordinator.groups):
                 if not self.coordinates(group_id):
-                    logger.info("kafka group %s: no longer coordinated here", group_id)
-                    self.send(self.coordinator.forget(group_id))
-                    self.unpublish(group_id)
+                    self.release(group_id)
         if now >= self._due:
             self.send(self.coordinator.tick(now))
             for group_id, group in list(self.coordinator.groups.items()):
@@ -195,18 +201,39 @@ def _node_name(member_id: str) -> str:
     return member_id.replace("%", "%25").replace("/", "%2F")
 
 
+def _ours(zk, stat) -> bool:
+    return stat is not None and stat.ephemeralOwner == zk.client_id[0]
+
+
 def _delete(zk, path: str) -> None:
-    try:
-        zk.delete(path)
-    except NoNodeError:
-        pass
+    """Delete a node this broker's session owns (a node the group's next coordinator already
+    wrote over is left to it)."""
+    stat = zk.exists(path)
+    if _ours(zk, stat):
+        try:
+            zk.delete(path, version=stat.version)
+        except (NoNodeError, BadVersionError):
+            pass
 
 
 def _put(zk, path: str, data: bytes) -> None:
-    try:
-        zk.create(path, data, ephemeral=True, makepath=True)
-    except NodeExistsError:
-        zk.set(path, data)
+    """Write an ephemeral node of this broker's session, taking it over from another session
+    (the group's previous coordinator, which may not have removed it yet)."""
+    while True:
+        try:
+            zk.create(path, data, ephemeral=True, makepath=True)
+            return
+        except NodeExistsError:
+            pass
+        stat = zk.exists(path)
+        try:
+            if _ours(zk, stat):
+                zk.set(path, data, version=stat.version)
+                return
+            if stat is not None:
+                zk.delete(path, version=stat.version)
+        except (NoNodeError, BadVersionError):
+            continue
 
 
 def _assigned(data: bytes) -> list[tuple[str, int]]:
@@ -244,10 +271,13 @@ def _valid_group(group_id: str) -> bool:
 
 
 def _group_error(ctx: KafkaContext, group_id: str) -> int | None:
-    """INVALID_GROUP_ID, NOT_COORDINATOR, or None when this broker coordinates the group."""
+    """INVALID_GROUP_ID, NOT_COORDINATOR, or None when this broker coordinates the group. A
+    group that moved away is let go at once (its members are about to join elsewhere)."""
     if not _valid_group(group_id):
         return INVALID_GROUP_ID
-    if not _groups(ctx).coordinates(group_id):
+    groups = _groups(ctx)
+    if not groups.coordinates(group_id):
+        groups.release(group_id)
         return NOT_COORDINATOR
     return None
 

@@ -534,3 +534,43 @@ def test_kafkajs_group_of_two_splits_the_partitions_and_commits(kafka_broker, zk
     store = OffsetStore(zk_client, "g-js")
     assert {p: store.fetch(TOPIC, p) for p in range(4)} == {
         p: msgs[-1].next_offset for p, msgs in sent.items()}
+
+
+def test_the_group_moves_to_a_broker_that_joins_and_the_old_coordinator_lets_it_go(
+        kafka_broker, zk, zk_client):
+    """A broker joins and the group hashes to it: the old coordinator answers NOT_COORDINATOR
+    and drops the group, the members rejoin on the new one, which now publishes them."""
+    import json
+    from coordinator import paths
+    from coordinator.group_coordinator_choice import coordinator_of
+    group = next(f"g-join-{i}" for i in range(100)
+                 if coordinator_of(f"g-join-{i}", [0]) == 0
+                 and coordinator_of(f"g-join-{i}", [0, 1]) == 1)
+    first = kafka_broker(TOPIC, 2)
+    members = [Member(first.info["kafka_endpoint"], group, "cooperative-sticky")
+               for _ in range(2)]
+
+    def step():
+        for m in members:
+            m.poll()
+
+    def published_by():
+        try:
+            ids = zk_client.get_children(paths.kafka_members(group))
+            nodes = [json.loads(zk_client.get(paths.kafka_member(group, i))[0]) for i in ids]
+        except Exception:
+            return None
+        return {n["coordinator"] for n in nodes} if len(nodes) == 2 else None
+    try:
+        wait_for(lambda: published_by() == {0} and all(m.owned for m in members), step=step,
+                 what="the group on broker 0")
+        kafka_broker(broker_id=1)
+        wait_for(lambda: published_by() == {1} and all(m.owned for m in members)
+                 and set().union(*[m.owned for m in members]) == {0, 1}, step=step,
+                 timeout=90, what="the group on broker 1")
+        for _ in range(40):         # broker 0's late clean-up must not remove broker 1's nodes
+            step()
+        assert published_by() == {1}
+    finally:
+        for m in members:
+            m.consumer.close()
