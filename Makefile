@@ -15,7 +15,7 @@ ZK_JAR  := /usr/share/java/zookeeper.jar
 ZK_FLAG     = $(if $(ZK),--zookeeper $(ZK),)
 WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOPIC) --group $(GROUP),)
 
-.PHONY: cluster-up cluster-down test bench drill drill-rolling venv zookeeper chromium kcat clean
+.PHONY: cluster-up cluster-down test bench drill drill-rolling venv zookeeper chromium kcat kafkajs clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,18 @@ kcat:
 	    || { echo "could not install Debian's kcat package: install it by hand (apt-get install kcat); the kcat tests are skipped without it"; }; \
 	fi
 
+# kafkajs from npm, a judge of the Kafka listener (tests/cluster/kafka/js/, its package.json
+# pins the version), with the machine's Node; the kafkajs tests are skipped without them.
+KAFKAJS_DIR = tests/cluster/kafka/js
+kafkajs:
+	@if [ ! -d $(KAFKAJS_DIR)/node_modules/kafkajs ]; then \
+	  if command -v npm >/dev/null; then \
+	    echo "installing kafkajs with npm (the Kafka listener's kafkajs tests)"; \
+	    npm install --prefix $(KAFKAJS_DIR) --no-audit --no-fund --silent \
+	      || echo "could not install kafkajs with npm; the kafkajs tests are skipped without it"; \
+	  else echo "no npm on this machine: the kafkajs tests are skipped"; fi; \
+	fi
+
 cluster-up: venv zookeeper
 	$(SLUICE) cluster up --detach --data-dir $(DATA) --brokers $(BROKERS) $(ZK_FLAG) $(WORKER_FLAG) --dashboard-port $(DASHBOARD_PORT)
 
@@ -65,6 +77,7 @@ test: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
 	@$(MAKE) --no-print-directory chromium
 	@$(MAKE) --no-print-directory kcat
+	@$(MAKE) --no-print-directory kafkajs
 	$(PY) -m pytest -n auto -q tests
 
 # The fault drills (cluster/drills/), each on a fresh local cluster in a temp dir with its own
