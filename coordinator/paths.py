@@ -16,6 +16,8 @@
 | /consumers/<group>/offsets/<topic>/<partition>   | persistent | the committed offset (decimal text)     |
 | /consumers/<group>/data_loss/<topic>/<partition> | persistent | {"committed", "log_start", ...}         |
 | /kafka/producer_id_block                         | persistent | the first Kafka producer id not taken   |
+| /security/server_key                             | persistent | the brokers' CURVE public key (Z85)     |
+| /security/allowed/<name>                         | persistent | an allowed client's public key (Z85)    |
 
 The first two and the three /consumers paths before data_loss are Kafka 0.7's layout. /config/topics is sluice's: the paper
 creates a topic's partitions implicitly on every broker, while sluice numbers a topic's
@@ -40,7 +42,14 @@ CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
 CONSUMERS = "/consumers"
 KAFKA_PRODUCER_ID_BLOCK = "/kafka/producer_id_block"   # the next free block of Kafka producer ids
+SECURITY = "/security"
+SERVER_KEY = "/security/server_key"     # the secured cluster's CURVE server public key
+ALLOWED = "/security/allowed"           # the allow list: one child per allowed key's name
 PARTITIONS = "partitions"   # the child of /brokers/topics/<topic> that is not a broker id
+
+
+def allowed(name: str) -> str:
+    return f"{ALLOWED}/{name}"
 
 
 def broker(broker_id: int) -> str:
