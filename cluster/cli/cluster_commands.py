@@ -19,7 +19,8 @@ def cluster_config(args) -> ClusterConfig:
                          replication_factor=args.replication_factor, workers=args.workers,
                          worker_settings=workers,
                          dashboard_port=None if args.no_dashboard else args.dashboard_port,
-                         kafka_port=None if args.no_kafka else args.kafka_port)
+                         kafka_port=None if args.no_kafka else args.kafka_port,
+                         secure=args.secure)
 
 
 def cluster_up(args) -> int:
