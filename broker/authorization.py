@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 
-import zmq
 
 from broker.protocol import CONSUMER, Api, Request
 from coordinator.authorizer import TOPIC, Authorizer, Operation, is_super
@@ -58,15 +57,7 @@ def needs(request: Request) -> tuple[Operation, str] | str | None:
 def for_config(config) -> "RequestAuthorizer":
     """Authorization is on exactly when the broker is secured (``BrokerConfig.security``, which
     comes with CURVE, issue 14 item 1; a config without the setting is not secured)."""
-    return RequestAuthorizer(enabled=getattr(config, "security", None) is not None)
-
-
-def frame_principal(frame) -> str:
-    """Who sent a received zmq Frame: its ZAP User-Id, "" when it has none (no CURVE)."""
-    try:
-        return frame.get("User-Id")
-    except zmq.ZMQError:
-        return ""
+    return RequestAuthorizer(enabled=config.security is not None)
 
 
 class RequestAuthorizer:

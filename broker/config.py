@@ -40,6 +40,23 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """A secured broker (issue 14): CURVE on every socket, clients checked against the allow
+    list in ZooKeeper. The settings are paths, never secrets, so a broker's config can be
+    written and logged: ``server_key`` the cluster's server key pair (a credentials file),
+    ``credentials`` this broker's own key (principal ``broker-<id>``, for its replica
+    fetches), ``zookeeper_digest_file`` the file holding the ZooKeeper digest (None: the
+    ensemble is not secured, or ``$SLUICE_ZK_DIGEST`` names it)."""
+
+    server_key: str
+    credentials: str
+    zookeeper_digest_file: str | None = None
+
+    def __post_init__(self):
+        _check_types(self)
+
+
+@dataclass(frozen=True)
 class BrokerConfig:
     """One broker process. ``port`` 0 binds a free port; ``advertised_host`` is what clients
     are told to connect to (default: ``host``), so brokers on several hosts share one ensemble.
@@ -94,6 +111,7 @@ class BrokerConfig:
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1_800_000
     group_initial_rebalance_delay_ms: int = 0
+    security: SecurityConfig | None = None
 
     def __post_init__(self):
         _check_types(self)
@@ -134,13 +152,19 @@ class BrokerConfig:
         refused."""
         values = dict(_mapping(cls, values))
         log = _mapping(LogConfig, values.pop("log", {}) or {})
+        security = values.pop("security", None)
         _check_keys(cls, values)
         _check_keys(LogConfig, log)
-        return cls(log=LogConfig(**log), **values)
+        if security is not None:
+            security = _mapping(SecurityConfig, security)
+            _check_keys(SecurityConfig, security)
+            security = SecurityConfig(**security)
+        return cls(log=LogConfig(**log), security=security, **values)
 
 
 _TYPES = {"int": (int,), "bool": (bool,), "str": (str,), "int | None": (int, type(None)),
-          "str | None": (str, type(None)), "LogConfig": (LogConfig,)}
+          "str | None": (str, type(None)), "LogConfig": (LogConfig,),
+          "SecurityConfig | None": (SecurityConfig, type(None))}
 
 
 def _check_types(obj) -> None:

@@ -50,6 +50,14 @@ class ErrorCounts:
         if due:
             logger.warning("%s (acks=%d): %s [%d so far]", name, acks, exc, count)
 
+    def connection_refused(self, exc: SluiceError) -> None:
+        """A connection's handshake was refused (secured broker): counted under the error's
+        code, as a refused request is."""
+        name = exc.code.name.lower()
+        count, due = self._count(name)
+        if due:
+            logger.warning("%s: %s [%d so far]", name, exc, count)
+
     def task_failed(self, task: str, exc: BaseException, retry_s: float | None = None) -> None:
         """Work outside any request failed; the caller tries again (after ``retry_s`` when it
         knows when)."""

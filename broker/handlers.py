@@ -206,9 +206,10 @@ class RequestHandlers:
                         corr, protocol.PRODUCE_REPLY.pack(*outcome)))
             self.appended(route.log)
 
-    def unacked_route(self, header: bytes) -> Route:
-        """Where an acks=0 request with this header goes; raises when the header is bad."""
-        request = protocol.decode_request(header)
+    def unacked_route(self, header: bytes, principal: str = "") -> Route:
+        """Where an acks=0 request with this header, sent by ``principal``, goes; raises when
+        the header is bad."""
+        request = protocol.decode_request(header, principal)
         if request.api is not Api.PRODUCE:
             raise MalformedRequest("only produce requests go to the produce socket")
         route = self.logs.route(request.topic, request.partition)

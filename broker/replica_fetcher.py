@@ -94,7 +94,7 @@ class ReplicaFetcher:
     """The fetches of the partitions this broker follows, on sockets the loop polls."""
 
     def __init__(self, config: BrokerConfig, context: zmq.Context, logs: LogManager,
-                 replicas: ReplicaManager, errors: ErrorCounts):
+                 replicas: ReplicaManager, errors: ErrorCounts, curve: dict | None = None):
         self.config = config
         self.context = context
         self.logs = logs
@@ -107,6 +107,7 @@ class ReplicaFetcher:
         self._in_flight: dict[int, _Fetch] = {}
         self._corr = itertools.count(1)
         self._wait_ms = config.replica_fetch_wait_max_ms
+        self._curve = curve or {}
 
     def register(self, poller: zmq.Poller) -> None:
         """The loop's poller: sockets opened from now on are polled there."""
@@ -188,6 +189,8 @@ class ReplicaFetcher:
             self._close(known[1])
         sock = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        for option, value in self._curve.items():     # a secured cluster: this broker's key
+            sock.setsockopt(option, value)
         sock.connect(info.replica_endpoint)
         self._by_leader[leader] = (info.replica_endpoint, sock)
         self.sockets[sock] = leader

@@ -18,8 +18,14 @@ DEALER per leader it copies from, polled by the same loop, so that what it fetch
 on the loop's thread; between requests the ReplicaManager (broker/replica_manager.py) applies
 the partitions' state changes and shrinks ISRs.
 
+Secured (``config.security``, issue 14): the ROUTER and the PULL serve CURVE with the
+cluster's server key and admit only keys of the allow list (broker/authenticator.py). Each
+request then carries its ``principal`` (``Request.principal``), the key's name read from the
+received frame's User-Id; one whose principal was revoked since its connection was made is
+refused with AUTHENTICATION_FAILED (acks=0: dropped, counted) before it reaches a handler.
+
 Before its handler runs, each request is checked against the authorization rules
-(broker/authorization.py: off unless the broker is secured): a refused one is answered with
+(broker/authorization.py: on exactly when the broker is secured): a refused one is answered with
 AUTHORIZATION_FAILED, or, for acks=0, counted and dropped before its set is written.
 
 A request is at most ``max_request_bytes``: a bigger one (up to twice that) is refused with
@@ -43,7 +49,7 @@ import time
 
 import zmq
 
-from broker import protocol
+from broker import authenticator, protocol
 from broker import authorization as authz
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
@@ -58,11 +64,11 @@ from broker.long_poll import Purgatory
 from broker.replica_fetcher import ReplicaFetcher
 from broker.replica_manager import ReplicaManager
 from broker.protocol import Api
-from coordinator import zk
+from coordinator import allow_list, zk
 from coordinator.acl_store import AclStore
 from coordinator.controller import Controller
-from coordinator.errors import (AuthorizationFailed, ErrorCode, MalformedRequest, MessageTooLarge,
-                                SluiceError)
+from coordinator.errors import (AuthenticationFailed, AuthorizationFailed, ErrorCode,
+                                MalformedRequest, MessageTooLarge, SluiceError)
 from coordinator.registry import BrokerInfo, BrokerRegistration
 
 logger = logging.getLogger(__name__)
@@ -92,6 +98,11 @@ class Broker:
         self._stopping = threading.Event()
 
         self.context = zmq.Context()
+        self.keys = None if config.security is None else authenticator.BrokerKeys(config.security)
+        self.zk = zk.connect(config.zookeeper, session_timeout=config.session_timeout_ms / 1000,
+                             digest=self.keys.digest if self.keys else None)
+        self.allow: allow_list.AllowList | None = None
+        self.gate: authenticator.Authenticator | None = None
         self.router = self.context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.MAXMSGSIZE, 2 * config.max_request_bytes)
@@ -99,6 +110,8 @@ class Broker:
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.setsockopt(zmq.RCVHWM, 1000)
         self.pull.setsockopt(zmq.MAXMSGSIZE, 2 * config.max_request_bytes)
+        if self.keys is not None:
+            self._secure()
         self.endpoint = self._bind(self.router, config.port)
         self.produce_endpoint = self._bind(self.pull, 0)
         self.wake = self.context.socket(zmq.PAIR)
@@ -108,7 +121,6 @@ class Broker:
                       KafkaListener(config.host, config.kafka_port, config.endpoint_host,
                                     config.max_request_bytes))
         self.kafka_ctx: KafkaContext | None = None
-        self.zk = zk.connect(config.zookeeper, session_timeout=config.session_timeout_ms / 1000)
         self.authorization = authz.for_config(config)
         self.replicas = ReplicaManager(config, self.zk, self.errors)
         self.purgatory = Purgatory(end_of=self.replicas.consumer_end)
@@ -124,8 +136,10 @@ class Broker:
         self.logs = LogManager(config, self.zk, self.registration, self.errors, flusher)
         self.logs.on_open = self.replicas.add
         self.replicas.on_checkpoint = flusher.submit
-        self.fetcher = ReplicaFetcher(config, self.context, self.logs, self.replicas,
-                                      self.errors)
+        self.fetcher = ReplicaFetcher(
+            config, self.context, self.logs, self.replicas, self.errors,
+            None if self.keys is None else authenticator.client_options(
+                self.keys.own, self.keys.server.public_key))
         self.replicas.on_follow = self.fetcher.follow
         self.controller = Controller(self.zk, config.broker_id, config.unclean_leader_election,
                                      config.leader_imbalance_check_ms)
@@ -141,6 +155,19 @@ class Broker:
                                           self.zk, config.broker_id)
             self.kafka.attach(self.kafka_ctx, kafka_apis.dispatch)
             kafka_apis.setup(self.kafka_ctx)
+
+    def _secure(self) -> None:
+        """CURVE on both client sockets, the ZAP handler bound before either binds (a CURVE
+        socket with no handler to ask would let every key in)."""
+        keys = self.keys
+        allow_list.publish_server_key(self.zk, keys.server.public_key)
+        self.allow = allow_list.AllowList(self.zk, always={keys.own.public_key: keys.own.name})
+        self.gate = authenticator.Authenticator(self.context, self.allow, self.errors)
+        options = authenticator.server_options(keys.server)
+        for sock in (self.router, self.pull):
+            authenticator.apply(sock, options)
+            self.gate.watch(sock)
+        self.gate.start()
 
     def _bind(self, sock: zmq.Socket, port: int) -> str:
         if port:
@@ -167,6 +194,8 @@ class Broker:
         """Stop the controller candidate, flush and close every log, then leave ZooKeeper so
         clients (and the other candidates) learn at once."""
         self.controller.close()
+        if self.gate is not None:
+            self.gate.close()
         self.replicas.close()
         self.fetcher.close()
         self.logs.close()
@@ -232,16 +261,34 @@ class Broker:
         then write the turn's produce requests, one write per log."""
         turn: dict[Route, list] = {}
         recv = self.router.recv_multipart
+        allow = self.allow
         for _ in range(limit):
             try:
-                frames = recv(zmq.NOBLOCK)
+                if allow is None:
+                    self._dispatch(recv(zmq.NOBLOCK), turn)
+                    continue
+                parts = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            self._dispatch(frames, turn)
+            principal = parts[0].get("User-Id")
+            frames = [part.bytes for part in parts]
+            if allow.allows(principal):
+                self._dispatch(frames, turn, principal)
+            else:
+                self._refuse(frames, principal)
         if turn:
             self.handlers.write_produced(turn)
 
-    def _dispatch(self, frames: list[bytes], turn: dict) -> None:
+    def _refuse(self, frames: list[bytes], principal: str) -> None:
+        """A request of a connection whose key was revoked after its handshake."""
+        header = frames[1] if len(frames) > 1 else b""
+        exc = AuthenticationFailed(f"key {principal!r} is no longer on the cluster's allow list "
+                                   f"(revoked): request refused")
+        self.errors.request_failed(exc, acks=1)
+        self.handlers.answer_error(frames[0], protocol.peek_correlation_id(header), exc,
+                                   _fill(header))
+
+    def _dispatch(self, frames: list[bytes], turn: dict, principal: str = "") -> None:
         """Check a request's size and header, then hand it to its handler; answer its error."""
         identity = frames[0]
         header = frames[1] if len(frames) > 1 else b""
@@ -249,7 +296,7 @@ class Broker:
             size = sum(len(frame) for frame in frames) - len(identity)
             if size > self.config.max_request_bytes:
                 raise self._too_large(size)
-            request = protocol.decode_request(header)
+            request = protocol.decode_request(header, principal)
             handler = HANDLERS.get(request.api)
             if handler is None:
                 raise SluiceError(f"this broker does not serve {request.api.name}",
@@ -275,6 +322,7 @@ class Broker:
         authorization = self.authorization
         secured = authorization.enabled
         routes = self._unacked_routes
+        allow = self.allow
         pending: dict[Route, list] = {}
         room = _PRODUCE_DRAIN_BYTES
         max_bytes = self.config.max_request_bytes
@@ -296,11 +344,20 @@ class Broker:
                 self.errors.request_failed(self._too_large(size), acks=0)
                 continue
             key = header.bytes
+            principal = ""
+            if allow is not None:
+                principal = header.get("User-Id")
+                if not allow.allows(principal):
+                    self.errors.request_failed(AuthenticationFailed(
+                        f"key {principal!r} is no longer on the cluster's allow list "
+                        f"(revoked): acks=0 produce dropped"), acks=0)
+                    continue
+                key = (principal, key)
             route = routes.get(key)
-            if route is None and (route := self._unacked_route(key)) is None:
+            if route is None and (route := self._unacked_route(key, principal)) is None:
                 continue
             if secured:
-                refusal = authorization.may_produce(authz.frame_principal(header), route.topic)
+                refusal = authorization.may_produce(principal, route.topic)
                 if refusal is not None:
                     self.errors.request_failed(AuthorizationFailed(refusal), acks=0)
                     continue
@@ -313,18 +370,20 @@ class Broker:
         for route, sets in pending.items():
             write(route, sets)
 
-    def _unacked_route(self, header: bytes) -> Route | None:
+    def _unacked_route(self, key, principal: str = "") -> Route | None:
         """Parse an acks=0 header not seen before and remember where it goes; None (and the
         error counted) when it is bad. Headers with varying correlation ids cannot grow the
-        cache without bound: it is emptied when full."""
+        cache without bound: it is emptied when full. Secured, the cache's key is
+        (principal, header): a route is decided for one sender."""
+        header = key[1] if principal else key
         try:
-            route = self.handlers.unacked_route(header)
+            route = self.handlers.unacked_route(header, principal)
         except SluiceError as exc:
             self.errors.request_failed(exc, acks=0)
             return None
         if len(self._unacked_routes) >= _ROUTE_CACHE:
             self._unacked_routes.clear()
-        self._unacked_routes[header] = route
+        self._unacked_routes[key] = route
         return route
 
     def _too_large(self, size: int) -> MessageTooLarge:

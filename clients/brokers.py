@@ -16,6 +16,11 @@ A separate socket rather than routing replies by correlation id: the stream's re
 Producer) each poll their sockets in their own loop, and a call made from another thread (a
 rebalance callback, a lag sampler) would need a shared dispatcher between them.
 
+Secured clusters (issue 14): the pool loads the client's key (``credentials``, else
+``$SLUICE_CREDENTIALS``), authenticates to ZooKeeper with the digest it finds
+(coordinator/zk.py) and reads the brokers' server key there; every socket it opens then speaks
+CURVE. A ZooKeeper that refuses the client (no digest) is an AuthenticationFailed too.
+
 Following the leader. Every client path looks its partition's broker up here for each request
 (the Producer and Fetcher cache only what the view's listeners clear), so once the view names
 the new leader the next request goes there. A broker may know first, though: an answer that
@@ -29,12 +34,13 @@ from __future__ import annotations
 import threading
 
 import zmq
+from kazoo.exceptions import NoAuthError
 
 from broker import protocol
 from clients.config import REQUEST_TIMEOUT_MS
-from clients.connection import Connection
-from coordinator import topics, zk
-from coordinator.errors import ErrorCode, InvalidArgument, SluiceError
+from clients.connection import Connection, Handshake
+from coordinator import allow_list, credentials as keyfiles, topics, zk
+from coordinator.errors import AuthenticationFailed, ErrorCode, InvalidArgument, SluiceError
 from coordinator.registry import BrokerInfo, ClusterView
 
 # Answers that say the partition's leader is elsewhere, or unreachable: look it up again.
@@ -55,9 +61,25 @@ def leader_moved(error: BaseException) -> bool:
 class BrokerPool:
     def __init__(self, zookeeper: str | None = None, data_dir=None,
                  request_timeout_ms: float = REQUEST_TIMEOUT_MS,
-                 session_timeout_ms: float = zk.DEFAULT_SESSION_TIMEOUT_MS):
-        self.zk = zk.connect(zookeeper, data_dir, session_timeout=session_timeout_ms / 1000)
-        self.view = ClusterView(self.zk)
+                 session_timeout_ms: float = zk.DEFAULT_SESSION_TIMEOUT_MS,
+                 credentials: str | None = None):
+        keys = keyfiles.resolve(credentials)
+        self.zk = zk.connect(zookeeper, data_dir, session_timeout=session_timeout_ms / 1000,
+                             keys=keys)
+        try:
+            server_key = allow_list.server_key(self.zk)
+            self.view = ClusterView(self.zk)
+        except NoAuthError:
+            self.zk.stop()
+            self.zk.close()
+            raise AuthenticationFailed(
+                "ZooKeeper refused to show the cluster: it is secured and this client has no "
+                "digest (the local cluster's data dir, $SLUICE_ZK_DIGEST or the credentials' "
+                "zookeeper_digest)") from None
+        self.principal = keys.name if keys is not None and server_key else ""
+        self.secured = server_key is not None
+        self._curve = ({} if keys is None or server_key is None
+                       else keyfiles.curve_client_options(keys, server_key))
         self.context = zmq.Context()
         self.request_timeout_ms = request_timeout_ms
         self._connections: dict[str, Connection] = {}
@@ -110,8 +132,13 @@ class BrokerPool:
         with self._lock:
             conn = self._connections.get(endpoint)
             if conn is None:
-                conn = self._connections[endpoint] = Connection(self.context, endpoint)
+                conn = self._connections[endpoint] = self.open_connection(endpoint)
             return conn
+
+    def open_connection(self, endpoint: str) -> Connection:
+        """A Connection, CURVE and its handshake watched when the cluster is secured."""
+        return Connection(self.context, endpoint, self._curve, self.secured,
+                          self.request_timeout_ms)
 
     def existing(self, endpoint: str) -> Connection | None:
         """The open Connection to ``endpoint``, if any."""
@@ -128,7 +155,20 @@ class BrokerPool:
                 sock.setsockopt(zmq.LINGER, 2000)
                 sock.setsockopt(zmq.SNDHWM, 10_000)
                 sock.setsockopt(zmq.SNDTIMEO, self.request_timeout_ms)
-                sock.connect(endpoint)
+                for option, value in self._curve.items():
+                    sock.setsockopt(option, value)
+                if self.secured:
+                    handshake = Handshake(sock, endpoint, bool(self._curve))
+                    sock.connect(endpoint)
+                    try:
+                        handshake.wait(self.request_timeout_ms)
+                    except AuthenticationFailed:
+                        sock.close(linger=0)
+                        raise
+                    finally:
+                        handshake.close()
+                else:
+                    sock.connect(endpoint)
                 self._pushes[endpoint] = sock
             return sock
 
@@ -140,7 +180,7 @@ class BrokerPool:
         with self._lock:
             control = self._controls.get(endpoint)
             if control is None:
-                control = self._controls[endpoint] = (Connection(self.context, endpoint),
+                control = self._controls[endpoint] = (self.open_connection(endpoint),
                                                       threading.Lock())
         conn, lock = control
         try:

@@ -80,7 +80,8 @@ class ProducerConfig(_Settings):
     failed once ``request_timeout_ms`` passed without an answer; up to ``max_in_flight``
     requests wait for answers per broker and per partition; a message's key and value may hold
     ``max_message_bytes``, and one request's set ``max_request_bytes`` (a bigger message goes
-    alone).
+    alone). ``credentials`` is the path of a key file (``sluice keys create``) for a secured
+    cluster, else ``$SLUICE_CREDENTIALS``; None and no variable: no key.
     """
 
     batch_size: int = 50
@@ -92,8 +93,10 @@ class ProducerConfig(_Settings):
     max_in_flight: int = 32
     max_message_bytes: int = MIB
     max_request_bytes: int = MIB
+    credentials: str | None = None
 
     def __post_init__(self):
+        _path_or_none("credentials", self.credentials)
         if type(self.acks) is int and self.acks == -1:
             object.__setattr__(self, "acks", "all")
         if not any(self.acks == a and type(self.acks) is type(a) for a in ACKS):
@@ -117,7 +120,8 @@ class ConsumerConfig(_Settings):
     expires after ``session_timeout_ms`` without an answer; a consumer that has not polled for
     ``max_poll_interval_ms`` (None: no bound) gives its partitions up; ``poll()`` returns at
     most ``max_poll_records``; a fetch asks for ``max_bytes`` and lets the broker park it up to
-    ``max_wait_ms``; ``on_corrupt`` skips or raises at a corrupt message.
+    ``max_wait_ms``; ``on_corrupt`` skips or raises at a corrupt message; ``credentials`` as
+    for the Producer.
     """
 
     auto_commit_ms: float | None = 1000
@@ -134,8 +138,10 @@ class ConsumerConfig(_Settings):
     max_wait_ms: int = FETCH_MAX_WAIT_MS
     request_timeout_ms: float = REQUEST_TIMEOUT_MS
     on_corrupt: str = "skip"
+    credentials: str | None = None
 
     def __post_init__(self):
+        _path_or_none("credentials", self.credentials)
         if self.auto_commit_ms is not None and (
                 isinstance(self.auto_commit_ms, bool)
                 or not isinstance(self.auto_commit_ms, (int, float)) or self.auto_commit_ms <= 0):
@@ -175,3 +181,8 @@ def check_subscription(topics: Any, group: Any) -> list[str]:
         raise InvalidArgument(f"group must be a group name (str), not {group!r}")
     paths.check_name("group", group)
     return list(topics)
+
+
+def _path_or_none(name: str, value) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InvalidArgument(f"{name} must be the path of a key file or None, not {value!r}")

@@ -146,7 +146,8 @@ class Consumer:
         self.commit_failures = 0
         self.messages = 0
         self._pool = BrokerPool(zookeeper, data_dir, config.request_timeout_ms,
-                                session_timeout_ms=config.session_timeout_ms)
+                                session_timeout_ms=config.session_timeout_ms,
+                                credentials=config.credentials)
         try:
             for topic in self.topics:
                 self._pool.partitions(topic)

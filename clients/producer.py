@@ -203,7 +203,8 @@ class Producer:
         self.producer_id = new_producer_id()
         self._partitioner = partitioners.make(partitioner)
         self._batch_sent = getattr(self._partitioner, "batch_sent", None)
-        self._pool = BrokerPool(zookeeper, data_dir, config.request_timeout_ms)
+        self._pool = BrokerPool(zookeeper, data_dir, config.request_timeout_ms,
+                                credentials=config.credentials)
         self._lock = threading.RLock()
         self._batches: dict[tuple[str, int], _Batch] = {}
         self._partition_counts: dict[str, int] = {}
@@ -420,8 +421,9 @@ class Producer:
                 try:
                     conn = self._pool.connection(*tp)
                 except protocol.SluiceError as exc:
-                    if not exc.retriable:
-                        raise
+                    if not exc.retriable:     # e.g. AUTHENTICATION_FAILED: every unsent
+                        self._give_up(state, exc)   # batch fails with it, none is lost silently
+                        return
                     self._rewind(state, exc, unsent[0].sequence)
                     return
                 route = self._request_routes[tp] = (conn, protocol.encode_produce(
@@ -472,6 +474,14 @@ class Producer:
         else:
             state.resume_at = 0.0
             self._waiting.pop(state.tp, None)
+
+    def _give_up(self, state: _Partition, error: protocol.SluiceError) -> None:
+        """The partition's broker cannot be used (a non-retriable error on connecting): its
+        unsent requests fail with ``error``, reported to on_delivery and by flush()."""
+        while state.unsent:
+            request = state.unsent.popleft()
+            if request.sequence in state.unanswered:
+                self._finish(state, request, None, error)
 
     def _finish(self, state: _Partition, request: _Request, base: int | None,
                 error: protocol.SluiceError | None) -> None:

@@ -47,7 +47,8 @@ class SimpleConsumer:
                  max_bytes: int = FETCH_MAX_BYTES, min_bytes: int = 1,
                  max_wait_ms: int = FETCH_MAX_WAIT_MS, timeout_ms: float | None = None,
                  request_timeout_ms: float = REQUEST_TIMEOUT_MS, data_dir=None,
-                 pool: BrokerPool | None = None, on_corrupt: str = "skip"):
+                 pool: BrokerPool | None = None, on_corrupt: str = "skip",
+                 credentials: str | None = None):
         settings.integer("partition", partition, minimum=0)
         if not (isinstance(offset, str) and offset in _NAMED_OFFSETS) and (
                 isinstance(offset, bool) or not isinstance(offset, int) or offset < 0):
@@ -68,7 +69,8 @@ class SimpleConsumer:
         self.timeout_ms = timeout_ms
         self.request_timeout_ms = request_timeout_ms
         self._own_pool = pool is None
-        self._pool = pool or BrokerPool(zookeeper, data_dir, request_timeout_ms)
+        self._pool = pool or BrokerPool(zookeeper, data_dir, request_timeout_ms,
+                                        credentials=credentials)
         self.high_watermark = 0
         self.log_start = 0
         try:

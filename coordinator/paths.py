@@ -19,6 +19,8 @@
 | /kafka/producer_id_block                         | persistent | the first Kafka producer id not taken   |
 | /security/acls                                   | persistent | a change count (coordinator/acl_store)  |
 | /security/acls/<principal>                       | persistent | [{"operation", "pattern", "name"}, ...] |
+| /security/server_key                             | persistent | the brokers' CURVE public key (Z85)     |
+| /security/allowed/<name>                         | persistent | an allowed client's public key (Z85)    |
 
 The first two and the three /consumers paths before data_loss are Kafka 0.7's layout. /config/topics is sluice's: the paper
 creates a topic's partitions implicitly on every broker, while sluice numbers a topic's
@@ -46,7 +48,14 @@ CONTROLLER_EPOCH = "/controller_epoch"
 CONSUMERS = "/consumers"
 KAFKA_PRODUCER_ID_BLOCK = "/kafka/producer_id_block"   # the next free block of Kafka producer ids
 ACLS = "/security/acls"     # authorization rules per principal (coordinator/acl_store.py)
+SECURITY = "/security"
+SERVER_KEY = "/security/server_key"     # the secured cluster's CURVE server public key
+ALLOWED = "/security/allowed"           # the allow list: one child per allowed key's name
 PARTITIONS = "partitions"   # the child of /brokers/topics/<topic> that is not a broker id
+
+
+def allowed(name: str) -> str:
+    return f"{ALLOWED}/{name}"
 
 
 def broker(broker_id: int) -> str:

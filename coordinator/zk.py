@@ -3,6 +3,12 @@
 A connect string is ``host:port[,host:port...][/chroot]``. sluice looks for it in the caller's
 argument, then ``$SLUICE_ZK``, then the file ``<data-dir>/zookeeper`` that the local cluster's
 supervisor writes, so every client and command finds a local cluster with no flags.
+
+A secured cluster (``cluster up --secure``, issue 14) keeps a digest ``user:password`` in
+``<data-dir>/security/`` (coordinator/credentials.py says where else one is found). A client
+that has one authenticates with it and creates every node with an ACL that gives that digest
+everything and nobody else anything, so a ZooKeeper client without the secret can neither read
+nor change what sluice wrote.
 """
 from __future__ import annotations
 
@@ -11,6 +17,9 @@ from pathlib import Path
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
+from kazoo.security import make_digest_acl
+
+from coordinator import credentials
 
 from coordinator.errors import InvalidArgument, SluiceError
 
@@ -47,13 +56,29 @@ def split_chroot(connect: str) -> tuple[str, str]:
     return hosts, (slash + chroot).rstrip("/")
 
 
+def digest_acl(digest: str) -> list:
+    """The ACL of every node a secured cluster creates: all permissions to ``digest``, none to
+    anyone else."""
+    user, _, password = credentials.check_digest(digest).partition(":")
+    return [make_digest_acl(user, password, all=True)]
+
+
 def connect(zookeeper: str | None = None, data_dir=None, timeout: float = 10.0,
-            session_timeout: float = DEFAULT_SESSION_TIMEOUT_MS / 1000) -> KazooClient:
-    """A started KazooClient, creating the chroot first if it does not exist yet."""
+            session_timeout: float = DEFAULT_SESSION_TIMEOUT_MS / 1000,
+            digest: str | None = None, keys=None) -> KazooClient:
+    """A started KazooClient, creating the chroot first if it does not exist yet.
+
+    With a digest (``digest``, else found as ``credentials.find_digest`` says, the data dir
+    looked at when given or when it named the ensemble) the client authenticates and creates
+    every node, the chroot too, with ``digest_acl``."""
     connect_string = resolve(zookeeper, data_dir)
+    look_in = data_dir if data_dir is not None else (DEFAULT_DATA_DIR if not zookeeper else None)
+    digest = credentials.find_digest(digest, look_in, keys)
+    secured = ({} if digest is None else
+               {"auth_data": [("digest", digest)], "default_acl": digest_acl(digest)})
     hosts, chroot = split_chroot(connect_string)
     if chroot:
-        root = KazooClient(hosts=hosts, timeout=session_timeout)
+        root = KazooClient(hosts=hosts, timeout=session_timeout, **secured)
         _start(root, connect_string, timeout)
         try:
             root.ensure_path(chroot)
@@ -62,7 +87,7 @@ def connect(zookeeper: str | None = None, data_dir=None, timeout: float = 10.0,
         finally:
             root.stop()
             root.close()
-    client = KazooClient(hosts=connect_string, timeout=session_timeout)
+    client = KazooClient(hosts=connect_string, timeout=session_timeout, **secured)
     _start(client, connect_string, timeout)
     return client
 

@@ -19,6 +19,7 @@ Exit codes: 0 fine, 1 an error the command hit, 2 a bad argument, 130 interrupte
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _use_credentials(args)
     preparing = True
     try:
         if args.prepare is not None:
@@ -37,6 +39,17 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or exits.OK
     except (Exception, KeyboardInterrupt) as exc:
         return exits.report(exc, preparing)
+
+
+def _use_credentials(args) -> None:
+    """Every client a command builds finds its key in ``$SLUICE_CREDENTIALS``: ``--credentials``
+    when given, else the local cluster's admin key when it is secured (a path, never a key)."""
+    from cluster.supervision.security import admin_credentials
+    from coordinator import credentials
+    path = getattr(args, "credentials", None) or os.environ.get(credentials.ENV) or (
+        admin_credentials(args.data_dir) if getattr(args, "data_dir", None) else None)
+    if path:
+        os.environ[credentials.ENV] = str(path)
 
 
 __all__ = ["main"]

@@ -21,7 +21,8 @@ def cluster_config(args) -> ClusterConfig:
                          dashboard_port=None if args.no_dashboard else args.dashboard_port,
                          dashboard_host=args.dashboard_host,
                          dashboard_token_file=args.dashboard_token_file,
-                         kafka_port=None if args.no_kafka else args.kafka_port)
+                         kafka_port=None if args.no_kafka else args.kafka_port,
+                         secure=args.secure)
 
 
 def cluster_up(args) -> int:

@@ -90,6 +90,9 @@ def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         "(default: $SLUICE_ZK, else the local cluster in --data-dir)")
     parser.add_argument("--data-dir", default=default(".sluice"),
                         help="local cluster dir (default .sluice)")
+    parser.add_argument("--credentials", default=default(None), metavar="PATH",
+                        help="key file for a secured cluster (default: $SLUICE_CREDENTIALS, "
+                        "else the local cluster's admin key in --data-dir)")
     parser.add_argument("-v", "--verbose", action="store_true", default=default(False),
                         help="log more")
 
@@ -107,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func, prepare=prepare)
         return sub
 
-    from cluster.cli import (acl_commands, cluster_commands, group_commands, message_commands,
+    from cluster.cli import (acl_commands, cluster_commands, group_commands, key_commands,
+                             message_commands,
                              segment_commands, topic_commands)
 
     cluster = commands.add_parser("cluster", help="start, stop and inspect the local cluster")
@@ -153,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "port each)")
     up.add_argument("--no-kafka", action="store_true",
                     help="run the brokers without Kafka protocol listeners")
+    up.add_argument("--secure", action="store_true",
+                    help="CURVE on every broker socket with an allow list ('sluice keys'), "
+                    "digest ACLs on every ZooKeeper node (with --zookeeper: the digest "
+                    "user:password in $SLUICE_ZK_DIGEST)")
     command(cluster_actions, "down", cluster_commands.cluster_down, "stop the local cluster")
     status = command(cluster_actions, "status", cluster_commands.cluster_status,
                      "processes of the cluster")
@@ -178,6 +186,25 @@ def build_parser() -> argparse.ArgumentParser:
                        "epoch, offsets, high watermark, log end per replica")
     describe.add_argument("topic")
     describe.add_argument("--json", action="store_true")
+
+    keys = commands.add_parser("keys", help="key pairs and the allow list of a secured cluster")
+    key_actions = keys.add_subparsers(dest="action", metavar="ACTION", parser_class=OneLineParser)
+    key_actions.required = True
+    kcreate = command(key_actions, "create", key_commands.keys_create,
+                      "write a new key pair (principal NAME)")
+    kcreate.add_argument("name")
+    kcreate.add_argument("--output", metavar="PATH",
+                         help="where (default <data-dir>/security/keys/NAME.key)")
+    kcreate.add_argument("--json", action="store_true")
+    kallow = command(key_actions, "allow", key_commands.keys_allow,
+                     "put a key on the allow list (applies without a restart)")
+    kallow.add_argument("name")
+    kallow.add_argument("--public-key", help="its public key (default: read from its key file)")
+    kallow.add_argument("--key-file", metavar="PATH",
+                        help="its key file (default <data-dir>/security/keys/NAME.key)")
+    krevoke = command(key_actions, "revoke", key_commands.keys_revoke,
+                      "take a key off the allow list (applies without a restart)")
+    krevoke.add_argument("name")
 
     produce = command(commands, "produce", message_commands.produce,
                       "send lines from stdin as messages")

@@ -37,7 +37,7 @@ class BrokerStats:
         for broker_id, info in sorted(infos.items()):
             conn = self._connections.get(info.endpoint)
             if conn is None:
-                conn = self._connections[info.endpoint] = Connection(pool.context, info.endpoint)
+                conn = self._connections[info.endpoint] = pool.open_connection(info.endpoint)
             corr = conn.next_id()
             conn.send([protocol.encode_metadata(corr)])
             pending[broker_id] = (conn, corr)

@@ -47,6 +47,7 @@ from cluster.observe import lag, retention_left
 from cluster.observe.brokers import BrokerStats
 from cluster.observe.processes import ProcessRef, ProcessStats
 from cluster.observe.rebalance_tracker import RebalanceTracker
+from cluster.supervision.security import admin_credentials
 from coordinator import assignor, zk as zkconnect
 from coordinator import consumer_registry as groups
 from coordinator.errors import InvalidArgument
@@ -281,7 +282,8 @@ class Sampler:
         if self._pool is not None:
             return self._pool
         try:
-            self._pool = BrokerPool(self.zookeeper, self.data_dir, request_timeout_ms=2000)
+            self._pool = BrokerPool(self.zookeeper, self.data_dir, request_timeout_ms=2000,
+                                    credentials=admin_credentials(self.data_dir) if self.data_dir else None)
         except ZK_ERRORS as exc:
             errors.append(f"ZooKeeper: {exc}")
             if str(exc) != self._last_zk_error:

@@ -33,6 +33,8 @@
 | kafka_port         | 0                 | Kafka protocol listeners: BASE puts broker i on       |
 |                    |                   | BASE + i; 0: a free port each; None: none             |
 | backoff            | Backoff()         | restart delays of dead processes                      |
+| secure             | False             | CURVE on every broker socket, an allow list, digest   |
+|                    |                   | ACLs on every ZooKeeper node (supervision/security.py)|
 
 A refused setting is a ``ClusterSettingError`` (an InvalidArgument) naming it as the command
 line does (``--brokers must be at least 1, not 0``).
@@ -84,6 +86,7 @@ class ClusterConfig:
     dashboard_token_file: str | None = None
     kafka_port: int | None = 0
     backoff: Backoff = field(default_factory=Backoff)
+    secure: bool = False
 
     def __post_init__(self):
         if not isinstance(self.data_dir, (str, os.PathLike)):
@@ -195,6 +198,8 @@ class ClusterConfig:
             argv += ["--kafka-port", str(self.kafka_port)]
         if self.backoff != Backoff():
             argv += ["--backoff", json.dumps(dataclasses.asdict(self.backoff))]
+        if self.secure:
+            argv.append("--secure")
         return argv
 
     @classmethod
@@ -211,6 +216,7 @@ class ClusterConfig:
         values["kafka_port"] = None if args.no_kafka else args.kafka_port
         if args.backoff:
             values["backoff"] = args.backoff
+        values["secure"] = args.secure
         return cls.from_dict(values)
 
     def to_dict(self) -> dict:
@@ -345,4 +351,6 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-kafka", action="store_true", help="no Kafka protocol listeners")
     parser.add_argument("--backoff", type=json.loads, default=None,
                         help="JSON object of Backoff settings (initial_s, max_s, reset_after_s)")
+    parser.add_argument("--secure", action="store_true",
+                        help="CURVE and an allow list on the brokers, digest ACLs in ZooKeeper")
     return parser

@@ -143,17 +143,18 @@ def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
     brokers = [p for p in slots if p["role"] == "broker" and p["alive"]]
     kafka: dict[int, str] = {}
     if brokers and info.get("zookeeper"):
-        _fill_endpoints(info["zookeeper"], brokers, kafka)
+        _fill_endpoints(info["zookeeper"], brokers, kafka, data_dir)
     return {"zookeeper": info.get("zookeeper"), "dashboard": info.get("dashboard"),
             "kafka_bootstrap": ",".join(kafka[b] for b in sorted(kafka)) or None,
             "processes": processes + slots}
 
 
-def _fill_endpoints(connect_string: str, brokers: list[dict], kafka: dict[int, str]) -> None:
+def _fill_endpoints(connect_string: str, brokers: list[dict], kafka: dict[int, str],
+                    data_dir=None) -> None:
     """Each live broker's endpoint from its registration, when it is registered under its pid,
     and its Kafka endpoint into ``kafka`` by broker id."""
     try:
-        client = zkconnect.connect(connect_string, timeout=3.0)
+        client = zkconnect.connect(connect_string, data_dir, timeout=3.0)
     except zkconnect.NoCluster as exc:
         log.info("broker endpoints unknown: %s", exc)
         return

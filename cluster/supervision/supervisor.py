@@ -27,6 +27,7 @@ for a parent-death signal.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -48,6 +49,8 @@ from cluster.supervision.slots import RestartState, Slot, SlotSpec, child_main, 
 from cluster.supervision.zookeeper import ZooKeeperEnsemble, ZooKeeperError
 from cluster.workers.worker import run as worker_run
 from coordinator import paths, topics
+from cluster.supervision import security
+from coordinator import credentials
 from coordinator import zk as zkconnect
 
 log = logging.getLogger(__name__)
@@ -134,10 +137,19 @@ class Supervisor:
         target = targets.load(config.broker_target, "broker target")
         if self.zookeeper is None:
             self._start_ensemble()
+        digest_file = None
+        if config.secure:
+            digest_file = security.ensure_digest(self.data_dir,
+                                                 os.environ.get(credentials.DIGEST_ENV))
         try:
-            self._zk_client = zkconnect.connect(self.zookeeper)
+            self._zk_client = zkconnect.connect(
+                self.zookeeper,
+                digest=None if digest_file is None else credentials.read_digest(digest_file))
         except zkconnect.NoCluster as exc:
             raise ClusterError(str(exc)) from exc
+        secured = ({} if not config.secure else
+                   security.prepare(self.data_dir, self._zk_client, range(config.brokers),
+                                    digest_file))
         if config.replication_factor is not None:
             defaults = topics.cluster_defaults(self._zk_client)
             topics.set_cluster_defaults(self._zk_client, {
@@ -145,6 +157,8 @@ class Supervisor:
         self.files.write_connect(self.zookeeper)
         for i in range(config.brokers):
             broker = config.broker_config(i, self.zookeeper)
+            if i in secured:
+                broker = dataclasses.replace(broker, security=secured[i])
             Path(broker.data_dir).mkdir(parents=True, exist_ok=True)
             self.slots.append(Slot(SlotSpec("broker", str(i), target, (broker,))))
         self.slots += [Slot(SlotSpec("worker", str(i), worker_run,
