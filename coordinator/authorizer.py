@@ -15,8 +15,9 @@ built from them about each request (broker/authorization.py).
 ``admin`` does not imply produce or consume: who creates topics need not read them. The
 principal ``*`` in a rule means every authenticated principal; the empty principal (a client
 that did not authenticate) is allowed nothing. The brokers' own keys
-(principals ``broker-<id>``, coordinator/credentials.py) and any ``supers`` given may do
-everything. Nothing else is allowed: with security on, the default is deny.
+(principals ``broker-<id>``, coordinator/credentials.py), the operator's key that ``--secure``
+makes for the CLI and the dashboard (``admin``, as Kafka's ``super.users``) and any ``supers``
+given may do everything. Nothing else is allowed: with security on, the default is deny.
 
 Worked examples, rules ``alice: produce topic orders; consume topic-prefix logs.;
 *: describe topic-prefix ""; bob: consume group billing``::
@@ -38,7 +39,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from coordinator import paths
+from coordinator import credentials, paths
 from coordinator.errors import AuthorizationFailed, InvalidArgument
 
 ANYONE = "*"
@@ -127,12 +128,15 @@ class Rule:
 
 
 def is_super(principal: str, supers: frozenset[str] = frozenset()) -> bool:
-    """A broker's own principal, or one of ``supers``: allowed everything.
+    """A broker's own principal, the operator's, or one of ``supers``: allowed everything.
 
     >>> is_super("broker-3"), is_super("broker-x"), is_super("ops", frozenset({"ops"}))
     (True, False, True)
+    >>> is_super("admin")
+    True
     """
-    return principal in supers or BROKER_PRINCIPAL.fullmatch(principal) is not None
+    return (principal in supers or principal == credentials.OPERATOR
+            or BROKER_PRINCIPAL.fullmatch(principal) is not None)
 
 
 def describe_resource(kind: str, name: str) -> str:

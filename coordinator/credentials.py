@@ -33,6 +33,7 @@ SERVER_KEY = "server.key"
 DIGEST_FILE = "zookeeper.digest"
 KEYS_DIR = "keys"
 DIGEST_USER = "sluice"
+OPERATOR = "admin"      # the key --secure makes for the CLI and dashboard: a super principal
 _Z85_KEY = 40
 
 

@@ -11,10 +11,20 @@ from pathlib import Path
 
 from cluster.cli.output import print_json
 from coordinator import allow_list, credentials, zk
+from coordinator.authorizer import is_super
 from coordinator.errors import InvalidArgument
 
 
+def _user_key(name: str) -> str:
+    """A name a user's key may have: not one of the cluster's own, allowed everything."""
+    if is_super(name):
+        raise InvalidArgument(f"{name!r} is a name of the cluster's own keys (broker-<id>, "
+                              f"{credentials.OPERATOR}), which may do everything: choose another")
+    return name
+
+
 def keys_create(args) -> int:
+    _user_key(args.name)
     path = Path(args.output) if args.output else credentials.key_path(args.data_dir, args.name)
     if path.exists():
         raise InvalidArgument(f"{path} exists already: revoke and remove it first, or choose "
@@ -30,6 +40,7 @@ def keys_create(args) -> int:
 
 
 def keys_allow(args) -> int:
+    _user_key(args.name)
     public = args.public_key
     if public is None:
         public = credentials.load(args.key_file or credentials.key_path(args.data_dir,

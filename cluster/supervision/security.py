@@ -25,7 +25,7 @@ from coordinator import allow_list, credentials
 
 logger = logging.getLogger(__name__)
 
-ADMIN = "admin"
+ADMIN = credentials.OPERATOR
 
 
 def broker_name(broker_id: int) -> str:

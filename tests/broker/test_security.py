@@ -17,17 +17,22 @@ from clients.producer import Producer
 from clients.simple_consumer import SimpleConsumer
 from cluster.supervision import security
 from coordinator import allow_list, credentials, topics
+from coordinator.acl_store import AclStore
+from coordinator.authorizer import Rule
 from coordinator.errors import AuthenticationFailed
 from tests.helpers import BrokerProcess, wait_for
 
 
 @pytest.fixture
 def secured(zk, zk_client, tmp_path):
-    """One secured broker, a topic of one partition, and an allowed key 'alice'."""
+    """One secured broker, a topic of one partition, and an allowed key 'alice' whose rules let
+    it produce and consume there (a secured broker denies what no rule allows)."""
     configs = security.prepare(tmp_path, zk_client, [0], None)
     alice = credentials.create("alice")
     path = credentials.save(alice, tmp_path / "alice.key")
     allow_list.allow(zk_client, "alice", alice.public_key)
+    AclStore(zk_client).add("alice", [Rule("produce", "topic", "clicks"),
+                                      Rule("consume", "topic", "clicks")])
     broker = BrokerProcess(zk, tmp_path, 0, security=vars(configs[0]),
                            log={"flush_messages": 1}).start()
     topics.create(zk_client, "clicks", partitions=1)

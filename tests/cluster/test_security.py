@@ -75,6 +75,8 @@ def test_keys_cli_lets_a_client_in_and_revoke_shuts_it_out(secured):
         producer.flush()
     producer.close()
     assert sluice(data_dir, "keys", "allow", "alice").returncode == 0
+    granted = sluice(data_dir, "acl", "add", "alice", "produce", "consume", "--topic", "clicks")
+    assert granted.returncode == 0, granted.stderr
 
     def produced():
         producer = Producer(secured.zookeeper, data_dir=data_dir, acks="all", credentials=path)

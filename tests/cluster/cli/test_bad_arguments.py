@@ -62,6 +62,8 @@ def test_bad_arguments_are_one_line_and_exit_2(args, words):
     (["dump-log", "/nonexistent/x.log"], ["not a segment file"]),
     (["consume", "t", "--data-dir", "/nonexistent"], ["--partition", "--group"]),
     (["drill", "kill-broker", "--data-dir", "/nonexistent"], ["no cluster is running"]),
+    (["keys", "create", "admin", "--data-dir", "/nonexistent"], ["cluster's own keys"]),
+    (["keys", "allow", "broker-0", "--data-dir", "/nonexistent"], ["cluster's own keys"]),
 ])
 def test_errors_without_a_cluster_are_one_line_and_exit_1(args, words):
     one_line_error(sluice(*args), 1, *words)
