@@ -251,7 +251,8 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
                                 f"{replica.min_insync_replicas}; the records were not written")
     if data is None:
         raise CorruptMessage("a produce request without records")
-    message_set, count, batches = records.to_message_set(data)
+    message_set, count, batches = records.to_message_set(
+        data, max_message_bytes=ctx.config.log.max_message_bytes)
     log = route.log
     sequenced = [b for b in batches if b.producer_id >= 0]
     if sequenced:
@@ -269,7 +270,6 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
             return [errors.INVALID_PRODUCER_EPOCH, -1, log.start_offset]
     if count == 0:
         return [errors.NONE, log.end_offset, log.start_offset]
-    ctx.handlers.validate(route, message_set)
     base, nxt = ctx.logs.append(route, [message_set], count, expose=acks != 0)
     if sequenced:
         state.sequences.commit(key, first.producer_id, first.producer_epoch,
@@ -354,8 +354,7 @@ def _fetch_response(ctx: KafkaContext, req: KafkaRequest):
                 if room > 0 or (not sent_any and end > offset):
                     data = log.read(offset, max(room, 1), upto=end)
                     if data:
-                        batch, _ = records.to_record_batch(data, offset, name, partition,
-                                                           replica.epoch)
+                        batch, _ = records.to_record_batch(data, offset, replica.epoch)
                         budget -= len(data)
                         sent_any = True
                         ctx.logs.fetched(name, partition, len(data))
