@@ -46,7 +46,7 @@ NO_PRODUCER = -1
 _MESSAGE_HEADER = message.HEADER.pack
 _RECORD_HEADER = message.RECORD_HEADER.pack
 _UNKEYED_RECORD = struct.Struct(">BqII").pack    # attributes, timestamp, null key, no headers
-_RECORD_FIELDS = message.RECORD_HEADER.unpack_from
+_RECORD_FIELDS_AND_HEADERS = struct.Struct(">BqII").unpack_from   # the headers length if no key
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _NO_HEADERS = b"\x00\x00\x00\x00"
@@ -206,24 +206,36 @@ def _records(buf: bytes, count: int, first_ts: int, append_time: int | None, now
             delta = (b >> 1) ^ -(b & 1)
             pos += 2
         else:
-            delta, pos = varint(buf, pos + 1)
+            c = buf[pos + 2]
+            if c < 0x80:
+                z = (b & 0x7F) | (c << 7)
+                delta = (z >> 1) ^ -(z & 1)
+                pos += 3
+            else:
+                delta, pos = varint(buf, pos + 1)
         if buf[pos] < 0x80:                             # offset delta: offsets are ours
             pos += 1
+        elif buf[pos + 1] < 0x80:
+            pos += 2
         else:
             pos = varint(buf, pos)[1]
-        b = buf[pos]                                    # key length
-        if b < 0x80:
-            keylen = (b >> 1) ^ -(b & 1)
+        b = buf[pos]                                    # key length: 1 (null) or more
+        if b == 1:
+            key = None
             pos += 1
         else:
-            keylen, pos = varint(buf, pos)
-        if keylen >= 0:
-            key = buf[pos:pos + keylen]
-            pos += keylen
-        elif keylen == -1:
-            key = None
-        else:
-            raise BatchError(f"a key length of {keylen}")
+            if b < 0x80:
+                keylen = (b >> 1) ^ -(b & 1)
+                pos += 1
+            else:
+                keylen, pos = varint(buf, pos)
+            if keylen >= 0:
+                key = buf[pos:pos + keylen]
+                pos += keylen
+            elif keylen == -1:
+                key = None
+            else:
+                raise BatchError(f"a key length of {keylen}")
         b = buf[pos]                                    # value length: 1 or 2 bytes, or more
         if b < 0x80:
             valuelen = (b >> 1) ^ -(b & 1)
@@ -318,19 +330,42 @@ def encode(data, base: int, leader_epoch: int = -1) -> tuple[bytes, int]:
     parts: list = []
     extend = parts.extend
     unpack = message.HEADER.unpack_from
-    fields = _RECORD_FIELDS
+    fields = _RECORD_FIELDS_AND_HEADERS
     u32 = _U32.unpack_from
     crc32 = _crc32
     table = _VARINT
     table_size = _VARINT_TABLE_SIZE
     long_varint = _varint_of_zigzag
+    low = _VARINT_LOW
+    byte = _BYTE
     while end - pos >= message.HEADER_SIZE:
         size, magic, crc = unpack(buf, pos)
         nxt = pos + 4 + size
         if size < message.MIN_SIZE or nxt > end or crc32(buf[pos + 9:nxt]) != crc:
             break
         headers = b"\x00"
-        if magic == 0:
+        if magic == _MAGIC_RECORD:                      # what Kafka clients wrote: first
+            if size < message.RECORD_MIN_SIZE:
+                break
+            attributes, ts, keylen, hlen = fields(buf, pos + 9)
+            if keylen == _NULL:
+                key = None
+                at = pos + 26
+            else:
+                key = buf[pos + 22:pos + 22 + keylen]
+                if pos + 26 + keylen > nxt:
+                    break
+                hlen = u32(buf, pos + 22 + keylen)[0]
+                at = pos + 26 + keylen
+            if at + hlen > nxt:
+                break
+            if hlen:
+                try:
+                    headers = _kafka_headers(buf, at, at + hlen)
+                except (ValueError, struct.error):
+                    break
+            value = None if attributes & _NULL_VALUE else buf[at + hlen:nxt]
+        elif magic == 0:
             ts = -1
             key = None
             value = buf[pos + 9:nxt]
@@ -343,28 +378,6 @@ def encode(data, base: int, leader_epoch: int = -1) -> tuple[bytes, int]:
             ts = -1
             key = buf[pos + 14:pos + 14 + keylen]
             value = buf[pos + 14 + keylen:nxt]
-        elif magic == _MAGIC_RECORD:
-            if size < message.RECORD_MIN_SIZE:
-                break
-            attributes, ts, keylen = fields(buf, pos + 9)
-            at = pos + 22
-            if keylen == _NULL:
-                key = None
-            else:
-                key = buf[at:at + keylen]
-                at += keylen
-            if at + 4 > nxt:
-                break
-            hlen = u32(buf, at)[0]
-            at += 4
-            if at + hlen > nxt:
-                break
-            if hlen:
-                try:
-                    headers = _kafka_headers(buf, at, at + hlen)
-                except (ValueError, struct.error):
-                    break
-            value = None if attributes & _NULL_VALUE else buf[at + hlen:nxt]
         else:
             break
         if first_ts is None:
@@ -375,7 +388,12 @@ def encode(data, base: int, leader_epoch: int = -1) -> tuple[bytes, int]:
         z = (delta << 1) ^ (delta >> 63)
         tsv = table[z] if z < table_size else long_varint(z)
         z = pos << 1
-        offv = table[z] if z < table_size else long_varint(z)
+        if z < table_size:
+            offv = table[z]
+        elif z < 0x200000:                              # three bytes: offsets up to 1 MiB
+            offv = low[z & 0x3FFF] + byte[z >> 14]
+        else:
+            offv = long_varint(z)
         if key is None:
             keyv = b"\x01"
             key = b""
