@@ -120,7 +120,8 @@ def read_varint(buf, pos: int) -> tuple[int, int]:
 
 def decode(batch, now_ms: int, max_message_bytes: int, out: list) -> tuple[int, int, int, int]:
     """Append to ``out`` the magic 2 messages of one whole record batch v2 (``batch`` its
-    bytes, CRC and all); return ``(producer_id, producer_epoch, base_sequence, records)``.
+    bytes, CRC and all) as pieces to join; return ``(producer_id, producer_epoch,
+    base_sequence, records)``.
 
     A record's timestamp is the batch's max timestamp under log-append time, else the first
     timestamp plus its delta, and ``now_ms`` when that is negative (no timestamp). Raises
@@ -187,6 +188,8 @@ def _records(buf: bytes, count: int, first_ts: int, append_time: int | None, now
     crc32 = _crc32
     varint = read_varint
     pos = 0
+    prefix = b""
+    prefix_crc = prefix_ts = prefix_attributes = None
     for _ in range(count):
         b = buf[pos]                                    # length: 1 or 2 bytes, or more
         if b < 0x80:
@@ -260,24 +263,36 @@ def _records(buf: bytes, count: int, first_ts: int, append_time: int | None, now
         ts = first_ts + delta if append_time is None else append_time
         if ts < 0:
             ts = now_ms
-        if buf[pos] == 0:                               # no headers: the usual record
+        if buf[pos] == 0 and key is None:               # no key, no headers: the usual record
             pos += 1
-            if key is None:
-                payload = unkeyed(attributes, ts, _NULL, 0) + value
-            else:
-                payload = b"".join((keyed(attributes, ts, keylen), key, _NO_HEADERS, value))
+            if ts != prefix_ts or attributes != prefix_attributes:
+                prefix = unkeyed(attributes, ts, _NULL, 0)      # shared by a run of records
+                prefix_crc = crc32(prefix)                      # of one timestamp
+                prefix_ts, prefix_attributes = ts, attributes
+            size = 22 + len(value)
+            crc = crc32(value, prefix_crc)
+            payload = None
         else:
-            section, pos = _headers(buf, pos)
-            payload = b"".join((keyed(attributes, ts, _NULL if key is None else keylen),
-                                key or b"", _U32.pack(len(section)), section, value))
+            if buf[pos] == 0:
+                pos += 1
+                payload = b"".join((keyed(attributes, ts, keylen), key, _NO_HEADERS, value))
+            else:
+                section, pos = _headers(buf, pos)
+                payload = b"".join((keyed(attributes, ts, _NULL if key is None else keylen),
+                                    key or b"", _U32.pack(len(section)), section, value))
+            size = len(payload) + 5
+            crc = crc32(payload)
         if pos != end:
             raise BatchError(f"a record of {length} bytes whose fields take {length + pos - end}")
-        size = len(payload) + 5
         if size > limit:
             raise RecordTooLarge(f"a record's message of {size} bytes exceeds the limit of "
                                  f"{limit - message.MIN_SIZE - message.KEY_HEADER.size}")
-        append(header(size, _MAGIC_RECORD, crc32(payload)))
-        append(payload)
+        append(header(size, _MAGIC_RECORD, crc))
+        if payload is None:
+            append(prefix)
+            append(value)
+        else:
+            append(payload)
     return pos
 
 

@@ -79,12 +79,12 @@ def to_message_set(records, now_ms: int | None = None,
         raise MessageTooLarge(str(exc)) from None
     except record_batch.BatchError as exc:
         raise CorruptMessage(f"produced records do not decode: {exc}") from None
-    return b"".join(out), len(out) // 2, batches
+    return b"".join(out), sum(b.count for b in batches), batches
 
 
 def _legacy(data: bytes, now_ms: int, out: list) -> int:
-    """A message set v0/v1 (kafka-python's reader) onto ``out`` as magic 2 messages, each a
-    (header, payload) pair as record_batch.decode leaves them; the number of records."""
+    """A message set v0/v1 (kafka-python's reader) onto ``out`` as magic 2 messages; the
+    number of records."""
     count = 0
     try:
         for batch in MemoryRecords(data):
@@ -95,8 +95,7 @@ def _legacy(data: bytes, now_ms: int, out: list) -> int:
                 framed = message.encode_record(
                     record.value, record.key,
                     now_ms if timestamp is None or timestamp < 0 else timestamp, record.headers)
-                out.append(framed[:message.HEADER_SIZE])
-                out.append(framed[message.HEADER_SIZE:])
+                out.append(framed)
                 count += 1
     except (CorruptRecordError, UnsupportedCodecError, ValueError, struct.error,
             AssertionError) as exc:
