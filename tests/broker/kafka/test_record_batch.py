@@ -14,7 +14,8 @@ CODECS = [0, 1, 2, 3, 4]       # none, gzip, snappy, lz4, zstd
 payloads = st.one_of(st.none(), st.binary(max_size=300), st.just(b"L" * 9000))
 header_lists = st.lists(st.tuples(st.text(max_size=12), st.one_of(st.none(), st.binary(max_size=40))),
                         max_size=3)
-rows = st.lists(st.tuples(payloads, payloads, st.integers(0, 1 << 20), header_lists),
+timestamps = st.one_of(st.integers(0, 2), st.integers(0, 1 << 20))   # runs of one, and apart
+rows = st.lists(st.tuples(payloads, payloads, timestamps, header_lists),
                 min_size=1, max_size=40)
 PROPERTY = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
