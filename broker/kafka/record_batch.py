@@ -188,8 +188,9 @@ def _records(buf: bytes, count: int, first_ts: int, append_time: int | None, now
     crc32 = _crc32
     varint = read_varint
     pos = 0
+    extend = out.extend
     prefix = b""
-    prefix_crc = prefix_ts = prefix_attributes = None
+    prefix_crc = prefix_delta = prefix_attributes = None
     for _ in range(count):
         b = buf[pos]                                    # length: 1 or 2 bytes, or more
         if b < 0x80:
@@ -260,40 +261,43 @@ def _records(buf: bytes, count: int, first_ts: int, append_time: int | None, now
             attributes = _NULL_VALUE
         else:
             raise BatchError(f"a value length of {valuelen}")
+        if key is None and buf[pos] == 0:               # no key, no headers: the usual record
+            pos += 1
+            if delta != prefix_delta or attributes != prefix_attributes:
+                ts = first_ts + delta if append_time is None else append_time
+                prefix = unkeyed(attributes, ts if ts >= 0 else now_ms, _NULL, 0)
+                prefix_crc = crc32(prefix)              # shared by a run of one timestamp
+                prefix_delta, prefix_attributes = delta, attributes
+            size = 22 + len(value)
+            if pos != end or size > limit:
+                _refuse(length, pos - end, size, limit)
+            extend((header(size, _MAGIC_RECORD, crc32(value, prefix_crc)), prefix, value))
+            continue
         ts = first_ts + delta if append_time is None else append_time
         if ts < 0:
             ts = now_ms
-        if buf[pos] == 0 and key is None:               # no key, no headers: the usual record
+        if buf[pos] == 0:
             pos += 1
-            if ts != prefix_ts or attributes != prefix_attributes:
-                prefix = unkeyed(attributes, ts, _NULL, 0)      # shared by a run of records
-                prefix_crc = crc32(prefix)                      # of one timestamp
-                prefix_ts, prefix_attributes = ts, attributes
-            size = 22 + len(value)
-            crc = crc32(value, prefix_crc)
-            payload = None
+            payload = b"".join((keyed(attributes, ts, keylen), key, _NO_HEADERS, value))
         else:
-            if buf[pos] == 0:
-                pos += 1
-                payload = b"".join((keyed(attributes, ts, keylen), key, _NO_HEADERS, value))
-            else:
-                section, pos = _headers(buf, pos)
-                payload = b"".join((keyed(attributes, ts, _NULL if key is None else keylen),
-                                    key or b"", _U32.pack(len(section)), section, value))
-            size = len(payload) + 5
-            crc = crc32(payload)
-        if pos != end:
-            raise BatchError(f"a record of {length} bytes whose fields take {length + pos - end}")
-        if size > limit:
-            raise RecordTooLarge(f"a record's message of {size} bytes exceeds the limit of "
-                                 f"{limit - message.MIN_SIZE - message.KEY_HEADER.size}")
-        append(header(size, _MAGIC_RECORD, crc))
-        if payload is None:
-            append(prefix)
-            append(value)
-        else:
-            append(payload)
+            section, pos = _headers(buf, pos)
+            payload = b"".join((keyed(attributes, ts, _NULL if key is None else keylen),
+                                key or b"", _U32.pack(len(section)), section, value))
+        size = len(payload) + 5
+        if pos != end or size > limit:
+            _refuse(length, pos - end, size, limit)
+        append(header(size, _MAGIC_RECORD, crc32(payload)))
+        append(payload)
     return pos
+
+
+def _refuse(length: int, over: int, size: int, limit: int):
+    """Raise what is wrong with a record that ends ``over`` bytes past its length or whose
+    message of ``size`` bytes exceeds ``limit``."""
+    if over:
+        raise BatchError(f"a record of {length} bytes whose fields take {length + over}")
+    raise RecordTooLarge(f"a record's message of {size} bytes exceeds the limit of "
+                         f"{limit - message.MIN_SIZE - message.KEY_HEADER.size}")
 
 
 def _headers(buf: bytes, pos: int) -> tuple[bytes, int]:
@@ -353,6 +357,8 @@ def encode(data, base: int, leader_epoch: int = -1) -> tuple[bytes, int]:
     long_varint = _varint_of_zigzag
     low = _VARINT_LOW
     byte = _BYTE
+    head = tail = b""
+    head_ts = tail_len = None
     while end - pos >= message.HEADER_SIZE:
         size, magic, crc = unpack(buf, pos)
         nxt = pos + 4 + size
@@ -363,6 +369,37 @@ def encode(data, base: int, leader_epoch: int = -1) -> tuple[bytes, int]:
             if size < message.RECORD_MIN_SIZE:
                 break
             attributes, ts, keylen, hlen = fields(buf, pos + 9)
+            if keylen == _NULL and not hlen and not attributes:
+                # The usual record (no key, no headers, a value): its attributes and
+                # timestamp delta are framed once for a run of one timestamp, its null key
+                # and value length once for a run of one value length.
+                if first_ts is None:
+                    first_ts = max_ts = ts
+                elif ts > max_ts:
+                    max_ts = ts
+                if ts != head_ts:
+                    delta = ts - first_ts
+                    z = (delta << 1) ^ (delta >> 63)
+                    head = b"\x00" + (table[z] if z < table_size else long_varint(z))
+                    head_ts = ts
+                valuelen = nxt - pos - 26
+                if valuelen != tail_len:
+                    z = valuelen << 1
+                    tail = b"\x01" + (table[z] if z < table_size else long_varint(z))
+                    tail_len = valuelen
+                z = pos << 1
+                if z < table_size:
+                    offv = table[z]
+                elif z < 0x200000:
+                    offv = low[z & 0x3FFF] + byte[z >> 14]
+                else:
+                    offv = long_varint(z)
+                z = (len(head) + len(offv) + len(tail) + valuelen + 1) << 1
+                extend((table[z] if z < table_size else long_varint(z), head, offv, tail,
+                        buf[pos + 26:nxt], b"\x00"))
+                count += 1
+                pos = nxt
+                continue
             if keylen == _NULL:
                 key = None
                 at = pos + 26

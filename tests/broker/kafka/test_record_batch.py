@@ -54,7 +54,8 @@ sluice_messages = st.lists(st.one_of(
     st.builds(lambda v: message.encode(v), st.binary(max_size=300)),
     st.builds(lambda k, v: message.encode(v, k), st.binary(max_size=20), st.binary(max_size=300)),
     st.builds(message.encode_record, payloads, payloads,
-              st.integers(-1, 1 << 42), header_lists)), min_size=1, max_size=40)
+              st.one_of(st.integers(-1, 1), st.integers(-1, 1 << 42)), header_lists)),
+    min_size=1, max_size=40)
 
 
 @PROPERTY
