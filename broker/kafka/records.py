@@ -27,7 +27,8 @@ from broker.kafka import record_batch
 from broker.log import Log
 from coordinator.errors import CorruptMessage, InvalidOffset, MessageTooLarge, OffsetOutOfRange
 
-_BATCH_PREFIX = struct.Struct(">iib")   # at byte 8 of a batch or message set: length, -, magic
+_BATCH_PREFIX = struct.Struct(">iib")   # length, -, magic: where every batch and message set
+_BATCH_PREFIX_AT = 8                    # has them, after the base offset
 
 
 class ProducedBatch:
@@ -61,9 +62,9 @@ def to_message_set(records, now_ms: int | None = None,
     pos, end = 0, len(data)
     try:
         while pos < end:
-            if end - pos < _BATCH_PREFIX.size:
+            if end - pos < _BATCH_PREFIX_AT + _BATCH_PREFIX.size:
                 raise CorruptMessage(f"{end - pos} bytes after the last whole record batch")
-            length, _, magic = _BATCH_PREFIX.unpack_from(data, pos + 8)
+            length, _, magic = _BATCH_PREFIX.unpack_from(data, pos + _BATCH_PREFIX_AT)
             nxt = pos + record_batch.LOG_OVERHEAD + length
             if length < 0 or nxt > end:
                 raise CorruptMessage(f"a record batch of {length} bytes runs past the request")

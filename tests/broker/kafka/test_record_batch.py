@@ -117,6 +117,13 @@ def test_a_truncated_request_is_refused(cut):
         records.to_message_set(data[:-cut])
 
 
+@pytest.mark.parametrize("tail", [1, 10, 16, 17, 40])
+def test_bytes_after_the_last_whole_batch_refuse_the_request(tail):
+    data = client_batch([(None, b"x" * 100, 0, [])])
+    with pytest.raises(CorruptMessage):
+        records.to_message_set(data + data[:tail])
+
+
 def test_a_control_batch_is_refused():
     data = bytearray(client_batch([(b"\x00\x00\x00\x01", b"", 0, [])]))
     data[22] |= record_batch.CONTROL
