@@ -50,6 +50,12 @@ def consume(client: str, bootstrap: str, topic: str, messages: int,
     return result
 
 
+def _flush_timeout(messages: int) -> float:
+    """Seconds a producer's flush may take: what the client still holds (librdkafka queues
+    every record of a run before the broker has taken much) at no less than 5,000 records/s."""
+    return max(60.0, messages / 5000)
+
+
 def _confluent_produce(bootstrap: str, topic: str, messages: int, value: bytes):
     from confluent_kafka import Producer
     failed = []
@@ -66,7 +72,7 @@ def _confluent_produce(bootstrap: str, topic: str, messages: int, value: bytes):
                 break
             except BufferError:                      # the client's queue is full: serve it
                 producer.poll(0.01)
-    left = producer.flush(60)
+    left = producer.flush(_flush_timeout(messages))
     elapsed = time.perf_counter() - started
     return elapsed, len(failed) + left
 
@@ -79,7 +85,7 @@ def _kafka_python_produce(bootstrap: str, topic: str, messages: int, value: byte
         send = producer.send
         started = time.perf_counter()
         futures = [send(topic, value, partition=0) for _ in range(messages)]
-        producer.flush(60)
+        producer.flush(_flush_timeout(messages))
         elapsed = time.perf_counter() - started
         failed = sum(1 for f in futures if not f.succeeded())
     finally:
