@@ -82,6 +82,8 @@ def run(n: int = 500, size: int = 200, rounds: int = 7, repeat: int = 5) -> list
     rows = []
     for name, codec in CODECS.items():
         batch = produced_batch(n, size, codec)
+        if reference_in(batch) != records.to_message_set(batch)[:2]:
+            raise AssertionError(f"the two decoders disagree on a {name} batch")
         ref = new = float("inf")
         for _ in range(rounds):
             ref = min(ref, best_us(lambda: reference_in(batch), n, repeat))
