@@ -1,12 +1,14 @@
 """The hand-written record batch v2 codec against kafka-python's: its builder makes the batches
 the decoder takes, its reader judges the batches the encoder makes, on random records."""
+import doctest
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from broker import message
-from broker.kafka import record_batch, records
+from broker.kafka import record_batch, records, wire
 from coordinator.errors import CorruptMessage, MessageTooLarge
 
 CODECS = [0, 1, 2, 3, 4]       # none, gzip, snappy, lz4, zstd
@@ -146,3 +148,9 @@ def test_varints_read_back_what_they_write():
     for z in (0, 1, 16383, 16384, (1 << 21) - 1, 1 << 21, 1 << 40):
         assert record_batch._varint_of_zigzag(z) == \
             record_batch.zigzag_varint((z >> 1) ^ -(z & 1))
+
+
+@pytest.mark.parametrize("module", [record_batch, records, wire])
+def test_the_worked_examples(module):
+    result = doctest.testmod(module)
+    assert result.attempted and result.failed == 0
