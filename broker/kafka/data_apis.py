@@ -85,8 +85,9 @@ class DataState:
             for parked in self.fetches:
                 if parked.req.conn.closed:
                     continue
-                if now >= parked.deadline or _available(ctx, parked.req) >= parked.min_bytes:
-                    ctx.reply(parked.req, _fetch_response(ctx, parked.req))
+                if now >= parked.deadline or \
+                        _available(ctx, parked.positions) >= parked.min_bytes:
+                    ctx.reply(parked.req, _fetch_response(ctx, parked.req, parked.positions))
                 else:
                     still.append(parked)
             self.fetches = still
@@ -97,10 +98,11 @@ class DataState:
 
 
 class _ParkedFetch:
-    __slots__ = ("req", "min_bytes", "deadline")
+    __slots__ = ("req", "positions", "min_bytes", "deadline")
 
-    def __init__(self, req: KafkaRequest, min_bytes: int, deadline: float):
+    def __init__(self, req: KafkaRequest, positions: list, min_bytes: int, deadline: float):
         self.req = req
+        self.positions = positions
         self.min_bytes = min_bytes
         self.deadline = deadline
 
@@ -251,7 +253,8 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
                                 f"{replica.min_insync_replicas}; the records were not written")
     if data is None:
         raise CorruptMessage("a produce request without records")
-    message_set, count, batches = records.to_message_set(data)
+    message_set, count, batches = records.to_message_set(
+        data, max_message_bytes=ctx.config.log.max_message_bytes)
     log = route.log
     sequenced = [b for b in batches if b.producer_id >= 0]
     if sequenced:
@@ -269,7 +272,6 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
             return [errors.INVALID_PRODUCER_EPOCH, -1, log.start_offset]
     if count == 0:
         return [errors.NONE, log.end_offset, log.start_offset]
-    ctx.handlers.validate(route, message_set)
     base, nxt = ctx.logs.append(route, [message_set], count, expose=acks != 0)
     if sequenced:
         state.sequences.commit(key, first.producer_id, first.producer_epoch,
@@ -301,61 +303,78 @@ _PartitionFetch = FetchResponse.FetchableTopicResponse.PartitionData
 def fetch(req: KafkaRequest, ctx: KafkaContext):
     """Answer at once when ``min_bytes`` are readable (below the high watermark and the
     visible end) across the asked partitions, or ``max_wait_ms`` is 0; else park the fetch
-    until they are or its wait (at most ``max_wait_ms_limit``) ends. Fetch sessions are not
-    kept: the answer's session id is 0, so clients send full fetches."""
+    until they are or its wait (at most ``max_wait_ms_limit``) ends. Each partition's position
+    is resolved to a message boundary once, when the request comes (``_positions``); the wait
+    and the answer use it. Fetch sessions are not kept: the answer's session id is 0, so
+    clients send full fetches."""
     body = req.body
-    if body.max_wait_ms <= 0 or _available(ctx, req) >= max(body.min_bytes, 1):
-        return _fetch_response(ctx, req)
+    positions = _positions(ctx, req)
+    if body.max_wait_ms <= 0 or _available(ctx, positions) >= max(body.min_bytes, 1):
+        return _fetch_response(ctx, req, positions)
     wait_ms = min(body.max_wait_ms, ctx.config.max_wait_ms_limit)
     state: DataState = ctx.state["data_apis"]
-    state.fetches.append(_ParkedFetch(req, max(body.min_bytes, 1), ctx.now() + wait_ms / 1000))
+    state.fetches.append(_ParkedFetch(req, positions, max(body.min_bytes, 1),
+                                      ctx.now() + wait_ms / 1000))
     return DEFERRED
 
 
-def _readable(ctx: KafkaContext, topic: str, partition: int, offset: int):
-    """(log, replica, boundary, end) of a fetch position; raises the SluiceError to answer."""
-    log = ctx.logs.log(topic, partition)
-    replica = ctx.replicas.leader_of(topic, partition)
-    end = ctx.replicas.consumer_end(log)
-    return log, replica, records.resolve_offset(log, offset, end), end
-
-
-def _available(ctx: KafkaContext, req: KafkaRequest) -> int:
-    """Bytes readable now for the fetch, an erring partition counting as enough (it is
-    answered at once, as Kafka does)."""
-    total = 0
+def _positions(ctx: KafkaContext, req: KafkaRequest) -> list[list]:
+    """Per asked topic, per partition: ``(partition, log, boundary)``, or ``(partition, None,
+    error)`` for a position that is refused (not led here, unknown, out of range)."""
+    out = []
     for topic in req.body.topics:
+        parts = []
         for part in topic.partitions:
             try:
-                _, _, start, end = _readable(ctx, topic.topic, part.partition, part.fetch_offset)
-            except SluiceError:
+                log = ctx.logs.log(topic.topic, part.partition)
+                ctx.replicas.leader_of(topic.topic, part.partition)
+                end = ctx.replicas.consumer_end(log)
+                parts.append((part.partition, log,
+                              records.resolve_offset(log, part.fetch_offset, end)))
+            except SluiceError as exc:
+                parts.append((part.partition, None, exc))
+        out.append(parts)
+    return out
+
+
+def _available(ctx: KafkaContext, positions: list[list]) -> int:
+    """Bytes readable now from the fetch's positions, a refused partition counting as enough
+    (it is answered at once, as Kafka does)."""
+    total = 0
+    end_of = ctx.replicas.consumer_end
+    for parts in positions:
+        for _, log, offset in parts:
+            if log is None:
                 return 1 << 31
-            total += max(0, end - start)
+            total += max(0, end_of(log) - offset)
     return total
 
 
-def _fetch_response(ctx: KafkaContext, req: KafkaRequest):
+def _fetch_response(ctx: KafkaContext, req: KafkaRequest, positions: list[list]):
     """Whole messages from each partition's position, each partition's as one record batch:
     up to its ``partition_max_bytes`` and the request's ``max_bytes`` in all, but at least
-    one whole message of the first partition that has one, however large."""
+    one whole message of the first partition that has one, however large. Leadership is
+    asked again (a parked fetch may outlive it)."""
     body = req.body
     budget = min(body.max_bytes if req.api_version >= 3 else 1 << 31,
                  ctx.config.max_fetch_bytes)
     sent_any = False
     topics_out = []
-    for topic in body.topics:
+    for topic, parts_at in zip(body.topics, positions):
         parts = []
-        for part in topic.partitions:
-            name, partition = topic.topic, part.partition
+        name = topic.topic
+        for part, (partition, log, offset) in zip(topic.partitions, parts_at):
             try:
-                log, replica, offset, end = _readable(ctx, name, partition, part.fetch_offset)
+                if log is None:
+                    raise offset
+                replica = ctx.replicas.leader_of(name, partition)
+                end = ctx.replicas.consumer_end(log)
                 room = min(part.partition_max_bytes, budget, end - offset)
                 batch = b""
                 if room > 0 or (not sent_any and end > offset):
                     data = log.read(offset, max(room, 1), upto=end)
                     if data:
-                        batch, _ = records.to_record_batch(data, offset, name, partition,
-                                                           replica.epoch)
+                        batch, _ = records.to_record_batch(data, offset, replica.epoch)
                         budget -= len(data)
                         sent_any = True
                         ctx.logs.fetched(name, partition, len(data))
@@ -369,7 +388,7 @@ def _fetch_response(ctx: KafkaContext, req: KafkaRequest):
                     partition_index=partition, error_code=errors.kafka_code(exc),
                     high_watermark=-1, last_stable_offset=-1, log_start_offset=-1,
                     aborted_transactions=[], preferred_read_replica=-1, records=b""))
-        topics_out.append(_TopicFetch(topic=topic.topic, partitions=parts))
+        topics_out.append(_TopicFetch(topic=name, partitions=parts))
     return FetchResponse(version=req.api_version, throttle_time_ms=0, error_code=errors.NONE,
                          session_id=0, responses=topics_out)
 

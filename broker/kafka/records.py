@@ -4,9 +4,9 @@ Storage: each Kafka record is stored as one sluice message of magic 2 (broker/me
 value, timestamp, headers; null key and null value kept apart from empty ones), so it has its
 own byte offset, native consumers read Kafka clients' messages and the reverse, and retention,
 replication, scrub and recovery work on Kafka data unchanged. The cost: a produced batch is
-decoded record by record (kafka.record, decompressing it first) and re-framed; a fetch is
-framed into one uncompressed record batch v2 record by record. Compression is undone on the way
-in (the log stores records uncompressed).
+decompressed and re-framed record by record, a fetch framed into one uncompressed record batch
+v2, both in one pass per batch by broker/kafka/record_batch.py. Compression is undone on the
+way in (the log stores records uncompressed).
 
 Offsets: a batch handed to a Kafka client has base_offset = its first message's byte offset,
 each record's offset_delta = its offset - base, and last_offset_delta = (the next message
@@ -20,16 +20,15 @@ import struct
 import time
 
 from kafka.errors import CorruptRecordError, UnsupportedCodecError
-from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
 from broker import message
+from broker.kafka import record_batch
 from broker.log import Log
-from coordinator.errors import CorruptMessage, InvalidOffset, OffsetOutOfRange
+from coordinator.errors import CorruptMessage, InvalidOffset, MessageTooLarge, OffsetOutOfRange
 
-_BASE_OFFSET = struct.Struct(">q")
-_LEADER_EPOCH_AT = 12
-_UNBOUNDED = 1 << 62
+_BATCH_PREFIX = struct.Struct(">iib")   # length, -, magic: where every batch and message set
+_BATCH_PREFIX_AT = 8                    # has them, after the base offset
 
 
 class ProducedBatch:
@@ -45,46 +44,72 @@ class ProducedBatch:
         self.count = count
 
 
-def to_message_set(records, now_ms: int | None = None) -> tuple[bytes, int, list[ProducedBatch]]:
+def to_message_set(records, now_ms: int | None = None,
+                   max_message_bytes: int = message.DEFAULT_MAX_MESSAGE_BYTES
+                   ) -> tuple[bytes, int, list[ProducedBatch]]:
     """A produce request's record data (record batches v2, or message sets v0/v1; any codec
     kafka-python decodes) as one sluice MessageSet of magic 2 messages: ``(set, count,
-    batches)``. A record without a timestamp (v0) gets ``now_ms``. Raises CorruptMessage for
-    data that does not decode or whose CRC fails: the whole request is refused, none of it
-    written."""
+    batches)``. Batches v2 go through broker/kafka/record_batch.py in one pass each; a legacy
+    message set through kafka-python's classes. A record without a timestamp gets ``now_ms``.
+    Raises CorruptMessage for data that does not decode or whose CRC fails, MessageTooLarge
+    for a record over ``max_message_bytes``: the whole request is refused, none of it
+    written. The set is built here, so it needs no validation after."""
     if now_ms is None:
         now_ms = int(time.time() * 1000)
-    encode = message.encode_record
-    out = []
+    data = records if type(records) is bytes else bytes(records)
+    out: list = []
     batches = []
+    pos, end = 0, len(data)
     try:
-        for batch in MemoryRecords(bytes(records)):
+        while pos < end:
+            if end - pos < _BATCH_PREFIX_AT + _BATCH_PREFIX.size:
+                raise CorruptMessage(f"{end - pos} bytes after the last whole record batch")
+            length, _, magic = _BATCH_PREFIX.unpack_from(data, pos + _BATCH_PREFIX_AT)
+            nxt = pos + record_batch.LOG_OVERHEAD + length
+            if length < 0 or nxt > end:
+                raise CorruptMessage(f"a record batch of {length} bytes runs past the request")
+            if magic == record_batch.MAGIC:
+                producer_id, epoch, sequence, count = record_batch.decode(
+                    data[pos:nxt], now_ms, max_message_bytes, out)
+                batches.append(ProducedBatch(producer_id, epoch, sequence, count))
+            else:
+                count = _legacy(data[pos:nxt], now_ms, out)
+                batches.append(ProducedBatch(-1, -1, -1, count))
+            pos = nxt
+    except record_batch.RecordTooLarge as exc:
+        raise MessageTooLarge(str(exc)) from None
+    except record_batch.BatchError as exc:
+        raise CorruptMessage(f"produced records do not decode: {exc}") from None
+    return b"".join(out), sum(b.count for b in batches), batches
+
+
+def _legacy(data: bytes, now_ms: int, out: list) -> int:
+    """A message set v0/v1 (kafka-python's reader) onto ``out`` as magic 2 messages; the
+    number of records."""
+    count = 0
+    try:
+        for batch in MemoryRecords(data):
             if not batch.validate_crc():
-                raise CorruptMessage("a produced record batch failed its CRC check")
-            count = 0
+                raise CorruptMessage("a produced message set failed its CRC check")
             for record in batch:
                 timestamp = record.timestamp
-                out.append(encode(record.value, record.key,
-                                  now_ms if timestamp is None or timestamp < 0 else timestamp,
-                                  record.headers))
+                framed = message.encode_record(
+                    record.value, record.key,
+                    now_ms if timestamp is None or timestamp < 0 else timestamp, record.headers)
+                out.append(framed)
                 count += 1
-            if batch.magic >= 2:
-                batches.append(ProducedBatch(batch.producer_id, batch.producer_epoch,
-                                             batch.base_sequence, count))
-            else:
-                batches.append(ProducedBatch(-1, -1, -1, count))
     except (CorruptRecordError, UnsupportedCodecError, ValueError, struct.error,
             AssertionError) as exc:
         raise CorruptMessage(f"produced records do not decode: {type(exc).__name__}: {exc}") \
             from None
-    return b"".join(out), len(out), batches
+    return count
 
 
-def to_record_batch(data, base: int, topic: str = "", partition: int = 0,
-                    leader_epoch: int = -1) -> tuple[bytes, int]:
+def to_record_batch(data, base: int, leader_epoch: int = -1) -> tuple[bytes, int]:
     """The whole messages of ``data`` (a fetched MessageSet starting at offset ``base``) as one
-    uncompressed record batch v2 with byte offsets: ``(batch, messages)``. A corrupt message
-    ends the batch before it (the client's next fetch there gets CORRUPT_MESSAGE); an empty
-    batch is ``b""``.
+    uncompressed record batch v2 with byte offsets (broker/kafka/record_batch.py):
+    ``(batch, messages)``. A corrupt message ends the batch before it (the client's next
+    fetch there gets CORRUPT_MESSAGE); an empty batch is ``b""``.
 
     >>> data = message.encode(b"a") + message.encode(b"b", b"k")
     >>> batch, n = to_record_batch(data, 100)
@@ -93,27 +118,7 @@ def to_record_batch(data, base: int, topic: str = "", partition: int = 0,
     >>> n, b.base_offset, b.last_offset, [(r.offset, r.key, r.value) for r in b]
     (2, 100, 125, [(100, None, b'a'), (110, b'k', b'b')])
     """
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
-                                        producer_id=-1, producer_epoch=-1, base_sequence=-1,
-                                        batch_size=_UNBOUNDED)
-    append = builder.append
-    count = 0
-    end = base
-    try:
-        for m in message.decode_set(data, topic, partition, base):
-            ts = m.timestamp
-            append(m.offset - base, -1 if ts is None else ts, m.key, m.value, m.headers)
-            count += 1
-            end = m.next_offset
-    except message.InvalidMessage:
-        pass
-    if not count:
-        return b"", 0
-    builder._last_offset = end - 1 - base    # the field a next fetch follows: at the boundary
-    batch = builder.build()
-    _BASE_OFFSET.pack_into(batch, 0, base)
-    struct.pack_into(">i", batch, _LEADER_EPOCH_AT, leader_epoch)
-    return bytes(batch), count
+    return record_batch.encode(data, base, leader_epoch)
 
 
 def resolve_offset(log: Log, offset: int, end: int) -> int:

@@ -25,20 +25,21 @@ class FrameTooLarge(MalformedRequest):
 def take_frames(buf: bytearray, max_size: int) -> list[bytes]:
     """Remove the whole frames at the start of ``buf`` and return their payloads.
 
-    >>> buf = bytearray(b"\\x00\\x00\\x00\\x02hi\\x00\\x00\\x00\\x03ab")
+    >>> buf = bytearray(b"\\x00\\x00\\x00\\x08request1\\x00\\x00\\x00\\x08requ")
     >>> take_frames(buf, 100), bytes(buf)
-    ([b'hi'], b'\\x00\\x00\\x00\\x03ab')
+    ([b'request1'], b'\\x00\\x00\\x00\\x08requ')
     """
     frames = []
     pos, end = 0, len(buf)
-    while end - pos >= 4:
-        (size,) = SIZE.unpack_from(buf, pos)
-        if size < REQUEST_PREFIX.size or size > max_size:
-            raise FrameTooLarge(f"a request frame of {size} bytes (the limit is {max_size})")
-        if end - pos - 4 < size:
-            break
-        frames.append(bytes(buf[pos + 4:pos + 4 + size]))
-        pos += 4 + size
+    with memoryview(buf) as view:       # one copy per frame (a bytearray slice is a copy too)
+        while end - pos >= 4:
+            (size,) = SIZE.unpack_from(buf, pos)
+            if size < REQUEST_PREFIX.size or size > max_size:
+                raise FrameTooLarge(f"a request frame of {size} bytes (the limit is {max_size})")
+            if end - pos - 4 < size:
+                break
+            frames.append(bytes(view[pos + 4:pos + 4 + size]))
+            pos += 4 + size
     if pos:
         del buf[:pos]
     return frames

@@ -21,7 +21,15 @@ second fresh cluster of 3 brokers, same messages, batch 50, one partition per to
     producer  R=1, acks=1                 the same row on the 3-broker cluster, for reference
     consumer  default fetch, from the R=3 topic and from the R=1 one (target: within 10%)
 
-with the acks=all acknowledgement latency (p50, p99); ``--no-replication`` leaves them out. The figures are medians over the
+with the acks=all acknowledgement latency (p50, p99); ``--no-replication`` leaves them out. Kafka
+clients (issue 13), on the 1-broker cluster through its Kafka listener, each run on fresh
+one-partition topics, same messages, acks=1 (cluster/tools/kafka_perf.py):
+
+    producer  confluent-kafka, kafka-python   ratio confluent-kafka / native acks=1 batch 50
+                                              (target >= 50%)
+    consumer  confluent-kafka, kafka-python   each from the topic it produced
+
+``--no-kafka`` leaves them out (and the listener off). The figures are medians over the
 runs; the table sets them beside the paper's and the targets, and ``.bench/results.json`` gets
 them in the shape the issue gave (``--samples`` adds every run's raw figures in another file).
 """
@@ -44,7 +52,7 @@ import psutil
 from broker.message import HEADER_SIZE
 from cluster.errors import ClusterError
 from cluster.supervision import ClusterConfig, down, up
-from cluster.tools import perf
+from cluster.tools import kafka_perf, perf
 from coordinator import paths, topics
 from coordinator import zk as zkconnect
 from coordinator.errors import InvalidArgument, SluiceError
@@ -86,6 +94,20 @@ REPLICATION_FIGURES = [
 ]
 REPLICATION_BROKERS = 3
 
+# (result key, label, target, higher is better): Kafka clients through the listener, acks=1
+KAFKA_FIGURES = [
+    ("kafka_confluent_producer_msgs_per_s", "Kafka: confluent-kafka producer, acks=1 (msg/s)",
+     None, True),
+    ("kafka_python_producer_msgs_per_s", "Kafka: kafka-python producer, acks=1 (msg/s)", None,
+     True),
+    ("kafka_confluent_vs_native_acks1", "confluent-kafka producer / native acks=1 batch 50",
+     0.5, True),
+    ("kafka_confluent_consumer_msgs_per_s", "Kafka: confluent-kafka consumer (msg/s)", None,
+     True),
+    ("kafka_python_consumer_msgs_per_s", "Kafka: kafka-python consumer (msg/s)", None, True),
+]
+KAFKA_KEYS = {"confluent-kafka": "confluent", "kafka-python": "python"}
+
 
 class RssSampler(threading.Thread):
     """The peak resident set size of one process, sampled until stopped."""
@@ -119,14 +141,19 @@ class RssSampler(threading.Thread):
 
 
 def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
-        say=lambda line: None, replication: bool = True) -> tuple[dict, list[dict]]:
+        say=lambda line: None, replication: bool = True,
+        kafka: bool = True) -> tuple[dict, list[dict]]:
     """Run the benchmark on a fresh cluster; return (medians in the issue's shape, every run)."""
     if messages < 1 or runs < 1:
         raise InvalidArgument("messages and runs must be >= 1")
     data_dir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     try:
-        status = up(ClusterConfig(data_dir, brokers=1, dashboard_port=None), detach=True)
+        status = up(ClusterConfig(data_dir, brokers=1, dashboard_port=None,
+                                  kafka_port=0 if kafka else None), detach=True)
         zookeeper = status["zookeeper"]
+        bootstrap = status.get("kafka_bootstrap") if kafka else None
+        if kafka and not bootstrap:
+            raise ClusterError("the broker registered no Kafka endpoint")
         broker_pid = next(p["pid"] for p in status["processes"] if p["role"] == "broker")
         rss = RssSampler(broker_pid)
         rss.start()
@@ -134,7 +161,8 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
         samples = []
         try:
             for index in range(runs):
-                samples.append(_one_run(zookeeper, data_dir, index, messages, size, rss, say))
+                samples.append(_one_run(zookeeper, data_dir, index, messages, size, rss, say,
+                                        bootstrap))
         finally:
             peak = rss.stop()
     finally:
@@ -144,6 +172,8 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
             shutil.rmtree(data_dir, ignore_errors=True)
     result = _medians(samples, messages, size, runs)
     result["broker_peak_rss_mb"] = round(peak / 1e6, 1)
+    if kafka:
+        result.update(_kafka_medians(samples, result))
     if replication:
         replicated = _replication(messages, size, runs, say)
         for sample, more in zip(samples, replicated):
@@ -238,7 +268,7 @@ def _replication_medians(samples: list[dict], result: dict) -> dict:
 
 
 def _one_run(zookeeper: str, data_dir: Path, index: int, messages: int, size: int,
-             rss: RssSampler, say) -> dict:
+             rss: RssSampler, say, bootstrap: str | None = None) -> dict:
     client = zkconnect.connect(zookeeper)
     try:
         def fresh_topic(name: str) -> str:
@@ -271,6 +301,21 @@ def _one_run(zookeeper: str, data_dir: Path, index: int, messages: int, size: in
                      (data_dir / "broker-0" / topic / "0").glob("*.log"))
         sample["storage_overhead_bytes_per_msg"] = round(stored / messages - size, 3)
         sample["broker_rss_mb"] = round(rss.sample() / 1e6, 1)
+        if bootstrap:
+            for name, key in KAFKA_KEYS.items():
+                topic = fresh_topic(f"kafka-{key}")
+                result = kafka_perf.produce(name, bootstrap, topic, messages, size)
+                if "error" in result:
+                    raise ClusterError(result["error"])
+                sample[f"kafka_{key}_producer"] = result
+                say(f"run {index + 1}: {name} producer acks=1: {perf.summary_line(result)} "
+                    f"(broker RSS {rss.sample() / 1e6:.0f} MB)")
+                _wait_flushed(zookeeper, topic)
+                result = kafka_perf.consume(name, bootstrap, topic, messages)
+                if "error" in result:
+                    raise ClusterError(result["error"])
+                sample[f"kafka_{key}_consumer"] = result
+                say(f"run {index + 1}: {name} consumer: {perf.summary_line(result)}")
         return sample
     finally:
         client.stop()
@@ -293,6 +338,17 @@ def _wait_flushed(zookeeper: str, topic: str, timeout: float = 30.0) -> None:
             time.sleep(0.05)
     finally:
         pool.close()
+
+
+def _kafka_medians(samples: list[dict], result: dict) -> dict:
+    def rate(key):
+        return round(statistics.median(s[key]["records_per_s"] for s in samples), 1)
+    out = {f"kafka_{key}_{side}_msgs_per_s": rate(f"kafka_{key}_{side}")
+           for key in KAFKA_KEYS.values() for side in ("producer", "consumer")}
+    native = result["producer_acks1_batch50_msgs_per_s"]
+    out["kafka_confluent_vs_native_acks1"] = round(
+        out["kafka_confluent_producer_msgs_per_s"] / native, 3) if native else None
+    return out
 
 
 def _medians(samples: list[dict], messages: int, size: int, runs: int) -> dict:
@@ -346,6 +402,13 @@ def table(result: dict):
         latency = result["acks_all_latency_ms"]
         caption.append(f"acks=all latency (R=3, min ISR 2): p50 {latency['p50']:.2f} ms, p99 "
                        f"{latency['p99']:.2f} ms")
+    if "kafka_confluent_vs_native_acks1" in result:
+        for key, label, target, higher in KAFKA_FIGURES:
+            value = result[key]
+            met = "-" if target is None or value is None else (
+                "yes" if (value >= target if higher else value <= target) else "NO")
+            grid.add_row(label, "-", "", "-" if target is None else
+                         ("≥ " if higher else "≤ ") + f"{target:g}", _number(value), met)
     grid.caption = "\n".join(caption)
     return grid
 
@@ -366,12 +429,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", help="also write every run's raw figures to this file")
     parser.add_argument("--no-replication", dest="replication", action="store_false",
                         help="leave out the 3-broker replication rows")
+    parser.add_argument("--no-kafka", dest="kafka", action="store_false",
+                        help="leave out the Kafka client rows (and the broker's Kafka listener)")
     args = parser.parse_args(argv)
     from rich.console import Console
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         result, samples = run(args.messages, args.runs, args.size, say=err.print,
-                              replication=args.replication)
+                              replication=args.replication, kafka=args.kafka)
     except SluiceError as exc:
         if not exc.user_error:
             raise

@@ -6,7 +6,7 @@ from cluster.tools import bench
 
 
 def test_bench_result_has_the_issue_shape():
-    result, samples = bench.run(messages=2000, runs=1, replication=False)
+    result, samples = bench.run(messages=2000, runs=1, replication=False, kafka=False)
     assert set(result) == {
         "messages", "message_bytes", "runs", "producer_batch1_msgs_per_s",
         "producer_batch50_msgs_per_s", "producer_acks1_batch50_msgs_per_s", "acks1_latency_ms",
@@ -29,7 +29,7 @@ def test_bench_result_has_the_issue_shape():
 def test_bench_replication_rows():
     """The 3-broker rows (issue 12): acks=all and acks=1 on R=3, their ratios to the
     single-replica acks=1 row of the same run, acks=all latency, consumers R=3 beside R=1."""
-    result, samples = bench.run(messages=2000, runs=1)
+    result, samples = bench.run(messages=2000, runs=1, kafka=False)
     keys = [key for key, *_ in bench.REPLICATION_FIGURES]
     assert set(keys) | {"acks_all_latency_ms"} <= set(result)
     for key in keys:
@@ -40,5 +40,26 @@ def test_bench_replication_rows():
     assert 0 < result["acks_all_latency_ms"]["p50"] <= result["acks_all_latency_ms"]["p99"]
     assert samples[0]["consumer_r3"]["messages"] == 2000
     assert samples[0]["producer_r3_acks_all"]["acked"] == 2000
+    bench.table(result)
+    json.dumps(result)
+
+
+def test_bench_kafka_client_rows():
+    """confluent-kafka and kafka-python through the listener (issue 13): each producer's
+    records all acknowledged and read back whole by the same client, the confluent-kafka
+    producer's ratio to the native acks=1 row of the same run."""
+    result, samples = bench.run(messages=2000, runs=1, replication=False)
+    keys = [key for key, *_ in bench.KAFKA_FIGURES]
+    assert set(keys) <= set(result)
+    for key in keys:
+        assert result[key] > 0, key
+    assert result["kafka_confluent_vs_native_acks1"] == round(
+        result["kafka_confluent_producer_msgs_per_s"]
+        / result["producer_acks1_batch50_msgs_per_s"], 3)
+    for key in bench.KAFKA_KEYS.values():
+        assert samples[0][f"kafka_{key}_producer"]["messages"] == 2000
+        assert "error" not in samples[0][f"kafka_{key}_producer"]
+        assert samples[0][f"kafka_{key}_consumer"]["messages"] == 2000
+        assert samples[0][f"kafka_{key}_consumer"]["message_bytes"] == 200
     bench.table(result)
     json.dumps(result)
