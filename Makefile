@@ -15,7 +15,7 @@ ZK_JAR  := /usr/share/java/zookeeper.jar
 ZK_FLAG     = $(if $(ZK),--zookeeper $(ZK),)
 WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOPIC) --group $(GROUP),)
 
-.PHONY: cluster-up cluster-down test bench drill drill-rolling venv zookeeper chromium kcat clean
+.PHONY: cluster-up cluster-down test bench drill drill-rolling venv zookeeper chromium kcat kafkajs clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,20 @@ kcat:
 	    || { echo "could not install Debian's kcat package: install it by hand (apt-get install kcat); the kcat tests are skipped without it"; }; \
 	fi
 
+# kafkajs from npm into .node/ with the machine's Node, a judge of the Kafka listener
+# (tests/cluster/kafka/clients/kafkajs_client.js); its tests are skipped without it.
+KAFKAJS_VERSION := 2.2.4
+kafkajs:
+	@if [ ! -f .node/node_modules/kafkajs/package.json ]; then \
+	  if command -v npm >/dev/null; then \
+	    echo "installing kafkajs $(KAFKAJS_VERSION) from npm into .node/ (the Kafka listener's kafkajs tests)"; \
+	    npm install --prefix .node --no-audit --no-fund --silent kafkajs@$(KAFKAJS_VERSION) \
+	      || echo "could not install kafkajs from npm: the kafkajs tests are skipped without it"; \
+	  else \
+	    echo "no npm (Node) on this machine: the kafkajs tests are skipped (install nodejs and npm)"; \
+	  fi; \
+	fi
+
 cluster-up: venv zookeeper
 	$(SLUICE) cluster up --detach --data-dir $(DATA) --brokers $(BROKERS) $(ZK_FLAG) $(WORKER_FLAG) --dashboard-port $(DASHBOARD_PORT)
 
@@ -65,6 +79,7 @@ test: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
 	@$(MAKE) --no-print-directory chromium
 	@$(MAKE) --no-print-directory kcat
+	@$(MAKE) --no-print-directory kafkajs
 	$(PY) -m pytest -n auto -q tests
 
 # The fault drills (cluster/drills/), each on a fresh local cluster in a temp dir with its own
@@ -94,4 +109,4 @@ bench: venv
 	  --samples .bench/runs.json
 
 clean:
-	rm -rf $(VENV) .sluice .bench .drills
+	rm -rf $(VENV) .sluice .bench .drills .node

@@ -1,0 +1,93 @@
+// kafkajs (npm, installed into .node/ by `make kafkajs`) driven by the Kafka matrix tests
+// (tests/cluster/kafka/test_matrix.py) as a subprocess, so that its own behaviour is judged:
+//
+//   node kafkajs_client.js produce BOOTSTRAP TOPIC ACKS COUNT TAG
+//       COUNT keyed messages (key k<i % 17>, value TAG-<i>) with acks 0, 1 or -1, in
+//       batches of 1000; prints {"sent": COUNT} when every send resolved.
+//   node kafkajs_client.js consume BOOTSTRAP TOPIC GROUP COUNT [TIMESTAMP]
+//       a group member reading every partition from the earliest offset (or, with
+//       TIMESTAMP, from the offsets ListOffsets gives for it) until COUNT records came;
+//       prints one JSON line per record: [partition, offset, key, value, timestamp].
+//   node kafkajs_client.js offsets BOOTSTRAP TOPIC TIMESTAMP
+//       the admin's fetchTopicOffsetsByTimestamp: {"<partition>": offset, ...}.
+'use strict';
+const path = require('path');
+const { Kafka, logLevel } = require(path.join(process.env.KAFKAJS_HOME || '', 'kafkajs'));
+
+const [mode, bootstrap, topic, ...rest] = process.argv.slice(2);
+const kafka = new Kafka({ clientId: 'sluice-matrix', brokers: bootstrap.split(','),
+                          logLevel: logLevel.ERROR, retry: { retries: 8 } });
+
+async function produce(acks, count, tag) {
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const BATCH = 1000;
+  for (let start = 0; start < count; start += BATCH) {
+    const messages = [];
+    for (let i = start; i < Math.min(count, start + BATCH); i++) {
+      messages.push({ key: `k${i % 17}`, value: `${tag}-${i}` });
+    }
+    await producer.send({ topic, acks, messages });
+  }
+  await producer.disconnect();
+  process.stdout.write(JSON.stringify({ sent: count }) + '\n');
+}
+
+async function consume(group, count, timestamp) {
+  const consumer = kafka.consumer({ groupId: group, sessionTimeout: 10000,
+                                    heartbeatInterval: 500, maxWaitTimeInMs: 200 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  let starts = null;
+  if (timestamp !== undefined) {
+    const admin = kafka.admin();
+    await admin.connect();
+    starts = await admin.fetchTopicOffsetsByTimestamp(topic, Number(timestamp));
+    await admin.disconnect();
+  }
+  let seen = 0;
+  const out = [];
+  let finish;
+  const finished = new Promise((resolve) => { finish = resolve; });
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    if (starts) {
+      for (const { partition, offset } of starts) {
+        if (Number(offset) >= 0) consumer.seek({ topic, partition, offset });
+      }
+    }
+  });
+  await consumer.run({
+    autoCommit: false,
+    eachBatch: async ({ batch }) => {
+      for (const m of batch.messages) {
+        out.push(JSON.stringify([batch.partition, Number(m.offset),
+          m.key === null ? null : m.key.toString(),
+          m.value === null ? null : m.value.toString(), Number(m.timestamp)]));
+        seen += 1;
+      }
+      if (seen >= count) finish();
+    },
+  });
+  if (count === 0) finish();
+  await finished;
+  await consumer.disconnect();
+  process.stdout.write(out.length ? out.join('\n') + '\n' : '');
+}
+
+async function offsets(timestamp) {
+  const admin = kafka.admin();
+  await admin.connect();
+  const found = await admin.fetchTopicOffsetsByTimestamp(topic, Number(timestamp));
+  await admin.disconnect();
+  const table = {};
+  for (const { partition, offset } of found) table[partition] = Number(offset);
+  process.stdout.write(JSON.stringify(table) + '\n');
+}
+
+const run = { produce: () => produce(Number(rest[0]), Number(rest[1]), rest[2]),
+              consume: () => consume(rest[0], Number(rest[1]), rest[2]),
+              offsets: () => offsets(rest[0]) }[mode];
+run().then(() => process.exit(0), (err) => {
+  process.stderr.write(`kafkajs ${mode} failed: ${err.stack || err}\n`);
+  process.exit(1);
+});
