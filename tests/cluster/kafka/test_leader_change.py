@@ -1,0 +1,93 @@
+"""A Kafka producer (acks=all) and consumer keep going across a partition leader's SIGKILL on
+three real brokers with three replicas: the clients follow the new leader through
+NOT_LEADER_OR_FOLLOWER and a metadata refresh, and no acknowledged message is lost. Judged by
+what confluent-kafka (librdkafka) acknowledges and delivers."""
+import os
+import signal
+
+from coordinator import partition_state, topics
+from coordinator import zk as zk_client
+from tests.helpers import BrokerProcess, wait_for
+
+TOPIC = "kept"
+MESSAGES = 3000
+KILL_AFTER = 1000          # acknowledged messages before the leader is killed
+
+
+def test_acks_all_producer_and_consumer_follow_a_killed_leader_and_lose_nothing(zk, tmp_path):
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    procs = {b: BrokerProcess(zk, tmp_path, b, kafka_port=0, log={"visible_after_flush": False},
+                              replica_lag_time_max_ms=1500, replica_fetch_wait_max_ms=200,
+                              leader_imbalance_check_ms=600_000).start() for b in range(3)}
+    client = zk_client.connect(zk)
+    producer = consumer = None
+    try:
+        topics.create(client, TOPIC, 1, replication_factor=3, min_insync_replicas=2)
+        for proc in procs.values():
+            proc.wait_hosting(TOPIC, 1)
+        leader = wait_for(lambda: (s := partition_state.read(client, TOPIC, 0)) and
+                          s[0].leader >= 0 and len(s[0].isr) == 3 and s[0].leader,
+                          what="a leader with all three replicas in sync")
+        bootstrap = ",".join(p.info["kafka_endpoint"] for p in procs.values())
+        acked, failed = [], []
+
+        def delivered(err, msg):
+            (failed if err is not None else acked).append(err or msg.value().decode())
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                             "enable.idempotence": True, "message.timeout.ms": 120_000,
+                             "topic.metadata.refresh.interval.ms": 1000})
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
+                             "enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 1000})
+        consumer.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
+        consumed = []
+
+        def consume_some(timeout=0.0):
+            for msg in consumer.consume(500, timeout):
+                assert msg.error() is None or msg.error().retriable() or \
+                    msg.error().code() < 0, msg.error()
+                if msg.error() is None:
+                    consumed.append((msg.offset(), msg.value().decode()))
+        def produce(i):
+            while True:
+                try:
+                    producer.produce(TOPIC, value=f"v-{i}", partition=0, on_delivery=delivered)
+                    return
+                except BufferError:                  # its queue is full: let it drain
+                    producer.poll(0.1)
+        for i in range(KILL_AFTER + 500):
+            produce(i)
+            producer.poll(0)
+        wait_for(lambda: producer.poll(0.1) >= 0 and consume_some() is None and
+                 len(acked) >= KILL_AFTER, timeout=60, what=f"{KILL_AFTER} acknowledged")
+        procs[leader].kill()
+        for i in range(KILL_AFTER + 500, MESSAGES):  # while the partition has no leader
+            produce(i)
+            producer.poll(0.002)
+            if i % 100 == 0:
+                consume_some()
+        assert producer.flush(150) == 0
+        assert failed == [], failed[:5]
+        state = partition_state.read(client, TOPIC, 0)[0]
+        assert state.leader != leader and state.leader in procs
+        want = set(acked)
+        wait_for(lambda: consume_some(1.0) or want <= {v for _, v in consumed}, timeout=120,
+                 what="the consumer to have every acknowledged message")
+        offsets = [o for o, _ in consumed]
+        assert offsets == sorted(set(offsets)), "the consumer saw an offset twice or out of order"
+        assert len(want) == MESSAGES
+        values = [v for _, v in consumed]
+        # idempotence: each value once, in the order produced
+        assert len(values) == len(set(values))
+        assert values == sorted(values, key=lambda v: int(v.split("-")[1]))
+    finally:
+        if consumer is not None:
+            consumer.close()
+        del producer
+        codes = {}
+        for b, proc in procs.items():
+            if proc.alive():
+                os.kill(proc.proc.pid, signal.SIGCONT)
+            codes[b] = proc.stop()
+        client.stop()
+        client.close()
+    assert sorted(codes.values()) == [-9, 0, 0], {b: p.log_text()[-2000:] for b, p in procs.items()}
