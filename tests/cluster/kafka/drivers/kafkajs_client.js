@@ -1,5 +1,5 @@
 // kafkajs (npm, installed into .node/ by `make kafkajs`) driven by the Kafka matrix tests
-// (tests/cluster/kafka/test_matrix.py) as a subprocess, so that its own behaviour is judged:
+// (tests/cluster/kafka/kafka_clients.py) as a subprocess, so that its own behaviour is judged:
 //
 //   node kafkajs_client.js produce BOOTSTRAP TOPIC ACKS COUNT TAG
 //       COUNT keyed messages (key k<i % 17>, value TAG-<i>) with acks 0, 1 or -1, in
@@ -48,7 +48,9 @@ async function consume(group, count, timestamp) {
   let seen = 0;
   const out = [];
   let finish;
-  const finished = new Promise((resolve) => { finish = resolve; });
+  let fail;
+  const finished = new Promise((resolve, reject) => { finish = resolve; fail = reject; });
+  consumer.on(consumer.events.CRASH, ({ payload }) => fail(payload.error));
   consumer.on(consumer.events.GROUP_JOIN, () => {
     if (starts) {
       for (const { partition, offset } of starts) {
@@ -87,7 +89,16 @@ async function offsets(timestamp) {
 const run = { produce: () => produce(Number(rest[0]), Number(rest[1]), rest[2]),
               consume: () => consume(rest[0], Number(rest[1]), rest[2]),
               offsets: () => offsets(rest[0]) }[mode];
-run().then(() => process.exit(0), (err) => {
+// a promise nothing will settle lets Node exit 0 with its work undone: that is a failure
+let settled = false;
+process.on('exit', (code) => {
+  if (!settled && code === 0) {
+    process.stderr.write(`kafkajs ${mode} ended before it finished\n`);
+    process.exitCode = 1;
+  }
+});
+run().then(() => { settled = true; process.exit(0); }, (err) => {
+  settled = true;
   process.stderr.write(`kafkajs ${mode} failed: ${err.stack || err}\n`);
   process.exit(1);
 });
