@@ -10,6 +10,10 @@
 //       prints one JSON line per record: [partition, offset, key, value, timestamp].
 //   node kafkajs_client.js offsets BOOTSTRAP TOPIC TIMESTAMP
 //       the admin's fetchTopicOffsetsByTimestamp: {"<partition>": offset, ...}.
+//   node kafkajs_client.js member BOOTSTRAP TOPIC GROUP OUT
+//       a group member until SIGTERM: appends "partition offset value" per record to OUT
+//       (written before eachMessage returns, so before kafkajs may commit past it), commits
+//       every 200 ms, and on SIGTERM leaves the group cleanly.
 'use strict';
 const path = require('path');
 const { Kafka, logLevel } = require(path.join(process.env.KAFKAJS_HOME || '', 'kafkajs'));
@@ -86,9 +90,37 @@ async function offsets(timestamp) {
   process.stdout.write(JSON.stringify(table) + '\n');
 }
 
+async function member(group, outPath) {
+  const fs = require('fs');
+  const out = fs.openSync(outPath, 'a');
+  const consumer = kafka.consumer({ groupId: group, sessionTimeout: 6000,
+                                    heartbeatInterval: 500, maxWaitTimeInMs: 200 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  let stop;
+  const stopped = new Promise((resolve) => { stop = resolve; });
+  let crashed;
+  const crash = new Promise((_, reject) => { crashed = reject; });
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    if (!payload.restart) crashed(payload.error);
+  });
+  process.on('SIGTERM', () => stop());
+  await consumer.run({
+    autoCommit: true,
+    autoCommitInterval: 200,
+    eachMessage: async ({ partition, message }) => {
+      fs.writeSync(out, `${partition} ${message.offset} ${message.value.toString()}\n`);
+    },
+  });
+  await Promise.race([stopped, crash]);
+  await consumer.disconnect();
+  fs.closeSync(out);
+}
+
 const run = { produce: () => produce(Number(rest[0]), Number(rest[1]), rest[2]),
               consume: () => consume(rest[0], Number(rest[1]), rest[2]),
-              offsets: () => offsets(rest[0]) }[mode];
+              offsets: () => offsets(rest[0]),
+              member: () => member(rest[0], rest[1]) }[mode];
 // a promise nothing will settle lets Node exit 0 with its work undone: that is a failure
 let settled = false;
 process.on('exit', (code) => {
