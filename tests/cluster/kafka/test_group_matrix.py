@@ -4,21 +4,21 @@ commit (a message boundary in ZooKeeper's offset nodes), so what it had consumed
 is delivered again (at least once) and nothing is missing; at the end the commits are the log
 ends. Judged by what each client's members deliver and commit."""
 import os
-import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from clients.producer import Producer
 from clients.simple_consumer import SimpleConsumer
-from coordinator import paths
+from coordinator import consumer_registry
 from coordinator.offsets import OffsetStore
 from tests.cluster.kafka.kafka_clients import KAFKAJS_HOME, KAFKAJS_SCRIPT, needs_kafkajs, needs_kcat
 from tests.helpers import wait_for
 
-# Messages in the topic: half before the kill, half after.
+# Messages in the topic: half before the kill, half from a producer running across it.
 GROUP_MESSAGES = int(os.environ.get("SLUICE_MATRIX_GROUP_MESSAGES", "6000"))
 
 TOPIC = "shared"
@@ -64,11 +64,15 @@ class Member:
         return self.proc.wait(30)
 
 
-def produce(zk: str, first: int, count: int) -> None:
+def produce(zk: str, first: int, count: int, chunks: int = 1) -> None:
+    """Keyed messages m<first>.. with sluice's producer, flushed in ``chunks`` steps (a
+    stream the consumers see arrive, not one block)."""
     with Producer(zk, acks=1, batch_size=200, linger_ms=5) as producer:
-        for i in range(first, first + count):
-            producer.send(TOPIC, f"m{i}".encode(), key=f"user-{i % 17}".encode())
-        producer.flush()
+        step = -(-count // chunks)
+        for start in range(first, first + count, step):
+            for i in range(start, min(first + count, start + step)):
+                producer.send(TOPIC, f"m{i}".encode(), key=f"user-{i % 17}".encode())
+            producer.flush()
 
 
 def stored(zk: str) -> dict[int, list]:
@@ -101,25 +105,34 @@ def test_a_group_of_three_with_one_killed_replays_from_its_last_commit(
     members = [Member(client, bootstrap, group, tmp_path / f"member-{i}.txt") for i in range(3)]
     store = OffsetStore(zk_client, group)
     try:
-        # all three joined before any message: each then owns one partition from its start
-        wait_for(lambda: len(zk_client.get_children(paths.kafka_members(group))
-                             if zk_client.exists(paths.kafka_members(group)) else []) == 3,
-                 timeout=90, what="three members in the group")
+        # one partition each, from their start, before any message
+        def settled():
+            owners = consumer_registry.owners(zk_client, group, TOPIC)
+            return (len(consumer_registry.kafka_members(zk_client, group)) == 3 and
+                    len(owners) == PARTITIONS and len(set(owners.values())) == 3)
+        wait_for(settled, timeout=90, what="three members owning a partition each")
         half = GROUP_MESSAGES // 2
         produce(zk, 0, half)
         wait_for(lambda: all(m.records() for m in members), timeout=90,
                  what="every member consuming")
         victim = members[0]
-        victim.proc.kill()
-        victim.proc.wait(10)
         survivors = members[1:]
-        before = {id(m): m.records() for m in members}
+        had = len(victim.records())
+        stream = threading.Thread(target=produce, args=(zk, half, GROUP_MESSAGES - half, 30))
+        stream.start()
+        try:
+            wait_for(lambda: len(victim.records()) > had, timeout=90,
+                     what="the victim consuming the stream")
+        finally:
+            victim.proc.kill()
+            victim.proc.wait(10)
+            before = {id(m): m.records() for m in members}
+            stream.join()
         victim_parts = {p for p, _, _ in before[id(victim)]}
         assert victim_parts and not any(p in victim_parts for m in survivors
                                         for p, _, _ in before[id(m)]), \
             "a survivor consumed the victim's partitions before the kill"
         commit_at_kill = {p: store.fetch(TOPIC, p) for p in victim_parts}
-        produce(zk, half, GROUP_MESSAGES - half)
         sent = stored(zk)
         assert sum(map(len, sent.values())) == GROUP_MESSAGES
         expected = {(p, m.offset) for p, msgs in sent.items() for m in msgs}
