@@ -34,7 +34,7 @@ async function produce(acks, count, tag) {
     await producer.send({ topic, acks, messages });
   }
   await producer.disconnect();
-  process.stdout.write(JSON.stringify({ sent: count }) + '\n');
+  return JSON.stringify({ sent: count }) + '\n';
 }
 
 async function consume(group, count, timestamp) {
@@ -77,7 +77,7 @@ async function consume(group, count, timestamp) {
   if (count === 0) finish();
   await finished;
   await consumer.disconnect();
-  process.stdout.write(out.length ? out.join('\n') + '\n' : '');
+  return out.length ? out.join('\n') + '\n' : '';
 }
 
 async function offsets(timestamp) {
@@ -87,7 +87,7 @@ async function offsets(timestamp) {
   await admin.disconnect();
   const table = {};
   for (const { partition, offset } of found) table[partition] = Number(offset);
-  process.stdout.write(JSON.stringify(table) + '\n');
+  return JSON.stringify(table) + '\n';
 }
 
 async function member(group, outPath) {
@@ -129,7 +129,11 @@ process.on('exit', (code) => {
     process.exitCode = 1;
   }
 });
-run().then(() => { settled = true; process.exit(0); }, (err) => {
+// stdout to a pipe is written asynchronously: exit only once the output is out
+run().then((text) => {
+  settled = true;
+  process.stdout.write(text || '', () => process.exit(0));
+}, (err) => {
   settled = true;
   process.stderr.write(`kafkajs ${mode} failed: ${err.stack || err}\n`);
   process.exit(1);
