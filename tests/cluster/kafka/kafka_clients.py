@@ -37,12 +37,14 @@ def sent_rows(count: int, tag: str) -> list[tuple[str, str]]:
 
 class KafkaPython:
     name = "kafka-python"
+    codecs = ("gzip", "snappy", "lz4", "zstd")
 
     @staticmethod
-    def produce(bootstrap, topic, rows, acks):
+    def produce(bootstrap, topic, rows, acks, compression=None):
         from kafka import KafkaProducer
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks=acks, linger_ms=5,
-                                 enable_idempotence=acks == "all")
+                                 enable_idempotence=acks == "all",
+                                 compression_type=compression)
         futures = [producer.send(topic, key=k.encode(), value=v.encode()) for k, v in rows]
         producer.flush(TIMEOUT)
         producer.close()
@@ -79,13 +81,15 @@ class KafkaPython:
 
 class ConfluentKafka:
     name = "confluent-kafka"
+    codecs = ("gzip", "snappy", "lz4", "zstd")
 
     @staticmethod
-    def produce(bootstrap, topic, rows, acks):
+    def produce(bootstrap, topic, rows, acks, compression=None):
         from confluent_kafka import Producer
         failures = []
         producer = Producer({"bootstrap.servers": bootstrap, "acks": str(acks),
-                             "linger.ms": 5, "enable.idempotence": acks == "all"})
+                             "linger.ms": 5, "enable.idempotence": acks == "all",
+                             "compression.type": compression or "none"})
 
         def delivered(err, msg):
             if err is not None:
@@ -132,12 +136,13 @@ class ConfluentKafka:
 
 class Kcat:
     name = "kcat"
+    codecs = ("gzip", "snappy", "lz4", "zstd")
 
     @staticmethod
-    def produce(bootstrap, topic, rows, acks):
+    def produce(bootstrap, topic, rows, acks, compression=None):
         lines = "".join(f"{k}:{v}\n" for k, v in rows).encode()
-        _run(["kcat", "-b", bootstrap, "-P", "-t", topic, "-K", ":", "-X", f"acks={acks}"],
-             lines)
+        _run(["kcat", "-b", bootstrap, "-P", "-t", topic, "-K", ":", "-X", f"acks={acks}",
+              "-z", compression or "none"], lines)
 
     @staticmethod
     def read(bootstrap, topic, partitions, count, timestamp=None):
@@ -153,6 +158,7 @@ class Kcat:
 
 class Kafkajs:
     name = "kafkajs"
+    codecs = ("gzip",)                  # the others need plugins kafkajs does not ship
     groups = 0
 
     @staticmethod
@@ -161,11 +167,12 @@ class Kafkajs:
         return _run(["node", str(KAFKAJS_SCRIPT), *map(str, args)], env=env)
 
     @classmethod
-    def produce(cls, bootstrap, topic, rows, acks):
+    def produce(cls, bootstrap, topic, rows, acks, compression=None):
         # the script makes the same rows as sent_rows from (count, tag)
         tag = rows[0][1].rsplit("-", 1)[0]
         assert rows == sent_rows(len(rows), tag)
-        out = cls._node("produce", bootstrap, topic, {"all": -1}.get(acks, acks), len(rows), tag)
+        out = cls._node("produce", bootstrap, topic, {"all": -1}.get(acks, acks), len(rows), tag,
+                        compression or "none")
         assert json.loads(out) == {"sent": len(rows)}
 
     @classmethod

@@ -55,3 +55,19 @@ def test_client_produces_keyed_messages_and_reads_them_back(kafka_broker, client
     for p in by_partition:
         mine = [r[1] for r in from_time if r[0] == p]
         assert mine == sorted(mine)
+
+
+CODECS = ("gzip", "snappy", "lz4", "zstd")
+COMPRESSED_MESSAGES = 2000
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("client", CLIENTS)
+def test_client_compressed_batches_are_read_back_unchanged(kafka_broker, client, codec):
+    if codec not in client.codecs:
+        pytest.skip(f"{client.name} has no {codec} codec of its own")
+    proc = kafka_broker(TOPIC, PARTITIONS, **SETTINGS)
+    bootstrap = proc.info["kafka_endpoint"]
+    rows = sent_rows(COMPRESSED_MESSAGES, f"{client.name}-{codec}")
+    client.produce(bootstrap, TOPIC, rows, 1, compression=codec)
+    check_per_partition(rows, client.read(bootstrap, TOPIC, PARTITIONS, len(rows)))

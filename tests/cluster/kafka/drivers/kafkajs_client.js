@@ -1,9 +1,10 @@
 // kafkajs (npm, installed into .node/ by `make kafkajs`) driven by the Kafka matrix tests
 // (tests/cluster/kafka/kafka_clients.py) as a subprocess, so that its own behaviour is judged:
 //
-//   node kafkajs_client.js produce BOOTSTRAP TOPIC ACKS COUNT TAG
+//   node kafkajs_client.js produce BOOTSTRAP TOPIC ACKS COUNT TAG [CODEC]
 //       COUNT keyed messages (key k<i % 17>, value TAG-<i>) with acks 0, 1 or -1, in
-//       batches of 1000; prints {"sent": COUNT} when every send resolved.
+//       batches of 1000, compressed with CODEC (none, gzip); prints {"sent": COUNT} when
+//       every send resolved.
 //   node kafkajs_client.js consume BOOTSTRAP TOPIC GROUP COUNT [TIMESTAMP]
 //       a group member reading every partition from the earliest offset (or, with
 //       TIMESTAMP, from the offsets ListOffsets gives for it) until COUNT records came;
@@ -16,13 +17,14 @@
 //       every 200 ms, and on SIGTERM leaves the group cleanly.
 'use strict';
 const path = require('path');
-const { Kafka, logLevel } = require(path.join(process.env.KAFKAJS_HOME || '', 'kafkajs'));
+const { CompressionTypes, Kafka, logLevel } = require(path.join(process.env.KAFKAJS_HOME || '', 'kafkajs'));
 
 const [mode, bootstrap, topic, ...rest] = process.argv.slice(2);
 const kafka = new Kafka({ clientId: 'sluice-matrix', brokers: bootstrap.split(','),
                           logLevel: logLevel.ERROR, retry: { retries: 8 } });
 
-async function produce(acks, count, tag) {
+async function produce(acks, count, tag, codec) {
+  const compression = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP }[codec || 'none'];
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   await producer.connect();
   const BATCH = 1000;
@@ -31,7 +33,7 @@ async function produce(acks, count, tag) {
     for (let i = start; i < Math.min(count, start + BATCH); i++) {
       messages.push({ key: `k${i % 17}`, value: `${tag}-${i}` });
     }
-    await producer.send({ topic, acks, messages });
+    await producer.send({ topic, acks, compression, messages });
   }
   await producer.disconnect();
   return JSON.stringify({ sent: count }) + '\n';
@@ -117,7 +119,7 @@ async function member(group, outPath) {
   fs.closeSync(out);
 }
 
-const run = { produce: () => produce(Number(rest[0]), Number(rest[1]), rest[2]),
+const run = { produce: () => produce(Number(rest[0]), Number(rest[1]), rest[2], rest[3]),
               consume: () => consume(rest[0], Number(rest[1]), rest[2]),
               offsets: () => offsets(rest[0]),
               member: () => member(rest[0], rest[1]) }[mode];
