@@ -108,3 +108,60 @@ def test_acks_all_producer_and_consumer_follow_a_new_leader_and_lose_nothing(zk,
         client.close()
     assert sorted(codes.values()) == ([-9, 0, 0] if how == "kill" else [0, 0, 0]), \
         {b: p.log_text()[-2000:] for b, p in procs.items()}
+
+
+def test_an_acks0_producer_finds_the_new_leader_when_the_old_one_closes_on_it(zk, tmp_path):
+    """librdkafka (confluent-kafka) with acks=0 and its default 5-minute metadata age: once the
+    partition moved, its next batch to the old leader (a follower now) fails there, the old
+    leader closes the connection, and the producer refreshes its metadata and sends to the new
+    leader. Without the close every later batch went to the follower and was dropped. (acks=0
+    promises nothing about the batches in flight at the change.)"""
+    from confluent_kafka import Producer
+    from kafka import KafkaConsumer, TopicPartition
+    procs = {b: BrokerProcess(zk, tmp_path, b, kafka_port=0, log={"visible_after_flush": False},
+                              replica_lag_time_max_ms=1500, replica_fetch_wait_max_ms=200,
+                              leader_imbalance_check_ms=600_000).start() for b in range(3)}
+    client = zk_client.connect(zk)
+    producer = None
+    try:
+        topics.create(client, TOPIC, 1, replication_factor=3, min_insync_replicas=2)
+        for proc in procs.values():
+            proc.wait_hosting(TOPIC, 1)
+        leader = wait_for(lambda: (s := partition_state.read(client, TOPIC, 0)) and
+                          len(s[0].isr) == 3 and s[0], what="three replicas in sync").leader
+        bootstrap = ",".join(p.info["kafka_endpoint"] for p in procs.values())
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": 0, "linger.ms": 0})
+        producer.produce(TOPIC, b"before", partition=0)
+        assert producer.flush(30) == 0
+        os.kill(procs[leader].proc.pid, signal.SIGSTOP)
+        new = wait_for(lambda: (s := partition_state.read(client, TOPIC, 0)[0]).leader
+                       not in (leader, -1) and s, timeout=60, what="a new leader").leader
+        os.kill(procs[leader].proc.pid, signal.SIGCONT)
+        # back in the ISR: it follows the new leader (before that it may still take writes
+        # as the leader it was, to be cut when it learns; acks=0 promises nothing there)
+        wait_for(lambda: (s := partition_state.read(client, TOPIC, 0)[0]).leader == new and
+                 leader in s.isr, timeout=60, what="the old leader following the new one")
+        for i in range(50):
+            producer.produce(TOPIC, f"after-{i}".encode(), partition=0)
+            assert producer.flush(30) == 0
+        consumer = KafkaConsumer(bootstrap_servers=procs[new].info["kafka_endpoint"],
+                                 enable_auto_commit=False, consumer_timeout_ms=15_000)
+        try:
+            consumer.assign([TopicPartition(TOPIC, 0)])
+            consumer.seek_to_beginning()
+            values = []
+            for record in consumer:
+                values.append(record.value)
+                if record.value == b"after-49":
+                    break
+        finally:
+            consumer.close()
+        assert b"after-49" in values, values[-5:]
+    finally:
+        del producer                    # its threads stop before the brokers do
+        for proc in procs.values():
+            if proc.alive():
+                os.kill(proc.proc.pid, signal.SIGCONT)
+            proc.stop()
+        client.stop()
+        client.close()
