@@ -55,18 +55,16 @@ kcat:
 	    || { echo "could not install Debian's kcat package: install it by hand (apt-get install kcat); the kcat tests are skipped without it"; }; \
 	fi
 
-# kafkajs from npm into .node/ with the machine's Node, a judge of the Kafka listener
-# (tests/cluster/kafka/clients/kafkajs_client.js); its tests are skipped without it.
-KAFKAJS_VERSION := 2.2.4
+# kafkajs from npm, a judge of the Kafka listener (tests/cluster/kafka/js/, its package.json
+# pins the version), with the machine's Node; the kafkajs tests are skipped without them.
+KAFKAJS_DIR = tests/cluster/kafka/js
 kafkajs:
-	@if [ ! -f .node/node_modules/kafkajs/package.json ]; then \
+	@if [ ! -d $(KAFKAJS_DIR)/node_modules/kafkajs ]; then \
 	  if command -v npm >/dev/null; then \
-	    echo "installing kafkajs $(KAFKAJS_VERSION) from npm into .node/ (the Kafka listener's kafkajs tests)"; \
-	    npm install --prefix .node --no-audit --no-fund --silent kafkajs@$(KAFKAJS_VERSION) \
-	      || echo "could not install kafkajs from npm: the kafkajs tests are skipped without it"; \
-	  else \
-	    echo "no npm (Node) on this machine: the kafkajs tests are skipped (install nodejs and npm)"; \
-	  fi; \
+	    echo "installing kafkajs with npm (the Kafka listener's kafkajs tests)"; \
+	    npm install --prefix $(KAFKAJS_DIR) --no-audit --no-fund --silent \
+	      || echo "could not install kafkajs with npm; the kafkajs tests are skipped without it"; \
+	  else echo "no npm on this machine: the kafkajs tests are skipped"; fi; \
 	fi
 
 cluster-up: venv zookeeper
@@ -109,4 +107,4 @@ bench: venv
 	  --samples .bench/runs.json
 
 clean:
-	rm -rf $(VENV) .sluice .bench .drills .node
+	rm -rf $(VENV) .sluice .bench .drills

@@ -64,7 +64,11 @@ class BrokerConfig:
     front of the ROUTER, so replica traffic can be cut while clients still get through.
 
     ``kafka_port``: the TCP port of the Kafka protocol listener (broker/kafka/), 0 a free
-    one, None (the default for a broker started alone) no listener.
+    one, None (the default for a broker started alone) no listener. Kafka clients' groups
+    (broker/kafka/group_coordinator.py) take session timeouts within
+    ``group_min_session_timeout_ms`` .. ``group_max_session_timeout_ms`` (Kafka's defaults),
+    and an empty group's first rebalance waits ``group_initial_rebalance_delay_ms`` for more
+    members (Kafka's default is 3000; 0 here: a lone consumer starts at once).
     """
 
     broker_id: int
@@ -87,6 +91,9 @@ class BrokerConfig:
     leader_imbalance_check_ms: int = 30_000
     replica_advertised_endpoint: str | None = None
     kafka_port: int | None = None
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 1_800_000
+    group_initial_rebalance_delay_ms: int = 0
 
     def __post_init__(self):
         _check_types(self)
@@ -100,7 +107,12 @@ class BrokerConfig:
         _positive(self, "cleaner_interval_ms", "max_fetch_bytes", "max_request_bytes",
                   "max_wait_ms_limit", "session_timeout_ms", "replica_lag_time_max_ms",
                   "replica_fetch_wait_max_ms", "replica_fetch_max_bytes", "ack_timeout_ms",
-                  "leader_imbalance_check_ms")
+                  "leader_imbalance_check_ms", "group_min_session_timeout_ms")
+        if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms:
+            raise InvalidArgument("group_max_session_timeout_ms must be at least "
+                                  "group_min_session_timeout_ms")
+        if self.group_initial_rebalance_delay_ms < 0:
+            raise InvalidArgument("group_initial_rebalance_delay_ms must not be negative")
         if self.replica_advertised_endpoint is not None:
             _check_tcp_endpoint("replica_advertised_endpoint", self.replica_advertised_endpoint)
         smallest = self.log.max_message_bytes + ENTRY_OVERHEAD

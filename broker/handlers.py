@@ -11,7 +11,8 @@ the ROUTER; a SluiceError it raises is answered by the server with the error's c
 |          |          |                                          | once the high watermark passed it) |
 | FETCH    | fetch    | LogManager.log, else Purgatory.park      | now, or when the purgatory lets go |
 | OFFSETS  | offsets  | Log.offset_before                        | now                               |
-| METADATA | metadata | LogManager.metadata_rows                 | now                               |
+| METADATA | metadata | LogManager.metadata_rows (secured: the   | now                               |
+|          |          | topics the principal may describe)       |                                   |
 | OFFSET_FOR_EPOCH | offset_for_epoch | LeaderEpochs.end_offset_for | now                         |
 
 Replication (broker/replica_manager.py says who leads what): produce, consumer fetches and
@@ -71,6 +72,7 @@ class RequestHandlers:
         self.replica_waiters = replica_waiters
         self.acks = acks
         self._visible_at_once = not config.log.visible_after_flush
+        self.authorization = None   # the server's RequestAuthorizer: what METADATA may show
         replicas.on_high_watermark = self.high_watermark_moved
         replicas.on_lost_leadership = self.leadership_lost
 
@@ -155,8 +157,13 @@ class RequestHandlers:
 
     def metadata(self, identity: bytes, request: Request, frames: list, turn: dict) -> None:
         _one_frame(request, frames)
+        document = self.describe()
+        if self.authorization is not None and self.authorization.enabled:
+            may = self.authorization.may_describe
+            document["partitions"] = [row for row in document["partitions"]
+                                      if may(request.principal, row["topic"])]
         self.router.send_multipart([identity, protocol.encode_metadata_response(
-            request.correlation_id, json.dumps(self.describe()))])
+            request.correlation_id, json.dumps(document))])
 
     def describe(self) -> dict:
         """The METADATA document: this broker, its partitions, its error counts and counters."""

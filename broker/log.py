@@ -327,6 +327,27 @@ class Log:
             data = memoryview(data)[:whole_prefix(data)]
         return data
 
+    def message_length_at(self, offset: int, upto: int | None = None) -> int | None:
+        """The length of the valid message that starts at ``offset`` (below the visible end,
+        or ``upto``), None when none starts there. Unlike ``read``, a miss costs one read of
+        the bytes there, no walk to say what lies around it: the Kafka listener asks this of
+        two candidate offsets for every commit and fetch (broker/kafka/records.py).
+
+        Raises what ``read`` raises outside the log (OffsetOutOfRange, OffsetGap)."""
+        with self._lock:
+            self._check_open()
+            visible = self.visible_end if upto is None else min(upto, self._end)
+            index = self._segment_to_read(offset, visible)
+            if index is None:
+                return None
+            segment = self._segments[index]
+            data = self._read_from(segment, offset, min(segment.end, visible) - offset,
+                                   SIZE_FIELD)
+        try:
+            return check_entry(data)
+        except InvalidMessage:
+            return None
+
     def _segment_to_read(self, offset: int, visible: int) -> int | None:
         """The index of the segment a read at ``offset`` starts in; None at the visible end.
         Raises OffsetOutOfRange outside the log, OffsetGap in a gap."""

@@ -59,13 +59,14 @@ unsequenced (the paper's behaviour).
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import struct
 from dataclasses import dataclass
 
 # The errors that travel on the wire live in the one taxonomy; re-exported for the wire's users.
 from coordinator.errors import (  # noqa: F401
-    BrokerUnavailable, CorruptMessage, ErrorCode, InvalidArgument, InvalidOffset,
+    AuthenticationFailed, AuthorizationFailed, BrokerUnavailable, CorruptMessage, ErrorCode, InvalidArgument, InvalidOffset,
     FencedLeaderEpoch, MalformedRequest, MessageTooLarge, NotEnoughReplicas, NotLeader,
     OffsetGap, OffsetOutOfRange, OutOfOrderSequence, RequestTimedOut, SluiceError, StorageError, UnknownTopicOrPartition,
     error_for)
@@ -126,7 +127,11 @@ def _unpack(fmt: struct.Struct, buf, pos: int) -> tuple[tuple, int]:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A parsed request header; ``messages`` is frame 1 of a produce request."""
+    """A parsed request header; ``messages`` is frame 1 of a produce request.
+
+    ``principal`` is who sent it: the name of the CURVE key its connection authenticated with
+    (the ZAP handler's User-Id), "" when the broker is not secured. It never travels in the
+    header: the broker sets it from the received frame."""
 
     api: Api
     correlation_id: int
@@ -143,6 +148,7 @@ class Request:
     time: int = 0
     replica_id: int = CONSUMER
     leader_epoch: int = UNKNOWN_EPOCH
+    principal: str = ""
 
 
 def encode_produce(correlation_id: int, topic: str, partition: int, acks: int,
@@ -193,8 +199,9 @@ def peek_correlation_id(header) -> int:
     return API.unpack_from(header)[1] if len(header) >= API.size else 0
 
 
-def decode_request(header) -> Request:
-    """Parse frame 0 of a request. Raises MalformedRequest with a reason a person can read."""
+def decode_request(header, principal: str = "") -> Request:
+    """Parse frame 0 of a request, sent by ``principal``. Raises MalformedRequest with a reason
+    a person can read."""
     (api, corr), pos = _unpack(API, header, 0)
     try:
         api = Api(api)
@@ -236,7 +243,7 @@ def decode_request(header) -> Request:
         request = Request(api, corr, topic, partition, time=time)
     if pos != len(header):
         raise MalformedRequest(f"{len(header) - pos} unexpected bytes after the request header")
-    return request
+    return dataclasses.replace(request, principal=principal) if principal else request
 
 
 def encode_response(correlation_id: int, fields: bytes = b"", error: SluiceError | None = None,

@@ -31,6 +31,19 @@ for METADATA and for the day it leads). What goes wrong:
   request (a late answer is recognised by its correlation id and dropped) and ask again after
   a back-off. Every failure is counted (``replica_fetch_failed``) and logged at most every few
   seconds; none ends the loop.
+- a message the follower cannot copy (the leader answers CORRUPT_MESSAGE at the fetch offset,
+  or the fetched set holds a message that fails its CRC or framing): the good messages before
+  it are appended (never dropped next to the bad one), and the partition stops there. Copying
+  the corrupt bytes would spread them, and skipping them (the error's ``resume_offset``) would
+  leave this replica without offsets the leader has: a replica must hold the leader's bytes
+  at the leader's offsets or nothing. So the follower logs one ERROR per offset, counts every
+  such answer (``replica_fetch_corrupt`` in the stats), and probes again only every
+  ``CORRUPT_RETRY_S`` (the leader's log may move on: retention, a truncation), not in a loop.
+  Not fetching, it is not caught up, so the leader keeps it out of the ISR (or shrinks it out
+  after ``replica_lag_time_max_ms``), as Kafka's fetcher marks such a partition failed
+  (KIP-461). A new leader or epoch (``follow``) starts the partition afresh at once: the new
+  leader's copy may be readable. An operator repairs the leader's log (its scrub reports the
+  corrupt range) or moves leadership.
 """
 from __future__ import annotations
 
@@ -46,21 +59,22 @@ from broker.error_counts import ErrorCounts
 from broker.leader_epochs import truncation_offset
 from broker.log_manager import LogManager
 from broker.replica_manager import Replica, ReplicaManager
-from coordinator.errors import (FencedLeaderEpoch, InvalidOffset, NotLeader, OffsetOutOfRange,
-                                SluiceError)
+from coordinator.errors import (CorruptMessage, FencedLeaderEpoch, InvalidOffset, NotLeader,
+                                OffsetOutOfRange, SluiceError)
 
 logger = logging.getLogger(__name__)
 
 _ANSWER_TIMEOUT_S = 5.0  # beyond the long poll, before a fetch counts as lost
 RETRY_FIRST_S = 0.1      # back-off after a failed fetch, doubling up to
 RETRY_MAX_S = 2.0
+CORRUPT_RETRY_S = 30.0   # a partition stopped at a message it cannot copy is probed this often
 
 
 class _Fetch:
     """One followed partition: whom it fetches from, in which epoch, what is in flight."""
 
     __slots__ = ("replica", "leader", "epoch", "truncating", "asking", "corr", "offset",
-                 "deadline", "retry_at", "backoff")
+                 "deadline", "retry_at", "backoff", "stuck_at")
 
     def __init__(self, replica: Replica):
         self.replica = replica
@@ -73,6 +87,7 @@ class _Fetch:
         self.deadline = 0.0
         self.retry_at = 0.0
         self.backoff = 0.0
+        self.stuck_at: int | None = None   # the offset of a message it could not copy
 
 
 class ReplicaFetcher:
@@ -202,6 +217,9 @@ class ReplicaFetcher:
                     self._epoch_answered(fetch, header)
                 else:
                     self._answered(fetch, header, frames)
+            except CorruptMessage as exc:
+                self._cannot_copy(fetch, now, exc)
+                continue
             except SluiceError as exc:
                 self._failed(fetch, now, exc)
                 continue
@@ -225,11 +243,21 @@ class ReplicaFetcher:
         if log.end_offset != fetch.offset:
             return            # the log was cut or reset meanwhile: fetch again from its end
         data = frames[1].buffer if len(frames) > 1 else b""
+        bad = None
         if len(data):
-            count = message.validate_set(data, self.config.log.max_message_bytes)
+            try:
+                count = message.validate_set(data, self.config.log.max_message_bytes)
+            except message.InvalidMessage as exc:
+                bad, count = exc, exc.valid_count
+                data = data[:exc.position]
+        if len(data):
             self.logs.append(self.logs.route(replica.topic, replica.partition), [data], count)
             self._copy_epochs(replica, fetch.offset, frames[2].bytes if len(frames) > 2 else b"")
         replica.hw = min(hw, log.end_offset)
+        if bad is not None:
+            raise CorruptMessage(f"the message at offset {log.end_offset} that broker "
+                                 f"{fetch.leader} sent is invalid: {bad}")
+        fetch.stuck_at = None
 
     def _copy_epochs(self, replica: Replica, offset: int, frame: bytes) -> None:
         """Record the leader's epoch entries (frame 2) newer than this log's latest that
@@ -263,7 +291,8 @@ class ReplicaFetcher:
             counter["truncated_messages"] += messages
             counter["truncated_bytes"] += nbytes
         logger.warning("%s/%d: truncated to offset %d by leader epoch (leader %d answered "
-                       "epoch %d ending at %d): %d message(s), %d byte(s) only this replica had",
+                       "epoch %d ending at %d): %d message(s), %d byte(s) the leader's log does "
+                       "not hold in the same epoch",
                        replica.topic, replica.partition, cut_at, fetch.leader, found,
                        leader_end, messages, nbytes)
 
@@ -280,6 +309,23 @@ class ReplicaFetcher:
             replica.hw = min(replica.hw, log.end_offset)
         else:
             fetch.truncating = True
+
+    def _cannot_copy(self, fetch: _Fetch, now: float, exc: CorruptMessage) -> None:
+        """Stop the partition at a message it cannot copy; probe again after CORRUPT_RETRY_S
+        (the module docstring)."""
+        replica = fetch.replica
+        offset = replica.log.end_offset
+        fetch.retry_at = now + CORRUPT_RETRY_S
+        for counter in (self.logs.stats, self.logs.partition_stats[replica.key]):
+            counter["replica_fetch_corrupt"] += 1
+        if fetch.stuck_at == offset:
+            return
+        fetch.stuck_at = offset
+        logger.error("%s/%d: cannot copy the message at offset %d from leader %d (%s): this "
+                     "replica stops there and stays out of the ISR, asking again every %.0f s "
+                     "or when the leader changes; repair the leader's log or move leadership",
+                     replica.topic, replica.partition, offset, fetch.leader, exc,
+                     CORRUPT_RETRY_S)
 
     def _failed(self, fetch: _Fetch, now: float, exc: SluiceError) -> None:
         fetch.backoff = min(RETRY_MAX_S, 2 * fetch.backoff or RETRY_FIRST_S)

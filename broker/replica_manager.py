@@ -2,10 +2,11 @@
 ReplicaManager), and the leader's view of its followers.
 
 For every partition with a replica here the LogManager opens a Log and calls ``add``. A
-single-replica partition is led here for good (epoch 0, ISR = this broker, high watermark =
-the log end): nothing of it changes. A replicated partition's role comes from its state node
-(coordinator/partition_state.py): it is read, and watched with a kazoo DataWatch whose callback
-only queues the partition; ``maintain``, on the request loop's thread, reads the queued states
+single-replica partition is led here for good (ISR = this broker, high watermark = the log
+end): nothing of it changes but its epoch, 0 until its state node (if any) is read, then the
+state's (the controller moves it on when this broker restarts). A replicated partition's
+role comes from its state node (coordinator/partition_state.py): it is read, and watched with a
+kazoo DataWatch whose callback only queues the partition; ``maintain``, on the request loop's thread, reads the queued states
 and applies them, as the LogManager applies placement changes. Applying a state:
 
 - this broker is its leader: start leading at that epoch (the epoch begins at the log end);
@@ -30,6 +31,24 @@ write of the state on the version this broker holds, and only once it succeeded 
 watermark use the new ISR: a leader cut off from ZooKeeper cannot shrink its ISR to itself and
 go on acknowledging acks=all writes (Jepsen's 2013 Kafka case). A write that finds the node
 changed (``StaleState``) re-reads the state and obeys it: another leader was elected.
+
+ZooKeeper on the loop, the known risk: the state reads in ``maintain``, the registration read
+before them and before each ISR write, and the ISR write itself are kazoo's synchronous calls
+on the request loop's thread, made only while ``zk.connected``. kazoo waits for their answer
+without a timeout of its own; a connection that stops answering (ZooKeeper stalled on its
+disk, a half-open TCP connection) is declared dropped only after two thirds of the negotiated
+session timeout (4 s at the default 6 s), and the pending call then fails with ConnectionLoss
+(retried after a back-off; ``zk.connected`` turns false, so the calls after it are skipped).
+So one maintain or one ISR write can hold the loop that long: no produce, fetch or replica
+fetch is answered meanwhile, acks=all requests wait, and the followers of this broker's
+partitions get no data. Correctness holds (a write is still conditional, and nothing is
+acknowledged during the stall), but a stall past ``replica_lag_time_max_ms`` minus the
+followers' last catch-up can make the next ISR check shrink followers that only waited for
+this leader, and consumers see a pause. With a healthy connection each call is one round
+trip (about a millisecond on loopback), a state read per changed partition and an ISR write
+per change, not per request. Moving them off the loop means kazoo's ``*_async`` calls with
+callbacks that queue their results for ``maintain``, keeping one write in flight per
+partition.
 """
 from __future__ import annotations
 
@@ -45,6 +64,7 @@ from kazoo.recipe.watchers import DataWatch
 from broker import isr as rules
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
+from broker.hw_checkpoint import CHECKPOINT_INTERVAL_S, HighWatermarkCheckpoint, safe_start
 from broker.isr import Follower
 from broker.log import Log
 from coordinator import partition_state, paths
@@ -131,6 +151,14 @@ class ReplicaManager:
         self._next_isr_check = 0.0
         self._outside_errors = (KazooException, zk.handler.timeout_exception)
         self._registered: int | None = None     # this broker's registration czxid, last read
+        self.checkpoint = HighWatermarkCheckpoint(config.data_dir)
+        try:
+            self._checkpointed = self.checkpoint.read()
+        except SluiceError as exc:
+            self.errors.task_failed("hw_checkpoint", exc)
+            self._checkpointed = {}
+        self._next_checkpoint = 0.0
+        self.on_checkpoint: Callable[[HighWatermarkCheckpoint], None] = lambda c: c.flush()
         self._registration_watch = DataWatch(zk, paths.broker(self.broker_id),
                                              self._on_registration)
 
@@ -142,11 +170,13 @@ class ReplicaManager:
         key = (topic, partition)
         replica = Replica(topic, partition, log, tuple(replicas), min_insync,
                           PartitionState.initial(tuple(replicas)), NOT_WRITTEN)
+        if len(replicas) > 1:
+            replica.hw = safe_start(self._checkpointed.get(key), log.epochs.entries,
+                                    log.end_offset)
         self.partitions[key] = replica
         self.by_log[log] = replica
         if len(replicas) == 1:
             self._lead(replica, replica.state, NOT_WRITTEN)
-            return
         self._changes.put(key)
         self._watches[key] = DataWatch(self.zk, paths.partition_state(topic, partition),
                                        self._state_watch(key))
@@ -239,6 +269,9 @@ class ReplicaManager:
             state, version, written = found or (PartitionState.initial(replica.replicas),
                                                 NOT_WRITTEN, None)
             self.apply(replica, state, version, written)
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + CHECKPOINT_INTERVAL_S
+            self.checkpoint_high_watermarks()
         if now >= self._next_isr_check:
             self._next_isr_check = now + min(self._lag_s / 2, 1.0)
             for replica in self.partitions.values():
@@ -253,6 +286,9 @@ class ReplicaManager:
         """Take the role ``state`` gives this broker (see the module docstring); ``written``:
         the state node's mzxid (None: unknown, no restart check)."""
         if state.leader_epoch < replica.epoch:
+            return
+        if len(replica.replicas) == 1:
+            self._single_epoch(replica, state, version)
             return
         if (state.leader == self.broker_id and len(replica.replicas) > 1
                 and written is not None and self._registered is not None
@@ -282,6 +318,18 @@ class ReplicaManager:
         if was_leader:
             self.on_lost_leadership(replica)
         self.on_follow(replica)
+
+    def _single_epoch(self, replica: Replica, state: PartitionState, version: int) -> None:
+        """A single-replica partition stays led here whatever its state says; it only takes
+        the epoch of a state that names this broker (the controller moves it on when this
+        broker restarts), so METADATA and the log's epochs show the state's. A state with no
+        leader (this broker was gone) is followed by the election that brings it back."""
+        if state.leader != self.broker_id or state.leader_epoch == replica.epoch:
+            return
+        replica.epoch, replica.version = state.leader_epoch, version
+        replica.state = PartitionState(self.broker_id, state.leader_epoch, (self.broker_id,),
+                                       state.controller_epoch)
+        self._start_epoch(replica)
 
     def _wait_for_new_state(self, replica: Replica, state: PartitionState, version: int) -> None:
         """Neither lead nor follow: the state that makes this broker leader predates its
@@ -410,5 +458,23 @@ class ReplicaManager:
         self._retry[key] = now + self._backoff
         self.errors.task_failed(task, exc, self._backoff)
 
+    def checkpoint_high_watermarks(self) -> None:
+        """Snapshot every replicated partition's high watermark with its log's latest epoch
+        (broker/hw_checkpoint.py) and hand it to ``on_checkpoint`` (the flusher) if it
+        changed."""
+        if self.checkpoint.offer(self._high_watermarks()):
+            self.on_checkpoint(self.checkpoint)
+
+    def _high_watermarks(self) -> dict[tuple[str, int], tuple[int, int]]:
+        return {key: (replica.hw, replica.log.epochs.latest_epoch)
+                for key, replica in self.partitions.items() if len(replica.replicas) > 1}
+
     def close(self) -> None:
+        """Stop the watches; write the high watermarks a last time, here (the flusher may be
+        gone)."""
         self._closed = True
+        try:
+            self.checkpoint.offer(self._high_watermarks())
+            self.checkpoint.flush()
+        except SluiceError as exc:
+            self.errors.task_failed("hw_checkpoint", exc)

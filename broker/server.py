@@ -18,6 +18,10 @@ DEALER per leader it copies from, polled by the same loop, so that what it fetch
 on the loop's thread; between requests the ReplicaManager (broker/replica_manager.py) applies
 the partitions' state changes and shrinks ISRs.
 
+Before its handler runs, each request is checked against the authorization rules
+(broker/authorization.py: off unless the broker is secured): a refused one is answered with
+AUTHORIZATION_FAILED, or, for acks=0, counted and dropped before its set is written.
+
 A request is at most ``max_request_bytes``: a bigger one (up to twice that) is refused with
 MESSAGE_TOO_LARGE, and ZeroMQ's MAXMSGSIZE on both sockets (twice the bound) drops the
 connection of a client that sends a bigger frame before any of it is allocated here. That
@@ -40,6 +44,7 @@ import time
 import zmq
 
 from broker import protocol
+from broker import authorization as authz
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
 from broker.flusher import Flusher
@@ -54,8 +59,10 @@ from broker.replica_fetcher import ReplicaFetcher
 from broker.replica_manager import ReplicaManager
 from broker.protocol import Api
 from coordinator import zk
+from coordinator.acl_store import AclStore
 from coordinator.controller import Controller
-from coordinator.errors import ErrorCode, MalformedRequest, MessageTooLarge, SluiceError
+from coordinator.errors import (AuthorizationFailed, ErrorCode, MalformedRequest, MessageTooLarge,
+                                SluiceError)
 from coordinator.registry import BrokerInfo, BrokerRegistration
 
 logger = logging.getLogger(__name__)
@@ -102,6 +109,7 @@ class Broker:
                                     config.max_request_bytes))
         self.kafka_ctx: KafkaContext | None = None
         self.zk = zk.connect(config.zookeeper, session_timeout=config.session_timeout_ms / 1000)
+        self.authorization = authz.for_config(config)
         self.replicas = ReplicaManager(config, self.zk, self.errors)
         self.purgatory = Purgatory(end_of=self.replicas.consumer_end)
         self.replica_waiters = Purgatory(end_of=replica_end)
@@ -115,6 +123,7 @@ class Broker:
             self.kafka.endpoint if self.kafka is not None else ""))
         self.logs = LogManager(config, self.zk, self.registration, self.errors, flusher)
         self.logs.on_open = self.replicas.add
+        self.replicas.on_checkpoint = flusher.submit
         self.fetcher = ReplicaFetcher(config, self.context, self.logs, self.replicas,
                                       self.errors)
         self.replicas.on_follow = self.fetcher.follow
@@ -125,6 +134,7 @@ class Broker:
                                                       "endpoint": self.endpoint,
                                                       "produce_endpoint": self.produce_endpoint},
                                         self.replicas, self.replica_waiters, AckPurgatory())
+        self.handlers.authorization = self.authorization
         self._kafka_deadline: float | None = None
         if self.kafka is not None:
             self.kafka_ctx = KafkaContext(self.logs, self.handlers, self.replicas, config,
@@ -142,6 +152,7 @@ class Broker:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.authorization.watch(AclStore(self.zk))   # the rules are read before serving
         self.registration.register()
         self.logs.start()
         self.controller.start()
@@ -243,6 +254,7 @@ class Broker:
             if handler is None:
                 raise SluiceError(f"this broker does not serve {request.api.name}",
                                   ErrorCode.UNKNOWN_API)
+            self.authorization.check(request.principal, request)
             handler(self.handlers, identity, request, frames, turn)
         except SluiceError as exc:
             self.handlers.answer_error(identity, protocol.peek_correlation_id(header), exc,
@@ -257,9 +269,11 @@ class Broker:
         frame 1 as plain bytes. Extra frames of a bad request are then read as requests of
         their own and rejected in turn: a pair never straddles two ZeroMQ messages, so one bad
         client cannot shift the framing of another's requests. Nobody waits for an answer:
-        errors are counted and logged.
+        errors are counted and logged, a refused principal's too (its sets reach no log).
         """
         recv = self.pull.recv
+        authorization = self.authorization
+        secured = authorization.enabled
         routes = self._unacked_routes
         pending: dict[Route, list] = {}
         room = _PRODUCE_DRAIN_BYTES
@@ -285,6 +299,11 @@ class Broker:
             route = routes.get(key)
             if route is None and (route := self._unacked_route(key)) is None:
                 continue
+            if secured:
+                refusal = authorization.may_produce(authz.frame_principal(header), route.topic)
+                if refusal is not None:
+                    self.errors.request_failed(AuthorizationFailed(refusal), acks=0)
+                    continue
             sets = pending.get(route)
             if sets is None:
                 pending[route] = [body]

@@ -7,6 +7,7 @@ group member, ``sluice groups``, the lag report and the dashboard's sampler see 
 | ------------- | --------------------------------------------- | -------------------------- |
 | groups        | /consumers                                    | every group's name         |
 | members       | /consumers/<group>/ids                        | the live members' ids      |
+| kafka_members | /consumers/<group>/kafka_members              | a Kafka client group's ids |
 | registration  | /consumers/<group>/ids/<member>               | one member's node, parsed  |
 | registrations | every member node of the group                | member -> its node         |
 | owners        | /consumers/<group>/owners/<topic>/<partition> | partition -> owning member |
@@ -39,6 +40,16 @@ def members(client: KazooClient, group: str) -> list[str]:
         return sorted(client.get_children(paths.consumer_ids(group)))
     except NoNodeError:
         return []
+
+
+def kafka_members(client: KazooClient, group: str) -> list[str]:
+    """The members of a Kafka client's group, as its coordinator broker publishes them (node
+    names: member ids with ``%`` and ``/`` escaped)."""
+    try:
+        names = client.get_children(paths.kafka_members(group))
+    except NoNodeError:
+        return []
+    return sorted(name.replace("%2F", "/").replace("%25", "%") for name in names)
 
 
 def registration(client: KazooClient, group: str, member: str) -> dict | None:

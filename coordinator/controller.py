@@ -39,7 +39,15 @@ first). Once written, the state's mzxid is past that czxid and the restart is no
 
 An unclean election is never silent: it is logged at WARNING and counted in the persistent
 ``/brokers/topics/<t>/partitions/<p>/unclean`` (``{"count", "elected", "isr_before",
-"leader_epoch", "at"}``), read by ``unclean_elections``.
+"leader_epoch", "at"}``), read by ``unclean_elections``, written in the same transaction as the
+state that elects, so no crash leaves it uncounted.
+
+Neither memory closes the window between a look and a write: a broker that restarts after the
+look read its registration and before the state is written registers under the state's mzxid
+and after this controller's read. So every registration also moves ``/brokers/ids``'s own
+version on (registry.py, in the registering transaction), and every state write checks the
+version the look read: such a write fails, nothing of that look is written, and the next look
+finds the restart by its czxid.
 
 All of this runs on the controller's own thread, fed by a queue of events; the ZooKeeper watches
 only put events there, so kazoo's event thread is never held up.
@@ -59,7 +67,8 @@ from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
 from coordinator import paths, partition_state, topics
 from coordinator.election import Election, elect, preferred, restarted_since
-from coordinator.partition_state import NOT_WRITTEN, FencedWriter, PartitionState, StaleState
+from coordinator.partition_state import (NOT_WRITTEN, FencedWriter, PartitionState,
+                                         RegistrationsChanged, StaleState)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,7 @@ class Controller:
         self._epoch_version = 0                   # /controller_epoch's version that it set
         self._registrations: dict[int, int] = {}  # broker id -> czxid, at this office's last look
         self._restarted: dict[tuple[str, int], frozenset[int]] = {}   # not yet decided on
+        self._registry_version = 0                # /brokers/ids's version at the last read
         self._thread = threading.Thread(target=self._run, name=f"controller-{broker_id}",
                                         daemon=True)
 
@@ -273,7 +283,9 @@ class Controller:
         return frozenset(now), restarted, now
 
     def _read_registrations(self) -> dict[int, int]:
-        """Every live broker's id -> its registration node's czxid."""
+        """Every live broker's id -> its registration node's czxid; ``/brokers/ids``'s version
+        is read first (into ``_registry_version``), so a registration after it moves it on."""
+        self._registry_version = self.client.exists(paths.BROKER_IDS).version
         now = {}
         for child in self.client.get_children(paths.BROKER_IDS):
             stat = self.client.exists(paths.broker(int(child)))
@@ -306,17 +318,24 @@ class Controller:
             if concerned:
                 pending[key] = concerned
         self._restarted, self._registrations = pending, registrations
+        registry_version = self._registry_version
         for topic, partition, replicas in partitions:
             key = (topic, partition)
             decide = (lambda state, written, r=replicas, k=key:
                       elect(state, r, live, self.unclean_leader_election, self._epoch,
                             restarted=self._restarted.get(k, frozenset())
                             | restarted_since(written, registrations)))
-            if self._settle(topic, partition, decide):
+            try:
+                settled = self._settle(topic, partition, decide, registry_version)
+            except RegistrationsChanged as exc:
+                self._look_again(exc)
+                return
+            if settled:
                 self._restarted.pop(key, None)
 
     def _preferred_all(self) -> None:
         registrations = self._read_registrations()
+        registry_version = self._registry_version
         live = frozenset(registrations)
 
         def decide(state, written, replicas):
@@ -325,14 +344,33 @@ class Controller:
                           restarted=since)
                     or preferred(state, replicas, live, self._epoch, restarted=since))
         for topic, partition, replicas in self._partitions():
-            self._settle(topic, partition, lambda state, written, r=replicas:
-                         decide(state, written, r))
+            try:
+                self._settle(topic, partition, lambda state, written, r=replicas:
+                             decide(state, written, r), registry_version)
+            except RegistrationsChanged as exc:
+                self._look_again(exc)
+                return
+
+    def _look_again(self, exc: RegistrationsChanged) -> None:
+        """A broker registered after the look these decisions came from (it may have restarted
+        in between, unseen): none of them is written; a new look is queued, which finds the
+        restart by its czxid."""
+        log.info("controller epoch %d: %s; looking again", self._epoch, exc)
+        self._events.put(_RECHECK)
 
     def _settle(self, topic: str, partition: int,
-                decide: Callable[[PartitionState, int | None], Election | None]) -> bool:
+                decide: Callable[[PartitionState, int | None], Election | None],
+                registry_version: int) -> bool:
         """Read, decide (on the state and its node's mzxid, None when there is no node), write
         conditionally; a state changed meanwhile is read again. False: it kept changing, and a
-        look later is queued."""
+        look later is queued.
+
+        Each write also checks ``/brokers/ids`` at ``registry_version``, the version read with
+        the registrations the decision used: every registration moves it on (registry.py), so
+        a broker that restarted between that read and this write fails the write
+        (RegistrationsChanged, raised for the caller to look again) instead of being elected
+        or kept on the ISR as if it had never gone. An unclean election's count goes in the
+        same transaction as the state that makes it."""
         for _ in range(STALE_RETRIES):
             found = partition_state.read_with_zxid(self.client, topic, partition)
             if found is None:
@@ -342,42 +380,54 @@ class Controller:
             election = decide(state, written)
             if election is None:
                 return True
+            new = election.state
+            count = self._unclean_count(topic, partition, state, new) if election.unclean \
+                else None
             try:
-                partition_state.write(self.client, topic, partition, election.state, version,
-                                      fence=(paths.CONTROLLER_EPOCH, self._epoch_version))
-            except FencedWriter:
+                partition_state.write(self.client, topic, partition, new, version,
+                                      fence=(paths.CONTROLLER_EPOCH, self._epoch_version),
+                                      checks=[(paths.BROKER_IDS, registry_version)],
+                                      also=count[1] if count else None)
+            except (FencedWriter, RegistrationsChanged):
                 raise
             except StaleState:
                 continue
-            new = election.state
             log.info("controller epoch %d: %s/%d leader %d epoch %d isr %s (was leader %d "
                      "epoch %d isr %s)", self._epoch, topic, partition, new.leader,
                      new.leader_epoch, list(new.isr), state.leader, state.leader_epoch,
                      list(state.isr))
-            if election.unclean:
-                self._count_unclean(topic, partition, state, new)
+            if count:
+                log.warning("UNCLEAN leader election of %s/%d: broker %d leads at epoch %d "
+                            "without being in sync (the ISR was %s, none alive); what only "
+                            "they had is lost (unclean elections of this partition: %d)",
+                            topic, partition, new.leader, new.leader_epoch, list(state.isr),
+                            count[0])
             return True
         log.warning("controller: the state of %s/%d kept changing under %d reads; trying again "
                     "later", topic, partition, STALE_RETRIES)
         self._events.put(_RECHECK)
         return False
 
-    def _count_unclean(self, topic: str, partition: int, before: PartitionState,
-                       after: PartitionState) -> None:
+    def _unclean_count(self, topic: str, partition: int, before: PartitionState,
+                       after: PartitionState) -> tuple[int, Callable]:
+        """The partition's next unclean count and the operation that writes it, conditional on
+        the count node as read, for the transaction of the electing state write."""
         path = paths.partition_unclean(topic, partition)
-        previous = unclean_elections(self.client, topic, partition)
-        count = 1 + (previous["count"] if previous else 0)
+        try:
+            data, stat = self.client.get(path)
+            count, version = 1 + json.loads(data)["count"], stat.version
+        except NoNodeError:
+            count, version = 1, None
         record = json.dumps({"count": count, "elected": after.leader,
                              "isr_before": list(before.isr), "leader_epoch": after.leader_epoch,
                              "at": time.time()}).encode()
-        try:
-            self.client.set(path, record)
-        except NoNodeError:
-            self.client.create(path, record, makepath=True)
-        log.warning("UNCLEAN leader election of %s/%d: broker %d leads at epoch %d without "
-                    "being in sync (the ISR was %s, none alive); what only they had is lost "
-                    "(unclean elections of this partition: %d)", topic, partition, after.leader,
-                    after.leader_epoch, list(before.isr), count)
+
+        def add(transaction) -> None:
+            if version is None:
+                transaction.create(path, record)
+            else:
+                transaction.set_data(path, record, version=version)
+        return count, add
 
 
 def unclean_elections(client: KazooClient, topic: str, partition: int) -> dict | None:

@@ -42,6 +42,8 @@ class ErrorCode(enum.IntEnum):
     OUT_OF_ORDER_SEQUENCE = 13
     NOT_ENOUGH_REPLICAS = 14
     FENCED_LEADER_EPOCH = 15
+    AUTHENTICATION_FAILED = 16
+    AUTHORIZATION_FAILED = 17
 
 
 class SluiceError(Exception):
@@ -147,10 +149,26 @@ class FencedLeaderEpoch(SluiceError):
     retriable = True
 
 
+class AuthenticationFailed(SluiceError):
+    """The cluster does not know the client's key (none given, unknown or revoked): the
+    request was refused before it reached a log. Not retriable: the same key is refused again
+    until someone runs ``sluice keys allow``."""
+
+    code = ErrorCode.AUTHENTICATION_FAILED
+
+
+class AuthorizationFailed(SluiceError):
+    """The principal is known but no rule lets it do this operation on this resource; the
+    message names both. Not retriable: it needs ``sluice acl add``."""
+
+    code = ErrorCode.AUTHORIZATION_FAILED
+
+
 _BY_CODE = {cls.code: cls for cls in (
     MalformedRequest, UnknownTopicOrPartition, CorruptMessage, MessageTooLarge,
     OffsetOutOfRange, InvalidOffset, OffsetGap, StorageError, NotLeader, BrokerUnavailable,
-    RequestTimedOut, OutOfOrderSequence, NotEnoughReplicas, FencedLeaderEpoch)}
+    RequestTimedOut, OutOfOrderSequence, NotEnoughReplicas, FencedLeaderEpoch,
+    AuthenticationFailed, AuthorizationFailed)}
 
 
 def error_for(code: int, message: str, resume_offset: int | None = None) -> SluiceError:

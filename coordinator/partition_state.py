@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from typing import Callable, Sequence
 
-from kazoo.client import KazooClient
+from kazoo.client import KazooClient, TransactionRequest
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, RolledBackError
 
 from coordinator import paths
@@ -103,19 +104,30 @@ def read_with_zxid(client: KazooClient, topic: str,
     return PartitionState.from_json(data), stat.version, stat.mzxid
 
 
+class RegistrationsChanged(StaleState):
+    """A ``checks`` node moved since the writer read it (a broker registered since the
+    controller looked at the registry): look again, then decide."""
+
+
 def write(client: KazooClient, topic: str, partition: int, state: PartitionState,
-          version: int, fence: tuple[str, int] | None = None) -> int:
+          version: int, fence: tuple[str, int] | None = None,
+          checks: Sequence[tuple[str, int]] = (),
+          also: Callable[[TransactionRequest], None] | None = None) -> int:
     """Write ``state`` if the node is still at ``version`` (NOT_WRITTEN: if there is none);
     return the new version. Raises StaleState when someone wrote in between.
 
     ``fence`` = (path, version): write only while that node is at that version too, in one
     transaction (the controller passes ``/controller_epoch`` and the version it set), else
     raise FencedWriter: a controller replaced while it was paused cannot write what it
-    decided before."""
+    decided before. ``checks``: more (path, version) pairs the decision was made on (the
+    controller passes ``/brokers/ids``, whose version every registration moves), else
+    RegistrationsChanged. ``also(transaction)`` adds operations that must commit with the
+    state or not at all (the controller's unclean count); one of them failing raises
+    StaleState (read again: someone wrote meanwhile)."""
     path = paths.partition_state(topic, partition)
     stale = StaleState(f"the state of {topic}/{partition} changed since version {version} "
                        "was read")
-    if fence is None:
+    if fence is None and not checks and also is None:
         try:
             if version == NOT_WRITTEN:
                 client.create(path, state.to_json(), makepath=True)
@@ -126,17 +138,28 @@ def write(client: KazooClient, topic: str, partition: int, state: PartitionState
     if version == NOT_WRITTEN:
         client.ensure_path(paths.partition_state_parent(topic, partition))
     transaction = client.transaction()
-    transaction.check(fence[0], fence[1])
+    guards = ([fence] if fence is not None else []) + list(checks)
+    for guard_path, guard_version in guards:
+        transaction.check(guard_path, guard_version)
     if version == NOT_WRITTEN:
         transaction.create(path, state.to_json())
     else:
         transaction.set_data(path, state.to_json(), version=version)
-    fenced, written = transaction.commit()
-    if isinstance(fenced, Exception) and not isinstance(fenced, RolledBackError):
+    if also is not None:
+        also(transaction)
+    results = transaction.commit()
+    failed = [(n, r) for n, r in enumerate(results)
+              if isinstance(r, Exception) and not isinstance(r, RolledBackError)]
+    if not failed:
+        written = results[len(guards)]
+        return 0 if version == NOT_WRITTEN else written.version
+    index, error = failed[0]
+    if fence is not None and index == 0:
         raise FencedWriter(f"{fence[0]} is no longer at version {fence[1]}: another controller "
                            f"was elected; not writing {topic}/{partition}")
-    if isinstance(written, (BadVersionError, NodeExistsError, NoNodeError)):
+    if index < len(guards):
+        raise RegistrationsChanged(f"{guards[index][0]} moved on from version "
+                                   f"{guards[index][1]}; not writing {topic}/{partition}")
+    if isinstance(error, (BadVersionError, NodeExistsError, NoNodeError)):
         raise stale
-    if isinstance(written, Exception):
-        raise written
-    return 0 if version == NOT_WRITTEN else written.version
+    raise error

@@ -15,13 +15,18 @@
 | /consumers/<group>/owners/<topic>/<partition>    | ephemeral  | the owning consumer's id                |
 | /consumers/<group>/offsets/<topic>/<partition>   | persistent | the committed offset (decimal text)     |
 | /consumers/<group>/data_loss/<topic>/<partition> | persistent | {"committed", "log_start", ...}         |
+| /consumers/<group>/kafka_members/<member>        | ephemeral  | {"client_id", "host", "generation", ...}|
 | /kafka/producer_id_block                         | persistent | the first Kafka producer id not taken   |
+| /security/acls                                   | persistent | a change count (coordinator/acl_store)  |
+| /security/acls/<principal>                       | persistent | [{"operation", "pattern", "name"}, ...] |
 
 The first two and the three /consumers paths before data_loss are Kafka 0.7's layout. /config/topics is sluice's: the paper
 creates a topic's partitions implicitly on every broker, while sluice numbers a topic's
 partitions 0..P-1 across the cluster, so the placement chosen at creation must outlive any one
 broker's session; data_loss notes a committed offset that retention overtook, so the loss stays
-visible after the consumer moved on. The partition state, /controller and /controller_epoch are
+visible after the consumer moved on; kafka_members lists the members of a Kafka client's group,
+written by the group's coordinator broker (broker/kafka/group_apis.py) apart from the native
+members' ids, so that native members never count them in their own rebalances. The partition state, /controller and /controller_epoch are
 Kafka 0.8's (replication, coordinator/partition_state.py); the unclean node is sluice's: the
 controller counts the unclean elections of a partition there, so the loss stays visible
 (coordinator/controller.py); ``partitions`` is the one child of
@@ -40,6 +45,7 @@ CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
 CONSUMERS = "/consumers"
 KAFKA_PRODUCER_ID_BLOCK = "/kafka/producer_id_block"   # the next free block of Kafka producer ids
+ACLS = "/security/acls"     # authorization rules per principal (coordinator/acl_store.py)
 PARTITIONS = "partitions"   # the child of /brokers/topics/<topic> that is not a broker id
 
 
@@ -111,12 +117,24 @@ def offset(group_id: str, topic: str, partition: int) -> str:
     return f"{CONSUMERS}/{group_id}/offsets/{topic}/{int(partition)}"
 
 
+def kafka_members(group_id: str) -> str:
+    return f"{CONSUMERS}/{group_id}/kafka_members"
+
+
+def kafka_member(group_id: str, member_id: str) -> str:
+    return f"{CONSUMERS}/{group_id}/kafka_members/{member_id}"
+
+
 def data_losses(group_id: str, topic: str) -> str:
     return f"{CONSUMERS}/{group_id}/data_loss/{topic}"
 
 
 def data_loss(group_id: str, topic: str, partition: int) -> str:
     return f"{CONSUMERS}/{group_id}/data_loss/{topic}/{int(partition)}"
+
+
+def acl(principal: str) -> str:
+    return f"{ACLS}/{principal}"
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")

@@ -102,11 +102,20 @@ class BrokerRegistration:
         self._closed.set()
 
     def register(self) -> None:
-        """Create /brokers/ids/<id>, first clearing a stale node left by a dead predecessor."""
+        """Create /brokers/ids/<id>, first clearing a stale node left by a dead predecessor.
+
+        The same transaction moves /brokers/ids's own version on (its data stays empty), so
+        that the controller, which checks the version it read in each state write, never
+        writes a decision taken before this registration (a restart the look missed)."""
         path = paths.broker(self.info.broker_id)
         self.client.ensure_path(paths.BROKER_IDS)
         self._clear_stale(path)
-        self.client.create(path, self.info.to_json(), ephemeral=True)
+        transaction = self.client.transaction()
+        transaction.create(path, self.info.to_json(), ephemeral=True)
+        transaction.set_data(paths.BROKER_IDS, b"")
+        created, _ = transaction.commit()
+        if isinstance(created, Exception):
+            raise created
         with self._lock:
             hosted = dict(self._hosted)
         for topic, partitions in hosted.items():

@@ -9,4 +9,7 @@ the same logs to unmodified Kafka clients (kafka-python, librdkafka, kcat, kafka
 | apis        | the dispatch table and the ApiVersions table                          |
 | data_apis   | ApiVersions, Metadata, Produce, Fetch, ListOffsets, InitProducerId    |
 | records     | Kafka record batches <-> sluice MessageSets, and the offset mapping   |
+| group_coordinator | the consumer group protocol's state machine (pure)              |
+| group_apis  | FindCoordinator, Join/Sync/Heartbeat/LeaveGroup, OffsetCommit/Fetch   |
+| boundaries  | a committed "last consumed + 1" resolved to a boundary, here or remote|
 """

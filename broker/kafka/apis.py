@@ -19,7 +19,7 @@ import kafka.protocol.metadata  # noqa: F401
 import kafka.protocol.producer  # noqa: F401,E501
 from kafka.protocol.api_message import ApiMessage
 
-from broker.kafka import data_apis, wire
+from broker.kafka import data_apis, group_apis, wire
 from broker.kafka.errors import UNSUPPORTED_VERSION, error_response
 from broker.kafka.request import KafkaContext, KafkaRequest
 from coordinator.errors import MalformedRequest
@@ -30,7 +30,10 @@ HANDLERS = dict(data_apis.DATA_HANDLERS)
 
 VERSIONS: dict[int, tuple[int, int]] = dict(data_apis.DATA_VERSIONS)
 
-SETUPS = [data_apis.setup]          # each ``setup(ctx)`` keeps its module's state in ctx.state
+HANDLERS.update(group_apis.GROUP_HANDLERS)
+VERSIONS.update(group_apis.GROUP_VERSIONS)
+
+SETUPS = [data_apis.setup, group_apis.setup]          # each ``setup(ctx)`` keeps its module's state in ctx.state
 
 
 def _classes(kind: str) -> dict:

@@ -122,7 +122,10 @@ class KafkaListener:
         conn = req.conn
         if conn.closed:
             return
-        req.slot.data = self._encode(req, response)
+        data = self._encode(req, response)
+        if data is None:
+            return
+        req.slot.data = data
         self._flush(conn)
 
     def close(self) -> None:
@@ -201,10 +204,22 @@ class KafkaListener:
         elif isinstance(result, bytes):
             conn.slots.append(_Slot(result))
         else:
-            conn.slots.append(_Slot(self._encode(req, result)))
+            data = self._encode(req, result)
+            if data is not None:
+                conn.slots.append(_Slot(data))
 
-    def _encode(self, req: KafkaRequest, response) -> bytes:
-        return wire.encode_response(response, req.api_version, req.correlation_id)
+    def _encode(self, req: KafkaRequest, response) -> bytes | None:
+        """The framed response, or None when it cannot be encoded (a handler's bug): that is
+        logged with its traceback and closes the request's connection, as a failed dispatch
+        does, so one bad answer never stops the broker's loop."""
+        try:
+            return wire.encode_response(response, req.api_version, req.correlation_id)
+        except Exception:
+            logger.exception("kafka: the answer to api %d v%d from %s could not be encoded; "
+                             "closing the connection", req.api_key, req.api_version,
+                             req.conn.peer)
+            self._close(req.conn, None)
+            return None
 
     def _flush(self, conn: Connection) -> None:
         """Move the filled slots at the head to the write queue, and send."""

@@ -19,6 +19,8 @@ def cluster_config(args) -> ClusterConfig:
                          replication_factor=args.replication_factor, workers=args.workers,
                          worker_settings=workers,
                          dashboard_port=None if args.no_dashboard else args.dashboard_port,
+                         dashboard_host=args.dashboard_host,
+                         dashboard_token_file=args.dashboard_token_file,
                          kafka_port=None if args.no_kafka else args.kafka_port)
 
 

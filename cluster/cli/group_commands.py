@@ -15,7 +15,8 @@ def groups_list(args) -> int:
     from coordinator import consumer_registry as groups
     client = zk.connect(args.zookeeper, args.data_dir)
     try:
-        rows = [{"group": g, "members": groups.members(client, g),
+        rows = [{"group": g,
+                 "members": groups.members(client, g) + groups.kafka_members(client, g),
                  "topics": groups.topics_of(client, g)} for g in groups.groups(client)]
     finally:
         client.stop()

@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func, prepare=prepare)
         return sub
 
-    from cluster.cli import (cluster_commands, group_commands, message_commands,
+    from cluster.cli import (acl_commands, cluster_commands, group_commands, message_commands,
                              segment_commands, topic_commands)
 
     cluster = commands.add_parser("cluster", help="start, stop and inspect the local cluster")
@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="port of the web dashboard and /metrics (default 8080; 0: any free port)")
     up.add_argument("--no-dashboard", action="store_true",
                     help="run without the sampler, the web dashboard and /metrics")
+    up.add_argument("--dashboard-host", default="127.0.0.1", metavar="ADDRESS",
+                    help="address of the web dashboard and /metrics (default 127.0.0.1, "
+                    "loopback only; any other needs a token: see --dashboard-token-file)")
+    up.add_argument("--dashboard-token-file", metavar="PATH",
+                    help="file (mode 0600) holding the token the dashboard asks for (default: "
+                    "made in <data-dir>/security/dashboard_token when --dashboard-host is "
+                    "not loopback)")
     up.add_argument("--kafka-port", type=_non_negative_int, default=0, metavar="BASE",
                     help="Kafka protocol listeners: broker i on BASE + i (default 0: a free "
                     "port each)")
@@ -208,6 +215,29 @@ def build_parser() -> argparse.ArgumentParser:
                            help="seconds between the two samples that give rates (default 2)")
     gdescribe.add_argument("--json", action="store_true")
 
+    acls = commands.add_parser("acl", help="authorization rules: who may produce, consume, "
+                               "describe or administer which topics and groups")
+    acl_actions = acls.add_subparsers(dest="action", metavar="ACTION", parser_class=OneLineParser)
+    acl_actions.required = True
+    for name, func, verb in (("add", acl_commands.acl_add, "allow"),
+                             ("remove", acl_commands.acl_remove, "no longer allow")):
+        change = command(acl_actions, name, func, f"{verb} a principal (a key name, or '*' for "
+                         "every authenticated one) operations on a topic, a topic prefix or "
+                         "a group")
+        change.add_argument("principal")
+        change.add_argument("operations", nargs="+", metavar="OPERATION",
+                            choices=["produce", "consume", "describe", "admin"],
+                            help="produce, consume, describe or admin")
+        on = change.add_mutually_exclusive_group(required=True)
+        on.add_argument("--topic", help="one topic")
+        on.add_argument("--topic-prefix", metavar="PREFIX",
+                        help="every topic whose name starts with PREFIX ('' for all)")
+        on.add_argument("--group", help="one consumer group (consume or describe)")
+        change.add_argument("--json", action="store_true")
+    acl_listing = command(acl_actions, "list", acl_commands.acl_list, "the rules, by principal")
+    acl_listing.add_argument("principal", nargs="?")
+    acl_listing.add_argument("--json", action="store_true")
+
     from cluster.tools import perf
     perf_parser = commands.add_parser("perf", help="the paper's benchmark: one producer's or "
                                       "one consumer's throughput")
@@ -248,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds between refreshes (default 1)")
     dash.add_argument("--url", help="a supervisor's dashboard address (default: the one in "
                       "--data-dir's cluster.json)")
+    dash.add_argument("--token-file", metavar="PATH", help="the dashboard's token (default: "
+                      "the one in --data-dir's cluster.json, when the dashboard needs one)")
     dash.add_argument("--once", action="store_true", help="print one frame and exit")
     dash.add_argument("--json", action="store_true", help="print the latest snapshot as JSON")
 

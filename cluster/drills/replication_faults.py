@@ -22,7 +22,7 @@ restarted; an unclean election. Run with 3 brokers, R = 3, min ISR 2, acks=all (
 |                         |                                              | preferred leaders at end   |
 | unclean-election        | with unclean election on: a follower paused  | the election happens; the  |
 |                         | out of the ISR, the ISR paused past its      | loss is counted exactly:   |
-|                         | sessions, the stale one resumed              | ledger; no cut uncounted   |
+|                         | sessions, the stale one resumed              | ledger; every cut counted  |
 
 The zombie check of pause-leader is a probe: acks=all writes sent straight to the paused
 leader's socket just before SIGCONT (they wait in its socket buffers), with ids in the ledger.
@@ -38,7 +38,16 @@ answered) before the ISR goes away, so the logs of the ISR end where the acknowl
 and what the returning replicas cut is exactly what was acknowledged past the stale replica's
 log end when it was elected (its METADATA end_offset then, not its files while paused: resumed,
 it may first take in what waited in its sockets): the ledger's figure. The controller writes
-its unclean count just after the electing state node, so the count is waited for.
+its unclean count in the transaction of the electing state node; it is read once every
+partition shows the election (waited for a little all the same).
+
+What each returning replica cuts is more than what its files hold past that end when the stale
+replica was a leader paused mid-epoch: resumed, it appends in its old epoch the produce
+requests that waited in its sockets before it learns it was replaced, while a replica that
+led meanwhile wrote those offsets in a newer epoch (often the same messages, resent there in
+order). The two logs diverge where that newer epoch began, so the replica cuts from there and
+fetches the stale leader's bytes again (``divergence``, from both logs' epoch checkpoints), and
+its ``truncated_messages`` must equal the messages its files hold past that point.
 """
 from __future__ import annotations
 
@@ -50,6 +59,7 @@ import time
 import zmq
 
 from broker import message, protocol
+from broker.leader_epochs import LeaderEpochs
 from cluster.drills import leadership as lead
 from cluster.drills.context import Check, Context
 from cluster.drills.faults import FaultError, wait_broker_back
@@ -383,13 +393,13 @@ def _log_ends(ctx: Context, broker: int) -> dict[int, int]:
     return ends
 
 
-def _messages_past(ctx: Context, broker: int, ends: dict[int, int]) -> int:
-    """How many messages the broker's files of the topic hold past ``ends`` (partition -> byte
-    offset): what it must cut when it follows a leader whose log ends there (read while it is
-    paused)."""
+def _messages_past(ctx: Context, broker: int, cuts: dict[int, int]) -> int:
+    """How many messages the broker's files of the topic hold past ``cuts`` (partition -> byte
+    offset): what it must cut when it follows a leader whose log diverges from its own there
+    (read while it is paused)."""
     count = 0
     root = ctx.files.broker_dir(broker) / ctx.topic
-    for p, end in ends.items():
+    for p, end in cuts.items():
         segments = sorted((root / str(p)).glob("*.log"), key=lambda f: int(f.stem))
         if not segments:
             continue
@@ -400,6 +410,48 @@ def _messages_past(ctx: Context, broker: int, ends: dict[int, int]) -> int:
     return count
 
 
+def _epochs(ctx: Context, broker: int, partition: int) -> list[tuple[int, int]]:
+    """The ``(epoch, start)`` entries of the broker's leader-epoch checkpoint of the partition
+    (the file is rewritten whole by a rename, so it can be read while the broker runs)."""
+    return LeaderEpochs(ctx.files.broker_dir(broker) / ctx.topic / str(partition)).entries
+
+
+def divergence(entries: list[tuple[int, int]], end: int, leader_entries: list[tuple[int, int]],
+               leader_end: int) -> int:
+    """Where a replica's log stops being a prefix of its leader's: the first offset the two
+    logs hold in different leader epochs, or the shorter log's end. Bytes written in the same
+    epoch at the same offset are the same bytes (one leader wrote them, the others copied),
+    so this is the cut a returning replica must make, found from both logs' epoch entries and
+    ends, independently of the OFFSET_FOR_EPOCH rounds that find it on the broker.
+
+    A stale leader resumed before it learns it was replaced may append, in its old epoch,
+    produce requests that waited in its sockets; elected uncleanly, it leads with that tail.
+    A replica that led the partition meanwhile wrote the same offsets in a newer epoch, so it
+    cuts from where its own epoch began, below the new leader's end::
+
+        >>> divergence([(0, 0), (1, 2900)], 8120, [(0, 0), (2, 4350)], 4350)
+        2900
+        >>> divergence([(0, 0)], 5000, [(0, 0), (1, 4350)], 4350)
+        4350
+        >>> divergence([(0, 0)], 300, [(0, 0)], 900)
+        300
+    """
+    def epoch_at(offset, table):
+        found = -1
+        for epoch, start in table:
+            if start > offset:
+                break
+            found = epoch
+        return found
+    shorter = min(end, leader_end)
+    for offset in sorted({0, *(s for _, s in entries), *(s for _, s in leader_entries)}):
+        if offset >= shorter:
+            break
+        if epoch_at(offset, entries) != epoch_at(offset, leader_entries):
+            return offset
+    return shorter
+
+
 def _truncated(ctx: Context, broker: int) -> int | None:
     doc = lead.broker_document(ctx.zk(), broker, zmq.Context.instance())
     stats = doc.get("stats")
@@ -407,9 +459,9 @@ def _truncated(ctx: Context, broker: int) -> int | None:
 
 
 def _unclean_counted(ctx: Context, before: dict[int, int]) -> dict[int, int]:
-    """The controller's new unclean elections per partition. It writes the count just after
-    the state node that elects, so each count is waited for (up to ELECTION_SLACK_S) once the
-    elections are seen; a count that stays put reads 0, one counted twice reads 2."""
+    """The controller's new unclean elections per partition, written with the state node that
+    elects (one transaction), waited for up to ELECTION_SLACK_S all the same; a count that
+    stays put reads 0, one counted twice reads 2."""
     deadline = time.monotonic() + ELECTION_SLACK_S
     while True:
         counted = {p: lead.unclean_elections(ctx.zk(), ctx.topic, p).get("count", 0) - n
@@ -473,7 +525,11 @@ def unclean_election(ctx: Context, record: dict) -> None:
         record["election_s"] = round(time.monotonic() - fault_t, 3)
         record["unclean_counted"] = _unclean_counted(ctx, unclean_before)
         elected_ends = _elected_ends(ctx, stale, partitions)
-        record["to_cut"] = {b: _messages_past(ctx, b, elected_ends) for b in isr}
+        leader_epochs = {p: _epochs(ctx, stale, p) for p in partitions}
+        cuts = {b: {p: divergence(_epochs(ctx, b, p), isr_ends[b].get(p, 0), leader_epochs[p],
+                                  elected_ends[p]) for p in partitions} for b in isr}
+        record["to_cut"] = {b: _messages_past(ctx, b, cuts[b]) for b in isr}
+        record["cuts"] = cuts
     finally:
         for pid in pids.values():
             ctx.procs.resume(pid)
@@ -505,7 +561,7 @@ def unclean_election_checks(ctx: Context, result: dict, report) -> list[Check]:
     result["unclean_lost"] = expected
     counted = [f.get("unclean_counted", {}) for f in ctx.faults]
     cut_ok = [bool(f.get("truncated")) and all(
-        (f["truncated"].get(b) or 0) >= n for b, n in f.get("to_cut", {}).items())
+        f["truncated"].get(b) == n for b, n in f.get("to_cut", {}).items())
         for f in ctx.faults]
     return [
         Check("the unclean election happened every time, counted by the controller once per "
@@ -517,8 +573,9 @@ def unclean_election_checks(ctx: Context, result: dict, report) -> list[Check]:
               "log ends", report.lost == report.lost_excused and report.not_stored == expected,
               f"lost {report.lost} ({report.lost_excused} expected), not in the log "
               f"{report.not_stored}, expected {expected}"),
-        Check("no cut is silent: each returning replica counted (truncated_messages) at least "
-              "the messages its log held past the new leader's", bool(cut_ok) and all(cut_ok),
+        Check("every cut is counted exactly: each returning replica's truncated_messages grew "
+              "by the messages its files held past where its log diverged from the new "
+              "leader's", bool(cut_ok) and all(cut_ok),
               "; ".join(f"{f.get('truncated')} for {f.get('to_cut')} (acknowledged among them "
                         f"{f.get('expected_lost')})" for f in ctx.faults)),
     ]

@@ -3,9 +3,11 @@
 It shows what the web page shows (processes, brokers' partitions, groups' per-partition lag,
 rebalances, errors) from the same figures. Where they come from, first match wins:
 
-1. ``--url URL``: that supervisor's dashboard (its ``/api/state``);
-2. the local cluster in ``--data-dir``: the dashboard address in its cluster.json, unless
-   ``--zookeeper`` / ``$SLUICE_ZK`` names another cluster;
+1. ``--url URL``: that supervisor's dashboard (its ``/api/state``), with the token in
+   ``--token-file`` when it asks for one;
+2. the local cluster in ``--data-dir``: the dashboard address in its cluster.json (and its
+   token file, when it has one), unless ``--zookeeper`` / ``$SLUICE_ZK`` names another
+   cluster;
 3. otherwise a sampler in this process against ``--zookeeper`` / ``$SLUICE_ZK`` (brokers and
    groups only: it cannot see the processes of a remote cluster).
 
@@ -35,6 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.errors import ClusterError
+from cluster.observe import dashboard_access
 from cluster.supervision.files import ClusterFiles
 from cluster.supervision.slots import process_alive
 from coordinator import zk as zkconnect
@@ -55,16 +58,18 @@ class DashboardError(ClusterError):
 class RemoteSource:
     """A supervisor's /api/state, asking only for the history points not seen yet."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, token: str | None = None):
         self.url = url if url.endswith("/") else url + "/"
+        self.headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self.seq = 0
         self.points: list[dict] = []
         self.latest: dict | None = None
 
     def poll(self) -> dict | None:
         try:
-            with urllib.request.urlopen(f"{self.url}api/state?since={self.seq}",
-                                        timeout=HTTP_TIMEOUT_S) as reply:
+            request = urllib.request.Request(f"{self.url}api/state?since={self.seq}",
+                                             headers=self.headers)
+            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as reply:
                 state = json.load(reply)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise DashboardError(f"no answer from the dashboard at {self.url}: {exc}") from None
@@ -105,14 +110,16 @@ class LocalSource:
         self.sampler.close()
 
 
-def open_source(url: str | None, zookeeper: str | None, data_dir: str | None):
+def open_source(url: str | None, zookeeper: str | None, data_dir: str | None,
+                token_file: str | None = None):
     """The source the module docstring's rules pick."""
     if url:
-        return RemoteSource(url)
+        return RemoteSource(url, _token(token_file))
     wanted = zookeeper or os.environ.get(zkconnect.ENV)
     info = _cluster_file(Path(data_dir or zkconnect.DEFAULT_DATA_DIR))
     if info and info.get("dashboard") and (not wanted or wanted == info.get("zookeeper")):
-        return RemoteSource(info["dashboard"])
+        return RemoteSource(info["dashboard"],
+                            _token(token_file or info.get("dashboard_token_file")))
     if not wanted and not info:
         raise DashboardError(f"no cluster found: start one with 'make cluster-up', or pass "
                              f"--url or --zookeeper (looked in {data_dir})")
@@ -120,6 +127,10 @@ def open_source(url: str | None, zookeeper: str | None, data_dir: str | None):
         return LocalSource(zookeeper, data_dir)
     except zkconnect.NoCluster as exc:
         raise DashboardError(str(exc)) from None
+
+
+def _token(path: str | None) -> str | None:
+    return None if path is None else dashboard_access.load_token(Path(path), create=False)
 
 
 def _cluster_file(data_dir: Path) -> dict | None:
@@ -330,11 +341,11 @@ class Keys:
 
 def run(url: str | None = None, zookeeper: str | None = None, data_dir: str | None = None,
         interval: float = 1.0, once: bool = False, as_json: bool = False,
-        console: Console | None = None) -> int:
+        console: Console | None = None, token_file: str | None = None) -> int:
     """The ``sluice dashboard`` command; returns the exit code."""
     if interval <= 0:
         raise InvalidArgument(f"--interval must be positive, not {interval:g}")
-    source = open_source(url, zookeeper, data_dir)
+    source = open_source(url, zookeeper, data_dir, token_file)
     try:
         if as_json or once:
             latest = _first(source)
@@ -387,4 +398,5 @@ def _live(source, interval: float, console: Console) -> int:
 
 def command(args) -> int:
     """``sluice dashboard`` as cluster/cli.py calls it."""
-    return run(args.url, args.zookeeper, args.data_dir, args.interval, args.once, args.json)
+    return run(args.url, args.zookeeper, args.data_dir, args.interval, args.once, args.json,
+               token_file=args.token_file)

@@ -7,10 +7,13 @@
 | /api/state?since=N   | ``Sampler.state(N)``: latest snapshot + history points after seq N |
 | /metrics             | Prometheus text (cluster.observe.metrics)                                  |
 
-The page polls /api/state once a second, asking only for points it has not seen.
+The page polls /api/state once a second, asking only for points it has not seen. Off
+loopback the server needs a ``token``, and answers nothing of the cluster without it
+(cluster/observe/dashboard_access.py).
 
     server = DashboardServer(sampler, port=8080).start()   # port 0: any free port
     server.url  # "http://127.0.0.1:8080/"; server.stop()
+    DashboardServer(sampler, 8080, host="0.0.0.0", token=secret)   # no token: refused
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
-from cluster.observe import metrics
+from cluster.errors import ClusterSettingError
+from cluster.observe import dashboard_access, metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +51,28 @@ def static_file(name: str) -> tuple[bytes, str] | None:
 class _Handler(BaseHTTPRequestHandler):
     server_version = "sluice-dashboard"
     sampler = None  # set on the subclass made per server
+    token = None    # likewise: None, or what every request must show
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        if not dashboard_access.admits(self.token, dashboard_access.presented(self.headers,
+                                                                               query)):
+            self._send(HTTPStatus.UNAUTHORIZED, b"this dashboard needs its token (an "
+                       b"Authorization: Bearer header, or ?token= once in a browser)\n",
+                       "text/plain; charset=utf-8", {"WWW-Authenticate": "Bearer"})
+            return
+        if self.token is not None and "token" in query:
+            self._send(HTTPStatus.SEE_OTHER, b"", "text/plain; charset=utf-8", {
+                "Location": url.path, "Set-Cookie": dashboard_access.cookie_header(self.token)})
+            return
         if url.path in ("/", "/index.html"):
             self._static("index.html")
         elif url.path.startswith("/static/"):
             self._static(url.path[len("/static/"):])
         elif url.path == "/api/state":
             try:
-                since = int(parse_qs(url.query).get("since", ["0"])[0])
+                since = int(query.get("since", ["0"])[0])
             except ValueError:
                 self._send(HTTPStatus.BAD_REQUEST, b"since must be a whole number\n",
                            "text/plain; charset=utf-8")
@@ -75,8 +91,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.OK, *found)
 
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str,
+              headers: dict | None = None) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -95,11 +114,15 @@ class DashboardServer:
 
     When ``port`` is taken and ``fallback`` is true, a free port is used instead (logged), so a
     second local cluster still gets a dashboard; ``url`` is the address actually served.
+    A ``host`` other than loopback is refused without a ``token``.
     """
 
     def __init__(self, sampler, port: int = DEFAULT_PORT, host: str = "127.0.0.1",
-                 fallback: bool = True):
-        handler = type("Handler", (_Handler,), {"sampler": sampler})
+                 fallback: bool = True, token: str | None = None):
+        if token is None and not dashboard_access.is_loopback(host):
+            raise ClusterSettingError(f"the dashboard may listen on {host}, beyond loopback, "
+                                      "only with a token")
+        handler = type("Handler", (_Handler,), {"sampler": sampler, "token": token})
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:

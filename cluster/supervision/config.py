@@ -27,6 +27,9 @@
 | workers            | 0                 | consumer-group worker processes                       |
 | worker_settings    | {}                | WorkerConfig settings (topic and group at least)      |
 | dashboard_port     | 8080              | web dashboard and /metrics; 0: a free port; None: off |
+| dashboard_host     | 127.0.0.1         | its address; beyond loopback it needs a token          |
+| dashboard_token_file | None            | the token's file (mode 0600); None: made in           |
+|                    |                   | <data-dir>/security/ when the host is not loopback     |
 | kafka_port         | 0                 | Kafka protocol listeners: BASE puts broker i on       |
 |                    |                   | BASE + i; 0: a free port each; None: none             |
 | backoff            | Backoff()         | restart delays of dead processes                      |
@@ -47,6 +50,7 @@ from typing import Any, Callable
 from broker.config import BrokerConfig
 from cluster import targets
 from cluster.errors import ClusterSettingError
+from cluster.observe import dashboard_access
 from cluster.supervision.slots import Backoff
 from cluster.workers.worker import WorkerConfig
 from coordinator import paths
@@ -54,6 +58,7 @@ from coordinator import zk as zkconnect
 
 DEFAULT_BROKER_TARGET = "broker.server:run"
 DASHBOARD_PORT = 8080
+DASHBOARD_HOST = "127.0.0.1"
 SET_BY_SUPERVISOR = ("broker_id", "data_dir", "zookeeper")
 OVERRIDE_SET_BY_SUPERVISOR = ("broker_id", "data_dir")
 WORKER_SET_BY_SUPERVISOR = ("worker_id", "zookeeper", "data_dir")
@@ -75,6 +80,8 @@ class ClusterConfig:
     workers: int = 0
     worker_settings: dict = field(default_factory=dict)
     dashboard_port: int | None = DASHBOARD_PORT
+    dashboard_host: str = DASHBOARD_HOST
+    dashboard_token_file: str | None = None
     kafka_port: int | None = 0
     backoff: Backoff = field(default_factory=Backoff)
 
@@ -102,6 +109,16 @@ class ClusterConfig:
                 or not 0 <= self.dashboard_port <= 65535):
             raise ClusterSettingError(f"--dashboard-port must be 0..65535, not "
                                       f"{self.dashboard_port!r}")
+        if not isinstance(self.dashboard_host, str) or not self.dashboard_host:
+            raise ClusterSettingError(f"--dashboard-host must be an address, not "
+                                      f"{self.dashboard_host!r}")
+        if self.dashboard_token_file is not None:
+            if not isinstance(self.dashboard_token_file, (str, os.PathLike)):
+                raise ClusterSettingError(f"--dashboard-token-file must be a path, not "
+                                          f"{self.dashboard_token_file!r}")
+            object.__setattr__(self, "dashboard_token_file",
+                               str(Path(self.dashboard_token_file).resolve()))
+            dashboard_access.load_token(Path(self.dashboard_token_file), create=False)
         if self.kafka_port is not None and (
                 not isinstance(self.kafka_port, int) or isinstance(self.kafka_port, bool)
                 or not 0 <= self.kafka_port <= 65536 - self.brokers):
@@ -168,6 +185,10 @@ class ClusterConfig:
                      "--worker-settings", json.dumps(self.worker_settings)]
         argv += (["--no-dashboard"] if self.dashboard_port is None
                  else ["--dashboard-port", str(self.dashboard_port)])
+        if self.dashboard_host != DASHBOARD_HOST:
+            argv += ["--dashboard-host", self.dashboard_host]
+        if self.dashboard_token_file is not None:
+            argv += ["--dashboard-token-file", self.dashboard_token_file]
         if self.kafka_port is None:
             argv.append("--no-kafka")
         elif self.kafka_port:
@@ -182,7 +203,7 @@ class ClusterConfig:
         args = argument_parser().parse_args(argv)
         values = {name: getattr(args, name) for name in
                   ("data_dir", "brokers", "zookeeper", "zk_ensemble", "broker_target", "workers",
-                   "replication_factor")}
+                   "replication_factor", "dashboard_host", "dashboard_token_file")}
         values["broker_settings"] = args.broker_settings or {}
         values["broker_overrides"] = args.broker_overrides or {}
         values["worker_settings"] = args.worker_settings or {}
@@ -312,6 +333,12 @@ def argument_parser() -> argparse.ArgumentParser:
                         "0: any free port)")
     parser.add_argument("--no-dashboard", action="store_true",
                         help="no sampler, no web dashboard, no /metrics")
+    parser.add_argument("--dashboard-host", default=DASHBOARD_HOST,
+                        help="address of the dashboard (default %(default)s; elsewhere it "
+                        "needs a token)")
+    parser.add_argument("--dashboard-token-file", default=None,
+                        help="file holding the dashboard's token (default: made in "
+                        "<data-dir>/security/ when the host is not loopback)")
     parser.add_argument("--kafka-port", type=int, default=0,
                         help="Kafka protocol port of broker 0, broker i on BASE + i (default "
                         "0: a free port each)")

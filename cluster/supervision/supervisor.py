@@ -85,6 +85,7 @@ class Supervisor:
         self._log = SupervisorLog(self.files.log_file)
         self._sampler = None
         self._dashboard = None
+        self._dashboard_token_file = None   # a Path when the dashboard asks for a token
 
     def run(self) -> int:
         """Start, supervise until SIGTERM/SIGINT/SIGHUP, stop; the exit code for the process."""
@@ -171,17 +172,25 @@ class Supervisor:
         if port is None:
             return
         from cluster.observe.sampler import BrokerDisk, Sampler
+        from cluster.observe import dashboard_access
         from cluster.observe.web_dashboard import DashboardServer
         disks = {int(s.spec.id): BrokerDisk(s.spec.args[0].data_dir,
                                             s.spec.args[0].log.retention_ms)
                  for s in self.slots if s.spec.role == "broker"}
+        host, token_file = self.config.dashboard_host, self.config.dashboard_token_file
+        token = None
+        if dashboard_access.needs_token(host, token_file):
+            self._dashboard_token_file = dashboard_access.token_path(self.data_dir, token_file)
+            token = dashboard_access.load_token(self._dashboard_token_file,
+                                                create=token_file is None)
         self._sampler = Sampler(self.zookeeper, self.processes, disks).start()
         try:
-            self._dashboard = DashboardServer(self._sampler, port).start()
+            self._dashboard = DashboardServer(self._sampler, port, host, token=token).start()
         except OSError as exc:
-            raise ClusterError(f"cannot serve the dashboard on port {port}: {exc}") from exc
-        log.info("dashboard at %s (Prometheus metrics at %smetrics)", self._dashboard.url,
-                 self._dashboard.url)
+            raise ClusterError(f"cannot serve the dashboard on {host}:{port}: {exc}") from exc
+        log.info("dashboard at %s (Prometheus metrics at %smetrics)%s", self._dashboard.url,
+                 self._dashboard.url, "" if token is None else
+                 f"; it asks for the token in {self._dashboard_token_file}")
 
     # --- supervising ------------------------------------------------------------------------
 
@@ -396,6 +405,8 @@ class Supervisor:
             "zookeeper_embedded": self.ensemble is not None,
             "zookeeper_nodes": nodes,
             "dashboard": self._dashboard.url if self._dashboard is not None else None,
+            "dashboard_token_file": (str(self._dashboard_token_file)
+                                     if self._dashboard_token_file is not None else None),
             "processes": [{"role": s.spec.role, "id": s.spec.id, "pid": s.restart.pid,
                            "create_time": s.restart.create_time,
                            "restarts": s.restart.restarts,

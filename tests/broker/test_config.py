@@ -34,6 +34,11 @@ def test_a_config_round_trips_through_plain_values():
     ({**BASE, "replica_advertised_endpoint": "tcp://127.0.0.1:0"},
      "replica_advertised_endpoint must be tcp://host:port"),
     ({**BASE, "replica_advertised_endpoint": 9093}, "replica_advertised_endpoint must be str"),
+    ({**BASE, "group_min_session_timeout_ms": 0}, "group_min_session_timeout_ms must be positive"),
+    ({**BASE, "group_max_session_timeout_ms": 5000},
+     "group_max_session_timeout_ms must be at least group_min_session_timeout_ms"),
+    ({**BASE, "group_initial_rebalance_delay_ms": -1},
+     "group_initial_rebalance_delay_ms must not be negative"),
 ])
 def test_a_refused_setting_is_an_invalid_argument_that_says_why(values, words):
     with pytest.raises(InvalidArgument) as refused:

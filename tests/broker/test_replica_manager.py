@@ -68,6 +68,27 @@ def test_a_single_replica_partition_is_led_at_once_and_its_hw_is_the_log_end(man
     assert log.epochs.entries == [(0, 0)]
 
 
+def test_a_single_replica_partition_takes_its_state_nodes_epoch(manager_of, zk_client,
+                                                                tmp_path):
+    """Led at once (as before), but in the epoch its state node says: the controller moves an
+    R = 1 partition's epoch on when its broker restarts, and METADATA must show that one."""
+    manager, calls = manager_of(broker_id=0)
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 3, (0,)), NOT_WRITTEN)
+    log = open_log(tmp_path)
+    log.append(encode_set([(None, b"x")]), 1)
+    manager.add(TOPIC, 0, (0,), 1, log)
+    replica = manager.get(TOPIC, 0)
+    assert replica.role == "leader"
+    settle(manager, lambda: replica.epoch == 3, "the state node's epoch")
+    assert replica.describe()["leader_epoch"] == 3 and replica.role == "leader"
+    assert log.epochs.entries[-1] == (3, log.end_offset)
+    state, version = partition_state.read(zk_client, TOPIC, 0)
+    version = partition_state.write(zk_client, TOPIC, 0, state.elected(-1, (0,), 1), version)
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 5, (0,), 1), version)
+    settle(manager, lambda: replica.epoch == 5, "the next epoch")
+    assert (replica.role, replica.isr, replica.hw) == ("leader", (0,), log.end_offset)
+    assert calls.lost == []
+
 def test_roles_follow_the_state_node_and_never_go_back_an_epoch(manager_of, zk_client,
                                                                 tmp_path):
     manager, calls = manager_of(broker_id=0)
@@ -192,3 +213,44 @@ def test_a_leader_that_registered_again_stops_leading_until_a_new_state(manager_
     partition_state.write(zk_client, TOPIC, 0, state.elected(1, (1,), 1), version)
     settle(manager, lambda: replica.role == "follower", "following the new leader")
     assert (replica.leader, replica.epoch) == (1, 1)
+
+
+def test_a_restarted_leader_starts_at_its_checkpointed_high_watermark(manager_of, zk_client,
+                                                                     tmp_path):
+    """Every replica restarted and this one leads again at once: consumers see what was
+    committed before (not 0 until every follower fetched), and nothing more."""
+    manager, _ = manager_of(broker_id=0)
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0, 1), 1, log)
+    replica = manager.get(TOPIC, 0)
+    settle(manager, lambda: replica.role == "leader", "the leadership")
+    log.append(encode_set([(None, b"a"), (None, b"b")]), 2)
+    committed = log.end_offset
+    manager.follower_fetched(replica, 1, committed, committed)
+    log.append(encode_set([(None, b"c")]), 1)                  # not in the follower yet
+    assert replica.hw == committed
+    manager.close()
+    log.close()
+    state, version = partition_state.read(zk_client, TOPIC, 0)
+    partition_state.write(zk_client, TOPIC, 0, state.elected(0, (0, 1), 1), version)
+
+    again, _ = manager_of(broker_id=0)
+    log = open_log(tmp_path)
+    again.add(TOPIC, 0, (0, 1), 1, log)
+    replica = again.get(TOPIC, 0)
+    settle(again, lambda: replica.role == "leader" and replica.epoch == 1, "leading again")
+    assert replica.hw == committed < log.end_offset
+    assert again.consumer_end(log) == committed
+
+
+def test_a_checkpoint_that_is_not_one_starts_at_zero_and_is_counted(manager_of, tmp_path):
+    data_dir = tmp_path / "b0"
+    data_dir.mkdir()
+    (data_dir / "replication-offset-checkpoint").write_text("garbage\n")
+    manager, _ = manager_of(broker_id=0)
+    log = open_log(tmp_path)
+    log.append(encode_set([(None, b"a")]), 1)
+    manager.add(TOPIC, 0, (0, 1), 1, log)
+    assert manager.get(TOPIC, 0).hw == 0
+    assert manager.errors.snapshot()["hw_checkpoint_failed"] == 1

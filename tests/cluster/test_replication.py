@@ -8,10 +8,12 @@ import os
 import shutil
 import signal
 import struct
+import time
 
 import pytest
 
 from broker import message, protocol
+from broker.replica_fetcher import CORRUPT_RETRY_S
 from broker.protocol import ACKS_ALL, ErrorCode
 from coordinator import partition_state, paths, topics, zk
 from tests.helpers import BrokerProcess, RawClient, wait_for
@@ -338,3 +340,44 @@ def test_a_leader_that_was_the_controller_lost_its_disk_and_restarted_at_once_le
     wait_for(lambda: victim in c.state().isr, what="the rebuilt replica to rejoin the ISR")
     body = c.wait_copied(new.leader)
     assert all(c.log_bytes(b) == body for b in c.replicas)
+
+
+def test_a_corrupt_message_on_the_leader_stops_its_follower_there_counted_not_spinning(
+        cluster_of):
+    """A follower copies the good messages before a corrupt one on its leader, then stops
+    fetching there (ERROR once, ``replica_fetch_corrupt`` counted, a probe every
+    CORRUPT_RETRY_S): it skips nothing, stays out of the ISR and does not retry in a loop."""
+    c = cluster_of(lag_ms=1500)
+    leader, stuck, other = c.replicas
+    offsets(c.produce(leader, [b"first"]))
+    c.wait_copied(leader)
+    assert c.procs[stuck].stop() == 0
+    wait_for(lambda: stuck not in c.state().isr, what="the stopped follower to leave the ISR")
+    offsets(c.produce(leader, [b"good %d" % i for i in range(3)]))
+    bad, after_bad = offsets(c.produce(leader, [b"to be corrupted"]))
+    _, end = offsets(c.produce(leader, [b"after it"]))
+    wait_for(lambda: c.row(other)["end_offset"] == end, what="the other follower to copy all")
+    segment = c.procs[leader].data_dir / f"broker-{leader}" / TOPIC / "0" / f"{0:020d}.log"
+    with open(segment, "r+b") as f:               # the page cache the leader reads from
+        f.seek(after_bad - 1)
+        f.write(b"X")
+    c.raws.pop(stuck).close()
+    c.procs[stuck].start()
+    wait_for(lambda: c.row(stuck)["end_offset"] == bad,
+             what="the follower to copy the good messages before the corrupt one")
+
+    def corrupt_count():
+        doc = json.loads(protocol.decode_metadata_response(
+            c.raw(stuck).request(protocol.encode_metadata(998))[0])[1])
+        return doc["stats"].get("replica_fetch_corrupt", 0)
+    first_seen = time.monotonic()
+    wait_for(lambda: corrupt_count() >= 1, what="the corrupt fetch to be counted")
+    offsets(c.produce(leader, [b"later"]))
+    wait_for(lambda: c.row(other)["end_offset"] > end, what="the leader to go on")
+    row = c.row(stuck)
+    assert (row["role"], row["end_offset"]) == ("follower", bad)
+    assert stuck not in c.state().isr
+    assert corrupt_count() <= 1 + (time.monotonic() - first_seen) / CORRUPT_RETRY_S
+    errors = [line for line in c.procs[stuck].log_text().splitlines()
+              if " ERROR" in line and "cannot copy" in line]
+    assert len(errors) == 1, errors

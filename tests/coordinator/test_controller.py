@@ -63,14 +63,16 @@ def candidates(sessions):
 
 def reregister(connect, broker_id):
     """A broker's registration replaced by a new one on a new session, in one transaction
-    (delete + create), so that no look at /brokers/ids can see the gap: what a restart does
-    when the broker registers again before the controller looks."""
+    (delete + create, moving /brokers/ids's version on as the registry does), so that no look
+    at /brokers/ids can see the gap: what a restart does when the broker registers again
+    before the controller looks."""
     client = connect()
     path = paths.broker(broker_id)
     data, stat = client.get(path)
     transaction = client.transaction()
     transaction.delete(path, version=stat.version)
     transaction.create(path, data, ephemeral=True)
+    transaction.set_data(paths.BROKER_IDS, b"")
     results = transaction.commit()
     assert not any(isinstance(r, Exception) for r in results), results
     assert client.exists(path).czxid != stat.czxid
@@ -302,3 +304,62 @@ def test_brokers_run_the_controller_and_elect_a_new_leader_when_one_stops(zk, zk
     finally:
         for proc in procs:
             proc.stop()
+
+
+def test_the_unclean_count_is_written_in_the_electing_transaction(zk_client, brokers,
+                                                                  candidates):
+    """One transaction: the state node that elects uncleanly and the count carry one zxid, so no
+    crash between two writes can leave an unclean election uncounted."""
+    registered = brokers(0, 1)
+    placement = topics.create(zk_client, "t", 1, replication_factor=2)
+    leader, follower = placement.replicas[0]
+    state, version = partition_state.read(zk_client, "t", 0)
+    partition_state.write(zk_client, "t", 0, state.with_isr((leader,)), version)
+    controller = candidates(5, unclean_leader_election=True)
+    wait_for(lambda: controller.is_controller, what="the controller")
+    registered[leader].stop()
+    wait_for(lambda: state_of(zk_client, "t").leader == follower, what="the unclean election")
+    counted = wait_for(lambda: zk_client.exists(paths.partition_unclean("t", 0)),
+                       what="the unclean count")
+    assert counted.mzxid == zk_client.exists(paths.partition_state("t", 0)).mzxid
+    assert unclean_elections(zk_client, "t", 0)["count"] == 1
+
+
+class _RestartInTheWindow(Controller):
+    """A controller whose look is followed, once armed, by a broker's restart (its registration
+    replaced, as the registry registers) before it writes what it decided on that look."""
+
+    armed: tuple | None = None
+
+    def _read_registrations(self):
+        found = super()._read_registrations()
+        if self.armed is not None:
+            connect, broker_id, restarted = self.armed
+            self.armed = None
+            restarted.append(reregister(connect, broker_id))
+        return found
+
+
+def test_a_restart_between_the_look_and_the_write_is_not_elected(zk, zk_client, sessions,
+                                                                 brokers):
+    """The leader goes; in the window between the controller's look and its write, the next ISR
+    member restarts (a new registration, maybe an empty disk). The write must not go through on
+    that look: the restarted one counts as failed and returned, and the third leads."""
+    registered = brokers(0, 1, 2)
+    placement = topics.create(zk_client, "t", 1, replication_factor=3)
+    leader, second, third = replicas = placement.replicas[0]
+    state, version = partition_state.read(zk_client, "t", 0)
+    partition_state.write(zk_client, "t", 0, PartitionState(leader, 3, replicas), version)
+    controller = _RestartInTheWindow(sessions(), 9)
+    try:
+        controller.start()
+        wait_for(lambda: looked(controller, {0, 1, 2}), what="the controller's first look")
+        restarted = []
+        controller.armed = (sessions, second, restarted)
+        registered[leader].stop()
+        new = wait_for(lambda: (s := state_of(zk_client, "t")).leader == third and s,
+                       what="the third replica to lead t/0")
+        assert restarted
+        assert (new.leader_epoch, new.isr) == (4, (third,))      # one election, no detour
+    finally:
+        controller.close()

@@ -40,6 +40,7 @@ def test_each_wire_code_has_one_class_and_round_trips():
     (errors.BrokerUnavailable, True), (errors.RequestTimedOut, True), (errors.NotLeader, True),
     (errors.OutOfOrderSequence, True), (errors.UnknownTopicOrPartition, True),
     (errors.NotEnoughReplicas, True), (errors.FencedLeaderEpoch, True),
+    (errors.AuthenticationFailed, False), (errors.AuthorizationFailed, False),
     (errors.CorruptMessage, False), (errors.MessageTooLarge, False), (errors.OffsetGap, False),
     (errors.StorageError, False), (errors.InvalidArgument, False)])
 def test_the_error_says_whether_to_try_again(cls, retriable):

@@ -48,3 +48,32 @@ def test_a_fenced_write_fails_once_the_fence_moved(zk_client):
         partition_state.write(zk_client, "t", 0, first.elected(0, (0,), 1), moved, fence=fence)
     assert not fenced.value.retriable
     assert partition_state.read(zk_client, "t", 0) == (first.elected(1, (1,), 1), moved)
+
+
+def test_checks_and_added_operations_commit_with_the_state_or_not_at_all(zk_client):
+    """``checks`` fail as RegistrationsChanged, a failing added operation as StaleState; in
+    both cases neither the state nor the added node is written."""
+    zk_client.ensure_path(paths.BROKER_IDS)
+    version = partition_state.write(zk_client, "t", 0, PartitionState.initial((0, 1)),
+                                    NOT_WRITTEN)
+    registry = zk_client.exists(paths.BROKER_IDS).version
+    side = paths.partition_unclean("t", 0)
+    moved = PartitionState.initial((0, 1)).elected(1, (1,), 1)
+    zk_client.set(paths.BROKER_IDS, b"")                       # a broker registered since
+    with pytest.raises(partition_state.RegistrationsChanged):
+        partition_state.write(zk_client, "t", 0, moved, version,
+                              checks=[(paths.BROKER_IDS, registry)],
+                              also=lambda tx: tx.create(side, b"1"))
+    assert zk_client.exists(side) is None
+    assert partition_state.read(zk_client, "t", 0)[1] == version
+    zk_client.create(side, b"0")
+    with pytest.raises(StaleState) as stale:                   # the added create collides
+        partition_state.write(zk_client, "t", 0, moved, version,
+                              checks=[(paths.BROKER_IDS, registry + 1)],
+                              also=lambda tx: tx.create(side, b"1"))
+    assert type(stale.value) is StaleState
+    assert partition_state.read(zk_client, "t", 0)[1] == version
+    written = partition_state.write(zk_client, "t", 0, moved, version,
+                                    checks=[(paths.BROKER_IDS, registry + 1)],
+                                    also=lambda tx: tx.set_data(side, b"1", version=0))
+    assert written == version + 1 and zk_client.get(side)[0] == b"1"

@@ -4,7 +4,7 @@ tests judge each by its own behaviour: ``produce(bootstrap, topic, rows, acks)``
 ``[(partition, offset, key, value, timestamp)]`` for ``count`` records from the earliest offset
 of every partition, or from the offsets the client's own ListOffsets call gives for
 ``timestamp``. kcat and kafkajs run as subprocesses (kafkajs:
-tests/cluster/kafka/drivers/kafkajs_client.js with the .node/ that ``make kafkajs`` installs)."""
+tests/cluster/kafka/js/kafkajs_client.js with the kafkajs that ``make kafkajs`` installs there)."""
 from __future__ import annotations
 
 import json
@@ -17,16 +17,16 @@ import pytest
 
 KEYS = 17
 ROOT = Path(__file__).resolve().parents[3]
-KAFKAJS_HOME = ROOT / ".node" / "node_modules"
-KAFKAJS_SCRIPT = Path(__file__).with_name("drivers") / "kafkajs_client.js"
+KAFKAJS_HOME = Path(__file__).with_name("js") / "node_modules"
+KAFKAJS_SCRIPT = Path(__file__).with_name("js") / "kafkajs_client.js"
 TIMEOUT = 600
 
 needs_kcat = pytest.mark.skipif(shutil.which("kcat") is None,
                                 reason="kcat is not installed (make test installs Debian's kcat)")
 needs_kafkajs = pytest.mark.skipif(
     shutil.which("node") is None or not (KAFKAJS_HOME / "kafkajs").is_dir(),
-    reason="kafkajs is not installed (make test installs it from npm into .node/ when node "
-           "and npm exist)")
+    reason="kafkajs is not installed (make test installs it with npm into "
+           "tests/cluster/kafka/js/ when node and npm exist)")
 
 
 def sent_rows(count: int, tag: str) -> list[tuple[str, str]]:

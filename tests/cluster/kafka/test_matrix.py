@@ -4,8 +4,8 @@ and all, then reads them back with its own consumer by partition from the earlie
 from a timestamp (its own ListOffsets call). None lost, none changed, order kept per partition;
 the judge is what each client delivers, never sluice's own encoder.
 
-kcat and kafkajs run as subprocesses (kafkajs: tests/cluster/kafka/drivers/kafkajs_client.js
-with the .node/ that ``make kafkajs`` installs)."""
+kcat and kafkajs run as subprocesses (kafkajs: tests/cluster/kafka/js/kafkajs_client.js
+with the kafkajs that ``make kafkajs`` installs there)."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-// kafkajs (npm, installed into .node/ by `make kafkajs`) driven by the Kafka matrix tests
+// kafkajs (npm, installed beside this file by `make kafkajs`) driven by the Kafka matrix tests
 // (tests/cluster/kafka/kafka_clients.py) as a subprocess, so that its own behaviour is judged:
 //
 //   node kafkajs_client.js produce BOOTSTRAP TOPIC ACKS COUNT TAG [CODEC]
