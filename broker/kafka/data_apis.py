@@ -19,7 +19,7 @@ from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError
 from broker import message
 from broker.delayed_produce import AckPurgatory, AckWaiter
 from broker.kafka import errors, idempotence, records
-from broker.kafka.request import DEFERRED, KafkaContext, KafkaRequest
+from broker.kafka.request import CLOSE, DEFERRED, KafkaContext, KafkaRequest
 from broker.log_manager import Route
 from coordinator import paths, topics
 from coordinator.errors import (CorruptMessage, InvalidOffset, NotEnoughReplicas, NotLeader,
@@ -204,7 +204,9 @@ class _PendingProduce:
 def produce(req: KafkaRequest, ctx: KafkaContext):
     """Convert each partition's record batches to one MessageSet of magic 2 messages and
     append it to the partition's log (this broker must lead it): answered at once with
-    acks=1, never with acks=0, and with acks=all once the high watermark passed every
+    acks=1, never with acks=0 (a failed acks=0 request closes its connection instead, as
+    Kafka's broker does, so the client refreshes its metadata and finds the partition's
+    leader), and with acks=all once the high watermark passed every
     partition's write (through an AckPurgatory, ``ack_timeout_ms`` as the native path;
     REQUEST_TIMED_OUT after it). The base offset answered is the byte offset of the batch's
     first record; a client counting the others' offsets as base + index gets offsets that are
@@ -228,7 +230,8 @@ def produce(req: KafkaRequest, ctx: KafkaContext):
                 ctx.handlers.errors.request_failed(exc, acks=1 if acks else 0)
                 answers[key] = [errors.kafka_code(exc), -1, -1]
     if acks == 0:
-        return None
+        failed = any(code != errors.NONE for code, _, _ in answers.values())
+        return CLOSE if failed else None
     waits = [(key, nxt) for key, nxt in waits if answers[key][0] == errors.NONE]
     if not waits:
         return _produce_response(req, answers)

@@ -7,7 +7,8 @@ taken from it), a queue of response slots in request order (a slot is filled at 
 deferred request, by ``ctx.reply`` later) and a write queue of memoryviews sent as far as the
 socket takes them (POLLOUT is asked for only while something is left). A slot that is not yet
 filled holds back the responses behind it: Kafka clients match responses to requests by order
-per connection. A request with no response (Produce acks=0) takes no slot.
+per connection. A request with no response (Produce acks=0) takes no slot; one that failed
+(the handler returns CLOSE) closes its connection.
 
 A frame larger than ``max_request_bytes`` closes its connection (as Kafka's broker does: it
 cannot be skipped without reading it); a request that does not decode is answered with the
@@ -23,7 +24,7 @@ from collections import deque
 import zmq
 
 from broker.kafka import wire
-from broker.kafka.request import DEFERRED, KafkaContext, KafkaRequest
+from broker.kafka.request import CLOSE, DEFERRED, KafkaContext, KafkaRequest
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,11 @@ class KafkaListener:
             self._close(conn, None)
             return
         if result is None:
+            return
+        if result is CLOSE:
+            logger.info("kafka listener: closing %s after a failed request it expects no "
+                        "answer to", conn.peer)
+            self._close(conn, None)
             return
         if result is DEFERRED:
             req.slot = _Slot()

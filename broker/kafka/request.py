@@ -2,7 +2,9 @@
 
 ``def handle(req: KafkaRequest, ctx: KafkaContext) -> object | None | Deferred``: a response
 struct of the request's version (sent at once), ``None`` (no response at all: Produce with
-acks=0), or ``DEFERRED``: the handler keeps ``req`` and later calls ``ctx.reply(req, response)``
+acks=0), ``CLOSE`` (no response, and the connection is closed: an acks=0 Produce that failed,
+the only way its client learns of it), or ``DEFERRED``: the handler keeps ``req`` and later
+calls ``ctx.reply(req, response)``
 from the loop (a long-poll fetch, an acks=all produce, a group's join or sync). A connection's
 responses go out in request order, so a deferred request holds back the later ones of its
 connection, as Kafka clients require.
@@ -28,6 +30,20 @@ class Deferred:
 
 
 DEFERRED = Deferred()
+
+
+class Close:
+    """The type of ``CLOSE``: no response, and the listener closes the connection (as Kafka's
+    broker does when an acks=0 produce fails: the client reconnects and refreshes its
+    metadata)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CLOSE"
+
+
+CLOSE = Close()
 
 
 @dataclass(eq=False, slots=True)
