@@ -125,3 +125,12 @@ def _poll_for(consumer, partition: int):
         if message.partition == partition:
             return message
     return None
+
+
+def test_bad_admin_arguments_are_one_line_before_any_cluster_is_asked(tmp_path):
+    one_line_error(sluice("topics", "alter", "t", "--partitions", "0"), 2, "--partitions", ">= 1")
+    one_line_error(sluice("topics", "delete", "t", "--idle-seconds", "-1"), 2, "--idle-seconds")
+    one_line_error(sluice("topics", "config", "t", "--set", "retention.ms",
+                          "--data-dir", str(tmp_path)), 1, "expected name=value")
+    one_line_error(sluice("topics", "config", "t", "--set", "flush.ms=0",
+                          "--data-dir", str(tmp_path)), 1, "flush.ms must be an integer >= 1")
