@@ -233,6 +233,14 @@ class Log:
         """How long a flusher may sleep before the policy is due; None when all is flushed."""
         return self.policy.seconds_until_due(now)
 
+    def reconfigure(self, config: LogConfig) -> None:
+        """Take new settings (a topic's own, changed while the broker runs): the next roll,
+        flush decision and retention pass use them; what is pending keeps its age."""
+        with self._lock:
+            self.config = config
+            self.policy.messages = config.flush_messages
+            self.policy.seconds = config.flush_ms / 1000.0
+
     def flush(self) -> None:
         """Fsync everything appended so far; safe to call from a flusher thread.
 

@@ -6,6 +6,10 @@ As Kafka 0.7's LogManager, it owns the logs, the retention cleaner and the flush
   after each placement change the ClusterView reports, and the registration publishes which
   partitions are hosted (``/brokers/topics/<topic>/<id>``), so clients find them; ``on_open``
   hands each new log to the ReplicaManager (broker/replica_manager.py), which gives it a role;
+  the same refresh applies a topic's own settings to its logs (``topics config``,
+  coordinator/topic_config.py; ``on_configure`` passes a new min ISR on) and, for a topic whose
+  config node is gone (``topics delete``), closes its logs, deletes their files and withdraws
+  the announcement (``on_remove`` first lets the ReplicaManager drop the partitions);
 - appends: the request handlers append validated MessageSets here, one write per log per turn
   of the loop; sequenced acks=1 requests are judged by the producer table first
   (broker/producer_state.py); the counters (METADATA) follow, and a log whose flush policy is
@@ -22,8 +26,10 @@ thread except the flusher and the scrubber, which report to the same ErrorCounts
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections import Counter, defaultdict
@@ -37,7 +43,7 @@ from broker.error_counts import ErrorCounts
 from broker.flusher import Flusher
 from broker.log import Log
 from broker.producer_state import Action, ProducerTable, Turn
-from coordinator import topics
+from coordinator import topic_config, topics
 from coordinator.errors import (OutOfOrderSequence, SluiceError, StorageError,
                                 UnknownTopicOrPartition)
 from coordinator.registry import BrokerRegistration, ClusterView
@@ -51,13 +57,14 @@ RETRY_MAX_S = 10.0
 class Route:
     """Where produce requests for one partition go: its Log and its counters."""
 
-    __slots__ = ("topic", "partition", "log", "stats")
+    __slots__ = ("topic", "partition", "log", "stats", "last_append")
 
     def __init__(self, topic: str, partition: int, log: Log, stats: Counter):
         self.topic = topic
         self.partition = partition
         self.log = log
         self.stats = stats
+        self.last_append: float | None = None    # monotonic time of the last append
 
 
 class LogManager:
@@ -81,6 +88,8 @@ class LogManager:
         self._published: dict[str, list[int]] = {}
         self._view: ClusterView | None = None
         self.on_open = lambda topic, partition, replicas, min_insync, log: None
+        self.on_configure = lambda topic, partition, min_insync: None
+        self.on_remove = lambda topic, partition, log: None
         self._placement_changes: queue.Queue = queue.Queue()
         self._placement_retry_at = 0.0
         self._placement_backoff = 0.0
@@ -153,7 +162,8 @@ class LogManager:
         stats["bytes_in"] += nxt - base
         mine["messages_in"] += count
         mine["bytes_in"] += nxt - base
-        if log.flush_due(time.monotonic()):
+        route.last_append = now = time.monotonic()
+        if log.flush_due(now):
             self.flusher.submit(log)
         return base, nxt
 
@@ -205,7 +215,10 @@ class LogManager:
         stats["fetches"] += 1
 
     def metadata_rows(self) -> list[dict]:
-        """One METADATA row per hosted partition, sorted."""
+        """One METADATA row per hosted partition, sorted. ``last_append_ms_ago``: since the
+        last append (a producer's, or a follower's copy of one; None: none since the broker
+        started), what ``topics delete`` asks to tell whether producers are connected."""
+        now = time.monotonic()
         return [
             {"topic": topic, "partition": partition, "start_offset": log.start_offset,
              "end_offset": log.end_offset, "visible_end": log.visible_end,
@@ -213,6 +226,7 @@ class LogManager:
              "gap_bytes": sum(resume - first for first, resume in log.gaps),
              "corrupt_messages": log.corrupt_messages, "scrub": log.scrub_state,
              "flushes": log.flush_count, "flush_seconds": log.flush_seconds,
+             "last_append_ms_ago": _ms_since(self._routes.get((topic, partition)), now),
              **self.partition_stats.get((topic, partition), {})}
             for (topic, partition), log in sorted(self.logs.items())]
 
@@ -257,17 +271,22 @@ class LogManager:
         ZooKeeper errors propagate: they stop the whole refresh, which is retried as a whole.
         """
         complete = True
-        for topic in topics.names(self.zk):
+        names = topics.names(self.zk)
+        for topic in sorted({t for t, _ in self.logs} - set(names)):
+            self._remove_topic(topic)
+        for topic in names:
             try:
                 placement = self._view.placement(topic)
             except topics.TopicError:
                 continue
             mine = placement.hosted_by(self.config.broker_id)
+            log_config = self._log_config(placement)
             for partition in mine:
                 if (topic, partition) in self.logs:
+                    self._configure(topic, partition, placement, log_config)
                     continue
                 try:
-                    log = Log(self.data_dir / topic / str(partition), self.config.log)
+                    log = Log(self.data_dir / topic / str(partition), log_config)
                 except StorageError as exc:
                     self.errors.task_failed("open_log", exc)
                     complete = False
@@ -283,6 +302,44 @@ class LogManager:
                 self._published[topic] = hosted
         return complete
 
+    def _log_config(self, placement: topics.Placement):
+        """The broker's log settings with the topic's own overrides."""
+        overrides = topic_config.log_overrides(placement.config)
+        return dataclasses.replace(self.config.log, **overrides) if overrides else self.config.log
+
+    def _configure(self, topic: str, partition: int, placement: topics.Placement,
+                   log_config) -> None:
+        """Apply a changed topic config to an open log (``Log.reconfigure``) and min ISR."""
+        log = self.logs[(topic, partition)]
+        if log.config != log_config:
+            log.reconfigure(log_config)
+            logger.info("%s/%d: settings now %s", topic, partition,
+                        placement.config or "the broker's defaults")
+        self.on_configure(topic, partition, placement.min_insync_replicas)
+
+    def _remove_topic(self, topic: str) -> None:
+        """The topic was deleted: drop its partitions' roles, close and delete its logs, and
+        withdraw this broker's announcement. A file that cannot be removed is counted and
+        logged; the log is closed and forgotten either way (the topic is gone)."""
+        for key in sorted(k for k in self.logs if k[0] == topic):
+            log = self.logs.pop(key)
+            self._routes.pop(key, None)
+            self.partition_stats.pop(key, None)
+            self.on_remove(key[0], key[1], log)
+            try:
+                log.close()
+            except (OSError, SluiceError) as exc:
+                logger.warning("closing %s of deleted topic %s: %s", log.directory, topic, exc)
+            try:
+                shutil.rmtree(log.directory)
+            except OSError as exc:
+                self.errors.task_failed("delete_log", exc)
+        shutil.rmtree(self.data_dir / topic, ignore_errors=True)
+        self._published.pop(topic, None)
+        self.registration.unpublish(topic)
+        logger.info("topic %s deleted: its logs on broker %d are removed", topic,
+                    self.config.broker_id)
+
     def _apply_retention(self, now: float) -> None:
         """Retention over every log (each Log logs what it deleted); a failing log is retried
         sooner than the next interval."""
@@ -295,6 +352,12 @@ class LogManager:
                 retry = min(interval, RETRY_MAX_S)
                 self._next_retention = min(self._next_retention, now + retry)
                 self.errors.task_failed("retention", exc, retry)
+
+
+def _ms_since(route: Route | None, now: float) -> int | None:
+    if route is None or route.last_append is None:
+        return None
+    return int((now - route.last_append) * 1000)
 
 
 def _judge(route: Route, turn: Turn, requests: list) -> tuple[list, list, list]:

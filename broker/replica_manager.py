@@ -181,12 +181,34 @@ class ReplicaManager:
         self._watches[key] = DataWatch(self.zk, paths.partition_state(topic, partition),
                                        self._state_watch(key))
 
+    def remove(self, topic: str, partition: int, log: Log) -> None:
+        """The partition's topic was deleted: forget it. While it is still known (with no
+        role), what waits on it hears NOT_LEADER (acks=all produce, parked fetches: their
+        clients look again and find the topic gone), and the fetcher stops following it."""
+        replica = self.partitions.get((topic, partition))
+        if replica is not None:
+            was_leader = replica.role == LEADER
+            replica.role, replica.leader = None, NO_LEADER
+            if was_leader:
+                self.on_lost_leadership(replica)
+            self.on_follow(replica)
+        self.partitions.pop((topic, partition), None)
+        self.by_log.pop(log, None)
+        self._watches.pop((topic, partition), None)
+        self._retry.pop((topic, partition), None)
+
+    def configure(self, topic: str, partition: int, min_insync: int) -> None:
+        """A topic's min ISR changed (``topics config``): acks=all produce checks the new one."""
+        replica = self.partitions.get((topic, partition))
+        if replica is not None:
+            replica.min_insync_replicas = min_insync
+
     def _state_watch(self, key):
         """The DataWatch callback of ``key`` (kazoo's thread): queue the partition; False
         ends the watch once the broker closes. Two parameters exactly: kazoo passes a third,
         the event, to a function that takes three."""
         def changed(data, stat):
-            if self._closed:
+            if self._closed or key not in self.partitions:
                 return False
             self._changes.put(key)
             return None

@@ -135,6 +135,8 @@ class Broker:
             self.kafka.endpoint if self.kafka is not None else ""))
         self.logs = LogManager(config, self.zk, self.registration, self.errors, flusher)
         self.logs.on_open = self.replicas.add
+        self.logs.on_configure = self.replicas.configure
+        self.logs.on_remove = self.replicas.remove
         self.replicas.on_checkpoint = flusher.submit
         self.fetcher = ReplicaFetcher(
             config, self.context, self.logs, self.replicas, self.errors,

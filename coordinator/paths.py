@@ -7,7 +7,8 @@
 | /brokers/topics/<topic>/partitions/<p>/state     | persistent | {"leader", "leader_epoch", "isr", ...}  |
 | /brokers/topics/<topic>/partitions/<p>/unclean   | persistent | {"count", "elected", ...}               |
 | /config/topics/<topic>                           | persistent | {"partitions", "replicas": [[b..]..],   |
-|                                                  |            |  "min_insync_replicas", "placement"}    |
+|                                                  |            |  "min_insync_replicas", "placement",    |
+|                                                  |            |  "config": {"retention.ms": ..}}        |
 | /config/cluster                                  | persistent | {"default_replication_factor": R}       |
 | /controller                                      | ephemeral  | {"broker": id, "epoch": n}              |
 | /controller_epoch                                | persistent | n, one more at every new controller     |

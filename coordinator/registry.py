@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError, NotEmptyError
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
 from coordinator import partition_state, paths, topics
@@ -138,7 +138,35 @@ class BrokerRegistration:
             try:
                 self.client.create(path, data, ephemeral=True)
             except NodeExistsError:
-                self.client.set(path, data)
+                self._replace_hosted(path, data)
+
+    def _replace_hosted(self, path: str, data: bytes) -> None:
+        """Our own announcement changes (partitions added): deleted and created again in one
+        transaction, so the groups' ChildrenWatch on the topic sees it and rebalances (a
+        plain set would change only the node's data, which no member watches)."""
+        current, _ = self.client.get(path)
+        if current == data:
+            return
+        transaction = self.client.transaction()
+        transaction.delete(path)
+        transaction.create(path, data, ephemeral=True)
+        failed = next((r for r in transaction.commit() if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise failed
+
+    def unpublish(self, topic: str) -> None:
+        """This broker no longer hosts ``topic`` (deleted): its announcement goes, and so does
+        the topic's node when that was the last announcement and its state nodes are gone."""
+        with self._lock:
+            self._hosted.pop(topic, None)
+        try:
+            self.client.delete(paths.broker_topic_partitions(topic, self.info.broker_id))
+        except NoNodeError:
+            pass
+        try:
+            self.client.delete(paths.broker_topic(topic))
+        except (NoNodeError, NotEmptyError):
+            pass
 
     def _clear_stale(self, path: str) -> None:
         """A node owned by another session is a dead predecessor's (or a duplicate broker id).
@@ -260,6 +288,7 @@ class ClusterView:
         self._placements: dict[str, topics.Placement] = {}
         self._states: dict[str, dict[int, PartitionState]] = {}
         self._watches: dict[str, object] = {}      # topic -> the token its DataWatches carry
+        self._config_watches: dict[str, object] = {}   # topic -> its config DataWatch's token
         self._listeners: list[Callable[[], None]] = []
         client.ensure_path(paths.BROKER_IDS)
         client.ensure_path(paths.TOPIC_CONFIG)
@@ -391,22 +420,63 @@ class ClusterView:
             self._notify()
 
     def _on_topics(self, children: list[str]) -> None:
+        """New topics get a DataWatch on their config node (its first answer comes before
+        this returns); gone ones leave the view, and listeners hear of both."""
         with self._lock:
-            known = set(self._placements)
-        fresh = {}
-        for topic in set(children) - known:
-            try:
-                fresh[topic] = topics.get(self.client, topic)
-            except topics.TopicError:
-                continue
-        with self._lock:
-            self._placements.update(fresh)
-            for topic in known - set(children):
-                self._placements.pop(topic, None)
-                self._states.pop(topic, None)
-                self._watches.pop(topic, None)
-        if fresh:
+            known = set(self._config_watches)
+            for topic in set(children) - known:
+                self._config_watches[topic] = object()
+            tokens = {t: self._config_watches[t] for t in set(children) - known}
+        for topic, token in tokens.items():
+            DataWatch(self.client, paths.topic_config(topic),
+                      functools.partial(self._on_topic_config, topic, token))
+        gone = known - set(children)
+        for topic in gone:
+            self._forget_topic(topic)
+        if tokens or gone:
             self._notify()
+
+    def _on_topic_config(self, topic: str, token, data: bytes | None, stat) -> bool | None:
+        """kazoo's thread: a topic's config node was written (partitions added, settings
+        changed) or deleted; False ends the watch of a topic that left the view."""
+        with self._lock:
+            if self._config_watches.get(topic) is not token:
+                return False
+        if stat is None:
+            if self._forget_topic(topic, token):
+                self._notify()
+            return False
+        try:
+            placement = topics.Placement.from_json(topic, data)
+        except (topics.TopicError, ValueError, KeyError, TypeError) as exc:
+            log.warning("topic %s: unreadable config node (%s); keeping the last one", topic, exc)
+            return None
+        with self._lock:
+            before = self._placements.get(topic)
+            self._placements[topic] = placement
+            grown = (before is not None and topic in self._watches
+                     and placement.partitions > before.partitions)
+        if grown:
+            with self._watch_lock:
+                with self._lock:
+                    watching = self._watches.get(topic)
+                for p in range(before.partitions, placement.partitions):
+                    DataWatch(self.client, paths.partition_state(topic, p),
+                              functools.partial(self._on_state, topic, p, placement, watching))
+        if before is not None and before != placement:
+            self._notify()
+        return None
+
+    def _forget_topic(self, topic: str, token=None) -> bool:
+        """Drop a topic from the view (its watches stop at their next event); whether it was
+        there (with ``token``: only if its config watch still carries that token)."""
+        with self._lock:
+            if token is not None and self._config_watches.get(topic) is not token:
+                return False
+            self._config_watches.pop(topic, None)
+            self._states.pop(topic, None)
+            self._watches.pop(topic, None)
+            return self._placements.pop(topic, None) is not None
 
     def _notify(self) -> None:
         for callback in list(self._listeners):

@@ -7,7 +7,7 @@
 |                  | a request to report it for a bug of ours                              |
 | output           | stdout for tables and JSON, stderr for the rest; the table helper     |
 | cluster_commands | ``cluster up|down|status``                                            |
-| topic_commands   | ``topics create|list|describe``                                       |
+| topic_commands   | ``topics create|list|describe|alter|config|delete``                   |
 | message_commands | ``produce``, ``consume``                                              |
 | group_commands   | ``groups list|describe`` (lag per partition)                          |
 | segment_commands | ``dump-log``, ``scrub``                                               |

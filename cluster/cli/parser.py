@@ -186,6 +186,32 @@ def build_parser() -> argparse.ArgumentParser:
                        "epoch, offsets, high watermark, log end per replica")
     describe.add_argument("topic")
     describe.add_argument("--json", action="store_true")
+    alter = command(topic_actions, "alter", topic_commands.topics_alter,
+                    "add partitions to a topic (only up; keys then map to new partitions)")
+    alter.add_argument("topic")
+    alter.add_argument("--partitions", type=_positive_int, required=True,
+                       help="the new partition count, more than the topic has")
+    alter.add_argument("--json", action="store_true")
+    tconfig = command(topic_actions, "config", topic_commands.topics_config,
+                      "show or change a topic's own settings (retention.ms, retention.bytes, "
+                      "segment.bytes, flush.messages, flush.ms, cleanup.policy, "
+                      "min.insync.replicas); brokers apply them without a restart")
+    tconfig.add_argument("topic")
+    tconfig.add_argument("--set", action="append", metavar="NAME=VALUE",
+                         help="override a setting (repeatable)")
+    tconfig.add_argument("--unset", action="append", metavar="NAME",
+                         help="back to the brokers' setting (repeatable)")
+    tconfig.add_argument("--json", action="store_true")
+    delete = command(topic_actions, "delete", topic_commands.topics_delete,
+                     "delete a topic: its data on every broker, its registry and config "
+                     "nodes, and every group's offsets for it")
+    delete.add_argument("topic")
+    delete.add_argument("--force", action="store_true",
+                        help="delete even while producers are connected")
+    delete.add_argument("--idle-seconds", type=_non_negative_float, default=30.0,
+                        help="producers count as connected while a replica of the topic was "
+                        "appended to within this many seconds (default 30)")
+    delete.add_argument("--json", action="store_true")
 
     keys = commands.add_parser("keys", help="key pairs and the allow list of a secured cluster")
     key_actions = keys.add_subparsers(dest="action", metavar="ACTION", parser_class=OneLineParser)
