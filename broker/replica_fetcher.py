@@ -3,9 +3,11 @@
 One DEALER socket per leader broker (its replica endpoint from the broker registry), polled by
 the broker's own request loop, so that what is fetched is appended on the loop's thread through
 the same ``LogManager.append`` as a produce request: one write per fetched set, its message
-count from ``message.validate_set`` (one walk, CRCs in C), no Python per message. The fetched
-bytes land at the same offsets as on the leader, since the fetch offset is the follower's log
-end.
+count from ``message.count_set``, which checks that the bytes are whole messages (sizes and
+magic bytes; a set of equal-sized messages with no Python per message) but not their CRCs: the
+leader checked every CRC when the set was produced, and consumers check them on every read.
+The fetched bytes land at the same offsets as on the leader, since the fetch offset is the
+follower's log end.
 
 Before it fetches, a follower that (re)starts following truncates its log by leader epoch
 (KIP-101, broker/leader_epochs.py): it asks the leader OFFSET_FOR_EPOCH for its latest epoch,
@@ -226,7 +228,7 @@ class ReplicaFetcher:
             return            # the log was cut or reset meanwhile: fetch again from its end
         data = frames[1].buffer if len(frames) > 1 else b""
         if len(data):
-            count = message.validate_set(data, self.config.log.max_message_bytes)
+            count = message.count_set(data, self.config.log.max_message_bytes)
             self.logs.append(self.logs.route(replica.topic, replica.partition), [data], count)
             self._copy_epochs(replica, fetch.offset, frames[2].bytes if len(frames) > 2 else b"")
         replica.hw = min(hw, log.end_offset)

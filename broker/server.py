@@ -13,7 +13,8 @@ Two ZeroMQ sockets face the clients:
   no identity frames and no reply path, so the cheapest request there is.
 
 A third, an inproc PAIR, is where the flusher thread wakes the loop when a flush made data
-visible to a parked fetch. A follower's replica fetcher (broker/replica_fetcher.py) adds a
+visible to a parked consumer fetch (a parked replica fetch reads up to the log end, which a
+flush does not move: appends answer it). A follower's replica fetcher (broker/replica_fetcher.py) adds a
 DEALER per leader it copies from, polled by the same loop, so that what it fetched is appended
 on the loop's thread; between requests the ReplicaManager (broker/replica_manager.py) applies
 the partitions' state changes and shrinks ISRs.
@@ -98,8 +99,7 @@ class Broker:
         self.replicas = ReplicaManager(config, self.zk, self.errors)
         self.purgatory = Purgatory(end_of=self.replicas.consumer_end)
         self.replica_waiters = Purgatory(end_of=replica_end)
-        flusher = Flusher(self.context, wake_endpoint,
-                          lambda: bool(self.purgatory) or bool(self.replica_waiters),
+        flusher = Flusher(self.context, wake_endpoint, lambda: bool(self.purgatory),
                           self.errors.task_failed)
         self.registration = BrokerRegistration(self.zk, BrokerInfo(
             config.broker_id, self.endpoint, self.produce_endpoint, config.endpoint_host,
@@ -174,7 +174,7 @@ class Broker:
             if self.wake in events:
                 while self.wake.poll(0):
                     self.wake.recv()
-                self.handlers.wake(self.purgatory.logs() + self.replica_waiters.logs())
+                self.handlers.wake(self.purgatory.logs())
             for sock in [sock for sock in events if sock in fetched_from]:
                 self.fetcher.receive(sock)
             now = time.monotonic()

@@ -137,3 +137,51 @@ def test_check_crc_and_key_value_for_dump_log():
     broken = bytearray(data)
     broken[-1] ^= 1
     assert not message.check_crc(broken, second)
+
+
+@pytest.mark.parametrize("entries", [
+    [(None, b"x" * 200)] * 40,                               # equal sizes: the strided check
+    [(None, b"a" * 200), (b"k", b"v"), (None, b"")] * 5,     # mixed: the walk
+    [(b"key", b"v" * 30)] * 7,                               # equal keyed messages: the walk
+    [(None, b"abc")],
+])
+def test_count_set_counts_what_validate_set_counts(entries):
+    data = message.encode_set(entries)
+    assert message.count_set(data) == message.validate_set(data) == len(entries)
+    assert message.count_set(memoryview(data)) == len(entries)
+
+
+@pytest.mark.parametrize("equal_sizes", [True, False])
+def test_count_set_rejects_bad_framing_where_validate_set_does(equal_sizes):
+    """A set that is not whole messages is refused at the entry validate_set names, whether
+    the strided check or the walk looks at it."""
+    tail = (None, b"x" * 20) if equal_sizes else (b"k", b"x" * 20)
+    good = message.encode_set([(None, b"x" * 20)] * 3 + [tail])
+    cases = {"truncated": good[:-3]}
+    wrong_magic = bytearray(good)
+    wrong_magic[29 + 4] = 7                  # the second message's magic byte
+    cases["magic"] = bytes(wrong_magic)
+    cases["size"] = good[:29] + struct.pack(">IBI", 2, 0, 0) + good[29:]
+    cases["too_large"] = good[:29] + struct.pack(">IBI", 5000, 0, 0) + b"x" * 4996
+    for reason, data in cases.items():
+        with pytest.raises(InvalidMessage) as counted:
+            message.count_set(data, max_message_bytes=1000)
+        with pytest.raises(InvalidMessage) as validated:
+            message.validate_set(data, max_message_bytes=1000)
+        assert counted.value.reason == validated.value.reason == reason
+        assert counted.value.position == validated.value.position
+        assert counted.value.valid_count == validated.value.valid_count
+    with pytest.raises(InvalidMessage):
+        message.count_set(b"")
+
+
+def test_count_set_checks_key_lengths_but_not_crcs():
+    """The follower's check is framing: a key length past its message is refused, a flipped
+    value byte (the leader checked the CRC when the set was produced) is counted."""
+    payload = b"\x00" + struct.pack(">I", 1000) + b"k"
+    entry = struct.pack(">IBI", 5 + len(payload), 1, zlib.crc32(payload)) + payload
+    with pytest.raises(InvalidMessage, match="key length"):
+        message.count_set(entry)
+    flipped = bytearray(message.encode_set([(None, b"abcdef")] * 3))
+    flipped[15 + 10] ^= 0x01
+    assert message.count_set(flipped) == 3
