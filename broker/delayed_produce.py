@@ -53,6 +53,11 @@ class AckPurgatory:
         self._deadlines.push(waiter)
         self._by_key.setdefault(waiter.key, deque()).append(waiter)
 
+    def waiting_on(self, key: tuple[str, int]) -> bool:
+        """Whether an acks=all request on ``key`` waits (perhaps one let go by its deadline
+        and not yet cleared: at worst a follower is answered sooner than it had to be)."""
+        return key in self._by_key
+
     def ready(self, key: tuple[str, int], high_watermark: int) -> list[AckWaiter]:
         """The waiters on ``key`` whose next offset the high watermark reached, let go.
 

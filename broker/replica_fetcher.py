@@ -153,7 +153,8 @@ class ReplicaFetcher:
             fetch.truncating = False
             request = protocol.encode_fetch(
                 corr, replica.topic, replica.partition, fetch.offset,
-                self.config.replica_fetch_max_bytes, 1, self._wait_ms,
+                self.config.replica_fetch_max_bytes, self.config.replica_fetch_min_bytes,
+                self._wait_ms,
                 replica_id=self.config.broker_id, leader_epoch=fetch.epoch)
         try:
             sock.send(request, zmq.NOBLOCK)
