@@ -120,7 +120,8 @@ class RequestHandlers:
         self.replicas.follower_fetched(replica, request.replica_id, request.offset,
                                        replica_end(log))
         available = replica_end(log) - request.offset
-        if replica_fetch_due(available, request.min_bytes, self.acks.waiting_on(replica.key)):
+        if replica_fetch_due(available, request.min_bytes,
+                             self.acks.waits_past(replica.key, request.offset)):
             self.answer_fetch(Waiter(identity, request, log, 0.0))
             return
         self._answer_or_park(identity, request, log, self.replica_waiters)
@@ -254,8 +255,13 @@ class RequestHandlers:
         if self._visible_at_once and self.purgatory.waiting_on(log):
             self.wake([log])
         if self.replica_waiters.waiting_on(log):
-            waiting = self.replica_waiters
-            for waiter in waiting.ready([log], 1 if self.acks.waiting_on(replica.key) else None):
+            waiting, acks, key = self.replica_waiters, self.acks, replica.key
+
+            def due(waiter: Waiter, end: int) -> bool:
+                offset = waiter.request.offset
+                return replica_fetch_due(end - offset, waiter.request.min_bytes,
+                                         acks.waits_past(key, offset))
+            for waiter in waiting.ready([log], due):
                 self.answer_fetch(waiter)
             if waiting.waiting_on(log):
                 waiting.linger(log, time.monotonic() + self._replica_linger_s)

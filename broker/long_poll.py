@@ -73,8 +73,8 @@ def replica_fetch_due(available: int, min_bytes: int, acks_waiting: bool) -> boo
     round trip (a request, a read, a send, a loop turn each), so while producers only want
     acks=1 the leader lets data gather, for ``replica_fetch_linger_ms`` at most (the
     deadline the handlers give it once there is something to copy). An acks=all request
-    waiting on the partition is answered only when the followers have its set: they get
-    whatever there is at once.
+    is answered only once the followers have its set: ``acks_waiting`` (one waits for a set
+    past this follower's offset) makes it get whatever there is at once.
 
     >>> replica_fetch_due(0, 65536, acks_waiting=True)       # nothing to copy yet
     False
@@ -152,9 +152,11 @@ class Purgatory:
         """The logs some waiter is parked on."""
         return list(self._by_log)
 
-    def ready(self, logs: Iterable[Readable], min_bytes: int | None = None) -> list[Waiter]:
+    def ready(self, logs: Iterable[Readable],
+              due: Callable[[Waiter, int], bool] = satisfied) -> list[Waiter]:
         """The waiters on ``logs`` that their log's end (``end_of``: the visible end unless
-        told otherwise) now satisfies, let go; ``min_bytes``: instead of each request's."""
+        told otherwise) now satisfies, let go; ``due(waiter, end)`` decides (default:
+        ``satisfied``, each request's ``min_bytes``)."""
         let_go = []
         for log in logs:
             waiters = self._by_log.get(log)
@@ -163,8 +165,7 @@ class Purgatory:
             visible = self._end_of(log)
             keep = []
             for waiter in waiters:
-                if (satisfied(waiter, visible) if min_bytes is None
-                        else visible - waiter.request.offset >= min_bytes):
+                if due(waiter, visible):
                     waiter.done = True
                     let_go.append(waiter)
                 else:

@@ -105,13 +105,15 @@ def test_a_replica_fetch_is_answered_at_once_only_for_an_acks_all_request_or_its
     assert [due(n, 1000, acks_waiting=False) for n in (0, 999, 1000)] == [False, False, True]
 
 
-def test_ready_with_min_bytes_overrides_what_each_request_asked():
+def test_ready_lets_a_given_rule_decide_instead_of_each_requests_min_bytes():
     log = FakeLog(150)
     purgatory = Purgatory()
     follower = waiter(log, 100, min_bytes=1 << 20, corr=1)
     purgatory.park(follower)
     assert purgatory.ready([log]) == []                     # 50 bytes, it asked for a MiB
-    assert purgatory.ready([log], min_bytes=1) == [follower]
+    acks_all_past_120 = lambda w, end: long_poll.replica_fetch_due(  # noqa: E731
+        end - w.request.offset, w.request.min_bytes, acks_waiting=w.request.offset < 120)
+    assert purgatory.ready([log], acks_all_past_120) == [follower]
     assert follower.done and not purgatory
 
 
