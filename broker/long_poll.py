@@ -116,8 +116,13 @@ class Deadlines:
         return let_go
 
     def next_deadline(self) -> float | None:
-        """The nearest deadline in the heap (perhaps of a waiter let go already), or None."""
-        return self._heap[0][0] if self._heap else None
+        """The nearest deadline of a waiter not yet let go, or None. Entries of waiters let go
+        another way are dropped from the top here: the loop sleeps until this deadline, and
+        under load most parked fetches are answered long before theirs."""
+        heap = self._heap
+        while heap and heap[0][2].done:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
 
 class Purgatory:

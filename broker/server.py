@@ -33,6 +33,7 @@ every request to a partition, so it is parsed once and its bytes are the key of 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -166,7 +167,7 @@ class Broker:
         self.fetcher.register(poller)
         fetched_from = self.fetcher.sockets
         while not self._stopping.is_set():
-            events = dict(poller.poll(self._poll_timeout() * 1000))
+            events = dict(poller.poll(poll_ms(self._poll_timeout())))
             if self.pull in events:
                 self._drain_unacked()
             if self.router in events:
@@ -178,6 +179,7 @@ class Broker:
             for sock in [sock for sock in events if sock in fetched_from]:
                 self.fetcher.receive(sock)
             now = time.monotonic()
+            self.logs.stats["loop_turns"] += 1
             self.handlers.expire(now)
             self.logs.maintain(now)
             self.replicas.maintain(now)
@@ -284,6 +286,17 @@ class Broker:
     def _too_large(self, size: int) -> MessageTooLarge:
         return MessageTooLarge(f"a request of {size} bytes exceeds the broker's "
                                f"max_request_bytes={self.config.max_request_bytes}")
+
+
+def poll_ms(seconds: float) -> int:
+    """A poll timeout in the whole milliseconds ZeroMQ takes, rounded up: pyzmq truncates a
+    float, and a deadline less than 1 ms away would make the loop poll without waiting until
+    it passed.
+
+    >>> poll_ms(0.25), poll_ms(0.0004), poll_ms(0.0)
+    (250, 1, 0)
+    """
+    return math.ceil(seconds * 1000)
 
 
 def _fill(header):

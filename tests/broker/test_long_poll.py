@@ -132,3 +132,17 @@ def test_linger_brings_the_deadline_of_waiters_with_data_forward_only():
     assert purgatory.expired(3.0) == [has_data]              # its linger, not its 10 s
     assert purgatory.expired(10.0) == [caught_up]            # the stale 10 s entry is skipped
     assert not purgatory
+
+
+def test_the_next_deadline_is_that_of_a_waiter_still_parked():
+    """A waiter answered before its deadline does not set when the loop wakes next."""
+    log = FakeLog(0)
+    purgatory = Purgatory()
+    answered, parked = waiter(log, 0, deadline=1.0, corr=1), waiter(log, 0, deadline=5.0, corr=2)
+    purgatory.park(answered)
+    purgatory.park(parked)
+    log.visible_end = 10
+    assert purgatory.ready([log], lambda w, end: w is answered) == [answered]
+    assert purgatory.next_deadline() == 5.0
+    assert purgatory.ready([log]) == [parked]
+    assert purgatory.next_deadline() is None
