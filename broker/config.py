@@ -68,7 +68,12 @@ class BrokerConfig:
 
     Replication (issue 12, Kafka 0.8's names): a follower fetches from its leader with long
     polls of ``replica_fetch_wait_max_ms`` and up to ``replica_fetch_max_bytes``; one that has
-    not caught up to the leader's log end for ``replica_lag_time_max_ms`` leaves the ISR. An
+    not caught up to the leader's log end for ``replica_lag_time_max_ms`` leaves the ISR. A
+    parked replica fetch is answered at once when an acks=all request waits on its partition,
+    else once ``replica_fetch_min_bytes`` are there to copy or ``replica_fetch_linger_ms``
+    after the first byte was (broker/long_poll.py ``replica_fetch_due``): each round trip
+    costs both brokers a request, a read and a send, and under acks=1 load the followers
+    would otherwise come back for every produce request. An
     acks=all produce not answered within ``ack_timeout_ms`` gets REQUEST_TIMED_OUT.
     ``unclean_leader_election`` lets the controller elect an out-of-sync replica when no
     in-sync one is alive (losing what only the others had, counted); every
@@ -103,6 +108,8 @@ class BrokerConfig:
     replica_lag_time_max_ms: int = 10_000
     replica_fetch_wait_max_ms: int = 500
     replica_fetch_max_bytes: int = MIB
+    replica_fetch_min_bytes: int = MIB
+    replica_fetch_linger_ms: int = 10
     ack_timeout_ms: int = 30_000
     unclean_leader_election: bool = False
     leader_imbalance_check_ms: int = 30_000
@@ -124,7 +131,8 @@ class BrokerConfig:
                                   "Kafka listener)")
         _positive(self, "cleaner_interval_ms", "max_fetch_bytes", "max_request_bytes",
                   "max_wait_ms_limit", "session_timeout_ms", "replica_lag_time_max_ms",
-                  "replica_fetch_wait_max_ms", "replica_fetch_max_bytes", "ack_timeout_ms",
+                  "replica_fetch_wait_max_ms", "replica_fetch_max_bytes",
+                  "replica_fetch_min_bytes", "replica_fetch_linger_ms", "ack_timeout_ms",
                   "leader_imbalance_check_ms", "group_min_session_timeout_ms")
         if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms:
             raise InvalidArgument("group_max_session_timeout_ms must be at least "

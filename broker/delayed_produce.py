@@ -57,6 +57,20 @@ class AckPurgatory:
         self._deadlines.push(waiter)
         self._by_key.setdefault(waiter.key, deque()).append(waiter)
 
+    def waits_past(self, key: tuple[str, int], offset: int) -> bool:
+        """Whether an acks=all request on ``key`` waits for a set that ends past ``offset``
+        (a follower fetching there lacks it). The newest waiter ends furthest; one let go by
+        its deadline and not yet cleared counts too: at worst a follower is answered sooner
+        than it had to be.
+
+        >>> p = AckPurgatory()
+        >>> p.park(AckWaiter(b"a", 1, ("t", 0), 0, 50, 9.0))
+        >>> p.waits_past(("t", 0), 20), p.waits_past(("t", 0), 50), p.waits_past(("t", 1), 0)
+        (True, False, False)
+        """
+        waiters = self._by_key.get(key)
+        return bool(waiters) and waiters[-1].next_offset > offset
+
     def ready(self, key: tuple[str, int], high_watermark: int) -> list[AckWaiter]:
         """The waiters on ``key`` whose next offset the high watermark reached, let go.
 

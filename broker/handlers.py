@@ -44,7 +44,7 @@ from broker.error_counts import ErrorCounts
 from broker.log import Log
 from broker.log_manager import LogManager, Route
 from broker.delayed_produce import AckPurgatory, AckWaiter
-from broker.long_poll import Purgatory, Waiter, satisfied
+from broker.long_poll import Purgatory, Waiter, replica_fetch_due, satisfied
 from broker.protocol import ACKS_ALL, CONSUMER, Api, Request
 from broker.replica_manager import Replica, ReplicaManager
 from coordinator.errors import (CorruptMessage, FencedLeaderEpoch, MalformedRequest,
@@ -73,6 +73,7 @@ class RequestHandlers:
         self.acks = acks
         self._visible_at_once = not config.log.visible_after_flush
         self.authorization = None   # the server's RequestAuthorizer: what METADATA may show
+        self._replica_linger_s = config.replica_fetch_linger_ms / 1000
         replicas.on_high_watermark = self.high_watermark_moved
         replicas.on_lost_leadership = self.leadership_lost
 
@@ -120,7 +121,14 @@ class RequestHandlers:
         _check_in_log(request, log)
         self.replicas.follower_fetched(replica, request.replica_id, request.offset,
                                        replica_end(log))
+        available = replica_end(log) - request.offset
+        if replica_fetch_due(available, request.min_bytes,
+                             self.acks.waits_past(replica.key, request.offset)):
+            self.answer_fetch(Waiter(identity, request, log, 0.0))
+            return
         self._answer_or_park(identity, request, log, self.replica_waiters)
+        if available > 0:
+            self.replica_waiters.linger(log, time.monotonic() + self._replica_linger_s)
 
     def _answer_or_park(self, identity: bytes, request: Request, log: Log,
                         purgatory: Purgatory) -> None:
@@ -133,7 +141,7 @@ class RequestHandlers:
         wait_ms = min(request.max_wait_ms, self.config.max_wait_ms_limit)
         waiter.deadline = time.monotonic() + wait_ms / 1000
         purgatory.park(waiter)
-        if satisfied(waiter, purgatory.end_of(log)):
+        if purgatory is self.purgatory and satisfied(waiter, purgatory.end_of(log)):
             self.wake([log])  # the end moved since the check (a flush ended), and no wake saw it
 
     def offsets(self, identity: bytes, request: Request, frames: list, turn: dict) -> None:
@@ -204,7 +212,7 @@ class RequestHandlers:
                     _zmq_send(router, identity, zmq.SNDMORE)
                     _zmq_send(router, protocol.encode_response(
                         corr, protocol.PRODUCE_REPLY.pack(*outcome)))
-            self.appended(route.log)
+            self.appended(route.log, replica)
 
     def unacked_route(self, header: bytes, principal: str = "") -> Route:
         """Where an acks=0 request with this header, sent by ``principal``, goes; raises when
@@ -246,16 +254,28 @@ class RequestHandlers:
             self.errors.request_failed(exc, acks=0)
             return
         self.replicas.appended(replica)
-        self.appended(route.log)
+        self.appended(route.log, replica)
 
-    def appended(self, log: Log) -> None:
+    def appended(self, log: Log, replica: Replica | None = None) -> None:
         """Messages visible at once may satisfy parked fetches (else the flush wakes them);
-        parked followers may read them at once."""
+        parked followers read them at once when an acks=all request waits on the partition,
+        else once they gathered their ``min_bytes`` or lingered (long_poll.replica_fetch_due).
+        The Kafka listener calls it too, after its own appends."""
+        if replica is None:
+            replica = self.replicas.by_log[log]
         if self._visible_at_once and self.purgatory.waiting_on(log):
             self.wake([log])
         if self.replica_waiters.waiting_on(log):
-            for waiter in self.replica_waiters.ready([log]):
+            waiting, acks, key = self.replica_waiters, self.acks, replica.key
+
+            def due(waiter: Waiter, end: int) -> bool:
+                offset = waiter.request.offset
+                return replica_fetch_due(end - offset, waiter.request.min_bytes,
+                                         acks.waits_past(key, offset))
+            for waiter in waiting.ready([log], due):
                 self.answer_fetch(waiter)
+            if waiting.waiting_on(log):
+                waiting.linger(log, time.monotonic() + self._replica_linger_s)
 
     # --- acks=all: the high watermark and the leadership -----------------------------------
 

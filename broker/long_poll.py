@@ -66,6 +66,28 @@ def satisfied(waiter: Waiter, visible_end: int) -> bool:
     return visible_end - request.offset >= max(request.min_bytes, 1)
 
 
+def replica_fetch_due(available: int, min_bytes: int, acks_waiting: bool) -> bool:
+    """Whether a parked replica fetch with ``available`` bytes to copy is answered now.
+
+    A follower asks for ``replica_fetch_min_bytes``: each answered fetch costs both brokers a
+    round trip (a request, a read, a send, a loop turn each), so while producers only want
+    acks=1 the leader lets data gather, for ``replica_fetch_linger_ms`` at most (the
+    deadline the handlers give it once there is something to copy). An acks=all request
+    is answered only once the followers have its set: ``acks_waiting`` (one waits for a set
+    past this follower's offset) makes it get whatever there is at once.
+
+    >>> replica_fetch_due(0, 65536, acks_waiting=True)       # nothing to copy yet
+    False
+    >>> replica_fetch_due(300, 65536, acks_waiting=True)     # a producer waits on the ISR
+    True
+    >>> replica_fetch_due(300, 65536, acks_waiting=False)    # acks=1: gather, or linger
+    False
+    >>> replica_fetch_due(70000, 65536, acks_waiting=False)  # enough for one round trip
+    True
+    """
+    return available > 0 and (acks_waiting or available >= min_bytes)
+
+
 def _visible_end(log: Readable) -> int:
     return log.visible_end
 
@@ -94,8 +116,13 @@ class Deadlines:
         return let_go
 
     def next_deadline(self) -> float | None:
-        """The nearest deadline in the heap (perhaps of a waiter let go already), or None."""
-        return self._heap[0][0] if self._heap else None
+        """The nearest deadline of a waiter not yet let go, or None. Entries of waiters let go
+        another way are dropped from the top here: the loop sleeps until this deadline, and
+        under load most parked fetches are answered long before theirs."""
+        heap = self._heap
+        while heap and heap[0][2].done:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
 
 class Purgatory:
@@ -130,9 +157,11 @@ class Purgatory:
         """The logs some waiter is parked on."""
         return list(self._by_log)
 
-    def ready(self, logs: Iterable[Readable]) -> list[Waiter]:
+    def ready(self, logs: Iterable[Readable],
+              due: Callable[[Waiter, int], bool] = satisfied) -> list[Waiter]:
         """The waiters on ``logs`` that their log's end (``end_of``: the visible end unless
-        told otherwise) now satisfies, let go."""
+        told otherwise) now satisfies, let go; ``due(waiter, end)`` decides (default:
+        ``satisfied``, each request's ``min_bytes``)."""
         let_go = []
         for log in logs:
             waiters = self._by_log.get(log)
@@ -141,7 +170,7 @@ class Purgatory:
             visible = self._end_of(log)
             keep = []
             for waiter in waiters:
-                if satisfied(waiter, visible):
+                if due(waiter, visible):
                     waiter.done = True
                     let_go.append(waiter)
                 else:
@@ -151,6 +180,15 @@ class Purgatory:
             else:
                 del self._by_log[log]
         return let_go
+
+    def linger(self, log: Readable, until: float) -> None:
+        """Answer the waiters on ``log`` that have something to read by ``until`` at the
+        latest (an earlier deadline of theirs stays)."""
+        end = self._end_of(log)
+        for waiter in self._by_log.get(log, ()):
+            if waiter.deadline > until and end > waiter.request.offset:
+                waiter.deadline = until
+                self._deadlines.push(waiter)
 
     def drop(self, log: Readable) -> list[Waiter]:
         """Every waiter on ``log``, let go (its partition's leadership moved away)."""

@@ -3,9 +3,11 @@
 One DEALER socket per leader broker (its replica endpoint from the broker registry), polled by
 the broker's own request loop, so that what is fetched is appended on the loop's thread through
 the same ``LogManager.append`` as a produce request: one write per fetched set, its message
-count from ``message.validate_set`` (one walk, CRCs in C), no Python per message. The fetched
-bytes land at the same offsets as on the leader, since the fetch offset is the follower's log
-end.
+count from ``message.validate_set`` (one walk, CRCs in C). The CRCs are checked again here,
+although the leader checked them at produce: a follower is what may lead next and what a lost
+disk is rebuilt onto, so it must not copy a leader's damaged bytes as good ones (it appends the
+good prefix and stops at the bad message, below). The fetched bytes land at the same offsets as
+on the leader, since the fetch offset is the follower's log end.
 
 Before it fetches, a follower that (re)starts following truncates its log by leader epoch
 (KIP-101, broker/leader_epochs.py): it asks the leader OFFSET_FOR_EPOCH for its latest epoch,
@@ -167,7 +169,8 @@ class ReplicaFetcher:
             fetch.truncating = False
             request = protocol.encode_fetch(
                 corr, replica.topic, replica.partition, fetch.offset,
-                self.config.replica_fetch_max_bytes, 1, self._wait_ms,
+                self.config.replica_fetch_max_bytes, self.config.replica_fetch_min_bytes,
+                self._wait_ms,
                 replica_id=self.config.broker_id, leader_epoch=fetch.epoch)
         try:
             sock.send(request, zmq.NOBLOCK)

@@ -13,7 +13,8 @@ Two ZeroMQ sockets face the clients:
   no identity frames and no reply path, so the cheapest request there is.
 
 A third, an inproc PAIR, is where the flusher thread wakes the loop when a flush made data
-visible to a parked fetch. A follower's replica fetcher (broker/replica_fetcher.py) adds a
+visible to a parked consumer fetch (a parked replica fetch reads up to the log end, which a
+flush does not move: appends answer it). A follower's replica fetcher (broker/replica_fetcher.py) adds a
 DEALER per leader it copies from, polled by the same loop, so that what it fetched is appended
 on the loop's thread; between requests the ReplicaManager (broker/replica_manager.py) applies
 the partitions' state changes and shrinks ISRs.
@@ -42,6 +43,7 @@ every request to a partition, so it is parsed once and its bytes are the key of 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -126,7 +128,7 @@ class Broker:
         self.purgatory = Purgatory(end_of=self.replicas.consumer_end)
         self.replica_waiters = Purgatory(end_of=replica_end)
         flusher = Flusher(self.context, wake_endpoint,
-                          lambda: bool(self.purgatory) or bool(self.replica_waiters)
+                          lambda: bool(self.purgatory)
                           or (self.kafka_ctx is not None and self.kafka_ctx.waiting()),
                           self.errors.task_failed)
         self.registration = BrokerRegistration(self.zk, BrokerInfo(
@@ -229,7 +231,7 @@ class Broker:
         if kafka is not None:
             kafka.register(poller)
         while not self._stopping.is_set():
-            events = dict(poller.poll(self._poll_timeout() * 1000))
+            events = dict(poller.poll(poll_ms(self._poll_timeout())))
             if kafka is not None:
                 kafka.handle({fd: flags for fd, flags in events.items() if type(fd) is int})
             if self.pull in events:
@@ -239,10 +241,11 @@ class Broker:
             if self.wake in events:
                 while self.wake.poll(0):
                     self.wake.recv()
-                self.handlers.wake(self.purgatory.logs() + self.replica_waiters.logs())
+                self.handlers.wake(self.purgatory.logs())
             for sock in [sock for sock in events if sock in fetched_from]:
                 self.fetcher.receive(sock)
             now = time.monotonic()
+            self.logs.stats["loop_turns"] += 1
             self.handlers.expire(now)
             self.logs.maintain(now)
             self.replicas.maintain(now)
@@ -391,6 +394,17 @@ class Broker:
     def _too_large(self, size: int) -> MessageTooLarge:
         return MessageTooLarge(f"a request of {size} bytes exceeds the broker's "
                                f"max_request_bytes={self.config.max_request_bytes}")
+
+
+def poll_ms(seconds: float) -> int:
+    """A poll timeout in the whole milliseconds ZeroMQ takes, rounded up: pyzmq truncates a
+    float, and a deadline less than 1 ms away would make the loop poll without waiting until
+    it passed.
+
+    >>> poll_ms(0.25), poll_ms(0.0004), poll_ms(0.0)
+    (250, 1, 0)
+    """
+    return math.ceil(seconds * 1000)
 
 
 def _fill(header):

@@ -1,6 +1,7 @@
 """The request handlers, through a real broker process: what many acks=0 produce requests
 brought is written with one write per log, and a bad set among them is still rejected alone;
 OFFSET_FOR_EPOCH answers from the log's leader epochs."""
+import doctest
 import json
 
 import pytest
@@ -92,3 +93,30 @@ def _push_all(endpoint: str, requests: list[list[bytes]]) -> None:
         sock.send_multipart(frames)
     sock.close()
     context.term()
+
+
+def test_a_parked_fetch_does_not_spin_the_loop_until_its_deadline(hosting_broker):
+    """An idle broker with one parked fetch turns its loop about once a tick (0.25 s) and once
+    at the deadline. ZeroMQ's poll takes whole milliseconds: a timeout cut down to 0 ms left
+    the loop polling without waiting through the last millisecond before every deadline."""
+    proc = hosting_broker(TOPIC, 1)
+    raw = RawClient(proc.endpoint)
+    try:
+        def turns():
+            doc = json.loads(protocol.decode_metadata_response(
+                raw.request(protocol.encode_metadata(9))[0])[1])
+            return doc["stats"].get("loop_turns", 0)
+        before = turns()
+        for corr in range(3):
+            reply = raw.request(protocol.encode_fetch(corr, TOPIC, 0, 0, 1 << 20, 1, 600))
+            assert reply is not None and reply[1] == b""        # empty, at its deadline
+        spent = turns() - before
+        assert spent <= 3 * 8, f"{spent} loop turns for three 0.6 s long polls"
+    finally:
+        raw.close()
+
+
+def test_a_poll_timeout_is_rounded_up_to_whole_milliseconds():
+    from broker import server
+    assert doctest.testmod(server).failed == 0
+    assert [server.poll_ms(s) for s in (0.0001, 0.0009999, 0.001, 0.2501)] == [1, 1, 1, 251]

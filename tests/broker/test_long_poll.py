@@ -97,3 +97,52 @@ def test_drop_lets_every_waiter_of_a_log_go_and_none_expires_after():
     assert purgatory.drop(log) == [mine] and mine.done
     assert purgatory.drop(log) == [] and purgatory.logs() == [other]
     assert purgatory.expired(5.0) == [theirs]
+
+
+def test_a_replica_fetch_is_answered_at_once_only_for_an_acks_all_request_or_its_min_bytes():
+    due = long_poll.replica_fetch_due
+    assert [due(n, 1000, acks_waiting=True) for n in (0, 1, 999)] == [False, True, True]
+    assert [due(n, 1000, acks_waiting=False) for n in (0, 999, 1000)] == [False, False, True]
+
+
+def test_ready_lets_a_given_rule_decide_instead_of_each_requests_min_bytes():
+    log = FakeLog(150)
+    purgatory = Purgatory()
+    follower = waiter(log, 100, min_bytes=1 << 20, corr=1)
+    purgatory.park(follower)
+    assert purgatory.ready([log]) == []                     # 50 bytes, it asked for a MiB
+    acks_all_past_120 = lambda w, end: long_poll.replica_fetch_due(  # noqa: E731
+        end - w.request.offset, w.request.min_bytes, acks_waiting=w.request.offset < 120)
+    assert purgatory.ready([log], acks_all_past_120) == [follower]
+    assert follower.done and not purgatory
+
+
+def test_linger_brings_the_deadline_of_waiters_with_data_forward_only():
+    log = FakeLog(100)
+    purgatory = Purgatory()
+    has_data, caught_up = waiter(log, 40, 1 << 20, deadline=10.0, corr=1), \
+        waiter(log, 100, 1 << 20, deadline=10.0, corr=2)
+    soon = waiter(log, 40, 1 << 20, deadline=2.0, corr=3)
+    for one in (has_data, caught_up, soon):
+        purgatory.park(one)
+    purgatory.linger(log, until=3.0)
+    assert (has_data.deadline, caught_up.deadline, soon.deadline) == (3.0, 10.0, 2.0)
+    assert purgatory.next_deadline() == 2.0
+    assert purgatory.expired(2.5) == [soon]
+    assert purgatory.expired(3.0) == [has_data]              # its linger, not its 10 s
+    assert purgatory.expired(10.0) == [caught_up]            # the stale 10 s entry is skipped
+    assert not purgatory
+
+
+def test_the_next_deadline_is_that_of_a_waiter_still_parked():
+    """A waiter answered before its deadline does not set when the loop wakes next."""
+    log = FakeLog(0)
+    purgatory = Purgatory()
+    answered, parked = waiter(log, 0, deadline=1.0, corr=1), waiter(log, 0, deadline=5.0, corr=2)
+    purgatory.park(answered)
+    purgatory.park(parked)
+    log.visible_end = 10
+    assert purgatory.ready([log], lambda w, end: w is answered) == [answered]
+    assert purgatory.next_deadline() == 5.0
+    assert purgatory.ready([log]) == [parked]
+    assert purgatory.next_deadline() is None

@@ -32,9 +32,9 @@ class Cluster:
 
     def __init__(self, zk_connect, tmp_path, lag_ms, **settings):
         self.zk = zk_connect
+        settings = {"replica_fetch_wait_max_ms": 200, **settings}
         self.procs = {i: BrokerProcess(zk_connect, tmp_path, i, log={"visible_after_flush": False},
                                        replica_lag_time_max_ms=lag_ms,
-                                       replica_fetch_wait_max_ms=200,
                                        leader_imbalance_check_ms=600_000, **settings).start()
                       for i in range(3)}
         self.client = zk.connect(zk_connect)
@@ -276,6 +276,40 @@ def test_a_follower_that_lost_its_disk_rebuilds_its_replica_and_rejoins(cluster_
     body = c.wait_copied(leader)
     assert c.log_bytes(lost) == body
     assert c.row(lost)["role"] == "follower"
+
+
+def test_under_acks1_followers_do_not_come_back_for_every_produce_request(cluster_of):
+    """A parked replica fetch gathers acks=1 writes (replica_fetch_min_bytes, or its linger,
+    here longer than its 200 ms long poll): a follower fetch per 200 ms, not per request. Each
+    produce request used to answer both followers' parked fetches: ~2 fetches a request."""
+    c = cluster_of(lag_ms=30_000, replica_fetch_linger_ms=1000)
+    leader, *_ = c.replicas
+    wait_for(lambda: c.row(leader)["role"] == "leader", what="the leader's role")
+    fetches_before = c.row(leader).get("fetches", 0)
+    requests = 100
+    for i in range(requests):
+        offsets(c.produce(leader, [b"v%03d" % i], acks=1))
+    body = c.wait_copied(leader)
+    assert [m.value for m in message.decode_set(body, TOPIC, 0, 0)] == \
+        [b"v%03d" % i for i in range(requests)]
+    fetches = c.row(leader)["fetches"] - fetches_before
+    assert fetches < requests, f"{fetches} replica fetches answered for {requests} requests"
+
+
+def test_acks_all_is_answered_after_one_follower_round_trip_not_the_linger(cluster_of):
+    """With long polls and a linger of 20 s, an acks=all request is answered well within its
+    10 s reply wait: the leader answers the parked fetches at once when a producer waits on
+    the ISR (long_poll.replica_fetch_due)."""
+    c = cluster_of(lag_ms=60_000, replica_fetch_wait_max_ms=20_000,
+                   replica_fetch_linger_ms=20_000)
+    leader, *_ = c.replicas
+    wait_for(lambda: c.row(leader)["role"] == "leader", what="the leader's role")
+    nxt = 0
+    for i in range(5):
+        reply = c.produce(leader, [b"all-%d" % i], timeout=10.0)
+        assert reply is not None, "an acks=all request waited for the followers' linger"
+        base, nxt = offsets(reply)
+    assert c.row(leader)["high_watermark"] >= nxt
 
 
 def test_acks_all_not_in_every_isr_member_within_the_ack_timeout_is_timed_out(cluster_of):
