@@ -80,7 +80,9 @@ class ProducerConfig(_Settings):
     failed once ``request_timeout_ms`` passed without an answer; up to ``max_in_flight``
     requests wait for answers per broker and per partition; a message's key and value may hold
     ``max_message_bytes``, and one request's set ``max_request_bytes`` (a bigger message goes
-    alone).
+    alone). ``idempotent`` (acks 1 and "all"; the default) numbers each partition's requests
+    so that the brokers write none twice and none out of order (clients/producer.py);
+    False sends them unsequenced (producer id 0), as the paper's producer did.
     """
 
     batch_size: int = 50
@@ -92,6 +94,7 @@ class ProducerConfig(_Settings):
     max_in_flight: int = 32
     max_message_bytes: int = MIB
     max_request_bytes: int = MIB
+    idempotent: bool = True
 
     def __post_init__(self):
         if type(self.acks) is int and self.acks == -1:
@@ -104,6 +107,8 @@ class ProducerConfig(_Settings):
         settings.number("request_timeout_ms", self.request_timeout_ms, minimum=1)
         settings.number("linger_ms", self.linger_ms)
         settings.number("retry_backoff_ms", self.retry_backoff_ms)
+        if type(self.idempotent) is not bool:
+            raise InvalidArgument(f"idempotent must be true or false, not {self.idempotent!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -200,7 +200,8 @@ class Producer:
         self.max_request_bytes = config.max_request_bytes
         self.on_delivery = on_delivery
         self.on_acknowledged = on_acknowledged
-        self.producer_id = new_producer_id()
+        self.idempotent = config.idempotent
+        self.producer_id = new_producer_id() if config.idempotent else 0
         self._partitioner = partitioners.make(partitioner)
         self._batch_sent = getattr(self._partitioner, "batch_sent", None)
         self._pool = BrokerPool(zookeeper, data_dir, config.request_timeout_ms)
@@ -382,7 +383,7 @@ class Producer:
         new producer id (the broker sees a new producer and starts from its first_unacked)."""
         while state.unanswered:
             self._collect(self.request_timeout_s * 1000)
-        state.producer_id = new_producer_id()
+        state.producer_id = new_producer_id() if self.idempotent else 0
         state.next_sequence = 0
 
     def _endpoint_of(self, tp: tuple[str, int]) -> str | None:
