@@ -149,3 +149,34 @@ def test_a_resend_after_a_broker_restart_is_a_duplicate(zk, tmp_path):
         assert _stored(broker.endpoint) == [b"id-0", b"id-1", b"id-2"]
     finally:
         assert broker.stop() == 0, broker.log_text()[-3000:]
+
+
+def test_a_set_cut_by_leader_epoch_is_forgotten_so_its_resend_is_written(cluster_of):
+    """A paused leader appends a sequenced set after a new leader was elected; returning, it
+    truncates the set. Leading again later, it must append the resend, not answer it with
+    offsets that now hold another message."""
+    c = cluster_of(lag_ms=60_000)
+    old, new, other = c.replicas
+    offsets(c.produce(old, [b"before"]))
+    c.wait_copied(old)
+    os.kill(c.procs[old].proc.pid, signal.SIGSTOP)
+    wait_for(lambda: c.state().leader == new and old not in c.state().isr,
+             what="the controller to elect a new leader once the paused one's session ended")
+    wait_for(lambda: c.row(new)["role"] == "leader" and c.row(other)["leader"] == new,
+             what="the new leader and its follower")
+    c.corr += 1
+    c.raw(old).socket.send_multipart([     # waits in the paused broker's socket
+        protocol.encode_produce(c.corr, TOPIC, 0, ACKS_ALL, PRODUCER, 0, 0),
+        message.encode_set([(None, b"id-0 zombie")])])
+    os.kill(c.procs[old].proc.pid, signal.SIGCONT)
+    assert c.raw(old).reply(timeout=60) is not None
+    offsets(c.produce(new, [b"after"]))
+    wait_for(lambda: set(c.state().isr) == set(c.replicas), what="the old leader to rejoin")
+    c.wait_copied(new)
+    assert values_in(c, old) == [b"before", b"after"], "the zombie's set was cut"
+    move_leader(c, old, c.replicas)
+    end = c.row(old)["end_offset"]
+    assert offsets(sequenced(c, old, 0, 0, b"id-0")) == (end, end + len(message.encode_set(
+        [(None, b"id-0")]))), "the resend was answered with the offsets of the cut set"
+    c.wait_copied(old)
+    assert values_in(c, old) == [b"before", b"after", b"id-0"]
