@@ -164,9 +164,12 @@ class Producer:
 
     Order: with acks=1 each partition's order is kept across retries and broker restarts, so
     the first appearance of every message in the log follows the order of send() (from one
-    thread). A message is stored twice only when a broker restarted between appending its
-    batch and answering it (the restarted broker no longer knows the producer). A batch given
-    up on (an error that does not pass, or ``retries`` spent) is reported to ``on_delivery``
+    thread), and none is stored twice: ``idempotent=True`` (the default) promises no duplicates
+    and no reordering per partition across retries, leader changes and broker restarts for as
+    long as the producer lives, within the limits broker/producer_state.py states (a set
+    appended after the last producer snapshot of a broker that crashed with no replica of it);
+    ``idempotent=False`` sends unsequenced (producer id 0): a retry may store a batch twice.
+    A batch given up on (an error that does not pass, or ``retries`` spent) is reported to ``on_delivery``
     and raised by the next send(), flush() or close(); the ones after it keep their order, and
     it may still have been stored if only its answer was lost. acks=0 is the paper's fire and
     forget: no sequence, and no order promised across a broker restart.
