@@ -332,7 +332,8 @@ class RequestHandlers:
 
     def answer_fetch(self, waiter: Waiter) -> None:
         """A consumer gets whole messages below the high watermark and the visible end; a
-        follower gets them up to the log end, and the leader's epoch entries as frame 2."""
+        follower gets them up to the log end, the leader's epoch entries as frame 2 and, when
+        there are some, the sequenced sets that start in those bytes as frame 3."""
         request, log = waiter.request, waiter.log
         corr = request.correlation_id
         replica_fetch = request.replica_id != CONSUMER
@@ -359,6 +360,9 @@ class RequestHandlers:
         frames = [waiter.identity, header, data]
         if replica_fetch:
             frames.append(epoch_entries(log))
+            sets = self.logs.sets_between(replica.key, request.offset, request.offset + len(data))
+            if sets:
+                frames.append(protocol.encode_sets(sets))   # the producers' sets (frame 3)
         self.router.send_multipart(frames, copy=len(data) < _COPY_BELOW)
 
     def answer_error(self, identity: bytes, corr: int, exc: SluiceError, fill) -> None:

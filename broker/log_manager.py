@@ -12,7 +12,9 @@ As Kafka 0.7's LogManager, it owns the logs, the retention cleaner and the flush
   the announcement (``on_remove`` first lets the ReplicaManager drop the partitions);
 - appends: the request handlers append validated MessageSets here, one write per log per turn
   of the loop; sequenced acks=1 requests are judged by the producer table first
-  (broker/producer_state.py); the counters (METADATA) follow, and a log whose flush policy is
+  (broker/producer_state.py), and each log's sequenced sets are kept beside it
+  (``SequencedSets``: for its followers, its truncations and its producer snapshot,
+  broker/producer_snapshot.py, so the table follows the data); the counters (METADATA) follow, and a log whose flush policy is
   due goes to the flusher thread (broker/flusher.py);
 - retention every ``cleaner_interval_ms``; the start-up scrub of logs opened after an unclean
   shutdown, on its own thread (``Scrubber``);
@@ -42,7 +44,9 @@ from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
 from broker.flusher import Flusher
 from broker.log import Log
-from broker.producer_state import Action, ProducerTable, Turn
+from broker import producer_snapshot
+from broker.kafka import idempotence
+from broker.producer_state import NATIVE_EPOCH, Action, ProducerTable, SequencedSets, Turn
 from coordinator import topic_config, topics
 from coordinator.errors import (OutOfOrderSequence, SluiceError, StorageError,
                                 UnknownTopicOrPartition)
@@ -82,6 +86,9 @@ class LogManager:
         self.scrubber = Scrubber(errors.task_failed)
         self.logs: dict[tuple[str, int], Log] = {}
         self.producers = ProducerTable()
+        self.kafka_sequences = idempotence.SequenceTable()
+        self.sets: dict[tuple[str, int], SequencedSets] = {}
+        self._next_snapshot = 0.0
         self.stats: Counter = Counter()
         self.partition_stats: dict[tuple[str, int], Counter] = defaultdict(Counter)
         self._routes: dict[tuple[str, int], Route] = {}
@@ -117,11 +124,17 @@ class LogManager:
         for thread in (self.flusher, self.scrubber):
             if thread.ident is not None:
                 thread.join(timeout=10)
-        for log in self.logs.values():
+        for key, log in self.logs.items():
             try:
                 log.close()
             except (OSError, SluiceError) as exc:
                 logger.error("closing %s: %s", log.directory, exc)
+            sets = self.sets.get(key)
+            if sets is not None and sets.changed:
+                try:
+                    producer_snapshot.write(log.directory, sets.upto(log.flushed_end), sync=True)
+                except StorageError as exc:
+                    logger.error("closing %s: %s", log.directory, exc)
 
     @property
     def view(self) -> ClusterView | None:
@@ -195,7 +208,7 @@ class LogManager:
                     offsets.append((offset, nxt))
                     answers.append((identity, corr, acks, (offset, nxt)))
                     offset = nxt
-                turn.commit(offsets)
+                self.sets[(route.topic, route.partition)].extend(turn.commit(offsets))
         if duplicates:
             self.stats["duplicates"] += len(duplicates)
             route.stats["duplicates"] += len(duplicates)
@@ -206,6 +219,73 @@ class LogManager:
                     outcome = failed if failed is not None else offsets[decision.pending]
                 answers.append((identity, corr, acks, outcome))
         return answers
+
+    # --- the sequenced sets: following the data -------------------------------------------
+
+    def sequenced(self, route: Route, entry: tuple) -> None:
+        """Record a Kafka producer's batch appended here (the native ones are recorded by
+        ``append_sequenced``)."""
+        self.sets[(route.topic, route.partition)].extend([entry])
+
+    def sets_between(self, log_key: tuple[str, int], low: int, high: int) -> list[tuple]:
+        """The sequenced sets starting in a replica fetch answer's bytes (its frame 3)."""
+        sets = self.sets.get(log_key)
+        return sets.between(low, high) if sets is not None else []
+
+    def copied_sets(self, topic: str, partition: int, entries: list[tuple], low: int) -> None:
+        """A follower appended its leader's bytes from ``low``: take in the leader's entries
+        of the sets now whole in its log, into the log's sets and the producer tables."""
+        end = self.logs[(topic, partition)].end_offset
+        entries = [e for e in entries if e[4] >= low and e[5] <= end]
+        if entries:
+            self.sets[(topic, partition)].extend(entries)
+            self._replay(topic, partition, entries)
+
+    def truncated(self, topic: str, partition: int, offset: int, reset: bool = False) -> None:
+        """The log was cut at ``offset`` (``reset``: restarted empty there): its sets past
+        the cut go, and its producers are judged from what is left."""
+        sets = self.sets[(topic, partition)]
+        if reset:
+            sets.clear()
+        elif not sets.cut(offset):
+            return
+        self.producers.forget_partition(topic, partition)
+        self.kafka_sequences.forget((topic, partition))
+        self._replay(topic, partition, list(sets))
+        log = self.logs[(topic, partition)]
+        producer_snapshot.write(log.directory, sets.upto(log.flushed_end), sync=True)
+        sets.changed = False
+
+    def _replay(self, topic: str, partition: int, entries: list[tuple]) -> None:
+        now = time.monotonic()
+        self.producers.replay(topic, partition, entries, now)
+        for producer_id, epoch, first_seq, last_seq, base, _ in entries:
+            if epoch != NATIVE_EPOCH:
+                self.kafka_sequences.commit((topic, partition), producer_id, epoch, first_seq,
+                                            (last_seq - first_seq) % idempotence.SEQ_MOD + 1,
+                                            base)
+
+    def _open_sets(self, topic: str, partition: int, log: Log) -> None:
+        """The sets of the log's producer snapshot that its recovered bytes hold."""
+        sets = self.sets[(topic, partition)] = SequencedSets()
+        entries = producer_snapshot.read(log.directory, log.end_offset)
+        sets.extend(entries)
+        sets.changed = False
+        self._replay(topic, partition, entries)
+
+    def _write_snapshots(self, now: float) -> None:
+        """Rewrite the snapshot of each log whose sets changed, up to its flushed end."""
+        self._next_snapshot = now + producer_snapshot.INTERVAL_S
+        for key, sets in self.sets.items():
+            if not sets.changed:
+                continue
+            log = self.logs[key]
+            try:
+                producer_snapshot.write(log.directory, sets.upto(log.flushed_end))
+            except StorageError as exc:
+                self.errors.task_failed("producer_snapshot", exc)
+                continue
+            sets.changed = log.flushed_end < log.end_offset
 
     def fetched(self, topic: str, partition: int, nbytes: int) -> None:
         """Count one answered fetch of ``nbytes``."""
@@ -242,6 +322,8 @@ class LogManager:
             self._refresh_placement(now)
         if now >= self._next_retention:
             self._apply_retention(now)
+        if now >= self._next_snapshot:
+            self._write_snapshots(now)
 
     def _refresh_placement(self, now: float) -> None:
         """Open the partitions newly placed here; on failure the change stays pending and is
@@ -292,6 +374,7 @@ class LogManager:
                     complete = False
                     continue
                 self.logs[(topic, partition)] = log
+                self._open_sets(topic, partition, log)
                 self.on_open(topic, partition, placement.replicas[partition],
                              placement.min_insync_replicas, log)
                 if log.scrub_state == "pending":

@@ -42,17 +42,59 @@ but the memory of old offsets: the producer's next request is judged from its
 
 Sequences are u32 and the table compares them as plain integers: a producer must not pass
 2**32 - 1 with the same producer_id (clients.producer takes a new one for the partition).
+
+The table follows the data (issue 13 item 6). Kafka keeps producer id, epoch and sequence in
+each batch, so any replica rebuilds its table from its log; sluice's messages do not carry them
+(magic 0/1/2 as they are) and the broker does no per-message work. So each log keeps the
+sequenced sets appended to it, in offset order, as ``(producer_id, epoch, first_seq, last_seq,
+base, next)`` entries (``SequencedSets``, the last ``SETS_KEPT`` of the log), and:
+
+- the leader records an entry per sequenced set it appends (native and Kafka alike);
+- a replica fetch's answer carries the entries whose set starts in the answer's byte range
+  (frame 3, ``protocol.encode_sets``, only when there are some); the follower records them
+  and replays them into its own tables once the bytes are appended, so a new leader judges a
+  resend as the old one would have;
+- a truncation (leader epochs) drops the entries of sets past the cut, and the partition's
+  table entries are rebuilt from what is left, so a resend of a set that was cut is appended
+  again, never answered with offsets that now hold other data;
+- a snapshot file per log (broker/producer_snapshot.py) holds the entries up to the flushed
+  end, written by the LogManager after flushes and at a clean close; at open the entries
+  within the recovered log are replayed.
+
+Two units, one record. Native producers number requests (``first_seq == last_seq`` = the
+request's sequence, epoch ``NATIVE_EPOCH`` = -1); Kafka producers number records (a batch's
+base sequence and its last, their epoch from InitProducerId). Replaying an entry feeds this
+table (epoch -1) or broker/kafka/idempotence.py's (epoch >= 0); they keep their own judging
+rules, and their producer ids never meet (a Kafka id has an epoch >= 0 beside it).
+
+Worked example, three replicas A (leader), B, C; native producer P, sets of 10 bytes::
+
+    A appends P#0 at 0..10, P#1 at 10..20    A's sets: (P,-1,0,0,0,10), (P,-1,1,1,10,20)
+    B fetches at 0, gets 20 bytes + both entries        B's table: P expects 2
+    the answer to P#1 is lost; A dies; B is elected
+    P sends (1, first_unacked 1) to B        duplicate: answered (10, 20), nothing written
+    -- instead, B had fetched only 0..10 and C 0..20, and the unclean B leads: --
+    B appends Q's set at 10..30; C truncates to 10 and drops (P,-1,1,1,10,20): P#1 resent to
+    C once it leads is appended again (the cut dropped it), not answered with Q's offsets.
+
+Limits: a follower catching up from far behind learns only the entries its leader still
+keeps (``SETS_KEPT`` per log); a set appended after the last snapshot of a broker that then
+crashed is unknown after its restart (the table starts from what the snapshot and its
+replicas say: a resend of it is written again, as before); a Kafka duplicate is answered at
+once even with acks=all.
 """
 from __future__ import annotations
 
 import enum
 from array import array
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 REMEMBERED = 64          # appended sequences whose offsets are kept per producer and partition
 MAX_ENTRIES = 10_000     # (producer, topic, partition) entries kept, least recently used first out
 IDLE_S = 600.0           # an entry with no append for this long is forgotten
+SETS_KEPT = 2048         # sequenced sets a log keeps for its replicas and its snapshot
+NATIVE_EPOCH = -1        # the epoch of a native producer's entries (Kafka's are >= 0)
 
 
 class Action(enum.Enum):
@@ -111,6 +153,7 @@ class ProducerTable:
     >>> turn.judge(7, 0, 0).action, turn.judge(7, 0, 0).pending, turn.judge(7, 2, 0).action
     (<Action.APPEND: 'append'>, 0, <Action.OUT_OF_ORDER: 'out_of_order'>)
     >>> turn.commit([(0, 10)])
+    [(7, -1, 0, 0, 0, 10)]
     >>> table.turn("clicks", 0, now=1.0).judge(7, 0, 0).offsets
     (0, 10)
     """
@@ -159,6 +202,20 @@ class ProducerTable:
             entries.popitem(last=False)
             gone += 1
         return gone
+
+    def replay(self, topic: str, partition: int, entries, now: float) -> None:
+        """Take in a log's sequenced sets (oldest first) as if appended here: its native
+        producers' ones (epoch NATIVE_EPOCH); the others are Kafka's."""
+        for producer_id, epoch, first_seq, _, base, nxt in entries:
+            if epoch == NATIVE_EPOCH:
+                self._record((producer_id, topic, partition), first_seq, base, nxt, now)
+
+    def forget_partition(self, topic: str, partition: int) -> int:
+        """Forget every producer of one partition (its log was cut); return how many."""
+        keys = [key for key in self._entries if key[1] == topic and key[2] == partition]
+        for key in keys:
+            del self._entries[key]
+        return len(keys)
 
     def _record(self, key: tuple[int, str, int], sequence: int, base: int, nxt: int,
                 now: float) -> None:
@@ -229,13 +286,82 @@ class Turn:
         offsets = None if entry is None else entry.offsets_of(sequence)
         return Decision(Action.DUPLICATE, expected, offsets=offsets)
 
-    def commit(self, offsets: list[tuple[int, int]]) -> None:
+    def commit(self, offsets: list[tuple[int, int]]) -> list[tuple]:
         """The write of this turn's appends succeeded; ``offsets``: (base, next) of each, in
-        the order they were judged APPEND."""
+        the order they were judged APPEND. Returns the sequenced sets' entries for the log's
+        SequencedSets."""
         if len(offsets) != len(self._appends):
             raise ValueError(f"{len(offsets)} offsets for {len(self._appends)} appends")
         table = self._table
+        entries = []
         for (producer_id, sequence), (base, nxt) in zip(self._appends, offsets):
             if producer_id:
                 table._record((producer_id, self._topic, self._partition), sequence, base, nxt,
                               self._now)
+                entries.append((producer_id, NATIVE_EPOCH, sequence, sequence, base, nxt))
+        return entries
+
+
+class SequencedSets:
+    """One log's sequenced sets, oldest first: ``(producer_id, epoch, first_seq, last_seq,
+    base, next)`` each, the last ``kept`` of them (the module docstring says what for).
+
+    >>> sets = SequencedSets(kept=3)
+    >>> sets.extend([(7, -1, 0, 0, 0, 10), (7, -1, 1, 1, 10, 20), (9, 0, 0, 4, 20, 90)])
+    >>> [e[4] for e in sets.between(10, 90)]
+    [10, 20]
+    >>> sets.cut(20), [e[4] for e in sets]
+    (True, [0, 10])
+    >>> sets.extend([(7, -1, 2, 2, 20, 30), (7, -1, 3, 3, 30, 40)]); [e[2] for e in sets]
+    [1, 2, 3]
+    """
+
+    __slots__ = ("_sets", "changed")
+
+    def __init__(self, kept: int = SETS_KEPT):
+        if isinstance(kept, bool) or not isinstance(kept, int) or kept <= 0:
+            raise ValueError(f"kept must be a positive integer, not {kept!r}")
+        self._sets: deque = deque(maxlen=kept)
+        self.changed = False          # since the last snapshot
+
+    def __iter__(self):
+        return iter(self._sets)
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    def extend(self, entries) -> None:
+        if entries:
+            self._sets.extend(entries)
+            self.changed = True
+
+    def between(self, low: int, high: int) -> list[tuple]:
+        """The entries of sets that start in ``low .. high`` (a fetch answer's bytes); the
+        newest are at the end, where a follower's fetch usually is."""
+        found = []
+        for entry in reversed(self._sets):
+            if entry[5] <= low:
+                break
+            if entry[4] < high and entry[4] >= low:
+                found.append(entry)
+        found.reverse()
+        return found
+
+    def upto(self, end: int) -> list[tuple]:
+        """The entries of sets that end at or before ``end`` (a snapshot's flushed end)."""
+        return [entry for entry in self._sets if entry[5] <= end]
+
+    def cut(self, offset: int) -> bool:
+        """Drop the sets that do not lie whole below ``offset`` (the log was cut there)."""
+        sets = self._sets
+        cut = False
+        while sets and sets[-1][5] > offset:
+            sets.pop()
+            cut = True
+        if cut:
+            self.changed = True
+        return cut
+
+    def clear(self) -> None:
+        self._sets.clear()
+        self.changed = True

@@ -185,6 +185,21 @@ def decode_epochs(frame) -> list[tuple[int, int]]:
     return [entry for entry in EPOCH_ENTRY.iter_unpack(frame)]
 
 
+SEQUENCED_SET = struct.Struct(">QiIIQQ")   # producer_id, epoch, first_seq, last_seq, base, next
+
+
+def encode_sets(entries) -> bytes:
+    """Frame 3 of a replica fetch's answer (present only when not empty): the sequenced sets
+    the leader appended in the answer's byte range (broker/producer_state.py), oldest first."""
+    return b"".join(SEQUENCED_SET.pack(*entry) for entry in entries)
+
+
+def decode_sets(frame) -> list[tuple[int, int, int, int, int, int]]:
+    if len(frame) % SEQUENCED_SET.size:
+        raise MalformedRequest("sequenced set entries cut short")
+    return list(SEQUENCED_SET.iter_unpack(frame))
+
+
 def encode_offsets(correlation_id: int, topic: str, partition: int, time: int) -> bytes:
     return (API.pack(Api.OFFSETS, correlation_id) + pack_str(topic) + PARTITION.pack(partition)
             + OFFSETS_FIELDS.pack(time))

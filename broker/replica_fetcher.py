@@ -16,7 +16,9 @@ a round cuts nothing. What it cuts was never in every in-sync replica (an acks=1
 former leader, say): it is counted in the broker's stats (``truncated_messages``,
 ``truncated_bytes``) and logged at WARNING, never silent. The leader's epoch entries come with
 every fetched set (frame 2), and those the follower lacks are recorded with the bytes, so the
-same offsets carry the same epochs on every replica.
+same offsets carry the same epochs on every replica. The producers' sequenced sets in the
+fetched bytes come as frame 3 (broker/producer_state.py) and feed this broker's producer
+tables, and a truncation cuts them too, so a new leader judges a resend as the old one would.
 
 Each followed partition has at most one request in flight: ``replica_id`` = this broker,
 ``leader_epoch`` = the epoch it follows, ``offset`` = its log end, a long poll of
@@ -259,6 +261,9 @@ class ReplicaFetcher:
         if len(data):
             self.logs.append(self.logs.route(replica.topic, replica.partition), [data], count)
             self._copy_epochs(replica, fetch.offset, frames[2].bytes if len(frames) > 2 else b"")
+            if len(frames) > 3:      # the producers' sets in these bytes (producer_state.py)
+                self.logs.copied_sets(replica.topic, replica.partition,
+                                      protocol.decode_sets(frames[3].bytes), fetch.offset)
         replica.hw = min(hw, log.end_offset)
         if bad is not None:
             raise CorruptMessage(f"the message at offset {log.end_offset} that broker "
@@ -291,6 +296,7 @@ class ReplicaFetcher:
             fetch.truncating = False
             return
         messages, nbytes = log.truncate_to(cut_at)
+        self.logs.truncated(replica.topic, replica.partition, cut_at)
         replica.hw = min(replica.hw, log.end_offset)
         stats, mine = self.logs.stats, self.logs.partition_stats[replica.key]
         for counter in (stats, mine):
@@ -312,6 +318,7 @@ class ReplicaFetcher:
                            "restarting the log there", replica.topic, replica.partition,
                            exc.resume_offset, log.end_offset)
             log.reset_to(exc.resume_offset)
+            self.logs.truncated(replica.topic, replica.partition, exc.resume_offset, reset=True)
             replica.hw = min(replica.hw, log.end_offset)
         else:
             fetch.truncating = True

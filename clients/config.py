@@ -82,6 +82,9 @@ class ProducerConfig(_Settings):
     ``max_message_bytes``, and one request's set ``max_request_bytes`` (a bigger message goes
     alone). ``credentials`` is the path of a key file (``sluice keys create``) for a secured
     cluster, else ``$SLUICE_CREDENTIALS``; None and no variable: no key.
+    ``idempotent`` (acks 1 and "all"; the default) numbers each partition's requests
+    so that the brokers write none twice and none out of order (clients/producer.py);
+    False sends them unsequenced (producer id 0), as the paper's producer did.
     """
 
     batch_size: int = 50
@@ -94,6 +97,7 @@ class ProducerConfig(_Settings):
     max_message_bytes: int = MIB
     max_request_bytes: int = MIB
     credentials: str | None = None
+    idempotent: bool = True
 
     def __post_init__(self):
         _path_or_none("credentials", self.credentials)
@@ -107,6 +111,8 @@ class ProducerConfig(_Settings):
         settings.number("request_timeout_ms", self.request_timeout_ms, minimum=1)
         settings.number("linger_ms", self.linger_ms)
         settings.number("retry_backoff_ms", self.retry_backoff_ms)
+        if type(self.idempotent) is not bool:
+            raise InvalidArgument(f"idempotent must be true or false, not {self.idempotent!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -164,9 +164,12 @@ class Producer:
 
     Order: with acks=1 each partition's order is kept across retries and broker restarts, so
     the first appearance of every message in the log follows the order of send() (from one
-    thread). A message is stored twice only when a broker restarted between appending its
-    batch and answering it (the restarted broker no longer knows the producer). A batch given
-    up on (an error that does not pass, or ``retries`` spent) is reported to ``on_delivery``
+    thread), and none is stored twice: ``idempotent=True`` (the default) promises no duplicates
+    and no reordering per partition across retries, leader changes and broker restarts for as
+    long as the producer lives, within the limits broker/producer_state.py states (a set
+    appended after the last producer snapshot of a broker that crashed with no replica of it);
+    ``idempotent=False`` sends unsequenced (producer id 0): a retry may store a batch twice.
+    A batch given up on (an error that does not pass, or ``retries`` spent) is reported to ``on_delivery``
     and raised by the next send(), flush() or close(); the ones after it keep their order, and
     it may still have been stored if only its answer was lost. acks=0 is the paper's fire and
     forget: no sequence, and no order promised across a broker restart.
@@ -200,7 +203,8 @@ class Producer:
         self.max_request_bytes = config.max_request_bytes
         self.on_delivery = on_delivery
         self.on_acknowledged = on_acknowledged
-        self.producer_id = new_producer_id()
+        self.idempotent = config.idempotent
+        self.producer_id = new_producer_id() if config.idempotent else 0
         self._partitioner = partitioners.make(partitioner)
         self._batch_sent = getattr(self._partitioner, "batch_sent", None)
         self._pool = BrokerPool(zookeeper, data_dir, config.request_timeout_ms,
@@ -383,7 +387,7 @@ class Producer:
         new producer id (the broker sees a new producer and starts from its first_unacked)."""
         while state.unanswered:
             self._collect(self.request_timeout_s * 1000)
-        state.producer_id = new_producer_id()
+        state.producer_id = new_producer_id() if self.idempotent else 0
         state.next_sequence = 0
 
     def _endpoint_of(self, tp: tuple[str, int]) -> str | None:

@@ -55,7 +55,7 @@ class DataState:
         self.acks = AckPurgatory()
         self.ack_keys: set[tuple[str, int]] = set()
         self.fetches: list[_ParkedFetch] = []
-        self.sequences = idempotence.SequenceTable()
+        self.sequences = ctx.logs.kafka_sequences     # follows the data (LogManager)
         self.next_producer_id = 0
         self.producer_id_end = 0
 
@@ -73,7 +73,6 @@ class DataState:
                 exc = NotLeader(f"broker {ctx.broker_id} no longer leads {key[0]}/{key[1]}")
                 for waiter in self.acks.drop(key):
                     waiter.identity.done(waiter.correlation_id, errors.kafka_code(exc))
-                self.sequences.forget(key)
             else:
                 for waiter in self.acks.ready(key, replica.hw):
                     waiter.identity.done(waiter.correlation_id, errors.NONE)
@@ -279,6 +278,9 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
     if sequenced:
         state.sequences.commit(key, first.producer_id, first.producer_epoch,
                                first.base_sequence, total, base)
+        ctx.logs.sequenced(route, (first.producer_id, first.producer_epoch, first.base_sequence,
+                                   (first.base_sequence + total - 1) % idempotence.SEQ_MOD,
+                                   base, nxt))
     ctx.replicas.appended(replica)
     ctx.handlers.appended(log)
     if acks == -1 and nxt > replica.hw:

@@ -11,9 +11,10 @@ sequence, the offset they were written at) and judges each new batch:
   yet, e.g. after this broker restarted): append;
 - anything else: OUT_OF_ORDER_SEQUENCE_NUMBER (the client resends in order).
 
-Not done: the table lives in the leader's memory only, so a broker restart or a leadership
-change forgets it and the first batch after either is accepted whatever its sequence (a retry
-that straddles a restart can still be written twice); producer ids are not expired.
+The table follows the data: the LogManager owns it, and every appended batch is also an entry
+of its log's sequenced sets (broker/producer_state.py), which followers copy with the bytes,
+truncations cut and the producer snapshot keeps over a restart; a replica replays them here.
+Not done: producer ids are not expired.
 
     >>> table = SequenceTable()
     >>> table.judge(("t", 0), 7, 0, 0, 10)
@@ -31,7 +32,7 @@ from __future__ import annotations
 from collections import deque
 
 KEPT = 5                          # Kafka's max.in.flight for idempotence, the batches kept
-_SEQ_MOD = 1 << 31
+SEQ_MOD = 1 << 31
 APPEND, DUPLICATE, OUT_OF_ORDER, FENCED = "append", "duplicate", "out_of_order", "fenced"
 
 
@@ -56,17 +57,17 @@ class SequenceTable:
             return APPEND
         if epoch < state.epoch:
             return FENCED
-        last = (base_sequence + count - 1) % _SEQ_MOD
+        last = (base_sequence + count - 1) % SEQ_MOD
         for first_seq, last_seq, _ in state.batches:
             if first_seq == base_sequence and last_seq == last:
                 return DUPLICATE
-        if base_sequence == (state.batches[-1][1] + 1) % _SEQ_MOD:
+        if base_sequence == (state.batches[-1][1] + 1) % SEQ_MOD:
             return APPEND
         return OUT_OF_ORDER
 
     def duplicate_offset(self, key: tuple, producer_id: int, base_sequence: int,
                          count: int) -> int:
-        last = (base_sequence + count - 1) % _SEQ_MOD
+        last = (base_sequence + count - 1) % SEQ_MOD
         for first_seq, last_seq, offset in self._producers[(key, producer_id)].batches:
             if first_seq == base_sequence and last_seq == last:
                 return offset
@@ -78,7 +79,7 @@ class SequenceTable:
         state = self._producers.get((key, producer_id))
         if state is None or epoch > state.epoch:
             state = self._producers[(key, producer_id)] = _Producer(epoch)
-        state.batches.append((base_sequence, (base_sequence + count - 1) % _SEQ_MOD, offset))
+        state.batches.append((base_sequence, (base_sequence + count - 1) % SEQ_MOD, offset))
 
     def forget(self, key: tuple) -> None:
         """Drop a partition's producers (this broker stopped leading it)."""

@@ -3,8 +3,8 @@ import doctest
 
 import pytest
 
-from broker import producer_state
-from broker.producer_state import Action, ProducerTable
+from broker import producer_snapshot, producer_state
+from broker.producer_state import NATIVE_EPOCH, Action, ProducerTable, SequencedSets
 
 APPEND, DUPLICATE, OUT_OF_ORDER = Action.APPEND, Action.DUPLICATE, Action.OUT_OF_ORDER
 P, Q = 0xA1, 0xB2
@@ -195,3 +195,28 @@ def test_an_entry_used_again_is_not_forgotten_on_its_first_use():
     assert table.expire(700.0) == 1
     assert table.expected(Q, "t", 0) is None and table.expected(P, "t", 0) == 2
     assert table.expire(1100.0) == 1 and len(table) == 0
+
+
+def test_the_sequenced_sets_replayed_into_a_table_judge_a_resend_as_a_duplicate():
+    sets = SequencedSets()
+    sets.extend([(7, NATIVE_EPOCH, 0, 0, 0, 10), (9, 0, 0, 4, 10, 60),
+                 (7, NATIVE_EPOCH, 1, 1, 60, 70)])
+    table = ProducerTable()
+    table.replay("t", 0, list(sets), now=0.0)
+    assert table.expected(7, "t", 0) == 2 and table.expected(9, "t", 0) is None
+    assert table.turn("t", 0, now=1.0).judge(7, 1, 1).offsets == (60, 70)
+    assert sets.between(10, 70) == [(9, 0, 0, 4, 10, 60), (7, NATIVE_EPOCH, 1, 1, 60, 70)]
+    assert sets.cut(60) and [e[4] for e in sets] == [0, 10]
+    assert table.forget_partition("t", 0) == 1 and table.expected(7, "t", 0) is None
+    table.replay("t", 0, list(sets), now=2.0)
+    assert table.expected(7, "t", 0) == 1
+
+
+def test_a_torn_producer_snapshot_reads_as_no_sets(tmp_path, caplog):
+    producer_snapshot.write(tmp_path, [(7, -1, 0, 0, 0, 10)], sync=True)
+    assert producer_snapshot.read(tmp_path, 10) == [(7, -1, 0, 0, 0, 10)]
+    path = tmp_path / producer_snapshot.FILE_NAME
+    path.write_bytes(path.read_bytes()[:-1])
+    assert producer_snapshot.read(tmp_path, 10) == []
+    assert "is not a producer snapshot" in caplog.text
+    assert producer_snapshot.read(tmp_path / "none", 10) == []
