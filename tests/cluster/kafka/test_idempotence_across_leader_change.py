@@ -5,10 +5,9 @@ replica has it), the leader SIGKILLed, the same batch sent to the new leader as 
 whose answer was lost resends it. Kafka's new leader knows the producer's last sequence from
 the replicated batches and answers it as the duplicate it is.
 
-Today each leader keeps the sequences in memory only (broker/kafka/idempotence.py), and the
-stored messages (magic 2) carry no producer id or sequence, so the new leader cannot know
-them: the retry is written again. Fixing it needs the producer state to reach the followers
-(in the stored messages or beside them); until then this test is an expected failure."""
+sluice's followers learn the sequenced sets with each replica fetch (frame 3) and keep them
+in the same per-log record the leader has (broker/producer_state.py), so a new leader knows
+them too. Before that record existed this test failed: the retry was written again."""
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.net.compat import KafkaNetClient
@@ -42,8 +41,6 @@ def produce(client: KafkaNetClient, node: int, records: bytes):
     return part.error_code, part.base_offset
 
 
-@pytest.mark.xfail(strict=True, reason="the idempotent producer's sequences do not survive a "
-                   "leader change (broker/kafka/idempotence.py: leader memory only)")
 def test_a_retry_sent_to_the_new_leader_is_not_written_twice(zk, tmp_path):
     procs = {b: BrokerProcess(zk, tmp_path, b, kafka_port=0, log={"visible_after_flush": False},
                               replica_lag_time_max_ms=1500, replica_fetch_wait_max_ms=200,
