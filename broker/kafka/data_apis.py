@@ -333,9 +333,11 @@ def _positions(ctx: KafkaContext, req: KafkaRequest) -> list[list]:
             try:
                 log = ctx.logs.log(topic.topic, part.partition)
                 ctx.replicas.leader_of(topic.topic, part.partition)
-                end = ctx.replicas.consumer_end(log)
+                # a position past the high watermark but within the log is no error (Kafka's
+                # rule): after a leader change the new leader's high watermark can lag what
+                # the consumer already read; it waits there, parked, until it moves on
                 parts.append((part.partition, log,
-                              records.resolve_offset(log, part.fetch_offset, end)))
+                              records.resolve_offset(log, part.fetch_offset, log.end_offset)))
             except SluiceError as exc:
                 parts.append((part.partition, None, exc))
         out.append(parts)

@@ -30,6 +30,7 @@ from crc32c import crc32c
 from kafka import codec as kafka_codec
 
 from broker import message
+from coordinator.errors import ErrorCode, SluiceError
 
 MAGIC = 2
 HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -60,12 +61,16 @@ _DECOMPRESS = {1: kafka_codec.gzip_decode, 2: kafka_codec.snappy_decode,
 _CODEC_NAMES = {1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 
 
-class BatchError(ValueError):
+class BatchError(SluiceError, ValueError):
     """A produced batch that does not decode (framing, CRC, lengths, codec)."""
+
+    code = ErrorCode.CORRUPT_MESSAGE
 
 
 class RecordTooLarge(BatchError):
     """A record whose magic 2 message would exceed the log's max message bytes."""
+
+    code = ErrorCode.MESSAGE_TOO_LARGE
 
 
 def zigzag_varint(value: int) -> bytes:

@@ -70,9 +70,17 @@ def live_members(client):
             data = json.loads(client.get(paths.consumer(GROUP, member))[0])
         except Exception:
             continue
-        if psutil.pid_exists(data["pid"]) and psutil.Process(data["pid"]).status() != "zombie":
+        if _running(data["pid"]):
             alive.add(member)
     return alive
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie; a process that ends while it is looked at is not running."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def wait_settled(client, expected_members, what):
@@ -145,9 +153,7 @@ def test_group_settles_after_every_change_without_skipping(cluster_factory, prot
         victim = worker_pids(cluster)["1"]
         victim_id = member_of(client, victim)
         os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: not psutil.pid_exists(victim)
-                 or psutil.Process(victim).status() == psutil.STATUS_ZOMBIE, 30,
-                 what="the worker to die")
+        wait_for(lambda: not _running(victim), 30, what="the worker to die")
         replayable = loaded_past_commit(client, cluster, victim_id)
         wait_for(lambda: worker_pids(cluster)["1"] not in (None, victim), 30,
                  what="the supervisor to restart the worker")
