@@ -408,6 +408,9 @@ class LogManager:
             log = self.logs.pop(key)
             self._routes.pop(key, None)
             self.partition_stats.pop(key, None)
+            self.sets.pop(key, None)        # no snapshot for a log that is gone
+            self.producers.forget_partition(*key)
+            self.kafka_sequences.forget(key)
             self.on_remove(key[0], key[1], log)
             try:
                 log.close()
