@@ -71,6 +71,7 @@ class RequestHandlers:
         self.replicas = replicas
         self.replica_waiters = replica_waiters
         self.acks = acks
+        self.other_acks: list = []     # more AckPurgatories (the Kafka listener's) followers serve
         self._visible_at_once = not config.log.visible_after_flush
         self.authorization = None   # the server's RequestAuthorizer: what METADATA may show
         self._replica_linger_s = config.replica_fetch_linger_ms / 1000
@@ -123,7 +124,7 @@ class RequestHandlers:
                                        replica_end(log))
         available = replica_end(log) - request.offset
         if replica_fetch_due(available, request.min_bytes,
-                             self.acks.waits_past(replica.key, request.offset)):
+                             self.acks_wait_past(replica.key, request.offset)):
             self.answer_fetch(Waiter(identity, request, log, 0.0))
             return
         self._answer_or_park(identity, request, log, self.replica_waiters)
@@ -266,18 +267,24 @@ class RequestHandlers:
         if self._visible_at_once and self.purgatory.waiting_on(log):
             self.wake([log])
         if self.replica_waiters.waiting_on(log):
-            waiting, acks, key = self.replica_waiters, self.acks, replica.key
+            waiting, wait_past, key = self.replica_waiters, self.acks_wait_past, replica.key
 
             def due(waiter: Waiter, end: int) -> bool:
                 offset = waiter.request.offset
                 return replica_fetch_due(end - offset, waiter.request.min_bytes,
-                                         acks.waits_past(key, offset))
+                                         wait_past(key, offset))
             for waiter in waiting.ready([log], due):
                 self.answer_fetch(waiter)
             if waiting.waiting_on(log):
                 waiting.linger(log, time.monotonic() + self._replica_linger_s)
 
     # --- acks=all: the high watermark and the leadership -----------------------------------
+
+    def acks_wait_past(self, key: tuple[str, int], offset: int) -> bool:
+        """Whether any acks=all request on ``key``, native or Kafka's, waits for a set past
+        ``offset``: a follower fetching there is then answered at once, not after its linger."""
+        return self.acks.waits_past(key, offset) or any(
+            other.waits_past(key, offset) for other in self.other_acks)
 
     def high_watermark_moved(self, replica: Replica) -> None:
         """Answer the acks=all requests the high watermark now covers, and the consumers it

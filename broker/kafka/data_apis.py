@@ -53,6 +53,7 @@ class DataState:
     def __init__(self, ctx: KafkaContext):
         self.ctx = ctx
         self.acks = AckPurgatory()
+        ctx.handlers.other_acks.append(self.acks)   # followers see these waiters too
         self.ack_keys: set[tuple[str, int]] = set()
         self.fetches: list[_ParkedFetch] = []
         self.sequences = ctx.logs.kafka_sequences     # follows the data (LogManager)
@@ -220,32 +221,40 @@ def produce(req: KafkaRequest, ctx: KafkaContext):
             for part in topic.partition_data:
                 answers[(topic.name, part.index)] = [errors.INVALID_REQUIRED_ACKS, -1, -1]
         return _produce_response(req, answers)
+    written = []
     for topic in body.topic_data:
         for part in topic.partition_data:
             key = (topic.name, part.index)
             try:
-                answers[key] = _produce_partition(ctx, state, key, part.records, acks, waits)
+                answers[key] = _produce_partition(ctx, state, key, part.records, acks, waits,
+                                                  written)
             except SluiceError as exc:
                 ctx.handlers.errors.request_failed(exc, acks=1 if acks else 0)
                 answers[key] = [errors.kafka_code(exc), -1, -1]
     if acks == 0:
         failed = any(code != errors.NONE for code, _, _ in answers.values())
-        return CLOSE if failed else None
-    waits = [(key, nxt) for key, nxt in waits if answers[key][0] == errors.NONE]
-    if not waits:
-        return _produce_response(req, answers)
-    pending = _PendingProduce(ctx, req, answers, len(waits))
-    deadline = ctx.now() + ctx.config.ack_timeout_ms / 1000
-    for key, nxt in waits:
-        state.acks.park(AckWaiter(pending, key, key, answers[key][1], nxt, deadline))
-        state.ack_keys.add(key)
-    return DEFERRED
+        result = CLOSE if failed else None
+    else:
+        waits = [(key, nxt) for key, nxt in waits if answers[key][0] == errors.NONE]
+        result = _produce_response(req, answers) if not waits else DEFERRED
+        if waits:
+            pending = _PendingProduce(ctx, req, answers, len(waits))
+            deadline = ctx.now() + ctx.config.ack_timeout_ms / 1000
+            for key, nxt in waits:
+                state.acks.park(AckWaiter(pending, key, key, answers[key][1], nxt, deadline))
+                state.ack_keys.add(key)
+    # only now, with this request's acks=all waiters parked: a follower's fetch parked on
+    # one of these logs is then answered at once instead of after its linger
+    for log in written:
+        ctx.handlers.appended(log)
+    return result
 
 
 def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, acks: int,
-                       waits: list) -> list:
+                       waits: list, written: list) -> list:
     """Write one partition's records; ``[error_code, base_offset, log_start]``. An acks=all
-    write the high watermark has not passed yet goes to ``waits``."""
+    write the high watermark has not passed yet goes to ``waits``, the log written to
+    ``written``."""
     topic, partition = key
     route: Route = ctx.logs.route(topic, partition)
     replica = ctx.replicas.leader_of(topic, partition)
@@ -282,7 +291,7 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
                                    (first.base_sequence + total - 1) % idempotence.SEQ_MOD,
                                    base, nxt))
     ctx.replicas.appended(replica)
-    ctx.handlers.appended(log)
+    written.append(log)
     if acks == -1 and nxt > replica.hw:
         waits.append((key, nxt))
     return [errors.NONE, base, log.start_offset]

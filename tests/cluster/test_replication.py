@@ -415,3 +415,22 @@ def test_a_corrupt_message_on_the_leader_stops_its_follower_there_counted_not_sp
     errors = [line for line in c.procs[stuck].log_text().splitlines()
               if " ERROR" in line and "cannot copy" in line]
     assert len(errors) == 1, errors
+
+
+def test_a_kafka_acks_all_request_is_answered_after_one_follower_round_trip_too(cluster_of):
+    """The Kafka listener's acks=all requests wait in a purgatory of their own; the leader must
+    see them as well when it decides whether a parked replica fetch is due, or they wait out
+    the followers' 20 s linger (kafka-python, the judge, gives up after 10 s)."""
+    from kafka import KafkaProducer
+    c = cluster_of(lag_ms=60_000, replica_fetch_wait_max_ms=20_000,
+                   replica_fetch_linger_ms=20_000, kafka_port=0)
+    leader, *_ = c.replicas
+    wait_for(lambda: c.row(leader)["role"] == "leader", what="the leader's role")
+    producer = KafkaProducer(bootstrap_servers=c.procs[leader].info["kafka_endpoint"],
+                             acks="all", request_timeout_ms=10_000, retries=0,
+                             enable_idempotence=False)
+    try:
+        for i in range(3):
+            producer.send(TOPIC, b"kafka-all-%d" % i, partition=0).get(timeout=10)
+    finally:
+        producer.close(timeout=5)
