@@ -340,7 +340,7 @@ class RequestHandlers:
     def answer_fetch(self, waiter: Waiter) -> None:
         """A consumer gets whole messages below the high watermark and the visible end; a
         follower gets them up to the log end, the leader's epoch entries as frame 2 and, when
-        there are some, the sequenced sets that start in those bytes as frame 3."""
+        there are some, the sequenced sets that end in those bytes as frame 3."""
         request, log = waiter.request, waiter.log
         corr = request.correlation_id
         replica_fetch = request.replica_id != CONSUMER

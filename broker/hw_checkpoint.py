@@ -25,12 +25,11 @@ start is the checkpointed value bounded by that entry and the log end.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Sequence
 
-from broker.segment import describe, sync_directory
+from broker.segment import describe, replace_file
 from coordinator.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -99,16 +98,8 @@ class HighWatermarkCheckpoint:
         lines = [str(VERSION), str(len(snapshot))]
         lines += [f"{topic} {partition} {hw} {epoch}"
                   for (topic, partition), (hw, epoch) in sorted(snapshot.items())]
-        temp = self.path.with_name(FILE_NAME + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, ("\n".join(lines) + "\n").encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, self.path)
-        sync_directory(self.path.parent)
+        replace_file(self.path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def _parse(text: str, path: Path) -> dict[Key, tuple[int, int]]:

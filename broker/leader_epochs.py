@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
-from broker.segment import describe, sync_directory
+from broker.segment import describe, replace_file
 from coordinator.errors import InvalidArgument, StorageError
 
 logger = logging.getLogger(__name__)
@@ -155,16 +154,8 @@ class LeaderEpochs:
         """Write the file whole: a temp file, fsynced, renamed over the old one."""
         lines = [str(VERSION), str(len(self._entries))]
         lines += [f"{epoch} {start}" for epoch, start in self._entries]
-        temp = self.path.with_name(FILE_NAME + ".tmp")
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, ("\n".join(lines) + "\n").encode("ascii"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, self.path)
-            sync_directory(self.directory)
+            replace_file(self.path, ("\n".join(lines) + "\n").encode("ascii"))
         except OSError as err:
             raise StorageError(f"{describe(err)} (cannot write {self.path})") from err
         self.exists = True

@@ -228,7 +228,7 @@ class LogManager:
         self.sets[(route.topic, route.partition)].extend([entry])
 
     def sets_between(self, log_key: tuple[str, int], low: int, high: int) -> list[tuple]:
-        """The sequenced sets starting in a replica fetch answer's bytes (its frame 3)."""
+        """The sequenced sets ending in a replica fetch answer's bytes (its frame 3)."""
         sets = self.sets.get(log_key)
         return sets.between(low, high) if sets is not None else []
 
@@ -236,7 +236,7 @@ class LogManager:
         """A follower appended its leader's bytes from ``low``: take in the leader's entries
         of the sets now whole in its log, into the log's sets and the producer tables."""
         end = self.logs[(topic, partition)].end_offset
-        entries = [e for e in entries if e[4] >= low and e[5] <= end]
+        entries = [e for e in entries if low < e[5] <= end]
         if entries:
             self.sets[(topic, partition)].extend(entries)
             self._replay(topic, partition, entries)

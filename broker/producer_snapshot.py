@@ -22,13 +22,12 @@ the recovered log's end (a crash cut the log below them) are dropped: their sets
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import zlib
 from pathlib import Path
 
 from broker.protocol import SEQUENCED_SET
-from broker.segment import describe, sync_directory
+from broker.segment import describe, replace_file
 from coordinator.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -46,18 +45,8 @@ def write(directory: Path, entries, sync: bool = False) -> None:
     body = _HEAD.pack(MAGIC, VERSION, len(entries)) + b"".join(
         SEQUENCED_SET.pack(*entry) for entry in entries)
     path = Path(directory) / FILE_NAME
-    temp = path.with_name(FILE_NAME + ".tmp")
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, body + _CRC.pack(zlib.crc32(body)))
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-        if sync:
-            sync_directory(path.parent)
+        replace_file(path, body + _CRC.pack(zlib.crc32(body)), sync)
     except OSError as err:
         raise StorageError(f"{describe(err)} (cannot write {path})") from err
 

@@ -50,7 +50,7 @@ sequenced sets appended to it, in offset order, as ``(producer_id, epoch, first_
 base, next)`` entries (``SequencedSets``, the last ``SETS_KEPT`` of the log), and:
 
 - the leader records an entry per sequenced set it appends (native and Kafka alike);
-- a replica fetch's answer carries the entries whose set starts in the answer's byte range
+- a replica fetch's answer carries the entries whose set ends in the answer's byte range
   (frame 3, ``protocol.encode_sets``, only when there are some); the follower records them
   and replays them into its own tables once the bytes are appended, so a new leader judges a
   resend as the old one would have;
@@ -336,13 +336,14 @@ class SequencedSets:
             self.changed = True
 
     def between(self, low: int, high: int) -> list[tuple]:
-        """The entries of sets that start in ``low .. high`` (a fetch answer's bytes); the
-        newest are at the end, where a follower's fetch usually is."""
+        """The entries of sets that end in ``low .. high`` (a fetch answer's bytes, whose
+        last set may go on past ``high``: its entry comes with the answer that completes
+        it); the newest are at the end, where a follower's fetch usually is."""
         found = []
         for entry in reversed(self._sets):
             if entry[5] <= low:
                 break
-            if entry[4] < high and entry[4] >= low:
+            if entry[5] <= high:
                 found.append(entry)
         found.reverse()
         return found

@@ -103,6 +103,25 @@ def sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def replace_file(path: Path, data: bytes, sync: bool = True) -> None:
+    """Replace ``path`` whole with ``data``: a temp file beside it, renamed over it, so a
+    crash leaves the old content or the new; ``sync``: both fsynced (the file, then the
+    folder). Raises OSError."""
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    if sync:
+        sync_directory(path.parent)
+
+
 def read_at(fd: int, pos: int, n: int) -> bytes:
     """Up to ``n`` bytes at ``pos`` of an open file, looping over short reads."""
     data = os.pread(fd, n, pos)

@@ -220,3 +220,14 @@ def test_a_torn_producer_snapshot_reads_as_no_sets(tmp_path, caplog):
     assert producer_snapshot.read(tmp_path, 10) == []
     assert "is not a producer snapshot" in caplog.text
     assert producer_snapshot.read(tmp_path / "none", 10) == []
+
+
+def test_a_set_split_between_two_fetch_answers_comes_with_the_answer_that_completes_it():
+    """A replica fetch answer ends where its max_bytes falls, inside a set of many messages
+    at times: the follower cannot keep the set's entry then (not whole in its log), so the
+    answer that holds the set's end must carry it, or the follower never learns the set and,
+    leading, appends a resend of it twice."""
+    sets = SequencedSets()
+    sets.extend([(7, NATIVE_EPOCH, 0, 0, 0, 10), (7, NATIVE_EPOCH, 1, 1, 10, 100)])
+    assert sets.between(0, 60) == [(7, NATIVE_EPOCH, 0, 0, 0, 10)]
+    assert sets.between(60, 100) == [(7, NATIVE_EPOCH, 1, 1, 10, 100)]
