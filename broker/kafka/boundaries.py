@@ -11,7 +11,8 @@ blocking: ``ask`` sends, ``poll`` (called every loop turn) takes the answers, an
 
 A lookup of x asks for the message at x - 1: when one starts there, the boundary is the end of
 that message. Otherwise x itself must be a boundary: a second fetch at x tells (a read there
-answers, even empty at the log's end). Anything else is an error for the caller
+answers; an empty one only at the high watermark, which the reply carries: a leader answers
+empty past it too, where ``resolve_offset`` raises). Anything else is an error for the caller
 (OFFSET_OUT_OF_RANGE on the wire): the same answers as ``resolve_offset``, over the wire.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Callable
 import zmq
 
 from broker import protocol
-from coordinator.errors import InvalidOffset, RequestTimedOut, SluiceError
+from coordinator.errors import InvalidOffset, OffsetOutOfRange, RequestTimedOut, SluiceError
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class RemoteBoundaries:
 
     def _answered(self, endpoint: str, frames: list) -> None:
         try:
-            corr, _ = protocol.decode_response(frames[0], protocol.FETCH_REPLY)
+            corr, (hw, _) = protocol.decode_response(frames[0], protocol.FETCH_REPLY)
             error = None
         except SluiceError as exc:
             corr, error = getattr(exc, "correlation_id", None), exc
@@ -132,6 +133,10 @@ class RemoteBoundaries:
             else:
                 lookup.done(None, error)
             return
+        if error is None and not len(frames[1]) and lookup.offset != hw:
+            error = OffsetOutOfRange(    # past the consumer's end: nothing readable there yet
+                f"offset {lookup.offset} of {lookup.topic}/{lookup.partition} is past the "
+                f"high watermark {hw} of broker {lookup.endpoint}")
         lookup.done(lookup.offset if error is None else None, error)
 
     def _drop(self, endpoint: str) -> None:

@@ -560,19 +560,16 @@ def offset_fetch(req: KafkaRequest, ctx: KafkaContext):
     topics = []
     try:
         if body.topics is None:
-            asked = [(topic, sorted(store.committed(topic))) for topic in _committed_topics(ctx,
-                                                                                 body.group_id)]
+            found = [(topic, dict(sorted(store.committed(topic).items())))
+                     for topic in _committed_topics(ctx, body.group_id)]
         else:
-            asked = [(t.name, list(t.partition_indexes)) for t in body.topics]
-        for topic, partitions in asked:
-            rows = []
-            for p in partitions:
-                offset = store.fetch(topic, p)
-                rows.append(_Partition(partition_index=p,
-                                       committed_offset=-1 if offset is None else offset,
-                                       committed_leader_epoch=-1, metadata="",
-                                       error_code=NONE))
-            topics.append(_Topic(name=topic, partitions=rows))
+            found = [(t.name, {p: store.fetch(t.name, p) for p in t.partition_indexes})
+                     for t in body.topics]
+        for topic, offsets in found:
+            topics.append(_Topic(name=topic, partitions=[
+                _Partition(partition_index=p, committed_offset=-1 if offset is None else offset,
+                           committed_leader_epoch=-1, metadata="", error_code=NONE)
+                for p, offset in offsets.items()]))
         code = NONE
     except KazooException as exc:
         logger.warning("kafka group %s: reading offsets failed: %s", body.group_id, exc)

@@ -392,23 +392,18 @@ def table(result: dict):
     caption = [f"acks=1 latency: p50 {result['acks1_latency_ms']['p50']:.2f} ms, p99 "
                f"{result['acks1_latency_ms']['p99']:.2f} ms (send() of a batch's first message "
                "to its acknowledgement)"]
-    if "acks_all_vs_single_replica_acks1" in result:
-        for key, label, target, higher in REPLICATION_FIGURES:
+    for marker, figures in (("acks_all_vs_single_replica_acks1", REPLICATION_FIGURES),
+                            ("kafka_confluent_vs_native_acks1", KAFKA_FIGURES)):
+        for key, label, target, higher in figures if marker in result else ():
             value = result[key]
             met = "-" if target is None or value is None else (
                 "yes" if (value >= target if higher else value <= target) else "NO")
             grid.add_row(label, "-", "", "-" if target is None else
                          ("≥ " if higher else "≤ ") + f"{target:g}", _number(value), met)
+    if "acks_all_vs_single_replica_acks1" in result:
         latency = result["acks_all_latency_ms"]
         caption.append(f"acks=all latency (R=3, min ISR 2): p50 {latency['p50']:.2f} ms, p99 "
                        f"{latency['p99']:.2f} ms")
-    if "kafka_confluent_vs_native_acks1" in result:
-        for key, label, target, higher in KAFKA_FIGURES:
-            value = result[key]
-            met = "-" if target is None or value is None else (
-                "yes" if (value >= target if higher else value <= target) else "NO")
-            grid.add_row(label, "-", "", "-" if target is None else
-                         ("≥ " if higher else "≤ ") + f"{target:g}", _number(value), met)
     grid.caption = "\n".join(caption)
     return grid
 

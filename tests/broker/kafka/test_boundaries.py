@@ -64,3 +64,24 @@ def test_resolving_a_commit_does_not_walk_the_segment(tmp_path, monkeypatch):
     assert [records.resolve_offset(log, o + 1, end) for o in offsets] == offsets[1:] + [end]
     assert [records.resolve_offset(log, o, end) for o in offsets] == offsets
     log.close()
+
+
+def test_an_empty_answer_past_the_high_watermark_is_no_boundary():
+    """A leader answers a consumer fetch between its high watermark and its log end with no
+    bytes and no error (nothing readable yet). Such an offset is no boundary a commit may
+    store: records.py's ``resolve_offset`` raises OffsetOutOfRange past the consumer's end, and
+    the lookup on another broker answers the same (only the high watermark itself is one)."""
+    from broker import protocol
+    remote = RemoteBoundaries()
+    answers = {}
+    hw = 500
+    for name, offset in (("past", 531), ("at_hw", hw)):
+        remote.ask("tcp://127.0.0.1:9", "t", 0, offset,
+                   lambda b, e, name=name: answers.__setitem__(name, (b, e)), time.monotonic())
+        reply = protocol.encode_response(remote._corr, protocol.FETCH_REPLY.pack(hw, 0))
+        remote._answered("tcp://127.0.0.1:9", [reply, b""])        # x - 1: nothing there
+        reply = protocol.encode_response(remote._corr, protocol.FETCH_REPLY.pack(hw, 0))
+        remote._answered("tcp://127.0.0.1:9", [reply, b""])        # x: nothing there either
+    remote.close()
+    assert answers["at_hw"] == (hw, None)
+    assert answers["past"][0] is None and isinstance(answers["past"][1], OffsetOutOfRange)
