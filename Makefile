@@ -15,7 +15,7 @@ ZK_JAR  := /usr/share/java/zookeeper.jar
 ZK_FLAG     = $(if $(ZK),--zookeeper $(ZK),)
 WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOPIC) --group $(GROUP),)
 
-.PHONY: cluster-up cluster-down test bench drill drill-rolling venv zookeeper chromium kcat kafkajs clean
+.PHONY: cluster-up cluster-down test bench drill drill-short drill-rolling venv zookeeper chromium kcat kafkajs clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,7 +78,7 @@ test: venv
 	@$(MAKE) --no-print-directory chromium
 	@$(MAKE) --no-print-directory kcat
 	@$(MAKE) --no-print-directory kafkajs
-	$(PY) -m pytest -n auto -q tests
+	$(PY) -m pytest -n auto -q -m "not drill" tests
 
 # The fault drills (cluster/drills/), each on a fresh local cluster in a temp dir with its own
 # embedded ZooKeeper; prints their table (docs/drills.md) and writes every result to
@@ -89,6 +89,12 @@ DRILL_FLAGS ?=
 drill: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
 	$(SLUICE) drill $(DRILL) --output .drills/results.json $(DRILL_FLAGS)
+
+# The short drills that `make test` leaves out (pytest marker `drill`: every drill of the
+# catalog beyond one per family, with two faults each), under pytest-xdist like `make test`.
+drill-short: venv
+	@$(MAKE) --no-print-directory zookeeper ZK=
+	$(PY) -m pytest -n auto -q -m drill tests
 
 # The rolling-restart drill (docs/rolling-restart.md): eager, cooperative and cooperative+static
 # one after the other, each on a fresh 1-broker cluster with 12 workers and 24 partitions;

@@ -67,6 +67,7 @@ def test_a_slow_look_is_timed_by_its_owner_reads():
     assert exclusive_violations(late, [*looks, look(2.0, "b", 2, 8)], to_wall=100.0) != []
 
 
+@pytest.mark.drill
 @pytest.mark.parametrize("protocol,static", [("eager", False), ("cooperative", False),
                                              ("cooperative", True)])
 def test_rolling_restart_short(protocol, static, zk_server):
