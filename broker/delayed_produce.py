@@ -9,8 +9,10 @@ at the first of:
   and may yet be replicated; a sequenced producer's retry is a duplicate, not a second copy);
 - the broker lost the partition's leadership (``drop``): answer NOT_LEADER.
 
-Per partition the waiters are kept in write order, which is also next-offset order, so
-``ready`` looks only at the front. Pure: no sockets, the time is passed in. ::
+Per partition the waiters are kept in next-offset order, so ``ready`` looks only at the front
+and ``waits_past`` only at the back. That is write order, but for a sequenced producer's
+retry of an older write (a duplicate): it waits on its original's next offset, and goes in at
+that place. Pure: no sockets, the time is passed in. ::
 
     purgatory = AckPurgatory()
     purgatory.park(AckWaiter(b"c", 7, ("t", 0), 0, 120, deadline=30.0))
@@ -55,7 +57,11 @@ class AckPurgatory:
 
     def park(self, waiter: AckWaiter) -> None:
         self._deadlines.push(waiter)
-        self._by_key.setdefault(waiter.key, deque()).append(waiter)
+        waiters = self._by_key.setdefault(waiter.key, deque())
+        at = len(waiters)
+        while at and waiters[at - 1].next_offset > waiter.next_offset:
+            at -= 1          # a duplicate of an older write: rarely more than a step or two
+        waiters.insert(at, waiter)
 
     def waits_past(self, key: tuple[str, int], offset: int) -> bool:
         """Whether an acks=all request on ``key`` waits for a set that ends past ``offset``

@@ -259,11 +259,11 @@ class LogManager:
     def _replay(self, topic: str, partition: int, entries: list[tuple]) -> None:
         now = time.monotonic()
         self.producers.replay(topic, partition, entries, now)
-        for producer_id, epoch, first_seq, last_seq, base, _ in entries:
+        for producer_id, epoch, first_seq, last_seq, base, nxt in entries:
             if epoch != NATIVE_EPOCH:
                 self.kafka_sequences.commit((topic, partition), producer_id, epoch, first_seq,
                                             (last_seq - first_seq) % idempotence.SEQ_MOD + 1,
-                                            base)
+                                            base, nxt)
 
     def _open_sets(self, topic: str, partition: int, log: Log) -> None:
         """The sets of the log's producer snapshot that its recovered bytes hold."""

@@ -80,8 +80,11 @@ Worked example, three replicas A (leader), B, C; native producer P, sets of 10 b
 Limits: a follower catching up from far behind learns only the entries its leader still
 keeps (``SETS_KEPT`` per log); a set appended after the last snapshot of a broker that then
 crashed is unknown after its restart (the table starts from what the snapshot and its
-replicas say: a resend of it is written again, as before); a Kafka duplicate is answered at
-once even with acks=all.
+replicas say: a resend of it is written again, as before).
+
+A duplicate's answer is its original's: with acks=all it waits in the acks purgatory on the
+original's next offset (native and Kafka alike), so a retry is never acknowledged before every
+in-sync replica has what it stands for.
 """
 from __future__ import annotations
 

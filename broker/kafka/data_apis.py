@@ -253,8 +253,10 @@ def produce(req: KafkaRequest, ctx: KafkaContext):
 def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, acks: int,
                        waits: list, written: list) -> list:
     """Write one partition's records; ``[error_code, base_offset, log_start]``. An acks=all
-    write the high watermark has not passed yet goes to ``waits``, the log written to
-    ``written``."""
+    write the high watermark has not passed yet goes to ``waits``, and so does the duplicate
+    of one (a retry is acknowledged no sooner than its original: both wait on the same next
+    offset); the log written to, or waited on, goes to ``written`` (the handlers then answer
+    a follower's parked fetch of it at once)."""
     topic, partition = key
     route: Route = ctx.logs.route(topic, partition)
     replica = ctx.replicas.leader_of(topic, partition)
@@ -274,9 +276,12 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
         verdict = state.sequences.judge(key, first.producer_id, first.producer_epoch,
                                         first.base_sequence, total)
         if verdict == idempotence.DUPLICATE:
-            offset = state.sequences.duplicate_offset(key, first.producer_id,
-                                                      first.base_sequence, total)
-            return [errors.NONE, offset, log.start_offset]
+            base, nxt = state.sequences.duplicate_offsets(key, first.producer_id,
+                                                          first.base_sequence, total)
+            if acks == -1 and nxt > replica.hw:
+                waits.append((key, nxt))
+                written.append(log)
+            return [errors.NONE, base, log.start_offset]
         if verdict == idempotence.OUT_OF_ORDER:
             return [errors.OUT_OF_ORDER_SEQUENCE_NUMBER, -1, log.start_offset]
         if verdict == idempotence.FENCED:
@@ -286,7 +291,7 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
     base, nxt = ctx.logs.append(route, [message_set], count, expose=acks != 0)
     if sequenced:
         state.sequences.commit(key, first.producer_id, first.producer_epoch,
-                               first.base_sequence, total, base)
+                               first.base_sequence, total, base, nxt)
         ctx.logs.sequenced(route, (first.producer_id, first.producer_epoch, first.base_sequence,
                                    (first.base_sequence + total - 1) % idempotence.SEQ_MOD,
                                    base, nxt))

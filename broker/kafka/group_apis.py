@@ -12,9 +12,11 @@ LeaveGroup, OffsetCommit, OffsetFetch, and for admin clients DescribeGroups and 
   (coordinator/offsets.py's nodes, written here with kazoo's asynchronous calls, so that the
   loop does not wait on ZooKeeper), as message boundaries: a commit of "last consumed + 1" is
   resolved first (broker/kafka/boundaries.py, on another broker when it leads the partition),
-  so native consumers of the group and ``sluice groups describe`` read real offsets. An offset
-  that is no boundary and not just past a message start is OFFSET_OUT_OF_RANGE. The commit's
-  metadata string is not kept (the offset node holds only the offset): OffsetFetch answers "".
+  so native consumers of the group and ``sluice groups describe`` read real offsets; the
+  commits of a group and partition are written in the order they came, however long each took
+  to resolve (broker/kafka/commit_order.py). An offset that is no boundary and not just past a
+  message start is OFFSET_OUT_OF_RANGE. The commit's metadata string is not kept (the offset
+  node holds only the offset): OffsetFetch answers "".
 - Once a generation is STABLE its members and their partitions are published for ``sluice
   groups``: /consumers/<group>/kafka_members/<member> and the owner nodes native groups use,
   ephemeral nodes of this broker's session (so they vanish with it).
@@ -37,6 +39,7 @@ from kafka.protocol.metadata import FindCoordinatorResponse
 from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
 
 from broker.kafka.boundaries import RemoteBoundaries
+from broker.kafka.commit_order import CommitOrder
 from broker.kafka.records import resolve_offset
 from broker.kafka.group_coordinator import (Error, GroupCoordinator, GroupSettings, JoinResult,
                                             State, SyncResult)
@@ -74,7 +77,8 @@ class KafkaGroups:
         self.ctx = ctx
         self.coordinator = GroupCoordinator(settings)
         self.remote = RemoteBoundaries()
-        self.commits: list[_PendingCommit] = []
+        self.commits: list[_PendingCommit] = []     # in arrival order
+        self.commit_order = CommitOrder()
         self._published: dict[str, tuple[int, dict, dict]] = {}   # group -> changes, members, owners
         self._due = 0.0                 # when the groups' timers are next due
         self._check_at = 0.0            # when to look at the live brokers again
@@ -410,35 +414,52 @@ class _PendingCommit:
     """An OffsetCommit on its way: its offsets resolved to boundaries (``codes[(t, p)]`` is a
     partition's error, ``boundaries[(t, p)]`` its resolved offset), then written to ZooKeeper
     with kazoo's asynchronous calls, so the loop never waits on ZooKeeper for a commit. A write
-    is a set, or a create where the node is new (and a set again if a create lost a race)."""
+    is a set, or a create where the node is new (and a set again if a create lost a race).
+    A partition's write starts only once the older commits of the group and partition are
+    done with it (broker/kafka/commit_order.py): a commit resolved sooner than an older one
+    never lands before it."""
 
-    def __init__(self, req: KafkaRequest, wanted: list[tuple[str, int, int]]):
+    def __init__(self, req: KafkaRequest, wanted: list[tuple[str, int, int]],
+                 order: CommitOrder):
         self.req = req
         self.wanted = wanted
         self.codes: dict[tuple[str, int], int] = {}
         self.boundaries: dict[tuple[str, int], int] = {}
-        self._writes: dict | None = None        # (t, p) -> (kazoo async result, "set"|"create")
+        self._order = order
+        self._open = {(t, p) for t, p, _ in wanted}     # not yet written, nor failed
+        self._writes: dict = {}                 # (t, p) -> (kazoo async result, "set"|"create")
+        for tp in self._open:
+            order.join(self._key(tp), self)
+
+    def _key(self, tp) -> tuple[str, str, int]:
+        return (self.req.body.group_id, *tp)
+
+    def _done(self, tp) -> None:
+        self._open.discard(tp)
+        self._order.leave(self._key(tp), self)
 
     def resolved(self, tp, boundary: int | None, error: SluiceError | None) -> None:
         if error is not None or boundary is None:
             self.codes[tp] = _commit_code(error)
+            self._done(tp)
         else:
             self.boundaries[tp] = boundary
 
     def ready(self, zk) -> bool:
-        """Whether every offset is resolved and written (starting and following the writes)."""
-        if len(self.codes) + len(self.boundaries) < len(self.wanted):
-            return False
-        if self._writes is None:
-            self._writes = {tp: self._write(zk, tp, "set") for tp in self.boundaries}
+        """Whether every offset is resolved and written (starting the writes whose turn came
+        and following them)."""
+        for tp in self.boundaries:
+            if tp in self._open and tp not in self._writes and \
+                    self._order.first(self._key(tp), self):
+                self._writes[tp] = self._write(zk, tp, "set")
         for tp, (result, kind) in list(self._writes.items()):
             if not result.ready():
                 continue
             del self._writes[tp]
             exc = result.exception
             if exc is None:
-                continue
-            if isinstance(exc, NoNodeError) and kind == "set":
+                self._done(tp)
+            elif isinstance(exc, NoNodeError) and kind == "set":
                 self._writes[tp] = self._write(zk, tp, "create")
             elif isinstance(exc, NodeExistsError) and kind == "create":
                 self._writes[tp] = self._write(zk, tp, "set")
@@ -446,7 +467,8 @@ class _PendingCommit:
                 logger.warning("kafka group %s: committing %s/%d failed: %s",
                                self.req.body.group_id, tp[0], tp[1], exc)
                 self.codes[tp] = COORDINATOR_NOT_AVAILABLE
-        return not self._writes
+                self._done(tp)
+        return not self._open
 
     def _write(self, zk, tp, kind: str):
         path = paths.offset(self.req.body.group_id, *tp)
@@ -489,10 +511,10 @@ def offset_commit(req: KafkaRequest, ctx: KafkaContext):
                 Error.ILLEGAL_GENERATION)
     if error is not None:
         return _commit_response(req, {(t, p): error for t, p, _ in wanted})
-    commit = _PendingCommit(req, wanted)
+    commit = _PendingCommit(req, wanted, groups.commit_order)
     now = ctx.now()
-    for topic, partition, offset in wanted:
-        _resolve(ctx, groups, commit, (topic, partition), offset, now)
+    for tp, offset in {(t, p): o for t, p, o in wanted}.items():     # a partition once
+        _resolve(ctx, groups, commit, tp, offset, now)
     if commit.ready(ctx.zk):
         return commit.response()
     groups.commits.append(commit)

@@ -3,10 +3,13 @@ client's retry of a batch already written is answered with its first offset, not
 
 A sequenced batch carries (producer id, epoch, base sequence, record count). Per producer and
 partition the leader keeps the epoch and the last ``KEPT`` batches (first sequence, last
-sequence, the offset they were written at) and judges each new batch:
+sequence, the offsets they were written at: base and next) and judges each new batch:
 
 - an epoch older than the one kept: INVALID_PRODUCER_EPOCH (a fenced producer);
-- a batch matching a kept one exactly: a duplicate, answered with that batch's offset;
+- a batch matching a kept one exactly: a duplicate, answered with that batch's base offset;
+  with acks=all only once the high watermark reached its next offset, as the original's
+  answer (the retry of a write whose answer timed out before every in-sync replica had it is
+  not acknowledged sooner than the write itself: the next offset is what it waits on);
 - the next sequence after the last kept batch (or anything for a producer or epoch not seen
   yet, e.g. after this broker restarted): append;
 - anything else: OUT_OF_ORDER_SEQUENCE_NUMBER (the client resends in order).
@@ -19,9 +22,9 @@ Not done: producer ids are not expired.
     >>> table = SequenceTable()
     >>> table.judge(("t", 0), 7, 0, 0, 10)
     'append'
-    >>> table.commit(("t", 0), 7, 0, 0, 10, offset=0)
-    >>> table.judge(("t", 0), 7, 0, 0, 10), table.duplicate_offset(("t", 0), 7, 0, 10)
-    ('duplicate', 0)
+    >>> table.commit(("t", 0), 7, 0, 0, 10, offset=0, next_offset=250)
+    >>> table.judge(("t", 0), 7, 0, 0, 10), table.duplicate_offsets(("t", 0), 7, 0, 10)
+    ('duplicate', (0, 250))
     >>> table.judge(("t", 0), 7, 0, 20, 5)
     'out_of_order'
     >>> table.judge(("t", 0), 7, 0, 10, 5)
@@ -41,7 +44,7 @@ class _Producer:
 
     def __init__(self, epoch: int):
         self.epoch = epoch
-        self.batches: deque = deque(maxlen=KEPT)   # (first_seq, last_seq, offset)
+        self.batches: deque = deque(maxlen=KEPT)   # (first_seq, last_seq, base, next)
 
 
 class SequenceTable:
@@ -58,28 +61,31 @@ class SequenceTable:
         if epoch < state.epoch:
             return FENCED
         last = (base_sequence + count - 1) % SEQ_MOD
-        for first_seq, last_seq, _ in state.batches:
+        for first_seq, last_seq, _, _ in state.batches:
             if first_seq == base_sequence and last_seq == last:
                 return DUPLICATE
         if base_sequence == (state.batches[-1][1] + 1) % SEQ_MOD:
             return APPEND
         return OUT_OF_ORDER
 
-    def duplicate_offset(self, key: tuple, producer_id: int, base_sequence: int,
-                         count: int) -> int:
+    def duplicate_offsets(self, key: tuple, producer_id: int, base_sequence: int,
+                          count: int) -> tuple[int, int]:
+        """The (base, next) offsets a batch judged DUPLICATE was written at."""
         last = (base_sequence + count - 1) % SEQ_MOD
-        for first_seq, last_seq, offset in self._producers[(key, producer_id)].batches:
+        for first_seq, last_seq, base, nxt in self._producers[(key, producer_id)].batches:
             if first_seq == base_sequence and last_seq == last:
-                return offset
+                return base, nxt
         raise KeyError(base_sequence)
 
     def commit(self, key: tuple, producer_id: int, epoch: int, base_sequence: int, count: int,
-               offset: int) -> None:
-        """Record an appended batch (only once its write succeeded)."""
+               offset: int, next_offset: int) -> None:
+        """Record an appended batch written at ``offset .. next_offset`` (only once its write
+        succeeded)."""
         state = self._producers.get((key, producer_id))
         if state is None or epoch > state.epoch:
             state = self._producers[(key, producer_id)] = _Producer(epoch)
-        state.batches.append((base_sequence, (base_sequence + count - 1) % SEQ_MOD, offset))
+        state.batches.append((base_sequence, (base_sequence + count - 1) % SEQ_MOD, offset,
+                              next_offset))
 
     def forget(self, key: tuple) -> None:
         """Drop a partition's producers (this broker stopped leading it)."""

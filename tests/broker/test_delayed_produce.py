@@ -46,3 +46,17 @@ def test_losing_leadership_lets_every_waiter_of_the_partition_go():
     assert p.drop(KEY) == [mine]
     assert p.expired(100.0) == [other], "a dropped waiter does not expire again"
     assert p.drop(KEY) == []
+
+
+def test_a_duplicates_waiter_parked_after_newer_writes_goes_in_next_offset_order():
+    """A retry of an older write is parked after newer ones but waits on its original's next
+    offset: it is let go when the high watermark passes that, not behind the newer writes,
+    and the newest next offset still tells a fetching follower it is lacking."""
+    p = AckPurgatory()
+    older, newer, retry = waiter(1, 0, 10), waiter(2, 10, 20), waiter(3, 0, 10)
+    p.park(older)
+    p.park(newer)
+    p.park(retry)
+    assert p.waits_past(KEY, 15)
+    assert p.ready(KEY, 10) == [older, retry]
+    assert p.ready(KEY, 20) == [newer] and len(p) == 0

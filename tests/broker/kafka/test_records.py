@@ -1,6 +1,8 @@
 """Record batches <-> sluice messages, the offset mapping, message magic 2, and the idempotent
 producer's sequence table. Batches are built by kafka-python's producer-side encoder (a
 client's code, not ours) with every codec it has."""
+import doctest
+
 import pytest
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
@@ -102,13 +104,19 @@ def test_magic_2_keeps_null_and_empty_apart_and_refuses_lengths_that_run_past():
     assert caught.value.reason == "size"
 
 
+def test_the_sequence_tables_worked_examples():
+    result = doctest.testmod(idempotence)
+    assert result.attempted and result.failed == 0
+
+
 def test_sequences_append_in_order_answer_duplicates_and_refuse_gaps_and_fenced_epochs():
     table = idempotence.SequenceTable()
     key = ("t", 0)
     assert table.judge(key, 9, 1, 0, 5) == idempotence.APPEND
-    table.commit(key, 9, 1, 0, 5, offset=100)
+    table.commit(key, 9, 1, 0, 5, offset=100, next_offset=400)
     assert table.judge(key, 9, 1, 0, 5) == idempotence.DUPLICATE
-    assert table.duplicate_offset(key, 9, 0, 5) == 100
+    assert table.duplicate_offsets(key, 9, 0, 5) == (100, 400), \
+        "a duplicate's next offset is kept: an acks=all retry waits for the ISR on it"
     assert table.judge(key, 9, 1, 7, 1) == idempotence.OUT_OF_ORDER
     assert table.judge(key, 9, 0, 5, 1) == idempotence.FENCED
     assert table.judge(key, 9, 1, 5, 1) == idempotence.APPEND
