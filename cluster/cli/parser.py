@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--broker-settings", type=_json_object, default=None, metavar="JSON",
                     help='BrokerConfig settings every broker shares, as a JSON object '
                     '(e.g. \'{"replica_lag_time_max_ms": 5000}\')')
+    up.add_argument("--config", metavar="FILE",
+                    help="the cluster's settings file: key=value lines (as Kafka's "
+                    "server.properties) with keys broker.*, log.*, worker.*, consumer.*")
+    up.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="one setting as in --config, over the file's (repeatable)")
     up.add_argument("--unclean-leader-election", action="store_true",
                     help="let the controller elect an out-of-sync replica when no in-sync one "
                     "is alive (losing what only those had; counted and logged)")

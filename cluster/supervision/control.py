@@ -127,6 +127,8 @@ def down(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, timeout: floa
 
 def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
     """The cluster as ``sluice cluster status --json`` prints it (INTERFACE.md's shape);
+    each broker and worker's ``settings`` are the config it was started with (every setting in
+    force, defaults included: cluster up's --config, --set and flags applied);
     ``kafka_bootstrap`` is the live brokers' Kafka endpoints, ``host:port,...`` by broker id
     (None when none has one)."""
     info = ClusterFiles(data_dir).read_state()
@@ -138,7 +140,8 @@ def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
                           "endpoint": node.get("endpoint"),
                           "alive": process_alive(node.get("pid"), node.get("create_time"))})
     slots = [{"role": p["role"], "id": p["id"], "pid": p.get("pid"), "endpoint": None,
-              "alive": process_alive(p.get("pid"), p.get("create_time"))}
+              "alive": process_alive(p.get("pid"), p.get("create_time")),
+              "settings": p.get("settings")}
              for p in info.get("processes", [])]
     brokers = [p for p in slots if p["role"] == "broker" and p["alive"]]
     kafka: dict[int, str] = {}
