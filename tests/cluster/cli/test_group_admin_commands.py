@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from broker import message, protocol
 from clients import Consumer, Producer, SimpleConsumer
 from clients.brokers import BrokerPool
@@ -152,3 +154,18 @@ def _kafka_member_starts_there_and_blocks_admin(cluster, client, cli, offset: in
         consumer.close()
     wait_for(lambda: not consumer_registry.kafka_members(client, "g"), 30,
              what="the Kafka member to leave")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--topic", "t"], ["one of the arguments --to-earliest"]),
+    (["--topic", "t", "--to-earliest", "--to-latest"], ["not allowed with"]),
+    (["--topic", "t", "--to-datetime", "yesterday"], ["--to-datetime", "ISO 8601"]),
+    (["--topic", "t", "--shift-by", "two"], ["--shift-by", "whole number"]),
+    (["--topic", "t", "--to-offset", "-4"], ["--to-offset", ">= 0"]),
+    (["--to-earliest"], ["--topic"]),
+])
+def test_bad_reset_arguments_are_one_line_and_exit_2(capsys, args, words):
+    with pytest.raises(SystemExit) as ended:
+        main(["groups", "reset-offsets", "g", *args])
+    out = subprocess.CompletedProcess([], ended.value.code, "", capsys.readouterr().err)
+    one_line_error(out, 2, *words)
