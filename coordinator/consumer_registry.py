@@ -112,12 +112,12 @@ def delete(client: KazooClient, group: str) -> bool:
     members, data-loss notes. False when there was no such group. A node created under it
     while the walk deletes (a member joining) makes it walk again, a few times."""
     path = paths.group(paths.check_name("group", group))
+    if not client.exists(path):
+        return False
     for attempt in range(DELETE_TRIES):
-        if not client.exists(path):
-            return attempt > 0
         try:
             client.delete(path, recursive=True)
-            return True
+            break
         except NotEmptyError:
             if attempt == DELETE_TRIES - 1:
                 raise

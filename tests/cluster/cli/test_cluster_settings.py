@@ -86,9 +86,8 @@ def test_the_settings_reach_the_running_broker_and_worker(tmp_path, zk, capsys):
     try:
         capsys.readouterr()
         assert main(["cluster", "status", "--json", *argv]) == 0
-        processes = json.loads(capsys.readouterr().out)["processes"]
-        broker = next(p["settings"] for p in processes if p["role"] == "broker")
-        worker = next(p["settings"] for p in processes if p["role"] == "worker")
+        settings = json.loads(capsys.readouterr().out)["settings"]
+        broker, worker = settings["broker"]["0"], settings["worker"]["0"]
         assert (broker["log"]["segment_bytes"], broker["log"]["flush_ms"]) == (600, 30)
         assert broker["session_timeout_ms"] == 7000 and broker["kafka_port"] is None
         assert (worker["on_error"], worker["consumer"]["max_poll_records"]) == ("skip", 7)
@@ -102,3 +101,9 @@ def test_the_settings_reach_the_running_broker_and_worker(tmp_path, zk, capsys):
                  what="the broker to roll its 600-byte segments")   # 40 x 59 B = 2360 B
     finally:
         control.down(data_dir)
+
+
+def test_the_file_format_worked_examples():
+    import doctest
+    from cluster.supervision import settings_file
+    assert doctest.testmod(settings_file).failed == 0

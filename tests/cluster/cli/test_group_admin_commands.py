@@ -138,8 +138,11 @@ def _kafka_member_starts_there_and_blocks_admin(cluster, client, cli, offset: in
     from kafka import KafkaConsumer
     bootstrap = cluster.status()["kafka_bootstrap"]
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id="g",
-                             enable_auto_commit=False, session_timeout_ms=6000)
+                             enable_auto_commit=False, session_timeout_ms=6000,
+                             metadata_max_age_ms=1000)
     try:
+        # the group leader assigns from its metadata: without t's it assigns nothing
+        wait_for(lambda: consumer.partitions_for_topic("t"), what="kafka-python's metadata")
         consumer.subscribe(["t"])
         first = {}
         wait_for(lambda: [first.setdefault(tp.partition, rs[0].offset)
@@ -169,3 +172,9 @@ def test_bad_reset_arguments_are_one_line_and_exit_2(capsys, args, words):
         main(["groups", "reset-offsets", "g", *args])
     out = subprocess.CompletedProcess([], ended.value.code, "", capsys.readouterr().err)
     one_line_error(out, 2, *words)
+
+
+def test_the_plan_rules_worked_examples():
+    import doctest
+    from cluster.cli import offset_reset
+    assert doctest.testmod(offset_reset).failed == 0
