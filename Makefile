@@ -10,9 +10,11 @@ WORKERS ?= 0
 TOPIC   ?=
 GROUP   ?=
 DASHBOARD_PORT ?= 8080
+CONFIG  ?=
 ZK_JAR  := /usr/share/java/zookeeper.jar
 
 ZK_FLAG     = $(if $(ZK),--zookeeper $(ZK),)
+CONFIG_FLAG = $(if $(CONFIG),--config $(CONFIG),)
 WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOPIC) --group $(GROUP),)
 
 .PHONY: cluster-up cluster-down test bench drill drill-short drill-rolling venv zookeeper chromium kcat kafkajs clean
@@ -68,7 +70,7 @@ kafkajs:
 	fi
 
 cluster-up: venv zookeeper
-	$(SLUICE) cluster up --detach --data-dir $(DATA) --brokers $(BROKERS) $(ZK_FLAG) $(WORKER_FLAG) --dashboard-port $(DASHBOARD_PORT)
+	$(SLUICE) cluster up --detach --data-dir $(DATA) --brokers $(BROKERS) $(ZK_FLAG) $(CONFIG_FLAG) $(WORKER_FLAG) --dashboard-port $(DASHBOARD_PORT)
 
 cluster-down: venv
 	$(SLUICE) cluster down --data-dir $(DATA)

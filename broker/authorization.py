@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 REPLICATION = "replication"   # what followers' requests need: a super principal
 
-_NEEDS = {Api.PRODUCE: Operation.PRODUCE, Api.OFFSETS: Operation.DESCRIBE}
+_NEEDS = {Api.PRODUCE: Operation.PRODUCE, Api.OFFSETS: Operation.DESCRIBE,
+          Api.OFFSET_FOR_TIME: Operation.DESCRIBE}
 
 
 def needs(request: Request) -> tuple[Operation, str] | str | None:

@@ -14,6 +14,7 @@ the ROUTER; a SluiceError it raises is answered by the server with the error's c
 | METADATA | metadata | LogManager.metadata_rows (secured: the   | now                               |
 |          |          | topics the principal may describe)       |                                   |
 | OFFSET_FOR_EPOCH | offset_for_epoch | LeaderEpochs.end_offset_for | now                         |
+| OFFSET_FOR_TIME | offset_for_time | time_lookup.offset_for_time  | now                          |
 
 Replication (broker/replica_manager.py says who leads what): produce, consumer fetches and
 offsets are served by a partition's leader only, NOT_LEADER elsewhere. A consumer reads below
@@ -38,7 +39,7 @@ import time
 
 import zmq
 
-from broker import message, protocol
+from broker import message, protocol, time_lookup
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
 from broker.log import Log
@@ -47,9 +48,9 @@ from broker.delayed_produce import AckPurgatory, AckWaiter
 from broker.long_poll import Purgatory, Waiter, replica_fetch_due, satisfied
 from broker.protocol import ACKS_ALL, CONSUMER, Api, Request
 from broker.replica_manager import Replica, ReplicaManager
-from coordinator.errors import (CorruptMessage, FencedLeaderEpoch, MalformedRequest,
-                                MessageTooLarge, NotEnoughReplicas, OffsetOutOfRange,
-                                RequestTimedOut, SluiceError)
+from coordinator.errors import (CorruptMessage, FencedLeaderEpoch, InvalidOffset,
+                                MalformedRequest, MessageTooLarge, NotEnoughReplicas,
+                                OffsetOutOfRange, RequestTimedOut, SluiceError)
 
 # pyzmq's Cython send, without zmq.Socket.send's Python wrapper (draft-API options only).
 _zmq_send = getattr(zmq.backend, "Socket", zmq.Socket).send
@@ -152,6 +153,19 @@ class RequestHandlers:
         offset = log.offset_before(request.time, self.replicas.consumer_end(log))
         self.router.send_multipart([identity, protocol.encode_response(
             request.correlation_id, protocol.OFFSETS_REPLY.pack(offset))])
+
+    def offset_for_time(self, identity: bytes, request: Request, frames: list,
+                        turn: dict) -> None:
+        """The first message at or after a time (the lookup the Kafka listener's ListOffsets
+        uses): ``sluice groups reset-offsets --to-datetime``."""
+        _one_frame(request, frames)
+        if request.time < 0:
+            raise InvalidOffset(f"OFFSET_FOR_TIME needs a time in ms >= 0, not {request.time}")
+        log = self.logs.log(request.topic, request.partition)
+        self.replicas.leader_of(request.topic, request.partition)
+        found = time_lookup.offset_for_time(log, request.time, self.replicas.consumer_end(log))
+        self.router.send_multipart([identity, protocol.encode_response(
+            request.correlation_id, protocol.OFFSET_FOR_TIME_REPLY.pack(*found))])
 
     def offset_for_epoch(self, identity: bytes, request: Request, frames: list,
                          turn: dict) -> None:

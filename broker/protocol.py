@@ -14,6 +14,7 @@ Requests (frame 0 starts with api u8, correlation id u32)::
     OFFSETS   topic str, partition u32, time i64            (-1 latest, -2 earliest, else ms)
     METADATA  (nothing)
     OFFSET_FOR_EPOCH topic str, partition u32, leader_epoch i32
+    OFFSET_FOR_TIME topic str, partition u32, time i64          (ms, >= 0)
 
 Responses (frame 0 starts with correlation id u32, error u16, then the api's fields, then the
 error message str; fields of a failed response are zero; an error that knows where readable data
@@ -26,6 +27,7 @@ resume_offset u64 after its text)::
     OFFSETS   offset u64
     METADATA  json str                                      (broker id, endpoint, partitions)
     OFFSET_FOR_EPOCH leader_epoch i32, end_offset u64
+    OFFSET_FOR_TIME offset i64, timestamp i64                 (-1, -1: no message that late)
 
 Replication (issue 12) adds to these, on the same sockets and with the same error codes:
 
@@ -47,6 +49,10 @@ Replication (issue 12) adds to these, on the same sockets and with the same erro
   messages end on the leader (the start of the next epoch, or the log end for the current
   one). The follower truncates its log there before fetching: it keeps every message the
   leader has and drops what only it wrote.
+
+OFFSET_FOR_TIME (Kafka's ListOffsets by timestamp, for ``sluice groups reset-offsets
+--to-datetime``): the first message below the consumer's end whose timestamp (magic 2) is at
+or after ``time``, and that timestamp; OFFSETS keeps the paper's segment granularity.
 
 Sequenced produce (acks=1 with a producer_id other than 0) keeps a partition's order across
 retries and broker restarts: the producer numbers its requests per partition (``sequence``,
@@ -81,6 +87,7 @@ RESPONSE = struct.Struct(">IH")
 PRODUCE_REPLY = struct.Struct(">QQ")
 FETCH_REPLY = struct.Struct(">QQ")
 OFFSETS_REPLY = struct.Struct(">Q")
+OFFSET_FOR_TIME_REPLY = struct.Struct(">qq")   # offset, timestamp (-1, -1: none)
 RESUME = struct.Struct(">Q")
 EPOCH_REQUEST = struct.Struct(">i")
 EPOCH_ENTRY = struct.Struct(">iQ")       # leader_epoch, start_offset (OFFSET_FOR_EPOCH: end_offset)
@@ -99,6 +106,7 @@ class Api(enum.IntEnum):
     OFFSETS = 3
     METADATA = 4
     OFFSET_FOR_EPOCH = 5
+    OFFSET_FOR_TIME = 6
 
 
 def pack_str(text: str) -> bytes:
@@ -203,6 +211,12 @@ def decode_sets(frame) -> list[tuple[int, int, int, int, int, int]]:
 def encode_offsets(correlation_id: int, topic: str, partition: int, time: int) -> bytes:
     return (API.pack(Api.OFFSETS, correlation_id) + pack_str(topic) + PARTITION.pack(partition)
             + OFFSETS_FIELDS.pack(time))
+
+
+def encode_offset_for_time(correlation_id: int, topic: str, partition: int,
+                           time_ms: int) -> bytes:
+    return (API.pack(Api.OFFSET_FOR_TIME, correlation_id) + pack_str(topic)
+            + PARTITION.pack(partition) + OFFSETS_FIELDS.pack(time_ms))
 
 
 def encode_metadata(correlation_id: int) -> bytes:

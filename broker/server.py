@@ -81,6 +81,7 @@ HANDLERS = {
     Api.OFFSETS: RequestHandlers.offsets,
     Api.METADATA: RequestHandlers.metadata,
     Api.OFFSET_FOR_EPOCH: RequestHandlers.offset_for_epoch,
+    Api.OFFSET_FOR_TIME: RequestHandlers.offset_for_time,
 }
 
 _TICK_S = 0.25
@@ -412,7 +413,8 @@ def _fill(header):
     api = header[0] if len(header) else 0
     return {Api.PRODUCE: protocol.PRODUCE_REPLY, Api.FETCH: protocol.FETCH_REPLY,
             Api.OFFSETS: protocol.OFFSETS_REPLY,
-            Api.OFFSET_FOR_EPOCH: protocol.EPOCH_ENTRY}.get(api)
+            Api.OFFSET_FOR_EPOCH: protocol.EPOCH_ENTRY,
+            Api.OFFSET_FOR_TIME: protocol.OFFSET_FOR_TIME_REPLY}.get(api)
 
 
 def run(config: BrokerConfig) -> None:

@@ -203,6 +203,14 @@ class BrokerPool:
                            timeout_ms=timeout_ms)
         return protocol.decode_response(frames[0].buffer, protocol.OFFSETS_REPLY)[1][0]
 
+    def offset_for_time(self, topic: str, partition: int, time_ms: int,
+                        timeout_ms: float | None = None) -> tuple[int, int]:
+        """``(offset, timestamp)`` of the partition's first message stamped at or after
+        ``time_ms`` (magic 2 timestamps), ``(-1, -1)`` when there is none."""
+        frames = self.call(topic, partition, lambda corr: protocol.encode_offset_for_time(
+            corr, topic, partition, time_ms), timeout_ms=timeout_ms)
+        return protocol.decode_response(frames[0].buffer, protocol.OFFSET_FOR_TIME_REPLY)[1]
+
     @property
     def discarded_replies(self) -> int:
         """Replies a call dropped while waiting for its own (on the control sockets only late

@@ -13,6 +13,9 @@ group member, ``sluice groups``, the lag report and the dashboard's sampler see 
 | owners        | /consumers/<group>/owners/<topic>/<partition> | partition -> owning member |
 | topics_of     | the offsets, the owners, the subscriptions    | the topics a group touches |
 
+``delete`` removes a whole group (``sluice groups delete``, refused by the CLI while it has
+live members).
+
 A member's node holds ``{"topics", "pid", "host", "protocol", "static"}`` (written by
 coordinator.membership); an owner node holds the owner's id. A node that goes away between
 the listing and the read is left out: its member or owner has just left. The writes live with
@@ -23,7 +26,7 @@ from __future__ import annotations
 import json
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import NoNodeError, NotEmptyError
 
 from coordinator import paths
 
@@ -99,3 +102,23 @@ def topics_of(client: KazooClient, group: str,
     for node in (registrations(client, group) if nodes is None else nodes).values():
         found.update(node.get("topics", []))
     return sorted(found)
+
+
+DELETE_TRIES = 5
+
+
+def delete(client: KazooClient, group: str) -> bool:
+    """Remove ``/consumers/<group>`` and everything under it: members, owners, offsets, Kafka
+    members, data-loss notes. False when there was no such group. A node created under it
+    while the walk deletes (a member joining) makes it walk again, a few times."""
+    path = paths.group(paths.check_name("group", group))
+    if not client.exists(path):
+        return False
+    for attempt in range(DELETE_TRIES):
+        try:
+            client.delete(path, recursive=True)
+            break
+        except NotEmptyError:
+            if attempt == DELETE_TRIES - 1:
+                raise
+    return True

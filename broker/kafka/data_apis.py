@@ -16,11 +16,11 @@ from kafka.protocol.metadata import ApiVersionsResponse, MetadataResponse
 from kafka.protocol.producer import InitProducerIdResponse, ProduceResponse
 from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError
 
-from broker import message
 from broker.delayed_produce import AckPurgatory, AckWaiter
 from broker.kafka import errors, idempotence, records
 from broker.kafka.request import CLOSE, DEFERRED, KafkaContext, KafkaRequest
 from broker.log_manager import Route
+from broker.time_lookup import offset_for_time
 from coordinator import paths, topics
 from coordinator.errors import (CorruptMessage, InvalidOffset, NotEnoughReplicas, NotLeader,
                                 SluiceError)
@@ -36,7 +36,6 @@ INIT_PRODUCER_ID_KEY = 22
 
 EARLIEST, LATEST = -2, -1
 PRODUCER_ID_BLOCK = 1000            # producer ids a broker takes from ZooKeeper at a time
-_SCAN_BYTES = 1 << 20               # read size of a by-timestamp ListOffsets scan
 
 CLUSTER_ID = "sluice"
 
@@ -423,8 +422,7 @@ _PartitionOffsets = ListOffsetsResponse.ListOffsetsTopicResponse.ListOffsetsPart
 def list_offsets(req: KafkaRequest, ctx: KafkaContext):
     """EARLIEST (-2) is the log start, LATEST (-1) the consumer's end (the high watermark and
     the visible end); a time is the first message, in log order, whose timestamp is at or
-    after it (magic 2 messages have one; older ones are skipped), found by a scan from the
-    log start (no time index: the cost is a read of the log up to that message), or offset -1
+    after it (broker/time_lookup.py, the lookup native OFFSET_FOR_TIME shares), or offset -1
     when none is."""
     topics_out = []
     for topic in req.body.topics:
@@ -443,7 +441,7 @@ def list_offsets(req: KafkaRequest, ctx: KafkaContext):
                     raise InvalidOffset(f"ListOffsets timestamp {part.timestamp} is "
                                                 f"not served (EARLIEST -2, LATEST -1, a time)")
                 else:
-                    offset, timestamp = _offset_for_time(log, part.timestamp, end)
+                    offset, timestamp = offset_for_time(log, part.timestamp, end)
                 parts.append(_PartitionOffsets(
                     partition_index=part.partition_index, error_code=errors.NONE,
                     timestamp=timestamp, offset=offset, leader_epoch=replica.epoch))
@@ -453,23 +451,6 @@ def list_offsets(req: KafkaRequest, ctx: KafkaContext):
                     timestamp=-1, offset=-1, leader_epoch=-1))
         topics_out.append(_TopicOffsets(name=topic.name, partitions=parts))
     return ListOffsetsResponse(version=req.api_version, throttle_time_ms=0, topics=topics_out)
-
-
-def _offset_for_time(log, time_ms: int, end: int) -> tuple[int, int]:
-    offset = log.start_offset
-    while offset < end:
-        data = log.read(offset, _SCAN_BYTES, upto=end)
-        if not data:
-            break
-        last = offset
-        for m in message.decode_set(data, "", 0, offset):
-            if m.timestamp is not None and m.timestamp >= time_ms:
-                return m.offset, m.timestamp
-            last = m.next_offset
-        if last == offset:
-            break
-        offset = last
-    return -1, -1
 
 
 # --- InitProducerId ------------------------------------------------------------------------

@@ -9,7 +9,8 @@
 | cluster_commands | ``cluster up|down|status``                                            |
 | topic_commands   | ``topics create|list|describe|alter|config|delete``                   |
 | message_commands | ``produce``, ``consume``                                              |
-| group_commands   | ``groups list|describe`` (lag per partition)                          |
+| group_commands   | ``groups list|describe|reset-offsets|delete``                         |
+| offset_reset     | a reset's plan per partition (targets, boundaries), and its write     |
 | segment_commands | ``dump-log``, ``scrub``                                               |
 
 The commands that live with what they run: ``perf`` in cluster/tools/perf.py, ``dashboard`` in

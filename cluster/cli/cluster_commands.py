@@ -2,16 +2,27 @@
 from __future__ import annotations
 
 from cluster.cli.output import err, out, print_json, print_table
-from cluster.supervision import ClusterConfig, down, status, up
+from cluster.supervision import ClusterConfig, down, settings_file, status, up
 
 
 def cluster_config(args) -> ClusterConfig:
-    """``cluster up``'s settings from its arguments (a refused one is a bad argument: exit 2)."""
-    workers = {"topic": args.topic, "group": args.group, "handler": args.handler,
-               "static": args.static}
+    """``cluster up``'s settings from its arguments (a refused one is a bad argument: exit 2):
+    the ``--config`` file's, then ``--set``'s over them (cluster/supervision/settings_file.py),
+    then the flags that name a setting (``--topic``, ``--rebalance``, ``--broker-settings``...)
+    over both."""
+    entries = settings_file.read(args.config) if args.config else []
+    found = settings_file.settings([*entries, *settings_file.parse_sets(args.set or [])])
+    workers = found["worker"]
+    workers.update({k: v for k, v in (("topic", args.topic), ("group", args.group),
+                                      ("handler", args.handler), ("static", args.static))
+                    if v is not None})
     if args.rebalance is not None:
-        workers["consumer"] = {"rebalance": args.rebalance}
-    broker_settings = dict(args.broker_settings or {})
+        workers["consumer"] = {**workers.get("consumer", {}), "rebalance": args.rebalance}
+    broker_settings = found["broker"]
+    explicit = dict(args.broker_settings or {})
+    if isinstance(explicit.get("log"), dict):
+        explicit["log"] = {**broker_settings.get("log", {}), **explicit["log"]}
+    broker_settings.update(explicit)
     if args.unclean_leader_election:
         broker_settings["unclean_leader_election"] = True
     return ClusterConfig(args.data_dir, brokers=args.brokers, zookeeper=args.zookeeper,

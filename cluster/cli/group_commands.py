@@ -1,5 +1,6 @@
-"""``sluice groups list|describe``: consumer groups, their members and their lag per partition
-(cluster/observe/lag.py computes it; a total would hide the one partition that is stuck)."""
+"""``sluice groups list|describe|reset-offsets|delete``: consumer groups, their members and their
+lag per partition (cluster/observe/lag.py computes it; a total would hide the one partition that
+is stuck); moving an empty group's offsets (cluster/cli/offset_reset.py) and deleting a group."""
 from __future__ import annotations
 
 from cluster.cli.output import blank, err, print_json, print_table
@@ -73,3 +74,61 @@ def loss_summary(loss: dict) -> str:
     if "unread_deleted" in loss:
         parts.append(f"unread deleted by retention ({loss['unread_deleted']['bytes']} B)")
     return ", ".join(parts) or f"{loss.get('lost_bytes', 0)} B"
+
+
+def groups_reset_offsets(args) -> int:
+    """The plan as a table (partition, current, new), written unless ``--dry-run``."""
+    from clients.brokers import BrokerPool
+    from cluster.cli import offset_reset
+    target = _target(args)
+    pool = BrokerPool(args.zookeeper, args.data_dir, request_timeout_ms=2000)
+    try:
+        offset_reset.check_empty(pool.zk, args.group)
+        partitions = None if args.partition is None else [args.partition]
+        rows = offset_reset.plan(pool, args.group, args.topic, partitions, target)
+        writes = 0 if args.dry_run else offset_reset.execute(pool, args.group, rows)
+    finally:
+        pool.close()
+    if args.json:
+        print_json({"group": args.group, "topic": args.topic, "dry_run": bool(args.dry_run),
+                    "written": writes, "partitions": offset_reset.as_dicts(rows)})
+    else:
+        print_table(f"group {args.group}, topic {args.topic}: "
+                    f"{'plan (dry run, nothing changed)' if args.dry_run else 'offsets reset'}",
+                    ["partition", "current", "new", "note"],
+                    [[r.partition, "-" if r.current is None else r.current, r.new, r.note]
+                     for r in rows])
+    return 0
+
+
+def _target(args):
+    from cluster.cli.offset_reset import Target
+    if args.to_earliest:
+        return Target("earliest")
+    if args.to_latest:
+        return Target("latest")
+    if args.to_datetime is not None:
+        return Target("datetime", args.to_datetime)
+    if args.to_offset is not None:
+        return Target("offset", args.to_offset)
+    return Target("shift", args.shift_by)
+
+
+def groups_delete(args) -> int:
+    """Remove a group's offsets, data-loss notes and registry nodes; refused with live
+    members."""
+    from cluster.cli.offset_reset import check_empty
+    from coordinator import consumer_registry as groups
+    client = zk.connect(args.zookeeper, args.data_dir)
+    try:
+        if args.group not in groups.groups(client):
+            raise UnknownGroup(f"unknown group {args.group}")
+        check_empty(client, args.group)
+        groups.delete(client, args.group)
+    finally:
+        client.stop()
+    if args.json:
+        print_json({"group": args.group, "deleted": True})
+    else:
+        err.print(f"deleted group {args.group}: its offsets, data-loss notes and registry nodes")
+    return 0

@@ -35,6 +35,22 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _datetime(text: str) -> int:
+    """``--to-datetime``: ISO 8601 as ms since the epoch."""
+    from cluster.cli.offset_reset import parse_datetime
+    try:
+        return parse_datetime(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_int(text: str) -> int:
     value = _non_negative_int(text)
     if value == 0:
@@ -128,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--broker-settings", type=_json_object, default=None, metavar="JSON",
                     help='BrokerConfig settings every broker shares, as a JSON object '
                     '(e.g. \'{"replica_lag_time_max_ms": 5000}\')')
+    up.add_argument("--config", metavar="FILE",
+                    help="the cluster's settings file: key=value lines (as Kafka's "
+                    "server.properties) with keys broker.*, log.*, worker.*, consumer.*")
+    up.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="one setting as in --config, over the file's (repeatable)")
     up.add_argument("--unclean-leader-election", action="store_true",
                     help="let the controller elect an out-of-sync replica when no in-sync one "
                     "is alive (losing what only those had; counted and logged)")
@@ -267,6 +288,32 @@ def build_parser() -> argparse.ArgumentParser:
     gdescribe.add_argument("--interval", type=float, default=2.0,
                            help="seconds between the two samples that give rates (default 2)")
     gdescribe.add_argument("--json", action="store_true")
+    greset = command(group_actions, "reset-offsets", group_commands.groups_reset_offsets,
+                     "move an empty group's committed offsets in a topic (as "
+                     "kafka-consumer-groups --reset-offsets); prints the plan: partition, "
+                     "current, new")
+    greset.add_argument("group")
+    greset.add_argument("--topic", required=True)
+    greset.add_argument("--partition", type=_non_negative_int,
+                        help="only this partition (default: every partition of the topic)")
+    to = greset.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to-earliest", action="store_true", help="the log start")
+    to.add_argument("--to-latest", action="store_true", help="the log end")
+    to.add_argument("--to-datetime", type=_datetime, metavar="ISO",
+                    help="the first message stamped at or after this time (ISO 8601, e.g. "
+                    "2026-01-02T03:04:05Z; no zone: local time); magic 2 messages carry a "
+                    "timestamp")
+    to.add_argument("--to-offset", type=_non_negative_int, metavar="N",
+                    help="byte offset N, which must be a message boundary")
+    to.add_argument("--shift-by", type=_whole_number, metavar="N",
+                    help="N messages on from the current offset (back when negative)")
+    greset.add_argument("--dry-run", action="store_true",
+                        help="print the plan and change nothing")
+    greset.add_argument("--json", action="store_true")
+    gdelete = command(group_actions, "delete", group_commands.groups_delete,
+                      "delete an empty group: its offsets, data-loss notes and registry nodes")
+    gdelete.add_argument("group")
+    gdelete.add_argument("--json", action="store_true")
 
     acls = commands.add_parser("acl", help="authorization rules: who may produce, consume, "
                                "describe or administer which topics and groups")

@@ -127,6 +127,8 @@ def down(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, timeout: floa
 
 def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
     """The cluster as ``sluice cluster status --json`` prints it (INTERFACE.md's shape);
+    ``settings`` holds, by role and id, the config each broker and worker was started with (every
+    setting in force, defaults included: cluster up's --config, --set and flags applied);
     ``kafka_bootstrap`` is the live brokers' Kafka endpoints, ``host:port,...`` by broker id
     (None when none has one)."""
     info = ClusterFiles(data_dir).read_state()
@@ -140,13 +142,17 @@ def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
     slots = [{"role": p["role"], "id": p["id"], "pid": p.get("pid"), "endpoint": None,
               "alive": process_alive(p.get("pid"), p.get("create_time"))}
              for p in info.get("processes", [])]
+    settings: dict[str, dict] = {}
+    for p in info.get("processes", []):
+        if p.get("settings") is not None:
+            settings.setdefault(p["role"], {})[p["id"]] = p["settings"]
     brokers = [p for p in slots if p["role"] == "broker" and p["alive"]]
     kafka: dict[int, str] = {}
     if brokers and info.get("zookeeper"):
         _fill_endpoints(info["zookeeper"], brokers, kafka, data_dir)
     return {"zookeeper": info.get("zookeeper"), "dashboard": info.get("dashboard"),
             "kafka_bootstrap": ",".join(kafka[b] for b in sorted(kafka)) or None,
-            "processes": processes + slots}
+            "processes": processes + slots, "settings": settings}
 
 
 def _fill_endpoints(connect_string: str, brokers: list[dict], kafka: dict[int, str],

@@ -424,7 +424,8 @@ class Supervisor:
             "processes": [{"role": s.spec.role, "id": s.spec.id, "pid": s.restart.pid,
                            "create_time": s.restart.create_time,
                            "restarts": s.restart.restarts,
-                           "last_exit_code": s.restart.last_exit_code} for s in self.slots],
+                           "last_exit_code": s.restart.last_exit_code,
+                           "settings": settings_in_force(s.spec.args)} for s in self.slots],
             "updated_at": time.time(),
         }
 
@@ -448,6 +449,16 @@ class Supervisor:
                 pass
         except BlockingIOError:
             pass
+
+
+def settings_in_force(args: tuple) -> dict | None:
+    """The config a slot's process was started with, as plain values (``cluster status
+    --json``): every setting, defaults included. Broker and worker configs hold paths, never
+    secrets (BrokerConfig.security names key files)."""
+    config = args[0] if args else None
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    return None
 
 
 def broker_registration(client, broker_id: int) -> dict | None:

@@ -14,16 +14,19 @@ REPLICA_FETCH = Request(Api.FETCH, 1, "orders", 0, replica_id=1)
 OFFSETS = Request(Api.OFFSETS, 1, "orders", 0)
 METADATA = Request(Api.METADATA, 1)
 EPOCH = Request(Api.OFFSET_FOR_EPOCH, 1, "orders", 0)
+BY_TIME = Request(Api.OFFSET_FOR_TIME, 1, "orders", 0, time=1000)
 
 
 def test_each_request_type_needs_its_operation():
     assert needs(PRODUCE) == (Operation.PRODUCE, "orders")
     assert needs(FETCH) == (Operation.CONSUME, "orders")
     assert needs(OFFSETS) == (Operation.DESCRIBE, "orders")
+    assert needs(BY_TIME) == (Operation.DESCRIBE, "orders")
     assert needs(REPLICA_FETCH) == REPLICATION
     assert needs(EPOCH) == REPLICATION
     assert needs(METADATA) is None
-    assert {api for api in Api} == {r.api for r in (PRODUCE, FETCH, OFFSETS, METADATA, EPOCH)}
+    assert {api for api in Api} == {r.api for r in (PRODUCE, FETCH, OFFSETS, METADATA, EPOCH,
+                                                BY_TIME)}
 
 
 def test_security_off_allows_everything():

@@ -66,6 +66,8 @@ requests = st.one_of(
               u32, topic_names, st.integers(0, 3), u64, u32, u32, u32),
     st.builds(lambda c, t, p, tm: [protocol.encode_offsets(c, t, p, tm)],
               u32, topic_names, u32, st.integers(-2**63, 2**63 - 1)),
+    st.builds(lambda c, t, p, tm: [protocol.encode_offset_for_time(c, t, p, tm)],
+              u32, topic_names, st.integers(0, 3), st.integers(-2**63, 2**63 - 1)),
     st.builds(lambda c, extra: [protocol.encode_metadata(c) + extra], u32, st.binary(max_size=8)),
     st.lists(st.binary(max_size=64), min_size=1, max_size=4),
 )

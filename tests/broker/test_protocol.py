@@ -15,6 +15,8 @@ def test_requests_round_trip():
     req = protocol.decode_request(protocol.encode_offsets(9, "t", 1, protocol.EARLIEST))
     assert (req.api, req.time) == (Api.OFFSETS, -2)
     assert protocol.decode_request(protocol.encode_metadata(10)).api is Api.METADATA
+    req = protocol.decode_request(protocol.encode_offset_for_time(11, "t", 2, 1_700_000_000_000))
+    assert (req.api, req.partition, req.time) == (Api.OFFSET_FOR_TIME, 2, 1_700_000_000_000)
 
 
 def test_replication_fields_round_trip():

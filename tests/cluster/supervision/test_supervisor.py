@@ -70,7 +70,7 @@ def test_status_has_the_interface_shape(cluster_factory):
     cluster = cluster_factory(brokers=2, broker_target=standin_broker)
     result = cluster.status()
     json.dumps(result)
-    assert set(result) == {"zookeeper", "dashboard", "kafka_bootstrap", "processes"}
+    assert set(result) == {"zookeeper", "dashboard", "kafka_bootstrap", "processes", "settings"}
     assert result["zookeeper"] == cluster.zookeeper
     assert result["dashboard"].startswith("http://127.0.0.1:") and result["dashboard"] == \
         cluster.info()["dashboard"]
