@@ -135,7 +135,8 @@ class Broker:
         self.registration = BrokerRegistration(self.zk, BrokerInfo(
             config.broker_id, self.endpoint, self.produce_endpoint, config.endpoint_host,
             os.getpid(), config.replica_advertised_endpoint or self.endpoint,
-            self.kafka.endpoint if self.kafka is not None else ""))
+            self.kafka.endpoint if self.kafka is not None else "",
+            config.log.max_message_bytes))
         self.logs = LogManager(config, self.zk, self.registration, self.errors, flusher)
         self.logs.on_open = self.replicas.add
         self.logs.on_configure = self.replicas.configure

@@ -4,6 +4,8 @@
 | ------------------- | ---------------------------------------------------------- | ------------ |
 | ClusterError        | a condition a cluster command hit: no cluster there, one   | 1            |
 |                     | already running, a supervisor that died while starting     |              |
+| ClusterNotRunning   | no supervisor runs in the data dir (``cluster status``,    | 3            |
+|                     | ``cluster down``)                                          |              |
 | ClusterSettingError | a cluster setting refused (``ClusterConfig``)              | 2            |
 
 ``ClusterSettingError`` is an ``InvalidArgument`` (a person's bad setting, so the CLI says it in
@@ -17,6 +19,11 @@ from coordinator.errors import InvalidArgument, SluiceError
 
 class ClusterError(SluiceError):
     """Something a person can cause or fix: nothing running, already running, no ZooKeeper."""
+
+
+class ClusterNotRunning(ClusterError):
+    """No cluster runs in the data dir (none started there, or it was stopped); the CLI exits 3
+    for it, as a service manager's ``status`` does for a stopped service."""
 
 
 class ClusterSettingError(InvalidArgument, ClusterError):

@@ -151,8 +151,29 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 
 
 def check_name(kind: str, name: str) -> str:
-    """Reject a topic or group name that cannot be one ZooKeeper path component."""
-    if not name or len(name) > 249 or name in (".", "..") or not set(name) <= _NAME_CHARS:
-        raise InvalidArgument(f"invalid {kind} name {name!r}: use 1-249 of the characters "
-                         "a-z A-Z 0-9 . _ -")
+    """Reject a topic or group name that cannot be one ZooKeeper path component, saying why.
+
+    >>> check_name("topic", "clicks.v2")
+    'clicks.v2'
+    >>> check_name("topic", "..")
+    Traceback (most recent call last):
+    ...
+    coordinator.errors.InvalidArgument: invalid topic name '..': '.' and '..' name a directory \
+and its parent in a ZooKeeper path, so they cannot be a topic name
+    >>> check_name("group", "a/b")
+    Traceback (most recent call last):
+    ...
+    coordinator.errors.InvalidArgument: invalid group name 'a/b': '/' is not allowed; use 1-249 \
+of the characters a-z A-Z 0-9 . _ -
+    """
+    if name in (".", ".."):
+        raise InvalidArgument(f"invalid {kind} name {name!r}: '.' and '..' name a directory and "
+                              f"its parent in a ZooKeeper path, so they cannot be a {kind} name")
+    bad = "".join(dict.fromkeys(c for c in name if c not in _NAME_CHARS))
+    if not name or len(name) > 249 or bad:
+        why = ("it is empty" if not name else f"it has {len(name)} characters" if not bad
+               else f"{' '.join(repr(c) for c in bad)} {'is' if len(bad) == 1 else 'are'} "
+               f"not allowed")
+        raise InvalidArgument(f"invalid {kind} name {name!r}: {why}; use 1-249 of the "
+                              "characters a-z A-Z 0-9 . _ -")
     return name

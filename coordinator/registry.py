@@ -53,7 +53,9 @@ class BrokerInfo:
     fire-and-forget (acks=0) produce requests, which need no reply path; ``replica_endpoint``
     is where followers fetch from it (the same ROUTER, perhaps through another address;
     empty: ``endpoint``, as registrations written before it read); ``kafka_endpoint`` is the
-    ``host:port`` of its Kafka protocol listener (empty: none)."""
+    ``host:port`` of its Kafka protocol listener (empty: none); ``max_message_bytes`` is the
+    largest key plus value its logs take (0: not said, a registration from before it), so a
+    producer can refuse a bigger message itself (``message_limit``)."""
 
     broker_id: int
     endpoint: str
@@ -62,6 +64,7 @@ class BrokerInfo:
     pid: int
     replica_endpoint: str = ""
     kafka_endpoint: str = ""
+    max_message_bytes: int = 0
 
     def __post_init__(self):
         if not self.replica_endpoint:
@@ -71,6 +74,7 @@ class BrokerInfo:
         return json.dumps({"endpoint": self.endpoint, "produce_endpoint": self.produce_endpoint,
                            "replica_endpoint": self.replica_endpoint,
                            "kafka_endpoint": self.kafka_endpoint,
+                           "max_message_bytes": self.max_message_bytes,
                            "host": self.host, "pid": self.pid}).encode()
 
     @classmethod
@@ -79,7 +83,22 @@ class BrokerInfo:
         return cls(broker_id, value["endpoint"], value.get("produce_endpoint", ""),
                    value.get("host", ""), int(value.get("pid", 0)),
                    value.get("replica_endpoint") or value["endpoint"],
-                   value.get("kafka_endpoint", ""))
+                   value.get("kafka_endpoint", ""), int(value.get("max_message_bytes", 0)))
+
+
+def message_limit(brokers: dict[int, BrokerInfo]) -> int | None:
+    """The largest message every live broker takes (the smallest limit they register), None
+    when none says. Pure.
+
+    >>> message_limit({0: BrokerInfo(0, "e", "p", "h", 1, max_message_bytes=2048),
+    ...                1: BrokerInfo(1, "e", "p", "h", 2, max_message_bytes=1024),
+    ...                2: BrokerInfo(2, "e", "p", "h", 3)})
+    1024
+    >>> message_limit({}) is None
+    True
+    """
+    limits = [b.max_message_bytes for b in brokers.values() if b.max_message_bytes > 0]
+    return min(limits) if limits else None
 
 
 class BrokerRegistration:

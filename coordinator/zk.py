@@ -12,7 +12,11 @@ nor change what sluice wrote.
 """
 from __future__ import annotations
 
+import errno
 import os
+import selectors
+import socket
+import time
 from pathlib import Path
 
 from kazoo.client import KazooClient
@@ -27,6 +31,12 @@ ENV = "SLUICE_ZK"
 DEFAULT_DATA_DIR = ".sluice"
 CONNECT_FILE = "zookeeper"
 DEFAULT_SESSION_TIMEOUT_MS = 6000   # every role's default (broker, consumer, worker)
+PROBE_TIMEOUT_S = 3.0               # ``probe``: how long one TCP connect may take
+#: When set (seconds), ``connect`` first probes the servers (``probe``) and fails at once, in
+#: one line naming the cause, when none takes a connection. The ``sluice`` command sets it: a
+#: person waits for it. Servers and clients leave it None and let kazoo retry for its timeout
+#: (a broker started while its ensemble is still coming up).
+probe_first: float | None = None
 
 
 class NoCluster(SluiceError):
@@ -48,6 +58,100 @@ def resolve(zookeeper: str | None = None, data_dir: str | os.PathLike | None = N
     except OSError:
         raise NoCluster(f"no cluster found: pass --zookeeper, set ${ENV}, or start one with "
                         f"'make cluster-up' (looked for {path})") from None
+
+
+def origin(zookeeper: str | None = None, data_dir: str | os.PathLike | None = None) -> str:
+    """Where ``resolve`` finds the connect string, for a person: ``--zookeeper``,
+    ``$SLUICE_ZK`` or the local cluster's file."""
+    if zookeeper:
+        return "--zookeeper"
+    if os.environ.get(ENV):
+        return f"${ENV}"
+    return str(Path(data_dir or DEFAULT_DATA_DIR) / CONNECT_FILE)
+
+
+def probe(connect_string: str, origin_text: str | None = None,
+          timeout: float = PROBE_TIMEOUT_S) -> None:
+    """NoCluster, naming the cause per server, unless one server of the connect string takes a
+    TCP connection within ``timeout`` (the servers are tried at once, so the whole probe takes
+    at most ``timeout``). kazoo's own start retries for its whole timeout and then says
+    "Connection time-out" whatever the cause; a person wants to know at once whether nothing
+    listens there (refused) or nothing answers (timed out)."""
+    hosts, _ = split_chroot(connect_string)
+    causes = _connect_causes([h.strip() for h in hosts.split(",") if h.strip()], timeout)
+    if causes is None:
+        return
+    where = f" (from {origin_text})" if origin_text else ""
+    raise NoCluster(f"cannot reach ZooKeeper at {connect_string}{where}: "
+                    f"{unreachable_summary(causes)}")
+
+
+def unreachable_summary(causes: dict[str, str]) -> str:
+    """One line for the servers that could not be reached. Pure.
+
+    >>> unreachable_summary({"127.0.0.1:1": "connection refused"})
+    'connection refused'
+    >>> unreachable_summary({"a:1": "connection refused", "b:2": "timed out after 3 s"})
+    'a:1 connection refused; b:2 timed out after 3 s'
+    """
+    if len(causes) == 1:
+        return next(iter(causes.values()))
+    return "; ".join(f"{host} {cause}" for host, cause in causes.items())
+
+
+def _connect_causes(hosts: list[str], timeout: float) -> dict[str, str] | None:
+    """None when one of ``hosts`` (``host:port``) accepts a TCP connection within ``timeout``,
+    else why each did not."""
+    causes: dict[str, str] = {}
+    pending: dict[socket.socket, str] = {}
+    selector = selectors.DefaultSelector()
+    try:
+        for host in hosts:
+            name, _, port = host.rpartition(":")
+            try:
+                family, kind, proto, _, address = socket.getaddrinfo(
+                    name.strip("[]") or host, int(port) if port.isdigit() else 2181,
+                    type=socket.SOCK_STREAM)[0]
+            except (socket.gaierror, UnicodeError) as exc:
+                causes[host] = f"unknown host ({exc.args[-1] if exc.args else exc})"
+                continue
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            code = sock.connect_ex(address)
+            if code == 0:
+                sock.close()
+                return None
+            if code not in (errno.EINPROGRESS, errno.EWOULDBLOCK):
+                causes[host] = _cause(code)
+                sock.close()
+                continue
+            pending[sock] = host
+            selector.register(sock, selectors.EVENT_WRITE)
+        deadline = time.monotonic() + timeout
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for key, _ in selector.select(left):
+                sock = key.fileobj
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code == 0:
+                    return None
+                causes[pending.pop(sock)] = _cause(code)
+                selector.unregister(sock)
+                sock.close()
+        for sock, host in pending.items():
+            causes[host] = f"timed out after {timeout:g} s"
+        return {host: causes[host] for host in hosts if host in causes}
+    finally:
+        for sock in list(pending):
+            sock.close()
+        selector.close()
+
+
+def _cause(code: int) -> str:
+    """A connect error as a person says it: 'connection refused', 'no route to host'."""
+    return os.strerror(code).lower()
 
 
 def split_chroot(connect: str) -> tuple[str, str]:
@@ -72,6 +176,8 @@ def connect(zookeeper: str | None = None, data_dir=None, timeout: float = 10.0,
     looked at when given or when it named the ensemble) the client authenticates and creates
     every node, the chroot too, with ``digest_acl``."""
     connect_string = resolve(zookeeper, data_dir)
+    if probe_first is not None:
+        probe(connect_string, origin(zookeeper, data_dir), probe_first)
     look_in = data_dir if data_dir is not None else (DEFAULT_DATA_DIR if not zookeeper else None)
     digest = credentials.find_digest(digest, look_in, keys)
     secured = ({} if digest is None else

@@ -1,8 +1,12 @@
 """``sluice cluster up|down|status``: the local cluster's lifecycle (cluster/supervision/)."""
 from __future__ import annotations
 
+import sys
+
 from cluster.cli.output import err, out, print_json, print_table
-from cluster.supervision import ClusterConfig, down, settings_file, status, up
+from cluster.errors import ClusterNotRunning
+from cluster.supervision import ClusterConfig, down, settings_file, up
+from cluster.supervision.control import running_status
 
 
 def cluster_config(args) -> ClusterConfig:
@@ -45,13 +49,20 @@ def cluster_up(args) -> int:
 
 
 def cluster_down(args) -> int:
-    down(args.data_dir)
+    """Stop the cluster; with none running there is nothing to do, which is not an error (as a
+    service manager's ``stop`` of a stopped service), so ``make cluster-down`` is idempotent."""
+    try:
+        down(args.data_dir)
+    except ClusterNotRunning as exc:
+        sys.stderr.write(f"{exc}: nothing to stop\n")
+        return 0
     err.print(f"cluster in {args.data_dir} stopped")
     return 0
 
 
 def cluster_status(args) -> int:
-    print_status(status(args.data_dir), args.json)
+    """Exit 3 when no cluster runs in the data dir (cli/exits.py), so scripts can test it."""
+    print_status(running_status(args.data_dir), args.json)
     return 0
 
 

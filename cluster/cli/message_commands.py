@@ -12,35 +12,99 @@ import sys
 import time
 
 from cluster.cli.output import err, print_json
-from coordinator.errors import InvalidArgument
+from coordinator.errors import InvalidArgument, MessageTooLarge, SluiceError
+
+
+class BadLine(SluiceError):
+    """``produce`` met a line it cannot send (no key separator, too large) and stopped there;
+    the message says how far it got, so a person knows what is stored."""
 
 
 def produce(args) -> int:
+    """Send stdin's lines. A bad line (no key separator; key plus value over the brokers'
+    ``max_message_bytes``, which they register, so the producer refuses it before it leaves)
+    stops the command after what came before it was sent and answered, and says so; with
+    ``--skip-bad-lines`` it is skipped and counted."""
     from clients.producer import Producer
+    from clients.config import ProducerConfig
     separator = args.key_separator.encode() if args.key_separator else None
+    limit = _brokers_message_limit(args) or ProducerConfig().max_message_bytes
     count = 0
+    skipped: list[int] = []
     with Producer(args.zookeeper, batch_size=args.batch_size, linger_ms=args.linger_ms,
-                  acks=args.acks, data_dir=args.data_dir) as producer:
-        for line in sys.stdin.buffer:
+                  acks=args.acks, data_dir=args.data_dir,
+                  max_message_bytes=limit) as producer:
+        for number, line in enumerate(sys.stdin.buffer, 1):
             line = line.rstrip(b"\r\n")
-            key = None
+            key, bad = None, None
             if separator is not None:
-                if separator not in line:
-                    raise InvalidArgument(f"line {count + 1} has no key separator "
-                                          f"{args.key_separator!r}")
-                key, line = line.split(separator, 1)
-            producer.send(args.topic, line, key=key, partition=args.partition)
-            count += 1
+                if separator in line:
+                    key, line = line.split(separator, 1)
+                else:
+                    bad = f"no key separator {args.key_separator!r}"
+            if bad is None:
+                try:
+                    producer.send(args.topic, line, key=key, partition=args.partition)
+                    count += 1
+                    continue
+                except MessageTooLarge:
+                    bad = (f"{len(line) + len(key or b'')} bytes of key and value, over the "
+                           f"brokers' max_message_bytes of {limit}")
+            if not args.skip_bad_lines:
+                producer.flush()
+                raise BadLine(f"line {number}: {bad}; stopped there: {_so_far(count, producer)}"
+                              f" (--skip-bad-lines skips such lines)")
+            skipped.append(number)
         producer.flush()
         acked, dropped = producer.acked, producer.dropped
     summary = {"topic": args.topic, "messages": count, "acks": args.acks,
-               "acked": acked if args.acks else None, "dropped": dropped}
+               "acked": acked if args.acks else None, "dropped": dropped,
+               "skipped": len(skipped), "skipped_lines": skipped[:SKIPPED_SHOWN]}
     if args.json:
         print_json(summary)
     else:
         detail = f", {acked} acknowledged" if args.acks else ""
+        if skipped:
+            shown = ", ".join(map(str, skipped[:SKIPPED_SHOWN]))
+            detail += (f"; skipped {len(skipped)} bad line(s) (line {shown}"
+                       f"{', ...' if len(skipped) > SKIPPED_SHOWN else ''})")
         err.print(f"produced {count} message(s) to {args.topic}{detail}")
     return 0
+
+
+SKIPPED_SHOWN = 10    # line numbers of skipped lines shown (the count is always whole)
+
+
+def _so_far(count: int, producer) -> str:
+    if producer.acks == 0:
+        return f"the {count} line(s) before it were sent (acks=0: not acknowledged)"
+    return f"the {count} line(s) before it were sent and {producer.acked} acknowledged"
+
+
+def _brokers_message_limit(args) -> int | None:
+    """The largest message every live broker takes, from their registrations (None: none says
+    so, as a broker from before they did)."""
+    from kazoo.exceptions import NoNodeError
+
+    from coordinator import paths, zk
+    from coordinator.registry import BrokerInfo, message_limit
+    client = zk.connect(args.zookeeper, args.data_dir)
+    try:
+        brokers = {}
+        try:
+            ids = client.get_children(paths.BROKER_IDS)
+        except NoNodeError:
+            ids = []
+        for child in ids:
+            try:
+                brokers[int(child)] = BrokerInfo.from_json(int(child),
+                                                           client.get(paths.broker(child))[0])
+            except NoNodeError:
+                continue
+        return message_limit(brokers)
+    finally:
+        client.stop()
+        client.close()
 
 
 def consume(args) -> int:

@@ -2,14 +2,27 @@
 confirmations on stderr (so ``--json`` output and pipes carry only data)."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 
 from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False)
+
+
+class CommandConsole(Console):
+    """rich's Console, except that a closed stdout ends the command as every other write to it
+    does (cli/exits.py decides how), instead of rich's own SystemExit(1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+out = CommandConsole(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = CommandConsole(stderr=True, highlight=False)
 
 
 def print_json(value) -> None:

@@ -1,8 +1,10 @@
 """The ``sluice`` command line: every command, its arguments and the function that runs it.
 
-A bad argument is refused here, in one line, with exit code 2 (``OneLineParser``). Each command
-sets ``func`` (what runs it) and ``prepare`` (None, or what builds the settings it runs with
-before it starts; a setting refused there is a bad argument too: cluster/cli/exits.py).
+A bad argument is refused here, in one line, with exit code 2 (``OneLineParser``); topic and
+group names are checked here too. Each command sets ``func`` (what runs it) and ``prepare``
+(None, or what builds the settings it runs with before it starts; a setting refused there is a
+bad argument too: cluster/cli/exits.py). Every option has help text that shows its default
+(tests/cluster/cli/test_help.py walks this tree).
 """
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ import sys
 
 from clients.config import ConsumerConfig, ProducerConfig
 from cluster.cli import exits
+from coordinator import paths
+from coordinator.errors import InvalidArgument
 from coordinator.rebalance_protocols import PROTOCOLS
+from coordinator.zk import DEFAULT_DATA_DIR
 
 PRODUCER, CONSUMER = ProducerConfig(), ConsumerConfig()   # the CLI's defaults are the clients'
 
@@ -25,14 +30,18 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(exits.USAGE)
 
 
-def _non_negative_int(text: str) -> int:
+def _int_at_least(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a number >= {least}, got {value}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def _whole_number(text: str) -> int:
@@ -52,10 +61,22 @@ def _datetime(text: str) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number >= 1, got 0")
-    return value
+    return _int_at_least(text, 1)
+
+
+def _name_of(kind: str):
+    """An argument type for a topic or group name, checked as ZooKeeper will need it."""
+    def check(text: str) -> str:
+        try:
+            return paths.check_name(kind, text)
+        except InvalidArgument as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    check.__name__ = f"{kind} name"
+    return check
+
+
+_topic = _name_of("topic")
+_group = _name_of("group")
 
 
 def _offset(text: str):
@@ -104,8 +125,9 @@ def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument("--zookeeper", default=default(None),
                         help="ZooKeeper connect string host:port[,...][/chroot] "
                         "(default: $SLUICE_ZK, else the local cluster in --data-dir)")
-    parser.add_argument("--data-dir", default=default(".sluice"),
-                        help="local cluster dir (default .sluice)")
+    parser.add_argument("--data-dir", default=default(DEFAULT_DATA_DIR),
+                        help="local cluster dir (default "
+                        f"{'%(default)s' if defaults else DEFAULT_DATA_DIR})")
     parser.add_argument("--credentials", default=default(None), metavar="PATH",
                         help="key file for a secured cluster (default: $SLUICE_CREDENTIALS, "
                         "else the local cluster's admin key in --data-dir)")
@@ -126,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func, prepare=prepare)
         return sub
 
+    def json_flag(sub, what):
+        sub.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
     from cluster.cli import (acl_commands, cluster_commands, group_commands, key_commands,
                              message_commands,
                              segment_commands, topic_commands)
@@ -136,8 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_actions.required = True
     up = command(cluster_actions, "up", cluster_commands.cluster_up,
                  "start ZooKeeper and the brokers", prepare=cluster_commands.cluster_config)
-    up.add_argument("--brokers", type=_positive_int, default=3)
-    up.add_argument("--zk-ensemble", type=int, choices=(1, 3), default=1)
+    up.add_argument("--brokers", type=_positive_int, default=3,
+                    help="broker processes (default %(default)s)")
+    up.add_argument("--zk-ensemble", type=int, choices=(1, 3), default=1,
+                    help="embedded ZooKeeper nodes: 1, or a 3-node ensemble that survives one "
+                    "node's loss (default %(default)s; not with --zookeeper)")
     up.add_argument("--replication-factor", type=_positive_int, default=None,
                     help="the cluster's default replication factor for new topics (default: "
                     "keep the cluster's, else 1)")
@@ -154,126 +182,155 @@ def build_parser() -> argparse.ArgumentParser:
                     "is alive (losing what only those had; counted and logged)")
     up.add_argument("--detach", action="store_true", help="run in the background and return "
                     "once the cluster is ready")
-    up.add_argument("--workers", type=_non_negative_int, default=0)
-    up.add_argument("--topic")
-    up.add_argument("--group")
-    up.add_argument("--handler", help="module:function run for each message by group workers")
+    up.add_argument("--workers", type=_non_negative_int, default=0,
+                    help="consumer-group worker processes, supervised like the brokers "
+                    "(default %(default)s; with --topic and --group)")
+    up.add_argument("--topic", type=_topic, help="the topic the group workers read")
+    up.add_argument("--group", type=_group, help="the consumer group the workers form")
+    up.add_argument("--handler", help="module:function run for each message by group workers "
+                    "(default: the loader, hourly files in <data-dir>/loaded/<group>/)")
     up.add_argument("--rebalance", choices=PROTOCOLS, default=None,
                     help="group workers' rebalance protocol (default cooperative)")
     up.add_argument("--static", action="store_true", default=None,
                     help="group workers are static members (instance id worker-<n>)")
     up.add_argument("--dashboard-port", type=int, default=8080,
-                    help="port of the web dashboard and /metrics (default 8080; 0: any free port)")
+                    help="port of the web dashboard and /metrics (default %(default)s; 0: any "
+                    "free port)")
     up.add_argument("--no-dashboard", action="store_true",
                     help="run without the sampler, the web dashboard and /metrics")
     up.add_argument("--dashboard-host", default="127.0.0.1", metavar="ADDRESS",
-                    help="address of the web dashboard and /metrics (default 127.0.0.1, "
+                    help="address of the web dashboard and /metrics (default %(default)s, "
                     "loopback only; any other needs a token: see --dashboard-token-file)")
     up.add_argument("--dashboard-token-file", metavar="PATH",
                     help="file (mode 0600) holding the token the dashboard asks for (default: "
                     "made in <data-dir>/security/dashboard_token when --dashboard-host is "
                     "not loopback)")
     up.add_argument("--kafka-port", type=_non_negative_int, default=0, metavar="BASE",
-                    help="Kafka protocol listeners: broker i on BASE + i (default 0: a free "
-                    "port each)")
+                    help="Kafka protocol listeners: broker i on BASE + i (default %(default)s: a "
+                    "free port each)")
     up.add_argument("--no-kafka", action="store_true",
                     help="run the brokers without Kafka protocol listeners")
     up.add_argument("--secure", action="store_true",
                     help="CURVE on every broker socket with an allow list ('sluice keys'), "
                     "digest ACLs on every ZooKeeper node (with --zookeeper: the digest "
                     "user:password in $SLUICE_ZK_DIGEST)")
-    command(cluster_actions, "down", cluster_commands.cluster_down, "stop the local cluster")
+    command(cluster_actions, "down", cluster_commands.cluster_down, "stop the local cluster "
+            "(none running: nothing to do)")
     status = command(cluster_actions, "status", cluster_commands.cluster_status,
-                     "processes of the cluster")
-    status.add_argument("--json", action="store_true")
+                     "processes of the cluster (exit status 3 when none runs in --data-dir)")
+    json_flag(status, "the status (zookeeper, dashboard, kafka_bootstrap, processes)")
 
     topics = commands.add_parser("topics", help="create, list and describe topics")
     topic_actions = topics.add_subparsers(dest="action", metavar="ACTION",
                                           parser_class=OneLineParser)
     topic_actions.required = True
     create = command(topic_actions, "create", topic_commands.topics_create, "create a topic")
-    create.add_argument("topic")
-    create.add_argument("--partitions", type=_positive_int, required=True)
+    create.add_argument("topic", type=_topic, help="its name: 1-249 of a-z A-Z 0-9 . _ -")
+    create.add_argument("--partitions", type=_positive_int, required=True,
+                        help="how many partitions (required; more can be added later with "
+                        "'topics alter')")
     create.add_argument("--replication-factor", type=_positive_int, default=None,
                         help="copies of each partition on distinct brokers (default: the "
                         "cluster's, set by 'cluster up --replication-factor', else 1)")
     create.add_argument("--min-insync-replicas", type=_positive_int, default=1,
-                        help="fewer in-sync replicas refuse acks=all produce (1..R, default 1)")
-    create.add_argument("--json", action="store_true")
+                        help="fewer in-sync replicas refuse acks=all produce (1..R, default "
+                        "%(default)s)")
+    json_flag(create, "the topic's placement")
     listing = command(topic_actions, "list", topic_commands.topics_list, "list topics")
-    listing.add_argument("--json", action="store_true")
+    json_flag(listing, "the topics and their partition counts")
     describe = command(topic_actions, "describe", topic_commands.topics_describe,
                        "partitions of a topic: leader, replicas, in-sync replicas, leader "
                        "epoch, offsets, high watermark, log end per replica")
-    describe.add_argument("topic")
-    describe.add_argument("--json", action="store_true")
+    describe.add_argument("topic", type=_topic, help="the topic")
+    json_flag(describe, "the partitions")
     alter = command(topic_actions, "alter", topic_commands.topics_alter,
                     "add partitions to a topic (only up; keys then map to new partitions)")
-    alter.add_argument("topic")
+    alter.add_argument("topic", type=_topic, help="the topic")
     alter.add_argument("--partitions", type=_positive_int, required=True,
-                       help="the new partition count, more than the topic has")
-    alter.add_argument("--json", action="store_true")
+                       help="the new partition count, more than the topic has (required)")
+    json_flag(alter, "the new count and the added partitions' replicas")
     tconfig = command(topic_actions, "config", topic_commands.topics_config,
                       "show or change a topic's own settings (retention.ms, retention.bytes, "
                       "segment.bytes, flush.messages, flush.ms, cleanup.policy, "
                       "min.insync.replicas); brokers apply them without a restart")
-    tconfig.add_argument("topic")
+    tconfig.add_argument("topic", type=_topic, help="the topic")
     tconfig.add_argument("--set", action="append", metavar="NAME=VALUE",
                          help="override a setting (repeatable)")
     tconfig.add_argument("--unset", action="append", metavar="NAME",
                          help="back to the brokers' setting (repeatable)")
-    tconfig.add_argument("--json", action="store_true")
+    json_flag(tconfig, "the topic's own settings")
     delete = command(topic_actions, "delete", topic_commands.topics_delete,
                      "delete a topic: its data on every broker, its registry and config "
                      "nodes, and every group's offsets for it")
-    delete.add_argument("topic")
+    delete.add_argument("topic", type=_topic, help="the topic")
     delete.add_argument("--force", action="store_true",
                         help="delete even while producers are connected")
     delete.add_argument("--idle-seconds", type=_non_negative_float, default=30.0,
                         help="producers count as connected while a replica of the topic was "
-                        "appended to within this many seconds (default 30)")
-    delete.add_argument("--json", action="store_true")
+                        "appended to within this many seconds (default %(default)g)")
+    json_flag(delete, "what was deleted")
 
     keys = commands.add_parser("keys", help="key pairs and the allow list of a secured cluster")
     key_actions = keys.add_subparsers(dest="action", metavar="ACTION", parser_class=OneLineParser)
     key_actions.required = True
     kcreate = command(key_actions, "create", key_commands.keys_create,
                       "write a new key pair (principal NAME)")
-    kcreate.add_argument("name")
+    kcreate.add_argument("name", help="the key's principal name")
     kcreate.add_argument("--output", metavar="PATH",
                          help="where (default <data-dir>/security/keys/NAME.key)")
-    kcreate.add_argument("--json", action="store_true")
+    json_flag(kcreate, "the name, public key and path")
     kallow = command(key_actions, "allow", key_commands.keys_allow,
                      "put a key on the allow list (applies without a restart)")
-    kallow.add_argument("name")
+    kallow.add_argument("name", help="the key's principal name")
     kallow.add_argument("--public-key", help="its public key (default: read from its key file)")
     kallow.add_argument("--key-file", metavar="PATH",
                         help="its key file (default <data-dir>/security/keys/NAME.key)")
     krevoke = command(key_actions, "revoke", key_commands.keys_revoke,
                       "take a key off the allow list (applies without a restart)")
-    krevoke.add_argument("name")
+    krevoke.add_argument("name", help="the key's principal name")
 
     produce = command(commands, "produce", message_commands.produce,
                       "send lines from stdin as messages")
-    produce.add_argument("topic")
-    produce.add_argument("--key-separator", help="split each line into key SEP value")
+    produce.add_argument("topic", type=_topic, help="the topic")
+    produce.add_argument("--key-separator", metavar="SEP",
+                         help="split each line at its first SEP into key and value (default: "
+                         "no key); a line without SEP is a bad line")
     produce.add_argument("--acks", type=_acks, default=1,
-                         help="0: no answer, 1: the leader's append, all: every in-sync replica's")
-    produce.add_argument("--batch-size", type=_positive_int, default=PRODUCER.batch_size)
-    produce.add_argument("--linger-ms", type=_non_negative_int, default=PRODUCER.linger_ms)
-    produce.add_argument("--partition", type=_non_negative_int)
-    produce.add_argument("--json", action="store_true")
+                         help="0: no answer, 1: the leader's append, all: every in-sync "
+                         "replica's (default %(default)s)")
+    produce.add_argument("--batch-size", type=_positive_int, default=PRODUCER.batch_size,
+                         help="messages per partition batch (default %(default)s)")
+    produce.add_argument("--linger-ms", type=_non_negative_int, default=PRODUCER.linger_ms,
+                         help="longest wait for a batch to fill (default %(default)s; 0: send "
+                         "when full or at the end)")
+    produce.add_argument("--partition", type=_non_negative_int,
+                         help="send every line to this partition (default: crc32(key) %% "
+                         "partitions for keyed lines, a sticky random one for others)")
+    produce.add_argument("--skip-bad-lines", action="store_true",
+                         help="skip a line without the key separator or over the brokers' "
+                         "max_message_bytes, and count it (default: stop at it)")
+    json_flag(produce, "the summary (messages, acked, skipped, ...)")
 
     consume = command(commands, "consume", message_commands.consume,
                       "print messages of a partition or group")
-    consume.add_argument("topic")
-    consume.add_argument("--partition", type=_non_negative_int)
-    consume.add_argument("--offset", type=_offset, default="earliest")
-    consume.add_argument("--group")
-    consume.add_argument("--max-messages", type=_positive_int)
-    consume.add_argument("--timeout-ms", type=_positive_int)
-    consume.add_argument("--max-bytes", type=_positive_int, default=CONSUMER.max_bytes)
-    consume.add_argument("--json", action="store_true")
+    consume.add_argument("topic", type=_topic, help="the topic")
+    consume.add_argument("--partition", type=_non_negative_int,
+                         help="read this one partition from --offset (this or --group)")
+    consume.add_argument("--offset", type=_offset, default="earliest",
+                         help="with --partition: earliest, latest or a byte offset to start at "
+                         "(default %(default)s)")
+    consume.add_argument("--group", type=_group,
+                         help="read as a member of this consumer group from its committed "
+                         "offsets, committing what was printed (this or --partition)")
+    consume.add_argument("--max-messages", type=_positive_int,
+                         help="stop after this many messages (default: no limit)")
+    consume.add_argument("--timeout-ms", type=_positive_int,
+                         help="stop when no message came for this long (default: wait until "
+                         "Ctrl-C)")
+    consume.add_argument("--max-bytes", type=_positive_int, default=CONSUMER.max_bytes,
+                         help="most bytes per fetch (default %(default)s)")
+    json_flag(consume, "one object per message (topic, partition, offset, next_offset, key, "
+              "value; key_b64, value_b64 when not UTF-8)")
 
     groups = commands.add_parser("groups", help="consumer groups and their per-partition lag")
     group_actions = groups.add_subparsers(dest="action", metavar="ACTION",
@@ -281,19 +338,20 @@ def build_parser() -> argparse.ArgumentParser:
     group_actions.required = True
     glist = command(group_actions, "list", group_commands.groups_list,
                     "consumer groups and their members")
-    glist.add_argument("--json", action="store_true")
+    json_flag(glist, "the groups, their members and topics")
     gdescribe = command(group_actions, "describe", group_commands.groups_describe,
                         "per-partition owner, offsets, lag, consume rate and stuck flag")
-    gdescribe.add_argument("group")
+    gdescribe.add_argument("group", type=_group, help="the consumer group")
     gdescribe.add_argument("--interval", type=float, default=2.0,
-                           help="seconds between the two samples that give rates (default 2)")
-    gdescribe.add_argument("--json", action="store_true")
+                           help="seconds between the two samples that give rates (default "
+                           "%(default)g)")
+    json_flag(gdescribe, "the partitions")
     greset = command(group_actions, "reset-offsets", group_commands.groups_reset_offsets,
                      "move an empty group's committed offsets in a topic (as "
                      "kafka-consumer-groups --reset-offsets); prints the plan: partition, "
                      "current, new")
-    greset.add_argument("group")
-    greset.add_argument("--topic", required=True)
+    greset.add_argument("group", type=_group, help="the consumer group")
+    greset.add_argument("--topic", type=_topic, required=True, help="the topic whose offsets move")
     greset.add_argument("--partition", type=_non_negative_int,
                         help="only this partition (default: every partition of the topic)")
     to = greset.add_mutually_exclusive_group(required=True)
@@ -309,11 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="N messages on from the current offset (back when negative)")
     greset.add_argument("--dry-run", action="store_true",
                         help="print the plan and change nothing")
-    greset.add_argument("--json", action="store_true")
+    json_flag(greset, "the plan")
     gdelete = command(group_actions, "delete", group_commands.groups_delete,
                       "delete an empty group: its offsets, data-loss notes and registry nodes")
-    gdelete.add_argument("group")
-    gdelete.add_argument("--json", action="store_true")
+    gdelete.add_argument("group", type=_group, help="the consumer group")
+    json_flag(gdelete, "what was deleted")
 
     acls = commands.add_parser("acl", help="authorization rules: who may produce, consume, "
                                "describe or administer which topics and groups")
@@ -324,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
         change = command(acl_actions, name, func, f"{verb} a principal (a key name, or '*' for "
                          "every authenticated one) operations on a topic, a topic prefix or "
                          "a group")
-        change.add_argument("principal")
+        change.add_argument("principal", help="a key name, or '*' for every authenticated "
+                            "principal")
         change.add_argument("operations", nargs="+", metavar="OPERATION",
                             choices=["produce", "consume", "describe", "admin"],
                             help="produce, consume, describe or admin")
@@ -332,11 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
         on.add_argument("--topic", help="one topic")
         on.add_argument("--topic-prefix", metavar="PREFIX",
                         help="every topic whose name starts with PREFIX ('' for all)")
-        on.add_argument("--group", help="one consumer group (consume or describe)")
-        change.add_argument("--json", action="store_true")
+        on.add_argument("--group", type=_group,
+                        help="one consumer group (consume or describe)")
+        json_flag(change, "the rules changed")
     acl_listing = command(acl_actions, "list", acl_commands.acl_list, "the rules, by principal")
-    acl_listing.add_argument("principal", nargs="?")
-    acl_listing.add_argument("--json", action="store_true")
+    acl_listing.add_argument("principal", nargs="?", help="only this principal's rules "
+                             "(default: everyone's)")
+    json_flag(acl_listing, "the rules")
 
     from cluster.tools import perf
     perf_parser = commands.add_parser("perf", help="the paper's benchmark: one producer's or "
@@ -346,36 +407,47 @@ def build_parser() -> argparse.ArgumentParser:
     perf_commands.required = True
     perf_produce = command(perf_commands, "produce", perf.produce_command,
                            "send generated messages; records/s, MB/s, acks=1 latency")
-    perf_produce.add_argument("topic")
-    perf_produce.add_argument("--messages", type=_positive_int, default=1_000_000)
+    perf_produce.add_argument("topic", type=_topic, help="the topic")
+    perf_produce.add_argument("--messages", type=_positive_int, default=1_000_000,
+                              help="messages to send (default %(default)s)")
     perf_produce.add_argument("--size", type=_non_negative_int, default=200,
-                              help="value bytes per message (default 200, as in the paper)")
-    perf_produce.add_argument("--batch-size", type=_positive_int, default=PRODUCER.batch_size)
-    perf_produce.add_argument("--acks", type=_acks, default=0, help="0, 1 or all (default 0)")
+                              help="value bytes per message (default %(default)s, as in the "
+                              "paper)")
+    perf_produce.add_argument("--batch-size", type=_positive_int, default=PRODUCER.batch_size,
+                              help="messages per partition batch (default %(default)s)")
+    perf_produce.add_argument("--acks", type=_acks, default=0,
+                              help="0, 1 or all (default %(default)s)")
     perf_produce.add_argument("--linger-ms", type=_non_negative_int,
-                              default=PRODUCER.linger_ms)
+                              default=PRODUCER.linger_ms,
+                              help="longest wait for a batch to fill (default %(default)s)")
     perf_produce.add_argument("--max-in-flight", type=_positive_int,
-                              help="acks=1: unanswered requests (default: the Producer's, 32)")
+                              help="acks=1: unanswered requests per broker and partition "
+                              f"(default: the Producer's, {PRODUCER.max_in_flight})")
     perf_produce.add_argument("--partition", type=_non_negative_int,
                               help="send every message to this partition (default: random)")
-    perf_produce.add_argument("--json", action="store_true")
+    json_flag(perf_produce, "the figures")
     perf_consume = command(perf_commands, "consume", perf.consume_command,
                            "read messages of one partition; records/s, MB/s")
-    perf_consume.add_argument("topic")
-    perf_consume.add_argument("--partition", type=_non_negative_int, default=0)
-    perf_consume.add_argument("--messages", type=_positive_int, default=1_000_000)
-    perf_consume.add_argument("--offset", type=_offset, default="earliest")
+    perf_consume.add_argument("topic", type=_topic, help="the topic")
+    perf_consume.add_argument("--partition", type=_non_negative_int, default=0,
+                              help="the partition to read (default %(default)s)")
+    perf_consume.add_argument("--messages", type=_positive_int, default=1_000_000,
+                              help="messages to read (default %(default)s)")
+    perf_consume.add_argument("--offset", type=_offset, default="earliest",
+                              help="earliest, latest or a byte offset (default %(default)s)")
     perf_consume.add_argument("--fetch-size", type=_positive_int, default=1 << 20,
-                              help="max bytes per fetch (default 1 MiB, the client default)")
+                              help="max bytes per fetch (default %(default)s, the client "
+                              "default)")
     perf_consume.add_argument("--timeout-ms", type=_positive_int, default=10_000,
-                              help="give up when no message came for this long")
-    perf_consume.add_argument("--json", action="store_true")
+                              help="give up when no message came for this long (default "
+                              "%(default)s)")
+    json_flag(perf_consume, "the figures")
 
     from cluster.observe import terminal_dashboard
     dash = command(commands, "dashboard", terminal_dashboard.command,
                    "live view of processes, brokers and groups (q or Ctrl-C quits)")
     dash.add_argument("--interval", type=float, default=1.0,
-                      help="seconds between refreshes (default 1)")
+                      help="seconds between refreshes (default %(default)g)")
     dash.add_argument("--url", help="a supervisor's dashboard address (default: the one in "
                       "--data-dir's cluster.json)")
     dash.add_argument("--token-file", metavar="PATH", help="the dashboard's token (default: "
@@ -409,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "cooperative+static one after the other (default: cooperative)")
     drill.add_argument("--static", action="store_true",
                        help="static group members (an instance id per worker slot)")
-    drill.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    drill.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="log more")
     drill.set_defaults(func=drills.command, prepare=None)
 
     scrub = command(commands, "scrub", segment_commands.scrub, "CRC-check the segments in the "
@@ -418,13 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
     scrub.epilog = (f"exit status: 0 when every segment is clean, "
                     f"{segment_commands.SCRUB_FOUND_CORRUPTION} when it found corruption (a "
                     f"corrupt message or a torn tail), 1 on an error such as an unknown topic")
-    scrub.add_argument("--topic", help="only this topic's partitions")
-    scrub.add_argument("--json", action="store_true")
+    scrub.add_argument("--topic", type=_topic, help="only this topic's partitions (default: all)")
+    json_flag(scrub, "what was checked and every finding")
 
     dump = command(commands, "dump-log", segment_commands.dump_log, "decode a segment file")
-    dump.add_argument("segment")
-    dump.add_argument("--json", action="store_true")
+    dump.add_argument("segment", help="a segment file, <data-dir>/broker-<id>/<topic>/"
+                      "<partition>/<20-digit offset>.log")
+    json_flag(dump, "one object per entry")
     dump.add_argument("--preview", type=_non_negative_int, default=40,
-                      help="characters of each value to show (default 40)")
+                      help="characters of each value to show (default %(default)s)")
     return parser
 

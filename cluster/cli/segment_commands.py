@@ -7,6 +7,7 @@ through descriptors of their own, so they are safe beside a running broker.
 from __future__ import annotations
 
 import base64
+import errno
 import os
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from coordinator.errors import InvalidArgument, UnknownTopicOrPartition
 
 def dump_log(args) -> int:
     path = Path(args.segment)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     try:
         base = int(path.stem)
     except ValueError:

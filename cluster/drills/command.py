@@ -89,8 +89,7 @@ def command(args) -> int:
             if args.output:
                 write_results(Path(args.output), results)
     if not args.json:
-        print_table(results, Console(highlight=False, soft_wrap=True,
-                                     width=None if sys.stdout.isatty() else 160))
+        print_table(results, output.out)
     bad = [r for r in results if r["status"] in ("failed", "error")]
     if bad:
         sys.stderr.write("sluice: error: drill(s) did not hold: "

@@ -22,7 +22,7 @@ from typing import Callable
 
 import psutil
 
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, ClusterNotRunning
 from cluster.supervision.config import ClusterConfig
 from cluster.supervision.files import ClusterFiles
 from cluster.supervision.slots import process_alive
@@ -98,11 +98,12 @@ def _up_detached(config: ClusterConfig, files: ClusterFiles, timeout: float,
 
 
 def down(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, timeout: float = 30.0) -> None:
-    """SIGTERM the data dir's supervisor and wait until it (and so everything it ran) exited."""
+    """SIGTERM the data dir's supervisor and wait until it (and so everything it ran) exited;
+    ClusterNotRunning when none runs there."""
     files = ClusterFiles(data_dir)
     pid = files.running_pid()
     if pid is None:
-        raise ClusterError(f"no cluster is running in {files.data_dir}")
+        raise ClusterNotRunning(not_running(files))
     if pid <= 0:
         raise ClusterError(f"{files.lock_file} is held but names no pid: "
                            "is a supervisor still starting?")
@@ -123,6 +124,19 @@ def down(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR, timeout: floa
     except psutil.TimeoutExpired as exc:
         raise ClusterError(f"the supervisor (pid {pid}) released its lock but did not exit "
                            f"within {timeout:g} s") from exc
+
+
+def not_running(files: ClusterFiles) -> str:
+    return f"no cluster running in {files.data_dir}"
+
+
+def running_status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
+    """``status`` of the cluster running in ``data_dir``; ClusterNotRunning when no supervisor
+    runs there (none started, or stopped: its cluster.json stays behind, every process dead)."""
+    files = ClusterFiles(data_dir)
+    if files.running_pid() is None:
+        raise ClusterNotRunning(not_running(files))
+    return status(files.data_dir)
 
 
 def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:

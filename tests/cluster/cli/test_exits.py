@@ -1,7 +1,9 @@
 """cli/exits.py's decision, on its docstring's worked examples (pure: no process, no cluster)."""
 import pytest
 
-from cluster.cli.exits import ERROR, INTERRUPTED, OK, REPORT, USAGE, Ending, ending
+from cluster.cli.exits import (ERROR, INTERRUPTED, NOT_RUNNING, PIPE_CLOSED, REPORT, USAGE,
+                               Ending, ending)
+from cluster.errors import ClusterError, ClusterNotRunning
 from coordinator.errors import InvalidArgument, UnknownTopicOrPartition
 
 
@@ -12,7 +14,11 @@ from coordinator.errors import InvalidArgument, UnknownTopicOrPartition
     (UnknownTopicOrPartition("unknown topic t"), False, False, Ending(ERROR, "unknown topic t")),
     (FileNotFoundError(2, "No such file or directory", "/x"), False, False,
      Ending(ERROR, "/x: No such file or directory")),
-    (BrokenPipeError(32, "Broken pipe"), False, True, Ending(OK, None)),
+    (ClusterNotRunning("no cluster running in /d"), False, False,
+     Ending(NOT_RUNNING, "no cluster running in /d")),
+    (ClusterError("a cluster is already running"), False, False,
+     Ending(ERROR, "a cluster is already running")),
+    (BrokenPipeError(32, "Broken pipe"), False, True, Ending(PIPE_CLOSED, None)),
     (BrokenPipeError(32, "Broken pipe"), False, False, Ending(ERROR, "Broken pipe")),
     (KeyboardInterrupt(), False, False, Ending(INTERRUPTED, None)),
     (ValueError("x"), False, False, Ending(ERROR, REPORT, traceback=True)),

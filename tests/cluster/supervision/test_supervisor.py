@@ -123,7 +123,7 @@ def test_sigterm_stops_everything(cluster_factory):
     info = cluster.info()
     assert info["phase"] == "stopped" and info["ready"] is False
     assert not any(p["alive"] for p in cluster.status()["processes"])
-    with pytest.raises(ClusterError, match="no cluster is running"):
+    with pytest.raises(ClusterError, match="no cluster running in"):
         down(cluster.data_dir)
 
 
