@@ -4,7 +4,9 @@ A slot is a role and an id (``broker 2``, ``worker 0``) with what its process ru
 in it dies and is replaced; the slot stays, and so does its ``RestartState``: the current pid,
 when it started, how many times it was restarted and when it may start again. An embedded
 ZooKeeper node is restarted the same way, so it keeps a ``RestartState`` of its own. A process
-is recognised by its pid *and* its start time, because a pid is reused after a death.
+is recognised by its pid *and* its start time (``create_time``: on Linux counted from boot, so
+that no change of the wall clock makes a live process look gone), because a pid is reused
+after a death.
 
 Every child runs ``child_main``: its own process group (a Ctrl-C at the terminal reaches only
 the supervisor, which then stops children in order) and a thread that ends it once its
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 PARENT_POLL_S = 0.5
 ORPHAN_GRACE_S = 5.0
 CREATE_TIME_SLACK_S = 0.05
+_PROC_STAT = os.path.exists("/proc/self/stat")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if _PROC_STAT else 100
 
 
 @dataclass(frozen=True)
@@ -118,13 +122,29 @@ class Slot:
 
 
 def create_time(pid: int | None) -> float | None:
-    """The start time psutil gives ``pid`` (None when there is no such process)."""
+    """When ``pid`` started, as the stamp that tells it from a later process with its pid
+    (None when there is no such process). On Linux: seconds since boot, /proc/<pid>/stat's
+    start in clock ticks, which no change of the wall clock moves. psutil's create time adds
+    /proc/stat's btime to that, a whole second the kernel derives from the wall clock, so a
+    clock adjustment (an NTP correction, a VM's clock stepped on resume) that carries the boot
+    instant over a second's boundary moves every create time by 1 s, and each recorded
+    process would read as gone. Elsewhere: psutil's create time."""
     if pid is None:
         return None
+    if not _PROC_STAT:
+        try:
+            return psutil.Process(pid).create_time()
+        except psutil.NoSuchProcess:
+            return None
     try:
-        return psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
         return None
+    # fields after the command name (in parentheses, may hold spaces): state is field 3,
+    # starttime field 22
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return int(fields[19]) / _CLOCK_TICKS
 
 
 def process_alive(pid: int | None, started: float | None = None, *,
@@ -136,8 +156,10 @@ def process_alive(pid: int | None, started: float | None = None, *,
         return False
     try:
         proc = psutil.Process(pid)
-        if started is not None and abs(proc.create_time() - started) > CREATE_TIME_SLACK_S:
-            return False
+        if started is not None:
+            stamp = create_time(pid)
+            if stamp is None or abs(stamp - started) > CREATE_TIME_SLACK_S:
+                return False
         status = proc.status()
     except psutil.NoSuchProcess:
         return False

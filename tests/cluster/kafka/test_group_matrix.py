@@ -39,15 +39,18 @@ def member_argv(client: str, bootstrap: str, group: str, out: Path) -> list[str]
 
 class Member:
     """One member process; ``records()`` are the ``(partition, offset, value)`` it consumed,
-    in the order it consumed them."""
+    in the order it consumed them. Its stderr goes to ``<out>.err`` (the client's DEBUG log
+    with SLUICE_MEMBER_DEBUG=1)."""
 
     def __init__(self, client: str, bootstrap: str, group: str, out: Path):
         self.out = out
         out.touch()
         env = dict(os.environ, KAFKAJS_HOME=str(KAFKAJS_HOME))
         stdout = open(out, "ab") if client == "kcat" else subprocess.DEVNULL
+        stderr = open(f"{out}.err", "ab")
         self.proc = subprocess.Popen(member_argv(client, bootstrap, group, out), cwd=ROOT,
-                                     env=env, stdout=stdout, stderr=subprocess.DEVNULL)
+                                     env=env, stdout=stdout, stderr=stderr)
+        stderr.close()
         if client == "kcat":
             stdout.close()
 
@@ -90,9 +93,7 @@ def stored(zk: str) -> dict[int, list]:
     return out
 
 
-GROUP_CLIENTS = [pytest.param("kafka-python", id="kafka-python", marks=pytest.mark.skip(
-                     reason="flaky under the full suite's load: 2 of 4 full runs timed out waiting "
-                            "for every member consuming; under investigation (stop 21 note)")),
+GROUP_CLIENTS = [pytest.param("kafka-python", id="kafka-python"),
                  pytest.param("confluent", id="confluent-kafka"),
                  pytest.param("kcat", id="kcat", marks=needs_kcat),
                  pytest.param("kafkajs", id="kafkajs", marks=needs_kafkajs)]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import psutil
+import pytest
 
 from cluster.supervision.slots import Backoff, RestartState, create_time, process_alive
 from tests.helpers import wait_for
@@ -46,6 +47,20 @@ def test_a_process_is_recognised_by_pid_and_start_time():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert not process_alive(child.pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's /proc/stat btime")
+def test_a_recorded_start_still_names_its_process_after_the_wall_clock_moves(monkeypatch):
+    """psutil's create time is the start in ticks since boot plus /proc/stat's btime, a whole
+    second the kernel derives from the wall clock: a clock adjustment that carries the boot
+    instant over a second's boundary moves it by 1 s (seen in a drill: every recorded worker
+    "not running" while all ran). Here psutil's btime is moved as such an adjustment does."""
+    me = os.getpid()
+    started = create_time(me)
+    btime = psutil._pslinux.boot_time
+    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: btime() + 1.0)
+    assert process_alive(me, started)
+    assert not process_alive(me, started - 10), "a reused pid is still another process"
 
 
 def test_a_stopped_process_counts_as_alive_only_when_asked_to():
