@@ -286,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
         on.add_argument("--topic-prefix", metavar="PREFIX",
                         help="every topic whose name starts with PREFIX ('' for all)")
         on.add_argument("--group", help="one consumer group (consume or describe)")
+        on.add_argument("--group-prefix", metavar="PREFIX",
+                        help="every consumer group whose name starts with PREFIX")
         change.add_argument("--json", action="store_true")
     acl_listing = command(acl_actions, "list", acl_commands.acl_list, "the rules, by principal")
     acl_listing.add_argument("principal", nargs="?")
