@@ -22,8 +22,9 @@ CLI inside their rules; the boundary is who gets the digest (README, "Security")
 from __future__ import annotations
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
-from coordinator import allow_list, credentials
+from coordinator import allow_list, credentials, paths
 from coordinator.acl_store import AclStore
 from coordinator.authorizer import Authorizer, Operation, is_super
 from coordinator.errors import AuthenticationFailed, AuthorizationFailed
@@ -38,7 +39,11 @@ def caller(client: KazooClient, keys: credentials.KeyPair | None) -> str | None:
     if keys is None:
         raise AuthenticationFailed("the cluster is secured and this client has no key: pass "
                                    "credentials=PATH, --credentials or $SLUICE_CREDENTIALS")
-    if allow_list.allowed(client).get(keys.name) != keys.public_key:
+    try:
+        listed = client.get(paths.allowed(keys.name))[0].decode("ascii")
+    except NoNodeError:
+        listed = None
+    if listed != keys.public_key:
         raise AuthenticationFailed(f"key {keys.name!r} is not on the cluster's allow list "
                                    f"(unknown or revoked)")
     return keys.name
