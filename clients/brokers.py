@@ -77,6 +77,7 @@ class BrokerPool:
                 "digest (the local cluster's data dir, $SLUICE_ZK_DIGEST or the credentials' "
                 "zookeeper_digest)") from None
         self.principal = keys.name if keys is not None and server_key else ""
+        self.keys = keys
         self.secured = server_key is not None
         self._curve = ({} if keys is None or server_key is None
                        else keyfiles.curve_client_options(keys, server_key))

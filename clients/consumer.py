@@ -53,6 +53,10 @@ say where to go (an offset that is not a message boundary; a corrupt message wit
 the partition (``exc.topic``, ``exc.partition``, ``exc.offset``, ``exc.resume_offset``), with
 the position unchanged, so that the application can ``seek`` past it.
 
+On a secured cluster the consumer's principal needs ``consume`` on its group to join
+(coordinator/access.py; AuthorizationFailed otherwise): membership and offsets are ZooKeeper
+writes no broker sees, so the check is made here, before the first of them.
+
     c = Consumer(["clicks"], group="loaders")
     for m in c:
         load(m.value)
@@ -79,6 +83,8 @@ from clients import resume
 from clients.brokers import BrokerPool
 from clients.config import ConsumerConfig, check_subscription
 from clients.fetcher import FetchResult, Fetcher
+from coordinator import access
+from coordinator.authorizer import GROUP, Operation
 from coordinator.group import GroupMember
 from coordinator.offsets import LOSS_KINDS, OffsetStore
 from coordinator.errors import InvalidArgument
@@ -151,6 +157,9 @@ class Consumer:
         try:
             for topic in self.topics:
                 self._pool.partitions(topic)
+            zk_client = self._pool.zk
+            access.check(zk_client, access.caller(zk_client, self._pool.keys),
+                         Operation.CONSUME, GROUP, group)
         except Exception:
             self._pool.close()
             raise

@@ -1,7 +1,8 @@
 """Authorization: may this principal do this operation on this resource? Pure; no I/O.
 
 A principal is a key's name (``sluice keys create NAME``). A rule grants one operation on one
-pattern: a topic by name, every topic whose name starts with a prefix, or a group by name. The
+pattern: a topic by name, every topic whose name starts with a prefix, a group by name, or
+every group whose name starts with a prefix. The
 rules are stored in ZooKeeper (coordinator/acl_store.py) and the broker asks an ``Authorizer``
 built from them about each request (broker/authorization.py).
 
@@ -20,7 +21,7 @@ makes for the CLI and the dashboard (``admin``, as Kafka's ``super.users``) and 
 given may do everything. Nothing else is allowed: with security on, the default is deny.
 
 Worked examples, rules ``alice: produce topic orders; consume topic-prefix logs.;
-*: describe topic-prefix ""; bob: consume group billing``::
+*: describe topic-prefix ""; bob: consume group billing; carol: consume group-prefix etl.``::
 
     principal  operation  resource             decision  because
     alice      produce    topic orders         allow     produce on topic orders
@@ -32,6 +33,8 @@ Worked examples, rules ``alice: produce topic orders; consume topic-prefix logs.
     bob        consume    group billing        allow     consume on group billing
     bob        consume    topic billing        deny      a group rule is not a topic rule
     carol      produce    topic orders         deny      no rule names carol
+    carol      consume    group etl.daily      allow     group prefix etl. covers etl.daily
+    carol      consume    group etl            deny      etl does not start with etl.
 """
 from __future__ import annotations
 
@@ -60,8 +63,10 @@ class Pattern(str, enum.Enum):
     TOPIC = "topic"
     TOPIC_PREFIX = "topic-prefix"
     GROUP = "group"
+    GROUP_PREFIX = "group-prefix"
 
 
+_GROUP_PATTERNS = frozenset({Pattern.GROUP, Pattern.GROUP_PREFIX})
 TOPIC = "topic"      # resource kinds a request is about
 GROUP = "group"
 
@@ -82,15 +87,15 @@ class Rule:
             object.__setattr__(self, "pattern", Pattern(self.pattern))
         except ValueError as exc:
             raise InvalidArgument(f"invalid rule: {exc}") from None
-        if self.pattern is Pattern.GROUP and self.operation not in (Operation.CONSUME,
-                                                                    Operation.DESCRIBE):
+        if self.pattern in _GROUP_PATTERNS and self.operation not in (Operation.CONSUME,
+                                                                      Operation.DESCRIBE):
             raise InvalidArgument(f"a group rule allows consume or describe, not "
                                   f"{self.operation.value}")
         if not isinstance(self.name, str):
             raise InvalidArgument(f"a rule's name is a string, not {self.name!r}")
-        if self.pattern is Pattern.TOPIC_PREFIX:
-            if self.name:   # '' (every topic) is a prefix; any other must be one of a name
-                paths.check_name("topic prefix", self.name)
+        if self.pattern in (Pattern.TOPIC_PREFIX, Pattern.GROUP_PREFIX):
+            if self.name:   # '' (every one) is a prefix; any other must be one of a name
+                paths.check_name(self.pattern.value.replace("-", " "), self.name)
         else:
             paths.check_name("topic" if self.pattern is Pattern.TOPIC else "group", self.name)
 
@@ -107,6 +112,8 @@ class Rule:
             return False
         if self.pattern is Pattern.GROUP:
             return kind == GROUP and name == self.name
+        if self.pattern is Pattern.GROUP_PREFIX:
+            return kind == GROUP and name.startswith(self.name)
         if kind != TOPIC:
             return False
         if self.pattern is Pattern.TOPIC:

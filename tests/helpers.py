@@ -129,10 +129,14 @@ class BrokerProcess:
 class RawClient:
     """A DEALER socket for sending hand-made frames to a broker."""
 
-    def __init__(self, endpoint: str):
+    def __init__(self, endpoint: str, curve: dict | None = None):
+        """``curve``: CURVE client options (credentials.curve_client_options) for a secured
+        broker."""
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        for option, value in (curve or {}).items():
+            self.socket.setsockopt(option, value)
         self.socket.connect(endpoint)
 
     def request(self, *frames: bytes, timeout: float = 10.0) -> list[bytes] | None:
@@ -149,11 +153,13 @@ class RawClient:
         self.context.term()
 
 
-def push(endpoint: str, *frames: bytes) -> None:
+def push(endpoint: str, *frames: bytes, curve: dict | None = None) -> None:
     """Send frames to a broker's fire-and-forget produce socket."""
     context = zmq.Context()
     sock = context.socket(zmq.PUSH)
     sock.setsockopt(zmq.LINGER, 5000)
+    for option, value in (curve or {}).items():
+        sock.setsockopt(option, value)
     sock.connect(endpoint)
     sock.send_multipart(list(frames))
     sock.close()

@@ -3,17 +3,19 @@
     sluice acl add alice produce consume --topic orders
     sluice acl add alice consume --topic-prefix logs.
     sluice acl add alice consume --group billing
+    sluice acl add alice consume --group-prefix etl.
     sluice acl add '*' describe --topic-prefix ''      # everyone may describe every topic
     sluice acl remove alice produce --topic orders
     sluice acl list [alice] [--json]
 
 The rules live in ZooKeeper (coordinator/acl_store.py); brokers watch them, so a change applies
 to the next request without a restart. What each operation allows: coordinator/authorizer.py.
+Changing them takes the operator's key (coordinator/access.py).
 """
 from __future__ import annotations
 
 from cluster.cli.output import err, print_json, print_table
-from coordinator import zk
+from coordinator import access, zk
 from coordinator.acl_store import AclStore, check_principal
 from coordinator.authorizer import Pattern, Rule
 
@@ -21,10 +23,12 @@ from coordinator.authorizer import Pattern, Rule
 def _rules(args) -> list[Rule]:
     """The rules the command line names: each operation on its one pattern."""
     for pattern, name in ((Pattern.TOPIC, args.topic), (Pattern.TOPIC_PREFIX, args.topic_prefix),
-                          (Pattern.GROUP, args.group)):
+                          (Pattern.GROUP, args.group),
+                          (Pattern.GROUP_PREFIX, args.group_prefix)):
         if name is not None:
             return [Rule(operation, pattern, name) for operation in dict.fromkeys(args.operations)]
-    raise AssertionError("the parser requires one of --topic, --topic-prefix, --group")
+    raise AssertionError("the parser requires one of --topic, --topic-prefix, --group, "
+                         "--group-prefix")
 
 
 def acl_add(args) -> int:
@@ -40,6 +44,7 @@ def _change(args, adding: bool) -> int:
     rules = _rules(args)
     client = zk.connect(args.zookeeper, args.data_dir)
     try:
+        access.require(client, None, action=f"acl {'add' if adding else 'remove'}")
         store = AclStore(client)
         changed = store.add(args.principal, rules) if adding else store.remove(args.principal,
                                                                                rules)

@@ -81,8 +81,12 @@ def groups_reset_offsets(args) -> int:
     from clients.brokers import BrokerPool
     from cluster.cli import offset_reset
     target = _target(args)
+    from coordinator import access
+    from coordinator.authorizer import GROUP, TOPIC, Operation
     pool = BrokerPool(args.zookeeper, args.data_dir, request_timeout_ms=2000)
     try:
+        access.require(pool.zk, Operation.CONSUME, GROUP, args.group)
+        access.require(pool.zk, Operation.CONSUME, TOPIC, args.topic)
         offset_reset.check_empty(pool.zk, args.group)
         partitions = None if args.partition is None else [args.partition]
         rows = offset_reset.plan(pool, args.group, args.topic, partitions, target)
@@ -118,9 +122,11 @@ def groups_delete(args) -> int:
     """Remove a group's offsets, data-loss notes and registry nodes; refused with live
     members."""
     from cluster.cli.offset_reset import check_empty
+    from coordinator import access
     from coordinator import consumer_registry as groups
     client = zk.connect(args.zookeeper, args.data_dir)
     try:
+        access.require(client, None, action=f"delete group {args.group}")
         if args.group not in groups.groups(client):
             raise UnknownGroup(f"unknown group {args.group}")
         check_empty(client, args.group)

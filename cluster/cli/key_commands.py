@@ -3,14 +3,15 @@
 ``create NAME`` writes a key pair to ``--output`` (default ``<data-dir>/security/keys/NAME.key``,
 0600) and prints its public half only. ``allow NAME`` puts a key on the allow list (its public
 key from ``--public-key``, else from the key file where ``create`` wrote it); ``revoke NAME``
-takes it off. Both apply at once on every broker (they watch the list), without a restart.
+takes it off. Both apply at once on every broker (they watch the list), without a restart, and
+both take the operator's key on a secured cluster (coordinator/access.py).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from cluster.cli.output import print_json
-from coordinator import allow_list, credentials, zk
+from coordinator import access, allow_list, credentials, zk
 from coordinator.authorizer import is_super
 from coordinator.errors import InvalidArgument
 
@@ -49,6 +50,7 @@ def keys_allow(args) -> int:
         raise InvalidArgument("--public-key must be a 40-character Z85 CURVE public key")
     client = zk.connect(args.zookeeper, args.data_dir)
     try:
+        access.require(client, None, action="keys allow")
         allow_list.allow(client, args.name, public)
     finally:
         client.stop()
@@ -60,6 +62,7 @@ def keys_allow(args) -> int:
 def keys_revoke(args) -> int:
     client = zk.connect(args.zookeeper, args.data_dir)
     try:
+        access.require(client, None, action="keys revoke")
         found = allow_list.revoke(client, args.name)
     finally:
         client.stop()

@@ -393,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="every topic whose name starts with PREFIX ('' for all)")
         on.add_argument("--group", type=_group,
                         help="one consumer group (consume or describe)")
+        on.add_argument("--group-prefix", metavar="PREFIX",
+                        help="every consumer group whose name starts with PREFIX")
         json_flag(change, "the rules changed")
     acl_listing = command(acl_actions, "list", acl_commands.acl_list, "the rules, by principal")
     acl_listing.add_argument("principal", nargs="?", help="only this principal's rules "

@@ -1,12 +1,14 @@
 """``sluice topics create|list|describe|alter|config|delete``: topics, their placement, leaders
-and offsets, their own settings; adding partitions and deleting topics."""
+and offsets, their own settings; adding partitions and deleting topics. On a secured cluster
+the changes need ``admin`` on the topic (coordinator/access.py)."""
 from __future__ import annotations
 
 import sys
 import time
 
 from cluster.cli.output import blank, err, print_json, print_table
-from coordinator import partition_state, topic_config, topics, zk
+from coordinator import access, partition_state, topic_config, topics, zk
+from coordinator.authorizer import TOPIC, Operation
 from coordinator.controller import unclean_elections
 from coordinator.errors import SluiceError
 from coordinator.partition_state import PartitionState
@@ -17,6 +19,7 @@ METADATA_TIMEOUT_MS = 2000
 def topics_create(args) -> int:
     client = zk.connect(args.zookeeper, args.data_dir)
     try:
+        access.require(client, Operation.ADMIN, TOPIC, args.topic)
         placement = topics.create(client, args.topic, args.partitions, args.replication_factor,
                                   args.min_insync_replicas)
     finally:
@@ -123,6 +126,7 @@ ALTER_WARNING = ("keys will map to new partitions: a key's messages written befo
 def topics_alter(args) -> int:
     client = zk.connect(args.zookeeper, args.data_dir)
     try:
+        access.require(client, Operation.ADMIN, TOPIC, args.topic)
         before = topics.get(client, args.topic)
         if args.partitions <= before.partitions:
             raise topics.PartitionsOnlyGrow(
@@ -150,6 +154,7 @@ def topics_config(args) -> int:
     client = zk.connect(args.zookeeper, args.data_dir)
     try:
         if settings or removed:
+            access.require(client, Operation.ADMIN, TOPIC, args.topic)
             placement = topics.configure(client, args.topic, settings, removed)
         else:
             placement = topics.get(client, args.topic)
@@ -174,6 +179,7 @@ def topics_delete(args) -> int:
     from cluster.observe.brokers import BrokerStats
     pool = BrokerPool(args.zookeeper, args.data_dir, request_timeout_ms=METADATA_TIMEOUT_MS)
     try:
+        access.require(pool.zk, Operation.ADMIN, TOPIC, args.topic)
         placement = pool.view.placement(args.topic)
         if not args.force:
             brokers, rows = BrokerStats(METADATA_TIMEOUT_MS).sample(pool, time.monotonic())

@@ -22,6 +22,10 @@ start, visible end), so they agree with ``sluice groups describe``, except:
   the messages after the committed offset (one fetch, remembered while the offset stays);
 - retention_seconds_left: see ``cluster.observe.retention_left``.
 
+Secured (issue 14): given the cluster's ``data_dir`` the sampler reads ZooKeeper with its
+digest and the brokers with the operator's key (``keys/admin.key``); a cluster it cannot
+authenticate to is one warning line (and the snapshot's ``errors``), not a traceback a tick.
+
 History: a ring buffer of ``history_s / interval_s`` compact points (the plotted figures), plus
 the latest full snapshot. ``state(since)`` is what the web page polls: the snapshot and the
 points after ``since``.
@@ -50,7 +54,7 @@ from cluster.observe.rebalance_tracker import RebalanceTracker
 from cluster.supervision.security import admin_credentials
 from coordinator import assignor, zk as zkconnect
 from coordinator import consumer_registry as groups
-from coordinator.errors import InvalidArgument
+from coordinator.errors import AuthenticationFailed, InvalidArgument
 from coordinator.offsets import OffsetStore
 
 log = logging.getLogger(__name__)
@@ -283,8 +287,9 @@ class Sampler:
             return self._pool
         try:
             self._pool = BrokerPool(self.zookeeper, self.data_dir, request_timeout_ms=2000,
-                                    credentials=admin_credentials(self.data_dir) if self.data_dir else None)
-        except ZK_ERRORS as exc:
+                                    credentials=admin_credentials(self.data_dir)
+                                    if self.data_dir else None)
+        except ZK_ERRORS + (AuthenticationFailed,) as exc:
             errors.append(f"ZooKeeper: {exc}")
             if str(exc) != self._last_zk_error:
                 self._last_zk_error = str(exc)

@@ -93,7 +93,7 @@ class LocalSource:
     def __init__(self, zookeeper: str | None, data_dir: str | None):
         from cluster.observe.sampler import Sampler
         self.zookeeper = zkconnect.resolve(zookeeper, data_dir)
-        self.sampler = Sampler(self.zookeeper)
+        self.sampler = Sampler(self.zookeeper, data_dir=data_dir)
         self.points: list[dict] = []
         self.latest: dict | None = None
 

@@ -9,6 +9,8 @@ its allow list in ZooKeeper.
 | server.key                 | the brokers' CURVE server key pair                             |
 | keys/broker-<id>.key       | broker <id>'s own key (principal ``broker-<id>``)              |
 | keys/admin.key             | the operator's key, used by the CLI and the dashboard here     |
+| keys/workers.key           | the group workers' shared key (``--workers``): consume on their |
+|                            | topic and group, nothing else                                  |
 
 every file 0600. The brokers' and admin's public keys are put on the allow list, and the
 server's public key at /security/server_key. ``--zookeeper`` with a digest of the user's
@@ -22,10 +24,13 @@ from pathlib import Path
 
 from broker.config import SecurityConfig
 from coordinator import allow_list, credentials
+from coordinator.acl_store import AclStore
+from coordinator.authorizer import Rule
 
 logger = logging.getLogger(__name__)
 
 ADMIN = credentials.OPERATOR
+WORKERS = "workers"
 
 
 def broker_name(broker_id: int) -> str:
@@ -76,3 +81,14 @@ def admin_credentials(data_dir: str | Path) -> str | None:
     """The local cluster's admin key file, if it is secured."""
     path = credentials.key_path(data_dir, ADMIN)
     return str(path) if path.exists() else None
+
+
+def prepare_workers(data_dir: str | Path, client, topic: str, group: str) -> str:
+    """The group workers' shared key (made once), on the allow list, with the rules a worker
+    needs: consume on its topic and on its group. Returns the key file's path."""
+    path = credentials.key_path(data_dir, WORKERS)
+    keys = ensure_key(path, WORKERS)
+    allow_list.allow(client, WORKERS, keys.public_key)
+    AclStore(client).add(WORKERS, [Rule("consume", "topic", topic),
+                                   Rule("consume", "group", group)])
+    return str(path.resolve())

@@ -161,9 +161,17 @@ class Supervisor:
                 broker = dataclasses.replace(broker, security=secured[i])
             Path(broker.data_dir).mkdir(parents=True, exist_ok=True)
             self.slots.append(Slot(SlotSpec("broker", str(i), target, (broker,))))
-        self.slots += [Slot(SlotSpec("worker", str(i), worker_run,
-                                     (config.worker_config(i, self.zookeeper),)))
-                       for i in range(config.workers)]
+        workers_key = None
+        if config.secure and config.workers:
+            workers_key = security.prepare_workers(self.data_dir, self._zk_client,
+                                                   config.worker_settings["topic"],
+                                                   config.worker_settings["group"])
+        for i in range(config.workers):
+            worker = config.worker_config(i, self.zookeeper)
+            if workers_key is not None and worker.consumer.credentials is None:
+                worker = dataclasses.replace(worker, consumer=dataclasses.replace(
+                    worker.consumer, credentials=workers_key))
+            self.slots.append(Slot(SlotSpec("worker", str(i), worker_run, (worker,))))
         for slot in self.slots:
             self._launch(slot)
         self._start_dashboard()
@@ -197,7 +205,8 @@ class Supervisor:
             self._dashboard_token_file = dashboard_access.token_path(self.data_dir, token_file)
             token = dashboard_access.load_token(self._dashboard_token_file,
                                                 create=token_file is None)
-        self._sampler = Sampler(self.zookeeper, self.processes, disks).start()
+        self._sampler = Sampler(self.zookeeper, self.processes, disks,
+                               data_dir=str(self.data_dir)).start()
         try:
             self._dashboard = DashboardServer(self._sampler, port, host, token=token).start()
         except OSError as exc:

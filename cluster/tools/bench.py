@@ -29,7 +29,15 @@ one-partition topics, same messages, acks=1 (cluster/tools/kafka_perf.py):
                                               (target >= 50%)
     consumer  confluent-kafka, kafka-python   each from the topic it produced
 
-``--no-kafka`` leaves them out (and the listener off). The figures are medians over the
+``--no-kafka`` leaves them out (and the listener off). Security (issue 14), on a third fresh
+1-broker cluster made with ``--secure`` (CurveZMQ on every socket, ZooKeeper digest ACLs), the
+operator's key, same messages, one partition per topic:
+
+    producer  batch 50, acks=1, secure    ratio to the plaintext acks=1 batch 50 row (>= 70%),
+                                          p50 / p99 acknowledgement latency beside the plaintext's
+    consumer  default fetch, secure       ratio to the plaintext default-fetch row (>= 70%)
+
+``--no-secure`` leaves them out. The figures are medians over the
 runs; the table sets them beside the paper's and the targets, and ``.bench/results.json`` gets
 them in the shape the issue gave (``--samples`` adds every run's raw figures in another file).
 """
@@ -108,6 +116,15 @@ KAFKA_FIGURES = [
 ]
 KAFKA_KEYS = {"confluent-kafka": "confluent", "kafka-python": "python"}
 
+# (result key, label, target, higher is better): a --secure 1-broker cluster, batch 50, acks=1
+SECURE_FIGURES = [
+    ("producer_secure_acks1_batch50_msgs_per_s", "secure: producer, batch 50, acks=1 (msg/s)",
+     None, True),
+    ("secure_vs_plain_producer_acks1", "secure / plaintext producer acks=1", 0.7, True),
+    ("consumer_secure_msgs_per_s", "secure: consumer, default fetch (msg/s)", None, True),
+    ("secure_vs_plain_consumer", "secure / plaintext consumer", 0.7, True),
+]
+
 
 class RssSampler(threading.Thread):
     """The peak resident set size of one process, sampled until stopped."""
@@ -142,7 +159,7 @@ class RssSampler(threading.Thread):
 
 def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
         say=lambda line: None, replication: bool = True,
-        kafka: bool = True) -> tuple[dict, list[dict]]:
+        kafka: bool = True, secure: bool = True) -> tuple[dict, list[dict]]:
     """Run the benchmark on a fresh cluster; return (medians in the issue's shape, every run)."""
     if messages < 1 or runs < 1:
         raise InvalidArgument("messages and runs must be >= 1")
@@ -174,6 +191,10 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
     result["broker_peak_rss_mb"] = round(peak / 1e6, 1)
     if kafka:
         result.update(_kafka_medians(samples, result))
+    if secure:
+        for sample, more in zip(samples, _secure(messages, size, runs, say)):
+            sample.update(more)
+        result.update(_secure_medians(samples, result))
     if replication:
         replicated = _replication(messages, size, runs, say)
         for sample, more in zip(samples, replicated):
@@ -183,6 +204,64 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
 
 
 HOSTED_WAIT_S = 30.0
+
+
+def _secure(messages: int, size: int, runs: int, say) -> list[dict]:
+    """The security rows, each run on fresh topics of a fresh secured 1-broker cluster, as its
+    operator (the admin key: CURVE costs the same for every key, and no rule is looked up twice)."""
+    from cluster.supervision.security import admin_credentials
+    data_dir = Path(tempfile.mkdtemp(prefix="sluice-bench-secure-"))
+    try:
+        status = up(ClusterConfig(data_dir, brokers=1, dashboard_port=None, secure=True),
+                    detach=True)
+        zookeeper, key = status["zookeeper"], admin_credentials(data_dir)
+        say(f"security: a --secure broker up in {data_dir}")
+        samples = []
+        for index in range(runs):
+            client = zkconnect.connect(zookeeper, data_dir)
+            try:
+                topic = f"bench-secure-{index}"
+                topics.create(client, topic, 1)
+                while client.exists(paths.broker_topic_partitions(topic, 0)) is None:
+                    time.sleep(0.02)
+            finally:
+                client.stop()
+                client.close()
+            produced = perf.produce(topic, messages, size, 50, 1, linger_ms=5, partition=0,
+                                    zookeeper=zookeeper, data_dir=data_dir, credentials=key)
+            say(f"run {index + 1}: secure producer batch 50 acks=1: "
+                f"{perf.summary_line(produced)}")
+            _wait_flushed(zookeeper, topic, data_dir=data_dir, credentials=key)
+            consumed = perf.consume(topic, 0, messages, DEFAULT_FETCH_BYTES, zookeeper=zookeeper,
+                                    data_dir=data_dir, credentials=key)
+            if "error" in consumed:
+                raise ClusterError(consumed["error"])
+            say(f"run {index + 1}: secure consumer: {perf.summary_line(consumed)}")
+            samples.append({"producer_secure_acks1_batch50": produced,
+                            "consumer_secure": consumed})
+        return samples
+    finally:
+        try:
+            down(data_dir)
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _secure_medians(samples: list[dict], result: dict) -> dict:
+    def rate(key):
+        return round(statistics.median(s[key]["records_per_s"] for s in samples), 1)
+    out = {"producer_secure_acks1_batch50_msgs_per_s": rate("producer_secure_acks1_batch50"),
+           "consumer_secure_msgs_per_s": rate("consumer_secure"),
+           "secure_acks1_latency_ms": {
+               point: round(statistics.median(
+                   s["producer_secure_acks1_batch50"]["latency_ms"][point] for s in samples), 3)
+               for point in ("p50", "p99")}}
+    for key, secure, plain in (
+            ("secure_vs_plain_producer_acks1", "producer_secure_acks1_batch50_msgs_per_s",
+             "producer_acks1_batch50_msgs_per_s"),
+            ("secure_vs_plain_consumer", "consumer_secure_msgs_per_s", "consumer_msgs_per_s")):
+        out[key] = round(out[secure] / result[plain], 3) if result[plain] else None
+    return out
 
 
 def _replication(messages: int, size: int, runs: int, say) -> list[dict]:
@@ -322,12 +401,13 @@ def _one_run(zookeeper: str, data_dir: Path, index: int, messages: int, size: in
         client.close()
 
 
-def _wait_flushed(zookeeper: str, topic: str, timeout: float = 30.0) -> None:
+def _wait_flushed(zookeeper: str, topic: str, timeout: float = 30.0, data_dir=None,
+                  credentials: str | None = None) -> None:
     """Until everything appended to the topic is flushed, hence visible: the consumer runs
     measure reading stored data, not waiting for the flusher."""
     from clients.brokers import BrokerPool
     from clients.simple_consumer import SimpleConsumer
-    pool = BrokerPool(zookeeper)
+    pool = BrokerPool(zookeeper, data_dir, credentials=credentials)
     try:
         consumer = SimpleConsumer(topic, 0, "earliest", pool=pool)
         end = perf.stored_bytes(pool, topic)
@@ -393,7 +473,8 @@ def table(result: dict):
                f"{result['acks1_latency_ms']['p99']:.2f} ms (send() of a batch's first message "
                "to its acknowledgement)"]
     for marker, figures in (("acks_all_vs_single_replica_acks1", REPLICATION_FIGURES),
-                            ("kafka_confluent_vs_native_acks1", KAFKA_FIGURES)):
+                            ("kafka_confluent_vs_native_acks1", KAFKA_FIGURES),
+                            ("secure_vs_plain_producer_acks1", SECURE_FIGURES)):
         for key, label, target, higher in figures if marker in result else ():
             value = result[key]
             met = "-" if target is None or value is None else (
@@ -403,6 +484,10 @@ def table(result: dict):
     if "acks_all_vs_single_replica_acks1" in result:
         latency = result["acks_all_latency_ms"]
         caption.append(f"acks=all latency (R=3, min ISR 2): p50 {latency['p50']:.2f} ms, p99 "
+                       f"{latency['p99']:.2f} ms")
+    if "secure_vs_plain_producer_acks1" in result:
+        latency = result["secure_acks1_latency_ms"]
+        caption.append(f"secure acks=1 latency: p50 {latency['p50']:.2f} ms, p99 "
                        f"{latency['p99']:.2f} ms")
     grid.caption = "\n".join(caption)
     return grid
@@ -426,12 +511,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out the 3-broker replication rows")
     parser.add_argument("--no-kafka", dest="kafka", action="store_false",
                         help="leave out the Kafka client rows (and the broker's Kafka listener)")
+    parser.add_argument("--no-secure", dest="secure", action="store_false",
+                        help="leave out the --secure rows (CurveZMQ beside plaintext)")
     args = parser.parse_args(argv)
     from rich.console import Console
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         result, samples = run(args.messages, args.runs, args.size, say=err.print,
-                              replication=args.replication, kafka=args.kafka)
+                              replication=args.replication, kafka=args.kafka,
+                              secure=args.secure)
     except SluiceError as exc:
         if not exc.user_error:
             raise

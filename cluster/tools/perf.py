@@ -66,10 +66,11 @@ class Latencies:
 def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, acks: int = 0,
             linger_ms: float = 5, partition: int | None = None, zookeeper: str | None = None,
             data_dir=None, on_progress: Progress | None = None,
-            max_in_flight: int | None = None) -> dict:
+            max_in_flight: int | None = None, credentials: str | None = None) -> dict:
     """Send ``messages`` values of ``size`` bytes; return the run's figures.
 
-    ``max_in_flight`` (acks=1: unanswered requests per producer) defaults to the Producer's.
+    ``max_in_flight`` (acks=1: unanswered requests per producer) defaults to the Producer's;
+    ``credentials``: a key file for a secured cluster (else ``$SLUICE_CREDENTIALS``).
     """
     from clients.brokers import BrokerPool
     from clients.producer import Producer
@@ -77,11 +78,11 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
         raise InvalidArgument("messages must be >= 1 and size >= 0")
     value = os.urandom(size)
     latencies = Latencies()
-    pool = BrokerPool(zookeeper, data_dir)
+    pool = BrokerPool(zookeeper, data_dir, credentials=credentials)
     window = {} if max_in_flight is None else {"max_in_flight": max_in_flight}
     producer = Producer(zookeeper, batch_size=batch_size, linger_ms=linger_ms, acks=acks,
                         data_dir=data_dir, on_acknowledged=latencies.record if acks else None,
-                        **window)
+                        credentials=credentials, **window)
     try:
         before = stored_bytes(pool, topic)
         send = producer.send
@@ -111,14 +112,14 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
 def consume(topic: str, partition: int = 0, messages: int = 1_000_000,
             fetch_bytes: int = 1 << 20, offset="earliest", zookeeper: str | None = None,
             data_dir=None, timeout_ms: int = 10_000,
-            on_progress: Progress | None = None) -> dict:
+            on_progress: Progress | None = None, credentials: str | None = None) -> dict:
     """Read ``messages`` from one partition; every one is decoded and CRC-checked by the client
     and its value length summed. Gives up when none came for ``timeout_ms``."""
     from clients.simple_consumer import SimpleConsumer
     if messages < 1:
         raise InvalidArgument("messages must be >= 1")
     consumer = SimpleConsumer(topic, partition, offset, zookeeper, max_bytes=fetch_bytes,
-                              timeout_ms=timeout_ms, data_dir=data_dir)
+                              timeout_ms=timeout_ms, data_dir=data_dir, credentials=credentials)
     count = nbytes = 0
     try:
         started = time.perf_counter()

@@ -102,7 +102,8 @@ def _join(config: WorkerConfig, stopping: threading.Event, flush):
     while not stopping.is_set():
         try:
             return Consumer([config.topic], config.group, zookeeper=config.zookeeper,
-                            config=config.consumer_config(), before_commit=flush)
+                            data_dir=config.data_dir, config=config.consumer_config(),
+                            before_commit=flush)
         except UnknownTopicOrPartition:
             if not waiting:
                 log.info("worker %d waiting for topic %s to be created", config.worker_id,

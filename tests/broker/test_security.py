@@ -3,16 +3,18 @@
 Allowed, unknown-key, keyless and revoked clients; the refused ones reach no log (the log end
 does not move), get AUTHENTICATION_FAILED rather than a timeout, and are counted by the broker.
 """
+import itertools
 import json
 import stat
+import threading
 
 import pytest
 import zmq
 
-from broker import protocol
+from broker import authenticator, protocol
 from broker.message import encode_set
 from clients.brokers import BrokerPool
-from clients.connection import Connection
+from clients.connection import Connection, Handshake
 from clients.producer import Producer
 from clients.simple_consumer import SimpleConsumer
 from cluster.supervision import security
@@ -129,3 +131,102 @@ def test_the_broker_counts_refusals_and_keeps_secrets_private(zk, secured, tmp_p
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     server_secret = credentials.load(root / credentials.SERVER_KEY).secret_key
     assert server_secret not in broker.log_path.read_text()
+
+
+def test_a_refused_client_hammering_the_broker_reaches_no_log_and_the_allowed_one_completes(
+        zk, zk_client, secured, tmp_path):
+    """While a revoked key streams produce requests on its open connection (acks=1 and acks=0)
+    and keyless and unknown-key clients keep handshaking, an allowed producer's every message
+    is acknowledged; the log holds exactly the allowed messages, the broker counted every
+    refusal and is still serving. Bounded by counts: how fast is the bench's to say."""
+    broker, alice = secured
+    admin = security.admin_credentials(tmp_path)
+    eve = credentials.save(credentials.create("eve"), tmp_path / "eve.key")
+    allow_list.allow(zk_client, "eve", credentials.load(eve).public_key)
+    AclStore(zk_client).add("eve", [Rule("produce", "topic", "clicks")])
+    pool = BrokerPool(zk, credentials=str(eve))
+    conn = pool.connection("clicks", 0)        # handshaken while eve was allowed
+    push_endpoint = pool.leader("clicks", 0).produce_endpoint
+    pushed = pool.context.socket(zmq.PUSH)
+    authenticator.apply(pushed, pool._curve)
+    handshake = Handshake(pushed, push_endpoint, has_key=True)
+    pushed.connect(push_endpoint)
+    handshake.wait(10_000)     # in before the revoke: its sets are refused by the loop, counted
+    handshake.close()
+    allow_list.revoke(zk_client, "eve")
+    refused_set = encode_set([(None, b"refused")])
+
+    def eve_refused():
+        frames = conn.call(lambda corr: protocol.encode_produce(corr, "clicks", 0, 1),
+                           refused_set)
+        try:
+            protocol.decode_response(frames[0].buffer, protocol.PRODUCE_REPLY)
+        except AuthenticationFailed:
+            return True
+        return None
+    wait_for(eve_refused, 10, what="the broker to see eve revoked")
+    before = broker_errors(zk, admin).get("authentication_failed", 0)
+    end_before = log_end(zk, admin)
+    requests, handshakes, pushes = 3000, 20, 500
+    answers = []
+
+    def hammer_requests():
+        sent = 0
+        while sent < requests:
+            for _ in range(min(200, requests - sent)):   # 200 in flight, all answered
+                conn.send([protocol.encode_produce(conn.next_id(), "clicks", 0, 1),
+                           refused_set])
+                if sent < pushes:
+                    pushed.send_multipart([protocol.encode_produce(0, "clicks", 0, 0),
+                                           refused_set])
+                sent += 1
+            while len(answers) < sent:
+                frames = conn.recv(20_000)
+                assert frames is not None, "a refused request went unanswered"
+                try:
+                    protocol.decode_response(frames[0].buffer, protocol.PRODUCE_REPLY)
+                    answers.append("accepted")
+                except AuthenticationFailed:
+                    answers.append("refused")
+
+    def hammer_handshakes():
+        context = zmq.Context()
+        stranger = credentials.create("mallory")
+        curve = credentials.curve_client_options(stranger, pool._curve[zmq.CURVE_SERVERKEY]
+                                                 .decode())
+        try:
+            for i in range(handshakes):
+                with pytest.raises(AuthenticationFailed):
+                    Connection(context, broker.info["endpoint"], curve if i % 2 else None,
+                               secured=True, handshake_timeout_ms=10_000)
+        finally:
+            context.term()
+    hammers = [threading.Thread(target=hammer_requests),
+               threading.Thread(target=hammer_handshakes)]
+    for thread in hammers:
+        thread.start()
+    messages = [b"allowed-%d" % i for i in range(2000)]
+    rounds = 10
+    with Producer(zk, acks=1, credentials=alice, batch_size=20) as producer:
+        for r in range(rounds):    # each round after another 300 refusals: interleaved by count
+            wait_for(lambda: len(answers) >= r * requests // rounds, 60,
+                     what=f"the hammer's round {r}")
+            for value in messages[r * 200:(r + 1) * 200]:
+                producer.send("clicks", value, partition=0)
+            producer.flush()
+        assert (producer.acked, producer.dropped) == (len(messages), 0)
+    for thread in hammers:
+        thread.join(120)
+        assert not thread.is_alive()
+    assert answers == ["refused"] * requests
+    wait_for(lambda: broker_errors(zk, admin).get("authentication_failed", 0)
+             >= before + requests + pushes + handshakes, 20,
+             what="every refusal to be counted")
+    consumer = SimpleConsumer("clicks", 0, end_before, zookeeper=zk, credentials=alice,
+                              timeout_ms=5000)
+    assert [m.value for m in itertools.islice(consumer, len(messages))] == messages
+    consumer.close()
+    assert log_end(zk, admin) == end_before + sum(len(encode_set([(None, v)])) for v in messages)
+    assert broker.alive()
+    pushed.close(linger=0)
+    pool.close()

@@ -12,6 +12,7 @@ EXAMPLE = Authorizer({
     "alice": [Rule("produce", "topic", "orders"), Rule("consume", "topic-prefix", "logs.")],
     "*": [Rule("describe", "topic-prefix", "")],
     "bob": [Rule("consume", "group", "billing")],
+    "carol": [Rule("consume", "group-prefix", "etl.")],
 })
 
 
@@ -25,6 +26,9 @@ EXAMPLE = Authorizer({
     ("bob", C, GROUP, "billing", True),
     ("bob", C, TOPIC, "billing", False),
     ("carol", P, TOPIC, "orders", False),
+    ("carol", C, GROUP, "etl.daily", True),
+    ("carol", C, GROUP, "etl", False),
+    ("carol", C, TOPIC, "etl.daily", False),
 ])
 def test_worked_examples(principal, operation, kind, name, allowed):
     assert EXAMPLE.allows(principal, operation, kind, name) is allowed
@@ -75,6 +79,7 @@ def test_refusal_names_principal_operation_and_resource():
     ("read", "topic", "t"), ("produce", "queue", "t"), ("produce", "topic", ""),
     ("consume", "group", ""), ("produce", "topic", 7), ("produce", "group", "g"),
     ("admin", "group", "g"), ("produce", "topic", "a/b"), ("consume", "topic-prefix", "x y"),
+    ("produce", "group-prefix", "g"), ("consume", "group-prefix", "a/b"),
 ])
 def test_bad_rules_are_refused(bad):
     with pytest.raises(InvalidArgument):
@@ -96,3 +101,10 @@ def test_check_raises_the_typed_error():
     assert refused.value.code is ErrorCode.AUTHORIZATION_FAILED
     assert not refused.value.retriable
     assert "consume on topic 'orders'" in str(refused.value)
+
+
+def test_the_zookeeper_side_checks_doctests():
+    """coordinator/access.py's pure part: who may change the allow list and the rules."""
+    import doctest
+    from coordinator import access
+    assert doctest.testmod(access).failed == 0

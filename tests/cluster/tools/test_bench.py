@@ -6,7 +6,8 @@ from cluster.tools import bench
 
 
 def test_bench_result_has_the_issue_shape():
-    result, samples = bench.run(messages=2000, runs=1, replication=False, kafka=False)
+    result, samples = bench.run(messages=2000, runs=1, replication=False, kafka=False,
+                                secure=False)
     assert set(result) == {
         "messages", "message_bytes", "runs", "producer_batch1_msgs_per_s",
         "producer_batch50_msgs_per_s", "producer_acks1_batch50_msgs_per_s", "acks1_latency_ms",
@@ -29,7 +30,7 @@ def test_bench_result_has_the_issue_shape():
 def test_bench_replication_rows():
     """The 3-broker rows (issue 12): acks=all and acks=1 on R=3, their ratios to the
     single-replica acks=1 row of the same run, acks=all latency, consumers R=3 beside R=1."""
-    result, samples = bench.run(messages=2000, runs=1, kafka=False)
+    result, samples = bench.run(messages=2000, runs=1, kafka=False, secure=False)
     keys = [key for key, *_ in bench.REPLICATION_FIGURES]
     assert set(keys) | {"acks_all_latency_ms"} <= set(result)
     for key in keys:
@@ -48,7 +49,7 @@ def test_bench_kafka_client_rows():
     """confluent-kafka and kafka-python through the listener (issue 13): each producer's
     records all acknowledged and read back whole by the same client, the confluent-kafka
     producer's ratio to the native acks=1 row of the same run."""
-    result, samples = bench.run(messages=2000, runs=1, replication=False)
+    result, samples = bench.run(messages=2000, runs=1, replication=False, secure=False)
     keys = [key for key, *_ in bench.KAFKA_FIGURES]
     assert set(keys) <= set(result)
     for key in keys:
@@ -62,4 +63,22 @@ def test_bench_kafka_client_rows():
         assert samples[0][f"kafka_{key}_consumer"]["messages"] == 2000
         assert samples[0][f"kafka_{key}_consumer"]["message_bytes"] == 200
     bench.table(result)
+    json.dumps(result)
+
+
+def test_bench_secure_rows():
+    """The --secure rows (issue 14), on their own secured broker: acks=1 batch 50 with every
+    message acknowledged and its latency, the consumer reading them all, and the ratios to
+    the plaintext rows (given here: the full run makes them in the same run)."""
+    samples = bench._secure(2000, 200, 1, say=lambda line: None)
+    plain = {"producer_acks1_batch50_msgs_per_s": 1000.0, "consumer_msgs_per_s": 2000.0}
+    result = {**plain, **bench._secure_medians(samples, plain)}
+    assert {key for key, *_ in bench.SECURE_FIGURES} | {"secure_acks1_latency_ms"} <= set(result)
+    assert result["secure_vs_plain_producer_acks1"] == round(
+        result["producer_secure_acks1_batch50_msgs_per_s"] / 1000.0, 3)
+    assert result["secure_vs_plain_consumer"] == round(
+        result["consumer_secure_msgs_per_s"] / 2000.0, 3)
+    assert 0 < result["secure_acks1_latency_ms"]["p50"] <= result["secure_acks1_latency_ms"]["p99"]
+    assert samples[0]["producer_secure_acks1_batch50"]["acked"] == 2000
+    assert samples[0]["consumer_secure"]["messages"] == 2000
     json.dumps(result)
