@@ -14,6 +14,12 @@ it is that loop (``broker.scrub`` walks the segment) and the rules around it:
    the exposed end in a new segment: the offsets between are a gap, so none is handed out twice.
 4. Everything is fsynced, and the exposed end records where the log now ends.
 
+Compacted segments (broker/cleaner.py): a ``<start>.log.cleaned`` file is a clean that did not
+commit and is deleted (the segment file it would have replaced is whole); a segment with a gap
+index sidecar (broker/gap_index.py) gets its index from it, or, when the sidecar is pending or
+damaged (a crash around a clean's commit), from a walk of its file, and the layout uses the
+offsets each segment spans, not its file size.
+
 Sealed segments were fsynced before they rolled and are not walked here. Only a close whose
 final flush succeeded leaves the ``clean-shutdown`` marker; without it, the broker CRC-checks
 the sealed segments too, in the background (``check_sealed``, run by the start-up scrub).
@@ -33,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
-from broker import scrub
+from broker import gap_index, scrub
 from broker.exposed_end import ExposedEnd
 from broker.segment import SUFFIX, FileReader, Segment, parse_segment_name, sync_directory
 
@@ -41,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 CORRUPT_DIR = "corrupt"
 CLEAN_FILE = "clean-shutdown"
+CLEANED_SUFFIX = ".cleaned"
 
 
 class Layout(NamedTuple):
@@ -89,13 +96,16 @@ def recover(directory: Path, exposed: ExposedEnd) -> Recovered:
     (the caller makes it a StorageError); the segments opened so far are closed then."""
     recovered = Recovered([])
     try:
+        _drop_uncommitted_cleans(directory)
         files = _segment_files(directory)
-        plan = layout([(start, path.stat().st_size) for start, path in files])
+        indexes = {start: load_gaps(directory, start, path) for start, path in files}
+        plan = layout([(start, _span(indexes[start], start, path)) for start, path in files])
         for first, resume in plan.gaps:
             logger.warning("%s: a gap of %d bytes at offsets %d..%d holds no data (offsets lost "
                            "in an earlier crash recovery); fetches there answer OFFSET_GAP",
                            directory, resume - first, first, resume)
-        recovered.segments.extend(Segment(directory, start) for start in plan.keep)
+        recovered.segments.extend(Segment(directory, start, indexes[start])
+                                  for start in plan.keep)
         if plan.set_aside:
             _set_aside(directory, [path for start, path in files if start in plan.set_aside])
         if not recovered.segments:
@@ -119,6 +129,38 @@ def recover(directory: Path, exposed: ExposedEnd) -> Recovered:
     return recovered
 
 
+def load_gaps(directory: Path, start: int, path: Path) -> gap_index.GapIndex | None:
+    """The gap index of the segment file ``path`` (None: it has no markers). A pending or
+    damaged sidecar is rebuilt from a walk of the file and written again."""
+    size = path.stat().st_size
+    try:
+        return gap_index.read(directory, start, size)
+    except ValueError as why:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            index = gap_index.runs_of(FileReader(fd).read, size, start)
+        finally:
+            os.close(fd)
+        gap_index.write(directory, start, index, size)
+        logger.info("%s: rebuilt the gap index of %s from its file (%s): %d run(s)",
+                    directory, path.name, why, len(index.offsets))
+        return index
+
+
+def _span(index: gap_index.GapIndex | None, start: int, path: Path) -> int:
+    size = path.stat().st_size
+    return size if index is None else index.end(size) - start
+
+
+def _drop_uncommitted_cleans(directory: Path) -> None:
+    """Delete what a clean wrote before its commit: the segment it would replace is whole."""
+    for path in directory.glob("*" + SUFFIX + CLEANED_SUFFIX):
+        path.unlink()
+        logger.warning("%s: deleted %s, a clean that did not commit before the broker "
+                       "stopped; %s is kept as it was", directory, path.name,
+                       path.name[:-len(CLEANED_SUFFIX)])
+
+
 def check_sealed(directory: Path, segment: Segment, reader: FileReader,
                  on_progress: Callable[[int], None] | None = None) -> list[tuple[int, scrub.Bad]]:
     """CRC-check one sealed segment through ``reader`` (a descriptor of its own, so retention
@@ -127,7 +169,7 @@ def check_sealed(directory: Path, segment: Segment, reader: FileReader,
     report = scrub.scrub(reader, segment.size, on_progress=on_progress)
     found = []
     for bad in report.bad:
-        offset = segment.start + bad.position
+        offset = segment.offset_at(bad.position)
         logger.warning("%s: scrub found a corrupt message at offset %d (%d bytes, %s) in sealed "
                        "segment %s; fetches there answer CORRUPT_MESSAGE", directory, offset,
                        bad.size, bad.reason, segment.path.name)
@@ -184,7 +226,7 @@ def _recover_last(directory: Path, recovered: Recovered) -> None:
     for bad in report.bad:
         logger.warning("%s: recovery kept a corrupt message at offset %d (%d bytes, %s) in %s: "
                        "good messages follow it; fetches there answer CORRUPT_MESSAGE",
-                       directory, last.start + bad.position, bad.size, bad.reason,
+                       directory, last.offset_at(bad.position), bad.size, bad.reason,
                        last.path.name)
     recovered.corrupt_messages += len(report.bad)
     if report.torn_at is not None:
@@ -192,7 +234,7 @@ def _recover_last(directory: Path, recovered: Recovered) -> None:
         last.truncate(report.torn_at)
         recovered.truncated_bytes = cut
         logger.warning("%s: recovery cut %d bytes (a torn or corrupt tail) off %s at offset %d",
-                       directory, cut, last.path.name, last.start + report.torn_at)
+                       directory, cut, last.path.name, last.offset_at(report.torn_at))
 
 
 def _set_aside(directory: Path, paths: list[Path]) -> None:
