@@ -162,6 +162,12 @@ class Log:
         return list(self._starts)
 
     @property
+    def sealed_sizes(self) -> list[tuple[int, int]]:
+        """``(start, file bytes)`` of every sealed segment (the cleaner's due check)."""
+        with self._lock:
+            return [(s.start, s.size) for s in self._segments[:-1]]
+
+    @property
     def segment_count(self) -> int:
         return len(self._segments)
 
@@ -552,7 +558,8 @@ class Log:
                 raise StorageError(f"{describe(err)} (cannot clean {self.directory})") from err
             return out
 
-    def replace_segment(self, old: Segment, cleaned: Path, index: gap_index.GapIndex) -> bool:
+    def replace_segment(self, old: Segment, cleaned: Path, index: gap_index.GapIndex,
+                        after_rename=None) -> bool:
         """Commit a clean: ``cleaned`` (fsynced, the segment's kept entries and gap markers)
         is renamed over ``old``'s file, the one step that makes it the segment, and the log
         reads the new file from then on. The caller wrote the sidecar pending before (so a
@@ -575,6 +582,8 @@ class Log:
             self._segments[at] = fresh
             self._checkpoints.pop(old.start, None)
             old.close()
+        if after_rename is not None:
+            after_rename()
         try:
             sync_directory(self.directory)
             gap_index.write(self.directory, fresh.start, index, fresh.size)

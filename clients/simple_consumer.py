@@ -61,6 +61,7 @@ class SimpleConsumer:
         self.on_corrupt = on_corrupt
         self.data_loss_events = 0
         self.data_loss_bytes = 0
+        self._decoded_whole = True
         self.topic = topic
         self.partition = partition
         self.max_bytes = max_bytes
@@ -123,10 +124,10 @@ class SimpleConsumer:
             try:
                 if ahead is None or ahead[2] != offset:
                     ahead = self._request(offset)
-                data = self._await(ahead)
+                data, next_offset = self._await(ahead)
                 ahead = None
                 if data:
-                    self.position = offset + len(data)
+                    self.position = next_offset
                     ahead = self._request(self.position)
             except protocol.SluiceError as exc:
                 ahead, data = None, b""
@@ -136,7 +137,7 @@ class SimpleConsumer:
                 time.sleep(0.2)
             if data:
                 got = self._decode(data, offset)
-                if got and got[-1].next_offset != offset + len(data):
+                if got and not self._decoded_whole:
                     self.position = got[-1].next_offset   # stopped before a bad message
                 yield from got
                 last = time.monotonic()
@@ -146,8 +147,10 @@ class SimpleConsumer:
     def _decode(self, data, offset: int) -> list[Message]:
         """The whole valid messages at the start of a fetched set (a CRC error ends them)."""
         got: list[Message] = []
+        self._decoded_whole = False
         try:
             got.extend(message.decode_set(data, self.topic, self.partition, offset))
+            self._decoded_whole = True
         except message.InvalidMessage as bad:
             if not got:
                 raise resume.named(protocol.CorruptMessage(
@@ -199,7 +202,8 @@ class SimpleConsumer:
             except protocol.SluiceError as exc:
                 self._pool.leader_failed(self.topic, self.partition, conn.endpoint, exc)
                 raise
-            return frames[1].bytes if len(frames) > 1 else b""
+            data = frames[1].bytes if len(frames) > 1 else b""
+            return data, protocol.fetch_next_offset(header, pending[2], len(data))
 
     def _retrying(self, call, attempts: int = 25):
         for attempt in range(attempts):

@@ -1,0 +1,255 @@
+"""The log cleaner: compacts the sealed segments of logs whose cleanup policy says ``compact``.
+
+A thread of its own, beside the request loop (which only decides, every cleaner interval,
+which logs are due: ``compaction.due``) and throttled to ``cleaner_bytes_per_second`` of
+reading and writing together, so that produce latency stays flat while it works. A clean of
+one log:
+
+1. scan every sealed segment below the visible end (through duplicated descriptors, as the
+   scrub reads) for the offset of each key's last message (``latest``);
+2. for each sealed segment that holds a message ``compaction.keep`` does not keep, write
+   ``<start>.log.cleaned``: the kept messages, byte for byte, and a gap marker (message.py)
+   wherever offsets jump; fsync it;
+3. make the segment's gap index sidecar pending (broker/gap_index.py), fsynced;
+4. rename the cleaned file over the segment (``Log.replace_segment``, under the log's lock):
+   the commit. The log reads the new file from then on; then the complete sidecar.
+
+A crash before 4 leaves the old segment and a ``.cleaned`` file that the next open deletes;
+after 4, the new segment (a pending sidecar is rebuilt by a walk of the file). Never a mix:
+one rename switches the whole segment. The active segment is never read or written here.
+
+Fault hook for the crash test: the environment variable ``SLUICE_CLEANER_CRASH_AT`` set to
+``written`` (after step 2), ``pending`` (after 3) or ``renamed`` (after the rename, before the
+complete sidecar) ends the broker process there with ``os._exit``, as a kill would.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from broker import compaction, gap_index
+from broker.log import Log
+from broker.message import GAP_SIZE, HEADER, MAGIC_GAP, SIZE_FIELD, encode_gap, entry_key, gap_resume
+from broker.recovery import CLEANED_SUFFIX
+from broker.segment import Segment, read_at
+from coordinator.errors import SluiceError, StorageError
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1 << 16
+CRASH_ENV = "SLUICE_CLEANER_CRASH_AT"
+
+
+@dataclass
+class CleanState:
+    """What the cleaner knows of one log between cleans (in memory: a restart cleans again)."""
+
+    clean_end: int = 0
+    tombstones_due_ms: float | None = None
+    queued: bool = False
+    cleans: int = 0
+    removed_messages: int = 0
+    removed_bytes: int = 0
+
+
+class _Stopped(Exception):
+    """Raised inside a clean when the broker stops."""
+
+
+class LogCleaner(threading.Thread):
+    """Cleans the logs submitted to it, one at a time, throttled."""
+
+    def __init__(self, bytes_per_second: int, on_error: Callable[[str, Exception], None]):
+        super().__init__(name="log-cleaner", daemon=True)
+        self.bytes_per_second = bytes_per_second
+        self.on_error = on_error
+        self.pending: queue.Queue = queue.Queue()
+        self.states: dict[int, CleanState] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._began = time.monotonic()
+        self._done = 0
+
+    def state(self, log: Log) -> CleanState:
+        with self._lock:
+            return self.states.setdefault(id(log), CleanState(log.start_offset))
+
+    def forget(self, log: Log) -> None:
+        with self._lock:
+            self.states.pop(id(log), None)
+
+    def submit_if_due(self, log: Log, now_ms: float) -> bool:
+        """The loop's check: queue ``log`` when ``compaction.due`` says so (not twice)."""
+        state = self.state(log)
+        if state.queued:
+            return False
+        if not compaction.due(log.sealed_sizes, state.clean_end,
+                              log.config.min_cleanable_dirty_ratio, state.tombstones_due_ms,
+                              now_ms):
+            return False
+        state.queued = True
+        self.pending.put(log)
+        return True
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.pending.put(None)
+
+    def run(self) -> None:
+        while (log := self.pending.get()) is not None and not self._stopping.is_set():
+            state = self.state(log)
+            try:
+                self.clean(log, state)
+            except _Stopped:
+                return
+            except (SluiceError, OSError) as exc:
+                self.on_error("clean", exc)
+            finally:
+                state.queued = False
+
+    def clean(self, log: Log, state: CleanState) -> None:
+        """One clean of ``log`` (the module docstring's steps)."""
+        self._began, self._done = time.monotonic(), 0
+        sealed = log.sealed_for_cleaning()
+        try:
+            if not sealed:
+                return
+            latest: dict[bytes, int] = {}
+            for segment, fd in sealed:
+                for offset, _, _, key, _ in self._entries(segment, fd):
+                    if key is not None:
+                        latest[key] = offset
+            now = time.time()
+            due_ms = None
+            for segment, fd in sealed:
+                mtime_ms = os.fstat(fd).st_mtime * 1000
+                kept, removed, removed_bytes = [], 0, 0
+                complete = [False]
+                for offset, pos, length, key, tombstone in self._entries(segment, fd, complete):
+                    if compaction.keep(offset, key, tombstone, latest, now * 1000 - mtime_ms,
+                                       log.config.delete_retention_ms):
+                        kept.append((offset, pos, length))
+                        if tombstone:
+                            due = mtime_ms + log.config.delete_retention_ms
+                            due_ms = due if due_ms is None else min(due_ms, due)
+                    else:
+                        removed += 1
+                        removed_bytes += length
+                if not removed or not complete[0]:
+                    continue
+                if self._rewrite(log, segment, fd, compaction.layout(kept, segment.start,
+                                                                    segment.end)):
+                    state.removed_messages += removed
+                    state.removed_bytes += removed_bytes
+                    logger.info("%s: cleaned %s: removed %d message(s), %d byte(s)",
+                                log.directory, segment.path.name, removed, removed_bytes)
+            state.clean_end = sealed[-1][0].end
+            state.tombstones_due_ms = due_ms
+            state.cleans += 1
+        finally:
+            for _, fd in sealed:
+                os.close(fd)
+
+    def _rewrite(self, log: Log, segment: Segment, fd: int, pieces: list[tuple]) -> bool:
+        """Steps 2-4 for one segment; False when the log no longer has it (nothing changed)."""
+        cleaned = segment.path.with_name(segment.path.name + CLEANED_SUFFIX)
+        index = gap_index.GapIndex(segment.start)
+        out = os.open(cleaned, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            written = 0
+            for piece in pieces:
+                if piece[0] == "gap":
+                    data = encode_gap(piece[1])
+                    _write_all(out, data)
+                    written += len(data)
+                    index.add(piece[1], written)
+                    continue
+                _, pos, length = piece
+                done = 0
+                while done < length:
+                    data = read_at(fd, pos + done, min(CHUNK, length - done))
+                    if not data:
+                        raise StorageError(f"{segment.path} ended while cleaning it")
+                    _write_all(out, data)
+                    done += len(data)
+                    self._throttle(2 * len(data))
+                written += length
+            os.fsync(out)
+        except BaseException:
+            os.close(out)
+            cleaned.unlink(missing_ok=True)
+            raise
+        os.close(out)
+        _crash_point("written")
+        gap_index.write_pending(log.directory, segment.start)
+        _crash_point("pending")
+        if log.replace_segment(segment, cleaned, index,
+                               after_rename=lambda: _crash_point("renamed")):
+            return True
+        cleaned.unlink(missing_ok=True)
+        return False
+
+    def _entries(self, segment: Segment, fd: int,
+                 complete: list | None = None) -> Iterator[tuple]:
+        """``(offset, position, length, key, tombstone)`` of every message of a sealed
+        segment, read a chunk at a time (throttled); gap markers move the offsets on. A walk
+        that meets an entry that does not fit stops there, and ``complete`` stays false."""
+        size = os.fstat(fd).st_size
+        base = segment.start
+        pos = 0
+        while pos < size:
+            if self._stopping.is_set():
+                raise _Stopped()
+            buf = read_at(fd, pos, min(CHUNK, size - pos))
+            self._throttle(len(buf))
+            at = 0
+            while len(buf) - at >= HEADER.size:
+                length, magic, _ = HEADER.unpack_from(buf, at)
+                length += SIZE_FIELD
+                if length < HEADER.size:
+                    return
+                if at + length > len(buf):
+                    break
+                if magic == MAGIC_GAP and length == SIZE_FIELD + GAP_SIZE:
+                    base = gap_resume(buf, at) - (pos + at + length)
+                else:
+                    key, tombstone = entry_key(buf, at)
+                    yield base + pos + at, pos + at, length, key, tombstone
+                at += length
+            if at == 0:
+                if size - pos < HEADER.size:
+                    return
+                length = SIZE_FIELD + HEADER.unpack_from(read_at(fd, pos, HEADER.size))[0]
+                if length < HEADER.size or pos + length > size:
+                    return
+                buf = read_at(fd, pos, length)
+                key, tombstone = entry_key(buf, 0)
+                yield base + pos, pos, length, key, tombstone
+                at = length
+            pos += at
+        if complete is not None:
+            complete[0] = True
+
+    def _throttle(self, nbytes: int) -> None:
+        self._done += nbytes
+        delay = compaction.throttle_delay(self._done, time.monotonic() - self._began,
+                                          self.bytes_per_second)
+        if delay > 0 and self._stopping.wait(delay):
+            raise _Stopped()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _crash_point(name: str) -> None:
+    if os.environ.get(CRASH_ENV) == name:
+        logger.error("cleaner fault hook: the broker ends at %r as a crash would", name)
+        os._exit(70)
