@@ -216,6 +216,33 @@ def gap_resume(buf, pos: int = 0) -> int:
     return _U64.unpack_from(buf, pos + HEADER_SIZE)[0]
 
 
+def split_at_gaps(buf, base_offset: int) -> list[tuple[int, memoryview]]:
+    """The runs of messages in a set read from a compacted segment: ``(offset, bytes)`` of
+    each stretch between gap markers (framing only; empty stretches left out).
+
+    >>> [(o, len(b)) for o, b in split_at_gaps(encode(b"a") + encode_gap(50) + encode(b"b"), 0)]
+    [(0, 10), (50, 10)]
+    """
+    view = memoryview(buf)
+    end = len(view)
+    runs = []
+    pos = run_start = 0
+    offset = base_offset
+    while end - pos >= HEADER_SIZE:
+        size, magic, _ = _unpack_header(view, pos)
+        nxt = pos + SIZE_FIELD + size
+        if nxt > end:
+            break
+        if magic == MAGIC_GAP and size == GAP_SIZE:
+            if pos > run_start:
+                runs.append((offset, view[run_start:pos]))
+            offset, run_start = gap_resume(view, pos), nxt
+        pos = nxt
+    if pos > run_start:
+        runs.append((offset, view[run_start:pos]))
+    return runs
+
+
 def entry_key(buf, pos: int) -> tuple[bytes | None, bool]:
     """``(key, tombstone)`` of the checked entry at ``pos``, for the log cleaner: magic 0 has
     no key; a magic 2 message with a null value is a tombstone."""
