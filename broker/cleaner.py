@@ -50,7 +50,7 @@ class CleanState:
     """What the cleaner knows of one log between cleans (in memory: a restart cleans again)."""
 
     clean_end: int = 0
-    tombstones_due_ms: float | None = None
+    oldest_tombstone_ms: float | None = None     # mtime of the oldest segment keeping one
     queued: bool = False
     cleans: int = 0
     removed_messages: int = 0
@@ -88,9 +88,10 @@ class LogCleaner(threading.Thread):
         state = self.state(log)
         if state.queued:
             return False
+        oldest = state.oldest_tombstone_ms
+        tombstones_due = None if oldest is None else oldest + log.config.delete_retention_ms
         if not compaction.due(log.sealed_sizes, state.clean_end,
-                              log.config.min_cleanable_dirty_ratio, state.tombstones_due_ms,
-                              now_ms):
+                              log.config.min_cleanable_dirty_ratio, tombstones_due, now_ms):
             return False
         state.queued = True
         self.pending.put(log)
@@ -125,7 +126,7 @@ class LogCleaner(threading.Thread):
                     if key is not None:
                         latest[key] = offset
             now = time.time()
-            due_ms = None
+            oldest = None
             for segment, fd in sealed:
                 mtime_ms = os.fstat(fd).st_mtime * 1000
                 kept, removed, removed_bytes = [], 0, 0
@@ -135,8 +136,7 @@ class LogCleaner(threading.Thread):
                                        log.config.delete_retention_ms):
                         kept.append((offset, pos, length))
                         if tombstone:
-                            due = mtime_ms + log.config.delete_retention_ms
-                            due_ms = due if due_ms is None else min(due_ms, due)
+                            oldest = mtime_ms if oldest is None else min(oldest, mtime_ms)
                     else:
                         removed += 1
                         removed_bytes += length
@@ -149,7 +149,7 @@ class LogCleaner(threading.Thread):
                     logger.info("%s: cleaned %s: removed %d message(s), %d byte(s)",
                                 log.directory, segment.path.name, removed, removed_bytes)
             state.clean_end = sealed[-1][0].end
-            state.tombstones_due_ms = due_ms
+            state.oldest_tombstone_ms = oldest
             state.cleans += 1
         finally:
             for _, fd in sealed:
