@@ -101,7 +101,7 @@ class SimpleConsumer:
         while True:
             offset = self.position
             try:
-                data = self._await(self._request(offset))
+                data, next_offset = self._await(self._request(offset))
             except protocol.SluiceError as exc:
                 if exc.retriable:
                     if leader_moved(exc) and not moved:
@@ -113,6 +113,8 @@ class SimpleConsumer:
             messages = self._decode(data, offset)
             if messages:
                 self.position = messages[-1].next_offset
+            if self._decoded_whole and next_offset > self.position:
+                self.position = next_offset     # past a compacted log's trailing gap
             return messages
 
     def __iter__(self) -> Iterator[Message]:
@@ -180,9 +182,10 @@ class SimpleConsumer:
                                          self.max_bytes, self.min_bytes, self.max_wait_ms)])
         return conn, corr, offset
 
-    def _await(self, pending: tuple) -> bytes:
-        """The MessageSet of a fetch's reply (replies to requests given up on are skipped);
-        RequestTimedOut (after resetting the connection) when none comes in time."""
+    def _await(self, pending: tuple) -> tuple[bytes, int]:
+        """The MessageSet of a fetch's reply and the offset just past it (replies to requests
+        given up on are skipped); RequestTimedOut (after resetting the connection) when none
+        comes in time."""
         conn, corr, _ = pending
         deadline = time.monotonic() + (self.max_wait_ms + self.request_timeout_ms) / 1000
         while True:
