@@ -15,7 +15,7 @@ ZK_JAR  := /usr/share/java/zookeeper.jar
 ZK_FLAG     = $(if $(ZK),--zookeeper $(ZK),)
 WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOPIC) --group $(GROUP),)
 
-.PHONY: cluster-up cluster-down test bench drill drill-rolling venv zookeeper chromium kcat kafkajs clean
+.PHONY: cluster-up cluster-down test bench bench-compaction drill drill-rolling venv zookeeper chromium kcat kafkajs clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -105,6 +105,11 @@ bench: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
 	$(PY) -m cluster.tools.bench --messages $(MESSAGES) --runs $(RUNS) --output .bench/results.json \
 	  --samples .bench/runs.json
+
+# Produce latency with and without the log cleaner at work (cluster/tools/compaction_bench.py).
+bench-compaction: venv
+	@$(MAKE) --no-print-directory zookeeper ZK=
+	$(PY) -m cluster.tools.compaction_bench --runs $(RUNS) --output .bench/compaction.json
 
 clean:
 	rm -rf $(VENV) .sluice .bench .drills

@@ -41,7 +41,7 @@ from coordinator.errors import SluiceError, StorageError
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 1 << 16
+CHUNK = 1 << 14           # a read between GIL releases: the request loop never waits long
 CRASH_ENV = "SLUICE_CLEANER_CRASH_AT"
 
 

@@ -453,17 +453,15 @@ def list_offsets(req: KafkaRequest, ctx: KafkaContext):
 def _offset_for_time(log, time_ms: int, end: int) -> tuple[int, int]:
     offset = log.start_offset
     while offset < end:
-        data = log.read(offset, _SCAN_BYTES, upto=end)
+        data, data_end, _ = log.read_span(offset, _SCAN_BYTES, upto=end)
         if not data:
             break
-        last = offset
         for m in message.decode_set(data, "", 0, offset):
             if m.timestamp is not None and m.timestamp >= time_ms:
                 return m.offset, m.timestamp
-            last = m.next_offset
-        if last == offset:
+        if data_end <= offset:
             break
-        offset = last
+        offset = data_end       # past the read, and past a compacted log's gaps
     return -1, -1
 
 

@@ -4,6 +4,7 @@ few kilobytes and the cleaner looks every 100 ms, so each test takes seconds."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -203,3 +204,54 @@ def test_a_broker_killed_during_a_clean_restarts_with_the_old_or_the_new_segment
              and r["clean_end"] == active, timeout=30, what="the clean after the restart")
     final = read_native(zk)
     assert {o for o, _, _ in final if o < active} == set(last_per_key(before, active).values())
+
+
+def test_a_follower_rebuilt_from_a_compacted_leader_holds_the_same_offsets(zk, tmp_path):
+    """The follower's disk is lost while its leader compacts; rebuilt by replica fetches from
+    the compacted log, it holds the leader's kept messages at the same offsets, markers and
+    all, and reopens so."""
+    from broker.config import LogConfig
+    from broker.log import Log
+    from broker import message
+    from coordinator import partition_state
+    procs = {i: BrokerProcess(zk, tmp_path, i, **SETTINGS, replica_fetch_wait_max_ms=200,
+                              leader_imbalance_check_ms=600_000).start() for i in range(2)}
+    client = zkmod.connect(zk)
+    try:
+        topics.create(client, TOPIC, 1, replication_factor=2)
+        for proc in procs.values():
+            proc.wait_hosting(TOPIC, 1)
+        set_policy(zk, **{"cleanup.policy": "compact"})
+        leader = partition_state.read(client, TOPIC, 0)[0].leader
+        follower = 1 - leader
+        procs[follower].stop()
+        produce(zk, [(f"k{i % 4}".encode(), f"value-{i}".encode()) for i in range(300)])
+        active = active_start(procs[leader])
+        wait_for(lambda: (r := row(procs[leader])) and r.get("cleans", 0) >= 1
+                 and r["clean_end"] == active, timeout=30, what="the leader's clean")
+        expected = read_native(zk)
+        assert len(expected) < 300
+        shutil.rmtree(partition_dir(procs[follower]))
+        procs[follower].start()
+        end = row(procs[leader])["end_offset"]
+        wait_for(lambda: (r := row(procs[follower])) and r["end_offset"] == end, timeout=30,
+                 what="the follower to catch up")
+        assert procs[follower].stop() == 0
+        assert list(partition_dir(procs[follower]).glob("*.gaps"))   # it copied gap markers
+        log = Log(partition_dir(procs[follower]), LogConfig())
+        try:
+            copied, offset = [], log.start_offset
+            while offset < log.end_offset:
+                data, offset_end, _ = log.read_span(offset, 1 << 16)
+                copied += [(m.offset, m.key, m.value)
+                           for m in message.decode_set(data, TOPIC, 0, offset)]
+                offset = offset_end
+        finally:
+            log.close()
+        assert copied == expected
+    finally:
+        client.stop()
+        client.close()
+        for proc in procs.values():
+            if proc.alive():
+                proc.stop()
