@@ -116,7 +116,7 @@ class LogCleaner(threading.Thread):
     def clean(self, log: Log, state: CleanState) -> None:
         """One clean of ``log`` (the module docstring's steps)."""
         self._began, self._done = time.monotonic(), 0
-        sealed = log.sealed_for_cleaning()
+        sealed, cuts = log.sealed_for_cleaning()
         try:
             if not sealed:
                 return
@@ -142,8 +142,8 @@ class LogCleaner(threading.Thread):
                         removed_bytes += length
                 if not removed or not complete[0]:
                     continue
-                if self._rewrite(log, segment, fd, compaction.layout(kept, segment.start,
-                                                                    segment.end)):
+                if self._rewrite(log, segment, fd, cuts,
+                                 compaction.layout(kept, segment.start, segment.end)):
                     state.removed_messages += removed
                     state.removed_bytes += removed_bytes
                     logger.info("%s: cleaned %s: removed %d message(s), %d byte(s)",
@@ -155,7 +155,8 @@ class LogCleaner(threading.Thread):
             for _, fd in sealed:
                 os.close(fd)
 
-    def _rewrite(self, log: Log, segment: Segment, fd: int, pieces: list[tuple]) -> bool:
+    def _rewrite(self, log: Log, segment: Segment, fd: int, cuts: int,
+                 pieces: list[tuple]) -> bool:
         """Steps 2-4 for one segment; False when the log no longer has it (nothing changed)."""
         cleaned = segment.path.with_name(segment.path.name + CLEANED_SUFFIX)
         index = gap_index.GapIndex(segment.start)
@@ -188,7 +189,7 @@ class LogCleaner(threading.Thread):
         _crash_point("written")
         gap_index.write_pending(log.directory, segment.start)
         _crash_point("pending")
-        if log.replace_segment(segment, cleaned, index,
+        if log.replace_segment(segment, cleaned, index, cuts,
                                after_rename=lambda: _crash_point("renamed")):
             return True
         cleaned.unlink(missing_ok=True)

@@ -80,6 +80,7 @@ class Log:
         self._unsynced: list[int] = []
         self._failed: str | None = None
         self._closed = False
+        self.cuts = 0           # truncations and resets: a clean read before one is void
         self._exposed: ExposedEnd | None = None
         self.epochs: LeaderEpochs | None = None
         try:
@@ -539,10 +540,10 @@ class Log:
                         self.directory, count, self.start_offset)
         return count
 
-    def sealed_for_cleaning(self) -> list[tuple[Segment, int]]:
+    def sealed_for_cleaning(self) -> tuple[list[tuple[Segment, int]], int]:
         """The sealed segments below the visible end, each with a duplicated descriptor (the
         caller closes them), for the log cleaner's thread: it reads them without the lock,
-        as the scrub does, while retention may delete them meanwhile."""
+        as the scrub does, while retention may delete them meanwhile; and ``cuts`` now."""
         with self._lock:
             self._check_open()
             visible = self.visible_end
@@ -556,19 +557,22 @@ class Log:
                 for _, fd in out:
                     os.close(fd)
                 raise StorageError(f"{describe(err)} (cannot clean {self.directory})") from err
-            return out
+            return out, self.cuts
 
     def replace_segment(self, old: Segment, cleaned: Path, index: gap_index.GapIndex,
-                        after_rename=None) -> bool:
+                        cuts: int, after_rename=None) -> bool:
         """Commit a clean: ``cleaned`` (fsynced, the segment's kept entries and gap markers)
         is renamed over ``old``'s file, the one step that makes it the segment, and the log
         reads the new file from then on. The caller wrote the sidecar pending before (so a
         crash from here on rebuilds the index from whichever file is there); the complete one
-        is written after. False, with nothing changed, when ``old`` is no longer a sealed
-        segment of this log (deleted or cut meanwhile). Raises StorageError."""
+        is written after, unsynced (lost or torn in a crash, it fails its check and the file
+        is walked): one fsync fewer for the disk the produce path shares. False, with nothing changed, when ``old`` is no longer a sealed
+        segment of this log (deleted meanwhile) or the log was cut since ``cuts`` was read
+        (``sealed_for_cleaning``): what was cleaned may not be what the segment holds now.
+        Raises StorageError."""
         with self._lock:
             self._check_writable()
-            if old not in self._segments[:-1] or old.fd < 0:
+            if old not in self._segments[:-1] or old.fd < 0 or self.cuts != cuts:
                 return False
             at = self._segments.index(old)
             try:
@@ -585,8 +589,8 @@ class Log:
         if after_rename is not None:
             after_rename()
         try:
-            sync_directory(self.directory)
-            gap_index.write(self.directory, fresh.start, index, fresh.size)
+            sync_directory(self.directory)      # the rename is durable before the index says
+            gap_index.write(self.directory, fresh.start, index, fresh.size, sync=False)
         except OSError as err:
             raise StorageError(f"{describe(err)} (after the clean of {fresh.path.name} in "
                                f"{self.directory}; the next open rebuilds its index)") from err
@@ -621,6 +625,7 @@ class Log:
             if offset >= self._end:
                 self.epochs.truncate_from(offset)
                 return 0, 0
+            self.cuts += 1
             if offset < self._starts[0]:
                 cut = self._count_cut(0, 0)
                 self._reset(offset)
@@ -685,6 +690,7 @@ class Log:
     def _reset(self, offset: int) -> None:
         """``reset_to`` under the locks: the new empty segment first (an old one that starts at
         ``offset`` is emptied instead), then the old ones newest first, then the epochs."""
+        self.cuts += 1
         try:
             fresh = next((s for s in self._segments if s.start == offset), None)
             if fresh is None:

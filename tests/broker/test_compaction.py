@@ -236,3 +236,22 @@ def test_a_follower_copies_a_compacted_stretch_with_the_same_offsets(tmp_path):
     assert read_all(reopened) == [m for m in read_all(leader) if m.offset < cut_at]
     reopened.close()
     leader.close()
+
+
+def test_a_clean_does_not_commit_over_a_log_cut_meanwhile(tmp_path, monkeypatch):
+    """A follower's truncation while the cleaner works: what was cleaned may no longer be what
+    the segment holds, so the commit is refused and the cut stays as it is."""
+    log = Log(tmp_path, CONFIG)
+    fill(log, 80, keys=4)
+    before = read_all(log)
+    cut_at = before[3].offset
+
+    def cut_in_the_middle(name):
+        if name == "written":
+            log.truncate_to(cut_at)
+
+    monkeypatch.setattr(cleaner_module, "_crash_point", cut_in_the_middle)
+    clean(log)
+    assert read_all(log) == before[:3]
+    assert not list(tmp_path.glob("*" + CLEANED_SUFFIX))
+    log.close()
