@@ -255,3 +255,21 @@ def test_a_clean_does_not_commit_over_a_log_cut_meanwhile(tmp_path, monkeypatch)
     assert read_all(log) == before[:3]
     assert not list(tmp_path.glob("*" + CLEANED_SUFFIX))
     log.close()
+
+
+def test_dump_log_shows_a_cleaned_segments_gaps_and_kept_offsets(tmp_path):
+    import json
+    import subprocess
+    import sys
+    log = Log(tmp_path, CONFIG)
+    fill(log, 80, keys=4)
+    clean(log)
+    kept = [m.offset for m in read_all(log) if m.offset < log.segment_starts[1]]
+    log.close()
+    first = sorted(tmp_path.glob("*.log"))[0]
+    out = subprocess.run([sys.executable, "-m", "cluster.cli", "dump-log", str(first), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert [e["offset"] for e in entries if "gap_to" not in e] == kept
+    second = sorted(tmp_path.glob("*.log"))[1]
+    assert entries[-1]["next_offset"] == int(second.stem)     # the gap runs to the next segment
