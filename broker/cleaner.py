@@ -7,16 +7,20 @@ one log:
 
 1. scan every sealed segment below the visible end (through duplicated descriptors, as the
    scrub reads) for the offset of each key's last message (``latest``);
-2. for each sealed segment that holds a message ``compaction.keep`` does not keep, write
-   ``<start>.log.cleaned``: the kept messages, byte for byte, and a gap marker (message.py)
-   wherever offsets jump; fsync it;
-3. make the segment's gap index sidecar pending (broker/gap_index.py), fsynced;
-4. rename the cleaned file over the segment (``Log.replace_segment``, under the log's lock):
-   the commit. The log reads the new file from then on; then the complete sidecar.
+2. decide, per sealed segment, what ``compaction.keep`` keeps, and group neighbours whose
+   kept bytes fit in one segment (``compaction.groups``); for each group that changes, write
+   ``<first start>.log.cleaned``: the kept messages, byte for byte, and a gap marker
+   (message.py) wherever offsets jump; fsync it;
+3. make the first segment's gap index sidecar pending (broker/gap_index.py), fsynced;
+4. rename the cleaned file over the first segment (``Log.replace_segments``, under the log's
+   lock): the commit. The log reads the new file from then on; then the group's other files
+   are deleted and the complete sidecar written.
 
-A crash before 4 leaves the old segment and a ``.cleaned`` file that the next open deletes;
-after 4, the new segment (a pending sidecar is rebuilt by a walk of the file). Never a mix:
-one rename switches the whole segment. The active segment is never read or written here.
+A crash before 4 leaves the old segments and a ``.cleaned`` file that the next open deletes;
+after 4, the new segment (a pending sidecar is rebuilt by a walk of the file), and any of the
+group's other files still there lie wholly inside its offsets, so recovery deletes them as a
+merge's leftovers (broker/recovery.py). Never a mix: one rename switches the whole group. The
+active segment is never read or written here.
 
 Fault hook for the crash test: the environment variable ``SLUICE_CLEANER_CRASH_AT`` set to
 ``written`` (after step 2), ``pending`` (after 3) or ``renamed`` (after the rename, before the
@@ -43,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 14           # a read between GIL releases: the request loop never waits long
 CRASH_ENV = "SLUICE_CLEANER_CRASH_AT"
+_FILE_SHIFT = 48        # a kept entry's place in a group: file number << 48 | file position
+_POSITION = (1 << _FILE_SHIFT) - 1
 
 
 @dataclass
@@ -127,6 +133,7 @@ class LogCleaner(threading.Thread):
                         latest[key] = offset
             now = time.time()
             oldest = None
+            plans = []
             for segment, fd in sealed:
                 mtime_ms = os.fstat(fd).st_mtime * 1000
                 kept, removed, removed_bytes = [], 0, 0
@@ -140,14 +147,26 @@ class LogCleaner(threading.Thread):
                     else:
                         removed += 1
                         removed_bytes += length
-                if not removed or not complete[0]:
-                    continue
-                if self._rewrite(log, segment, fd, cuts,
-                                 compaction.layout(kept, segment.start, segment.end)):
+                size = compaction.cleaned_size(compaction.layout(kept, segment.start,
+                                                                 segment.end))
+                plans.append((segment, fd, kept, removed, removed_bytes, complete[0], size))
+            for group in compaction.groups(
+                    [(p[0].start, p[0].end, p[6], p[3] > 0, p[5]) for p in plans],
+                    log.config.segment_bytes):
+                members = [plans[i] for i in group]
+                kept = [(offset, number << _FILE_SHIFT | pos, length)
+                        for number, member in enumerate(members)
+                        for offset, pos, length in member[2]]
+                pieces = compaction.layout(kept, members[0][0].start, members[-1][0].end)
+                if self._rewrite(log, [(m[0], m[1]) for m in members], cuts, pieces):
+                    removed = sum(m[3] for m in members)
+                    removed_bytes = sum(m[4] for m in members)
                     state.removed_messages += removed
                     state.removed_bytes += removed_bytes
                     logger.info("%s: cleaned %s: removed %d message(s), %d byte(s)",
-                                log.directory, segment.path.name, removed, removed_bytes)
+                                log.directory,
+                                " + ".join(m[0].path.name for m in members), removed,
+                                removed_bytes)
             state.clean_end = sealed[-1][0].end
             state.oldest_tombstone_ms = oldest
             state.cleans += 1
@@ -155,11 +174,13 @@ class LogCleaner(threading.Thread):
             for _, fd in sealed:
                 os.close(fd)
 
-    def _rewrite(self, log: Log, segment: Segment, fd: int, cuts: int,
+    def _rewrite(self, log: Log, members: list[tuple[Segment, int]], cuts: int,
                  pieces: list[tuple]) -> bool:
-        """Steps 2-4 for one segment; False when the log no longer has it (nothing changed)."""
-        cleaned = segment.path.with_name(segment.path.name + CLEANED_SUFFIX)
-        index = gap_index.GapIndex(segment.start)
+        """Steps 2-4 for a group of neighbouring segments (one file named by the first);
+        False when the log no longer has them as they were (nothing changed)."""
+        first = members[0][0]
+        cleaned = first.path.with_name(first.path.name + CLEANED_SUFFIX)
+        index = gap_index.GapIndex(first.start)
         out = os.open(cleaned, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             written = 0
@@ -170,7 +191,9 @@ class LogCleaner(threading.Thread):
                     written += len(data)
                     index.add(piece[1], written)
                     continue
-                _, pos, length = piece
+                _, where, length = piece
+                segment, fd = members[where >> _FILE_SHIFT]
+                pos = where & _POSITION
                 done = 0
                 while done < length:
                     data = read_at(fd, pos + done, min(CHUNK, length - done))
@@ -187,10 +210,10 @@ class LogCleaner(threading.Thread):
             raise
         os.close(out)
         _crash_point("written")
-        gap_index.write_pending(log.directory, segment.start)
+        gap_index.write_pending(log.directory, first.start)
         _crash_point("pending")
-        if log.replace_segment(segment, cleaned, index, cuts,
-                               after_rename=lambda: _crash_point("renamed")):
+        if log.replace_segments([segment for segment, _ in members], cleaned, index, cuts,
+                                after_rename=lambda: _crash_point("renamed")):
             return True
         cleaned.unlink(missing_ok=True)
         return False

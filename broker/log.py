@@ -559,41 +559,54 @@ class Log:
                 raise StorageError(f"{describe(err)} (cannot clean {self.directory})") from err
             return out, self.cuts
 
-    def replace_segment(self, old: Segment, cleaned: Path, index: gap_index.GapIndex,
-                        cuts: int, after_rename=None) -> bool:
-        """Commit a clean: ``cleaned`` (fsynced, the segment's kept entries and gap markers)
-        is renamed over ``old``'s file, the one step that makes it the segment, and the log
-        reads the new file from then on. The caller wrote the sidecar pending before (so a
-        crash from here on rebuilds the index from whichever file is there); the complete one
-        is written after, unsynced (lost or torn in a crash, it fails its check and the file
-        is walked): one fsync fewer for the disk the produce path shares. False, with nothing changed, when ``old`` is no longer a sealed
-        segment of this log (deleted meanwhile) or the log was cut since ``cuts`` was read
-        (``sealed_for_cleaning``): what was cleaned may not be what the segment holds now.
+    def replace_segments(self, olds: list[Segment], cleaned: Path, index: gap_index.GapIndex,
+                         cuts: int, after_rename=None) -> bool:
+        """Commit a clean of neighbouring sealed segments ``olds``: ``cleaned`` (fsynced,
+        their kept entries and gap markers) is renamed over the first one's file, the one
+        step that makes it the segment for all their offsets, and the log reads the new file
+        from then on; the others' files are deleted after. The caller wrote the sidecar
+        pending before (so a crash from here on rebuilds the index from whichever file is
+        there, and recovery deletes a leftover that lies inside the new file's offsets); the
+        complete one is written last, unsynced (lost or torn in a crash, it fails its check
+        and the file is walked): one fsync fewer for the disk the produce path shares.
+
+        False, with nothing changed, when ``olds`` are no longer neighbouring sealed segments
+        of this log (deleted meanwhile) or the log was cut since ``cuts`` was read
+        (``sealed_for_cleaning``): what was cleaned may not be what the segments hold now.
         Raises StorageError."""
         with self._lock:
             self._check_writable()
-            if old not in self._segments[:-1] or old.fd < 0 or self.cuts != cuts:
+            first = olds[0]
+            if first not in self._segments or self.cuts != cuts:
                 return False
-            at = self._segments.index(old)
+            at = self._segments.index(first)
+            if (self._segments[at:at + len(olds)] != olds or at + len(olds) >= len(self._segments)
+                    or any(old.fd < 0 for old in olds)):
+                return False
             try:
-                stat = os.fstat(old.fd)
-                os.utime(cleaned, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-                os.replace(cleaned, old.path)
-                fresh = Segment(self.directory, old.start, index)
+                stat = os.fstat(olds[-1].fd)     # the newest member's last write: the
+                os.utime(cleaned, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # retention clock
+                os.replace(cleaned, first.path)
+                fresh = Segment(self.directory, first.start, index)
             except OSError as err:
                 raise StorageError(f"{describe(err)} (committing the clean of "
-                                   f"{old.path.name} in {self.directory})") from err
-            self._segments[at] = fresh
-            self._checkpoints.pop(old.start, None)
-            old.close()
+                                   f"{first.path.name} in {self.directory})") from err
+            self._segments[at:at + len(olds)] = [fresh]
+            self._starts[at:at + len(olds)] = [fresh.start]
+            for old in olds:
+                self._checkpoints.pop(old.start, None)
+                old.close()
         if after_rename is not None:
             after_rename()
         try:
+            for old in olds[1:]:
+                old.path.unlink()
+                gap_index.remove(self.directory, old.start)
             sync_directory(self.directory)      # the rename is durable before the index says
             gap_index.write(self.directory, fresh.start, index, fresh.size, sync=False)
         except OSError as err:
             raise StorageError(f"{describe(err)} (after the clean of {fresh.path.name} in "
-                               f"{self.directory}; the next open rebuilds its index)") from err
+                               f"{self.directory}; the next open finishes it)") from err
         return True
 
     def truncate_to(self, offset: int) -> tuple[int, int]:

@@ -3,8 +3,10 @@
 Kafka 0.7's recovery is a short loop over the last segment: scan, check each CRC, truncate. Here
 it is that loop (``broker.scrub`` walks the segment) and the rules around it:
 
-1. The segment files on disk, sorted by start offset (``layout``): a file that starts inside its
-   predecessor is set aside into ``corrupt/`` (two files cannot both hold an offset; it is never
+1. The segment files on disk, sorted by start offset (``layout``): a file that lies wholly
+   inside a compacted predecessor's offsets is the leftover of a merging clean and is deleted
+   (``merge_leftovers``); any other file that starts inside its predecessor is set aside into
+   ``corrupt/`` (two files cannot both hold an offset; it is never
    deleted), and a file that starts after its predecessor's end leaves a gap, logged once.
 2. The last segment is walked: a bad range with good messages after it is a corrupt message
    *inside* the log, kept (a fetch there answers CORRUPT_MESSAGE with where data resumes); a bad
@@ -81,6 +83,26 @@ def layout(files: Sequence[tuple[int, int]]) -> Layout:
     return Layout(keep, set_aside, gaps)
 
 
+def merge_leftovers(files: Sequence[tuple[int, int]], compacted: frozenset[int]) -> list[int]:
+    """The files (``(start, size in offsets)``, sorted) that lie wholly inside the offsets of
+    a compacted file before them (``compacted``: starts of files with a gap index): a clean
+    merged them into it and committed, and the broker stopped before deleting them.
+
+    >>> merge_leftovers([(0, 300), (100, 100), (200, 100), (300, 50)], frozenset({0}))
+    [100, 200]
+    >>> merge_leftovers([(0, 300), (100, 100)], frozenset())     # not a clean's: layout's
+    []
+    """
+    leftovers = []
+    owner_end = None
+    for start, size in files:
+        if owner_end is not None and start + size <= owner_end:
+            leftovers.append(start)
+            continue
+        owner_end = start + size if start in compacted else None
+    return leftovers
+
+
 @dataclass
 class Recovered:
     """The open segments of a recovered log, oldest first, and what recovery found."""
@@ -99,7 +121,16 @@ def recover(directory: Path, exposed: ExposedEnd) -> Recovered:
         _drop_uncommitted_cleans(directory)
         files = _segment_files(directory)
         indexes = {start: load_gaps(directory, start, path) for start, path in files}
-        plan = layout([(start, _span(indexes[start], start, path)) for start, path in files])
+        spans = [(start, _span(indexes[start], start, path)) for start, path in files]
+        leftovers = merge_leftovers(spans, frozenset(s for s, i in indexes.items() if i is not None))
+        for start, path in files:
+            if start in leftovers:
+                path.unlink()
+                gap_index.remove(directory, start)
+                logger.warning("%s: deleted %s, a segment a committed clean had merged into "
+                               "the one before it (the broker stopped before deleting it)",
+                               directory, path.name)
+        plan = layout([span for span in spans if span[0] not in leftovers])
         for first, resume in plan.gaps:
             logger.warning("%s: a gap of %d bytes at offsets %d..%d holds no data (offsets lost "
                            "in an earlier crash recovery); fetches there answer OFFSET_GAP",

@@ -101,6 +101,7 @@ def test_a_clean_keeps_the_last_message_of_each_key_at_its_offset(tmp_path):
     active = {o for o in written if o >= active_start}
     assert {m.offset for m in got if m.offset >= active_start} == active   # never touched
     assert log.size_bytes < size_before
+    assert log.segment_count == 2       # the sealed ones merged into one file, and the active
     state = cleaner.state(log)
     assert state.cleans == 1 and state.removed_messages == 120 - len(got)
     log.close()
@@ -166,6 +167,7 @@ def test_a_clean_cut_short_at_any_step_leaves_the_old_or_the_new_segment(tmp_pat
     log = Log(tmp_path, CONFIG)
     written = fill(log, 80, keys=4)
     before = read_all(log)
+    segments_before = log.segment_count
 
     class Crash(BaseException):
         pass
@@ -188,7 +190,9 @@ def test_a_clean_cut_short_at_any_step_leaves_the_old_or_the_new_segment(tmp_pat
     first_before = [m for m in before if m.offset < first_segment_end]
     first_after = [m for m in after if m.offset < first_segment_end]
     if crash_at == "renamed":
-        assert len(first_after) < len(first_before)  # the new segment, whole
+        assert len(first_after) < len(first_before)  # the new segment, whole, and the files
+        assert reopened.segment_count < segments_before     # it merged are gone
+        assert len(list(tmp_path.glob("*.log"))) == reopened.segment_count
     else:
         assert first_after == first_before           # the old segment, whole
     assert [m for m in after if m.offset >= first_segment_end] == \
