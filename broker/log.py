@@ -3,6 +3,7 @@
     <partition folder>/
         00000000000000000000.log      sealed: messages at byte offsets 0 .. 1073741823
         00000000001073741824.log      the active segment; appends go here
+        <start>.gaps                  a compacted segment's gap index (broker/gap_index.py)
         exposed-end                   the highest offset ever told to a client (exposed_end.py)
         leader-epoch-checkpoint       which leader epoch wrote which offsets (leader_epochs.py)
         clean-shutdown                present only between a clean close() and the next open
