@@ -17,7 +17,7 @@ ZK_FLAG     = $(if $(ZK),--zookeeper $(ZK),)
 CONFIG_FLAG = $(if $(CONFIG),--config $(CONFIG),)
 WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOPIC) --group $(GROUP),)
 
-.PHONY: cluster-up cluster-down test bench drill drill-short drill-rolling venv zookeeper chromium kcat kafkajs clean
+.PHONY: cluster-up cluster-down test bench bench-compaction drill drill-short drill-rolling venv zookeeper chromium kcat kafkajs clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -113,6 +113,11 @@ bench: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
 	$(PY) -m cluster.tools.bench --messages $(MESSAGES) --runs $(RUNS) --output .bench/results.json \
 	  --samples .bench/runs.json
+
+# Produce latency with and without the log cleaner at work (cluster/tools/compaction_bench.py).
+bench-compaction: venv
+	@$(MAKE) --no-print-directory zookeeper ZK=
+	$(PY) -m cluster.tools.compaction_bench --runs $(RUNS) --output .bench/compaction.json
 
 clean:
 	rm -rf $(VENV) .sluice .bench .drills

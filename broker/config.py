@@ -21,7 +21,13 @@ DAY_MS = 24 * 3600 * 1000
 
 @dataclass(frozen=True)
 class LogConfig:
-    """How one partition's log is stored, flushed and retained."""
+    """How one partition's log is stored, flushed and retained.
+
+    ``cleanup_policy`` (Kafka's names): ``delete`` is retention alone; ``compact`` is the log
+    cleaner alone (broker/cleaner.py: the last message of every key is kept, a tombstone goes
+    ``delete_retention_ms`` after its segment was written; retention deletes nothing);
+    ``compact,delete`` both. A log is cleaned once at least ``min_cleanable_dirty_ratio`` of
+    its sealed bytes were not cleaned yet."""
 
     segment_bytes: int = GIB
     flush_messages: int = 500
@@ -30,13 +36,29 @@ class LogConfig:
     retention_ms: int = 7 * DAY_MS
     retention_bytes: int | None = None
     max_message_bytes: int = 1 << 20
+    cleanup_policy: str = "delete"
+    delete_retention_ms: int = DAY_MS
+    min_cleanable_dirty_ratio: float = 0.5
 
     def __post_init__(self):
         _check_types(self)
         _positive(self, "segment_bytes", "flush_messages", "flush_ms", "retention_ms",
-                  "max_message_bytes")
+                  "max_message_bytes", "delete_retention_ms")
         if self.retention_bytes is not None and self.retention_bytes <= 0:
             raise InvalidArgument("retention_bytes must be positive when set")
+        settings.one_of("cleanup_policy", self.cleanup_policy,
+                        ("delete", "compact", "compact,delete"))
+        if not 0 <= self.min_cleanable_dirty_ratio <= 1:
+            raise InvalidArgument("min_cleanable_dirty_ratio must be 0..1, not "
+                                  f"{self.min_cleanable_dirty_ratio!r}")
+
+    @property
+    def compact(self) -> bool:
+        return "compact" in self.cleanup_policy
+
+    @property
+    def delete(self) -> bool:
+        return "delete" in self.cleanup_policy
 
 
 @dataclass(frozen=True)
@@ -101,6 +123,7 @@ class BrokerConfig:
     advertised_host: str | None = None
     log: LogConfig = field(default_factory=LogConfig)
     cleaner_interval_ms: int = 60_000
+    cleaner_bytes_per_second: int = 8 * MIB
     max_fetch_bytes: int = 8 << 20
     max_request_bytes: int = 4 * MIB
     max_wait_ms_limit: int = 30_000
@@ -129,7 +152,7 @@ class BrokerConfig:
         if self.kafka_port is not None and not 0 <= self.kafka_port <= 65535:
             raise InvalidArgument("kafka_port must be 0..65535 (0: a free port) or null (no "
                                   "Kafka listener)")
-        _positive(self, "cleaner_interval_ms", "max_fetch_bytes", "max_request_bytes",
+        _positive(self, "cleaner_interval_ms", "cleaner_bytes_per_second", "max_fetch_bytes", "max_request_bytes",
                   "max_wait_ms_limit", "session_timeout_ms", "replica_lag_time_max_ms",
                   "replica_fetch_wait_max_ms", "replica_fetch_max_bytes",
                   "replica_fetch_min_bytes", "replica_fetch_linger_ms", "ack_timeout_ms",
@@ -170,7 +193,7 @@ class BrokerConfig:
         return cls(log=LogConfig(**log), security=security, **values)
 
 
-_TYPES = {"int": (int,), "bool": (bool,), "str": (str,), "int | None": (int, type(None)),
+_TYPES = {"int": (int,), "bool": (bool,), "str": (str,), "float": (int, float), "int | None": (int, type(None)),
           "str | None": (str, type(None)), "LogConfig": (LogConfig,),
           "SecurityConfig | None": (SecurityConfig, type(None))}
 

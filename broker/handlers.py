@@ -364,13 +364,14 @@ class RequestHandlers:
                 end, hw = replica_end(log), replica.hw
             else:
                 end = hw = self.replicas.consumer_end(log)
+            gapped = False
             if request.offset >= end:
                 data = b""  # nothing readable yet at that offset (unflushed, or past the HW)
+                data_end = request.offset
             else:
-                data = log.read(request.offset, min(request.max_bytes,
-                                                    self.config.max_fetch_bytes,
-                                                    end - request.offset),
-                                upto=end if replica_fetch else None)
+                data, data_end, gapped = log.read_span(
+                    request.offset, min(request.max_bytes, self.config.max_fetch_bytes,
+                                        end - request.offset), upto=end)
         except SluiceError as exc:
             self.errors.request_failed(exc, acks=1)
             self.router.send_multipart([waiter.identity, protocol.encode_response(
@@ -378,10 +379,12 @@ class RequestHandlers:
             return
         self.logs.fetched(request.topic, request.partition, len(data))
         header = protocol.encode_response(corr, protocol.FETCH_REPLY.pack(hw, log.start_offset))
+        if gapped:
+            header += protocol.NEXT_OFFSET.pack(data_end)   # a compacted stretch: offsets jump
         frames = [waiter.identity, header, data]
         if replica_fetch:
             frames.append(epoch_entries(log))
-            sets = self.logs.sets_between(replica.key, request.offset, request.offset + len(data))
+            sets = self.logs.sets_between(replica.key, request.offset, data_end)
             if sets:
                 frames.append(protocol.encode_sets(sets))   # the producers' sets (frame 3)
         self.router.send_multipart(frames, copy=len(data) < _COPY_BELOW)

@@ -3,6 +3,7 @@
     <partition folder>/
         00000000000000000000.log      sealed: messages at byte offsets 0 .. 1073741823
         00000000001073741824.log      the active segment; appends go here
+        <start>.gaps                  a compacted segment's gap index (broker/gap_index.py)
         exposed-end                   the highest offset ever told to a client (exposed_end.py)
         leader-epoch-checkpoint       which leader epoch wrote which offsets (leader_epochs.py)
         clean-shutdown                present only between a clean close() and the next open
@@ -41,12 +42,13 @@ import threading
 import time
 from pathlib import Path
 
-from broker import recovery, scrub
+from broker import gap_index, recovery, scrub
 from broker.config import LogConfig
 from broker.exposed_end import ExposedEnd
 from broker.flush import FlushPolicy
 from broker.leader_epochs import LeaderEpochs
-from broker.message import SIZE_FIELD, InvalidMessage, check_entry, whole_prefix
+from broker.message import (GAP_ENTRY, SIZE_FIELD, InvalidMessage, check_entry, encode_gap,
+                            gap_resume, whole_prefix)
 from broker.protocol import EARLIEST, LATEST
 from broker.retention import segments_to_delete
 from broker.segment import (SUFFIX, FileReader, Segment, describe, find_segment,
@@ -79,6 +81,7 @@ class Log:
         self._unsynced: list[int] = []
         self._failed: str | None = None
         self._closed = False
+        self.cuts = 0           # truncations and resets: a clean read before one is void
         self._exposed: ExposedEnd | None = None
         self.epochs: LeaderEpochs | None = None
         try:
@@ -161,6 +164,12 @@ class Log:
         return list(self._starts)
 
     @property
+    def sealed_sizes(self) -> list[tuple[int, int]]:
+        """``(start, file bytes)`` of every sealed segment (the cleaner's due check)."""
+        with self._lock:
+            return [(s.start, s.size) for s in self._segments[:-1]]
+
+    @property
     def segment_count(self) -> int:
         return len(self._segments)
 
@@ -181,7 +190,7 @@ class Log:
         return self._exposed.value
 
     def append(self, message_set, count: int, set_sizes: list[int] | None = None,
-               expose: bool = False) -> tuple[int, int]:
+               expose: bool = False, markers: list[int] | None = None) -> tuple[int, int]:
         """Append validated messages with one write; return (base offset, next offset).
 
         Rolls to a new segment first when the active one is not empty and the set would take
@@ -194,11 +203,17 @@ class Log:
         ``expose``: the caller will tell a client the next offset (an acks=1 reply), so it is
         recorded as exposed before the write, as it is for every append when messages are
         visible at once. A failed append takes back what it exposed and nobody saw.
+
+        ``markers``: the positions of gap markers in the set (a follower copying a compacted
+        stretch of its leader's log, ``message.validate_set(..., markers=)``): the same one
+        write, and the segment's gap index learns the runs (``_append_gapped``).
         """
         data = memoryview(message_set)
         n = data.nbytes
         if n == 0:
             raise ValueError("cannot append an empty message set")
+        if markers:
+            return self._append_gapped(data, count, markers, expose)
         with self._lock:
             self._check_writable()
             base = self._end
@@ -224,6 +239,43 @@ class Log:
                 if self._end > base:
                     self.policy.record(count, time.monotonic())
         return base, self._end
+
+    def _append_gapped(self, data: memoryview, count: int, markers: list[int],
+                       expose: bool) -> tuple[int, int]:
+        """Append one set holding gap markers: the segment's sidecar is made pending (durably)
+        before the first marker reaches its file, so a crash never leaves markers the next
+        open does not know to look for; the runs go into its gap index after the write."""
+        n = data.nbytes
+        with self._lock:
+            self._check_writable()
+            base = self._end
+            segment = self._segments[-1]
+            if segment.size and segment.size + n > self.config.segment_bytes:
+                segment = self._roll()
+            try:
+                if segment.gaps is None:
+                    gap_index.write_pending(self.directory, segment.start)
+                    segment.gaps = gap_index.GapIndex(segment.start)
+            except OSError as err:
+                raise StorageError(f"{describe(err)} (cannot record gaps of "
+                                   f"{segment.path.name} in {self.directory})") from err
+            before = segment.size
+            runs = [(gap_resume(data, m), before + m + GAP_ENTRY) for m in markers]
+            last_offset, last_pos = runs[-1]
+            end = last_offset + before + n - last_pos
+            exposed_before = self._exposed.value
+            if expose or not self.config.visible_after_flush:
+                self._exposed.expose(end)
+            try:
+                segment.append(data)
+            except OSError as err:
+                self._exposed.take_back(exposed_before)
+                self._undo_append(segment, before, n, err)
+            for offset, pos in runs:
+                segment.gaps.add(offset, pos)
+            self._end = end
+            self.policy.record(count, time.monotonic())
+        return base, end
 
     def flush_due(self, now: float) -> bool:
         """Whether the flush policy wants an fsync (``now`` in monotonic seconds)."""
@@ -287,6 +339,11 @@ class Log:
                 self.flush_seconds += elapsed
 
     def read(self, offset: int, max_bytes: int, upto: int | None = None) -> bytes | memoryview:
+        """``read_span``'s data only."""
+        return self.read_span(offset, max_bytes, upto)[0]
+
+    def read_span(self, offset: int, max_bytes: int,
+                  upto: int | None = None) -> tuple[bytes | memoryview, int, bool]:
         """Whole messages from ``offset``, up to ``max_bytes`` and the visible end (a memoryview
         when the read is cut back to a message boundary, so the cut copies nothing).
 
@@ -307,17 +364,24 @@ class Log:
         (``resume_offset``: where readable data resumes), InvalidOffset for an offset inside a
         message (naming the boundaries around it), StorageError when the disk fails. At
         ``visible_end`` there is nothing new and the answer is ``b""``.
+
+        Returns ``(data, end, gapped)``: ``end`` is the offset just past the data, and
+        ``gapped`` says that the data comes from a compacted segment and may hold gap markers
+        (message.py), so that ``end`` is not ``offset + len(data)``: a fetch at an offset whose
+        messages the cleaner removed starts at the marker that says where the next one is.
         """
         with self._lock:
             self._check_open()
             visible = self.visible_end if upto is None else min(upto, self._end)
             index = self._segment_to_read(offset, visible)
             if index is None:
-                return b""
+                return b"", offset, False
             segment = self._segments[index]
             bound = min(segment.end, visible)
             sealed_end = bound == segment.end and index + 1 < len(self._segments)
-            data = self._read_from(segment, offset, bound - offset, max_bytes)
+            pos = segment.position(offset)
+            available = segment.position(bound) - pos
+            data = self._read_from(segment, offset, pos, available, max_bytes)
             try:
                 first = check_entry(data)
             except InvalidMessage:
@@ -331,9 +395,11 @@ class Log:
                     raise StorageError(f"{describe(err)} (reading {self.directory})") from err
         if not first:
             raise self._no_message_at(reader, segment, offset, bound, next_start, checkpoints)
-        if first < len(data) and (len(data) < bound - offset or sealed_end):
+        if first < len(data) and (len(data) < available or sealed_end):
             data = memoryview(data)[:whole_prefix(data)]
-        return data
+        if segment.gaps is None:
+            return data, offset + len(data), False
+        return data, segment.offset_at(pos + len(data)), True
 
     def message_length_at(self, offset: int, upto: int | None = None) -> int | None:
         """The length of the valid message that starts at ``offset`` (below the visible end,
@@ -349,8 +415,11 @@ class Log:
             if index is None:
                 return None
             segment = self._segments[index]
-            data = self._read_from(segment, offset, min(segment.end, visible) - offset,
-                                   SIZE_FIELD)
+            pos = segment.position(offset)
+            if segment.gaps is not None and segment.offset_at(pos) != offset:
+                return None         # inside a gap the cleaner left: no message starts here
+            data = self._read_from(segment, offset, pos,
+                                   segment.position(min(segment.end, visible)) - pos, SIZE_FIELD)
         try:
             return check_entry(data)
         except InvalidMessage:
@@ -376,10 +445,10 @@ class Log:
                             f"resumes at {resume}", resume_offset=resume)
         return index
 
-    def _read_from(self, segment: Segment, offset: int, available: int, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` (at least a size field) of the ``available`` bytes at ``offset``,
-        extended to the whole first message when it is bigger."""
-        pos = offset - segment.start
+    def _read_from(self, segment: Segment, offset: int, pos: int, available: int,
+                   max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` (at least a size field) of the ``available`` bytes at ``offset``
+        (file position ``pos``), extended to the whole first message when it is bigger."""
         try:
             data = segment.read(pos, min(available, max(max_bytes, SIZE_FIELD)))
             if len(data) >= SIZE_FIELD:
@@ -398,13 +467,16 @@ class Log:
         without the lock: only the request loop deletes segments or appends, and ``reader``
         has a descriptor of its own, which this closes."""
         try:
-            where = scrub.locate(reader, bound - segment.start, offset - segment.start,
+            where = scrub.locate(reader, segment.position(bound), segment.position(offset),
                                  checkpoints)
         except OSError as err:
             return StorageError(f"{describe(err)} (reading {segment.path.name} of "
                                 f"{self.directory} at offset {offset})")
         finally:
             os.close(reader.fd)
+        if segment.gaps is not None:        # file positions to offsets past the gaps
+            where = where._replace(before=segment.offset_at(where.before) - segment.start,
+                                   after=segment.offset_at(where.after) - segment.start)
         return scrub.read_error(where, offset, segment.start, segment.end, next_start)
 
     def offset_before(self, time_ms: int, upto: int | None = None) -> int:
@@ -469,6 +541,75 @@ class Log:
                         self.directory, count, self.start_offset)
         return count
 
+    def sealed_for_cleaning(self) -> tuple[list[tuple[Segment, int]], int]:
+        """The sealed segments below the visible end, each with a duplicated descriptor (the
+        caller closes them), for the log cleaner's thread: it reads them without the lock,
+        as the scrub does, while retention may delete them meanwhile; and ``cuts`` now."""
+        with self._lock:
+            self._check_open()
+            visible = self.visible_end
+            out = []
+            try:
+                for segment in self._segments[:-1]:
+                    if segment.end > visible:
+                        break
+                    out.append((segment, segment.dup()))
+            except OSError as err:
+                for _, fd in out:
+                    os.close(fd)
+                raise StorageError(f"{describe(err)} (cannot clean {self.directory})") from err
+            return out, self.cuts
+
+    def replace_segments(self, olds: list[Segment], cleaned: Path, index: gap_index.GapIndex,
+                         cuts: int, after_rename=None) -> bool:
+        """Commit a clean of neighbouring sealed segments ``olds``: ``cleaned`` (fsynced,
+        their kept entries and gap markers) is renamed over the first one's file, the one
+        step that makes it the segment for all their offsets, and the log reads the new file
+        from then on; the others' files are deleted after. The caller wrote the sidecar
+        pending before (so a crash from here on rebuilds the index from whichever file is
+        there, and recovery deletes a leftover that lies inside the new file's offsets); the
+        complete one is written last, unsynced (lost or torn in a crash, it fails its check
+        and the file is walked): one fsync fewer for the disk the produce path shares.
+
+        False, with nothing changed, when ``olds`` are no longer neighbouring sealed segments
+        of this log (deleted meanwhile) or the log was cut since ``cuts`` was read
+        (``sealed_for_cleaning``): what was cleaned may not be what the segments hold now.
+        Raises StorageError."""
+        with self._lock:
+            self._check_writable()
+            first = olds[0]
+            if first not in self._segments or self.cuts != cuts:
+                return False
+            at = self._segments.index(first)
+            if (self._segments[at:at + len(olds)] != olds or at + len(olds) >= len(self._segments)
+                    or any(old.fd < 0 for old in olds)):
+                return False
+            try:
+                stat = os.fstat(olds[-1].fd)     # the newest member's last write: the
+                os.utime(cleaned, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # retention clock
+                os.replace(cleaned, first.path)
+                fresh = Segment(self.directory, first.start, index)
+            except OSError as err:
+                raise StorageError(f"{describe(err)} (committing the clean of "
+                                   f"{first.path.name} in {self.directory})") from err
+            self._segments[at:at + len(olds)] = [fresh]
+            self._starts[at:at + len(olds)] = [fresh.start]
+            for old in olds:
+                self._checkpoints.pop(old.start, None)
+                old.close()
+        if after_rename is not None:
+            after_rename()
+        try:
+            for old in olds[1:]:
+                old.path.unlink()
+                gap_index.remove(self.directory, old.start)
+            sync_directory(self.directory)      # the rename is durable before the index says
+            gap_index.write(self.directory, fresh.start, index, fresh.size, sync=False)
+        except OSError as err:
+            raise StorageError(f"{describe(err)} (after the clean of {fresh.path.name} in "
+                               f"{self.directory}; the next open finishes it)") from err
+        return True
+
     def truncate_to(self, offset: int) -> tuple[int, int]:
         """Cut the log at ``offset``, a message boundary; return ``(messages, bytes)`` cut.
 
@@ -498,14 +639,15 @@ class Log:
             if offset >= self._end:
                 self.epochs.truncate_from(offset)
                 return 0, 0
+            self.cuts += 1
             if offset < self._starts[0]:
                 cut = self._count_cut(0, 0)
                 self._reset(offset)
                 return cut
             index = find_segment(self._starts, offset)
             segment = self._segments[index]
-            pos = offset - segment.start
-            if 0 < pos < segment.size:
+            pos = segment.position(offset) if offset < segment.end else offset - segment.start
+            if 0 < pos < segment.size and segment.offset_at(pos) == offset:
                 checkpoints = self._checkpoints.setdefault(segment.start, scrub.Checkpoints())
                 where = scrub.locate(segment, segment.size, pos, checkpoints)
                 if where.kind not in ("message", "corrupt"):
@@ -519,7 +661,13 @@ class Log:
                     self._checkpoints.pop(later.start, None)
                 if pos < segment.size:
                     segment.truncate(pos)
+                    if segment.gaps is not None and segment.end < offset:
+                        segment.append(encode_gap(offset))      # the cut was inside a gap
+                        segment.gaps.add(offset, segment.size)
                     segment.sync()
+                    if segment.gaps is not None:
+                        gap_index.write(self.directory, segment.start, segment.gaps,
+                                        segment.size)
                     self._checkpoints[segment.start] = _checkpoints_below(
                         self._checkpoints.get(segment.start), pos)
                 elif pos > segment.size:
@@ -556,6 +704,7 @@ class Log:
     def _reset(self, offset: int) -> None:
         """``reset_to`` under the locks: the new empty segment first (an old one that starts at
         ``offset`` is emptied instead), then the old ones newest first, then the epochs."""
+        self.cuts += 1
         try:
             fresh = next((s for s in self._segments if s.start == offset), None)
             if fresh is None:

@@ -16,7 +16,9 @@ As Kafka 0.7's LogManager, it owns the logs, the retention cleaner and the flush
   (``SequencedSets``: for its followers, its truncations and its producer snapshot,
   broker/producer_snapshot.py, so the table follows the data); the counters (METADATA) follow, and a log whose flush policy is
   due goes to the flusher thread (broker/flusher.py);
-- retention every ``cleaner_interval_ms``; the start-up scrub of logs opened after an unclean
+- retention every ``cleaner_interval_ms`` for logs whose cleanup policy has ``delete``, and
+  for those with ``compact`` the same check hands a log that is due to the log cleaner's
+  thread (broker/cleaner.py, throttled to ``cleaner_bytes_per_second``); the start-up scrub of logs opened after an unclean
   shutdown, on its own thread (``Scrubber``);
 - errors outside requests: a ZooKeeper error in the placement refresh, a log that cannot be
   opened, a failing retention, flush or scrub are counted as ``<task>_failed``
@@ -40,6 +42,7 @@ from pathlib import Path
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 
+from broker.cleaner import LogCleaner
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
 from broker.flusher import Flusher
@@ -84,6 +87,7 @@ class LogManager:
         self.errors = errors
         self.flusher = flusher
         self.scrubber = Scrubber(errors.task_failed)
+        self.cleaner = LogCleaner(config.cleaner_bytes_per_second, errors.task_failed)
         self.logs: dict[tuple[str, int], Log] = {}
         self.producers = ProducerTable()
         self.kafka_sequences = idempotence.SequenceTable()
@@ -112,6 +116,7 @@ class LogManager:
         at start does not serve)."""
         self.flusher.start()
         self.scrubber.start()
+        self.cleaner.start()
         self._view = ClusterView(self.zk)
         self._view.add_listener(lambda: self._placement_changes.put(True))
         if not self._open_placed_logs():
@@ -120,8 +125,9 @@ class LogManager:
     def close(self) -> None:
         """Stop the threads (the flusher finishes what is queued), then close every log."""
         self.scrubber.stop()
+        self.cleaner.stop()
         self.flusher.stop()
-        for thread in (self.flusher, self.scrubber):
+        for thread in (self.flusher, self.scrubber, self.cleaner):
             if thread.ident is not None:
                 thread.join(timeout=10)
         for key, log in self.logs.items():
@@ -159,14 +165,15 @@ class LogManager:
         return route
 
     def append(self, route: Route, sets: list, count: int, joined: bytes | None = None,
-               expose: bool = False) -> tuple[int, int]:
+               expose: bool = False, markers: list[int] | None = None) -> tuple[int, int]:
         """Append validated MessageSets (``count`` messages) with one write per segment, then
         count them and hand the log to the flusher when its policy is due. ``joined``: the
         sets already joined by the caller. ``expose``: acks=1 replies will tell the offsets
-        (the log records that first)."""
+        (the log records that first). ``markers``: a follower's one set holds the gap markers
+        of a compacted stretch of its leader's log at these positions."""
         log = route.log
         if len(sets) == 1:
-            base, nxt = log.append(sets[0], count, expose=expose)
+            base, nxt = log.append(sets[0], count, expose=expose, markers=markers)
         else:
             base, nxt = log.append(joined or b"".join(sets), count, [len(one) for one in sets],
                                    expose=expose)
@@ -307,8 +314,17 @@ class LogManager:
              "corrupt_messages": log.corrupt_messages, "scrub": log.scrub_state,
              "flushes": log.flush_count, "flush_seconds": log.flush_seconds,
              "last_append_ms_ago": _ms_since(self._routes.get((topic, partition)), now),
-             **self.partition_stats.get((topic, partition), {})}
+             **self._clean_row(log), **self.partition_stats.get((topic, partition), {})}
             for (topic, partition), log in sorted(self.logs.items())]
+
+    def _clean_row(self, log: Log) -> dict:
+        """The cleaner's counts of a compacted log (METADATA; tests wait on ``cleans``)."""
+        if not log.config.compact:
+            return {}
+        state = self.cleaner.state(log)
+        return {"cleanup_policy": log.config.cleanup_policy, "cleans": state.cleans,
+                "cleaned_messages": state.removed_messages,
+                "cleaned_bytes": state.removed_bytes, "clean_end": state.clean_end}
 
     # --- work between requests -------------------------------------------------------------
 
@@ -412,6 +428,7 @@ class LogManager:
             self.producers.forget_partition(*key)
             self.kafka_sequences.forget(key)
             self.on_remove(key[0], key[1], log)
+            self.cleaner.forget(log)
             try:
                 log.close()
             except (OSError, SluiceError) as exc:
@@ -427,13 +444,18 @@ class LogManager:
                     self.config.broker_id)
 
     def _apply_retention(self, now: float) -> None:
-        """Retention over every log (each Log logs what it deleted); a failing log is retried
-        sooner than the next interval."""
+        """Retention over every log whose policy deletes (each Log logs what it deleted), and
+        the log cleaner for those that compact; a failing log is retried sooner than the next
+        interval."""
         interval = self.config.cleaner_interval_ms / 1000
         self._next_retention = now + interval
+        now_ms = time.time() * 1000
         for log in list(self.logs.values()):
             try:
-                log.apply_retention()
+                if log.config.compact:
+                    self.cleaner.submit_if_due(log, now_ms)
+                if log.config.delete:
+                    log.apply_retention()
             except (StorageError, OSError) as exc:
                 retry = min(interval, RETRY_MAX_S)
                 self._next_retention = min(self._next_retention, now + retry)

@@ -16,6 +16,13 @@ A message on the wire and on disk is one entry of a MessageSet (all integers big
                      headers length (4 bytes) | headers | value
                      headers: per header, name length (2) | name (UTF-8)
                               value length (4, 0xFFFFFFFF: null) | value
+    magic 3 payload: resume offset (8): a gap marker, written only by the log cleaner
+                     (broker/cleaner.py), never accepted from a producer
+
+A gap marker stands where log compaction removed messages: the next entry after it is at
+partition offset ``resume``, not at the marker's end. It is 17 bytes on disk and on the wire, so
+a compacted segment stays one run of entries that a fetch reads with one ``pread`` and a
+consumer decodes in one walk; it is never handed to an application.
 
 An unkeyed message costs 9 bytes of overhead, as in the paper; a keyed one 14 plus its key.
 Unlike Kafka 0.7's magic 1, the attributes byte sits inside the CRC. Magic 2 carries what a
@@ -44,7 +51,10 @@ SIZE_FIELD = 4
 MAGIC_VALUE = 0
 MAGIC_KEYED = 1
 MAGIC_RECORD = 2
-MAX_MAGIC = MAGIC_RECORD
+MAGIC_GAP = 3
+MAX_MAGIC = MAGIC_RECORD                # what a producer may send
+GAP_SIZE = 13                           # a gap marker's size field: magic, crc, resume offset
+GAP_ENTRY = SIZE_FIELD + GAP_SIZE       # 17 bytes
 RECORD_HEADER = struct.Struct(">BqI")   # attributes, timestamp, key length
 NULL_LENGTH = 0xFFFFFFFF
 NULL_VALUE = 0x01                       # magic 2 attributes bit
@@ -60,6 +70,7 @@ _pack_header = HEADER.pack
 _unpack_header = HEADER.unpack_from
 _new_tuple = tuple.__new__
 _unpack_size = struct.Struct(">I").unpack_from
+_U64 = struct.Struct(">Q")
 
 
 class InvalidMessage(SluiceError, ValueError):
@@ -190,8 +201,68 @@ def encode_set(messages: Iterable[tuple[bytes | None, bytes]]) -> bytes:
     return b"".join([encode(value, key) for key, value in messages])
 
 
-def validate_set(buf, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> int:
+def encode_gap(resume: int) -> bytes:
+    """A gap marker: the next entry is at offset ``resume``.
+
+    >>> list(decode_set(encode(b"a") + encode_gap(100) + encode(b"b"), "t", 0, 0))[1][2:4]
+    (100, 110)
+    """
+    payload = _U64.pack(resume)
+    return _pack_header(GAP_SIZE, MAGIC_GAP, _crc32(payload)) + payload
+
+
+def gap_resume(buf, pos: int = 0) -> int:
+    """The resume offset of the gap marker at ``pos`` (framing assumed checked)."""
+    return _U64.unpack_from(buf, pos + HEADER_SIZE)[0]
+
+
+def split_at_gaps(buf, base_offset: int) -> list[tuple[int, memoryview]]:
+    """The runs of messages in a set read from a compacted segment: ``(offset, bytes)`` of
+    each stretch between gap markers (framing only; empty stretches left out).
+
+    >>> [(o, len(b)) for o, b in split_at_gaps(encode(b"a") + encode_gap(50) + encode(b"b"), 0)]
+    [(0, 10), (50, 10)]
+    """
+    view = memoryview(buf)
+    end = len(view)
+    runs = []
+    pos = run_start = 0
+    offset = base_offset
+    while end - pos >= HEADER_SIZE:
+        size, magic, _ = _unpack_header(view, pos)
+        nxt = pos + SIZE_FIELD + size
+        if nxt > end:
+            break
+        if magic == MAGIC_GAP and size == GAP_SIZE:
+            if pos > run_start:
+                runs.append((offset, view[run_start:pos]))
+            offset, run_start = gap_resume(view, pos), nxt
+        pos = nxt
+    if pos > run_start:
+        runs.append((offset, view[run_start:pos]))
+    return runs
+
+
+def entry_key(buf, pos: int) -> tuple[bytes | None, bool]:
+    """``(key, tombstone)`` of the checked entry at ``pos``, for the log cleaner: magic 0 has
+    no key; a magic 2 message with a null value is a tombstone."""
+    magic = buf[pos + 4]
+    if magic == MAGIC_KEYED:
+        keylen = _unpack_size(buf, pos + 10)[0]
+        return bytes(buf[pos + 14:pos + 14 + keylen]), False
+    if magic == MAGIC_RECORD:
+        attributes, _, keylen = RECORD_HEADER.unpack_from(buf, pos + HEADER_SIZE)
+        key = None if keylen == NULL_LENGTH else bytes(buf[pos + 22:pos + 22 + keylen])
+        return key, bool(attributes & NULL_VALUE)
+    return None, False
+
+
+def validate_set(buf, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 markers: list | None = None) -> int:
     """Check that ``buf`` is a run of whole valid messages; return how many there are.
+
+    ``markers``: gap markers are accepted too (stored data, a follower's copy) and their
+    positions appended to it; without it a marker is an unknown magic (a producer's set).
 
     Raises InvalidMessage at the first bad entry, with ``valid_count`` messages before it. This
     is the broker's produce-path check: one walk over the set, the CRC of each entry computed
@@ -219,6 +290,11 @@ def validate_set(buf, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> int
                 or crc32(mv[pos + 9:nxt]) != crc \
                 or magic == 1 and (size < 10 or 14 + unpack_size(mv, pos + 10)[0] > nxt - pos) \
                 or magic == 2 and _bad_record(mv, pos, nxt):
+            if (markers is not None and magic == MAGIC_GAP and size == GAP_SIZE
+                    and nxt <= end and crc32(mv[pos + 9:nxt]) == crc):
+                markers.append(pos)
+                pos = nxt
+                continue
             raise _bad_entry(mv, pos, count, limit, max_message_bytes)
         pos = nxt
         count += 1
@@ -295,15 +371,18 @@ def check_entry(buf, max_message_bytes: int = 1 << 31) -> int:
     length = SIZE_FIELD + size
     if size < MIN_SIZE or length > len(mv):
         raise InvalidMessage("size", 0, "no message starts here")
-    validate_set(mv[:length], max_message_bytes)
+    validate_set(mv[:length], max_message_bytes, markers=[])
     return length
 
 
-def decode_set(buf, topic: str, partition: int, base_offset: int) -> Iterator[Message]:
+def decode_set(buf, topic: str, partition: int, base_offset: int,
+               end_out: list | None = None) -> Iterator[Message]:
     """Yield the messages of a fetched MessageSet, checking each CRC.
 
     ``base_offset`` is the partition offset of ``buf[0]``. A trailing partial entry is ignored
-    (it cannot occur from a sluice broker, which only returns whole messages).
+    (it cannot occur from a sluice broker, which only returns whole messages). A gap marker
+    (a compacted log) is not yielded: the entries after it are at its resume offset on.
+    ``end_out``: the offset just past the set is appended to it once the walk is done.
 
     This is the consumer's per-message loop: the set is made ``bytes`` once (one copy of the
     whole fetch), so a value is one slice of it, CRC-checked where it lies; the Message is
@@ -315,32 +394,37 @@ def decode_set(buf, topic: str, partition: int, base_offset: int) -> Iterator[Me
     unpack = _unpack_header
     crc32 = _crc32
     new = _new_tuple
+    base = base_offset
     while end - pos >= HEADER_SIZE:
         size, magic, crc = unpack(data, pos)
         nxt = pos + SIZE_FIELD + size
         if nxt > end:
-            return
+            break
         payload = data[pos + HEADER_SIZE:nxt]
         if size < MIN_SIZE or crc32(payload) != crc:
-            raise InvalidMessage("crc", base_offset + pos, "CRC mismatch in fetched message")
+            raise InvalidMessage("crc", base + pos, "CRC mismatch in fetched message")
         if magic == MAGIC_VALUE:
-            yield new(Message, (topic, partition, base_offset + pos, base_offset + nxt, None,
+            yield new(Message, (topic, partition, base + pos, base + nxt, None,
                                 payload, None, ()))
         elif magic == MAGIC_KEYED:
             keylen = _unpack_size(payload, 1)[0]
-            yield new(Message, (topic, partition, base_offset + pos, base_offset + nxt,
+            yield new(Message, (topic, partition, base + pos, base + nxt,
                                 payload[5:5 + keylen], payload[5 + keylen:], None, ()))
         elif magic == MAGIC_RECORD:
             try:
                 fields = record_fields(payload)
             except (ValueError, struct.error, UnicodeDecodeError):
-                raise InvalidMessage("size", base_offset + pos,
+                raise InvalidMessage("size", base + pos,
                                      "a record's key or headers run past the message") from None
-            yield new(Message, (topic, partition, base_offset + pos, base_offset + nxt,
+            yield new(Message, (topic, partition, base + pos, base + nxt,
                                 *fields))
+        elif magic == MAGIC_GAP and size == GAP_SIZE:
+            base = _U64.unpack_from(data, pos + HEADER_SIZE)[0] - nxt
         else:
-            raise InvalidMessage("magic", base_offset + pos, f"unknown magic byte {magic}")
+            raise InvalidMessage("magic", base + pos, f"unknown magic byte {magic}")
         pos = nxt
+    if end_out is not None:
+        end_out.append(base + pos)
 
 
 def check_crc(buf, pos: int = 0) -> bool:

@@ -24,6 +24,9 @@ resume_offset u64 after its text)::
     PRODUCE   base_offset u64, next_offset u64              (only when acks is 1 or all)
     FETCH     high_watermark u64, log_start u64             + frame 1: whole messages
                                          replica fetches only: + frame 2: leader epoch entries
+              after the (empty) error text, only when frame 1 comes from a compacted segment:
+              next_offset u64, the offset just past frame 1 (gap markers in it make the
+              offsets jump: broker/message.py); absent, it is the fetch offset + frame 1's size
     OFFSETS   offset u64
     METADATA  json str                                      (broker id, endpoint, partitions)
     OFFSET_FOR_EPOCH leader_epoch i32, end_offset u64
@@ -89,6 +92,7 @@ FETCH_REPLY = struct.Struct(">QQ")
 OFFSETS_REPLY = struct.Struct(">Q")
 OFFSET_FOR_TIME_REPLY = struct.Struct(">qq")   # offset, timestamp (-1, -1: none)
 RESUME = struct.Struct(">Q")
+NEXT_OFFSET = struct.Struct(">Q")
 EPOCH_REQUEST = struct.Struct(">i")
 EPOCH_ENTRY = struct.Struct(">iQ")       # leader_epoch, start_offset (OFFSET_FOR_EPOCH: end_offset)
 _STR_LEN = struct.Struct(">H")
@@ -302,6 +306,15 @@ def decode_response(header, fields: struct.Struct | None = None) -> tuple[int, t
         error.correlation_id = corr
         raise error
     return corr, values
+
+
+def fetch_next_offset(header, offset: int, nbytes: int) -> int:
+    """The offset just past a successful FETCH answer's set of ``nbytes`` read at ``offset``:
+    the trailing ``next_offset`` when the set came from a compacted segment."""
+    pos = RESPONSE.size + FETCH_REPLY.size + _STR_LEN.size
+    if len(header) >= pos + NEXT_OFFSET.size:
+        return NEXT_OFFSET.unpack_from(header, pos)[0]
+    return offset + nbytes
 
 
 def decode_metadata_response(header) -> tuple[int, str]:

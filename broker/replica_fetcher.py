@@ -252,14 +252,17 @@ class ReplicaFetcher:
             return            # the log was cut or reset meanwhile: fetch again from its end
         data = frames[1].buffer if len(frames) > 1 else b""
         bad = None
+        markers: list[int] = []     # a compacted stretch of the leader's log: copied as is
         if len(data):
             try:
-                count = message.validate_set(data, self.config.log.max_message_bytes)
+                count = message.validate_set(data, self.config.log.max_message_bytes, markers)
             except message.InvalidMessage as exc:
                 bad, count = exc, exc.valid_count
                 data = data[:exc.position]
+                markers = [m for m in markers if m < exc.position]
         if len(data):
-            self.logs.append(self.logs.route(replica.topic, replica.partition), [data], count)
+            self.logs.append(self.logs.route(replica.topic, replica.partition), [data], count,
+                             markers=markers)
             self._copy_epochs(replica, fetch.offset, frames[2].bytes if len(frames) > 2 else b"")
             if len(frames) > 3:      # the producers' sets in these bytes (producer_state.py)
                 self.logs.copied_sets(replica.topic, replica.partition,

@@ -55,11 +55,18 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, NamedTuple, Protocol
 
-from broker.message import (HEADER, HEADER_SIZE, KEY_HEADER, MAGIC_KEYED, MAX_MAGIC, MIN_SIZE,
-                            SIZE_FIELD, InvalidMessage, validate_set)
+from broker import message
+from broker.message import (HEADER, HEADER_SIZE, KEY_HEADER, MAGIC_KEYED, MIN_SIZE,
+                            SIZE_FIELD, InvalidMessage)
 from coordinator.errors import CorruptMessage, InvalidOffset, SluiceError
 
 CHUNK = 1 << 20
+MAX_MAGIC = message.MAGIC_GAP      # stored data may hold the cleaner's gap markers
+
+
+def validate_set(buf, max_message_bytes: int) -> int:
+    """``message.validate_set`` for stored data: gap markers are valid entries here."""
+    return message.validate_set(buf, max_message_bytes, markers=[])
 CHECKPOINT_BYTES = 1 << 20
 ANY_SIZE = 1 << 31          # a stored message is judged by its segment, not today's size limit
 RESYNC_MAX_ENTRY = 16 << 20  # rule 2 looks for entries smaller than this,

@@ -6,6 +6,9 @@ The file is opened ``O_RDWR | O_APPEND`` so every write lands at its end, and is
 turns a later access into SIGBUS, while ``pread`` just returns fewer bytes.
 
 A Segment knows nothing of messages; ``broker.log.Log`` decides what goes in and what comes out.
+A compacted segment (broker/cleaner.py) has a gap index (broker/gap_index.py): its file is
+shorter than the offsets it spans, and ``position`` / ``offset_at`` translate; a segment
+without one has file position = offset - start.
 """
 from __future__ import annotations
 
@@ -154,11 +157,12 @@ class FileReader:
 class Segment:
     """One open segment file: its start offset, file descriptor and current size in bytes."""
 
-    __slots__ = ("path", "start", "fd", "size")
+    __slots__ = ("path", "start", "fd", "size", "gaps")
 
-    def __init__(self, directory: Path, start: int):
+    def __init__(self, directory: Path, start: int, gaps=None):
         self.path = Path(directory) / segment_name(start)
         self.start = start
+        self.gaps = gaps
         self.fd = os.open(self.path, OPEN_FLAGS, 0o644)
         try:
             self.size = os.fstat(self.fd).st_size
@@ -172,7 +176,21 @@ class Segment:
     @property
     def end(self) -> int:
         """The partition offset just past this segment's last byte."""
-        return self.start + self.size
+        if self.gaps is None:
+            return self.start + self.size
+        return self.gaps.end(self.size)
+
+    def position(self, offset: int) -> int:
+        """The file position where a read at partition ``offset`` (inside the segment) starts."""
+        if self.gaps is None:
+            return offset - self.start
+        return self.gaps.position(offset, self.size)
+
+    def offset_at(self, position: int) -> int:
+        """The partition offset of file ``position``."""
+        if self.gaps is None:
+            return self.start + position
+        return self.gaps.offset_at(position)
 
     @property
     def closed(self) -> bool:
@@ -207,6 +225,8 @@ class Segment:
         """Cut the file back to ``size`` bytes (recovery, or undoing a failed append)."""
         os.ftruncate(self.fd, size)
         self.size = size
+        if self.gaps is not None:
+            self.gaps.truncate(size + 1)
 
     def sync(self) -> None:
         os.fsync(self.fd)
@@ -224,6 +244,12 @@ class Segment:
             os.close(fd)
 
     def delete(self) -> None:
-        """Remove the file, then close it (a descriptor held elsewhere keeps the data readable)."""
+        """Remove the file (and its gap index), then close it (a descriptor held elsewhere
+        keeps the data readable)."""
         self.path.unlink()
+        if self.gaps is not None:
+            try:
+                self.path.with_suffix(".gaps").unlink()
+            except FileNotFoundError:
+                pass
         self.close()

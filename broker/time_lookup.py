@@ -20,15 +20,13 @@ def offset_for_time(log, time_ms: int, end: int) -> tuple[int, int]:
     ``time_ms``; ``NONE`` when there is none."""
     offset = log.start_offset
     while offset < end:
-        data = log.read(offset, SCAN_BYTES, upto=end)
+        data, data_end, _ = log.read_span(offset, SCAN_BYTES, upto=end)
         if not data:
             break
-        last = offset
         for m in message.decode_set(data, "", 0, offset):
             if m.timestamp is not None and m.timestamp >= time_ms:
                 return m.offset, m.timestamp
-            last = m.next_offset
-        if last == offset:
+        if data_end <= offset:
             break
-        offset = last
+        offset = data_end       # past the read, and past a compacted log's gaps
     return NONE

@@ -604,6 +604,8 @@ class Consumer:
                 st.seen_bytes += st.fetch_offset - result.offset
                 st.seen_messages += len(got)
                 self.fetched_messages += len(got)
+            if result.next_offset is not None and result.next_offset > st.fetch_offset:
+                st.fetch_offset = result.next_offset    # past a compacted log's trailing gap
             seen = st.seen_bytes, st.seen_messages
         for event in pending:
             if event["messages"] is None:

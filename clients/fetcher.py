@@ -41,6 +41,7 @@ class FetchResult:
     offset: int
     messages: list[Message] = field(default_factory=list)
     error: protocol.SluiceError | None = None
+    next_offset: int | None = None    # where the next fetch goes (past gaps of a compacted log)
 
 
 @dataclass
@@ -173,16 +174,19 @@ class Fetcher:
             return
         self.high_watermarks[tp] = high_watermark
         got: list[Message] = []
+        next_offset = None
         if len(frames) > 1 and len(frames[1]):
             try:
                 got.extend(message.decode_set(frames[1].buffer, tp[0], tp[1], offset))
+                next_offset = protocol.fetch_next_offset(frames[0].buffer, offset,
+                                                         len(frames[1]))
             except message.InvalidMessage as bad:
                 if not got:
                     self._failed(tp, offset, protocol.CorruptMessage(
                         f"{tp[0]}/{tp[1]}: the message at offset {bad.position} failed its "
                         f"check ({bad.reason}) in the fetched set"), results)
                     return
-        results[tp] = FetchResult(offset, got)
+        results[tp] = FetchResult(offset, got, next_offset=next_offset)
 
     def _failed(self, tp: TP, offset: int, exc: protocol.SluiceError, results) -> None:
         results[tp] = FetchResult(offset, error=exc)

@@ -61,6 +61,7 @@ class SimpleConsumer:
         self.on_corrupt = on_corrupt
         self.data_loss_events = 0
         self.data_loss_bytes = 0
+        self._decoded_whole = True
         self.topic = topic
         self.partition = partition
         self.max_bytes = max_bytes
@@ -100,7 +101,7 @@ class SimpleConsumer:
         while True:
             offset = self.position
             try:
-                data = self._await(self._request(offset))
+                data, next_offset = self._await(self._request(offset))
             except protocol.SluiceError as exc:
                 if exc.retriable:
                     if leader_moved(exc) and not moved:
@@ -112,6 +113,8 @@ class SimpleConsumer:
             messages = self._decode(data, offset)
             if messages:
                 self.position = messages[-1].next_offset
+            if self._decoded_whole and next_offset > self.position:
+                self.position = next_offset     # past a compacted log's trailing gap
             return messages
 
     def __iter__(self) -> Iterator[Message]:
@@ -123,10 +126,10 @@ class SimpleConsumer:
             try:
                 if ahead is None or ahead[2] != offset:
                     ahead = self._request(offset)
-                data = self._await(ahead)
+                data, next_offset = self._await(ahead)
                 ahead = None
                 if data:
-                    self.position = offset + len(data)
+                    self.position = next_offset
                     ahead = self._request(self.position)
             except protocol.SluiceError as exc:
                 ahead, data = None, b""
@@ -136,7 +139,7 @@ class SimpleConsumer:
                 time.sleep(0.2)
             if data:
                 got = self._decode(data, offset)
-                if got and got[-1].next_offset != offset + len(data):
+                if got and not self._decoded_whole:
                     self.position = got[-1].next_offset   # stopped before a bad message
                 yield from got
                 last = time.monotonic()
@@ -146,8 +149,10 @@ class SimpleConsumer:
     def _decode(self, data, offset: int) -> list[Message]:
         """The whole valid messages at the start of a fetched set (a CRC error ends them)."""
         got: list[Message] = []
+        self._decoded_whole = False
         try:
             got.extend(message.decode_set(data, self.topic, self.partition, offset))
+            self._decoded_whole = True
         except message.InvalidMessage as bad:
             if not got:
                 raise resume.named(protocol.CorruptMessage(
@@ -177,9 +182,10 @@ class SimpleConsumer:
                                          self.max_bytes, self.min_bytes, self.max_wait_ms)])
         return conn, corr, offset
 
-    def _await(self, pending: tuple) -> bytes:
-        """The MessageSet of a fetch's reply (replies to requests given up on are skipped);
-        RequestTimedOut (after resetting the connection) when none comes in time."""
+    def _await(self, pending: tuple) -> tuple[bytes, int]:
+        """The MessageSet of a fetch's reply and the offset just past it (replies to requests
+        given up on are skipped); RequestTimedOut (after resetting the connection) when none
+        comes in time."""
         conn, corr, _ = pending
         deadline = time.monotonic() + (self.max_wait_ms + self.request_timeout_ms) / 1000
         while True:
@@ -199,7 +205,8 @@ class SimpleConsumer:
             except protocol.SluiceError as exc:
                 self._pool.leader_failed(self.topic, self.partition, conn.endpoint, exc)
                 raise
-            return frames[1].bytes if len(frames) > 1 else b""
+            data = frames[1].bytes if len(frames) > 1 else b""
+            return data, protocol.fetch_next_offset(header, pending[2], len(data))
 
     def _retrying(self, call, attempts: int = 25):
         for attempt in range(attempts):

@@ -13,21 +13,23 @@ no ZooKeeper.
 | segment.bytes       | segment_bytes    | an integer >= 1                         |
 | flush.messages      | flush_messages   | an integer >= 1                         |
 | flush.ms            | flush_ms         | an integer >= 1                         |
-| cleanup.policy      | (stored, shown)  | delete, compact or compact,delete       |
+| cleanup.policy      | cleanup_policy   | delete, compact or compact,delete       |
+| delete.retention.ms | delete_retention_ms | an integer >= 1                      |
 | min.insync.replicas | (the placement)  | an integer 1..R                         |
 
-``cleanup.policy`` is stored and shown only: the log cleaner that compacts is later work
-(issue 15 item 1); every log is cleaned by retention (``delete``) until then.
+``cleanup.policy`` chooses retention (``delete``), the compacting log cleaner (``compact``,
+broker/cleaner.py) or both; ``delete.retention.ms`` is how long a compacted log keeps a
+tombstone.
 ``min.insync.replicas`` is the placement's own field (coordinator/topics.py), checked against R.
 
 >>> parse_assignments(["retention.ms=60000", "cleanup.policy=compact,delete"])
 {'retention.ms': 60000, 'cleanup.policy': 'compact,delete'}
 >>> log_overrides({"retention.ms": 60000, "cleanup.policy": "compact"})
-{'retention_ms': 60000}
+{'retention_ms': 60000, 'cleanup_policy': 'compact'}
 >>> parse_assignments(["retention.hours=1"])
 Traceback (most recent call last):
   ...
-coordinator.errors.InvalidArgument: unknown topic setting 'retention.hours': use cleanup.policy, flush.messages, flush.ms, min.insync.replicas, retention.bytes, retention.ms, segment.bytes
+coordinator.errors.InvalidArgument: unknown topic setting 'retention.hours': use cleanup.policy, delete.retention.ms, flush.messages, flush.ms, min.insync.replicas, retention.bytes, retention.ms, segment.bytes
 """
 from __future__ import annotations
 
@@ -37,11 +39,12 @@ from coordinator.errors import InvalidArgument
 
 LOG_FIELDS = {"retention.ms": "retention_ms", "retention.bytes": "retention_bytes",
               "segment.bytes": "segment_bytes", "flush.messages": "flush_messages",
-              "flush.ms": "flush_ms"}
+              "flush.ms": "flush_ms", "cleanup.policy": "cleanup_policy",
+              "delete.retention.ms": "delete_retention_ms"}
 CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
 CLEANUP_POLICY = "cleanup.policy"
 MIN_INSYNC = "min.insync.replicas"
-NAMES = tuple(sorted([*LOG_FIELDS, CLEANUP_POLICY, MIN_INSYNC]))
+NAMES = tuple(sorted([*LOG_FIELDS, MIN_INSYNC]))
 
 
 def check(name: str, value) -> int | str:

@@ -392,12 +392,12 @@ def _fetch_response(ctx: KafkaContext, req: KafkaRequest, positions: list[list])
                 room = min(part.partition_max_bytes, budget, end - offset)
                 batch = b""
                 if room > 0 or (not sent_any and end > offset):
-                    data = log.read(offset, max(room, 1), upto=end)
-                    if data:
-                        batch, _ = records.to_record_batch(data, offset, replica.epoch)
-                        budget -= len(data)
+                    batch, nbytes = records.read_batches(log, offset, max(room, 1), end,
+                                                         replica.epoch)
+                    if nbytes:
+                        budget -= nbytes
                         sent_any = True
-                        ctx.logs.fetched(name, partition, len(data))
+                        ctx.logs.fetched(name, partition, nbytes)
                 parts.append(_PartitionFetch(
                     partition_index=partition, error_code=errors.NONE, high_watermark=end,
                     last_stable_offset=end, log_start_offset=log.start_offset,

@@ -478,6 +478,19 @@ def encode(data, base: int, leader_epoch: int = -1) -> tuple[bytes, int]:
     return b"".join((head, tail, body)), count
 
 
+def empty_batch(base: int, last: int, leader_epoch: int = -1) -> bytes:
+    """A record batch v2 with no records covering offsets ``base..last``: what Kafka leaves
+    of a batch compaction emptied; a client's next fetch is at ``last + 1``.
+
+    >>> from kafka.record.default_records import DefaultRecordBatch
+    >>> b = DefaultRecordBatch(empty_batch(100, 159))
+    >>> b.validate_crc(), b.base_offset, b.next_offset, list(b)
+    (True, 100, 160, [])
+    """
+    tail = TAIL.pack(0, last - base, -1, -1, NO_PRODUCER, -1, -1, 0)
+    return HEAD.pack(base, HEADER_SIZE - LOG_OVERHEAD, leader_epoch, MAGIC, crc32c(tail)) + tail
+
+
 def _kafka_headers(buf: bytes, pos: int, end: int) -> bytes:
     """A magic 2 headers section (``buf[pos:end]``) as a Kafka record's headers: the count
     and each header's name and value with varint lengths."""

@@ -122,6 +122,38 @@ def to_record_batch(data, base: int, leader_epoch: int = -1) -> tuple[bytes, int
     return record_batch.encode(data, base, leader_epoch)
 
 
+def read_batches(log: Log, offset: int, max_bytes: int, end: int,
+                 leader_epoch: int = -1) -> tuple[bytes, int]:
+    """What a Kafka fetch at ``offset`` gets from ``log`` below ``end``: ``(record batches,
+    bytes read)``. From a compacted segment (``Log.read_span`` says so) each stretch between
+    gap markers becomes a batch of its own at its own base offset, and a gap at the end of the
+    read an empty batch up to where the read ends, as Kafka leaves of a batch compaction
+    emptied: the client's offsets jump over the gaps, and one that fetches into a gap moves on
+    to the next kept message.
+
+    >>> import tempfile
+    >>> from broker.config import LogConfig
+    >>> log = Log(tempfile.mkdtemp(), LogConfig(visible_after_flush=False))
+    >>> _ = log.append(message.encode(b"a") + message.encode_gap(60), 1, markers=[10])
+    >>> from kafka.record.default_records import DefaultRecordBatch
+    >>> b = DefaultRecordBatch(read_batches(log, 10, 100, 60)[0])
+    >>> b.base_offset, b.next_offset, list(b)
+    (10, 60, [])
+    """
+    data, data_end, gapped = log.read_span(offset, max_bytes, upto=end)
+    if not gapped:
+        return (to_record_batch(data, offset, leader_epoch)[0] if data else b""), len(data)
+    batches = []
+    covered = offset
+    for at, run in message.split_at_gaps(data, offset):
+        batch, _ = to_record_batch(run, at, leader_epoch)
+        batches.append(batch)
+        covered = at + len(run)
+    if data_end > covered:
+        batches.append(record_batch.empty_batch(covered, data_end - 1, leader_epoch))
+    return b"".join(batches), len(data)
+
+
 def resolve_offset(log: Log, offset: int, end: int) -> int:
     """The message boundary a Kafka client means by ``offset`` on ``log``, readable below
     ``end`` (the consumer's end: high watermark and visible end).
@@ -133,7 +165,8 @@ def resolve_offset(log: Log, offset: int, end: int) -> int:
 
     Both candidates are probed with ``Log.message_length_at`` (no segment walk: commits of
     "last consumed + 1" come many a second); only an offset that is neither pays for ``read``'s
-    walk, to raise its precise error (CorruptMessage, OffsetGap).
+    walk, to raise its precise error (CorruptMessage, OffsetGap); an offset inside a gap
+    of a compacted segment is itself (a read there starts at the gap's marker).
 
     With messages of 15 bytes at 100 and 115::
 
@@ -152,7 +185,9 @@ def resolve_offset(log: Log, offset: int, end: int) -> int:
     if before is not None:
         return offset - 1 + before
     try:    # neither: only now pay for read's precise error (a corrupt message, a gap)
-        log.read(offset, 1, upto=end)
+        data, _, gapped = log.read_span(offset, 1, upto=end)
+        if gapped and data and data[4] == message.MAGIC_GAP:
+            return offset       # inside a gap the cleaner left: the read there moves on
     except InvalidOffset:
         pass
     raise OffsetOutOfRange(f"offset {offset} is neither a message boundary nor just past "

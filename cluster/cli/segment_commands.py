@@ -37,10 +37,15 @@ def dump_log(args) -> int:
         if "error" in e:
             rows.append([e["offset"], e.get("size", ""), "", "", f"[{e['error']}]"])
             continue
+        if "gap_to" in e:
+            rows.append([e["offset"], e["size"], "ok" if e["crc_ok"] else "BAD", "",
+                         f"[gap: compacted away up to offset {e['gap_to']}]"])
+            continue
         value = e.get("value") if "value" in e else f"<{len(base64.b64decode(e['value_b64']))} bytes>"
         rows.append([e["offset"], e["size"], "ok" if e["crc_ok"] else "BAD",
                      e.get("key") or "", _preview(value, args.preview)])
-    print_table(f"{path} ({len(data)} bytes, {sum('error' not in e for e in entries)} messages)",
+    messages = sum("error" not in e and "gap_to" not in e for e in entries)
+    print_table(f"{path} ({len(data)} bytes, {messages} messages)",
                 ["offset", "size", "crc", "key", "value"], rows)
     return 0
 
@@ -62,6 +67,12 @@ def _walk_segment(data: bytes, base: int):
             yield {"offset": base + pos, "size": size,
                    "error": f"torn tail: entry runs past the end ({len(data) - pos} byte(s) left)"}
             return
+        if magic == message.MAGIC_GAP and size == message.GAP_SIZE:
+            resume = message.gap_resume(data, pos)      # the log cleaner's gap marker
+            yield {"offset": base + pos, "next_offset": resume, "size": size, "magic": magic,
+                   "crc_ok": message.check_crc(data, pos), "gap_to": resume}
+            base, pos = resume - end, end
+            continue
         entry = {"offset": base + pos, "next_offset": base + end, "size": size, "magic": magic,
                  "crc_ok": message.check_crc(data, pos)}
         m = message.Message("", 0, base + pos, base + end, *message.key_value(data, pos))

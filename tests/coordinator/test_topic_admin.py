@@ -43,7 +43,7 @@ def test_topic_settings_are_checked_by_name():
         with pytest.raises(InvalidArgument, match=words):
             topic_config.parse_assignments([bad])
     assert topic_config.log_overrides({"flush.messages": 7, "cleanup.policy": "compact"}) == {
-        "flush_messages": 7}
+        "flush_messages": 7, "cleanup_policy": "compact"}
 
 
 def test_add_partitions_writes_the_count_and_the_state_nodes_together(zk_client):

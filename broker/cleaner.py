@@ -1,0 +1,279 @@
+"""The log cleaner: compacts the sealed segments of logs whose cleanup policy says ``compact``.
+
+A thread of its own, beside the request loop (which only decides, every cleaner interval,
+which logs are due: ``compaction.due``) and throttled to ``cleaner_bytes_per_second`` of
+reading and writing together, so that produce latency stays flat while it works. A clean of
+one log:
+
+1. scan every sealed segment below the visible end (through duplicated descriptors, as the
+   scrub reads) for the offset of each key's last message (``latest``);
+2. decide, per sealed segment, what ``compaction.keep`` keeps, and group neighbours whose
+   kept bytes fit in one segment (``compaction.groups``); for each group that changes, write
+   ``<first start>.log.cleaned``: the kept messages, byte for byte, and a gap marker
+   (message.py) wherever offsets jump; fsync it;
+3. make the first segment's gap index sidecar pending (broker/gap_index.py), fsynced;
+4. rename the cleaned file over the first segment (``Log.replace_segments``, under the log's
+   lock): the commit. The log reads the new file from then on; then the group's other files
+   are deleted and the complete sidecar written.
+
+A crash before 4 leaves the old segments and a ``.cleaned`` file that the next open deletes;
+after 4, the new segment (a pending sidecar is rebuilt by a walk of the file), and any of the
+group's other files still there lie wholly inside its offsets, so recovery deletes them as a
+merge's leftovers (broker/recovery.py). Never a mix: one rename switches the whole group. The
+active segment is never read or written here.
+
+Fault hook for the crash test: the environment variable ``SLUICE_CLEANER_CRASH_AT`` set to
+``written`` (after step 2), ``pending`` (after 3) or ``renamed`` (after the rename, before the
+complete sidecar) ends the broker process there with ``os._exit``, as a kill would.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from broker import compaction, gap_index
+from broker.log import Log
+from broker.message import GAP_SIZE, HEADER, MAGIC_GAP, SIZE_FIELD, encode_gap, entry_key, gap_resume
+from broker.recovery import CLEANED_SUFFIX
+from broker.segment import Segment, read_at
+from coordinator.errors import SluiceError, StorageError
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1 << 14           # a read between GIL releases: the request loop never waits long
+CRASH_ENV = "SLUICE_CLEANER_CRASH_AT"
+_FILE_SHIFT = 48        # a kept entry's place in a group: file number << 48 | file position
+_POSITION = (1 << _FILE_SHIFT) - 1
+
+
+@dataclass
+class CleanState:
+    """What the cleaner knows of one log between cleans (in memory: a restart cleans again)."""
+
+    clean_end: int = 0
+    oldest_tombstone_ms: float | None = None     # mtime of the oldest segment keeping one
+    queued: bool = False
+    cleans: int = 0
+    removed_messages: int = 0
+    removed_bytes: int = 0
+
+
+class _Stopped(Exception):
+    """Raised inside a clean when the broker stops."""
+
+
+class LogCleaner(threading.Thread):
+    """Cleans the logs submitted to it, one at a time, throttled."""
+
+    def __init__(self, bytes_per_second: int, on_error: Callable[[str, Exception], None]):
+        super().__init__(name="log-cleaner", daemon=True)
+        self.bytes_per_second = bytes_per_second
+        self.on_error = on_error
+        self.pending: queue.Queue = queue.Queue()
+        self.states: dict[int, CleanState] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._began = time.monotonic()
+        self._done = 0
+
+    def state(self, log: Log) -> CleanState:
+        with self._lock:
+            return self.states.setdefault(id(log), CleanState(log.start_offset))
+
+    def forget(self, log: Log) -> None:
+        with self._lock:
+            self.states.pop(id(log), None)
+
+    def submit_if_due(self, log: Log, now_ms: float) -> bool:
+        """The loop's check: queue ``log`` when ``compaction.due`` says so (not twice)."""
+        state = self.state(log)
+        if state.queued:
+            return False
+        oldest = state.oldest_tombstone_ms
+        tombstones_due = None if oldest is None else oldest + log.config.delete_retention_ms
+        if not compaction.due(log.sealed_sizes, state.clean_end,
+                              log.config.min_cleanable_dirty_ratio, tombstones_due, now_ms):
+            return False
+        state.queued = True
+        self.pending.put(log)
+        return True
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.pending.put(None)
+
+    def run(self) -> None:
+        while (log := self.pending.get()) is not None and not self._stopping.is_set():
+            state = self.state(log)
+            try:
+                self.clean(log, state)
+            except _Stopped:
+                return
+            except (SluiceError, OSError) as exc:
+                self.on_error("clean", exc)
+            finally:
+                state.queued = False
+
+    def clean(self, log: Log, state: CleanState) -> None:
+        """One clean of ``log`` (the module docstring's steps)."""
+        self._began, self._done = time.monotonic(), 0
+        sealed, cuts = log.sealed_for_cleaning()
+        try:
+            if not sealed:
+                return
+            latest: dict[bytes, int] = {}
+            for segment, fd in sealed:
+                for offset, _, _, key, _ in self._entries(segment, fd):
+                    if key is not None:
+                        latest[key] = offset
+            now = time.time()
+            oldest = None
+            plans = []
+            for segment, fd in sealed:
+                mtime_ms = os.fstat(fd).st_mtime * 1000
+                kept, removed, removed_bytes = [], 0, 0
+                complete = [False]
+                for offset, pos, length, key, tombstone in self._entries(segment, fd, complete):
+                    if compaction.keep(offset, key, tombstone, latest, now * 1000 - mtime_ms,
+                                       log.config.delete_retention_ms):
+                        kept.append((offset, pos, length))
+                        if tombstone:
+                            oldest = mtime_ms if oldest is None else min(oldest, mtime_ms)
+                    else:
+                        removed += 1
+                        removed_bytes += length
+                size = compaction.cleaned_size(compaction.layout(kept, segment.start,
+                                                                 segment.end))
+                plans.append((segment, fd, kept, removed, removed_bytes, complete[0], size))
+            for group in compaction.groups(
+                    [(p[0].start, p[0].end, p[6], p[3] > 0, p[5]) for p in plans],
+                    log.config.segment_bytes):
+                members = [plans[i] for i in group]
+                kept = [(offset, number << _FILE_SHIFT | pos, length)
+                        for number, member in enumerate(members)
+                        for offset, pos, length in member[2]]
+                pieces = compaction.layout(kept, members[0][0].start, members[-1][0].end)
+                if self._rewrite(log, [(m[0], m[1]) for m in members], cuts, pieces):
+                    removed = sum(m[3] for m in members)
+                    removed_bytes = sum(m[4] for m in members)
+                    state.removed_messages += removed
+                    state.removed_bytes += removed_bytes
+                    logger.info("%s: cleaned %s: removed %d message(s), %d byte(s)",
+                                log.directory,
+                                " + ".join(m[0].path.name for m in members), removed,
+                                removed_bytes)
+            state.clean_end = sealed[-1][0].end
+            state.oldest_tombstone_ms = oldest
+            state.cleans += 1
+        finally:
+            for _, fd in sealed:
+                os.close(fd)
+
+    def _rewrite(self, log: Log, members: list[tuple[Segment, int]], cuts: int,
+                 pieces: list[tuple]) -> bool:
+        """Steps 2-4 for a group of neighbouring segments (one file named by the first);
+        False when the log no longer has them as they were (nothing changed)."""
+        first = members[0][0]
+        cleaned = first.path.with_name(first.path.name + CLEANED_SUFFIX)
+        index = gap_index.GapIndex(first.start)
+        out = os.open(cleaned, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            written = 0
+            for piece in pieces:
+                if piece[0] == "gap":
+                    data = encode_gap(piece[1])
+                    _write_all(out, data)
+                    written += len(data)
+                    index.add(piece[1], written)
+                    continue
+                _, where, length = piece
+                segment, fd = members[where >> _FILE_SHIFT]
+                pos = where & _POSITION
+                done = 0
+                while done < length:
+                    data = read_at(fd, pos + done, min(CHUNK, length - done))
+                    if not data:
+                        raise StorageError(f"{segment.path} ended while cleaning it")
+                    _write_all(out, data)
+                    done += len(data)
+                    self._throttle(2 * len(data))
+                written += length
+            os.fsync(out)
+        except BaseException:
+            os.close(out)
+            cleaned.unlink(missing_ok=True)
+            raise
+        os.close(out)
+        _crash_point("written")
+        gap_index.write_pending(log.directory, first.start)
+        _crash_point("pending")
+        if log.replace_segments([segment for segment, _ in members], cleaned, index, cuts,
+                                after_rename=lambda: _crash_point("renamed")):
+            return True
+        cleaned.unlink(missing_ok=True)
+        return False
+
+    def _entries(self, segment: Segment, fd: int,
+                 complete: list | None = None) -> Iterator[tuple]:
+        """``(offset, position, length, key, tombstone)`` of every message of a sealed
+        segment, read a chunk at a time (throttled); gap markers move the offsets on. A walk
+        that meets an entry that does not fit stops there, and ``complete`` stays false."""
+        size = os.fstat(fd).st_size
+        base = segment.start
+        pos = 0
+        while pos < size:
+            if self._stopping.is_set():
+                raise _Stopped()
+            buf = read_at(fd, pos, min(CHUNK, size - pos))
+            self._throttle(len(buf))
+            at = 0
+            while len(buf) - at >= HEADER.size:
+                length, magic, _ = HEADER.unpack_from(buf, at)
+                length += SIZE_FIELD
+                if length < HEADER.size:
+                    return
+                if at + length > len(buf):
+                    break
+                if magic == MAGIC_GAP and length == SIZE_FIELD + GAP_SIZE:
+                    base = gap_resume(buf, at) - (pos + at + length)
+                else:
+                    key, tombstone = entry_key(buf, at)
+                    yield base + pos + at, pos + at, length, key, tombstone
+                at += length
+            if at == 0:
+                if size - pos < HEADER.size:
+                    return
+                length = SIZE_FIELD + HEADER.unpack_from(read_at(fd, pos, HEADER.size))[0]
+                if length < HEADER.size or pos + length > size:
+                    return
+                buf = read_at(fd, pos, length)
+                key, tombstone = entry_key(buf, 0)
+                yield base + pos, pos, length, key, tombstone
+                at = length
+            pos += at
+        if complete is not None:
+            complete[0] = True
+
+    def _throttle(self, nbytes: int) -> None:
+        self._done += nbytes
+        delay = compaction.throttle_delay(self._done, time.monotonic() - self._began,
+                                          self.bytes_per_second)
+        if delay > 0 and self._stopping.wait(delay):
+            raise _Stopped()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _crash_point(name: str) -> None:
+    if os.environ.get(CRASH_ENV) == name:
+        logger.error("cleaner fault hook: the broker ends at %r as a crash would", name)
+        os._exit(70)
