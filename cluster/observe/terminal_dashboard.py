@@ -364,9 +364,9 @@ def run(url: str | None = None, zookeeper: str | None = None, data_dir: str | No
         source.close()
 
 
-def _console() -> Console:
+def _console(kind: type[Console] = Console) -> Console:
     """The terminal's width on a terminal; 160 columns into a pipe or file."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    return kind(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _first(source) -> dict:
@@ -401,6 +401,8 @@ def _live(source, interval: float, console: Console) -> int:
 
 
 def command(args) -> int:
-    """``sluice dashboard`` as cluster/cli.py calls it."""
+    """``sluice dashboard`` as cluster/cli.py calls it, on the commands' console: a reader of
+    stdout that goes away (``--once | head``) ends it as it ends every command (cli/exits.py)."""
+    from cluster.cli.output import CommandConsole
     return run(args.url, args.zookeeper, args.data_dir, args.interval, args.once, args.json,
-               token_file=args.token_file)
+               console=_console(CommandConsole), token_file=args.token_file)
