@@ -22,6 +22,7 @@ import json
 import os
 import struct
 import sys
+import zlib
 from pathlib import Path
 
 from broker import message
@@ -32,8 +33,8 @@ from coordinator.errors import InvalidArgument, UnknownTopicOrPartition
 
 CHUNK = 4 << 20
 _unpack = message.HEADER.unpack_from
-_unpack_size = message._unpack_size
-_crc32 = message._crc32
+_unpack_size = struct.Struct(">I").unpack_from
+_crc32 = zlib.crc32
 
 
 def dump_log(args) -> int:
@@ -124,7 +125,8 @@ def _walk_sizes(buf, target: int, left: int) -> tuple[int, bool]:
 
 def good_run(buf) -> list[int]:
     """``[0, end of message 1, end of message 2, ...]``: the whole valid messages at the start
-    of ``buf`` (validate_set's checks, positions kept), so message i is ``buf[s[i]:s[i+1]]``.
+    of ``buf`` (message.validate_set's checks, in one walk that keeps the positions), so
+    message i is ``buf[s[i]:s[i+1]]``.
 
     >>> good_run(message.encode(b"ab") + message.encode(b"c") + b"torn")
     [0, 11, 21]
@@ -141,11 +143,22 @@ def good_run(buf) -> list[int]:
         if not (5 <= size and nxt <= end and magic <= 2) \
                 or crc32(buf[pos + 9:nxt]) != crc \
                 or magic == 1 and (size < 10 or 14 + unpack_size(buf, pos + 10)[0] > nxt - pos) \
-                or magic == 2 and message._bad_record(buf, pos, nxt):
+                or magic == 2 and _bad_record(buf, pos, nxt):
             break
         pos = nxt
         append(pos)
     return starts
+
+
+def _bad_record(buf, pos: int, nxt: int) -> bool:
+    """Whether the magic 2 entry at ``pos`` (CRC good) has a key or headers that do not fit."""
+    if nxt - pos < message.SIZE_FIELD + message.RECORD_MIN_SIZE:
+        return True
+    try:
+        message.record_fields(memoryview(buf)[pos + message.HEADER_SIZE:nxt])
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return True
+    return False
 
 
 def walk(reader, size: int, start: int, limit: int | None = None):
@@ -234,6 +247,24 @@ def _fields(buf, pos: int):
     return magic, key, value
 
 
+def _big_key(head, length: int) -> tuple[bytes | None, int]:
+    """(key, value bytes; a record's headers count as value) of a message longer than a chunk,
+    from its first bytes ``head`` (the key when it lies in them, else None)."""
+    magic = head[4]
+    pos = message.HEADER_SIZE
+    if magic == message.MAGIC_KEYED:
+        keylen = _unpack_size(head, pos + 1)[0]
+        start = pos + message.KEY_HEADER.size
+    elif magic == message.MAGIC_RECORD:
+        keylen = _unpack_size(head, pos + 9)[0]
+        keylen = 0 if keylen == message.NULL_LENGTH else keylen
+        start = pos + message.RECORD_HEADER.size
+    else:
+        return None, length - pos
+    key = bytes(head[start:start + keylen]) if start + keylen <= len(head) else None
+    return key, length - start - keylen
+
+
 def _as_text(name: str, data, out: dict) -> None:
     if data is None:
         out[name] = None
@@ -279,9 +310,11 @@ def _print_json(pieces, base: int) -> None:
                           for a, b in zip(starts, starts[1:])))
         elif piece[0] == "big":
             _, pos, length, head = piece
-            write(dumps({"offset": base + pos, "next_offset": base + pos + length,
-                         "size": length - 4, "magic": head[4], "crc_ok": True,
-                         "value_bytes": length}) + "\n")
+            key, value_bytes = _big_key(head, length)
+            entry = {"offset": base + pos, "next_offset": base + pos + length,
+                     "size": length - 4, "magic": head[4], "crc_ok": True}
+            _as_text("key", key, entry)
+            write(dumps({**entry, "value_bytes": value_bytes}) + "\n")
         else:
             _, pos, resume, reason, chunk = piece
             whole = _crc_bad_entry(chunk, pos, resume) if reason == "crc" else None
@@ -330,7 +363,9 @@ def _print_rows(pieces, base: int, size: int, preview: int, title: str) -> None:
         elif piece[0] == "big":
             _, pos, length, head = piece
             count += 1
-            write(row(base + pos, length - 4, "ok", "", f"<{length} bytes>") + "\n")
+            key, value_bytes = _big_key(head, length)
+            write(row(base + pos, length - 4, "ok", "" if key is None else _cell(key, KEY_WIDTH),
+                      f"<{value_bytes} bytes>") + "\n")
         else:
             _, pos, resume, reason, chunk = piece
             whole = _crc_bad_entry(chunk, pos, resume) if reason == "crc" else None

@@ -105,3 +105,30 @@ def test_an_offset_past_damage_is_found_by_scrubs_walk(tmp_path, capsys):
     at = 1000 + sum(map(len, entries[:5]))
     code, out, _ = run(capsys, path, "--offset", at, "--max-messages", 1, "--json")
     assert code == 0 and json.loads(out)["value"] == "v5"
+
+
+def test_a_message_longer_than_a_chunk_and_a_kafka_record_are_shown(tmp_path, capsys):
+    big = message.encode(b"x" * (segment_commands.CHUNK + 100), key=b"bigkey")
+    record = message.encode_record(b"hello", b"rk", 1_700_000_000_000, [("h", b"v")])
+    path = segment(tmp_path, message.encode(b"a") + big + record)
+    code, out, _ = run(capsys, path, "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["offset"] for r in rows] == [1000, 1010, 1010 + len(big)]
+    assert (rows[1]["key"], rows[1]["value_bytes"]) == ("bigkey", segment_commands.CHUNK + 100)
+    assert (rows[2]["magic"], rows[2]["key"], rows[2]["value"]) == (2, "rk", "hello")
+    code, out, _ = run(capsys, path, "--summary", "--json")
+    assert json.loads(out)["messages"] == 3 and json.loads(out)["bytes"] == len(path.read_bytes())
+
+
+def test_good_runs_end_where_validate_set_stops():
+    """dump-log's walk and the broker's check agree on every kind of damage."""
+    entries = [message.encode(b"value-%d" % i, key=b"k%d" % i) for i in range(6)] + \
+        [message.encode_record(b"r", b"k", 1, [("h", b"v")])]
+    clean = b"".join(entries)
+    for at in range(0, len(clean), 3):
+        for flip in (0x01, 0x80):
+            data = bytearray(clean)
+            data[at] ^= flip
+            assert segment_commands.good_run(bytes(data))[-1] == \
+                message.valid_prefix(bytes(data))[0], (at, flip)
+    assert segment_commands.good_run(clean)[-1] == len(clean)
