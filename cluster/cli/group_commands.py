@@ -41,6 +41,8 @@ def groups_describe(args) -> int:
             raise UnknownGroup(f"unknown group {args.group}")
         with err.status(f"sampling group {args.group} for {args.interval:g} s"):
             rows = lag.describe(pool, args.group, args.interval)
+        members = len(groups.members(pool.zk, args.group)
+                      + groups.kafka_members(pool.zk, args.group))
     finally:
         pool.close()
     if args.json:
@@ -53,18 +55,18 @@ def groups_describe(args) -> int:
                  "msgs/s", "state"],
                 [[r.topic, r.partition, r.owner or "-", blank(r.committed), blank(r.log_end),
                   blank(r.lag_bytes), blank(r.lag_messages), blank(r.consume_msgs_per_s),
-                  _state(r)] for r in rows])
+                  _state(r, members)] for r in rows])
     return 0
 
 
-def _state(row) -> str:
-    if row.error:
+def _state(row, members: int) -> str:
+    from cluster.observe import lag
+    state = lag.state(lag.as_dicts([row])[0], members)
+    if state == "error":
         return f"error: {row.error}"
-    if row.data_loss:
+    if state == "DATA LOSS":
         return f"DATA LOSS: {loss_summary(row.data_loss)}"
-    if row.stuck:
-        return "STUCK"
-    return "ok" if row.owner else "unowned"
+    return "idle (no members)" if state == "idle" else state
 
 
 def loss_summary(loss: dict) -> str:

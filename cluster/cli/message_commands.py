@@ -194,7 +194,7 @@ def _print_messages(messages, args, on_printed=None) -> None:
 
 
 def message_json(m) -> dict:
-    """One consumed message as INTERFACE.md shows it: text where it decodes, else base64."""
+    """One consumed message as ``--json`` prints it: text where it decodes, else base64."""
     value = {"topic": m.topic, "partition": m.partition, "offset": m.offset,
              "next_offset": m.next_offset}
     for name, data in (("key", m.key), ("value", m.value)):

@@ -499,8 +499,18 @@ def build_parser() -> argparse.ArgumentParser:
     dump = command(commands, "dump-log", segment_commands.dump_log, "decode a segment file")
     dump.add_argument("segment", help="a segment file, <data-dir>/broker-<id>/<topic>/"
                       "<partition>/<20-digit offset>.log")
-    json_flag(dump, "one object per entry")
+    json_flag(dump, "one object per entry (with --summary: the summary)")
     dump.add_argument("--preview", type=_non_negative_int, default=40,
                       help="characters of each value to show (default %(default)s)")
+    dump.add_argument("--offset", type=_non_negative_int, metavar="START",
+                      help="start at this offset (as printed: the segment's start plus a byte "
+                      "position), which must be a message boundary; one inside a message is "
+                      "refused, naming the boundaries around it (default: the segment's start)")
+    dump.add_argument("--max-messages", type=_positive_int, metavar="N",
+                      help="stop after N messages (default: all)")
+    dump.add_argument("--summary", action="store_true",
+                      help="print only the count, bytes, first and last offset and CRC failures "
+                      "of the messages (from --offset, up to --max-messages), nothing per "
+                      "message")
     return parser
 

@@ -8,11 +8,14 @@ stuck flag. Two samples of a partition give the rates:
   committed offset (one fetch of up to 64 KiB there; exact when the lag fits in that fetch);
 - consume rate is how fast the committed offset moved between the samples, in messages/s by
   the mean size of the messages it moved past (or of those ahead of it, when it lags);
-- stuck: the partition has lag and its committed offset did not move between two samples at
-  least the stuck window apart (``sluice groups describe``: its ``--interval``, 2 s by default;
-  the dashboards: 10 s), whether or not new messages arrived. Choose a window longer than the
-  group's commit interval (a worker commits every second), or a healthy partition between two
-  commits looks stuck.
+- stuck: a consumer owns the partition, it has lag, and its committed offset did not move
+  between two samples at least the stuck window apart (``sluice groups describe``: its
+  ``--interval``, 2 s by default; the dashboards: 10 s), whether or not new messages arrived.
+  Choose a window longer than the group's commit interval (a worker commits every second), or a
+  healthy partition between two commits looks stuck. A partition nobody owns is not stuck,
+  since nobody is there to be: its state is ``unowned`` while the group has members (a
+  rebalance between owners), ``idle`` when it has none (a group whose consumers have all left,
+  as ``sluice consume --group`` leaves one: its lag waits for the next consumer).
 
 Data loss is the partition's note in ZooKeeper (what consumers skipped, by kind: retention,
 gap, corrupt, past_end, skipped by the handler; see coordinator/offsets.py) plus, when the
@@ -144,8 +147,29 @@ def row(topic: str, partition: int, owner: str | None, first: dict | None, secon
         elapsed = max(second["time"] - first["time"], 1e-6)
         row.consume_bytes_per_s = round(moved / elapsed, 1)
         row.consume_msgs_per_s = round(moved / elapsed / mean, 1) if mean and moved else 0.0
-    row.stuck = stuck(first, second, row.lag_bytes, window_s)
+    row.stuck = owner is not None and stuck(first, second, row.lag_bytes, window_s)
     return row
+
+
+def state(row: dict, members: int) -> str:
+    """What a partition's row says, first match wins (``row`` as ``as_dicts`` gives it, in a
+    group of ``members`` members). Pure::
+
+        error  DATA LOSS  STUCK  unowned (members, no owner)  idle (no members)  ok
+
+    >>> [state({"owner": o, "stuck": s}, m) for o, s, m in [("c1", True, 1), (None, False, 2),
+    ...                                                     (None, False, 0), ("c1", False, 1)]]
+    ['STUCK', 'unowned', 'idle', 'ok']
+    """
+    if row.get("error"):
+        return "error"
+    if row.get("data_loss"):
+        return "DATA LOSS"
+    if row.get("stuck"):
+        return "STUCK"
+    if not row.get("owner"):
+        return "unowned" if members else "idle"
+    return "ok"
 
 
 def mean_message_size(pool: BrokerPool, topic: str, partition: int, offset: int) -> float | None:

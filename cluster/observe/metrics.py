@@ -2,8 +2,11 @@
 
 A custom Collector reads the newest snapshot at scrape time, so nothing lives in
 prometheus-client's global registry and two supervisors in one process (tests) do not mix.
-Counters are the brokers' and the kernel's own cumulative figures (Prometheus computes rates
-with ``rate()``); gauges are the sampler's current values. A figure the sampler could not get
+Counters are the brokers' and the kernel's own cumulative figures, named ``..._total``
+(Prometheus computes rates with ``rate()``); gauges are the sampler's current values. A rate is
+exported only where no counter stands behind it, and then named with its unit (a group's consume
+rate comes from two samples of its committed offset: ``_per_second``); CPU is the counter
+``sluice_process_cpu_seconds_total`` alone (``rate()`` of it is the cores used). A figure the sampler could not get
 (a broker that did not answer, a lag in messages with no mean size yet) is left out rather
 than reported as 0.
 
@@ -29,14 +32,13 @@ than reported as 0.
 | sluice_group_committed_offset            | gauge   | group, topic, partition         |
 | sluice_group_lag_bytes                   | gauge   | group, topic, partition         |
 | sluice_group_lag_messages                | gauge   | group, topic, partition         |
-| sluice_group_consume_rate                | gauge   | group, topic, partition (messages/s) |
-| sluice_group_consume_bytes_rate          | gauge   | group, topic, partition (bytes/s) |
+| sluice_group_consume_messages_per_second | gauge   | group, topic, partition         |
+| sluice_group_consume_bytes_per_second    | gauge   | group, topic, partition         |
 | sluice_group_stuck                       | gauge   | group, topic, partition         |
 | sluice_group_owned                       | gauge   | group, topic, partition         |
-| sluice_group_data_loss_bytes             | gauge   | group, topic, partition         |
+| sluice_group_data_loss_bytes_total       | counter | group, topic, partition         |
 | sluice_group_retention_seconds_left      | gauge   | group, topic, partition         |
 | sluice_process_up                        | gauge   | role, id                        |
-| sluice_process_cpu_percent               | gauge   | role, id (100 = one core)       |
 | sluice_process_cpu_seconds_total         | counter | role, id                        |
 | sluice_process_resident_memory_bytes     | gauge   | role, id                        |
 | sluice_process_threads                   | gauge   | role, id                        |
@@ -79,16 +81,14 @@ _GROUP_PARTITION = [
     ("sluice_group_committed_offset", "committed", "The group's committed offset"),
     ("sluice_group_lag_bytes", "lag_bytes", "Bytes between the committed offset and the log end"),
     ("sluice_group_lag_messages", "lag_messages", "Messages behind (lag bytes / mean size)"),
-    ("sluice_group_consume_rate", "consume_msgs_per_s", "Messages per second the committed "
-     "offset moves"),
-    ("sluice_group_consume_bytes_rate", "consume_bytes_per_s", "Bytes per second the committed "
-     "offset moves"),
+    ("sluice_group_consume_messages_per_second", "consume_msgs_per_s", "Messages per second "
+     "the committed offset moves (over the sampler's window)"),
+    ("sluice_group_consume_bytes_per_second", "consume_bytes_per_s", "Bytes per second the "
+     "committed offset moves (over the sampler's window)"),
     ("sluice_group_retention_seconds_left", "retention_seconds_left", "Seconds until retention "
      "may delete the oldest unconsumed segment (estimate; absent when not at risk)"),
 ]
 _PROCESS = [
-    ("sluice_process_cpu_percent", "cpu_percent", "CPU use over the last second, 100 = one core",
-     False),
     ("sluice_process_cpu_seconds", "cpu_seconds", "User and system CPU time", True),
     ("sluice_process_resident_memory_bytes", "rss_bytes", "Resident set size", False),
     ("sluice_process_threads", "threads", "Threads", False),
@@ -165,8 +165,9 @@ def _groups(snapshot: dict) -> Iterator[Metric]:
                               labels=GROUP_PARTITION)
     owned = GaugeMetricFamily("sluice_group_owned", "1 when a consumer owns the partition",
                               labels=GROUP_PARTITION)
-    loss = GaugeMetricFamily("sluice_group_data_loss_bytes", "Unread bytes retention deleted "
-                             "before the group read them", labels=GROUP_PARTITION)
+    loss = CounterMetricFamily("sluice_group_data_loss_bytes", "Bytes the group lost unread "
+                               "(skipped, or deleted by retention before it read them)",
+                               labels=GROUP_PARTITION)
     per_partition = [(_family(n, h, GROUP_PARTITION, False), k) for n, k, h in _GROUP_PARTITION]
     for group in snapshot.get("groups", []):
         name = group["group"]

@@ -1,7 +1,7 @@
 """How long until retention deletes messages a lagging group has not read yet.
 
-The seed's silent data loss happens when time-based retention deletes the segment a slow group
-is still reading. The broker's cleaner (``broker.retention``) deletes whole segments from the
+Silent data loss happens when time-based retention deletes the segment a slow group is still
+reading (the paper's consumers keep their own position, so nothing tells them). The broker's cleaner (``broker.retention``) deletes whole segments from the
 front of a log, oldest first, once their last write (mtime) is older than ``retention_ms``, never
 the active (last) segment. So the segment holding a group's committed offset goes once it and
 every segment before it are older than the retention::

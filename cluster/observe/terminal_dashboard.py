@@ -37,7 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.errors import ClusterError
-from cluster.observe import dashboard_access
+from cluster.observe import dashboard_access, lag
 from cluster.supervision.files import ClusterFiles
 from cluster.supervision.slots import process_alive
 from coordinator import zk as zkconnect
@@ -270,7 +270,8 @@ def _group(group: dict) -> Table:
                       _text(r.get("committed")), _text(r.get("log_end")),
                       human_bytes(r.get("lag_bytes")), human(r.get("lag_messages")),
                       human(r.get("consume_msgs_per_s")),
-                      duration(r.get("retention_seconds_left")), _state(r))
+                      duration(r.get("retention_seconds_left")),
+                      _state(r, len(group["members"])))
     return table
 
 
@@ -278,15 +279,18 @@ def _text(value) -> str:
     return "-" if value is None else str(value)
 
 
-def _state(row: dict) -> Text:
-    if row.get("error"):
+def _state(row: dict, members: int) -> Text:
+    state = lag.state(row, members)
+    if state == "error":
         return Text(f"error: {row['error']}", style="red")
-    if row.get("data_loss"):
+    if state == "DATA LOSS":
         return Text(f"DATA LOSS ({row['data_loss']['lost_bytes']} bytes)", style="bold red")
-    if row.get("stuck"):
+    if state == "STUCK":
         return Text("STUCK", style="bold red")
-    if not row.get("owner"):
+    if state == "unowned":
         return Text("unowned", style="yellow")
+    if state == "idle":
+        return Text("idle (no members)", style="dim")
     return Text("ok", style="green")
 
 
@@ -360,9 +364,9 @@ def run(url: str | None = None, zookeeper: str | None = None, data_dir: str | No
         source.close()
 
 
-def _console() -> Console:
+def _console(kind: type[Console] = Console) -> Console:
     """The terminal's width on a terminal; 160 columns into a pipe or file."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    return kind(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _first(source) -> dict:
@@ -397,6 +401,8 @@ def _live(source, interval: float, console: Console) -> int:
 
 
 def command(args) -> int:
-    """``sluice dashboard`` as cluster/cli.py calls it."""
+    """``sluice dashboard`` as cluster/cli.py calls it, on the commands' console: a reader of
+    stdout that goes away (``--once | head``) ends it as it ends every command (cli/exits.py)."""
+    from cluster.cli.output import CommandConsole
     return run(args.url, args.zookeeper, args.data_dir, args.interval, args.once, args.json,
-               token_file=args.token_file)
+               console=_console(CommandConsole), token_file=args.token_file)

@@ -1,7 +1,7 @@
 """The control API of a local cluster: up, down, status (``sluice cluster up|down|status``).
 
     status = up(ClusterConfig(".sluice", brokers=3), detach=True)   # returns once ready
-    status(".sluice")          # {"zookeeper", "dashboard", "processes": [...]}: INTERFACE.md
+    status(".sluice")          # {"zookeeper", "dashboard", "kafka_bootstrap", "processes", ...}
     down(".sluice")            # SIGTERM the supervisor; returns once it (and all) exited
 
 A detached ``up`` runs ``python -m cluster.supervision`` with ``config.to_argv()`` as its own
@@ -140,7 +140,8 @@ def running_status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> 
 
 
 def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
-    """The cluster as ``sluice cluster status --json`` prints it (INTERFACE.md's shape);
+    """The cluster as ``sluice cluster status --json`` prints it: ``processes`` has one
+    ``{"role", "id", "pid", "endpoint", "alive"}`` per process (supervisor, ZooKeeper nodes, slots);
     ``settings`` holds, by role and id, the config each broker and worker was started with (every
     setting in force, defaults included: cluster up's --config, --set and flags applied);
     ``kafka_bootstrap`` is the live brokers' Kafka endpoints, ``host:port,...`` by broker id

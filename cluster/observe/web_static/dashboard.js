@@ -1,4 +1,6 @@
-// sluice dashboard: polls /api/state once a second and draws the last 15 minutes on canvases.
+// sluice dashboard: polls /api/state once a second and draws up to the last 15 minutes on
+// canvases; the time axis spans the history it has (at least a minute), so a cluster that
+// started three minutes ago fills the plot instead of its right edge.
 // No libraries and no network beyond the supervisor that served this page.
 //
 // Every plot canvas carries data-points (points drawn, all series) and data-series (series with
@@ -64,7 +66,9 @@ function drawPlot(id, series, opts) {
   ctx.clearRect(0, 0, width, height);
 
   const end = state.points.length ? state.points[state.points.length - 1].time : Date.now() / 1000;
-  const start = end - state.historyS;
+  const first = state.points.length ? state.points[0].time : end;
+  const axis = axisOf(first, end, state.historyS);
+  const start = end - axis.span;
   let max = 0;
   let total = 0;
   let drawn = 0;
@@ -92,10 +96,10 @@ function drawPlot(id, series, opts) {
   }
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
-  for (let m = 15; m >= 0; m -= 5) {
-    const xx = Math.round(x(end - m * 60)) + 0.5;
+  for (let ago = Math.floor(axis.span / axis.step) * axis.step; ago >= 0; ago -= axis.step) {
+    const xx = Math.round(x(end - ago)) + 0.5;
     ctx.beginPath(); ctx.moveTo(xx, upper); ctx.lineTo(xx, upper + plotH); ctx.stroke();
-    ctx.fillText(m === 0 ? "now" : "-" + m + " min", Math.min(Math.max(xx, left + 14), left + plotW - 10),
+    ctx.fillText(tickLabel(ago), Math.min(Math.max(xx, left + 14), left + plotW - 10),
                  upper + plotH + 4);
   }
 
@@ -133,6 +137,20 @@ function drawPlot(id, series, opts) {
   }
   canvas.dataset.points = String(total);
   canvas.dataset.series = String(drawn);
+}
+
+// The time axis for points from `first` to `end` (seconds): its span, at least a minute and at
+// most the history kept, and where its labels go, a step of 10 s .. 5 min giving 3 to 6 of them.
+// axisOf(0, 200, 900) -> {span: 200, step: 60}; axisOf(0, 30, 900) -> {span: 60, step: 10}
+function axisOf(first, end, historyS) {
+  const span = Math.min(historyS, Math.max(60, end - first));
+  const step = [10, 15, 30, 60, 120, 300, 600].find((s) => span / s <= 6) || 600;
+  return { span, step };
+}
+
+function tickLabel(ago) {
+  if (ago === 0) return "now";
+  return ago % 60 === 0 ? "-" + ago / 60 + " min" : "-" + ago + " s";
 }
 
 function niceCeiling(max) {
@@ -211,11 +229,12 @@ function fillTable(id, columns, rows) {
   table.tBodies[0].replaceChildren(...body);
 }
 
+// cluster/observe/lag.py's state(): a partition nobody owns is not stuck
 function partitionState(row) {
   if (row.error) return { text: "error: " + row.error, cls: "bad" };
   if (row.data_loss) return { text: "DATA LOSS " + bytes(row.data_loss.lost_bytes), cls: "bad" };
   if (row.stuck) return { text: "STUCK", cls: "bad" };
-  if (!row.owner) return { text: "unowned", cls: "warn" };
+  if (!row.owner) return row.members ? { text: "unowned", cls: "warn" } : { text: "idle (no members)", cls: "" };
   return { text: "ok", cls: "good" };
 }
 
@@ -248,7 +267,7 @@ function drawTables() {
     }],
   ], latest.groups);
   const lagRows = [];
-  for (const g of latest.groups) for (const r of g.partitions) lagRows.push({ group: g.group, ...r });
+  for (const g of latest.groups) for (const r of g.partitions) lagRows.push({ group: g.group, members: g.members.length, ...r });
   fillTable("lag", [
     ["group", (r) => r.group, "text"],
     ["topic/partition", (r) => r.topic + "/" + r.partition, "text"],
@@ -335,5 +354,9 @@ async function poll() {
   }
 }
 
-window.addEventListener("resize", () => drawPlots());
-poll();
+if (typeof window !== "undefined") {
+  window.addEventListener("resize", () => drawPlots());
+  poll();
+} else if (typeof module !== "undefined") {
+  module.exports = { axisOf, tickLabel };   // node, for tests/cluster/observe/test_web_dashboard.py
+}

@@ -22,3 +22,22 @@ def test_lag_row_without_a_first_sample_has_no_rates():
                   {"committed": 100, "time": 2.0, "log_start": 0, "log_end": 300}, None,
                   lambda offset: 20.0)
     assert (row.consume_bytes_per_s, row.consume_msgs_per_s) == (50.0, 2.5)
+
+
+def test_a_partition_nobody_owns_is_not_stuck_but_unowned_or_idle():
+    """An empty group (its consumers all left, as ``sluice consume --group`` leaves one) keeps
+    its lag, but nobody is there to be stuck: ``idle``; with members, between owners:
+    ``unowned``."""
+    first = {"committed": 100, "time": 0.0, "log_start": 0, "log_end": 300}
+    second = {"committed": 100, "time": 10.0, "log_start": 0, "log_end": 300}
+    owned = lag.row("t", 0, "c1", first, second, None, lambda offset: 20.0, window_s=10.0)
+    nobody = lag.row("t", 0, None, first, second, None, lambda offset: 20.0, window_s=10.0)
+    assert owned.stuck and not nobody.stuck and nobody.lag_bytes == 200
+    row = lag.as_dicts([nobody])[0]
+    assert (lag.state(row, 0), lag.state(row, 2)) == ("idle", "unowned")
+    assert lag.state(lag.as_dicts([owned])[0], 1) == "STUCK"
+
+
+def test_doctests():
+    import doctest
+    assert doctest.testmod(lag).failed == 0

@@ -129,7 +129,7 @@ def test_lag_and_stuck_follow_a_blocked_worker(cluster_factory, tmp_path):
     assert one(found, "sluice_group_committed_offset", **labels) == blocked_at
     assert one(found, "sluice_group_lag_bytes", **labels) == end - blocked_at
     assert one(found, "sluice_group_lag_messages", **labels) == 201
-    assert one(found, "sluice_group_consume_rate", **labels) == 0
+    assert one(found, "sluice_group_consume_messages_per_second", **labels) == 0
     assert one(found, "sluice_group_owned", **labels) == 1
     # 1 KiB segments: the blocked message's segment has rolled, so retention can reach it
     assert one(found, "sluice_broker_log_segments", topic="clicks", partition=0) >= 3
@@ -167,12 +167,12 @@ def test_metrics_name_and_label_every_figure_the_prometheus_way():
     assert got[("sluice_group_lag_bytes", group)] == 180
     assert got[("sluice_group_lag_messages", group)] == 6
     assert got[("sluice_group_committed_offset", group)] == 120
-    assert got[("sluice_group_consume_rate", group)] == 0
+    assert got[("sluice_group_consume_messages_per_second", group)] == 0
     assert got[("sluice_group_stuck", group)] == 1
     assert got[("sluice_group_retention_seconds_left", group)] == 1234.5
     assert got[("sluice_group_rebalances_total", (("group", "loaders"),))] == 2
     assert got[("sluice_group_members", (("group", "loaders"),))] == 1
-    assert got[("sluice_process_cpu_percent", broker)] == 12.5
+    assert got[("sluice_process_cpu_seconds_total", broker)] == 3.0
     assert got[("sluice_process_resident_memory_bytes", broker)] == 50_000_000
     assert got[("sluice_process_threads", broker)] == 9
     assert got[("sluice_process_open_files", broker)] == 30
@@ -182,6 +182,23 @@ def test_metrics_name_and_label_every_figure_the_prometheus_way():
     assert ("sluice_process_resident_memory_bytes", (("id", "0"), ("role", "worker"))) not in got
     assert "# TYPE sluice_broker_messages_in_total counter" in text
     assert "# TYPE sluice_group_lag_bytes gauge" in text
+
+
+def test_counters_end_in_total_and_rates_name_their_unit():
+    """Prometheus' naming: a counter's samples end ``_total``; a gauge that is a rate says
+    ``_per_second``; no unitless rate or percentage; a count of lost bytes is a counter."""
+    with_loss = snapshot()
+    with_loss["groups"][0]["partitions"][0]["data_loss"] = {"lost_bytes": 77}
+    text = metrics.render(lambda: with_loss).decode()
+    types = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE"))
+    for name in types:
+        assert "rate" not in name and "percent" not in name, name
+    counters = [name for name, kind in types.items() if kind == "counter"]
+    assert counters and all(name.endswith("_total") for name in counters)
+    assert types["sluice_group_data_loss_bytes_total"] == "counter"
+    assert types["sluice_group_consume_messages_per_second"] == "gauge"
+    group = (("group", "loaders"), ("partition", "0"), ("topic", "clicks"))
+    assert samples(text)[("sluice_group_data_loss_bytes_total", group)] == 77
 
 
 def test_metrics_before_the_first_sample_are_empty():

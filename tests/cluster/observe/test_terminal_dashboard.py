@@ -60,6 +60,15 @@ def test_cluster_json_status_and_terminal_view_show_the_dashboard(cluster_factor
                           capture_output=True, text=True, timeout=60)
     assert once.returncode == 0, once.stderr
     assert "supervisor 0" in once.stdout and "broker 0" in once.stdout and url in once.stdout
+    # `sluice dashboard --once | head`: a reader gone before the frame is written ends it as any
+    # command (cli/exits.py: quietly, 141), not with rich's own exit status 1
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    cut = subprocess.run([sys.executable, "-m", "cluster.cli", "dashboard", "--once",
+                          "--data-dir", str(cluster.data_dir)], cwd=REPO, env=env,
+                         stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(write_end)
+    assert (cut.returncode, cut.stderr) == (141, "")
     as_json = subprocess.run([sys.executable, "-m", "cluster.cli", "dashboard", "--json",
                               "--data-dir", str(cluster.data_dir)], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=60)

@@ -106,3 +106,22 @@ def test_page_draws_live_plots_in_headless_chromium(cluster_factory, tmp_path):
     assert "supervisor 0" in dump.stdout and "clicks/1" in dump.stdout
     assert picture.returncode == 0, picture.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_the_time_axis_spans_the_history_the_page_has():
+    """A few minutes of data fill the plot (not the right edge of a fixed 15-minute axis); the
+    labels fall on a step that gives a handful of them. dashboard.js's own functions, in node."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[3] / "cluster/observe/web_static/dashboard.js"
+    probe = (f"const d = require({json.dumps(str(script))});"
+             "console.log(JSON.stringify([[0, 200], [0, 30], [0, 900], [0, 5000], [100, 280]]"
+             ".map(([a, b]) => d.axisOf(a, b, 900)).concat([[0, 60, 90, 300].map(d.tickLabel)])))")
+    got = json.loads(subprocess.run([node, "-e", probe], capture_output=True, text=True,
+                                    check=True, timeout=30).stdout)
+    assert got[:5] == [{"span": 200, "step": 60}, {"span": 60, "step": 10},
+                       {"span": 900, "step": 300}, {"span": 900, "step": 300},
+                       {"span": 180, "step": 30}]
+    assert got[5] == ["now", "-1 min", "-90 s", "-5 min"]
