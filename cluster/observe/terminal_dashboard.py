@@ -283,6 +283,10 @@ def _state(row: dict) -> Text:
         return Text(f"error: {row['error']}", style="red")
     if row.get("data_loss"):
         return Text(f"DATA LOSS ({row['data_loss']['lost_bytes']} bytes)", style="bold red")
+    backlog = row.get("backlog")
+    if backlog and backlog.get("at_risk"):
+        refusing = ", refusing produce" if backlog.get("refusing") else ""
+        return Text(f"BACKLOG AT RISK ({backlog['policy']}{refusing})", style="bold red")
     if row.get("stuck"):
         return Text("STUCK", style="bold red")
     if not row.get("owner"):
