@@ -218,8 +218,12 @@ class ProtectionWatch:
             new = set(children) - self._watched
             self._watched |= new
         for topic in sorted(new):
-            self.client.DataWatch(paths.backlog_protection(topic),
-                                  lambda data, _stat, topic=topic: self._set(topic, data))
+            self.client.DataWatch(paths.backlog_protection(topic), self._watcher(topic))
+
+    def _watcher(self, topic: str):
+        def changed(data, _stat):       # two arguments: kazoo passes a third only if asked
+            self._set(topic, data)
+        return changed
 
     def _set(self, topic: str, data: bytes | None) -> None:
         entries = parse(data)
