@@ -124,6 +124,7 @@ class BrokerConfig:
     log: LogConfig = field(default_factory=LogConfig)
     cleaner_interval_ms: int = 60_000
     cleaner_bytes_per_second: int = 8 * MIB
+    backlog_check_ms: int = 5000
     max_fetch_bytes: int = 8 << 20
     max_request_bytes: int = 4 * MIB
     max_wait_ms_limit: int = 30_000
@@ -152,7 +153,8 @@ class BrokerConfig:
         if self.kafka_port is not None and not 0 <= self.kafka_port <= 65535:
             raise InvalidArgument("kafka_port must be 0..65535 (0: a free port) or null (no "
                                   "Kafka listener)")
-        _positive(self, "cleaner_interval_ms", "cleaner_bytes_per_second", "max_fetch_bytes", "max_request_bytes",
+        _positive(self, "cleaner_interval_ms", "cleaner_bytes_per_second", "backlog_check_ms",
+                  "max_fetch_bytes", "max_request_bytes",
                   "max_wait_ms_limit", "session_timeout_ms", "replica_lag_time_max_ms",
                   "replica_fetch_wait_max_ms", "replica_fetch_max_bytes",
                   "replica_fetch_min_bytes", "replica_fetch_linger_ms", "ack_timeout_ms",

@@ -22,7 +22,8 @@ the high watermark (and the visible end of the flush policy); a replica fetch (`
 a broker id) reads up to the leader's log end, tells the leader the follower's log end (its
 offset) and is parked in a purgatory of its own until the log grows. An acks=all request is
 refused unwritten with NOT_ENOUGH_REPLICAS when the ISR is smaller than the topic's
-``min_insync_replicas``, else written as acks=1 and answered from the acks purgatory
+``min_insync_replicas``, and any produce with BACKLOG_QUOTA_EXCEEDED while a group protected
+with ``refuse`` is at risk on the partition (broker/backlog_guard.py); else written as acks=1 and answered from the acks purgatory
 (broker/delayed_produce.py) when the high watermark reaches its next offset, with
 REQUEST_TIMED_OUT after ``ack_timeout_ms``, or with NOT_LEADER when the leadership is lost.
 
@@ -92,6 +93,9 @@ class RequestHandlers:
                 f"{request.topic}/{request.partition} has {len(replica.isr)} in-sync "
                 f"replica(s) {list(replica.isr)}, fewer than its min_insync_replicas="
                 f"{replica.min_insync_replicas}; the set was not written")
+        refusal = self.logs.backlog.refusal(request.topic, request.partition)
+        if refusal is not None:
+            raise refusal
         count = self.validate(route, frames[2])
         turn.setdefault(route, []).append(
             (identity, request.correlation_id, request, frames[2], count))
@@ -248,6 +252,11 @@ class RequestHandlers:
         replica = self.replicas.by_log[route.log]
         if not replica.is_leader:
             self.errors.request_failed(replica.not_leader(self.config.broker_id), acks=0)
+            return
+        refusal = self.logs.backlog.refusal(route.topic, route.partition)
+        if refusal is not None:
+            for _ in sets:
+                self.errors.request_failed(refusal, acks=0)
             return
         data = sets[0] if len(sets) == 1 else b"".join(sets)
         try:

@@ -35,6 +35,7 @@ its own module.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import struct
@@ -42,7 +43,7 @@ import threading
 import time
 from pathlib import Path
 
-from broker import gap_index, recovery, scrub
+from broker import gap_index, recovery, retention, scrub
 from broker.config import LogConfig
 from broker.exposed_end import ExposedEnd
 from broker.flush import FlushPolicy
@@ -50,7 +51,6 @@ from broker.leader_epochs import LeaderEpochs
 from broker.message import (GAP_ENTRY, SIZE_FIELD, InvalidMessage, check_entry, encode_gap,
                             gap_resume, whole_prefix)
 from broker.protocol import EARLIEST, LATEST
-from broker.retention import segments_to_delete
 from broker.segment import (SUFFIX, FileReader, Segment, describe, find_segment,
                             find_segment_by_time, split_at_rolls, sync_directory)
 from coordinator.errors import OffsetGap, OffsetOutOfRange, SluiceError, StorageError
@@ -76,6 +76,7 @@ class Log:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._segments: list[Segment] = []
+        self.last_retention = retention.Decision(0)   # the last pass (apply_retention)
         self._starts: list[int] = []
         self._checkpoints: dict[int, scrub.Checkpoints] = {}
         self._unsynced: list[int] = []
@@ -505,27 +506,39 @@ class Log:
             index = find_segment_by_time(mtimes_ms, time_ms)
             return visible if index is None else min(self._starts[index], visible)
 
-    def apply_retention(self, now: float | None = None) -> int:
+    def segment_listing(self) -> list[tuple[int, int, float]]:
+        """``(start, size, mtime)`` of every segment, oldest first: what retention judges."""
+        with self._lock:
+            self._check_open()
+            return self._listing()
+
+    def _listing(self) -> list[tuple[int, int, float]]:
+        try:
+            return [(s.start, s.size, s.mtime) for s in self._segments]
+        except OSError as err:
+            raise StorageError(f"{describe(err)} (retention could not read the segment "
+                               f"times of {self.directory})") from err
+
+    def apply_retention(self, now: float | None = None, holds=()) -> int:
         """Delete whole old segments by the retention rules; return how many went.
 
         ``now`` is wall-clock seconds (mtimes are). The active segment is never deleted, so
         offsets keep counting from where they were, and neither is a segment holding messages
         not yet visible (a lagging flush), so the log start never passes the visible end.
+        ``holds``: backlog protections' ``(offset, max_hold_bytes)`` (broker/retention.py);
+        the pass's ``retention.Decision`` is kept as ``last_retention``.
         """
         if now is None:
             now = time.time()
         with self._lock:
             self._check_open()
-            try:
-                listing = [(s.start, s.size, s.mtime) for s in self._segments]
-            except OSError as err:
-                raise StorageError(f"{describe(err)} (retention could not read the segment "
-                                   f"times of {self.directory})") from err
-            count = segments_to_delete(listing, now, self.config.retention_ms,
-                                       self.config.retention_bytes)
+            decision = retention.decide(self._listing(), now, self.config.retention_ms,
+                                        self.config.retention_bytes, holds)
+            count = decision.delete
             visible = self.visible_end
             while count and self._segments[count - 1].end > visible:
                 count -= 1
+            self.last_retention = dataclasses.replace(decision, delete=count)
             for deleted in range(count):
                 segment = self._segments[0]
                 try:

@@ -16,9 +16,12 @@ As Kafka 0.7's LogManager, it owns the logs, the retention cleaner and the flush
   (``SequencedSets``: for its followers, its truncations and its producer snapshot,
   broker/producer_snapshot.py, so the table follows the data); the counters (METADATA) follow, and a log whose flush policy is
   due goes to the flusher thread (broker/flusher.py);
-- retention every ``cleaner_interval_ms`` for logs whose cleanup policy has ``delete``, and
-  for those with ``compact`` the same check hands a log that is due to the log cleaner's
-  thread (broker/cleaner.py, throttled to ``cleaner_bytes_per_second``); the start-up scrub of logs opened after an unclean
+- retention every ``cleaner_interval_ms`` for logs whose cleanup policy has ``delete``, with
+  the holds of backlog protections, and for those with ``compact`` the same check hands a log
+  that is due to the log cleaner's thread (broker/cleaner.py, throttled to
+  ``cleaner_bytes_per_second``); the protections' checks every ``backlog_check_ms``
+  (``BacklogGuard``, broker/backlog_guard.py: alerts, holds, produce refusals); the start-up
+  scrub of logs opened after an unclean
   shutdown, on its own thread (``Scrubber``);
 - errors outside requests: a ZooKeeper error in the placement refresh, a log that cannot be
   opened, a failing retention, flush or scrub are counted as ``<task>_failed``
@@ -42,6 +45,7 @@ from pathlib import Path
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 
+from broker.backlog_guard import BacklogGuard
 from broker.cleaner import LogCleaner
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
@@ -107,6 +111,8 @@ class LogManager:
         self._outside_errors = (SluiceError, KazooException, OSError,
                                 zk.handler.timeout_exception)
         self._next_retention = time.monotonic() + config.cleaner_interval_ms / 1000
+        self.backlog = BacklogGuard(zk, lambda topic, partition: False, errors, self.stats)
+        self._next_backlog = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -117,6 +123,7 @@ class LogManager:
         self.flusher.start()
         self.scrubber.start()
         self.cleaner.start()
+        self.backlog.start()
         self._view = ClusterView(self.zk)
         self._view.add_listener(lambda: self._placement_changes.put(True))
         if not self._open_placed_logs():
@@ -314,6 +321,8 @@ class LogManager:
              "corrupt_messages": log.corrupt_messages, "scrub": log.scrub_state,
              "flushes": log.flush_count, "flush_seconds": log.flush_seconds,
              "last_append_ms_ago": _ms_since(self._routes.get((topic, partition)), now),
+             "retention_held_segments": log.last_retention.held,
+             "backlog": self.backlog.rows(topic, partition),
              **self._clean_row(log), **self.partition_stats.get((topic, partition), {})}
             for (topic, partition), log in sorted(self.logs.items())]
 
@@ -336,6 +345,8 @@ class LogManager:
                 self.flusher.submit(log)
         if not self._placement_changes.empty() and now >= self._placement_retry_at:
             self._refresh_placement(now)
+        if now >= self._next_backlog:
+            self._check_backlog(now)
         if now >= self._next_retention:
             self._apply_retention(now)
         if now >= self._next_snapshot:
@@ -443,6 +454,15 @@ class LogManager:
         logger.info("topic %s deleted: its logs on broker %d are removed", topic,
                     self.config.broker_id)
 
+    def _check_backlog(self, now: float) -> None:
+        """The backlog protections' check (BacklogGuard.check); a failure is retried at the
+        next interval."""
+        self._next_backlog = now + self.config.backlog_check_ms / 1000
+        try:
+            self.backlog.check(self.logs, time.time())
+        except self._outside_errors as exc:
+            self.errors.task_failed("backlog_check", exc)
+
     def _apply_retention(self, now: float) -> None:
         """Retention over every log whose policy deletes (each Log logs what it deleted), and
         the log cleaner for those that compact; a failing log is retried sooner than the next
@@ -450,12 +470,15 @@ class LogManager:
         interval = self.config.cleaner_interval_ms / 1000
         self._next_retention = now + interval
         now_ms = time.time() * 1000
-        for log in list(self.logs.values()):
+        for (topic, partition), log in list(self.logs.items()):
+            groups, holds = self.backlog.holds(topic, partition)
             try:
                 if log.config.compact:
                     self.cleaner.submit_if_due(log, now_ms)
                 if log.config.delete:
-                    log.apply_retention()
+                    log.apply_retention(holds=holds)
+                    if groups:
+                        self.backlog.retained(topic, partition, log, groups)
             except (StorageError, OSError) as exc:
                 retry = min(interval, RETRY_MAX_S)
                 self._next_retention = min(self._next_retention, now + retry)

@@ -141,6 +141,7 @@ class Broker:
         self.logs.on_open = self.replicas.add
         self.logs.on_configure = self.replicas.configure
         self.logs.on_remove = self.replicas.remove
+        self.logs.backlog.is_leader = self._leads
         self.replicas.on_checkpoint = flusher.submit
         self.fetcher = ReplicaFetcher(
             config, self.context, self.logs, self.replicas, self.errors,
@@ -161,6 +162,10 @@ class Broker:
                                           self.zk, config.broker_id)
             self.kafka.attach(self.kafka_ctx, kafka_apis.dispatch)
             kafka_apis.setup(self.kafka_ctx)
+
+    def _leads(self, topic: str, partition: int) -> bool:
+        replica = self.replicas.get(topic, partition)
+        return replica is not None and replica.is_leader
 
     def _secure(self) -> None:
         """CURVE on both client sockets, the ZAP handler bound before either binds (a CURVE

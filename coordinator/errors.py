@@ -44,6 +44,7 @@ class ErrorCode(enum.IntEnum):
     FENCED_LEADER_EPOCH = 15
     AUTHENTICATION_FAILED = 16
     AUTHORIZATION_FAILED = 17
+    BACKLOG_QUOTA_EXCEEDED = 18
 
 
 class SluiceError(Exception):
@@ -164,11 +165,23 @@ class AuthorizationFailed(SluiceError):
     code = ErrorCode.AUTHORIZATION_FAILED
 
 
+class BacklogQuotaExceeded(SluiceError):
+    """Produce refused: a consumer group protected with ``--policy refuse`` on the topic is
+    within its ``--min-seconds`` of losing unread messages to retention
+    (broker/backlog_guard.py). Retriable: the refusal lifts by itself once the group commits
+    past the messages at risk, and a producer's bounded retries (``retries``,
+    ``retry_backoff_ms``) are the back-pressure the pull model lacks; once they are spent the
+    batch is reported with this error, nothing written."""
+
+    code = ErrorCode.BACKLOG_QUOTA_EXCEEDED
+    retriable = True
+
+
 _BY_CODE = {cls.code: cls for cls in (
     MalformedRequest, UnknownTopicOrPartition, CorruptMessage, MessageTooLarge,
     OffsetOutOfRange, InvalidOffset, OffsetGap, StorageError, NotLeader, BrokerUnavailable,
     RequestTimedOut, OutOfOrderSequence, NotEnoughReplicas, FencedLeaderEpoch,
-    AuthenticationFailed, AuthorizationFailed)}
+    AuthenticationFailed, AuthorizationFailed, BacklogQuotaExceeded)}
 
 
 def error_for(code: int, message: str, resume_offset: int | None = None) -> SluiceError:

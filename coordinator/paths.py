@@ -10,6 +10,8 @@
 |                                                  |            |  "min_insync_replicas", "placement",    |
 |                                                  |            |  "config": {"retention.ms": ..}}        |
 | /config/cluster                                  | persistent | {"default_replication_factor": R}       |
+| /config/backlog/<topic>                          | persistent | {group: {"policy", "min_seconds",       |
+|                                                  |            |  "max_hold_bytes"}} (backlog_protection)|
 | /controller                                      | ephemeral  | {"broker": id, "epoch": n}              |
 | /controller_epoch                                | persistent | n, one more at every new controller     |
 | /consumers/<group>/ids/<consumer>                | ephemeral  | {"topics": [...], ...}                  |
@@ -34,6 +36,8 @@ Kafka 0.8's (replication, coordinator/partition_state.py); the unclean node is s
 controller counts the unclean elections of a partition there, so the loss stays visible
 (coordinator/controller.py); ``partitions`` is the one child of
 /brokers/topics/<topic> that is not a broker id, and readers of the broker children skip it.
+/config/backlog is sluice's: backlog protections (coordinator/backlog_protection.py), one node
+per protected topic so that a broker watches one node per topic.
 Partitions are always integers in code and decimal names in ZooKeeper.
 """
 from __future__ import annotations
@@ -44,6 +48,7 @@ BROKER_IDS = "/brokers/ids"
 BROKER_TOPICS = "/brokers/topics"
 TOPIC_CONFIG = "/config/topics"
 CLUSTER_CONFIG = "/config/cluster"
+BACKLOG_PROTECTION = "/config/backlog"   # backlog protections by topic (backlog_protection.py)
 CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
 CONSUMERS = "/consumers"
@@ -73,6 +78,10 @@ def broker_topic_partitions(topic: str, broker_id: int) -> str:
 
 def topic_config(topic: str) -> str:
     return f"{TOPIC_CONFIG}/{topic}"
+
+
+def backlog_protection(topic: str) -> str:
+    return f"{BACKLOG_PROTECTION}/{topic}"
 
 
 def partitions_root(topic: str) -> str:

@@ -338,6 +338,7 @@ def delete(client: KazooClient, topic: str) -> list[str]:
             cleared.append(group)
         for path in (paths.offsets(group, topic), paths.data_losses(group, topic)):
             client.delete(path, recursive=True)
+    client.delete(paths.backlog_protection(topic), recursive=True)
     log.info("deleted topic %s (offsets of %d group(s))", topic, len(cleared))
     return cleared
 

@@ -263,6 +263,9 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
         raise NotEnoughReplicas(f"{topic}/{partition} has {len(replica.isr)} in-sync "
                                 f"replica(s), fewer than its min_insync_replicas="
                                 f"{replica.min_insync_replicas}; the records were not written")
+    refusal = ctx.logs.backlog.refusal(topic, partition)
+    if refusal is not None:
+        raise refusal
     if data is None:
         raise CorruptMessage("a produce request without records")
     message_set, count, batches = records.to_message_set(

@@ -4,7 +4,11 @@ The codes are Kafka's (org.apache.kafka.common.protocol.Errors). A sluice error 
 meaning on the wire: a partition this broker does not lead is NOT_LEADER_OR_FOLLOWER, so
 clients refresh their metadata and follow the leader; an offset no message starts at (and
 that is not just past a message start, broker/kafka/records.py) is OFFSET_OUT_OF_RANGE, so
-clients apply their reset policy.
+clients apply their reset policy. BACKLOG_QUOTA_EXCEEDED (a refuse protection,
+broker/backlog_guard.py) is THROTTLING_QUOTA_EXCEEDED (89): a quota in Kafka's own words and,
+like the native error, retriable in Kafka's clients (kafka-python's
+ThrottlingQuotaExceededError), so a producer backs off and retries; POLICY_VIOLATION (44) is
+permanent there, and the refusal is not: it lifts once the group catches up.
 
 >>> from coordinator.errors import NotLeader
 >>> kafka_code(NotLeader("broker 1 leads it"))
@@ -32,6 +36,7 @@ OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 DUPLICATE_SEQUENCE_NUMBER = 46
 INVALID_PRODUCER_EPOCH = 47
 KAFKA_STORAGE_ERROR = 56
+THROTTLING_QUOTA_EXCEEDED = 89
 UNKNOWN_SERVER_ERROR = -1
 
 _BY_CODE = {
@@ -48,6 +53,7 @@ _BY_CODE = {
     ErrorCode.STORAGE_ERROR: KAFKA_STORAGE_ERROR,
     ErrorCode.BROKER_UNAVAILABLE: LEADER_NOT_AVAILABLE,
     ErrorCode.MALFORMED_REQUEST: INVALID_REQUEST,
+    ErrorCode.BACKLOG_QUOTA_EXCEEDED: THROTTLING_QUOTA_EXCEEDED,
 }
 
 

@@ -1,10 +1,13 @@
-"""``sluice groups list|describe|reset-offsets|delete``: consumer groups, their members and their
-lag per partition (cluster/observe/lag.py computes it; a total would hide the one partition that
-is stuck); moving an empty group's offsets (cluster/cli/offset_reset.py) and deleting a group."""
+"""``sluice groups list|describe|reset-offsets|delete|protect|unprotect``: consumer groups, their
+members and their lag per partition (cluster/observe/lag.py computes it; a total would hide the
+one partition that is stuck); moving an empty group's offsets (cluster/cli/offset_reset.py),
+deleting a group, and its backlog protections (coordinator/backlog_protection.py)."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from cluster.cli.output import blank, err, print_json, print_table
-from coordinator import zk
+from coordinator import backlog_protection, zk
 from coordinator.errors import InvalidArgument, SluiceError
 
 
@@ -43,11 +46,13 @@ def groups_describe(args) -> int:
             rows = lag.describe(pool, args.group, args.interval)
         members = len(groups.members(pool.zk, args.group)
                       + groups.kafka_members(pool.zk, args.group))
+        protections = backlog_protection.of_group(pool.zk, args.group)
     finally:
         pool.close()
     if args.json:
         print_json({"group": args.group, "interval_s": args.interval,
-                     "partitions": lag.as_dicts(rows)})
+                     "partitions": lag.as_dicts(rows),
+                     "protections": _protection_dicts(protections)})
         return 0
     print_table(f"group {args.group} (lag per partition; messages estimated from the mean size of "
                 f"the messages after the committed offset)",
@@ -56,6 +61,54 @@ def groups_describe(args) -> int:
                 [[r.topic, r.partition, r.owner or "-", blank(r.committed), blank(r.log_end),
                   blank(r.lag_bytes), blank(r.lag_messages), blank(r.consume_msgs_per_s),
                   _state(r, members)] for r in rows])
+    if protections:
+        _print_protections(args.group, protections)
+    return 0
+
+
+def _protection_dicts(protections: dict) -> list[dict]:
+    return [{"topic": topic, **asdict(p)} for topic, p in sorted(protections.items())]
+
+
+def _print_protections(group: str, protections: dict) -> None:
+    print_table(f"group {group}: backlog protections", ["topic", "policy", "min seconds",
+                                                        "max hold bytes"],
+                [[topic, p.policy, p.min_seconds, p.max_hold_bytes if p.holds else "-"]
+                 for topic, p in sorted(protections.items())])
+
+
+def groups_protect(args) -> int:
+    """Store a backlog protection of a group on a topic (the topic must exist; the group need
+    not yet: a protection may come before its first consumer)."""
+    from coordinator import topics
+    protection = backlog_protection.Protection(args.policy, args.min_seconds,
+                                               args.max_hold_bytes)
+    client = zk.connect(args.zookeeper, args.data_dir)
+    try:
+        topics.get(client, args.topic)
+        backlog_protection.protect(client, args.group, args.topic, protection)
+    finally:
+        client.stop()
+    if args.json:
+        print_json({"group": args.group, **_protection_dicts({args.topic: protection})[0]})
+    else:
+        err.print(f"group {args.group} protected on topic {args.topic}: policy "
+                  f"{protection.policy} within {protection.min_seconds} s of retention"
+                  + (f", holding at most {protection.max_hold_bytes} bytes per partition"
+                     if protection.holds else ""))
+    return 0
+
+
+def groups_unprotect(args) -> int:
+    client = zk.connect(args.zookeeper, args.data_dir)
+    try:
+        backlog_protection.unprotect(client, args.group, args.topic)
+    finally:
+        client.stop()
+    if args.json:
+        print_json({"group": args.group, "topic": args.topic, "unprotected": True})
+    else:
+        err.print(f"group {args.group}: backlog protection on topic {args.topic} removed")
     return 0
 
 
@@ -121,8 +174,8 @@ def _target(args):
 
 
 def groups_delete(args) -> int:
-    """Remove a group's offsets, data-loss notes and registry nodes; refused with live
-    members."""
+    """Remove a group's offsets, data-loss notes, backlog protections and registry nodes;
+    refused with live members."""
     from cluster.cli.offset_reset import check_empty
     from coordinator import access
     from coordinator import consumer_registry as groups
@@ -133,10 +186,12 @@ def groups_delete(args) -> int:
             raise UnknownGroup(f"unknown group {args.group}")
         check_empty(client, args.group)
         groups.delete(client, args.group)
+        backlog_protection.forget_group(client, args.group)
     finally:
         client.stop()
     if args.json:
         print_json({"group": args.group, "deleted": True})
     else:
-        err.print(f"deleted group {args.group}: its offsets, data-loss notes and registry nodes")
+        err.print(f"deleted group {args.group}: its offsets, data-loss notes, backlog "
+                  f"protections and registry nodes")
     return 0

@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     def json_flag(sub, what):
         sub.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
+    from coordinator import backlog_protection
     from cluster.cli import (acl_commands, cluster_commands, group_commands, key_commands,
                              message_commands,
                              segment_commands, topic_commands)
@@ -372,6 +373,30 @@ def build_parser() -> argparse.ArgumentParser:
                       "delete an empty group: its offsets, data-loss notes and registry nodes")
     gdelete.add_argument("group", type=_group, help="the consumer group")
     json_flag(gdelete, "what was deleted")
+    gprotect = command(group_actions, "protect", group_commands.groups_protect,
+                       "protect a group's unconsumed messages on a topic from retention: when "
+                       "its oldest one is within --min-seconds of expiring, warn (alert), hold "
+                       "(retention keeps its segments, up to --max-hold-bytes) or refuse "
+                       "(hold, and produce to the topic gets BACKLOG_QUOTA_EXCEEDED)")
+    gprotect.add_argument("group", type=_group, help="the consumer group")
+    gprotect.add_argument("--topic", type=_topic, required=True, help="the topic to protect")
+    gprotect.add_argument("--policy", choices=backlog_protection.POLICIES, required=True,
+                          help="warn, hold or refuse")
+    gprotect.add_argument("--min-seconds", type=_non_negative_int,
+                          default=backlog_protection.DEFAULT_MIN_SECONDS,
+                          help="at risk when the oldest unconsumed message expires within this "
+                          "many seconds (default %(default)s)")
+    gprotect.add_argument("--max-hold-bytes", type=_non_negative_int,
+                          default=backlog_protection.DEFAULT_MAX_HOLD_BYTES,
+                          help="hold and refuse: at most this many bytes per partition kept past "
+                          "retention; past it retention deletes anyway (default %(default)s)")
+    json_flag(gprotect, "the protection")
+    gunprotect = command(group_actions, "unprotect", group_commands.groups_unprotect,
+                         "remove a group's backlog protection on a topic")
+    gunprotect.add_argument("group", type=_group, help="the consumer group")
+    gunprotect.add_argument("--topic", type=_topic, required=True,
+                            help="the topic whose protection goes")
+    json_flag(gunprotect, "what was removed")
 
     acls = commands.add_parser("acl", help="authorization rules: who may produce, consume, "
                                "describe or administer which topics and groups")

@@ -38,6 +38,9 @@ than reported as 0.
 | sluice_group_owned                       | gauge   | group, topic, partition         |
 | sluice_group_data_loss_bytes_total       | counter | group, topic, partition         |
 | sluice_group_retention_seconds_left      | gauge   | group, topic, partition         |
+| sluice_backlog_at_risk                   | gauge   | group, topic, partition, policy |
+| sluice_backlog_warnings_total            | counter | group, topic, partition         |
+| sluice_backlog_forced_segments_total     | counter | group, topic, partition (hold cap) |
 | sluice_process_up                        | gauge   | role, id                        |
 | sluice_process_cpu_seconds_total         | counter | role, id                        |
 | sluice_process_resident_memory_bytes     | gauge   | role, id                        |
@@ -187,8 +190,31 @@ def _groups(snapshot: dict) -> Iterator[Metric]:
             if row.get("data_loss"):
                 loss.add_metric(labels, row["data_loss"].get("lost_bytes", 0))
     yield from (members, rebalances, seconds, last, rebalancing, stuck, owned, loss)
+    yield from _backlog(snapshot)
     for family, _ in per_partition:
         yield family
+
+
+def _backlog(snapshot: dict) -> Iterator[Metric]:
+    """Backlog protections (broker/backlog_guard.py), from the partition leaders' METADATA."""
+    risk = GaugeMetricFamily("sluice_backlog_at_risk", "1 while the protected group's oldest "
+                             "unconsumed message is within min_seconds of expiring by retention",
+                             labels=GROUP_PARTITION + ["policy"])
+    warnings = CounterMetricFamily("sluice_backlog_warnings", "Times the protected group "
+                                   "entered the at-risk state", labels=GROUP_PARTITION)
+    forced = CounterMetricFamily("sluice_backlog_forced_segments", "Segments of the group's "
+                                 "unconsumed messages retention deleted past the hold's "
+                                 "max_hold_bytes", labels=GROUP_PARTITION)
+    for group in snapshot.get("groups", []):
+        for row in group.get("partitions", []):
+            entry = row.get("backlog")
+            if not entry:
+                continue
+            labels = [group["group"], row["topic"], str(row["partition"])]
+            risk.add_metric(labels + [entry["policy"]], 1 if entry.get("at_risk") else 0)
+            warnings.add_metric(labels, entry.get("warnings", 0))
+            forced.add_metric(labels, entry.get("forced_segments", 0))
+    yield from (risk, warnings, forced)
 
 
 def _processes(snapshot: dict) -> Iterator[Metric]:

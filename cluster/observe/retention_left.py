@@ -32,24 +32,19 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from broker.segment import SUFFIX, find_segment, parse_segment_name
+from broker import backlog
+from broker.segment import SUFFIX, parse_segment_name
 
 
 def seconds_left(segments: Sequence[tuple[int, float]], position: int, now: float,
                  retention_ms: int) -> float | None:
-    """Seconds until the segment holding ``position`` may be deleted. Pure.
+    """Seconds until the segment holding ``position`` may be deleted. Pure: the time rule of
+    ``broker.backlog.seconds_left``, the countdown that drives backlog protection.
 
     ``segments`` are ``(start_offset, mtime_seconds)`` sorted by start offset.
     """
-    if not segments:
-        return None
-    index = find_segment([start for start, _ in segments], position)
-    if index < 0:
-        return 0.0
-    if index == len(segments) - 1:
-        return None
-    newest = max(mtime for _, mtime in segments[:index + 1])
-    return max(0.0, newest + retention_ms / 1000.0 - now)
+    return backlog.seconds_left([(start, 0, mtime) for start, mtime in segments], position,
+                                now, retention_ms)
 
 
 def list_segments(directory: str | os.PathLike) -> list[tuple[int, float]]:

@@ -20,7 +20,10 @@ start, visible end), so they agree with ``sluice groups describe``, except:
 - lag in messages divides by the partition's mean message size as the broker counted it
   (bytes in / messages in since it started), or, before any message came in, by the mean size of
   the messages after the committed offset (one fetch, remembered while the offset stays);
-- retention_seconds_left: see ``cluster.observe.retention_left``.
+- retention_seconds_left: see ``cluster.observe.retention_left``;
+- backlog: the partition leader's view of the group's backlog protection there (METADATA's
+  ``backlog`` entry: policy, seconds_left, at_risk, refusing, warnings, forced_segments; None
+  when the group has no protection on the topic; broker/backlog_guard.py).
 
 Secured (issue 14): given the cluster's ``data_dir`` the sampler reads ZooKeeper with its
 digest and the brokers with the operator's key (``keys/admin.key``); a cluster it cannot
@@ -95,6 +98,11 @@ class _Groups:
                 self._trackers[group] = RebalanceTracker("empty" if self._looked else "unknown")
             result.append(self._group(pool, group, served, disks, now, wall, seen))
         self._looked = True
+        protected = {(p["topic"], p["partition"], b["group"]): b for p in partitions
+                     if p.get("role") == "leader" for b in p.get("backlog", [])}
+        for group in result:
+            for row in group["partitions"]:
+                row["backlog"] = protected.get((row["topic"], row["partition"], group["group"]))
         for key in set(self._history) - seen:
             del self._history[key]
         for group in set(self._trackers) - {g["group"] for g in result}:

@@ -285,6 +285,10 @@ def _state(row: dict, members: int) -> Text:
         return Text(f"error: {row['error']}", style="red")
     if state == "DATA LOSS":
         return Text(f"DATA LOSS ({row['data_loss']['lost_bytes']} bytes)", style="bold red")
+    backlog = row.get("backlog")
+    if backlog and backlog.get("at_risk"):
+        refusing = ", refusing produce" if backlog.get("refusing") else ""
+        return Text(f"BACKLOG AT RISK ({backlog['policy']}{refusing})", style="bold red")
     if state == "STUCK":
         return Text("STUCK", style="bold red")
     if state == "unowned":

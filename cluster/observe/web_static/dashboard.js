@@ -233,6 +233,10 @@ function fillTable(id, columns, rows) {
 function partitionState(row) {
   if (row.error) return { text: "error: " + row.error, cls: "bad" };
   if (row.data_loss) return { text: "DATA LOSS " + bytes(row.data_loss.lost_bytes), cls: "bad" };
+  if (row.backlog && row.backlog.at_risk) {
+    const b = row.backlog;
+    return { text: "BACKLOG AT RISK (" + b.policy + (b.refusing ? ", refusing produce" : "") + ")", cls: "bad" };
+  }
   if (row.stuck) return { text: "STUCK", cls: "bad" };
   if (!row.owner) return row.members ? { text: "unowned", cls: "warn" } : { text: "idle (no members)", cls: "" };
   return { text: "ok", cls: "good" };
