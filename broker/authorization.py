@@ -50,8 +50,8 @@ def needs(request: Request) -> tuple[Operation, str] | str | None:
             else REPLICATION
     if api is Api.OFFSET_FOR_EPOCH:
         return REPLICATION
-    if api is Api.METADATA:
-        return None
+    if api in (Api.METADATA, Api.OFFSET_COMMIT, Api.OFFSET_FETCH):
+        return None     # group offsets: any authenticated principal (no group ACLs yet)
     return _NEEDS[api], request.topic
 
 

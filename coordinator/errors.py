@@ -44,6 +44,7 @@ class ErrorCode(enum.IntEnum):
     FENCED_LEADER_EPOCH = 15
     AUTHENTICATION_FAILED = 16
     AUTHORIZATION_FAILED = 17
+    NOT_COORDINATOR = 30
 
 
 class SluiceError(Exception):
@@ -164,11 +165,18 @@ class AuthorizationFailed(SluiceError):
     code = ErrorCode.AUTHORIZATION_FAILED
 
 
+class NotCoordinator(NotLeader):
+    """OFFSET_COMMIT / OFFSET_FETCH reached a broker that does not lead the group's partition
+    of ``__consumer_offsets`` (Kafka's NOT_COORDINATOR): look the leader up again and retry."""
+
+    code = ErrorCode.NOT_COORDINATOR
+
+
 _BY_CODE = {cls.code: cls for cls in (
     MalformedRequest, UnknownTopicOrPartition, CorruptMessage, MessageTooLarge,
     OffsetOutOfRange, InvalidOffset, OffsetGap, StorageError, NotLeader, BrokerUnavailable,
     RequestTimedOut, OutOfOrderSequence, NotEnoughReplicas, FencedLeaderEpoch,
-    AuthenticationFailed, AuthorizationFailed)}
+    AuthenticationFailed, AuthorizationFailed, NotCoordinator)}
 
 
 def error_for(code: int, message: str, resume_offset: int | None = None) -> SluiceError:
