@@ -18,7 +18,7 @@ import time
 
 from broker import protocol
 from clients.brokers import BrokerPool
-from coordinator import offset_store_choice as choice
+from coordinator import offset_store_choice as choice, topics
 from coordinator.offsets import OffsetStore
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,17 @@ class LogOffsetStore(OffsetStore):
         self.retry_s = retry_s
         self._partition: int | None = None
 
-    def partition(self) -> int:
-        """The group's partition of ``__consumer_offsets`` (the topic created if need be)."""
+    def partition(self, create: bool = True) -> int | None:
+        """The group's partition of ``__consumer_offsets``; the topic is created by the first
+        write (``create``), a read before it finds None: nothing is committed yet."""
         if self._partition is None:
-            placement = choice.ensure_offsets_topic(self.client)
+            if create:
+                placement = choice.ensure_offsets_topic(self.client)
+            else:
+                try:
+                    placement = topics.get(self.client, choice.OFFSETS_TOPIC)
+                except topics.UnknownTopic:
+                    return None
             self._partition = choice.offsets_partition(self.group, placement.partitions)
         return self._partition
 
@@ -84,6 +91,8 @@ class LogOffsetStore(OffsetStore):
                    protocol.PRODUCE_REPLY)
 
     def _read(self, partitions: list[TP]) -> dict[TP, int]:
+        if self.partition(create=False) is None:
+            return {}
         group = self.group
         frames = self._call(lambda corr: protocol.encode_offset_fetch(corr, group, partitions))
         entries = protocol.decode_committed(frames[1].buffer if len(frames) > 1 else b"")
@@ -111,9 +120,11 @@ class LogOffsetStore(OffsetStore):
 
 
 def open_store(pool: BrokerPool, group: str, default: str = choice.DEFAULT_STORE,
-               record: bool = True) -> OffsetStore:
+               record: bool = True, retry_s: float = RETRY_S) -> OffsetStore:
     """The group's store: recorded at its creation (``record``: the group's first member or
     commit), else as ``choose`` reads it now (readers that must not create a group)."""
     found = (choice.settle(pool.zk, group, default) if record
              else choice.store_of(pool.zk, group, default))
-    return LogOffsetStore(pool, group) if found == choice.LOG else OffsetStore(pool.zk, group)
+    if found == choice.LOG:
+        return LogOffsetStore(pool, group, retry_s)
+    return OffsetStore(pool.zk, group)
