@@ -17,6 +17,12 @@ LeaveGroup, OffsetCommit, OffsetFetch, and for admin clients DescribeGroups and 
   to resolve (broker/kafka/commit_order.py). An offset that is no boundary and not just past a
   message start is OFFSET_OUT_OF_RANGE. The commit's metadata string is not kept (the offset
   node holds only the offset): OffsetFetch answers "".
+- Kafka groups keep their offsets in ZooKeeper (the ``zookeeper`` store of
+  coordinator/offset_store_choice.py): the first commit this broker takes for a group with no
+  recorded store records ``zookeeper``, so native members of the group read the same nodes. A
+  group whose record says ``log`` (native members made it first) is warned about once: its
+  Kafka clients' commits go to ZooKeeper nodes that its native members do not read; run
+  ``sluice groups migrate-offsets G --to zookeeper`` to share it.
 - Once a generation is STABLE its members and their partitions are published for ``sluice
   groups``: /consumers/<group>/kafka_members/<member> and the owner nodes native groups use,
   ephemeral nodes of this broker's session (so they vanish with it).
@@ -44,7 +50,7 @@ from broker.kafka.records import resolve_offset
 from broker.kafka.group_coordinator import (Error, GroupCoordinator, GroupSettings, JoinResult,
                                             State, SyncResult)
 from broker.kafka.request import DEFERRED, KafkaContext, KafkaRequest
-from coordinator import paths
+from coordinator import offset_store_choice, paths
 from coordinator.errors import ErrorCode, InvalidArgument, NotLeader, SluiceError
 from coordinator.group_coordinator_choice import coordinator_of
 from coordinator.offsets import OffsetStore
@@ -67,6 +73,7 @@ GROUP_KEY, TRANSACTION_KEY = 0, 1
 STATE = "groups"
 COORDINATION_CHECK_S = 1.0      # how often a broker checks it still coordinates its groups
 COMMIT_POLL_S = 0.001           # the loop's deadline while commits wait on ZooKeeper
+ZOOKEEPER_STORE = offset_store_choice.ZOOKEEPER.encode()     # as the group's record holds it
 
 
 class KafkaGroups:
@@ -82,6 +89,7 @@ class KafkaGroups:
         self._published: dict[str, tuple[int, dict, dict]] = {}   # group -> changes, members, owners
         self._due = 0.0                 # when the groups' timers are next due
         self._check_at = 0.0            # when to look at the live brokers again
+        self._stores_seen: set[str] = set()    # groups whose store record was looked at
 
     # -- which broker ------------------------------------------------------------------
 
@@ -97,6 +105,30 @@ class KafkaGroups:
 
     def coordinates(self, group_id: str) -> bool:
         return self.coordinator_for(group_id)[0] == self.ctx.broker_id
+
+    def settle_store(self, group_id: str) -> None:
+        """Record ``zookeeper`` for a group with no store record (asynchronously: the loop
+        does not wait); warn once about a group recorded ``log``."""
+        if group_id in self._stores_seen:
+            return
+        self._stores_seen.add(group_id)
+        zk, path = self.ctx.zk, paths.offset_store(group_id)
+
+        def looked(result) -> None:
+            try:
+                data, _ = result.get()
+            except NoNodeError:
+                zk.create_async(path, ZOOKEEPER_STORE, makepath=True)
+                return
+            except KazooException:
+                self._stores_seen.discard(group_id)
+                return
+            if data != ZOOKEEPER_STORE:
+                logger.warning("kafka group %s: its offsets are recorded in the %s store, but "
+                               "Kafka clients' commits go to ZooKeeper; native members will not "
+                               "see them (sluice groups migrate-offsets %s --to zookeeper)",
+                               group_id, data.decode(errors="replace"), group_id)
+        zk.get_async(path).rawlink(looked)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -511,6 +543,7 @@ def offset_commit(req: KafkaRequest, ctx: KafkaContext):
                 Error.ILLEGAL_GENERATION)
     if error is not None:
         return _commit_response(req, {(t, p): error for t, p, _ in wanted})
+    groups.settle_store(body.group_id)
     commit = _PendingCommit(req, wanted, groups.commit_order)
     now = ctx.now()
     for tp, offset in {(t, p): o for t, p, o in wanted}.items():     # a partition once
