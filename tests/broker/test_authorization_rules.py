@@ -15,6 +15,8 @@ OFFSETS = Request(Api.OFFSETS, 1, "orders", 0)
 METADATA = Request(Api.METADATA, 1)
 EPOCH = Request(Api.OFFSET_FOR_EPOCH, 1, "orders", 0)
 BY_TIME = Request(Api.OFFSET_FOR_TIME, 1, "orders", 0, time=1000)
+COMMIT = Request(Api.OFFSET_COMMIT, 1, group="g", entries=(("orders", 0, 42),))
+COMMITTED = Request(Api.OFFSET_FETCH, 1, group="g", entries=(("orders", 0),))
 
 
 def test_each_request_type_needs_its_operation():
@@ -25,8 +27,9 @@ def test_each_request_type_needs_its_operation():
     assert needs(REPLICA_FETCH) == REPLICATION
     assert needs(EPOCH) == REPLICATION
     assert needs(METADATA) is None
+    assert needs(COMMIT) is None and needs(COMMITTED) is None, "any authenticated principal"
     assert {api for api in Api} == {r.api for r in (PRODUCE, FETCH, OFFSETS, METADATA, EPOCH,
-                                                BY_TIME)}
+                                                BY_TIME, COMMIT, COMMITTED)}
 
 
 def test_security_off_allows_everything():

@@ -1,6 +1,6 @@
 """``sluice groups migrate-offsets`` both ways keeps a group's place, and ``groups
-list|describe|reset-offsets|delete`` work on a log-store group, against a real broker and
-ZooKeeper."""
+list|describe|reset-offsets|delete`` and ``topics delete`` work on a log-store group, against a
+real broker and ZooKeeper."""
 from __future__ import annotations
 
 import json
@@ -97,6 +97,15 @@ def test_live_members_are_refused_and_log_groups_reset_and_delete(zk, zk_client,
         out = cli("groups", "reset-offsets", "g", "--topic", "t", "--to-earliest", "--json")
         assert out.returncode == 0, out.stderr
         assert LogOffsetStore(pool, "g").fetch("t", 0) == 0
+        create_topic(zk, "u", 1, [broker])
+        LogOffsetStore(pool, "g").commit({("u", 0): 0})
+        out = cli("topics", "delete", "u", "--force", "--json")
+        assert out.returncode == 0, out.stderr
+        assert "g" in json.loads(out.stdout)["groups_offsets_deleted"]
+        assert LogOffsetStore(pool, "g").all_committed() == {("t", 0): 0}, \
+            "a deleted topic's commits go, the group's others stay"
+        one_line_error(cli("topics", "delete", "__consumer_offsets", "--force"), 1,
+                       "not deleted")
         out = cli("groups", "delete", "g")
         assert out.returncode == 0, out.stderr
         assert LogOffsetStore(pool, "g").all_committed() == {}
