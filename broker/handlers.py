@@ -212,9 +212,21 @@ class RequestHandlers:
 
     def offset_fetch(self, identity: bytes, request: Request, frames: list,
                      turn: dict) -> None:
-        """The group's committed offsets from this leader's memory of its partition."""
+        """The group's committed offsets from this leader's memory of its partition. A new
+        leader answers only once its high watermark reached its epoch's start (Kafka's
+        COORDINATOR_LOAD_IN_PROGRESS, here a retriable NOT_COORDINATOR): below it, the last
+        commits of the previous leader may not be known committed yet, and the map would miss
+        them."""
         _one_frame(request, frames)
         replica = self._offsets_leader(request)
+        entries = replica.log.epochs.entries
+        epoch_start = entries[-1][1] if entries and entries[-1][0] == replica.epoch else 0
+        if replica.hw < epoch_start:
+            raise NotCoordinator(
+                f"broker {self.config.broker_id} leads {replica.topic}/{replica.partition} in "
+                f"epoch {replica.epoch} from offset {epoch_start}, and its high watermark "
+                f"{replica.hw} is still below it: the commits of earlier leaders are not "
+                f"known to be in every in-sync replica yet (loading; retry)")
         held = self.committed.current(replica.partition, replica.log, replica.epoch, replica.hw)
         found = held.committed(request.group, request.entries)
         self.router.send_multipart([identity, protocol.encode_response(request.correlation_id),

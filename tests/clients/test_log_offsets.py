@@ -135,3 +135,40 @@ def test_a_group_resumes_from_its_log_commits_after_a_member_died(zk, zk_client,
             [b"%04d" % i for i in range(200)]
     assert _zookeeper_offsets(zk_client, "loaders") == 0, "a log-store group writes no offset node"
     broker.stop()
+
+
+def _move_leadership(client, partition: int, to: int) -> None:
+    """Elect ``to`` for the offsets partition by a state write (as the controller would)."""
+    from coordinator import partition_state
+    state, version = partition_state.read(client, choice.OFFSETS_TOPIC, partition)
+    partition_state.write(client, choice.OFFSETS_TOPIC, partition,
+                          state.elected(to, state.isr, state.controller_epoch), version)
+
+
+def test_a_new_leader_of_the_offsets_partition_serves_the_commits_replicated_to_it(
+        zk, zk_client, tmp_path):
+    topics.set_cluster_defaults(zk_client, {"default_replication_factor": 3})
+    brokers = [BrokerProcess(zk, tmp_path, i, leader_imbalance_check_ms=600_000).start()
+               for i in range(3)]
+    pool = BrokerPool(zk)
+    try:
+        assert LogOffsetStore(pool, "g").commit({("t", 0): 100}) == 1    # acks=all: on all 3
+        placement = topics.get(zk_client, choice.OFFSETS_TOPIC)
+        assert placement.replication_factor == 3, "the cluster's default replication factor"
+        partition = choice.offsets_partition("g", placement.partitions)
+        first = pool.leader(choice.OFFSETS_TOPIC, partition).broker_id
+        second = next(b for b in placement.replicas[partition] if b != first)
+        _move_leadership(zk_client, partition, second)
+        wait_for(lambda: pool.leader(choice.OFFSETS_TOPIC, partition).broker_id == second,
+                 what="the view to name the new leader")
+        assert LogOffsetStore(pool, "g").fetch("t", 0) == 100, "replayed by the new leader"
+        assert LogOffsetStore(pool, "g").commit({("t", 0): 200}) == 1
+        _move_leadership(zk_client, partition, first)
+        wait_for(lambda: pool.leader(choice.OFFSETS_TOPIC, partition).broker_id == first,
+                 what="the view to name the first leader again")
+        assert LogOffsetStore(pool, "g").fetch("t", 0) == 200, \
+            "back in the lead in a new epoch, the first leader rebuilt its map from the log"
+    finally:
+        pool.close()
+        for b in brokers:
+            b.stop()
