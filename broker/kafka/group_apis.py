@@ -456,7 +456,8 @@ def _response(req: KafkaRequest, result):
 class _PendingCommit:
     """An OffsetCommit on its way: its offsets resolved to boundaries (``codes[(t, p)]`` is a
     partition's error, ``boundaries[(t, p)]`` its resolved offset), then written to ZooKeeper
-    with kazoo's asynchronous calls, so the loop never waits on ZooKeeper for a commit. A write
+    with kazoo's asynchronous calls, so the loop never waits on ZooKeeper for a commit (a
+    log-store group's: sent to its offsets leader, ``offset_log``, as asynchronously). A write
     is a set, or a create where the node is new (and a set again if a create lost a race).
     A partition's write starts only once the older commits of the group and partition are
     done with it (broker/kafka/commit_order.py): a commit resolved sooner than an older one
@@ -616,8 +617,9 @@ def _commit_response(req: KafkaRequest, codes: dict):
 
 
 def offset_fetch(req: KafkaRequest, ctx: KafkaContext):
-    """Committed offsets from ZooKeeper (-1 where none); all of the group's topics when
-    ``topics`` is null (v2+)."""
+    """Committed offsets from the group's store (-1 where none): ZooKeeper read here, the log
+    asked of its offsets leader (answered DEFERRED); all of the group's topics when ``topics``
+    is null (v2+)."""
     body, version = req.body, req.api_version
     error = _group_error(ctx, body.group_id)
     _Topic = OffsetFetchResponse.OffsetFetchResponseTopic
