@@ -6,6 +6,7 @@ Its layers are Kafka 0.7's: sockets and loop, request handlers, LogManager, Log 
 | -------------- | ---------------------------------------------------------------------- |
 | server         | the sockets, the request loop, HANDLERS (api -> handler), run(config)   |
 | handlers       | one handler per request type; the produce writes at the end of a turn  |
+| committed_offsets | the leader's map of __consumer_offsets, replayed from its log; codec |
 | long_poll      | the purgatory: parked fetches (Waiter), satisfied(), deadlines (pure)  |
 | log_manager    | the hosted logs: placement, appends, retention and flush scheduling,   |
 |                | the start-up scrub thread, errors outside requests                     |

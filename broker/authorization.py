@@ -6,7 +6,9 @@ Each request type needs one operation on one resource (coordinator/authorizer.py
 | ----------------------------- | ------------------------------------------------------------ |
 | PRODUCE (acks 0, 1, all)      | produce on its topic                                         |
 | FETCH by a consumer           | consume on its topic                                         |
-| OFFSETS                       | describe on its topic                                        |
+| OFFSETS, OFFSET_FOR_TIME      | describe on its topic                                        |
+| OFFSET_COMMIT                 | consume on its group (Kafka's Read on the group)             |
+| OFFSET_FETCH                  | describe on its group (a consume rule covers describe)       |
 | METADATA                      | an authenticated principal; the answer lists only the        |
 |                               | partitions of topics it may describe                         |
 | FETCH by a follower,          | a broker's own principal (``supers``): replication           |
@@ -24,7 +26,7 @@ import logging
 
 
 from broker.protocol import CONSUMER, Api, Request
-from coordinator.authorizer import TOPIC, Authorizer, Operation, is_super
+from coordinator.authorizer import GROUP, TOPIC, Authorizer, Operation, is_super
 from coordinator.errors import AuthorizationFailed
 
 logger = logging.getLogger(__name__)
@@ -35,24 +37,30 @@ _NEEDS = {Api.PRODUCE: Operation.PRODUCE, Api.OFFSETS: Operation.DESCRIBE,
           Api.OFFSET_FOR_TIME: Operation.DESCRIBE}
 
 
-def needs(request: Request) -> tuple[Operation, str] | str | None:
-    """What ``request`` needs: ``(operation, topic)``, REPLICATION, or None (METADATA: any
-    authenticated principal; its answer is filtered instead).
+def needs(request: Request) -> tuple[Operation, str, str] | str | None:
+    """What ``request`` needs: ``(operation, resource kind, name)``, REPLICATION, or None
+    (METADATA: any authenticated principal; its answer is filtered instead).
 
     >>> needs(Request(Api.FETCH, 1, "orders", 0))
-    (<Operation.CONSUME: 'consume'>, 'orders')
+    (<Operation.CONSUME: 'consume'>, 'topic', 'orders')
+    >>> needs(Request(Api.OFFSET_COMMIT, 1, group="billing"))
+    (<Operation.CONSUME: 'consume'>, 'group', 'billing')
     >>> needs(Request(Api.FETCH, 1, "orders", 0, replica_id=2))
     'replication'
     """
     api = request.api
     if api is Api.FETCH:
-        return (Operation.CONSUME, request.topic) if request.replica_id == CONSUMER \
+        return (Operation.CONSUME, TOPIC, request.topic) if request.replica_id == CONSUMER \
             else REPLICATION
     if api is Api.OFFSET_FOR_EPOCH:
         return REPLICATION
     if api is Api.METADATA:
         return None
-    return _NEEDS[api], request.topic
+    if api is Api.OFFSET_COMMIT:
+        return Operation.CONSUME, GROUP, request.group
+    if api is Api.OFFSET_FETCH:
+        return Operation.DESCRIBE, GROUP, request.group
+    return _NEEDS[api], TOPIC, request.topic
 
 
 def for_config(config) -> "RequestAuthorizer":
@@ -95,8 +103,8 @@ class RequestAuthorizer:
                     f"principal {principal!r} may not {request.api.name.lower().replace('_', ' ')}"
                     f" on topic {request.topic!r} as a replica: only brokers replicate")
             return
-        operation, topic = need
-        authorizer.check(principal, operation, TOPIC, topic)
+        operation, kind, name = need
+        authorizer.check(principal, operation, kind, name)
 
     def may_produce(self, principal: str, topic: str) -> str | None:
         """For acks=0 produce (no answer to send): None when allowed, else the refusal."""

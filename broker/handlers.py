@@ -15,6 +15,9 @@ the ROUTER; a SluiceError it raises is answered by the server with the error's c
 |          |          | topics the principal may describe)       |                                   |
 | OFFSET_FOR_EPOCH | offset_for_epoch | LeaderEpochs.end_offset_for | now                         |
 | OFFSET_FOR_TIME | offset_for_time | time_lookup.offset_for_time  | now                          |
+| OFFSET_COMMIT | offset_commit | LogManager.route of the group's    | as PRODUCE with acks=all      |
+|               |               | ``__consumer_offsets`` partition   |                               |
+| OFFSET_FETCH  | offset_fetch  | CommittedOffsets.current           | now                           |
 
 Replication (broker/replica_manager.py says who leads what): produce, consumer fetches and
 offsets are served by a partition's leader only, NOT_LEADER elsewhere. A consumer reads below
@@ -40,7 +43,7 @@ import time
 
 import zmq
 
-from broker import message, protocol, time_lookup
+from broker import committed_offsets, message, protocol, time_lookup
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
 from broker.log import Log
@@ -48,10 +51,13 @@ from broker.log_manager import LogManager, Route
 from broker.delayed_produce import AckPurgatory, AckWaiter
 from broker.long_poll import Purgatory, Waiter, replica_fetch_due, satisfied
 from broker.protocol import ACKS_ALL, CONSUMER, Api, Request
+from coordinator import paths
+from coordinator.offset_store_choice import OFFSETS_TOPIC, offsets_partition
 from broker.replica_manager import Replica, ReplicaManager
-from coordinator.errors import (CorruptMessage, FencedLeaderEpoch, InvalidOffset,
-                                MalformedRequest, MessageTooLarge, NotEnoughReplicas,
-                                OffsetOutOfRange, RequestTimedOut, SluiceError)
+from coordinator.errors import (CorruptMessage, FencedLeaderEpoch, InvalidArgument, InvalidOffset,
+                                MalformedRequest, MessageTooLarge, NotCoordinator,
+                                NotEnoughReplicas, NotLeader, OffsetOutOfRange, RequestTimedOut,
+                                SluiceError, UnknownTopicOrPartition)
 
 # pyzmq's Cython send, without zmq.Socket.send's Python wrapper (draft-API options only).
 _zmq_send = getattr(zmq.backend, "Socket", zmq.Socket).send
@@ -79,6 +85,7 @@ class RequestHandlers:
         self._replica_linger_s = config.replica_fetch_linger_ms / 1000
         replicas.on_high_watermark = self.high_watermark_moved
         replicas.on_lost_leadership = self.leadership_lost
+        self.committed = committed_offsets.CommittedOffsets(errors.task_failed)
 
     # --- the request types (the server's HANDLERS) -----------------------------------------
 
@@ -181,6 +188,88 @@ class RequestHandlers:
         found, end = log.epochs.end_offset_for(request.leader_epoch, log.end_offset)
         self.router.send_multipart([identity, protocol.encode_response(
             request.correlation_id, protocol.EPOCH_ENTRY.pack(found, end))])
+
+    def offset_commit(self, identity: bytes, request: Request, frames: list,
+                      turn: dict) -> None:
+        """A group's commit, as keyed messages appended with acks=all to its partition of
+        ``__consumer_offsets``; ``write_produced`` writes and answers it with the turn's."""
+        _one_frame(request, frames)
+        replica = self._offsets_leader(request)
+        for topic, _, _ in request.entries:
+            _check_name("topic", topic)
+        if len(replica.isr) < replica.min_insync_replicas:
+            raise NotEnoughReplicas(
+                f"{replica.topic}/{replica.partition} has {len(replica.isr)} in-sync replica(s), "
+                f"fewer than its min_insync_replicas={replica.min_insync_replicas}; the commit "
+                f"of group {request.group} was not written")
+        if not request.entries:
+            self.router.send_multipart([identity, protocol.encode_response(
+                request.correlation_id, protocol.PRODUCE_REPLY.pack(0, 0))])
+            return
+        data = committed_offsets.commit_set(request.group, request.entries,
+                                            int(time.time() * 1000))
+        route = self.logs.route(replica.topic, replica.partition)
+        produce = Request(Api.PRODUCE, request.correlation_id, replica.topic, replica.partition,
+                          acks=ACKS_ALL, principal=request.principal)
+        turn.setdefault(route, []).append(
+            (identity, request.correlation_id, produce, data, len(request.entries)))
+
+    def offset_fetch(self, identity: bytes, request: Request, frames: list,
+                     turn: dict) -> None:
+        """The group's committed offsets from this leader's memory of its partition. A new
+        leader answers only once its high watermark reached its epoch's start (Kafka's
+        COORDINATOR_LOAD_IN_PROGRESS, here a retriable NOT_COORDINATOR): below it, the last
+        commits of the previous leader may not be known committed yet, and the map would miss
+        them."""
+        _one_frame(request, frames)
+        replica = self._offsets_leader(request)
+        entries = replica.log.epochs.entries
+        epoch_start = entries[-1][1] if entries and entries[-1][0] == replica.epoch else 0
+        if replica.hw < epoch_start:
+            raise NotCoordinator(
+                f"broker {self.config.broker_id} leads {replica.topic}/{replica.partition} in "
+                f"epoch {replica.epoch} from offset {epoch_start}, and its high watermark "
+                f"{replica.hw} is still below it: the commits of earlier leaders are not "
+                f"known to be in every in-sync replica yet (loading; retry)")
+        held = self.committed.current(replica.partition, replica.log, replica.epoch, replica.hw)
+        found = held.committed(request.group, request.entries)
+        self.router.send_multipart([identity, protocol.encode_response(request.correlation_id),
+                                    protocol.encode_committed(found)])
+
+    def _offsets_leader(self, request: Request):
+        """The replica of the group's ``__consumer_offsets`` partition if this broker leads
+        it; NotCoordinator otherwise (the client looks the leader up again)."""
+        _check_name("group", request.group)
+        view = self.logs.view
+        if view is None:
+            raise NotCoordinator(f"broker {self.config.broker_id} is starting; it does not "
+                                 f"lead {OFFSETS_TOPIC} yet")
+        try:
+            count = view.partitions(OFFSETS_TOPIC)
+        except UnknownTopicOrPartition:
+            raise NotCoordinator(f"{OFFSETS_TOPIC} does not exist yet (its first user creates "
+                                 f"it)") from None
+        partition = offsets_partition(request.group, count)
+        try:
+            replica = self.replicas.leader_of(OFFSETS_TOPIC, partition)
+        except NotLeader as exc:
+            raise NotCoordinator(f"{exc}: the offsets partition of group {request.group}") \
+                from None
+        if replica is None:
+            raise NotCoordinator(f"broker {self.config.broker_id} has no replica of "
+                                 f"{OFFSETS_TOPIC}/{partition}, the offsets partition of group "
+                                 f"{request.group}")
+        return replica
+
+    def offsets_maintain(self, now: float) -> None:
+        """Keep the memory of every led ``__consumer_offsets`` partition current (built at
+        start-up and when leadership comes, dropped when it goes)."""
+        if not self.committed.due(now):
+            return
+        led = {replica.partition: (replica.log, replica.epoch, replica.hw)
+               for (topic, _), replica in self.replicas.partitions.items()
+               if topic == OFFSETS_TOPIC and replica.is_leader}
+        self.committed.maintain(led)
 
     def metadata(self, identity: bytes, request: Request, frames: list, turn: dict) -> None:
         _one_frame(request, frames)
@@ -421,6 +510,13 @@ def replica_end(log: Log) -> int:
 def epoch_entries(log: Log) -> bytes:
     """Frame 2 of a replica fetch's answer: the leader's epoch entries, oldest first."""
     return protocol.encode_epochs(log.epochs.entries)
+
+
+def _check_name(kind: str, name: str) -> None:
+    try:
+        paths.check_name(kind, name)
+    except InvalidArgument as exc:
+        raise MalformedRequest(str(exc)) from None
 
 
 def _one_frame(request: Request, frames: list) -> None:

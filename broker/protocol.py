@@ -15,6 +15,9 @@ Requests (frame 0 starts with api u8, correlation id u32)::
     METADATA  (nothing)
     OFFSET_FOR_EPOCH topic str, partition u32, leader_epoch i32
     OFFSET_FOR_TIME topic str, partition u32, time i64          (ms, >= 0)
+    OFFSET_COMMIT group str, count u32, count x (topic str, partition u32, offset i64)
+                                                          (offset -1: delete the commit)
+    OFFSET_FETCH group str, count u32, count x (topic str, partition u32)   (0: all of the group's)
 
 Responses (frame 0 starts with correlation id u32, error u16, then the api's fields, then the
 error message str; fields of a failed response are zero; an error that knows where readable data
@@ -31,6 +34,9 @@ resume_offset u64 after its text)::
     METADATA  json str                                      (broker id, endpoint, partitions)
     OFFSET_FOR_EPOCH leader_epoch i32, end_offset u64
     OFFSET_FOR_TIME offset i64, timestamp i64                 (-1, -1: no message that late)
+    OFFSET_COMMIT base_offset u64, next_offset u64     (where the commit lies in the offsets log)
+    OFFSET_FETCH (nothing)              + frame 1: (topic str, partition u32, offset i64,
+                                          commit_time_ms i64) per committed partition asked
 
 Replication (issue 12) adds to these, on the same sockets and with the same error codes:
 
@@ -56,6 +62,13 @@ Replication (issue 12) adds to these, on the same sockets and with the same erro
 OFFSET_FOR_TIME (Kafka's ListOffsets by timestamp, for ``sluice groups reset-offsets
 --to-datetime``): the first message below the consumer's end whose timestamp (magic 2) is at
 or after ``time``, and that timestamp; OFFSETS keeps the paper's segment granularity.
+
+OFFSET_COMMIT and OFFSET_FETCH (issue 15) are a group's offsets in the log store
+(coordinator/offset_store_choice.py): both go to the leader of the group's partition of
+``__consumer_offsets``, which appends the commit as keyed messages with acks=all (answered once
+every in-sync replica has them) and answers fetches from its memory of the partition
+(broker/committed_offsets.py). Another broker answers NOT_COORDINATOR (retriable: look the leader
+up again). Offsets are taken as given: callers commit message boundaries.
 
 Sequenced produce (acks=1 with a producer_id other than 0) keeps a partition's order across
 retries and broker restarts: the producer numbers its requests per partition (``sequence``,
@@ -94,6 +107,9 @@ OFFSET_FOR_TIME_REPLY = struct.Struct(">qq")   # offset, timestamp (-1, -1: none
 RESUME = struct.Struct(">Q")
 NEXT_OFFSET = struct.Struct(">Q")
 EPOCH_REQUEST = struct.Struct(">i")
+COUNT = struct.Struct(">I")
+COMMIT_ENTRY = struct.Struct(">Iq")          # partition, offset (after the topic str)
+COMMITTED_ENTRY = struct.Struct(">Iqq")      # partition, offset, commit_time_ms
 EPOCH_ENTRY = struct.Struct(">iQ")       # leader_epoch, start_offset (OFFSET_FOR_EPOCH: end_offset)
 _STR_LEN = struct.Struct(">H")
 
@@ -111,6 +127,8 @@ class Api(enum.IntEnum):
     METADATA = 4
     OFFSET_FOR_EPOCH = 5
     OFFSET_FOR_TIME = 6
+    OFFSET_COMMIT = 7
+    OFFSET_FETCH = 8
 
 
 def pack_str(text: str) -> bytes:
@@ -161,6 +179,8 @@ class Request:
     replica_id: int = CONSUMER
     leader_epoch: int = UNKNOWN_EPOCH
     principal: str = ""
+    group: str = ""
+    entries: tuple = ()    # OFFSET_COMMIT: (topic, partition, offset); OFFSET_FETCH: (topic, p)
 
 
 def encode_produce(correlation_id: int, topic: str, partition: int, acks: int,
@@ -223,6 +243,42 @@ def encode_offset_for_time(correlation_id: int, topic: str, partition: int,
             + PARTITION.pack(partition) + OFFSETS_FIELDS.pack(time_ms))
 
 
+def encode_offset_commit(correlation_id: int, group: str, offsets) -> bytes:
+    """``offsets``: ``{(topic, partition): offset}`` (offset -1 deletes the commit)."""
+    parts = [API.pack(Api.OFFSET_COMMIT, correlation_id), pack_str(group), COUNT.pack(len(offsets))]
+    for (topic, partition), offset in offsets.items():
+        parts += (pack_str(topic), COMMIT_ENTRY.pack(partition, offset))
+    return b"".join(parts)
+
+
+def encode_offset_fetch(correlation_id: int, group: str, partitions=()) -> bytes:
+    """``partitions``: ``(topic, partition)`` pairs; none asks for all of the group's."""
+    parts = [API.pack(Api.OFFSET_FETCH, correlation_id), pack_str(group),
+             COUNT.pack(len(partitions))]
+    for topic, partition in partitions:
+        parts += (pack_str(topic), PARTITION.pack(partition))
+    return b"".join(parts)
+
+
+def encode_committed(entries) -> bytes:
+    """Frame 1 of an OFFSET_FETCH answer: ``(topic, partition, offset, commit_time_ms)``s.
+
+    >>> decode_committed(encode_committed([("t", 1, 4096, 1700000000000)]))
+    [('t', 1, 4096, 1700000000000)]
+    """
+    return b"".join(pack_str(topic) + COMMITTED_ENTRY.pack(partition, offset, at)
+                    for topic, partition, offset, at in entries)
+
+
+def decode_committed(frame) -> list[tuple[str, int, int, int]]:
+    found, pos = [], 0
+    while pos < len(frame):
+        topic, pos = unpack_str(frame, pos)
+        (partition, offset, at), pos = _unpack(COMMITTED_ENTRY, frame, pos)
+        found.append((topic, partition, offset, at))
+    return found
+
+
 def encode_metadata(correlation_id: int) -> bytes:
     return API.pack(Api.METADATA, correlation_id)
 
@@ -264,6 +320,22 @@ def decode_request(header, principal: str = "") -> Request:
         request = Request(api, corr, topic, partition, offset=offset, max_bytes=max_bytes,
                           min_bytes=min_bytes, max_wait_ms=max_wait, replica_id=replica_id,
                           leader_epoch=leader_epoch)
+    elif api in (Api.OFFSET_COMMIT, Api.OFFSET_FETCH):
+        group, pos = unpack_str(header, pos)
+        (count,), pos = _unpack(COUNT, header, pos)
+        entries = []
+        for _ in range(count):
+            topic, pos = unpack_str(header, pos)
+            if api is Api.OFFSET_COMMIT:
+                (partition, offset), pos = _unpack(COMMIT_ENTRY, header, pos)
+                if offset < -1:
+                    raise MalformedRequest(f"cannot commit {topic}/{partition} at {offset}: an "
+                                           f"offset is >= 0 (-1 deletes the commit)")
+                entries.append((topic, partition, offset))
+            else:
+                (partition,), pos = _unpack(PARTITION, header, pos)
+                entries.append((topic, partition))
+        request = Request(api, corr, group=group, entries=tuple(entries))
     elif api is Api.OFFSET_FOR_EPOCH:
         topic, pos = unpack_str(header, pos)
         (partition,), pos = _unpack(PARTITION, header, pos)

@@ -82,6 +82,8 @@ HANDLERS = {
     Api.METADATA: RequestHandlers.metadata,
     Api.OFFSET_FOR_EPOCH: RequestHandlers.offset_for_epoch,
     Api.OFFSET_FOR_TIME: RequestHandlers.offset_for_time,
+    Api.OFFSET_COMMIT: RequestHandlers.offset_commit,
+    Api.OFFSET_FETCH: RequestHandlers.offset_fetch,
 }
 
 _TICK_S = 0.25
@@ -256,6 +258,7 @@ class Broker:
             self.handlers.expire(now)
             self.logs.maintain(now)
             self.replicas.maintain(now)
+            self.handlers.offsets_maintain(now)
             self.fetcher.send_due(now)
             if kafka is not None:
                 self._kafka_deadline = kafka.tick(now)
@@ -420,7 +423,8 @@ def _fill(header):
     return {Api.PRODUCE: protocol.PRODUCE_REPLY, Api.FETCH: protocol.FETCH_REPLY,
             Api.OFFSETS: protocol.OFFSETS_REPLY,
             Api.OFFSET_FOR_EPOCH: protocol.EPOCH_ENTRY,
-            Api.OFFSET_FOR_TIME: protocol.OFFSET_FOR_TIME_REPLY}.get(api)
+            Api.OFFSET_FOR_TIME: protocol.OFFSET_FOR_TIME_REPLY,
+            Api.OFFSET_COMMIT: protocol.PRODUCE_REPLY}.get(api)
 
 
 def run(config: BrokerConfig) -> None:

@@ -10,6 +10,7 @@ the local cluster's ``.sluice/zookeeper`` file) to find the brokers.
 | partitioner     | random (sticky per batch) or by a stable hash of the key                 |
 | simple_consumer | one partition from an offset, as the paper's consumer API                |
 | consumer        | a consumer group member: delivery, commits, fetch errors                 |
+| log_offsets     | LogOffsetStore (offsets in __consumer_offsets) and open_store            |
 | fetcher         | one long-poll fetch in flight per partition                              |
 | resume          | where a consumer goes after a fetch error (pure)                         |
 | brokers         | the BrokerPool: discovery and the sockets to each broker                 |

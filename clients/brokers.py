@@ -45,7 +45,7 @@ from coordinator.registry import BrokerInfo, ClusterView
 
 # Answers that say the partition's leader is elsewhere, or unreachable: look it up again.
 LEADER_MOVED = frozenset({ErrorCode.NOT_LEADER, ErrorCode.FENCED_LEADER_EPOCH,
-                          ErrorCode.BROKER_UNAVAILABLE})
+                          ErrorCode.BROKER_UNAVAILABLE, ErrorCode.NOT_COORDINATOR})
 
 
 def leader_moved(error: BaseException) -> bool:

@@ -127,7 +127,9 @@ class ConsumerConfig(_Settings):
     ``max_poll_interval_ms`` (None: no bound) gives its partitions up; ``poll()`` returns at
     most ``max_poll_records``; a fetch asks for ``max_bytes`` and lets the broker park it up to
     ``max_wait_ms``; ``on_corrupt`` skips or raises at a corrupt message; ``credentials`` as
-    for the Producer.
+    for the Producer. ``offset_store`` is where a *new* group's offsets go ("log", the default,
+    or the paper's "zookeeper"); a group that exists keeps the store it recorded
+    (coordinator/offset_store_choice.py).
     """
 
     auto_commit_ms: float | None = 1000
@@ -145,9 +147,11 @@ class ConsumerConfig(_Settings):
     request_timeout_ms: float = REQUEST_TIMEOUT_MS
     on_corrupt: str = "skip"
     credentials: str | None = None
+    offset_store: str = "log"
 
     def __post_init__(self):
         _path_or_none("credentials", self.credentials)
+        settings.one_of("offset_store", self.offset_store, ("log", "zookeeper"))
         if self.auto_commit_ms is not None and (
                 isinstance(self.auto_commit_ms, bool)
                 or not isinstance(self.auto_commit_ms, (int, float)) or self.auto_commit_ms <= 0):

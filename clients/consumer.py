@@ -83,10 +83,11 @@ from clients import resume
 from clients.brokers import BrokerPool
 from clients.config import ConsumerConfig, check_subscription
 from clients.fetcher import FetchResult, Fetcher
+from clients.log_offsets import open_store
 from coordinator import access
 from coordinator.authorizer import GROUP, Operation
 from coordinator.group import GroupMember
-from coordinator.offsets import LOSS_KINDS, OffsetStore
+from coordinator.offsets import LOSS_KINDS
 from coordinator.errors import InvalidArgument
 from coordinator.settings import callable_or_none
 
@@ -166,7 +167,11 @@ class Consumer:
         self._fetcher = Fetcher(self._pool, config.max_bytes, 1, config.max_wait_ms,
                                 config.request_timeout_ms)
         self.fetched_messages = 0
-        self.offsets = OffsetStore(self._pool.zk, group)
+        try:
+            self.offsets = open_store(self._pool, group, config.offset_store)
+        except Exception:
+            self._pool.close()
+            raise
         self._lock = threading.RLock()
         self._came_back = threading.Condition(self._lock)
         self._parts: dict[TP, _Partition] = {}
@@ -484,15 +489,23 @@ class Consumer:
         return self._write_offsets(moved)
 
     def _write_offsets(self, offsets: dict[TP, int]) -> int:
-        """A commit ZooKeeper cannot take now (connection lost, session expired) is not fatal:
-        the offsets stay uncommitted and the next commit tries again; at worst a successor
-        replays them (at-least-once)."""
+        """A commit the store cannot take now (ZooKeeper: connection lost, session expired;
+        the log: no leader of the offsets partition, a timeout) is not fatal: the offsets stay
+        uncommitted and the next commit tries again; at worst a successor replays them
+        (at-least-once)."""
         try:
             return self.offsets.commit(offsets)
         except KazooException as exc:
             self.commit_failures += 1
             log.warning("group %s: commit deferred, ZooKeeper did not take it (%s)", self.group,
                         type(exc).__name__)
+            return 0
+        except protocol.SluiceError as exc:
+            if not exc.retriable:
+                raise
+            self.commit_failures += 1
+            log.warning("group %s: commit deferred, the offsets log did not take it (%s)",
+                        self.group, exc)
             return 0
 
     # --- rebalance callbacks (the rebalance thread, or close() in the caller's) -------------

@@ -16,6 +16,7 @@
 | consumer_registry   | the consumer and ownership registries, read: members, owners, groups    |
 | liveness            | the poll-interval timer (pure)                                          |
 | offsets             | the OffsetStore: committed offsets and data-loss notes                  |
+| offset_store_choice | which store a group's offsets use (pure choice), __consumer_offsets     |
 | pids                | is a process on this host alive (stale ephemeral nodes)                 |
 | partition_state     | a partition's leader, leader epoch and ISR; conditional writes          |
 | election            | leader election for one partition, preferred-leader rebalance (pure)    |

@@ -45,6 +45,7 @@ class ErrorCode(enum.IntEnum):
     AUTHENTICATION_FAILED = 16
     AUTHORIZATION_FAILED = 17
     BACKLOG_QUOTA_EXCEEDED = 18
+    NOT_COORDINATOR = 30
 
 
 class SluiceError(Exception):
@@ -177,11 +178,18 @@ class BacklogQuotaExceeded(SluiceError):
     retriable = True
 
 
+class NotCoordinator(NotLeader):
+    """OFFSET_COMMIT / OFFSET_FETCH reached a broker that does not lead the group's partition
+    of ``__consumer_offsets`` (Kafka's NOT_COORDINATOR): look the leader up again and retry."""
+
+    code = ErrorCode.NOT_COORDINATOR
+
+
 _BY_CODE = {cls.code: cls for cls in (
     MalformedRequest, UnknownTopicOrPartition, CorruptMessage, MessageTooLarge,
     OffsetOutOfRange, InvalidOffset, OffsetGap, StorageError, NotLeader, BrokerUnavailable,
     RequestTimedOut, OutOfOrderSequence, NotEnoughReplicas, FencedLeaderEpoch,
-    AuthenticationFailed, AuthorizationFailed, BacklogQuotaExceeded)}
+    AuthenticationFailed, AuthorizationFailed, BacklogQuotaExceeded, NotCoordinator)}
 
 
 def error_for(code: int, message: str, resume_offset: int | None = None) -> SluiceError:

@@ -1,5 +1,9 @@
 """The OffsetStore: a group's committed offsets in ZooKeeper, as the paper keeps them.
 
+One of a group's two stores (coordinator/offset_store_choice.py says which a group uses); the
+other, LogOffsetStore (clients/log_offsets.py), has the same shape and keeps the data-loss notes
+here too: they are rare writes, what ZooKeeper is built for.
+
 One persistent node per (group, topic, partition) holds the offset as decimal text. ZooKeeper
 is built for rare writes, so the store writes only offsets that moved since its last commit and
 counts every write (``writes``): the cost the paper's design pays, made visible.
@@ -24,7 +28,7 @@ import json
 import threading
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, NotEmptyError
 
 from coordinator import paths
 
@@ -33,6 +37,8 @@ KEEP_EVENTS = 10
 
 
 class OffsetStore:
+    store = "zookeeper"
+
     def __init__(self, client: KazooClient, group: str):
         self.client = client
         self.group = paths.check_name("group", group)
@@ -77,6 +83,32 @@ class OffsetStore:
             if offset is not None:
                 result[int(child)] = offset
         return result
+
+    def all_committed(self) -> dict[tuple[str, int], int]:
+        """Every committed offset of the group."""
+        try:
+            names = self.client.get_children(paths.group_offsets(self.group))
+        except NoNodeError:
+            return {}
+        return {(topic, p): offset for topic in sorted(names)
+                for p, offset in self.committed(topic).items()}
+
+    def remove(self, partitions) -> int:
+        """Delete the commits of ``partitions`` ((topic, partition)s); how many there were."""
+        removed = 0
+        for topic, partition in partitions:
+            try:
+                self.client.delete(paths.offset(self.group, topic, partition))
+                removed += 1
+            except NoNodeError:
+                pass
+            self.forget(topic, partition)
+        for topic in {topic for topic, _ in partitions}:
+            try:
+                self.client.delete(paths.offsets(self.group, topic))
+            except (NoNodeError, NotEmptyError):
+                pass
+        return removed
 
     def forget(self, topic: str, partition: int) -> None:
         """Drop the memory of the last commit (after ownership moved away)."""

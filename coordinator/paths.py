@@ -19,6 +19,8 @@
 | /consumers/<group>/offsets/<topic>/<partition>   | persistent | the committed offset (decimal text)     |
 | /consumers/<group>/data_loss/<topic>/<partition> | persistent | {"committed", "log_start", ...}         |
 | /consumers/<group>/kafka_members/<member>        | ephemeral  | {"client_id", "host", "generation", ...}|
+| /consumers/<group>/offset_store                  | persistent | "zookeeper" or "log": where its offsets |
+|                                                  |            | live (coordinator/offset_store_choice)  |
 | /kafka/producer_id_block                         | persistent | the first Kafka producer id not taken   |
 | /security/acls                                   | persistent | a change count (coordinator/acl_store)  |
 | /security/acls/<principal>                       | persistent | [{"operation", "pattern", "name"}, ...] |
@@ -134,6 +136,10 @@ def offsets(group_id: str, topic: str) -> str:
 
 def offset(group_id: str, topic: str, partition: int) -> str:
     return f"{CONSUMERS}/{group_id}/offsets/{topic}/{int(partition)}"
+
+
+def offset_store(group_id: str) -> str:
+    return f"{CONSUMERS}/{group_id}/offset_store"
 
 
 def kafka_members(group_id: str) -> str:

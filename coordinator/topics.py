@@ -161,15 +161,19 @@ def live_brokers(client: KazooClient) -> list[int]:
 
 
 def create(client: KazooClient, topic: str, partitions: int,
-           replication_factor: int | None = None, min_insync_replicas: int = 1) -> Placement:
+           replication_factor: int | None = None, min_insync_replicas: int = 1,
+           config: dict | None = None) -> Placement:
     """Create a topic with its partitions' initial states, in one transaction; raises
     TopicExists, or the reason it cannot be placed. ``replication_factor`` None: the cluster's
-    default (``/config/cluster``, see ``cluster_defaults``), else 1."""
+    default (``/config/cluster``, see ``cluster_defaults``), else 1. ``config``: the topic's own
+    settings from the start (coordinator/topic_config.py)."""
     paths.check_name("topic", topic)
     if replication_factor is None:
         replication_factor = cluster_defaults(client).get("default_replication_factor", 1)
     placement = place(topic, partitions, live_brokers(client), replication_factor,
                       min_insync_replicas)
+    if config:
+        placement = replace(placement, config=topic_config.checked(config))
     for path in (paths.TOPIC_CONFIG, paths.partitions_root(topic)):
         client.ensure_path(path)
     transaction = client.transaction()

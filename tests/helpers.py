@@ -170,3 +170,31 @@ def env_with_zk(zookeeper: str) -> dict:
     env = dict(os.environ)
     env["SLUICE_ZK"] = zookeeper
     return env
+
+
+class GroupOffsets:
+    """A group's committed offsets through the store the group uses (ZooKeeper or the
+    ``__consumer_offsets`` log), one BrokerPool per call: what a test reads after a consumer
+    committed, whichever store the group got."""
+
+    def __init__(self, zookeeper: str, group: str):
+        self.zookeeper = zookeeper
+        self.group = group
+
+    def _use(self, method: str, *args):
+        from clients.brokers import BrokerPool
+        from clients.log_offsets import open_store
+        pool = BrokerPool(self.zookeeper)
+        try:
+            return getattr(open_store(pool, self.group, record=False), method)(*args)
+        finally:
+            pool.close()
+
+    def fetch(self, topic: str, partition: int):
+        return self._use("fetch", topic, partition)
+
+    def committed(self, topic: str) -> dict:
+        return self._use("committed", topic)
+
+    def data_loss(self, topic: str) -> dict:
+        return self._use("data_loss", topic)

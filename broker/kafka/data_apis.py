@@ -22,6 +22,7 @@ from broker.kafka.request import CLOSE, DEFERRED, KafkaContext, KafkaRequest
 from broker.log_manager import Route
 from broker.time_lookup import offset_for_time
 from coordinator import paths, topics
+from coordinator.offset_store_choice import OFFSETS_TOPIC
 from coordinator.errors import (CorruptMessage, InvalidOffset, NotEnoughReplicas, NotLeader,
                                 SluiceError)
 
@@ -170,7 +171,8 @@ def _topic_metadata(view, name: str, kafka_of: dict):
             partition_index=p, leader_id=leader, leader_epoch=state.leader_epoch,
             replica_nodes=replicas, isr_nodes=list(state.isr),
             offline_replicas=[b for b in replicas if b not in kafka_of]))
-    return _Topic(error_code=errors.NONE, name=name, is_internal=False, partitions=partitions)
+    return _Topic(error_code=errors.NONE, name=name, is_internal=name == OFFSETS_TOPIC,
+                  partitions=partitions)
 
 
 # --- Produce -------------------------------------------------------------------------------

@@ -17,6 +17,13 @@ LeaveGroup, OffsetCommit, OffsetFetch, and for admin clients DescribeGroups and 
   to resolve (broker/kafka/commit_order.py). An offset that is no boundary and not just past a
   message start is OFFSET_OUT_OF_RANGE. The commit's metadata string is not kept (the offset
   node holds only the offset): OffsetFetch answers "".
+- A group's offsets are in the store its record names (coordinator/offset_store_choice.py),
+  the same for Kafka clients and native members: a group recorded ``log`` is committed and
+  fetched with native OFFSET_COMMIT / OFFSET_FETCH to the leader of its ``__consumer_offsets``
+  partition (broker/kafka/offset_log.py), asynchronously like the ZooKeeper writes. A group
+  without a record that Kafka clients make is recorded ``zookeeper`` (the store Kafka groups
+  had before the choice; ``sluice groups migrate-offsets`` moves it). The record is read once
+  per group (one synchronous exchange, as a ZooKeeper OffsetFetch is) and then watched.
 - Once a generation is STABLE its members and their partitions are published for ``sluice
   groups``: /consumers/<group>/kafka_members/<member> and the owner nodes native groups use,
   ephemeral nodes of this broker's session (so they vanish with it).
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from kafka.protocol.consumer.group import (
     HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, OffsetCommitResponse,
@@ -37,14 +45,16 @@ from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
 from kafka.protocol.admin.groups import DescribeGroupsResponse, ListGroupsResponse
 from kafka.protocol.metadata import FindCoordinatorResponse
 from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
+from kazoo.recipe.watchers import DataWatch
 
 from broker.kafka.boundaries import RemoteBoundaries
+from broker.kafka.offset_log import RemoteOffsets
 from broker.kafka.commit_order import CommitOrder
 from broker.kafka.records import resolve_offset
 from broker.kafka.group_coordinator import (Error, GroupCoordinator, GroupSettings, JoinResult,
                                             State, SyncResult)
 from broker.kafka.request import DEFERRED, KafkaContext, KafkaRequest
-from coordinator import paths
+from coordinator import offset_store_choice, paths
 from coordinator.errors import ErrorCode, InvalidArgument, NotLeader, SluiceError
 from coordinator.group_coordinator_choice import coordinator_of
 from coordinator.offsets import OffsetStore
@@ -82,6 +92,9 @@ class KafkaGroups:
         self._published: dict[str, tuple[int, dict, dict]] = {}   # group -> changes, members, owners
         self._due = 0.0                 # when the groups' timers are next due
         self._check_at = 0.0            # when to look at the live brokers again
+        self.offset_log = RemoteOffsets(self._offsets_leader)
+        self.fetches: list[_PendingFetch] = []       # OffsetFetches waiting on the log store
+        self._stores: dict[str, str] = {}            # group -> its offset store, watched
 
     # -- which broker ------------------------------------------------------------------
 
@@ -97,6 +110,31 @@ class KafkaGroups:
 
     def coordinates(self, group_id: str) -> bool:
         return self.coordinator_for(group_id)[0] == self.ctx.broker_id
+
+    def store_of(self, group_id: str) -> str:
+        """The group's offset store; a group without a record gets one (``zookeeper``, or
+        what ``choose`` says), read once and then kept current by a watch on the record.
+        Raises KazooException when ZooKeeper cannot answer."""
+        store = self._stores.get(group_id)
+        if store is not None:
+            return store
+        store = offset_store_choice.settle(self.ctx.zk, group_id, offset_store_choice.ZOOKEEPER)
+        if store == offset_store_choice.LOG:
+            offset_store_choice.ensure_offsets_topic(self.ctx.zk)
+        self._stores[group_id] = store
+
+        def changed(data, _stat) -> None:
+            if data:
+                self._stores[group_id] = data.decode()
+        DataWatch(self.ctx.zk, paths.offset_store(group_id), changed)
+        return store
+
+    def _offsets_leader(self, group_id: str) -> str:
+        """The native endpoint of the leader of the group's ``__consumer_offsets`` partition."""
+        view = self.ctx.logs.view
+        partition = offset_store_choice.offsets_partition(
+            group_id, view.partitions(offset_store_choice.OFFSETS_TOPIC))
+        return view.leader(offset_store_choice.OFFSETS_TOPIC, partition).endpoint
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -129,10 +167,15 @@ class KafkaGroups:
             deadline = self.coordinator.next_deadline()
             self._due = float("inf") if deadline is None else deadline
         remote_deadline = self.remote.poll(now) if self.remote.waiting() else None
+        if self.offset_log.waiting():
+            self.offset_log.poll(now)
         for commit in [c for c in self.commits if c.ready(self.ctx.zk)]:
             self.commits.remove(commit)
             self.ctx.reply(commit.req, commit.response())
-        if self.commits:
+        for fetch in [f for f in self.fetches if f.call.ready()]:
+            self.fetches.remove(fetch)
+            self.ctx.reply(fetch.req, fetch.response())
+        if self.commits or self.fetches:
             remote_deadline = min(remote_deadline or now + COMMIT_POLL_S, now + COMMIT_POLL_S)
         return min(self._due, self._check_at,
                    float("inf") if remote_deadline is None else remote_deadline)
@@ -413,15 +456,17 @@ def _response(req: KafkaRequest, result):
 class _PendingCommit:
     """An OffsetCommit on its way: its offsets resolved to boundaries (``codes[(t, p)]`` is a
     partition's error, ``boundaries[(t, p)]`` its resolved offset), then written to ZooKeeper
-    with kazoo's asynchronous calls, so the loop never waits on ZooKeeper for a commit. A write
+    with kazoo's asynchronous calls, so the loop never waits on ZooKeeper for a commit (a
+    log-store group's: sent to its offsets leader, ``offset_log``, as asynchronously). A write
     is a set, or a create where the node is new (and a set again if a create lost a race).
     A partition's write starts only once the older commits of the group and partition are
     done with it (broker/kafka/commit_order.py): a commit resolved sooner than an older one
     never lands before it."""
 
     def __init__(self, req: KafkaRequest, wanted: list[tuple[str, int, int]],
-                 order: CommitOrder):
+                 order: CommitOrder, offset_log: RemoteOffsets | None = None):
         self.req = req
+        self.offset_log = offset_log        # the group's store is the log (None: ZooKeeper)
         self.wanted = wanted
         self.codes: dict[tuple[str, int], int] = {}
         self.boundaries: dict[tuple[str, int], int] = {}
@@ -471,6 +516,9 @@ class _PendingCommit:
         return not self._open
 
     def _write(self, zk, tp, kind: str):
+        if self.offset_log is not None:
+            return self.offset_log.commit(self.req.body.group_id, {tp: self.boundaries[tp]},
+                                          time.monotonic()), "log"
         path = paths.offset(self.req.body.group_id, *tp)
         data = str(int(self.boundaries[tp])).encode()
         if kind == "set":
@@ -511,7 +559,13 @@ def offset_commit(req: KafkaRequest, ctx: KafkaContext):
                 Error.ILLEGAL_GENERATION)
     if error is not None:
         return _commit_response(req, {(t, p): error for t, p, _ in wanted})
-    commit = _PendingCommit(req, wanted, groups.commit_order)
+    try:
+        log_store = groups.store_of(body.group_id) == offset_store_choice.LOG
+    except (KazooException, SluiceError) as exc:
+        logger.warning("kafka group %s: its offset store is unknown now: %s", body.group_id, exc)
+        return _commit_response(req, {(t, p): COORDINATOR_NOT_AVAILABLE for t, p, _ in wanted})
+    commit = _PendingCommit(req, wanted, groups.commit_order,
+                            groups.offset_log if log_store else None)
     now = ctx.now()
     for tp, offset in {(t, p): o for t, p, o in wanted}.items():     # a partition once
         _resolve(ctx, groups, commit, tp, offset, now)
@@ -563,8 +617,9 @@ def _commit_response(req: KafkaRequest, codes: dict):
 
 
 def offset_fetch(req: KafkaRequest, ctx: KafkaContext):
-    """Committed offsets from ZooKeeper (-1 where none); all of the group's topics when
-    ``topics`` is null (v2+)."""
+    """Committed offsets from the group's store (-1 where none): ZooKeeper read here, the log
+    asked of its offsets leader (answered DEFERRED); all of the group's topics when ``topics``
+    is null (v2+)."""
     body, version = req.body, req.api_version
     error = _group_error(ctx, body.group_id)
     _Topic = OffsetFetchResponse.OffsetFetchResponseTopic
@@ -578,6 +633,19 @@ def offset_fetch(req: KafkaRequest, ctx: KafkaContext):
                 partition_index=p, committed_offset=-1, committed_leader_epoch=-1,
                 metadata="", error_code=error) for p in t.partition_indexes])
             for t in body.topics])
+    groups = _groups(ctx)
+    try:
+        log_store = groups.store_of(body.group_id) == offset_store_choice.LOG
+    except (KazooException, SluiceError) as exc:
+        logger.warning("kafka group %s: its offset store is unknown now: %s", body.group_id, exc)
+        return OffsetFetchResponse(version=version, throttle_time_ms=0, topics=[],
+                                   error_code=COORDINATOR_NOT_AVAILABLE)
+    if log_store:
+        asked = None if body.topics is None else [(t.name, p) for t in body.topics
+                                                  for p in t.partition_indexes]
+        groups.fetches.append(_PendingFetch(req, asked, groups.offset_log.fetch(
+            body.group_id, asked or [], ctx.now())))
+        return DEFERRED
     store = OffsetStore(ctx.zk, body.group_id)
     topics = []
     try:
@@ -598,6 +666,32 @@ def offset_fetch(req: KafkaRequest, ctx: KafkaContext):
         topics, code = [], COORDINATOR_NOT_AVAILABLE
     return OffsetFetchResponse(version=version, throttle_time_ms=0, topics=topics,
                                error_code=code)
+
+
+class _PendingFetch:
+    """An OffsetFetch of a log-store group waiting on its offsets leader's answer."""
+
+    def __init__(self, req: KafkaRequest, asked: list | None, call):
+        self.req, self.asked, self.call = req, asked, call
+
+    def response(self):
+        _Topic = OffsetFetchResponse.OffsetFetchResponseTopic
+        _Partition = _Topic.OffsetFetchResponsePartition
+        version = self.req.api_version
+        if self.call.exception is not None:
+            logger.warning("kafka group %s: reading offsets from the log failed: %s",
+                           self.req.body.group_id, self.call.exception)
+            return OffsetFetchResponse(version=version, throttle_time_ms=0, topics=[],
+                                       error_code=COORDINATOR_NOT_AVAILABLE)
+        found = {(t, p): offset for t, p, offset, _ in self.call.value}
+        by_topic: dict[str, dict[int, int]] = {}
+        for t, p in (sorted(found) if self.asked is None else self.asked):
+            by_topic.setdefault(t, {})[p] = found.get((t, p), -1)
+        return OffsetFetchResponse(version=version, throttle_time_ms=0, error_code=NONE, topics=[
+            _Topic(name=t, partitions=[_Partition(
+                partition_index=p, committed_offset=offset, committed_leader_epoch=-1,
+                metadata="", error_code=NONE) for p, offset in offsets.items()])
+            for t, offsets in by_topic.items()])
 
 
 def _committed_topics(ctx: KafkaContext, group_id: str) -> list[str]:

@@ -1,7 +1,10 @@
-"""``sluice groups list|describe|reset-offsets|delete|protect|unprotect``: consumer groups, their
-members and their lag per partition (cluster/observe/lag.py computes it; a total would hide the
-one partition that is stuck); moving an empty group's offsets (cluster/cli/offset_reset.py),
-deleting a group, and its backlog protections (coordinator/backlog_protection.py)."""
+"""``sluice groups list|describe|reset-offsets|migrate-offsets|delete|protect|unprotect``:
+consumer groups, their members and their lag per partition (cluster/observe/lag.py computes it;
+a total would hide the one partition that is stuck); moving an empty group's offsets
+(cluster/cli/offset_reset.py), moving them between the ZooKeeper and the log store
+(cluster/cli/offset_migration.py), deleting a group, and its backlog protections
+(coordinator/backlog_protection.py). Each works for both offset stores
+(coordinator/offset_store_choice.py)."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -18,17 +21,20 @@ class UnknownGroup(SluiceError):
 def groups_list(args) -> int:
     from coordinator import consumer_registry as groups
     client = zk.connect(args.zookeeper, args.data_dir)
+    from coordinator.offset_store_choice import store_of
     try:
         rows = [{"group": g,
                  "members": groups.members(client, g) + groups.kafka_members(client, g),
-                 "topics": groups.topics_of(client, g)} for g in groups.groups(client)]
+                 "topics": groups.topics_of(client, g),
+                 "offset_store": store_of(client, g)} for g in groups.groups(client)]
     finally:
         client.stop()
     if args.json:
         print_json(rows)
     else:
-        print_table("consumer groups", ["group", "members", "topics"],
-                    [[r["group"], len(r["members"]), ", ".join(r["topics"])] for r in rows])
+        print_table("consumer groups", ["group", "members", "topics", "offsets in"],
+                    [[r["group"], len(r["members"]), ", ".join(r["topics"]), r["offset_store"]]
+                     for r in rows])
     return 0
 
 
@@ -173,22 +179,53 @@ def _target(args):
     return Target("shift", args.shift_by)
 
 
+def groups_migrate_offsets(args) -> int:
+    """Copy an empty group's offsets to the other store, flip its record, remove the old."""
+    from clients.brokers import BrokerPool
+    from cluster.cli import offset_migration
+    from coordinator import access
+    from coordinator import consumer_registry as groups
+    pool = BrokerPool(args.zookeeper, args.data_dir, request_timeout_ms=2000)
+    try:
+        access.require(pool.zk, None, action=f"migrate the offsets of group {args.group}")
+        if args.group not in groups.groups(pool.zk):
+            raise UnknownGroup(f"unknown group {args.group}")
+        done = offset_migration.migrate(pool, args.group, args.to)
+    finally:
+        pool.close()
+    if args.json:
+        print_json(done)
+    elif done["note"]:
+        err.print(f"group {args.group}: offsets {done['note']}; nothing moved")
+    else:
+        err.print(f"group {args.group}: {done['moved']} committed offset(s) moved from "
+                  f"{done['from']} to {done['to']}")
+    return 0
+
+
 def groups_delete(args) -> int:
-    """Remove a group's offsets, data-loss notes, backlog protections and registry nodes;
-    refused with live members."""
+    """Remove a group's offsets (in its store), data-loss notes, backlog protections and
+    registry nodes; refused with live members."""
+    from clients.brokers import BrokerPool
+    from clients.log_offsets import LogOffsetStore
     from cluster.cli.offset_reset import check_empty
     from coordinator import access
     from coordinator import consumer_registry as groups
-    client = zk.connect(args.zookeeper, args.data_dir)
+    from coordinator.offset_store_choice import LOG, store_of
+    pool = BrokerPool(args.zookeeper, args.data_dir, request_timeout_ms=2000)
     try:
+        client = pool.zk
         access.require(client, None, action=f"delete group {args.group}")
         if args.group not in groups.groups(client):
             raise UnknownGroup(f"unknown group {args.group}")
         check_empty(client, args.group)
+        if store_of(client, args.group) == LOG:
+            store = LogOffsetStore(pool, args.group)
+            store.remove(list(store.all_committed()))
         groups.delete(client, args.group)
         backlog_protection.forget_group(client, args.group)
     finally:
-        client.stop()
+        pool.close()
     if args.json:
         print_json({"group": args.group, "deleted": True})
     else:

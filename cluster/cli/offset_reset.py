@@ -36,6 +36,7 @@ from broker import protocol
 from clients.brokers import BrokerPool
 from clients.simple_consumer import SimpleConsumer
 from coordinator import consumer_registry, topics
+from clients.log_offsets import open_store
 from coordinator.errors import InvalidArgument, SluiceError
 from coordinator.offsets import OffsetStore
 
@@ -139,15 +140,15 @@ def plan(pool: BrokerPool, group: str, topic: str, partitions: list[int] | None,
     for p in partitions or ():
         if p >= count:
             raise topics.partition_error(topic, count, p)
-    store = OffsetStore(pool.zk, group)
+    store = open_store(pool, group, record=False)
     return [_row(pool, store, topic, p, target) for p in (partitions or range(count))]
 
 
 def execute(pool: BrokerPool, group: str, rows: list[Row]) -> int:
-    """Write the plan to the group's OffsetStore; refused if a member joined meanwhile.
-    Returns the ZooKeeper writes it took (unchanged offsets are not written)."""
+    """Write the plan to the group's store (ZooKeeper or the log); refused if a member joined
+    meanwhile. Returns the offsets written (unchanged ones are not)."""
     check_empty(pool.zk, group)
-    store = OffsetStore(pool.zk, group)
+    store = open_store(pool, group)
     for row in rows:
         store.fetch(row.topic, row.partition)
     writes = store.commit({(r.topic, r.partition): r.new for r in rows})

@@ -369,6 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     greset.add_argument("--dry-run", action="store_true",
                         help="print the plan and change nothing")
     json_flag(greset, "the plan")
+    gmigrate = command(group_actions, "migrate-offsets", group_commands.groups_migrate_offsets,
+                       "move an empty group's committed offsets to the other store (copy, "
+                       "flip the group's choice, remove the old copies)")
+    gmigrate.add_argument("group", type=_group, help="the consumer group")
+    gmigrate.add_argument("--to", required=True, choices=("log", "zookeeper"),
+                          help="where the offsets go: the __consumer_offsets log or ZooKeeper")
+    json_flag(gmigrate, "what was moved")
     gdelete = command(group_actions, "delete", group_commands.groups_delete,
                       "delete an empty group: its offsets, data-loss notes and registry nodes")
     gdelete.add_argument("group", type=_group, help="the consumer group")

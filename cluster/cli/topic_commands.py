@@ -177,6 +177,10 @@ def config_shown(placement: topics.Placement) -> dict:
 def topics_delete(args) -> int:
     from clients.brokers import BrokerPool
     from cluster.observe.brokers import BrokerStats
+    from coordinator.offset_store_choice import OFFSETS_TOPIC
+    if args.topic == OFFSETS_TOPIC:
+        raise SluiceError(f"{OFFSETS_TOPIC} holds the committed offsets of every log-store group; "
+                          f"it is not deleted (move a group with groups migrate-offsets)")
     pool = BrokerPool(args.zookeeper, args.data_dir, request_timeout_ms=METADATA_TIMEOUT_MS)
     try:
         access.require(pool.zk, Operation.ADMIN, TOPIC, args.topic)
@@ -188,7 +192,8 @@ def topics_delete(args) -> int:
             recent = producing(rows, args.topic, args.idle_seconds * 1000)
             if recent or silent:
                 raise ProducersConnected(_refusal(args.topic, recent, silent, args.idle_seconds))
-        groups = topics.delete(pool.zk, args.topic)
+        in_log = _delete_log_offsets(pool, args.topic)
+        groups = sorted(set(topics.delete(pool.zk, args.topic)) | set(in_log))
     finally:
         pool.close()
     if args.json:
@@ -198,6 +203,24 @@ def topics_delete(args) -> int:
         err.print(f"deleted topic {args.topic} ({placement.partitions} partition(s)); offsets "
                   f"of {len(groups)} group(s) deleted; the brokers remove its logs")
     return 0
+
+
+def _delete_log_offsets(pool, topic: str) -> list[str]:
+    """Tombstone the topic's commits of every log-store group (the ZooKeeper ones go with
+    ``topics.delete``); the groups that had some."""
+    from clients.log_offsets import LogOffsetStore
+    from coordinator import consumer_registry
+    from coordinator.offset_store_choice import LOG, store_of
+    cleared = []
+    for group in consumer_registry.groups(pool.zk):
+        if store_of(pool.zk, group) != LOG:
+            continue
+        store = LogOffsetStore(pool, group)
+        mine = [tp for tp in store.all_committed() if tp[0] == topic]
+        if mine:
+            store.remove(mine)
+            cleared.append(group)
+    return cleared
 
 
 def producing(rows: list[dict], topic: str, window_ms: float) -> list[tuple[int, int, int]]:

@@ -40,7 +40,8 @@ from clients.producer import Producer
 from cluster.drills.ledger import Ledger
 from cluster.supervision.slots import process_alive
 from coordinator import paths, topics, zk as zkconnect
-from coordinator.offsets import OffsetStore
+from clients.log_offsets import open_store
+from coordinator import offset_store_choice
 from coordinator.partition_state import PartitionState
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,7 @@ class GroupWatch(threading.Thread):
         self._last_zxids: dict[int, int] | None = None
         self._rebalancing = False
         self._stop_event = threading.Event()
-        self._offsets = OffsetStore(self.client, group)
+        self._store = None      # the group's offset store, once the group recorded it
 
     # --- questions (main thread) ---------------------------------------------------------
 
@@ -288,6 +289,16 @@ class GroupWatch(threading.Thread):
         except NoNodeError:
             return []
 
+    def _committed(self) -> dict[int, int]:
+        """The group's committed offsets of the topic, from whichever store it uses (a broker
+        error drops the look, as a ZooKeeper one does)."""
+        if self._store is None:
+            if offset_store_choice.recorded(self.client, self.group) is None and \
+                    not offset_store_choice.has_zookeeper_offsets(self.client, self.group):
+                return {}
+            self._store = open_store(self.pool, self.group, record=False, retry_s=0)
+        return self._store.committed(self.topic)
+
     def _get(self, path: str):
         try:
             return self.client.get_async(path).get(timeout=ZK_TIMEOUT_S)
@@ -320,10 +331,7 @@ class GroupWatch(threading.Thread):
                 look.owners[int(child)] = got[0].decode()
                 look.owner_zxids[int(child)] = got[1].czxid
         look.owners_read = (before, time.monotonic())
-        for child in self._children(paths.offsets(self.group, self.topic)):
-            got = self._get(paths.offset(self.group, self.topic, int(child)))
-            if got is not None:
-                look.committed[int(child)] = int(got[0].decode())
+        look.committed.update(self._committed())
         for partition in range(self.partitions):
             got = self._get(paths.partition_state(self.topic, partition))
             look.states[partition] = (PartitionState.from_json(got[0]) if got is not None else

@@ -35,6 +35,7 @@ from typing import Callable
 from broker import message, protocol
 from clients.brokers import BrokerPool
 from coordinator import consumer_registry as groups
+from clients.log_offsets import open_store
 from coordinator.offsets import OffsetStore
 
 SAMPLE_BYTES = 64 * 1024
@@ -60,8 +61,9 @@ class PartitionLag:
 
 def describe(pool: BrokerPool, group: str, interval_s: float = 2.0) -> list[PartitionLag]:
     """Sample the group twice, ``interval_s`` apart, and report every partition."""
-    store = OffsetStore(pool.zk, group)
-    topics = groups.topics_of(pool.zk, group)
+    store = open_store(pool, group, record=False)
+    topics = sorted(set(groups.topics_of(pool.zk, group))
+                    | {topic for topic, _ in store.all_committed()})
     first = sample(pool, store, topics)
     if interval_s > 0:
         time.sleep(interval_s)

@@ -57,8 +57,8 @@ from cluster.observe.rebalance_tracker import RebalanceTracker
 from cluster.supervision.security import admin_credentials
 from coordinator import assignor, zk as zkconnect
 from coordinator import consumer_registry as groups
+from clients.log_offsets import open_store
 from coordinator.errors import AuthenticationFailed, InvalidArgument
-from coordinator.offsets import OffsetStore
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +111,16 @@ class _Groups:
 
     def _group(self, pool, group, served, disks, now, wall, seen) -> dict:
         client = pool.zk
-        store = OffsetStore(client, group)
+        store = open_store(pool, group, record=False, retry_s=0)
+        try:
+            committed_all = store.all_committed()
+        except protocol.SluiceError as exc:     # the offsets log's leader away: next look
+            log.debug("group %s: committed offsets not read (%s)", group, exc)
+            committed_all = {}
         nodes = groups.registrations(client, group)
         members = sorted(nodes)
         subscriptions = {member: list(node.get("topics", [])) for member, node in nodes.items()}
-        names = groups.topics_of(client, group, nodes)
+        names = set(groups.topics_of(client, group, nodes)) | {t for t, _ in committed_all}
         rows, owners_all, counts = [], {}, {}
         for topic in sorted(names):
             try:
@@ -123,7 +128,7 @@ class _Groups:
             except protocol.UnknownTopicOrPartition:
                 continue
             counts[topic] = list(range(count))
-            committed = store.committed(topic)
+            committed = {p: o for (t, p), o in committed_all.items() if t == topic}
             owners = groups.owners(client, group, topic)
             losses = store.data_loss(topic)
             for partition in range(count):

@@ -37,7 +37,10 @@ operator's key, same messages, one partition per topic:
                                           p50 / p99 acknowledgement latency beside the plaintext's
     consumer  default fetch, secure       ratio to the plaintext default-fetch row (>= 70%)
 
-``--no-secure`` leaves them out. The figures are medians over the
+``--no-secure`` leaves them out. Group offsets (issue 15), on a fresh one-broker cluster
+(cluster/tools/offsets_bench.py): commits per second of each offset store from 100 groups x 10
+partitions committing as fast as they can, with ZooKeeper's CPU and request latency meanwhile;
+``--no-offsets`` leaves them out. The figures are medians over the
 runs; the table sets them beside the paper's and the targets, and ``.bench/results.json`` gets
 them in the shape the issue gave (``--samples`` adds every run's raw figures in another file).
 """
@@ -60,7 +63,7 @@ import psutil
 from broker.message import HEADER_SIZE
 from cluster.errors import ClusterError
 from cluster.supervision import ClusterConfig, down, up
-from cluster.tools import kafka_perf, perf
+from cluster.tools import kafka_perf, offsets_bench, perf
 from coordinator import paths, topics
 from coordinator import zk as zkconnect
 from coordinator.errors import InvalidArgument, SluiceError
@@ -513,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out the Kafka client rows (and the broker's Kafka listener)")
     parser.add_argument("--no-secure", dest="secure", action="store_false",
                         help="leave out the --secure rows (CurveZMQ beside plaintext)")
+    parser.add_argument("--no-offsets", dest="offsets", action="store_false",
+                        help="leave out the offset stores' rows (cluster/tools/offsets_bench.py)")
     args = parser.parse_args(argv)
     from rich.console import Console
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -520,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         result, samples = run(args.messages, args.runs, args.size, say=err.print,
                               replication=args.replication, kafka=args.kafka,
                               secure=args.secure)
+        if args.offsets:
+            result["offset_stores"] = offsets_bench.run(say=err.print)
     except SluiceError as exc:
         if not exc.user_error:
             raise
@@ -530,7 +537,10 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(result, indent=2) + "\n")
     if args.samples:
         Path(args.samples).write_text(json.dumps(samples, indent=2) + "\n")
-    Console(highlight=False, width=None if sys.stdout.isatty() else 130).print(table(result))
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
+    console.print(table(result))
+    if result.get("offset_stores"):
+        console.print(offsets_bench.table(result["offset_stores"]))
     err.print(f"wrote {output}")
     return 0
 

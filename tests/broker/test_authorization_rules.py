@@ -15,18 +15,33 @@ OFFSETS = Request(Api.OFFSETS, 1, "orders", 0)
 METADATA = Request(Api.METADATA, 1)
 EPOCH = Request(Api.OFFSET_FOR_EPOCH, 1, "orders", 0)
 BY_TIME = Request(Api.OFFSET_FOR_TIME, 1, "orders", 0, time=1000)
+COMMIT = Request(Api.OFFSET_COMMIT, 1, group="g", entries=(("orders", 0, 42),))
+COMMITTED = Request(Api.OFFSET_FETCH, 1, group="g", entries=(("orders", 0),))
 
 
 def test_each_request_type_needs_its_operation():
-    assert needs(PRODUCE) == (Operation.PRODUCE, "orders")
-    assert needs(FETCH) == (Operation.CONSUME, "orders")
-    assert needs(OFFSETS) == (Operation.DESCRIBE, "orders")
-    assert needs(BY_TIME) == (Operation.DESCRIBE, "orders")
+    assert needs(PRODUCE) == (Operation.PRODUCE, "topic", "orders")
+    assert needs(FETCH) == (Operation.CONSUME, "topic", "orders")
+    assert needs(OFFSETS) == (Operation.DESCRIBE, "topic", "orders")
+    assert needs(BY_TIME) == (Operation.DESCRIBE, "topic", "orders")
     assert needs(REPLICA_FETCH) == REPLICATION
     assert needs(EPOCH) == REPLICATION
     assert needs(METADATA) is None
+    assert needs(COMMIT) == (Operation.CONSUME, "group", "g")
+    assert needs(COMMITTED) == (Operation.DESCRIBE, "group", "g")
     assert {api for api in Api} == {r.api for r in (PRODUCE, FETCH, OFFSETS, METADATA, EPOCH,
-                                                BY_TIME)}
+                                                BY_TIME, COMMIT, COMMITTED)}
+
+
+def test_group_offsets_need_the_groups_rules():
+    rules = RequestAuthorizer(enabled=True)
+    rules.rules_changed({"bob": [Rule("consume", "group", "g")],
+                         "eve": [Rule("consume", "topic", "orders")]})
+    rules.check("bob", COMMIT)
+    rules.check("bob", COMMITTED)
+    for request in (COMMIT, COMMITTED):
+        with pytest.raises(AuthorizationFailed, match="on group 'g'"):
+            rules.check("eve", request)
 
 
 def test_security_off_allows_everything():

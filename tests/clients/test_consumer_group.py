@@ -5,10 +5,9 @@ import time
 
 from clients import Consumer, Producer, SimpleConsumer
 from coordinator import consumer_registry as groups, paths, zk as zkmod
-from coordinator.offsets import OffsetStore
 from coordinator.rebalance import State
 from tests.helpers import create_topic
-from tests.helpers import BrokerProcess, wait_for
+from tests.helpers import BrokerProcess, GroupOffsets, wait_for
 
 FAST = dict(rebalance_backoff_ms=200, rebalance_max_tries=20, auto_commit_ms=200,
             max_wait_ms=200, session_timeout_ms=4000)
@@ -100,7 +99,7 @@ def test_commits_resume_where_the_group_left_off(zk, brokers):
         assert writes == 2
         assert c.commit() == 0, "offsets that did not move are not written again"
     client = zkmod.connect(zk)
-    committed = OffsetStore(client, "g2").committed("resume")
+    committed = GroupOffsets(zk, "g2").committed("resume")
     client.stop()
     assert sum(committed.values()) == 100 * (9 + 6)
     produce(zk, "resume", 10, start=100)
@@ -169,7 +168,7 @@ def test_committed_offset_deleted_by_retention_is_reported_as_data_loss(zk, tmp_
             c.seek(0, 15 * 10)
             c.commit()
         client = zkmod.connect(zk)
-        store = OffsetStore(client, "g5")
+        store = GroupOffsets(zk, "g5")
         assert store.fetch("short", 0) == 150
         with SimpleConsumer("short", 0, zookeeper=zk) as watch:
             wait_for(lambda: watch.offset_of("earliest") > 150, 30,

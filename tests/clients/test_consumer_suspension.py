@@ -14,8 +14,7 @@ import pytest
 
 from clients import Consumer, Producer
 from coordinator import zk as zkconnect
-from coordinator.offsets import OffsetStore
-from tests.helpers import create_topic
+from tests.helpers import GroupOffsets, create_topic
 from tests.helpers import BrokerProcess, wait_for
 from cluster.drills.netproxy import BlackholeProxy
 
@@ -95,7 +94,7 @@ def test_a_cut_off_consumer_stops_before_another_member_takes_its_partition(zk, 
 
         cut_at = time.monotonic()
         proxy.cut()
-        committed_at_cut = OffsetStore(client, GROUP).fetch(TOPIC, 0)
+        committed_at_cut = GroupOffsets(zk, GROUP).fetch(TOPIC, 0)
         wait_for(lambda: len(b.events) > 200, 90, what="B to take over and process")
         proxy.restore()
         wait_for(lambda: a.consumer.assignment() == [] and a.consumer.member.confirmed, 60,

@@ -8,11 +8,9 @@ import threading
 import pytest
 
 from clients import Consumer, Producer
-from coordinator import zk as zkmod
-from coordinator.offsets import OffsetStore
 from tests.clients.test_consumer_group import settled
 from tests.helpers import create_topic
-from tests.helpers import BrokerProcess, wait_for
+from tests.helpers import BrokerProcess, GroupOffsets, wait_for
 
 QUICK = dict(rebalance_backoff_ms=200, rebalance_max_tries=20, max_wait_ms=200,
              session_timeout_ms=4000)
@@ -27,10 +25,7 @@ def broker(zk, tmp_path):
 
 @pytest.fixture
 def store(zk):
-    client = zkmod.connect(zk)
-    yield lambda group: OffsetStore(client, group)
-    client.stop()
-    client.close()
+    return lambda group: GroupOffsets(zk, group)
 
 
 def produce(zk, topic, count, partitions=1, start=0):

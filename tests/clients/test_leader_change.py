@@ -233,7 +233,8 @@ def test_sluice_produce_acks_all_round_trip(zk, quick_broker):
                  stdin="one\ntwo\nthree\n")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"topic": "single", "messages": 3, "acks": "all",
-                                      "acked": 3, "dropped": 0}
+                                      "acked": 3, "dropped": 0, "skipped": 0,
+                                      "skipped_lines": []}
     out = sluice("consume", "single", "--partition", "0", "--offset", "earliest",
                  "--timeout-ms", "2000", "--zookeeper", zk)
     assert out.returncode == 0 and out.stdout.split() == ["one", "two", "three"], out

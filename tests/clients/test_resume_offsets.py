@@ -13,7 +13,7 @@ from broker import protocol
 from clients import Consumer, Producer, SimpleConsumer
 from coordinator import zk as zkmod
 from coordinator.offsets import OffsetStore
-from tests.helpers import create_topic
+from tests.helpers import GroupOffsets, create_topic
 from tests.helpers import BrokerProcess, wait_for
 
 ENTRY = 16                      # 9 bytes of header + b"m%06d"
@@ -102,8 +102,8 @@ def test_on_corrupt_skip_moves_past_the_message_with_one_note(zk, damaged, caplo
     assert [m.value for m in got] == [value(i) for i in range(40) if i != BAD]
     client = zkmod.connect(zk)
     try:
-        note = OffsetStore(client, "g-skip").data_loss(damaged)[0]
-        assert OffsetStore(client, "g-skip").fetch(damaged, 0) == 40 * ENTRY
+        note = GroupOffsets(zk, "g-skip").data_loss(damaged)[0]
+        assert GroupOffsets(zk, "g-skip").fetch(damaged, 0) == 40 * ENTRY
     finally:
         client.stop()
         client.close()
@@ -185,7 +185,7 @@ def test_a_committed_offset_past_the_log_end_is_reset_by_start_with_a_note(zk, t
             got = []
             wait_for(lambda: got.extend(c.poll(100)) or len(got) >= 10, 30, what="10 messages")
             c.commit()
-        assert OffsetStore(client, "g-wiped").fetch("wiped", 0) == 10 * ENTRY
+        assert GroupOffsets(zk, "g-wiped").fetch("wiped", 0) == 10 * ENTRY
         assert broker.stop() == 0
         shutil.rmtree(tmp_path / "broker-0" / "wiped" / "0")   # the disk was replaced
         broker.start()
@@ -199,10 +199,10 @@ def test_a_committed_offset_past_the_log_end_is_reset_by_start_with_a_note(zk, t
                          what="the new messages")
                 c.commit()
         assert [m.value for m in got] == [b"n%06d" % i for i in range(3)]
-        [event] = OffsetStore(client, "g-wiped").data_loss("wiped")[0]["events"]
+        [event] = GroupOffsets(zk, "g-wiped").data_loss("wiped")[0]["events"]
         assert (event["kind"], event["offset"], event["resume"], event["bytes"]) == \
             ("past_end", 10 * ENTRY, 0, 7 * ENTRY)
-        assert OffsetStore(client, "g-wiped").fetch("wiped", 0) == 3 * ENTRY
+        assert GroupOffsets(zk, "g-wiped").fetch("wiped", 0) == 3 * ENTRY
         assert caplog.text.count("DATA LOSS") == 1
     finally:
         client.stop()
@@ -240,7 +240,7 @@ def test_a_committed_offset_inside_a_recovery_gap_resumes_after_it(zk, tmp_path)
             wait_for(lambda: got.extend(c.poll(100)) or c.position(0) == end, 30,
                      what="the consumer to reach the log end")
         assert [m.value for m in got] == fresh, "every new acknowledged message, none skipped"
-        [event] = OffsetStore(client, "g-cut").data_loss("cut")[0]["events"]
+        [event] = GroupOffsets(zk, "g-cut").data_loss("cut")[0]["events"]
         assert (event["kind"], event["offset"], event["resume"], event["bytes"]) == \
             ("gap", 9 * ENTRY, 10 * ENTRY, ENTRY)
     finally:

@@ -9,7 +9,7 @@ import sys
 
 from broker import message
 from clients import Producer, SimpleConsumer
-from tests.helpers import ROOT, BrokerProcess, wait_for
+from tests.helpers import GroupOffsets, ROOT, BrokerProcess, wait_for
 
 COUNT = 100_000
 
@@ -124,7 +124,6 @@ def test_consume_with_a_group_commits_exactly_what_it_printed(zk, tmp_path):
     """Hole 1: 100,000 messages in one partition; each run prints the next ten, and the group's
     committed offset is the next_offset of the last message printed, never the polled batch."""
     from coordinator import topics, zk as zkmod
-    from coordinator.offsets import OffsetStore
     broker = BrokerProcess(zk, tmp_path, 0, log={"flush_ms": 50}).start()
     client = zkmod.connect(zk)
     try:
@@ -136,7 +135,7 @@ def test_consume_with_a_group_commits_exactly_what_it_printed(zk, tmp_path):
         end = COUNT * (9 + 7)
         with SimpleConsumer("hundredk", 0, zookeeper=zk) as watch:
             wait_for(lambda: watch.offset_of("latest") == end, 60, what="every message visible")
-        store = OffsetStore(client, "readers")
+        store = GroupOffsets(zk, "readers")
         for run in range(2):
             out = sluice(zk, "consume", "hundredk", "--group", "readers", "--max-messages", "10",
                          "--json")

@@ -46,7 +46,8 @@ def test_config_alter_and_delete_a_topic_on_running_brokers(cluster_factory):
 
     # alter: the warning first, then new partitions opened, a running producer and group follow
     with Producer(zookeeper=cluster.zookeeper, acks=1) as producer, \
-            Consumer(["t"], group="g", zookeeper=cluster.zookeeper) as consumer:
+            Consumer(["t"], group="g", zookeeper=cluster.zookeeper,
+                     offset_store="zookeeper") as consumer:     # the ZooKeeper store's delete
         wait_for(lambda: _owned(cluster, "g", "t") == [0, 1], 30, what="the group to own 0, 1")
         one_line_error(sluice("topics", "alter", "t", "--partitions", "2", *zk), 1,
                        "can only be added", "more than 2")

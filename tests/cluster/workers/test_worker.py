@@ -21,9 +21,8 @@ import pytest
 from clients import Producer
 from cluster.workers.loader import hourly_files, read_loaded
 from coordinator import consumer_registry as groups, paths, topics, zk as zkmod
-from coordinator.offsets import OffsetStore
 from tests.cluster.workers.handlers import BLOCK_ENV
-from tests.helpers import ROOT, create_topic, wait_for
+from tests.helpers import GroupOffsets, ROOT, create_topic, wait_for
 
 log = logging.getLogger(__name__)
 TOPIC, GROUP, PARTITIONS = "clicks", "loaders", 12
@@ -113,7 +112,7 @@ def loaded_past_commit(client, cluster, member):
     committed offsets. Its owner nodes outlive it until its session expires, and nobody else
     loads those partitions meanwhile, so this is what its successors may load again (read the
     offsets first: a successor's later loads only make the count larger, never smaller)."""
-    committed = OffsetStore(client, GROUP).committed(TOPIC)
+    committed = GroupOffsets(cluster.zookeeper, GROUP).committed(TOPIC)
     owned = [p for p, owner in groups.owners(client, GROUP, TOPIC).items() if owner == member]
     rows = read_loaded(cluster.data_dir / "loaded" / GROUP)
     return sum(1 for p in owned for offset, _ in rows.get((TOPIC, p), [])
@@ -248,7 +247,7 @@ def test_describe_matches_zookeeper_and_flags_a_blocked_worker(cluster_factory, 
 
         time.sleep(3)  # traffic stopped: the healthy worker commits what it has, then all is still
         report = describe(cluster.zookeeper, interval=0)
-        committed = OffsetStore(client, GROUP).committed(TOPIC)
+        committed = GroupOffsets(cluster.zookeeper, GROUP).committed(TOPIC)
         for partition, row in report.items():
             assert row["committed"] == committed.get(partition)
             assert row["owner"] == owners[partition]
@@ -311,7 +310,7 @@ def test_a_failing_handler_stops_the_worker_at_the_message_and_it_is_restarted(c
         wait_for(lambda: all_logs(cluster).count("died with exit code 3") >= 2, 90,
                  what="the worker to fail, be restarted and fail again")
         poison_offset = 5 * (9 + 4)
-        assert OffsetStore(client, GROUP).fetch(TOPIC, 0) == poison_offset, \
+        assert GroupOffsets(cluster.zookeeper, GROUP).fetch(TOPIC, 0) == poison_offset, \
             "committed up to the message before the failing one"
         loaded = read_loaded(cluster.data_dir / "loaded" / GROUP)[(TOPIC, 0)]
         assert [v for _, v in loaded] == POISON_VALUES[:5], "nothing after it, nothing twice"
@@ -327,11 +326,11 @@ def test_on_error_skip_notes_the_message_and_goes_on(cluster_factory):
     cluster, client = poisoned_cluster(cluster_factory, "skip")
     try:
         end = sum(9 + len(v) for v in POISON_VALUES)
-        wait_for(lambda: OffsetStore(client, GROUP).fetch(TOPIC, 0) == end, 60,
+        wait_for(lambda: GroupOffsets(cluster.zookeeper, GROUP).fetch(TOPIC, 0) == end, 60,
                  what="the worker to commit the whole partition")
         loaded = read_loaded(cluster.data_dir / "loaded" / GROUP)[(TOPIC, 0)]
         assert [v for _, v in loaded] == [v for v in POISON_VALUES if v != b"poison"]
-        [event] = OffsetStore(client, GROUP).data_loss(TOPIC)[0]["events"]
+        [event] = GroupOffsets(cluster.zookeeper, GROUP).data_loss(TOPIC)[0]["events"]
         assert (event["kind"], event["offset"], event["bytes"], event["messages"]) == \
             ("skipped", 5 * (9 + 4), 9 + 6, 1)
         assert event["error"] == "ValueError: cannot load a poison message"
