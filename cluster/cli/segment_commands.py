@@ -59,7 +59,11 @@ def dump_log(args) -> int:
     try:
         reader = FileReader(fd)
         size = os.fstat(fd).st_size
-        index, trusted = load_gap_index(reader, path, base, size)
+        index, source = load_gap_index(reader, path, base, size)
+        if source not in ("sidecar", "none"):
+            err.print(f"note: the gap index {gap_index.path_of(path.parent, base).name} is not "
+                      f"usable ({source}); offsets follow the gap markers in the file",
+                      markup=False, soft_wrap=True)
         start, delta, index = seek(reader, size, index, args.offset)
         head = reader.read(start, message.GAP_ENTRY) if args.offset is not None else b""
         if _is_marker(head):
@@ -67,7 +71,7 @@ def dump_log(args) -> int:
                       f"to {message.gap_resume(head)}): starting at the gap's marker, as a "
                       "fetch there does", markup=False, soft_wrap=True)
         pieces = walk(reader, size, start, delta, args.max_messages,
-                      index if trusted else None)
+                      index if source == "sidecar" else None)
         if args.summary:
             summary = summarize(pieces, start + delta)
             summary = {"segment": str(path), "segment_bytes": size, **summary}
@@ -86,21 +90,19 @@ def dump_log(args) -> int:
     return 0
 
 
-def load_gap_index(reader, path: Path, base: int, size: int) -> tuple[gap_index.GapIndex, bool]:
-    """The segment's gap index and whether it came from a complete sidecar (then it also
-    re-anchors offsets after a bad range, where the walk may have lost a marker). No sidecar:
-    no markers (a trivial index; ``seek`` walks the file if it meets one). A pending or
-    damaged sidecar: the index is rebuilt from the file's framing, as the broker's open does."""
+def load_gap_index(reader, path: Path, base: int, size: int) -> tuple[gap_index.GapIndex, str]:
+    """The segment's gap index and where it came from: ``sidecar`` (complete: it also
+    re-anchors offsets after a bad range, where the walk may have lost a marker), ``none`` (no
+    sidecar, so no markers: a trivial index; ``seek`` walks the file if it meets one), or, for
+    a pending or damaged sidecar, the reason: the index is rebuilt from the file's framing,
+    as the broker's open does."""
     try:
         index = gap_index.read(path.parent, base, size)
     except ValueError as exc:
-        err.print(f"note: the gap index {gap_index.path_of(path.parent, base).name} is not "
-                  f"usable ({exc}); offsets follow the gap markers in the file", markup=False,
-                  soft_wrap=True)
-        return gap_index.runs_of(reader.read, size, base), False
+        return gap_index.runs_of(reader.read, size, base), str(exc)
     if index is None:
-        return gap_index.GapIndex(base), False
-    return index, True
+        return gap_index.GapIndex(base), "none"
+    return index, "sidecar"
 
 
 def seek(reader, size: int, index: gap_index.GapIndex, offset: int | None, walked=False):
@@ -579,7 +581,8 @@ def _scrub_targets(data_dir: Path, topic: str | None) -> list:
 
 
 def _scrub_segment(path: Path, start: int, last: bool, checked: dict, on_progress) -> list:
-    """The bad ranges of one segment file as rows (offset, size, reason)."""
+    """The bad ranges of one segment file as rows (offset, size, reason; a compacted
+    segment's positions made offsets through its gap index, as dump-log shows them)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         size = os.fstat(fd).st_size
@@ -591,14 +594,16 @@ def _scrub_segment(path: Path, start: int, last: bool, checked: dict, on_progres
             report.bad += again.bad
             report.messages += again.messages
             report.torn_at = again.torn_at
+        offset_at = load_gap_index(reader, path, start, size)[0].offset_at \
+            if report.bad or report.torn_at is not None else None
     finally:
         os.close(fd)
     checked["segments"] += 1
     checked["bytes"] += size
     checked["messages"] += report.messages
-    rows = [{"offset": start + bad.position, "size": bad.size, "reason": bad.reason}
+    rows = [{"offset": offset_at(bad.position), "size": bad.size, "reason": bad.reason}
             for bad in report.bad]
     if report.torn_at is not None:
-        rows.append({"offset": start + report.torn_at, "size": size - report.torn_at,
+        rows.append({"offset": offset_at(report.torn_at), "size": size - report.torn_at,
                      "reason": "torn tail"})
     return rows

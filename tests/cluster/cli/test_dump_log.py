@@ -281,3 +281,20 @@ def test_good_runs_with_markers_end_where_scrub_stops():
             data[at] ^= flip
             assert segment_commands.good_run(bytes(data), [])[-1] == \
                 scrub_prefix(bytes(data)), (at, flip)
+
+
+def test_scrub_names_a_bad_message_of_a_compacted_segment_by_its_offset(tmp_path, capsys):
+    """``sluice scrub`` reports positions past gap markers as offsets, through the gap index."""
+    partition = tmp_path / "broker-0" / "t" / "0"
+    partition.mkdir(parents=True)
+    path, _, kept, _ = compacted(partition)
+    data = bytearray(path.read_bytes())
+    victim = kept[-2]                           # a kept message after several markers
+    position = gap_index.read(partition, 0, len(data)).position(victim, len(data))
+    assert position < victim
+    data[position + message.HEADER_SIZE] ^= 0x01
+    path.write_bytes(bytes(data))
+    code = cli.main(["--data-dir", str(tmp_path), "scrub", "--json"])
+    found = json.loads(capsys.readouterr().out)["findings"]
+    assert code == segment_commands.SCRUB_FOUND_CORRUPTION
+    assert [(f["offset"], f["reason"]) for f in found] == [(victim, "crc")]
