@@ -536,13 +536,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="characters of each value to show (default %(default)s)")
     dump.add_argument("--offset", type=_non_negative_int, metavar="START",
                       help="start at this offset (as printed: the segment's start plus a byte "
-                      "position), which must be a message boundary; one inside a message is "
-                      "refused, naming the boundaries around it (default: the segment's start)")
+                      "position, past the gaps of a compacted segment), which must be a message "
+                      "boundary; one inside a message is refused, naming the boundaries around "
+                      "it; one the cleaner removed starts at its gap's marker, as a fetch does "
+                      "(default: the segment's start)")
     dump.add_argument("--max-messages", type=_positive_int, metavar="N",
                       help="stop after N messages (default: all)")
     dump.add_argument("--summary", action="store_true",
                       help="print only the count, bytes, first and last offset and CRC failures "
-                      "of the messages (from --offset, up to --max-messages), nothing per "
-                      "message")
+                      "of the messages, and the gap markers of a compacted segment (from "
+                      "--offset, up to --max-messages), nothing per message")
     return parser
 

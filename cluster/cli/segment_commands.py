@@ -13,10 +13,18 @@ segment is never held in memory, and ``--summary`` formats nothing per message.
 boundary is found by walking the size fields from the segment's start (CRCs are not checked
 on the way; past damage the walk is scrub's), and an offset inside a message is refused naming
 the boundaries around it.
+
+A compacted segment (README "How compaction works") holds gap markers: each is a row of its
+own, and the offsets after it jump to its resume offset (the walk keeps a running ``offset -
+position``). Its gap index (the ``<start>.gaps`` sidecar) maps an offset to a file position as
+the broker does: ``--offset`` walks only from the start of the run holding it, and an offset
+the cleaner removed starts at the marker of its gap, as a fetch there does. A pending or
+damaged sidecar is rebuilt from a walk of the file's framing, as the broker's open does.
 """
 from __future__ import annotations
 
 import base64
+import bisect
 import errno
 import json
 import os
@@ -25,7 +33,7 @@ import sys
 import zlib
 from pathlib import Path
 
-from broker import message
+from broker import gap_index, message
 from broker import scrub as scrubbing
 from broker.segment import FileReader
 from cluster.cli.output import err, print_json, print_table
@@ -35,6 +43,7 @@ CHUNK = 4 << 20
 _unpack = message.HEADER.unpack_from
 _unpack_size = struct.Struct(">I").unpack_from
 _crc32 = zlib.crc32
+_MAGIC_GAP, _GAP_SIZE = message.MAGIC_GAP, message.GAP_SIZE
 
 
 def dump_log(args) -> int:
@@ -50,10 +59,21 @@ def dump_log(args) -> int:
     try:
         reader = FileReader(fd)
         size = os.fstat(fd).st_size
-        start = seek(reader, size, base, args.offset)
-        pieces = walk(reader, size, start, args.max_messages)
+        index, source = load_gap_index(reader, path, base, size)
+        if source not in ("sidecar", "none"):
+            err.print(f"note: the gap index {gap_index.path_of(path.parent, base).name} is not "
+                      f"usable ({source}); offsets follow the gap markers in the file",
+                      markup=False, soft_wrap=True)
+        start, delta, index = seek(reader, size, index, args.offset)
+        head = reader.read(start, message.GAP_ENTRY) if args.offset is not None else b""
+        if _is_marker(head):
+            err.print(f"note: offset {args.offset} was compacted away (the gap {start + delta} "
+                      f"to {message.gap_resume(head)}): starting at the gap's marker, as a "
+                      "fetch there does", markup=False, soft_wrap=True)
+        pieces = walk(reader, size, start, delta, args.max_messages,
+                      index if source == "sidecar" else None)
         if args.summary:
-            summary = summarize(pieces, base, start)
+            summary = summarize(pieces, start + delta)
             summary = {"segment": str(path), "segment_bytes": size, **summary}
             if args.json:
                 print_json(summary)
@@ -61,49 +81,91 @@ def dump_log(args) -> int:
                 sys.stdout.write(summary_line(summary) + "\n")
             return 0
         if args.json:
-            _print_json(pieces, base)
+            _print_json(pieces)
         else:
-            _print_rows(pieces, base, size, args.preview, f"{path} ({size} bytes)")
+            _print_rows(pieces, max(base + size, index.end(size)), args.preview,
+                        f"{path} ({size} bytes)")
     finally:
         os.close(fd)
     return 0
 
 
-def seek(reader, size: int, base: int, offset: int | None) -> int:
-    """The position in the segment of ``offset`` (a partition offset), refused unless it is a
-    message boundary (or the segment's end, which shows nothing).
+def load_gap_index(reader, path: Path, base: int, size: int) -> tuple[gap_index.GapIndex, str]:
+    """The segment's gap index and where it came from: ``sidecar`` (complete: it also
+    re-anchors offsets after a bad range, where the walk may have lost a marker), ``none`` (no
+    sidecar, so no markers: a trivial index; ``seek`` walks the file if it meets one), or, for
+    a pending or damaged sidecar, the reason: the index is rebuilt from the file's framing,
+    as the broker's open does."""
+    try:
+        index = gap_index.read(path.parent, base, size)
+    except ValueError as exc:
+        return gap_index.runs_of(reader.read, size, base), str(exc)
+    if index is None:
+        return gap_index.GapIndex(base), "none"
+    return index, "sidecar"
 
-    The size fields are followed from the segment's start (fast: no CRCs); an offset they
-    land on is taken. A refusal, or a size field that cannot be right on the way, is left to
-    scrub's CRC walk (``scrub.locate``), so what is refused is what a fetch would refuse."""
+
+def seek(reader, size: int, index: gap_index.GapIndex, offset: int | None, walked=False):
+    """``(position, offset - position there, index)`` of where the dump starts: the start of
+    the message at ``offset`` (a partition offset), refused unless it is a message boundary
+    (or the segment's end, which shows nothing); an offset inside a gap the cleaner left
+    starts at the gap's marker, as a fetch there does.
+
+    The gap index gives the run of kept messages that holds ``offset``; the size fields are
+    followed from the run's start (fast: no CRCs), and an offset they land on is taken. A
+    marker met on the way, or an offset past the file's size, in a segment without a sidecar
+    (which should have no markers): its index is built from a walk of the file's framing
+    (returned, for the rows' offsets) and the seek done again. A refusal, or a size field
+    that cannot be right on the way, is left to scrub's CRC walk (``scrub.locate``), so what
+    is refused is what a fetch would refuse."""
+    base = index.offsets[0]
     if offset is None:
-        return 0
-    pos = offset - base
-    if not 0 <= pos <= size:
+        return 0, base, index
+    end = index.end(size)
+    if offset > end and not walked and len(index.offsets) == 1:
+        return seek(reader, size, gap_index.runs_of(reader.read, size, base), offset, True)
+    if not base <= offset <= end:
         raise InvalidArgument(f"--offset {offset} is outside this segment, which holds offsets "
-                              f"{base} to {base + size}")
-    at = 0
+                              f"{base} to {end}")
+    pos = index.position(offset, size)
+    run = bisect.bisect_right(index.positions, pos) - 1
+    delta = index.offsets[run] - index.positions[run]
+    if pos + delta != offset or pos == size:
+        return pos, delta, index
+        return pos, delta, index
+    at = index.positions[run]
     while at < pos:
-        walked, landed = _walk_sizes(reader.read(at, min(CHUNK, size - at)), pos - at,
-                                     size - at)
+        step, landed = _walk_sizes(reader.read(at, min(CHUNK, size - at)), pos - at,
+                                   size - at)
         if landed:
-            return pos
-        if not walked:
+            return pos, delta, index
+        if not step:
             break
-        at += walked
+        at += step
     if at == pos:
-        return pos
+        return pos, delta, index
+    if not walked and len(index.offsets) == 1 and _is_marker(reader.read(at, message.GAP_ENTRY)):
+        return seek(reader, size, gap_index.runs_of(reader.read, size, base), offset, True)
     where = scrubbing.locate(reader, size, pos)
     if where.kind in ("message", "corrupt"):
-        return pos
-    raise scrubbing.read_error(where, offset, base, base + size)
+        return pos, delta, index
+    where = where._replace(before=index.offset_at(where.before) - base,
+                           after=index.offset_at(where.after) - base)
+    raise scrubbing.read_error(where, offset, base, end)
+
+
+def _is_marker(head) -> bool:
+    """Whether ``head`` starts with a gap marker's framing (size and magic; CRC unchecked)."""
+    return len(head) >= message.HEADER_SIZE and _unpack(head)[:2] == (message.GAP_SIZE,
+                                                                      message.MAGIC_GAP)
 
 
 def _walk_sizes(buf, target: int, left: int) -> tuple[int, bool]:
     """Follow the size fields of ``buf`` (a chunk starting at a boundary, ``left`` bytes
     before the segment's end): ``(bytes walked, True)`` when a message starts at ``target``;
-    ``(bytes walked, False)`` when the walk stops first (the chunk's end, a size that cannot
-    be right, or ``target`` inside a message).
+    ``(bytes walked, False)`` when the walk stops first (the chunk's end, a size or magic
+    that cannot be right, or ``target`` inside a message). A gap marker stops it too: the
+    walk starts at a run of kept messages (``seek``), and a marker ends that run.
 
     >>> _walk_sizes(message.encode(b"ab") * 3, 22, 33), _walk_sizes(message.encode(b"ab"), 5, 11)
     ((22, True), (0, False))
@@ -123,13 +185,20 @@ def _walk_sizes(buf, target: int, left: int) -> tuple[int, bool]:
     return pos, pos == target
 
 
-def good_run(buf) -> list[int]:
-    """``[0, end of message 1, end of message 2, ...]``: the whole valid messages at the start
-    of ``buf`` (message.validate_set's checks, in one walk that keeps the positions), so
-    message i is ``buf[s[i]:s[i+1]]``.
+def good_run(buf, gaps: list | None = None) -> list[int]:
+    """``[0, end of entry 1, end of entry 2, ...]``: the whole valid entries at the start of
+    ``buf`` (message.validate_set's checks, in one walk that keeps the positions), so entry i
+    is ``buf[s[i]:s[i+1]]``.
+
+    ``gaps``: gap markers (magic 3, their size, a good CRC) are valid entries too, as in
+    stored data (scrub.validate_set), and the index i of each is appended to it; without it
+    a marker is damage, as in a producer's set. Any other magic above MAX_MAGIC is damage.
 
     >>> good_run(message.encode(b"ab") + message.encode(b"c") + b"torn")
     [0, 11, 21]
+    >>> gaps = []
+    >>> good_run(message.encode(b"ab") + message.encode_gap(90) + message.encode(b"c"), gaps), gaps
+    ([0, 11, 28, 38], [1])
     """
     starts = [0]
     append = starts.append
@@ -144,7 +213,10 @@ def good_run(buf) -> list[int]:
                 or crc32(buf[pos + 9:nxt]) != crc \
                 or magic == 1 and (size < 10 or 14 + unpack_size(buf, pos + 10)[0] > nxt - pos) \
                 or magic == 2 and _bad_record(buf, pos, nxt):
-            break
+            if magic != _MAGIC_GAP or size != _GAP_SIZE or nxt > end or gaps is None \
+                    or crc32(buf[pos + 9:nxt]) != crc:
+                break
+            gaps.append(len(starts) - 1)
         pos = nxt
         append(pos)
     return starts
@@ -161,65 +233,98 @@ def _bad_record(buf, pos: int, nxt: int) -> bool:
     return False
 
 
-def walk(reader, size: int, start: int, limit: int | None = None):
-    """What the segment holds from ``start``, in order: ``("run", pos, buf, starts)`` for good
-    messages (``good_run``'s ``starts`` into ``buf``, which begins at segment position
-    ``pos``), ``("big", pos, length, head)`` for a good message longer than a chunk (its first
-    bytes), ``("bad", pos, end, reason, buf)`` for a bad range (its bytes when it fits in a
-    chunk). At most ``limit`` messages."""
+def walk(reader, size: int, start: int, delta: int, limit: int | None = None,
+         index: gap_index.GapIndex | None = None):
+    """What the segment holds from position ``start`` (a boundary; ``delta`` is offset minus
+    position there), in order:
+
+    - ``("run", at, buf, starts)``: good messages, ``buf[starts[i]:starts[i+1]]`` at offset
+      ``at + starts[i]`` (``good_run``'s starts, cut at the gap markers);
+    - ``("gap", offset, resume)``: a gap marker; the next entry is at offset ``resume``;
+    - ``("big", offset, length, head)``: a good message longer than a chunk (its first bytes);
+    - ``("bad", offset, size, next_offset, reason, buf)``: a bad range of ``size`` bytes (its
+      bytes when it fits in a chunk).
+
+    At most ``limit`` messages. ``index`` (a complete sidecar's) re-anchors the offsets after a
+    bad range, which may have hidden a marker; without it they go on from the last marker."""
     pos = start
     left = limit
     while pos < size and (left is None or left > 0):
         buf = reader.read(pos, min(CHUNK, size - pos))
-        starts = good_run(buf)
+        gaps = []
+        starts = good_run(buf, gaps)
         if len(starts) > 1:
-            if left is not None:
-                starts = starts[:left + 1]
-                left -= len(starts) - 1
-            yield "run", pos, buf, starts
+            at = pos + delta
+            first = 0
+            final = len(starts) - 1
+            for mark in gaps + [final]:
+                if mark > first:
+                    run = starts if mark - first == final else starts[first:mark + 1]
+                    if left is not None:
+                        if mark - first >= left:
+                            yield "run", at, buf, run[:left + 1]
+                            return
+                        left -= mark - first
+                    yield "run", at, buf, run
+                if mark < final:
+                    resume = message.gap_resume(buf, starts[mark])
+                    yield "gap", at + starts[mark], resume
+                    at = resume - starts[mark + 1]
+                    first = mark + 1
+            delta = at - pos
             pos += starts[-1]
             continue
         length, reason = scrubbing.entry_at(reader, size, pos)
         if length:
-            yield "big", pos, length, buf[:1 << 16]
+            yield "big", pos + delta, length, buf[:1 << 16]
             pos += length
             left = None if left is None else left - 1
             continue
         resume, _ = scrubbing.resume_after(reader, size, pos)
-        yield "bad", pos, resume, reason, buf[:resume - pos] if resume - pos <= len(buf) else None
+        offset = pos + delta
+        if index is not None:
+            delta = index.offset_at(resume) - resume
+        yield ("bad", offset, resume - pos, resume + delta, reason,
+               buf[:resume - pos] if resume - pos <= len(buf) else None)
         pos = resume
 
 
-def summarize(pieces, base: int, start: int) -> dict:
-    """Count, bytes, first and last offset, CRC failures and other bad ranges of a walk."""
-    count = good_bytes = crc_failures = 0
+def summarize(pieces, start: int) -> dict:
+    """Count, bytes, first and last offset, gap markers (and the bytes they stand for), CRC
+    failures and other bad ranges of a walk from offset ``start``."""
+    count = good_bytes = crc_failures = gaps = compacted = 0
     first = last = None
     bad = []
     end = start
     for piece in pieces:
-        if piece[0] == "run":
-            _, pos, _, starts = piece
+        kind = piece[0]
+        if kind == "run":
+            _, at, _, starts = piece
             count += len(starts) - 1
-            good_bytes += starts[-1]
+            good_bytes += starts[-1] - starts[0]
             if first is None:
-                first = base + pos
-            last = base + pos + starts[-2]
-            end = pos + starts[-1]
-        elif piece[0] == "big":
-            _, pos, length, _ = piece
+                first = at + starts[0]
+            last = at + starts[-2]
+            end = at + starts[-1]
+        elif kind == "gap":
+            _, offset, end = piece
+            gaps += 1
+            compacted += end - offset
+        elif kind == "big":
+            _, offset, length, _ = piece
             count += 1
             good_bytes += length
-            first = base + pos if first is None else first
-            last = base + pos
-            end = pos + length
+            first = offset if first is None else first
+            last = offset
+            end = offset + length
         else:
-            _, pos, resume, reason, _ = piece
+            _, offset, length, end, reason, _ = piece
             if reason == "crc":
                 crc_failures += 1
-            bad.append({"offset": base + pos, "size": resume - pos, "reason": reason})
-            end = resume
+            bad.append({"offset": offset, "size": length, "reason": reason})
     return {"messages": count, "bytes": good_bytes, "first_offset": first, "last_offset": last,
-            "next_offset": base + end, "crc_failures": crc_failures, "bad_ranges": bad}
+            "next_offset": end, "gaps": gaps, "compacted_bytes": compacted,
+            "crc_failures": crc_failures, "bad_ranges": bad}
 
 
 def summary_line(s: dict) -> str:
@@ -227,6 +332,8 @@ def summary_line(s: dict) -> str:
             f"{s['segment_bytes']}")
     if s["messages"]:
         text += f", offsets {s['first_offset']} to {s['last_offset']}"
+    if s["gaps"]:
+        text += f", {s['gaps']} gap(s) of {s['compacted_bytes']} compacted bytes"
     text += f", {s['crc_failures']} CRC failure(s)"
     others = [b for b in s["bad_ranges"] if b["reason"] != "crc"]
     if others:
@@ -284,44 +391,51 @@ def _entry_json(buf, pos: int, end: int, offset: int, crc_ok: bool) -> dict:
     return entry
 
 
-def _bad_json(pos: int, resume: int, reason: str, base: int) -> dict:
-    return {"offset": base + pos, "size": resume - pos,
-            "error": f"{reason}: {resume - pos} byte(s) up to offset {base + resume} cannot be "
-            "read"}
+def _bad_json(offset: int, size: int, resume: int, reason: str) -> dict:
+    return {"offset": offset, "size": size,
+            "error": f"{reason}: {size} byte(s) up to offset {resume} cannot be read"}
 
 
-def _crc_bad_entry(chunk, pos: int, resume: int):
-    """The bytes of a bad range that is one whole message with a wrong CRC (its size field
-    intact), so it can be shown; None otherwise."""
+def _gap_json(offset: int, resume: int) -> dict:
+    return {"offset": offset, "next_offset": resume, "size": message.GAP_SIZE,
+            "magic": message.MAGIC_GAP, "crc_ok": True, "gap_to": resume}
+
+
+def _crc_bad_entry(chunk, length: int):
+    """The bytes of a bad range (``length`` bytes) that is one whole message with a wrong CRC
+    (its size field intact), so it can be shown; None otherwise."""
     if chunk is None or len(chunk) < message.HEADER_SIZE:
         return None
-    if message.SIZE_FIELD + _unpack_size(chunk, 0)[0] != resume - pos:
+    if message.SIZE_FIELD + _unpack_size(chunk, 0)[0] != length:
         return None
     return chunk
 
 
-def _print_json(pieces, base: int) -> None:
+def _print_json(pieces) -> None:
     write = sys.stdout.write
     dumps = json.dumps
     for piece in pieces:
-        if piece[0] == "run":
-            _, pos, buf, starts = piece
-            write("".join(dumps(_entry_json(buf, a, b, base + pos + a, True)) + "\n"
+        kind = piece[0]
+        if kind == "run":
+            _, at, buf, starts = piece
+            write("".join(dumps(_entry_json(buf, a, b, at + a, True)) + "\n"
                           for a, b in zip(starts, starts[1:])))
-        elif piece[0] == "big":
-            _, pos, length, head = piece
+        elif kind == "gap":
+            write(dumps(_gap_json(piece[1], piece[2])) + "\n")
+        elif kind == "big":
+            _, offset, length, head = piece
             key, value_bytes = _big_key(head, length)
-            entry = {"offset": base + pos, "next_offset": base + pos + length,
+            entry = {"offset": offset, "next_offset": offset + length,
                      "size": length - 4, "magic": head[4], "crc_ok": True}
             _as_text("key", key, entry)
             write(dumps({**entry, "value_bytes": value_bytes}) + "\n")
         else:
-            _, pos, resume, reason, chunk = piece
-            whole = _crc_bad_entry(chunk, pos, resume) if reason == "crc" else None
+            _, offset, length, resume, reason, chunk = piece
+            whole = _crc_bad_entry(chunk, length) if reason == "crc" else None
             if whole is not None:
-                write(dumps(_entry_json(whole, 0, resume - pos, base + pos, False)) + "\n")
+                write(dumps(_entry_json(whole, 0, length, offset, False)) + "\n")
             else:
-                write(dumps(_bad_json(pos, resume, reason, base)) + "\n")
+                write(dumps(_bad_json(offset, length, resume, reason)) + "\n")
 
 
 def _cell(data, width: int) -> str:
@@ -342,43 +456,51 @@ def _cell(data, width: int) -> str:
 KEY_WIDTH = 16
 
 
-def _print_rows(pieces, base: int, size: int, preview: int, title: str) -> None:
-    """One line per entry, streamed a chunk at a time; a total line at the end."""
+def _print_rows(pieces, end: int, preview: int, title: str) -> None:
+    """One line per entry, streamed a chunk at a time; a total line at the end (``end``: the
+    largest offset, for the column's width)."""
     write = sys.stdout.write
-    w = len(str(base + size))
+    w = len(str(end))
     row = f"{{:>{w}}}  {{:>8}}  {{:<3}}  {{:<{KEY_WIDTH}}}  {{}}".format
     write(title + "\n" + row("offset", "size", "crc", "key", "value") + "\n")
-    count = bad = 0
+    count = bad = gaps = 0
     for piece in pieces:
-        if piece[0] == "run":
-            _, pos, buf, starts = piece
+        kind = piece[0]
+        if kind == "run":
+            _, at, buf, starts = piece
             lines = []
             for a, b in zip(starts, starts[1:]):
                 _, key, value = _fields(buf, a)
-                lines.append(row(base + pos + a, b - a - 4, "ok",
+                lines.append(row(at + a, b - a - 4, "ok",
                                  "" if key is None else _cell(key, KEY_WIDTH),
                                  _cell(value, preview)))
             count += len(lines)
             write("\n".join(lines) + "\n")
-        elif piece[0] == "big":
-            _, pos, length, head = piece
+        elif kind == "gap":
+            _, offset, resume = piece
+            gaps += 1
+            write(row(offset, message.GAP_SIZE, "ok", "",
+                      f"[gap: compacted away up to offset {resume}]") + "\n")
+        elif kind == "big":
+            _, offset, length, head = piece
             count += 1
             key, value_bytes = _big_key(head, length)
-            write(row(base + pos, length - 4, "ok", "" if key is None else _cell(key, KEY_WIDTH),
+            write(row(offset, length - 4, "ok", "" if key is None else _cell(key, KEY_WIDTH),
                       f"<{value_bytes} bytes>") + "\n")
         else:
-            _, pos, resume, reason, chunk = piece
-            whole = _crc_bad_entry(chunk, pos, resume) if reason == "crc" else None
+            _, offset, length, _, reason, chunk = piece
+            whole = _crc_bad_entry(chunk, length) if reason == "crc" else None
             if whole is not None:
                 _, key, value = _fields(whole, 0)
-                write(row(base + pos, resume - pos - 4, "BAD",
+                write(row(offset, length - 4, "BAD",
                           "" if key is None else _cell(key, KEY_WIDTH),
                           _cell(value, preview)) + "\n")
             else:
-                write(row(base + pos, resume - pos, "", "",
-                          f"[{reason}: {resume - pos} byte(s) cannot be read]") + "\n")
+                write(row(offset, length, "", "",
+                          f"[{reason}: {length} byte(s) cannot be read]") + "\n")
             bad += 1
-    write(f"{count} message(s) and {bad} bad range(s) shown\n")
+    shown = f"{count} message(s)" + (f", {gaps} gap(s)" if gaps else "")
+    write(f"{shown} and {bad} bad range(s) shown\n")
 
 
 SCRUB_FOUND_CORRUPTION = 3
@@ -459,7 +581,8 @@ def _scrub_targets(data_dir: Path, topic: str | None) -> list:
 
 
 def _scrub_segment(path: Path, start: int, last: bool, checked: dict, on_progress) -> list:
-    """The bad ranges of one segment file as rows (offset, size, reason)."""
+    """The bad ranges of one segment file as rows (offset, size, reason; a compacted
+    segment's positions made offsets through its gap index, as dump-log shows them)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         size = os.fstat(fd).st_size
@@ -471,14 +594,16 @@ def _scrub_segment(path: Path, start: int, last: bool, checked: dict, on_progres
             report.bad += again.bad
             report.messages += again.messages
             report.torn_at = again.torn_at
+        offset_at = load_gap_index(reader, path, start, size)[0].offset_at \
+            if report.bad or report.torn_at is not None else None
     finally:
         os.close(fd)
     checked["segments"] += 1
     checked["bytes"] += size
     checked["messages"] += report.messages
-    rows = [{"offset": start + bad.position, "size": bad.size, "reason": bad.reason}
+    rows = [{"offset": offset_at(bad.position), "size": bad.size, "reason": bad.reason}
             for bad in report.bad]
     if report.torn_at is not None:
-        rows.append({"offset": start + report.torn_at, "size": size - report.torn_at,
+        rows.append({"offset": offset_at(report.torn_at), "size": size - report.torn_at,
                      "reason": "torn tail"})
     return rows
