@@ -36,7 +36,10 @@ from kafka.protocol.admin.groups import DescribeGroupsResponse, ListGroupsRespon
 from kafka.protocol.metadata import FindCoordinatorResponse
 from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
 
+from broker.kafka import access
+from broker.kafka.access import GROUP, TOPIC, Operation
 from broker.kafka.boundaries import RemoteBoundaries
+from broker.kafka.errors import GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED
 from broker.kafka.records import resolve_offset
 from broker.kafka.group_coordinator import (Error, GroupCoordinator, GroupSettings, JoinResult,
                                             State, SyncResult)
@@ -270,11 +273,15 @@ def _valid_group(group_id: str) -> bool:
         return False
 
 
-def _group_error(ctx: KafkaContext, group_id: str) -> int | None:
-    """INVALID_GROUP_ID, NOT_COORDINATOR, or None when this broker coordinates the group. A
+def _group_error(ctx: KafkaContext, group_id: str, req: KafkaRequest | None = None,
+                 operation: Operation = Operation.CONSUME) -> int | None:
+    """INVALID_GROUP_ID, GROUP_AUTHORIZATION_FAILED (the ACLs, broker/kafka/access.py, for
+    ``req``'s principal), NOT_COORDINATOR, or None when this broker coordinates the group. A
     group that moved away is let go at once (its members are about to join elsewhere)."""
     if not _valid_group(group_id):
         return INVALID_GROUP_ID
+    if req is not None and access.refusal(ctx, req.conn, operation, GROUP, group_id):
+        return GROUP_AUTHORIZATION_FAILED
     groups = _groups(ctx)
     if not groups.coordinates(group_id):
         groups.release(group_id)
@@ -316,7 +323,7 @@ def _coordinator_answer(ctx: KafkaContext, key: str, key_type: int):
 
 def join_group(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req)
     if error is not None:
         return _response(req, JoinResult(error, member_id=body.member_id))
     groups = _groups(ctx)
@@ -333,7 +340,7 @@ def join_group(req: KafkaRequest, ctx: KafkaContext):
 
 def sync_group(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req)
     if error is not None:
         return _response(req, SyncResult(error))
     groups = _groups(ctx)
@@ -350,7 +357,7 @@ def sync_group(req: KafkaRequest, ctx: KafkaContext):
 
 def heartbeat(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req)
     if error is None:
         group = _groups(ctx).coordinator.group(body.group_id)
         error = int(group.heartbeat(body.member_id, body.generation_id,
@@ -363,7 +370,7 @@ def leave_group(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
     leaving = ([(m.member_id, m.group_instance_id) for m in body.members] if version >= 3
                else [(body.member_id, None)])
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req)
     results = []
     if error is None:
         groups = _groups(ctx)
@@ -476,7 +483,7 @@ def offset_commit(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
     wanted = [(t.name, p.partition_index, p.committed_offset)
               for t in body.topics for p in t.partitions]
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req)
     if error is None:
         groups = _groups(ctx)
         group = groups.coordinator.groups.get(body.group_id)
@@ -489,10 +496,15 @@ def offset_commit(req: KafkaRequest, ctx: KafkaContext):
                 Error.ILLEGAL_GENERATION)
     if error is not None:
         return _commit_response(req, {(t, p): error for t, p, _ in wanted})
+    denied = {t for t in {t for t, _, _ in wanted}
+              if access.refusal(ctx, req.conn, Operation.CONSUME, TOPIC, t)}
     commit = _PendingCommit(req, wanted)
     now = ctx.now()
     for topic, partition, offset in wanted:
-        _resolve(ctx, groups, commit, (topic, partition), offset, now)
+        if topic in denied:       # nothing of it is written
+            commit.codes[(topic, partition)] = TOPIC_AUTHORIZATION_FAILED
+        else:
+            _resolve(ctx, groups, commit, (topic, partition), offset, now)
     if commit.ready(ctx.zk):
         return commit.response()
     groups.commits.append(commit)
@@ -544,7 +556,7 @@ def offset_fetch(req: KafkaRequest, ctx: KafkaContext):
     """Committed offsets from ZooKeeper (-1 where none); all of the group's topics when
     ``topics`` is null (v2+)."""
     body, version = req.body, req.api_version
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req, Operation.DESCRIBE)
     _Topic = OffsetFetchResponse.OffsetFetchResponseTopic
     _Partition = _Topic.OffsetFetchResponsePartition
     if error is not None:
@@ -596,7 +608,7 @@ def describe_groups(req: KafkaRequest, ctx: KafkaContext):
     _Member = _Group.DescribedGroupMember
     described = []
     for group_id in req.body.groups:
-        error = _group_error(ctx, group_id)
+        error = _group_error(ctx, group_id, req, Operation.DESCRIBE)
         group = _groups(ctx).coordinator.groups.get(group_id) if error is None else None
         if group is None or not group.members:
             state = "Dead"
