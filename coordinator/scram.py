@@ -58,7 +58,8 @@ ITERATIONS = 4096          # RFC 7677's minimum, Kafka's default
 MIN_ITERATIONS = 4096
 SALT_BYTES = 16
 _HASH = hashlib.sha256
-_FAKE_SALT_KEY = secrets.token_bytes(32)   # salts told for unknown users (this process)
+_FAKE_SALT_KEY = secrets.token_bytes(32)   # salts told for unknown users; PLAIN's memory
+_REMEMBERED = 4096                         # PLAIN logins remembered (emptied when full)
 
 
 class SaslRefused(Exception):
@@ -164,6 +165,7 @@ class ScramExchange:
         self.user: str | None = None
         self._credential: ScramCredential | None = None
         self._nonce = ""
+        self._old_librdkafka = ""
         self._auth_prefix = b""
         self.done = False
 
@@ -188,6 +190,10 @@ class ScramExchange:
                             if self._credential is not None else
                             (_hmac(_FAKE_SALT_KEY, self.user.encode())[:SALT_BYTES], ITERATIONS))
         self._nonce = attrs[1][1] + self.server_nonce
+        # librdkafka before 2.6.1 (Debian's kcat: 2.0.2) sends the client nonce once more in
+        # front of the whole nonce (librdkafka#4895); Kafka 3.8.1 to 3.9 accept that too. It
+        # still carries this exchange's server nonce, and the proof covers what was sent.
+        self._old_librdkafka = attrs[1][1] + self._nonce
         server_first = f"r={self._nonce},s={_b64(salt)},i={iterations}".encode()
         self._auth_prefix = bare + b"," + server_first
         return server_first
@@ -197,7 +203,7 @@ class ScramExchange:
         if not sep or not self._auth_prefix:
             raise SaslRefused("the SCRAM client-final message is malformed")
         attrs = dict(_attributes(without_proof, "client-final message"))
-        if attrs.get("c") != "biws" or attrs.get("r") != self._nonce:
+        if attrs.get("c") != "biws" or attrs.get("r") not in (self._nonce, self._old_librdkafka):
             raise SaslRefused("the SCRAM client-final message has a wrong channel binding "
                               "or nonce")
         try:
@@ -218,13 +224,23 @@ class ScramExchange:
         return b"v=" + _b64(_hmac(credential.server_key, auth_message)).encode()
 
 
-def plain(message: bytes, lookup: Callable[[str], ScramCredential | None]) -> str:
+def plain(message: bytes, lookup: Callable[[str], ScramCredential | None],
+          remembered: dict | None = None) -> str:
     """Check a PLAIN message ``authzid NUL user NUL password`` against the stored credential;
     the user's name, or SaslRefused.
 
+    Each check costs one PBKDF2 of the credential's iterations (milliseconds of the caller's
+    thread), so a ``remembered`` dict, when given, keeps the logins that succeeded: keyed by
+    an HMAC of user and password under a key of this process, holding the credential they
+    matched, so a reconnecting client costs one HMAC and a changed password is checked
+    again. Failures are not remembered.
+
     >>> cred = ScramCredential.from_password("pencil", b"salt", 4096)
-    >>> plain(b"\\x00user\\x00pencil", lambda name: cred if name == "user" else None)
+    >>> seen = {}
+    >>> plain(b"\\x00user\\x00pencil", lambda name: cred if name == "user" else None, seen)
     'user'
+    >>> len(seen)
+    1
     """
     parts = message.split(b"\x00")
     if len(parts) != 3 or not parts[1] or not parts[2]:
@@ -236,7 +252,14 @@ def plain(message: bytes, lookup: Callable[[str], ScramCredential | None]) -> st
     if authzid and authzid != user:
         raise SaslRefused("a PLAIN authorization id other than the user is not served")
     credential = lookup(user)
+    key = _hmac(_FAKE_SALT_KEY, parts[1] + b"\x00" + parts[2])
+    if credential is not None and remembered is not None and remembered.get(key) is credential:
+        return user
     if credential is None or not credential.matches(password):
         raise SaslRefused(f"authentication of user {user!r} with {PLAIN} failed: unknown "
                           f"user or wrong password")
+    if remembered is not None:
+        if len(remembered) >= _REMEMBERED:
+            remembered.clear()
+        remembered[key] = credential
     return user

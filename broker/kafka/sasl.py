@@ -16,8 +16,10 @@ ILLEGAL_SASL_STATE (34) (in its response's top-level error code; an API without 
 answer, as from Kafka's broker); an unknown mechanism UNSUPPORTED_SASL_MECHANISM (33) and the
 list. Each refusal is counted as ``authentication_failed`` and logged at most once per 5 s
 (broker/error_counts.py); the broker serves everyone else meanwhile. SaslHandshake v0 (its
-SASL bytes unframed, without SaslAuthenticate) is not served: kafka-python and librdkafka use
-v1 when ApiVersions lists SaslAuthenticate. Sessions do not expire (SessionLifetimeMs 0: no
+SASL bytes then sent unframed, without SaslAuthenticate) is advertised but refused with
+ILLEGAL_SASL_STATE: librdkafka (before 2.x, e.g. Debian's kcat) enables SASL PLAIN only when
+the advertised range includes v0, while kafka-python and librdkafka send v1 whenever
+ApiVersions lists SaslAuthenticate. Sessions do not expire (SessionLifetimeMs 0: no
 KIP-368 re-authentication).
 
 The users (coordinator/sasl_users.py) are read from ZooKeeper and watched, so ``sluice users
@@ -70,6 +72,7 @@ class Users:
 
     def __init__(self):
         self.by_name: dict[str, scram.ScramCredential] = {}
+        self.plain_logins: dict = {}     # PLAIN logins that succeeded (coordinator/scram.py)
 
     def changed(self, users: dict) -> None:
         self.by_name = users
@@ -122,6 +125,10 @@ def handshake(req: KafkaRequest, ctx: KafkaContext):
     if state is None:
         return SaslHandshakeResponse(version=req.api_version, error_code=ILLEGAL_SASL_STATE,
                                      mechanisms=[])
+    if req.api_version == 0:
+        _refuse(ctx, req, "SaslHandshake v0 (unframed SASL) is not served; use v1")
+        return CloseAfter(SaslHandshakeResponse(version=0, error_code=ILLEGAL_SASL_STATE,
+                                                mechanisms=list(scram.MECHANISMS)))
     if state.step != START:
         _refuse(ctx, req, "a second SaslHandshake")
         return CloseAfter(SaslHandshakeResponse(version=req.api_version,
@@ -149,7 +156,7 @@ def authenticate(req: KafkaRequest, ctx: KafkaContext):
     message = bytes(req.body.auth_bytes or b"")
     try:
         if state.mechanism == scram.PLAIN:
-            user = scram.plain(message, users.lookup)
+            user = scram.plain(message, users.lookup, users.plain_logins)
             reply = b""
         elif state.step == HANDSHAKEN:
             state.exchange = scram.ScramExchange(users.lookup, secrets.token_urlsafe(18))
@@ -175,4 +182,4 @@ def _auth_response(req: KafkaRequest, code: int, message: str | None, data: byte
 
 
 SASL_HANDLERS = {SASL_HANDSHAKE_KEY: handshake, SASL_AUTHENTICATE_KEY: authenticate}
-SASL_VERSIONS = {SASL_HANDSHAKE_KEY: (1, 1), SASL_AUTHENTICATE_KEY: (0, 2)}
+SASL_VERSIONS = {SASL_HANDSHAKE_KEY: (0, 1), SASL_AUTHENTICATE_KEY: (0, 2)}

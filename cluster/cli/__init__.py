@@ -11,6 +11,7 @@
 | message_commands | ``produce``, ``consume``                                              |
 | group_commands   | ``groups list|describe`` (lag per partition)                          |
 | segment_commands | ``dump-log``, ``scrub``                                               |
+| user_commands    | ``users add|remove|list`` (the Kafka listener's SASL users)           |
 
 The commands that live with what they run: ``perf`` in cluster/tools/perf.py, ``dashboard`` in
 cluster/observe/terminal_dashboard.py, ``drill`` in cluster/drills/command.py.

@@ -4,13 +4,14 @@
 one broker certificate signed by it, valid for the brokers' hosts (``localhost``, 127.0.0.1 and
 any advertised host given), then keeps them across restarts:
 
-| file        | mode | what                                                          |
-| ----------- | ---- | ------------------------------------------------------------- |
-| ca.pem      | 0644 | the CA certificate: what Kafka clients are told to trust      |
-| ca.key      | 0600 | the CA's private key (only to sign a new broker certificate)  |
-| broker.pem  | 0644 | the brokers' certificate                                      |
-| broker.key  | 0600 | its private key                                               |
+| file           | what                                                          |
+| -------------- | ------------------------------------------------------------- |
+| ca.pem         | the CA certificate: what Kafka clients are told to trust      |
+| ca-key.pem     | the CA's private key (only to sign a new broker certificate)  |
+| broker.pem     | the brokers' certificate                                      |
+| broker-key.pem | its private key                                               |
 
+every file 0600, as all of ``security/`` (a client of another user gets a copy of ca.pem).
 Keys are EC P-256. The work is the ``openssl`` command's (OpenSSL 1.1.1 or later), run with
 umask 077, so a key file is never readable by others, not even for a moment.
 """
@@ -63,7 +64,8 @@ def ensure(data_dir: str | Path, hosts=()) -> KafkaTlsConfig:
     for directory in (root.parent, root):
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         directory.chmod(0o700)
-    ca, ca_key, cert, key = (root / n for n in ("ca.pem", "ca.key", "broker.pem", "broker.key"))
+    ca, ca_key, cert, key = (root / n for n in ("ca.pem", "ca-key.pem", "broker.pem",
+                                                 "broker-key.pem"))
     if not (ca.exists() and ca_key.exists()):
         _openssl("req", "-x509", *_EC, "-keyout", ca_key.name, "-out", ca.name, "-days",
                  str(CA_DAYS), "-subj", "/CN=sluice cluster CA",
@@ -83,7 +85,5 @@ def ensure(data_dir: str | Path, hosts=()) -> KafkaTlsConfig:
                      "-days", str(BROKER_DAYS), "-extfile", str(ext), "-out", cert.name,
                      cwd=root)
         logger.info("made the Kafka listener's certificate in %s (trust %s)", root, ca)
-    for public in (ca, cert):
-        public.chmod(0o644)
     return KafkaTlsConfig(certificate=str(cert.resolve()), private_key=str(key.resolve()),
                           ca_certificate=str(ca.resolve()))

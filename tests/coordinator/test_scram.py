@@ -1,6 +1,7 @@
 """SCRAM-SHA-256 and PLAIN on the server side (coordinator/scram.py), pure: RFC 7677's test
 vector, kafka-python's own SCRAM client as a second judge, and each way an exchange fails."""
 import base64
+import hashlib
 
 import pytest
 from kafka.net.sasl.scram import ScramClient
@@ -86,3 +87,36 @@ def test_too_few_iterations_and_empty_passwords_are_refused():
         scram.ScramCredential.from_password("pw", iterations=1000)
     with pytest.raises(InvalidArgument):
         scram.ScramCredential.from_password("")
+
+
+def test_plain_remembers_a_success_only_for_the_credential_it_matched(users):
+    remembered = {}
+    assert scram.plain(b"\x00user\x00pencil", users.get, remembered) == "user"
+    assert scram.plain(b"\x00user\x00pencil", users.get, remembered) == "user"   # remembered
+    with pytest.raises(scram.SaslRefused):
+        scram.plain(b"\x00user\x00wrong", users.get, remembered)
+    changed = {"user": scram.ScramCredential.from_password("new password")}
+    with pytest.raises(scram.SaslRefused):      # the old password after a change
+        scram.plain(b"\x00user\x00pencil", changed.get, remembered)
+    assert len(remembered) == 1
+
+
+def test_old_librdkafkas_doubled_client_nonce_is_taken_but_no_other_nonce(users):
+    """librdkafka before 2.6.1 answers r=<client nonce><client nonce><server nonce>."""
+    cred = users["user"]
+    for nonce, accepted in (("cnoncecnonceSRV", True), ("xcnonceSRV", False),
+                            ("cnonceSRVx", False)):
+        exchange = scram.ScramExchange(users.get, "SRV")
+        server_first = exchange.first(b"n,,n=user,r=cnonce")
+        without_proof = b"c=biws,r=" + nonce.encode()
+        auth = b"n=user,r=cnonce," + server_first + b"," + without_proof
+        salted = hashlib.pbkdf2_hmac("sha256", b"pencil", cred.salt, 4096)
+        client_key = scram._hmac(salted, b"Client Key")
+        signature = scram._hmac(cred.stored_key, auth)
+        proof = bytes(a ^ b for a, b in zip(client_key, signature))
+        final = without_proof + b",p=" + base64.b64encode(proof)
+        if accepted:
+            assert exchange.final(final).startswith(b"v=")
+        else:
+            with pytest.raises(scram.SaslRefused, match="nonce"):
+                exchange.final(final)
