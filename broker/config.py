@@ -184,6 +184,13 @@ class BrokerConfig:
     def endpoint_host(self) -> str:
         return self.advertised_host or self.host
 
+    @property
+    def kafka_security_protocol(self) -> str:
+        """The Kafka listener's protocol as Kafka clients name it (their security_protocol)."""
+        if self.kafka_tls is None:
+            return "PLAINTEXT"
+        return "SASL_SSL" if self.kafka_sasl else "SSL"
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

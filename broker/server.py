@@ -195,7 +195,7 @@ class Broker:
         logger.info("broker %d serving at %s (acks=0 produce at %s, Kafka protocol at %s%s)",
                     self.config.broker_id, self.endpoint, self.produce_endpoint,
                     self.kafka.endpoint if self.kafka is not None else "none",
-                    "" if self.kafka is None else f", {kafka_protocol(self.config)}")
+                    "" if self.kafka is None else f", {self.config.kafka_security_protocol}")
 
     def stop(self) -> None:
         self._stopping.set()
@@ -402,12 +402,6 @@ class Broker:
     def _too_large(self, size: int) -> MessageTooLarge:
         return MessageTooLarge(f"a request of {size} bytes exceeds the broker's "
                                f"max_request_bytes={self.config.max_request_bytes}")
-
-
-def kafka_protocol(config: BrokerConfig) -> str:
-    """The Kafka listener's security protocol, as Kafka clients name it."""
-    return {(False, False): "PLAINTEXT", (True, False): "SSL",
-            (True, True): "SASL_SSL"}[(config.kafka_tls is not None, config.kafka_sasl)]
 
 
 def poll_ms(seconds: float) -> int:

@@ -95,6 +95,7 @@ class KafkaListener:
         self.tls = tls
         self.sasl_state = sasl_state     # () -> a new connection's SASL state, or None
         self.pending: set[Connection] = set()     # TLS bytes decrypted but not yet read
+        self.lingering: set[Connection] = set()   # refused, waiting for the client's close
         self._scratch = bytearray(_READ_CHUNK)
         self._scratch_view = memoryview(self._scratch)
         self.ctx: KafkaContext | None = None
@@ -162,11 +163,9 @@ class KafkaListener:
     def tick(self, now: float) -> float | None:
         """The loop's turn for timers: every ticker the handlers registered, and the
         half-closed connections whose client did not close in time."""
-        lingering = [c for c in self.conns.values() if c.linger_until is not None]
-        for conn in lingering:
-            if now >= conn.linger_until:
-                self._close(conn, None)
-        deadlines = [c.linger_until for c in lingering if not c.closed]
+        for conn in [c for c in self.lingering if now >= c.linger_until]:
+            self._close(conn, None)
+        deadlines = [c.linger_until for c in self.lingering]
         handlers = self.ctx.tick(now)
         if handlers is not None:
             deadlines.append(handlers)
@@ -374,6 +373,7 @@ class KafkaListener:
         lost connection instead of the refusal. The wait also slows a client that retries a
         wrong password at once."""
         conn.linger_until = self.ctx.now() + _LINGER_S
+        self.lingering.add(conn)
         self._want(conn, zmq.POLLIN)
 
     def _discard(self, conn: Connection) -> None:
@@ -393,6 +393,7 @@ class KafkaListener:
             logger.warning("kafka listener: closing %s: %s", conn.peer, why)
         conn.closed = True
         self.pending.discard(conn)
+        self.lingering.discard(conn)
         self.conns.pop(conn.fd, None)
         if self.poller is not None:
             self.poller.unregister(conn.fd)

@@ -164,7 +164,9 @@ class Supervisor:
             if kafka_tls is not None and broker.kafka_port is not None:
                 broker = dataclasses.replace(broker, kafka_tls=broker.kafka_tls or kafka_tls,
                                              kafka_sasl=True)
-                self.kafka_security = ("SASL_SSL", broker.kafka_tls.ca_certificate)
+            if i == 0 and broker.kafka_port is not None:
+                self.kafka_security = (broker.kafka_security_protocol, broker.kafka_tls and
+                                       broker.kafka_tls.ca_certificate)
             Path(broker.data_dir).mkdir(parents=True, exist_ok=True)
             self.slots.append(Slot(SlotSpec("broker", str(i), target, (broker,))))
         self.slots += [Slot(SlotSpec("worker", str(i), worker_run,
