@@ -142,15 +142,7 @@ def test_a_wrong_password_is_refused_while_the_good_client_is_served(zk, sasl_br
     refused = [m for m in attempts if "SaslAuthenticationFailedError" in m and "'alice'" in m]
     assert refused, attempts       # any other attempt was cut short by the client's deadline
     assert all(m in refused or "KafkaTimeoutError" in m for m in attempts), attempts
-    errors = []
-    bad = Producer(ck_settings(bootstrap, ca, password="wrong",
-                               error_cb=lambda err: errors.append(err.code())))
-    bad.produce(TOPIC, value=b"never", partition=0)
-    wait_for(lambda: bad.poll(0.2) is not None and False or KafkaError._AUTHENTICATION in errors,
-             20, what="confluent-kafka's authentication error")
-    bad.purge()
-    bad.flush(1)
-    del bad                                   # librdkafka stops reconnecting
+    assert KafkaError._AUTHENTICATION in confluent_errors(bootstrap, ca, "wrong")
     good.send(TOPIC, value=b"after", partition=0).get(10)
     good.close()
     assert broker_errors(zk, admin)["authentication_failed"] >= before + len(refused) + 1
@@ -159,6 +151,23 @@ def test_a_wrong_password_is_refused_while_the_good_client_is_served(zk, sasl_br
     consumer.assign([TopicPartition(TOPIC, 0)])
     assert [r.value for r in consumer] == [b"before", b"after"]
     consumer.close()
+
+
+def confluent_errors(bootstrap, ca, password) -> list:
+    """What confluent-kafka's error callback reported once it reported _AUTHENTICATION (the
+    producer is gone when this returns, so librdkafka stops reconnecting)."""
+    errors = []
+    producer = Producer(ck_settings(bootstrap, ca, password=password,
+                                    error_cb=lambda err: errors.append(err.code())))
+    producer.produce(TOPIC, value=b"never", partition=0)
+
+    def refused():
+        producer.poll(0.2)
+        return KafkaError._AUTHENTICATION in errors
+    wait_for(refused, 20, what="confluent-kafka's authentication error")
+    producer.purge()
+    producer.flush(1)
+    return errors
 
 
 def _frame(request, correlation_id: int) -> bytes:
