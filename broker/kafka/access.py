@@ -12,6 +12,8 @@ SASL user (broker/kafka/sasl.py), "" on a listener without SASL.
 | LeaveGroup, OffsetCommit              |                             |                     |
 | OffsetCommit                          | and consume on the topic    | 29 per partition    |
 | OffsetFetch                           | describe on the group       | 30                  |
+| DescribeGroups, FindCoordinator       | describe on the group       | 30 per group        |
+| ListGroups                            | describe on the group       | left out            |
 
 (29 TOPIC_AUTHORIZATION_FAILED, 30 GROUP_AUTHORIZATION_FAILED, Kafka's codes.) With security
 off there is no Authorizer and everything is allowed, as for native clients. A refusal is

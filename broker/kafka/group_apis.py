@@ -295,7 +295,11 @@ def find_coordinator(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
     key_type = body.key_type if version >= 1 else GROUP_KEY
     keys = list(body.coordinator_keys) if version >= 4 else [body.key]
-    answers = [_coordinator_answer(ctx, key, key_type) for key in keys]
+    answers = [(GROUP_AUTHORIZATION_FAILED, f"no rule lets this principal describe group "
+                f"{key!r}", -1, "", -1)
+               if key_type == GROUP_KEY and _valid_group(key)
+               and access.refusal(ctx, req.conn, Operation.DESCRIBE, GROUP, key)
+               else _coordinator_answer(ctx, key, key_type) for key in keys]
     if version >= 4:
         return FindCoordinatorResponse(
             version=version, throttle_time_ms=0, coordinators=[
@@ -634,6 +638,14 @@ def describe_groups(req: KafkaRequest, ctx: KafkaContext):
     return DescribeGroupsResponse(version=version, throttle_time_ms=0, groups=described)
 
 
+def _may_describe(ctx: KafkaContext, req: KafkaRequest, group_id: str) -> bool:
+    """ListGroups lists only the groups the principal may describe (as Kafka's does); the
+    others are left out, not counted as refusals."""
+    authorizer = ctx.handlers.authorization.authorizer
+    return authorizer is None or authorizer.allows(getattr(req.conn, "principal", ""),
+                                                   Operation.DESCRIBE, GROUP, group_id)
+
+
 def list_groups(req: KafkaRequest, ctx: KafkaContext):
     """The groups this broker coordinates: its Kafka groups, and every other group in
     ZooKeeper that hashes to it (native groups and Kafka groups between generations), as
@@ -652,7 +664,7 @@ def list_groups(req: KafkaRequest, ctx: KafkaContext):
     states = set(req.body.states_filter or []) if version >= 4 else set()
     listed = []
     for group_id in sorted(set(stored) | set(known)):
-        if not groups.coordinates(group_id):
+        if not groups.coordinates(group_id) or not _may_describe(ctx, req, group_id):
             continue
         group = known.get(group_id)
         state = group.state.value if group is not None else "Empty"

@@ -25,6 +25,8 @@ on the fd: a connection left so (the per-turn read bound stopped it) is read aga
 without an event, and ``has_pending`` makes the broker's poll not wait. A handshake that
 fails (a plaintext client on the TLS port, a client that does not trust the certificate) is
 counted as a refused connection (``authentication_failed``) and closed; the loop goes on.
+So is a connection that has not finished its TLS handshake and SASL authentication within
+``_PROVE_S`` (30 s) of its accept: an idle stranger holds no descriptor for long.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ _READ_CHUNK = 1 << 16
 _READ_PER_TURN = 4 << 20      # bytes read from one connection per turn, so none starves others
 _ACCEPT_PER_TURN = 64
 _LINGER_S = 0.2               # a refused client's time to read its answer before the close
+_PROVE_S = 30.0               # a new connection's time to finish TLS and SASL
 
 
 class _Slot:
@@ -96,6 +99,7 @@ class KafkaListener:
         self.sasl_state = sasl_state     # () -> a new connection's SASL state, or None
         self.pending: set[Connection] = set()     # TLS bytes decrypted but not yet read
         self.lingering: set[Connection] = set()   # refused, waiting for the client's close
+        self.unproven: dict[Connection, float] = {}   # TLS or SASL not done yet: deadline
         self._scratch = bytearray(_READ_CHUNK)
         self._scratch_view = memoryview(self._scratch)
         self.ctx: KafkaContext | None = None
@@ -166,6 +170,15 @@ class KafkaListener:
         for conn in [c for c in self.lingering if now >= c.linger_until]:
             self._close(conn, None)
         deadlines = [c.linger_until for c in self.lingering]
+        for conn, deadline in list(self.unproven.items()):
+            if not conn.handshaking and (conn.sasl is None or conn.sasl.done):
+                del self.unproven[conn]
+            elif now >= deadline:
+                self.refused(conn, f"{conn.peer[0]}:{conn.peer[1]} did not finish "
+                             f"{'its TLS handshake' if conn.handshaking else 'SASL'} within "
+                             f"{_PROVE_S:g} s")
+            else:
+                deadlines.append(deadline)
         handlers = self.ctx.tick(now)
         if handlers is not None:
             deadlines.append(handlers)
@@ -208,6 +221,8 @@ class KafkaListener:
             conn = Connection(sock, peer)
             if self.sasl_state is not None:
                 conn.sasl = self.sasl_state()
+            if self.tls is not None or conn.sasl is not None:
+                self.unproven[conn] = self.ctx.now() + _PROVE_S
             self.conns[conn.fd] = conn
             self.poller.register(conn.fd, zmq.POLLIN)
 
@@ -394,6 +409,7 @@ class KafkaListener:
         conn.closed = True
         self.pending.discard(conn)
         self.lingering.discard(conn)
+        self.unproven.pop(conn, None)
         self.conns.pop(conn.fd, None)
         if self.poller is not None:
             self.poller.unregister(conn.fd)
