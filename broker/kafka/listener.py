@@ -80,7 +80,7 @@ class Connection:
         self.closing = False     # answered a refusal: closed once it is sent
         self.sasl = None
         self.principal = ""
-        self.linger_until: float | None = None     # half-closed, waiting for the client's
+        self.linger_until: float | None = None     # refused and answered: closed then
 
     def __repr__(self) -> str:
         return f"Connection({self.peer})"
@@ -165,8 +165,9 @@ class KafkaListener:
                 self._write(conn)
 
     def tick(self, now: float) -> float | None:
-        """The loop's turn for timers: every ticker the handlers registered, and the
-        half-closed connections whose client did not close in time."""
+        """The loop's turn for timers: every ticker the handlers registered, the refused
+        connections whose linger is over, and the connections that did not finish TLS and
+        SASL in time."""
         for conn in [c for c in self.lingering if now >= c.linger_until]:
             self._close(conn, None)
         deadlines = [c.linger_until for c in self.lingering]

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from cluster.cli.output import err, print_json, print_table
-from coordinator import scram, zk
+from coordinator import credentials, scram, zk
 from coordinator.errors import InvalidArgument
 from coordinator.sasl_users import SaslUsers, check_user
 
@@ -51,6 +51,10 @@ def users_add(args) -> int:
     check_user(args.name)
     credential = scram.ScramCredential.from_password(_password(args),
                                                      iterations=args.iterations)
+    if credentials.find_digest(data_dir=args.data_dir) is None:
+        err.print("warning: this cluster is not secured (no ZooKeeper digest found): its Kafka "
+                  "listeners ask for no SASL, and anyone who reaches ZooKeeper can read the "
+                  "stored keys; start it with 'cluster up --secure'")
     client = zk.connect(args.zookeeper, args.data_dir)
     try:
         new = SaslUsers(client).put(args.name, credential)
