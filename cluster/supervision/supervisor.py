@@ -185,12 +185,13 @@ class Supervisor:
         config = self.config
         if not config.secure or config.kafka_plaintext:
             return None
-        given = config.broker_config(0, self.zookeeper).kafka_tls
+        brokers = [config.broker_config(i, self.zookeeper) for i in range(config.brokers)]
+        if all(b.kafka_port is None for b in brokers):
+            return None
+        given = brokers[0].kafka_tls
         if given is not None:
             return given
-        hosts = [config.broker_config(i, self.zookeeper).endpoint_host
-                 for i in range(config.brokers)]
-        return certificates.ensure(self.data_dir, hosts)
+        return certificates.ensure(self.data_dir, [b.endpoint_host for b in brokers])
 
     def _start_ensemble(self) -> None:
         self.ensemble = ZooKeeperEnsemble(self.files.zookeeper_dir, size=self.config.zk_ensemble)
