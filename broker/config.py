@@ -8,6 +8,7 @@ ValueError and a TypeError, so the CLI and the supervisor show it as one line.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 
 from broker.message import ENTRY_OVERHEAD
@@ -79,6 +80,29 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class KafkaTlsConfig:
+    """TLS on the Kafka listener (issue 14 item 4): ``certificate`` the broker's certificate
+    chain (PEM), ``private_key`` its key (PEM, readable by its owner only), ``ca_certificate``
+    the CA that signed it, the file Kafka clients are given to trust (``ssl_cafile``,
+    ``ssl.ca.location``; None when the user's clients trust it some other way). Paths, never
+    the secrets themselves; each must be a readable file."""
+
+    certificate: str
+    private_key: str
+    ca_certificate: str | None = None
+
+    def __post_init__(self):
+        _check_types(self)
+        for name in ("certificate", "private_key", "ca_certificate"):
+            path = getattr(self, name)
+            if path is not None and not os.access(path, os.R_OK):
+                raise InvalidArgument(f"kafka_tls {name} {path!r} is not a readable file")
+        if os.stat(self.private_key).st_mode & 0o077:
+            raise InvalidArgument(f"kafka_tls private_key {self.private_key!r} is readable by "
+                                  f"others: chmod 600 it")
+
+
+@dataclass(frozen=True)
 class BrokerConfig:
     """One broker process. ``port`` 0 binds a free port; ``advertised_host`` is what clients
     are told to connect to (default: ``host``), so brokers on several hosts share one ensemble.
@@ -108,7 +132,11 @@ class BrokerConfig:
     front of the ROUTER, so replica traffic can be cut while clients still get through.
 
     ``kafka_port``: the TCP port of the Kafka protocol listener (broker/kafka/), 0 a free
-    one, None (the default for a broker started alone) no listener. Kafka clients' groups
+    one, None (the default for a broker started alone) no listener. ``kafka_tls``: the
+    listener speaks TLS (KafkaTlsConfig); ``kafka_sasl``: every connection authenticates with
+    SASL (PLAIN or SCRAM-SHA-256, users in ZooKeeper: coordinator/sasl_users.py) before any
+    request but ApiVersions; it needs ``kafka_tls`` (SASL_SSL: no password in the clear).
+    Kafka clients' groups
     (broker/kafka/group_coordinator.py) take session timeouts within
     ``group_min_session_timeout_ms`` .. ``group_max_session_timeout_ms`` (Kafka's defaults),
     and an empty group's first rebalance waits ``group_initial_rebalance_delay_ms`` for more
@@ -143,9 +171,14 @@ class BrokerConfig:
     group_max_session_timeout_ms: int = 1_800_000
     group_initial_rebalance_delay_ms: int = 0
     security: SecurityConfig | None = None
+    kafka_tls: KafkaTlsConfig | None = None
+    kafka_sasl: bool = False
 
     def __post_init__(self):
         _check_types(self)
+        if self.kafka_sasl and self.kafka_tls is None:
+            raise InvalidArgument("kafka_sasl needs kafka_tls: SASL over plaintext would send "
+                                  "passwords (PLAIN) and sessions in the clear")
         if self.broker_id < 0:
             raise InvalidArgument("broker_id must be >= 0")
         if not 0 <= self.port <= 65535:
@@ -176,6 +209,13 @@ class BrokerConfig:
     def endpoint_host(self) -> str:
         return self.advertised_host or self.host
 
+    @property
+    def kafka_security_protocol(self) -> str:
+        """The Kafka listener's protocol as Kafka clients name it (their security_protocol)."""
+        if self.kafka_tls is None:
+            return "PLAINTEXT"
+        return "SASL_SSL" if self.kafka_sasl else "SSL"
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -186,18 +226,24 @@ class BrokerConfig:
         values = dict(_mapping(cls, values))
         log = _mapping(LogConfig, values.pop("log", {}) or {})
         security = values.pop("security", None)
+        kafka_tls = values.pop("kafka_tls", None)
         _check_keys(cls, values)
         _check_keys(LogConfig, log)
+        if kafka_tls is not None:
+            kafka_tls = _mapping(KafkaTlsConfig, kafka_tls)
+            _check_keys(KafkaTlsConfig, kafka_tls)
+            kafka_tls = KafkaTlsConfig(**kafka_tls)
         if security is not None:
             security = _mapping(SecurityConfig, security)
             _check_keys(SecurityConfig, security)
             security = SecurityConfig(**security)
-        return cls(log=LogConfig(**log), security=security, **values)
+        return cls(log=LogConfig(**log), security=security, kafka_tls=kafka_tls, **values)
 
 
 _TYPES = {"int": (int,), "bool": (bool,), "str": (str,), "float": (int, float), "int | None": (int, type(None)),
           "str | None": (str, type(None)), "LogConfig": (LogConfig,),
-          "SecurityConfig | None": (SecurityConfig, type(None))}
+          "SecurityConfig | None": (SecurityConfig, type(None)),
+          "KafkaTlsConfig | None": (KafkaTlsConfig, type(None))}
 
 
 def _check_types(obj) -> None:

@@ -59,7 +59,9 @@ from broker.flusher import Flusher
 from broker.delayed_produce import AckPurgatory
 from broker.handlers import RequestHandlers, replica_end
 from broker.kafka import apis as kafka_apis
+from broker.kafka import tls as kafka_tls
 from broker.kafka.listener import KafkaListener
+from broker.kafka.sasl import SaslState
 from broker.kafka.request import KafkaContext
 from broker.log_manager import LogManager, Route
 from broker.long_poll import Purgatory
@@ -124,7 +126,10 @@ class Broker:
         self.wake.bind(wake_endpoint)
         self.kafka = (None if config.kafka_port is None else
                       KafkaListener(config.host, config.kafka_port, config.endpoint_host,
-                                    config.max_request_bytes))
+                                    config.max_request_bytes,
+                                    tls=None if config.kafka_tls is None
+                                    else kafka_tls.server_context(config.kafka_tls),
+                                    sasl_state=SaslState if config.kafka_sasl else None))
         self.kafka_ctx: KafkaContext | None = None
         self.authorization = authz.for_config(config)
         self.replicas = ReplicaManager(config, self.zk, self.errors)
@@ -196,9 +201,10 @@ class Broker:
         self.registration.register()
         self.logs.start()
         self.controller.start()
-        logger.info("broker %d serving at %s (acks=0 produce at %s, Kafka protocol at %s)",
+        logger.info("broker %d serving at %s (acks=0 produce at %s, Kafka protocol at %s%s)",
                     self.config.broker_id, self.endpoint, self.produce_endpoint,
-                    self.kafka.endpoint if self.kafka is not None else "none")
+                    self.kafka.endpoint if self.kafka is not None else "none",
+                    "" if self.kafka is None else f", {self.config.kafka_security_protocol}")
 
     def stop(self) -> None:
         self._stopping.set()
@@ -264,6 +270,8 @@ class Broker:
                 self._kafka_deadline = kafka.tick(now)
 
     def _poll_timeout(self) -> float:
+        if self.kafka is not None and self.kafka.has_pending():
+            return 0.0
         deadlines = [d for d in (self.handlers.next_deadline(), self._kafka_deadline)
                      if d is not None]
         deadline = min(deadlines) if deadlines else None

@@ -26,6 +26,9 @@
 | /security/acls/<principal>                       | persistent | [{"operation", "pattern", "name"}, ...] |
 | /security/server_key                             | persistent | the brokers' CURVE public key (Z85)     |
 | /security/allowed/<name>                         | persistent | an allowed client's public key (Z85)    |
+| /security/sasl_users                             | persistent | a change count (coordinator/sasl_users) |
+| /security/sasl_users/<user>                      | persistent | a SCRAM credential: salt, iterations,   |
+|                                                  |            | StoredKey, ServerKey (no password)      |
 
 The first two and the three /consumers paths before data_loss are Kafka 0.7's layout. /config/topics is sluice's: the paper
 creates a topic's partitions implicitly on every broker, while sluice numbers a topic's
@@ -59,7 +62,12 @@ ACLS = "/security/acls"     # authorization rules per principal (coordinator/acl
 SECURITY = "/security"
 SERVER_KEY = "/security/server_key"     # the secured cluster's CURVE server public key
 ALLOWED = "/security/allowed"           # the allow list: one child per allowed key's name
+SASL_USERS = "/security/sasl_users"     # the Kafka listener's SASL users (coordinator/sasl_users.py)
 PARTITIONS = "partitions"   # the child of /brokers/topics/<topic> that is not a broker id
+
+
+def sasl_user(name: str) -> str:
+    return f"{SASL_USERS}/{name}"
 
 
 def allowed(name: str) -> str:

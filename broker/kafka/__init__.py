@@ -12,4 +12,7 @@ the same logs to unmodified Kafka clients (kafka-python, librdkafka, kcat, kafka
 | group_coordinator | the consumer group protocol's state machine (pure)              |
 | group_apis  | FindCoordinator, Join/Sync/Heartbeat/LeaveGroup, OffsetCommit/Fetch   |
 | boundaries  | a committed "last consumed + 1" resolved to a boundary, here or remote|
+| tls         | the listener's SSLContext from KafkaTlsConfig                         |
+| sasl        | SaslHandshake, SaslAuthenticate, the gate before authentication       |
+| access      | the ACLs for the SASL user: what each API needs, Kafka's error codes  |
 """

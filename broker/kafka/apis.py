@@ -17,11 +17,12 @@ import kafka.protocol.admin  # noqa: F401  (every API's classes, for REQUEST_CLA
 import kafka.protocol.consumer  # noqa: F401
 import kafka.protocol.metadata  # noqa: F401
 import kafka.protocol.producer  # noqa: F401,E501
+import kafka.protocol.sasl  # noqa: F401
 from kafka.protocol.api_message import ApiMessage
 
-from broker.kafka import data_apis, group_apis, wire
+from broker.kafka import data_apis, group_apis, sasl, wire
 from broker.kafka.errors import UNSUPPORTED_VERSION, error_response
-from broker.kafka.request import KafkaContext, KafkaRequest
+from broker.kafka.request import CloseAfter, KafkaContext, KafkaRequest
 from coordinator.errors import MalformedRequest
 
 logger = logging.getLogger(__name__)
@@ -32,8 +33,10 @@ VERSIONS: dict[int, tuple[int, int]] = dict(data_apis.DATA_VERSIONS)
 
 HANDLERS.update(group_apis.GROUP_HANDLERS)
 VERSIONS.update(group_apis.GROUP_VERSIONS)
+HANDLERS.update(sasl.SASL_HANDLERS)
+VERSIONS.update(sasl.SASL_VERSIONS)
 
-SETUPS = [data_apis.setup, group_apis.setup]          # each ``setup(ctx)`` keeps its module's state in ctx.state
+SETUPS = [data_apis.setup, group_apis.setup, sasl.setup]          # each ``setup(ctx)`` keeps its module's state in ctx.state
 
 
 def _classes(kind: str) -> dict:
@@ -58,8 +61,12 @@ def setup(ctx: KafkaContext) -> None:
 
 
 def dispatch(frame: bytes, conn, ctx: KafkaContext) -> tuple[KafkaRequest | None, object]:
-    """Decode one request frame and run its handler: ``(request, result)``."""
+    """Decode one request frame and run its handler: ``(request, result)``. On a SASL
+    listener, a request other than ApiVersions and SASL's own before the connection
+    authenticated is refused (broker/kafka/sasl.py) and its connection closed."""
     api_key, version, correlation_id = wire.peek(frame)
+    if not sasl.gate(conn, api_key):
+        return None, _before_authentication(conn, ctx, api_key, version, correlation_id)
     entry = HANDLERS.get(api_key)
     request_class = REQUEST_CLASSES.get(api_key)
     if entry is None or request_class is None:
@@ -76,6 +83,17 @@ def dispatch(frame: bytes, conn, ctx: KafkaContext) -> tuple[KafkaRequest | None
         return None, _unsupported(api_key, version, correlation_id)
     req = KafkaRequest(api_key, version, correlation_id, header.client_id, body, conn)
     return req, entry(req, ctx)
+
+
+def _before_authentication(conn, ctx: KafkaContext, api_key: int, version: int,
+                           correlation_id: int) -> CloseAfter:
+    """ILLEGAL_SASL_STATE in the API's top-level error code when it has one (else no answer,
+    as Kafka's broker gives none), then the connection closes; counted and logged."""
+    sasl.refuse(ctx, conn, f"api {api_key} before SASL authentication")
+    response = error_response(RESPONSE_CLASSES.get(api_key), version, sasl.ILLEGAL_SASL_STATE)
+    if response is None:
+        return CloseAfter(None)
+    return CloseAfter(wire.encode_response(response, version, correlation_id))
 
 
 def _unsupported(api_key: int, version: int, correlation_id: int) -> bytes:

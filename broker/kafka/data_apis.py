@@ -17,14 +17,15 @@ from kafka.protocol.producer import InitProducerIdResponse, ProduceResponse
 from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError
 
 from broker.delayed_produce import AckPurgatory, AckWaiter
-from broker.kafka import errors, idempotence, records
+from broker.kafka import access, errors, idempotence, records
+from broker.kafka.access import TOPIC, Operation
 from broker.kafka.request import CLOSE, DEFERRED, KafkaContext, KafkaRequest
 from broker.log_manager import Route
 from broker.time_lookup import offset_for_time
 from coordinator import paths, topics
 from coordinator.offset_store_choice import OFFSETS_TOPIC
-from coordinator.errors import (CorruptMessage, InvalidOffset, NotEnoughReplicas, NotLeader,
-                                SluiceError)
+from coordinator.errors import (AuthorizationFailed, CorruptMessage, InvalidOffset,
+                                NotEnoughReplicas, NotLeader, SluiceError)
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +143,22 @@ def metadata(req: KafkaRequest, ctx: KafkaContext):
             kafka_of[broker_id] = (host, int(port))
             brokers.append(_Broker(node_id=broker_id, host=host, port=int(port), rack=None))
     asked = req.body.topics
+    authorizer = ctx.handlers.authorization.authorizer
+    principal = getattr(req.conn, "principal", "")
     if asked is None or (req.api_version == 0 and not asked):
-        names = topics.names(ctx.zk)
+        names = [name for name in topics.names(ctx.zk) if authorizer is None
+                 or authorizer.allows(principal, Operation.DESCRIBE, TOPIC, name)]
+        denied = ()
     else:
         names = [topic.name for topic in asked]
+        denied = {name for name in names
+                  if access.refusal(ctx, req.conn, Operation.DESCRIBE, TOPIC, name)}
     return MetadataResponse(version=req.api_version, throttle_time_ms=0, brokers=brokers,
                             cluster_id=CLUSTER_ID, controller_id=ctx.broker_id,
-                            topics=[_topic_metadata(view, name, kafka_of) for name in names])
+                            topics=[_Topic(error_code=errors.TOPIC_AUTHORIZATION_FAILED,
+                                           name=name, is_internal=False, partitions=[])
+                                    if name in denied else _topic_metadata(view, name, kafka_of)
+                                    for name in names])
 
 
 def _topic_metadata(view, name: str, kafka_of: dict):
@@ -224,8 +234,12 @@ def produce(req: KafkaRequest, ctx: KafkaContext):
         return _produce_response(req, answers)
     written = []
     for topic in body.topic_data:
+        denied = access.refusal(ctx, req.conn, Operation.PRODUCE, TOPIC, topic.name)
         for part in topic.partition_data:
             key = (topic.name, part.index)
+            if denied:
+                answers[key] = [errors.TOPIC_AUTHORIZATION_FAILED, -1, -1]
+                continue
             try:
                 answers[key] = _produce_partition(ctx, state, key, part.records, acks, waits,
                                                   written)
@@ -347,8 +361,12 @@ def _positions(ctx: KafkaContext, req: KafkaRequest) -> list[list]:
     out = []
     for topic in req.body.topics:
         parts = []
+        denied = access.refusal(ctx, req.conn, Operation.CONSUME, TOPIC, topic.topic,
+                                count=False)    # counted with the answer's errors
         for part in topic.partitions:
             try:
+                if denied:
+                    raise AuthorizationFailed(denied)
                 log = ctx.logs.log(topic.topic, part.partition)
                 ctx.replicas.leader_of(topic.topic, part.partition)
                 # a position past the high watermark but within the log is no error (Kafka's
@@ -432,8 +450,11 @@ def list_offsets(req: KafkaRequest, ctx: KafkaContext):
     topics_out = []
     for topic in req.body.topics:
         parts = []
+        denied = access.refusal(ctx, req.conn, Operation.DESCRIBE, TOPIC, topic.name)
         for part in topic.partitions:
             try:
+                if denied:
+                    raise AuthorizationFailed(denied)
                 log = ctx.logs.log(topic.name, part.partition_index)
                 replica = ctx.replicas.leader_of(topic.name, part.partition_index)
                 end = ctx.replicas.consumer_end(log)

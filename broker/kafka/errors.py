@@ -28,6 +28,8 @@ REQUEST_TIMED_OUT = 7
 MESSAGE_TOO_LARGE = 10
 NOT_ENOUGH_REPLICAS = 19
 INVALID_REQUIRED_ACKS = 21
+TOPIC_AUTHORIZATION_FAILED = 29
+GROUP_AUTHORIZATION_FAILED = 30
 COORDINATOR_NOT_AVAILABLE = 15
 UNSUPPORTED_VERSION = 35
 INVALID_REQUEST = 42
@@ -54,6 +56,7 @@ _BY_CODE = {
     ErrorCode.BROKER_UNAVAILABLE: LEADER_NOT_AVAILABLE,
     ErrorCode.MALFORMED_REQUEST: INVALID_REQUEST,
     ErrorCode.BACKLOG_QUOTA_EXCEEDED: THROTTLING_QUOTA_EXCEEDED,
+    ErrorCode.AUTHORIZATION_FAILED: TOPIC_AUTHORIZATION_FAILED,   # groups' are answered apart
 }
 
 
@@ -68,7 +71,22 @@ def error_response(response_class, version: int, code: int):
     or kafka-python does not define that version."""
     if response_class is None or not 0 <= version <= response_class.max_version:
         return None
-    names = {field["name"] for field in response_class.json["fields"]}
-    if "ErrorCode" not in names:
+    if not any(field["name"] == "ErrorCode" and in_versions(field.get("versions", "none"),
+                                                            version)
+               for field in response_class.json["fields"]):
         return None
     return response_class(version=version, error_code=code)
+
+
+def in_versions(spec: str, version: int) -> bool:
+    """Whether ``version`` is in a schema's version range (``"0+"``, ``"1-3"``, ``"none"``).
+
+    >>> in_versions("13+", 9), in_versions("0-3", 3), in_versions("none", 0)
+    (False, True, False)
+    """
+    if spec == "none":
+        return False
+    if spec.endswith("+"):
+        return version >= int(spec[:-1])
+    low, _, high = spec.partition("-")
+    return int(low) <= version <= int(high or low)

@@ -47,9 +47,12 @@ from kafka.protocol.metadata import FindCoordinatorResponse
 from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import DataWatch
 
+from broker.kafka import access
+from broker.kafka.access import GROUP, TOPIC, Operation
 from broker.kafka.boundaries import RemoteBoundaries
 from broker.kafka.offset_log import RemoteOffsets
 from broker.kafka.commit_order import CommitOrder
+from broker.kafka.errors import GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED
 from broker.kafka.records import resolve_offset
 from broker.kafka.group_coordinator import (Error, GroupCoordinator, GroupSettings, JoinResult,
                                             State, SyncResult)
@@ -317,11 +320,15 @@ def _valid_group(group_id: str) -> bool:
         return False
 
 
-def _group_error(ctx: KafkaContext, group_id: str) -> int | None:
-    """INVALID_GROUP_ID, NOT_COORDINATOR, or None when this broker coordinates the group. A
+def _group_error(ctx: KafkaContext, group_id: str, req: KafkaRequest | None = None,
+                 operation: Operation = Operation.CONSUME) -> int | None:
+    """INVALID_GROUP_ID, GROUP_AUTHORIZATION_FAILED (the ACLs, broker/kafka/access.py, for
+    ``req``'s principal), NOT_COORDINATOR, or None when this broker coordinates the group. A
     group that moved away is let go at once (its members are about to join elsewhere)."""
     if not _valid_group(group_id):
         return INVALID_GROUP_ID
+    if req is not None and access.refusal(ctx, req.conn, operation, GROUP, group_id):
+        return GROUP_AUTHORIZATION_FAILED
     groups = _groups(ctx)
     if not groups.coordinates(group_id):
         groups.release(group_id)
@@ -335,7 +342,11 @@ def find_coordinator(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
     key_type = body.key_type if version >= 1 else GROUP_KEY
     keys = list(body.coordinator_keys) if version >= 4 else [body.key]
-    answers = [_coordinator_answer(ctx, key, key_type) for key in keys]
+    answers = [(GROUP_AUTHORIZATION_FAILED, f"no rule lets this principal describe group "
+                f"{key!r}", -1, "", -1)
+               if key_type == GROUP_KEY and _valid_group(key)
+               and access.refusal(ctx, req.conn, Operation.DESCRIBE, GROUP, key)
+               else _coordinator_answer(ctx, key, key_type) for key in keys]
     if version >= 4:
         return FindCoordinatorResponse(
             version=version, throttle_time_ms=0, coordinators=[
@@ -363,7 +374,7 @@ def _coordinator_answer(ctx: KafkaContext, key: str, key_type: int):
 
 def join_group(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req)
     if error is not None:
         return _response(req, JoinResult(error, member_id=body.member_id))
     groups = _groups(ctx)
@@ -380,7 +391,7 @@ def join_group(req: KafkaRequest, ctx: KafkaContext):
 
 def sync_group(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req)
     if error is not None:
         return _response(req, SyncResult(error))
     groups = _groups(ctx)
@@ -397,7 +408,7 @@ def sync_group(req: KafkaRequest, ctx: KafkaContext):
 
 def heartbeat(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req)
     if error is None:
         group = _groups(ctx).coordinator.group(body.group_id)
         error = int(group.heartbeat(body.member_id, body.generation_id,
@@ -410,7 +421,7 @@ def leave_group(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
     leaving = ([(m.member_id, m.group_instance_id) for m in body.members] if version >= 3
                else [(body.member_id, None)])
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req)
     results = []
     if error is None:
         groups = _groups(ctx)
@@ -483,6 +494,11 @@ class _PendingCommit:
         self._open.discard(tp)
         self._order.leave(self._key(tp), self)
 
+    def refused(self, tp, code: int) -> None:
+        """``tp`` is answered ``code`` and not written (e.g. its topic is not the principal's)."""
+        self.codes[tp] = code
+        self._done(tp)
+
     def resolved(self, tp, boundary: int | None, error: SluiceError | None) -> None:
         if error is not None or boundary is None:
             self.codes[tp] = _commit_code(error)
@@ -546,7 +562,7 @@ def offset_commit(req: KafkaRequest, ctx: KafkaContext):
     body, version = req.body, req.api_version
     wanted = [(t.name, p.partition_index, p.committed_offset)
               for t in body.topics for p in t.partitions]
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req)
     if error is None:
         groups = _groups(ctx)
         group = groups.coordinator.groups.get(body.group_id)
@@ -564,11 +580,16 @@ def offset_commit(req: KafkaRequest, ctx: KafkaContext):
     except (KazooException, SluiceError) as exc:
         logger.warning("kafka group %s: its offset store is unknown now: %s", body.group_id, exc)
         return _commit_response(req, {(t, p): COORDINATOR_NOT_AVAILABLE for t, p, _ in wanted})
+    denied = {t for t in {t for t, _, _ in wanted}
+              if access.refusal(ctx, req.conn, Operation.CONSUME, TOPIC, t)}
     commit = _PendingCommit(req, wanted, groups.commit_order,
                             groups.offset_log if log_store else None)
     now = ctx.now()
     for tp, offset in {(t, p): o for t, p, o in wanted}.items():     # a partition once
-        _resolve(ctx, groups, commit, tp, offset, now)
+        if tp[0] in denied:       # nothing of it is written
+            commit.refused(tp, TOPIC_AUTHORIZATION_FAILED)
+        else:
+            _resolve(ctx, groups, commit, tp, offset, now)
     if commit.ready(ctx.zk):
         return commit.response()
     groups.commits.append(commit)
@@ -621,7 +642,7 @@ def offset_fetch(req: KafkaRequest, ctx: KafkaContext):
     asked of its offsets leader (answered DEFERRED); all of the group's topics when ``topics``
     is null (v2+)."""
     body, version = req.body, req.api_version
-    error = _group_error(ctx, body.group_id)
+    error = _group_error(ctx, body.group_id, req, Operation.DESCRIBE)
     _Topic = OffsetFetchResponse.OffsetFetchResponseTopic
     _Partition = _Topic.OffsetFetchResponsePartition
     if error is not None:
@@ -712,7 +733,7 @@ def describe_groups(req: KafkaRequest, ctx: KafkaContext):
     _Member = _Group.DescribedGroupMember
     described = []
     for group_id in req.body.groups:
-        error = _group_error(ctx, group_id)
+        error = _group_error(ctx, group_id, req, Operation.DESCRIBE)
         group = _groups(ctx).coordinator.groups.get(group_id) if error is None else None
         if group is None or not group.members:
             state = "Dead"
@@ -738,6 +759,14 @@ def describe_groups(req: KafkaRequest, ctx: KafkaContext):
     return DescribeGroupsResponse(version=version, throttle_time_ms=0, groups=described)
 
 
+def _may_describe(ctx: KafkaContext, req: KafkaRequest, group_id: str) -> bool:
+    """ListGroups lists only the groups the principal may describe (as Kafka's does); the
+    others are left out, not counted as refusals."""
+    authorizer = ctx.handlers.authorization.authorizer
+    return authorizer is None or authorizer.allows(getattr(req.conn, "principal", ""),
+                                                   Operation.DESCRIBE, GROUP, group_id)
+
+
 def list_groups(req: KafkaRequest, ctx: KafkaContext):
     """The groups this broker coordinates: its Kafka groups, and every other group in
     ZooKeeper that hashes to it (native groups and Kafka groups between generations), as
@@ -756,7 +785,7 @@ def list_groups(req: KafkaRequest, ctx: KafkaContext):
     states = set(req.body.states_filter or []) if version >= 4 else set()
     listed = []
     for group_id in sorted(set(stored) | set(known)):
-        if not groups.coordinates(group_id):
+        if not groups.coordinates(group_id) or not _may_describe(ctx, req, group_id):
             continue
         group = known.get(group_id)
         state = group.state.value if group is not None else "Empty"

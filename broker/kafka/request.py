@@ -3,7 +3,8 @@
 ``def handle(req: KafkaRequest, ctx: KafkaContext) -> object | None | Deferred``: a response
 struct of the request's version (sent at once), ``None`` (no response at all: Produce with
 acks=0), ``CLOSE`` (no response, and the connection is closed: an acks=0 Produce that failed,
-the only way its client learns of it), or ``DEFERRED``: the handler keeps ``req`` and later
+the only way its client learns of it), ``CloseAfter(response)`` (answered, then closed: a
+refused SASL client), or ``DEFERRED``: the handler keeps ``req`` and later
 calls ``ctx.reply(req, response)``
 from the loop (a long-poll fetch, an acks=all produce, a group's join or sync). A connection's
 responses go out in request order, so a deferred request holds back the later ones of its
@@ -44,6 +45,15 @@ class Close:
 
 
 CLOSE = Close()
+
+
+@dataclass(frozen=True, slots=True)
+class CloseAfter:
+    """A response (a struct of the request's version, or bytes already framed) after which the
+    listener closes the connection, serving nothing more of it: a refused SASL client's
+    answer (Kafka's broker closes such a connection too)."""
+
+    response: Any
 
 
 @dataclass(eq=False, slots=True)

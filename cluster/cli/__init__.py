@@ -12,6 +12,7 @@
 | group_commands   | ``groups list|describe|reset-offsets|delete``                         |
 | offset_reset     | a reset's plan per partition (targets, boundaries), and its write     |
 | segment_commands | ``dump-log``, ``scrub``                                               |
+| user_commands    | ``users add|remove|list`` (the Kafka listener's SASL users)           |
 
 The commands that live with what they run: ``perf`` in cluster/tools/perf.py, ``dashboard`` in
 cluster/observe/terminal_dashboard.py, ``drill`` in cluster/drills/command.py.

@@ -37,7 +37,7 @@ def cluster_config(args) -> ClusterConfig:
                          dashboard_host=args.dashboard_host,
                          dashboard_token_file=args.dashboard_token_file,
                          kafka_port=None if args.no_kafka else args.kafka_port,
-                         secure=args.secure)
+                         secure=args.secure, kafka_plaintext=args.kafka_plaintext)
 
 
 def cluster_up(args) -> int:
@@ -75,7 +75,9 @@ def print_status(found: dict, as_json: bool) -> None:
         out.print(f"dashboard: {found['dashboard']}  (Prometheus: {found['dashboard']}metrics;"
                   f" terminal: sluice dashboard)")
     if found.get("kafka_bootstrap"):
-        out.print(f"kafka bootstrap: {found['kafka_bootstrap']}")
+        out.print(f"kafka bootstrap: {found['kafka_bootstrap']}"
+                  + (f"  ({found['kafka_security_protocol']}, trust {found['kafka_ca']})"
+                     if found.get("kafka_ca") else ""))
     print_table("processes", ["role", "id", "pid", "endpoint", "alive"],
                 [[p["role"], p["id"], p["pid"], p.get("endpoint") or "", p["alive"]]
                  for p in found["processes"]])

@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     from coordinator import backlog_protection
     from cluster.cli import (acl_commands, cluster_commands, group_commands, key_commands,
                              message_commands,
-                             segment_commands, topic_commands)
+                             segment_commands, topic_commands, user_commands)
 
     cluster = commands.add_parser("cluster", help="start, stop and inspect the local cluster")
     cluster_actions = cluster.add_subparsers(dest="action", metavar="ACTION",
@@ -214,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--secure", action="store_true",
                     help="CURVE on every broker socket with an allow list ('sluice keys'), "
                     "digest ACLs on every ZooKeeper node (with --zookeeper: the digest "
-                    "user:password in $SLUICE_ZK_DIGEST)")
+                    "user:password in $SLUICE_ZK_DIGEST), SASL_SSL on the Kafka listeners "
+                    "('sluice users')")
+    up.add_argument("--kafka-plaintext", action="store_true",
+                    help="with --secure, keep the Kafka listeners plaintext (no TLS, no SASL; "
+                    "their clients are unauthenticated, so the ACLs deny them everything)")
     command(cluster_actions, "down", cluster_commands.cluster_down, "stop the local cluster "
             "(none running: nothing to do)")
     status = command(cluster_actions, "status", cluster_commands.cluster_status,
@@ -289,6 +293,27 @@ def build_parser() -> argparse.ArgumentParser:
     krevoke = command(key_actions, "revoke", key_commands.keys_revoke,
                       "take a key off the allow list (applies without a restart)")
     krevoke.add_argument("name", help="the key's principal name")
+
+    users = commands.add_parser("users", help="SASL users of the Kafka listeners (PLAIN, "
+                                "SCRAM-SHA-256) of a secured cluster")
+    user_actions = users.add_subparsers(dest="action", metavar="ACTION",
+                                        parser_class=OneLineParser)
+    user_actions.required = True
+    uadd = command(user_actions, "add", user_commands.users_add,
+                   "add a user or change its password (stored salted and iterated, never as "
+                   "given)")
+    uadd.add_argument("name", help="the SASL user name (not admin or broker-<id>)")
+    upass = uadd.add_mutually_exclusive_group()
+    upass.add_argument("--password-file", metavar="PATH",
+                       help="read the password from the first line of PATH")
+    upass.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of stdin")
+    uadd.add_argument("--iterations", type=_positive_int, default=4096,
+                      help="SCRAM iterations (default %(default)s, at least 4096)")
+    uremove = command(user_actions, "remove", user_commands.users_remove, "remove a user")
+    uremove.add_argument("name", help="the SASL user name")
+    ulist = command(user_actions, "list", user_commands.users_list, "the users (names only)")
+    json_flag(ulist, "the user names")
 
     produce = command(commands, "produce", message_commands.produce,
                       "send lines from stdin as messages")

@@ -35,6 +35,8 @@
 | backoff            | Backoff()         | restart delays of dead processes                      |
 | secure             | False             | CURVE on every broker socket, an allow list, digest   |
 |                    |                   | ACLs on every ZooKeeper node (supervision/security.py)|
+|                    |                   | and SASL_SSL on the Kafka listeners                    |
+| kafka_plaintext    | False             | with secure: Kafka listeners stay plaintext, no SASL  |
 
 A refused setting is a ``ClusterSettingError`` (an InvalidArgument) naming it as the command
 line does (``--brokers must be at least 1, not 0``).
@@ -87,6 +89,7 @@ class ClusterConfig:
     kafka_port: int | None = 0
     backoff: Backoff = field(default_factory=Backoff)
     secure: bool = False
+    kafka_plaintext: bool = False
 
     def __post_init__(self):
         if not isinstance(self.data_dir, (str, os.PathLike)):
@@ -127,6 +130,9 @@ class ClusterConfig:
                 or not 0 <= self.kafka_port <= 65536 - self.brokers):
             raise ClusterSettingError(f"--kafka-port must be 0..{65536 - self.brokers} (broker "
                                       f"i listens on BASE + i), not {self.kafka_port!r}")
+        if self.kafka_plaintext and not self.secure:
+            raise ClusterSettingError("--kafka-plaintext goes with --secure (without it the "
+                                      "Kafka listeners are plaintext already)")
         if not isinstance(self.backoff, Backoff):
             raise ClusterSettingError(f"backoff must be a Backoff, not {self.backoff!r}")
         try:
@@ -200,6 +206,8 @@ class ClusterConfig:
             argv += ["--backoff", json.dumps(dataclasses.asdict(self.backoff))]
         if self.secure:
             argv.append("--secure")
+        if self.kafka_plaintext:
+            argv.append("--kafka-plaintext")
         return argv
 
     @classmethod
@@ -217,6 +225,7 @@ class ClusterConfig:
         if args.backoff:
             values["backoff"] = args.backoff
         values["secure"] = args.secure
+        values["kafka_plaintext"] = args.kafka_plaintext
         return cls.from_dict(values)
 
     def to_dict(self) -> dict:
@@ -353,4 +362,6 @@ def argument_parser() -> argparse.ArgumentParser:
                         help="JSON object of Backoff settings (initial_s, max_s, reset_after_s)")
     parser.add_argument("--secure", action="store_true",
                         help="CURVE and an allow list on the brokers, digest ACLs in ZooKeeper")
+    parser.add_argument("--kafka-plaintext", action="store_true",
+                        help="with --secure: plaintext Kafka listeners (no TLS, no SASL)")
     return parser

@@ -145,7 +145,9 @@ def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
     ``settings`` holds, by role and id, the config each broker and worker was started with (every
     setting in force, defaults included: cluster up's --config, --set and flags applied);
     ``kafka_bootstrap`` is the live brokers' Kafka endpoints, ``host:port,...`` by broker id
-    (None when none has one)."""
+    (None when none has one); when the listeners are not plaintext (``--secure``),
+    ``kafka_security_protocol`` is what Kafka clients set as theirs (SASL_SSL) and
+    ``kafka_ca`` the CA file they trust."""
     info = ClusterFiles(data_dir).read_state()
     sup = info.get("supervisor", {})
     processes = [{"role": "supervisor", "id": "0", "pid": sup.get("pid"), "endpoint": None,
@@ -165,9 +167,12 @@ def status(data_dir: str | os.PathLike = zkconnect.DEFAULT_DATA_DIR) -> dict:
     kafka: dict[int, str] = {}
     if brokers and info.get("zookeeper"):
         _fill_endpoints(info["zookeeper"], brokers, kafka, data_dir)
-    return {"zookeeper": info.get("zookeeper"), "dashboard": info.get("dashboard"),
-            "kafka_bootstrap": ",".join(kafka[b] for b in sorted(kafka)) or None,
-            "processes": processes + slots, "settings": settings}
+    found = {"zookeeper": info.get("zookeeper"), "dashboard": info.get("dashboard"),
+             "kafka_bootstrap": ",".join(kafka[b] for b in sorted(kafka)) or None}
+    protocol = info.get("kafka_security_protocol", "PLAINTEXT")
+    if protocol != "PLAINTEXT":
+        found.update(kafka_security_protocol=protocol, kafka_ca=info.get("kafka_ca"))
+    return {**found, "processes": processes + slots, "settings": settings}
 
 
 def _fill_endpoints(connect_string: str, brokers: list[dict], kafka: dict[int, str],

@@ -49,7 +49,7 @@ from cluster.supervision.slots import RestartState, Slot, SlotSpec, child_main, 
 from cluster.supervision.zookeeper import ZooKeeperEnsemble, ZooKeeperError
 from cluster.workers.worker import run as worker_run
 from coordinator import paths, topics
-from cluster.supervision import security
+from cluster.supervision import certificates, security
 from coordinator import credentials
 from coordinator import zk as zkconnect
 
@@ -89,6 +89,7 @@ class Supervisor:
         self._sampler = None
         self._dashboard = None
         self._dashboard_token_file = None   # a Path when the dashboard asks for a token
+        self.kafka_security = ("PLAINTEXT", None)    # the Kafka listeners' protocol, CA file
 
     def run(self) -> int:
         """Start, supervise until SIGTERM/SIGINT/SIGHUP, stop; the exit code for the process."""
@@ -155,10 +156,17 @@ class Supervisor:
             topics.set_cluster_defaults(self._zk_client, {
                 **defaults, "default_replication_factor": config.replication_factor})
         self.files.write_connect(self.zookeeper)
+        kafka_tls = self._kafka_tls()
         for i in range(config.brokers):
             broker = config.broker_config(i, self.zookeeper)
             if i in secured:
                 broker = dataclasses.replace(broker, security=secured[i])
+            if kafka_tls is not None and broker.kafka_port is not None:
+                broker = dataclasses.replace(broker, kafka_tls=broker.kafka_tls or kafka_tls,
+                                             kafka_sasl=True)
+            if i == 0 and broker.kafka_port is not None:
+                self.kafka_security = (broker.kafka_security_protocol, broker.kafka_tls and
+                                       broker.kafka_tls.ca_certificate)
             Path(broker.data_dir).mkdir(parents=True, exist_ok=True)
             self.slots.append(Slot(SlotSpec("broker", str(i), target, (broker,))))
         workers_key = None
@@ -177,6 +185,21 @@ class Supervisor:
         self._start_dashboard()
         self.phase = "waiting"
         self._write_state()
+
+    def _kafka_tls(self):
+        """With --secure the Kafka listeners speak SASL_SSL (unless --kafka-plaintext): the
+        certificate the user gave in the broker settings, else the cluster's own
+        (cluster/supervision/certificates.py, valid for the brokers' hosts)."""
+        config = self.config
+        if not config.secure or config.kafka_plaintext:
+            return None
+        brokers = [config.broker_config(i, self.zookeeper) for i in range(config.brokers)]
+        if all(b.kafka_port is None for b in brokers):
+            return None
+        given = brokers[0].kafka_tls
+        if given is not None:
+            return given
+        return certificates.ensure(self.data_dir, [b.endpoint_host for b in brokers])
 
     def _start_ensemble(self) -> None:
         self.ensemble = ZooKeeperEnsemble(self.files.zookeeper_dir, size=self.config.zk_ensemble)
@@ -430,6 +453,8 @@ class Supervisor:
             "dashboard": self._dashboard.url if self._dashboard is not None else None,
             "dashboard_token_file": (str(self._dashboard_token_file)
                                      if self._dashboard_token_file is not None else None),
+            "kafka_security_protocol": self.kafka_security[0],
+            "kafka_ca": self.kafka_security[1],
             "processes": [{"role": s.spec.role, "id": s.spec.id, "pid": s.restart.pid,
                            "create_time": s.restart.create_time,
                            "restarts": s.restart.restarts,

@@ -20,14 +20,16 @@ CLIENTS = ("confluent-kafka", "kafka-python")
 LINGER_MS = 5
 
 
-def produce(client: str, bootstrap: str, topic: str, messages: int, size: int = 200) -> dict:
+def produce(client: str, bootstrap: str, topic: str, messages: int, size: int = 200,
+            settings: dict | None = None) -> dict:
     """Produce with ``client`` (one of CLIENTS); the run's figures, ``error`` set when a
-    record was not acknowledged."""
+    record was not acknowledged. ``settings``: more of the client's own configuration (its
+    names), e.g. SASL_SSL's (cluster/tools/kafka_tls_bench.py)."""
     if messages < 1 or size < 0:
         raise InvalidArgument("messages must be >= 1 and size >= 0")
     value = os.urandom(size)
     run = _confluent_produce if client == "confluent-kafka" else _kafka_python_produce
-    elapsed, failed = run(bootstrap, topic, messages, value)
+    elapsed, failed = run(bootstrap, topic, messages, value, settings or {})
     result = _figures("produce", topic, messages, size, elapsed, client=client, acks=1,
                       linger_ms=LINGER_MS)
     if failed:
@@ -36,12 +38,12 @@ def produce(client: str, bootstrap: str, topic: str, messages: int, size: int = 
 
 
 def consume(client: str, bootstrap: str, topic: str, messages: int,
-            timeout_s: float = 10.0) -> dict:
+            timeout_s: float = 10.0, settings: dict | None = None) -> dict:
     """Read partition 0 of ``topic`` from its beginning with ``client``; the run's figures."""
     if messages < 1:
         raise InvalidArgument("messages must be >= 1")
     run = _confluent_consume if client == "confluent-kafka" else _kafka_python_consume
-    elapsed, count, nbytes = run(bootstrap, topic, messages, timeout_s)
+    elapsed, count, nbytes = run(bootstrap, topic, messages, timeout_s, settings or {})
     result = _figures("consume", topic, count, nbytes / count if count else 0, elapsed,
                       client=client, partition=0)
     if count < messages:
@@ -56,12 +58,13 @@ def _flush_timeout(messages: int) -> float:
     return max(60.0, messages / 5000)
 
 
-def _confluent_produce(bootstrap: str, topic: str, messages: int, value: bytes):
+def _confluent_produce(bootstrap: str, topic: str, messages: int, value: bytes,
+                       settings: dict):
     from confluent_kafka import Producer
     failed = []
     producer = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": LINGER_MS,
                          "delivery.report.only.error": True,
-                         "queue.buffering.max.messages": 1_000_000})
+                         "queue.buffering.max.messages": 1_000_000, **settings})
     produce = producer.produce
     on_error = lambda err, msg: failed.append(err)   # noqa: E731
     started = time.perf_counter()
@@ -77,10 +80,11 @@ def _confluent_produce(bootstrap: str, topic: str, messages: int, value: bytes):
     return elapsed, len(failed) + left
 
 
-def _kafka_python_produce(bootstrap: str, topic: str, messages: int, value: bytes):
+def _kafka_python_produce(bootstrap: str, topic: str, messages: int, value: bytes,
+                         settings: dict):
     from kafka import KafkaProducer
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=LINGER_MS,
-                             enable_idempotence=False, batch_size=1 << 20)
+                             enable_idempotence=False, batch_size=1 << 20, **settings)
     try:
         send = producer.send
         started = time.perf_counter()
@@ -93,10 +97,12 @@ def _kafka_python_produce(bootstrap: str, topic: str, messages: int, value: byte
     return elapsed, failed
 
 
-def _confluent_consume(bootstrap: str, topic: str, messages: int, timeout_s: float):
+def _confluent_consume(bootstrap: str, topic: str, messages: int, timeout_s: float,
+                       settings: dict):
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "sluice-bench",
-                         "enable.auto.commit": False, "enable.partition.eof": False})
+                         "enable.auto.commit": False, "enable.partition.eof": False,
+                         **settings})
     count = nbytes = 0
     try:
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
@@ -121,10 +127,11 @@ def _confluent_consume(bootstrap: str, topic: str, messages: int, timeout_s: flo
     return elapsed, count, nbytes
 
 
-def _kafka_python_consume(bootstrap: str, topic: str, messages: int, timeout_s: float):
+def _kafka_python_consume(bootstrap: str, topic: str, messages: int, timeout_s: float,
+                          settings: dict):
     from kafka import KafkaConsumer, TopicPartition
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                             enable_auto_commit=False, auto_offset_reset="earliest")
+                             enable_auto_commit=False, auto_offset_reset="earliest", **settings)
     count = nbytes = 0
     try:
         consumer.assign([TopicPartition(topic, 0)])

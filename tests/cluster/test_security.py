@@ -109,7 +109,9 @@ def test_no_secret_in_status_logs_or_world_readable_files(secured):
     assert status.returncode == 0, status.stderr
     root = credentials.security_dir(data_dir)
     secrets = [DIGEST, DIGEST.partition(":")[2]] + [
-        credentials.load(p).secret_key for p in root.rglob("*.key")]
+        credentials.load(p).secret_key for p in root.rglob("*.key")] + [
+        p.read_text().splitlines()[1] for p in root.rglob("*-key.pem")]   # the Kafka TLS keys
+    assert len(secrets) > 2 + len(list(root.rglob("*.key")))
     seen = status.stdout
     for path in data_dir.rglob("*"):
         if path.is_file() and root not in path.parents and path.stat().st_size < 50 << 20:
