@@ -57,6 +57,7 @@ same critical section), and the per-message and per-batch paths are tuned by ins
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -65,6 +66,7 @@ from collections import Counter, deque
 import zmq
 
 from broker import message, protocol
+from clients import audit as audits
 from clients import partitioner as partitioners
 from clients.brokers import BrokerPool
 from clients.config import ProducerConfig
@@ -74,7 +76,10 @@ from coordinator.errors import InvalidArgument
 from coordinator.settings import callable_or_none
 
 _encode = message.encode
+_encode_stamped = message.encode_stamped
 _monotonic = time.monotonic
+_time = time.time
+log = logging.getLogger(__name__)
 
 SEQUENCE_LIMIT = 1 << 32        # sequences are u32: a partition that reaches this renumbers
 # A partition's acks=1 header is cached without its correlation id and sequence fields, the
@@ -113,11 +118,13 @@ class _Request:
     """One acks=1 MessageSet, from the moment it has its sequence until it is answered or
     given up on. ``key`` is (endpoint, correlation id) while a send of it is in flight."""
 
-    __slots__ = ("tp", "payload", "count", "sequence", "queued_at", "sent_at", "retries", "key")
+    __slots__ = ("tp", "payload", "count", "sequence", "queued_at", "sent_at", "retries", "key",
+                 "window")
 
     def __init__(self, tp: tuple[str, int], payload: bytes, count: int, sequence: int,
-                 queued_at: float):
+                 queued_at: float, window: int | None):
         self.tp = tp
+        self.window = window
         self.payload = payload
         self.count = count
         self.sequence = sequence
@@ -149,14 +156,17 @@ class _Partition:
 
 class _Batch:
     """The framed messages waiting for one partition, when the first of them came, and, once
-    taken for sending, how many of them were taken (None while open)."""
+    taken for sending, how many of them were taken (None while open). An audited producer's
+    batch holds the messages of one audit window (``window``; None: not audited), so that it
+    is counted once, as a whole, when it is acknowledged."""
 
-    __slots__ = ("messages", "started", "taken")
+    __slots__ = ("messages", "started", "taken", "window")
 
-    def __init__(self, started: float):
+    def __init__(self, started: float, window: int | None = None):
         self.messages: list[bytes] = []
         self.started = started
         self.taken: int | None = None
+        self.window = window
 
 
 class Producer:
@@ -229,6 +239,18 @@ class Producer:
         self._stop = threading.Event()
         self._pool.view.add_listener(self._forget_routes)
         self._timer = None
+        self._tally: audits.Tally | None = None
+        self._audit_thread = None
+        if config.audit:
+            self._tally = audits.Tally()
+            self._window_ms = config.audit_window_ms
+            self._publisher = audits.Publisher(
+                zookeeper, data_dir, config.credentials, audits.source_fields(
+                    audits.PRODUCER, producer_id=f"{self.producer_id or new_producer_id():016x}"),
+                self._window_ms)
+            self._audit_thread = threading.Thread(target=self._audit_loop, name="producer-audit",
+                                                  daemon=True)
+            self._audit_thread.start()
         if config.linger_ms > 0:
             self._timer = threading.Thread(target=self._linger_loop, name="producer-linger",
                                            daemon=True)
@@ -262,7 +284,13 @@ class Producer:
                 partition = self._partitioner(topic, key, partitions)
         elif type(partition) is not int or not 0 <= partition < partitions:
             raise topics.partition_error(topic, partitions, partition)
-        encoded = _encode(value, key)
+        if self._tally is None:
+            encoded = _encode(value, key)
+            window = None
+        else:
+            stamp = int(_time() * 1000)
+            window = stamp - stamp % self._window_ms
+            encoded = _encode_stamped(value, key, stamp)
         tp = (topic, partition)
         if self._error is not None:
             with self._lock:
@@ -271,9 +299,11 @@ class Producer:
             with self._lock:
                 if chosen and self._batch_sent is not None:
                     self._batch_sent(topic, partition)
-                self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0)
+                self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0, window)
             return
-        batch = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+        batch = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic(), window))
+        if batch.window != window:
+            batch = self._next_window(tp, batch, window)
         messages = batch.messages
         messages.append(encoded)
         if batch.taken is not None or len(messages) >= self.batch_size:
@@ -287,11 +317,29 @@ class Producer:
                 self._take_and_send(tp, batch)
                 return
             if any(m is encoded for m in batch.messages[batch.taken:]):
-                fresh = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+                fresh = self._batches.get(tp) or self._batches.setdefault(
+                    tp, _Batch(_monotonic(), batch.window))
                 fresh.messages.append(encoded)
 
+    def _next_window(self, tp: tuple[str, int], batch: _Batch, window: int) -> _Batch:
+        """An audited message of a new window: the partition's batch of the old one leaves
+        first, so a batch is counted in one window."""
+        with self._lock:
+            if batch.taken is None:
+                self._take_and_send(tp, batch)
+            return self._batches.get(tp) or self._batches.setdefault(
+                tp, _Batch(_monotonic(), window))
+
     def flush(self, timeout_s: float | None = None) -> None:
-        """Send every queued batch and, for acks=1, wait until each is answered or given up."""
+        """Send every queued batch and, for acks=1, wait until each is answered or given up;
+        an audited producer then publishes its counts, the open windows' too."""
+        try:
+            self._flush(timeout_s)
+        finally:
+            if self._tally is not None:
+                self._publish_audit(closed_only=False)
+
+    def _flush(self, timeout_s: float | None) -> None:
         with self._lock:
             for tp, batch in list(self._batches.items()):
                 self._take_and_send(tp, batch)
@@ -315,6 +363,12 @@ class Producer:
             self._stop.set()
             if self._timer is not None:
                 self._timer.join(timeout=1)
+            if self._audit_thread is not None:
+                self._audit_thread.join(timeout=5)
+                self._publisher.close()
+                if self._tally.counts:
+                    log.error("audit counts of %d window(s) could not be published and are "
+                              "lost: %s", len(self._tally.counts), self._tally.counts)
             self._pool.close()
 
     def __enter__(self) -> "Producer":
@@ -341,18 +395,21 @@ class Producer:
             self._batch_sent(*tp)
         payload = messages[0] if count == 1 else b"".join(messages[:count])
         if len(payload) <= self.max_request_bytes or count == 1:
-            self._send_set(tp, payload, count, batch.started)
+            self._send_set(tp, payload, count, batch.started, batch.window)
             return
         for run, n in split_set(messages[:count], self.max_request_bytes):
-            self._send_set(tp, run, n, batch.started)
+            self._send_set(tp, run, n, batch.started, batch.window)
 
-    def _send_set(self, tp: tuple[str, int], payload: bytes, count: int, queued_at: float) -> None:
+    def _send_set(self, tp: tuple[str, int], payload: bytes, count: int, queued_at: float,
+                  window: int | None) -> None:
         """Send one MessageSet. acks=0: two plain sends on the partition's PUSH socket (pyzmq's
         send_multipart and its Python-level send wrapper cost more than the set's own work for
         small batches; ZeroMQ takes a multipart message whole or not at all). acks=1: once the
         partition and its broker have room in their windows, the partition's next sequence."""
         self.sent += count
         if self.acks == 0:
+            if window is not None:
+                self._tally.add(tp[0], window, 0, count)
             try:
                 route = self._push_routes.get(tp)
                 if route is None:
@@ -376,7 +433,7 @@ class Producer:
             self._collect(self.request_timeout_s * 1000)
         if state.next_sequence == SEQUENCE_LIMIT:
             self._renumber(state)
-        request = _Request(tp, payload, count, state.next_sequence, queued_at)
+        request = _Request(tp, payload, count, state.next_sequence, queued_at, window)
         state.next_sequence += 1
         state.unanswered[request.sequence] = request
         state.unsent.append(request)
@@ -500,6 +557,8 @@ class Producer:
                 self._error = error
             return
         self.acked += request.count
+        if request.window is not None:
+            self._tally.add(topic, request.window, request.count)
         if self.on_acknowledged is not None:
             self.on_acknowledged(request.count, _monotonic() - request.queued_at)
         if self.on_delivery is not None:
@@ -591,6 +650,22 @@ class Producer:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+
+    def _audit_loop(self) -> None:
+        """Publish each window's counts soon after it closes (late acknowledgements of a
+        closed window follow in another record)."""
+        tick = min(1.0, self._window_ms / 4000)
+        while not self._stop.wait(tick):
+            self._publish_audit(closed_only=True)
+
+    def _publish_audit(self, closed_only: bool) -> None:
+        """Take the counts (of the closed windows, or all) under the lock and publish them
+        outside it; what could not be published is kept for the next time."""
+        with self._lock:
+            counts = (self._tally.pop_closed(audits.now_ms(), self._window_ms) if closed_only
+                      else self._tally.pop_all())
+        if counts:
+            audits.publish_or_keep(self._publisher, self._tally, counts, self._lock)
 
     def _linger_loop(self) -> None:
         tick = max(self.linger_s / 2, 0.001)

@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--skip-bad-lines", action="store_true",
                          help="skip a line without the key separator or over the brokers' "
                          "max_message_bytes, and count it (default: stop at it)")
+    produce.add_argument("--audit", action="store_true",
+                         help="stamp messages with their send time and publish per-window "
+                         "counts (acknowledged, sent without ack) to __audit (default: off)")
     json_flag(produce, "the summary (messages, acked, skipped, ...)")
 
     consume = command(commands, "consume", message_commands.consume,
