@@ -42,6 +42,7 @@ AUDIT_PARTITIONS = 4
 DEFAULT_WINDOW_MS = 60_000
 PRODUCER = "producer"
 CONSUMER = "consumer"
+PUBLISH_RETRIES = 50        # 200 ms apart: a record rides out a broker restart of ~10 s
 log = logging.getLogger(__name__)
 
 
@@ -173,7 +174,7 @@ class Publisher:
             from coordinator import topics
             zookeeper, data_dir, credentials = self._where
             producer = Producer(zookeeper, data_dir=data_dir, credentials=credentials, acks=1,
-                                linger_ms=0, batch_size=64)
+                                linger_ms=0, batch_size=64, retries=PUBLISH_RETRIES)
             try:
                 topics.get(producer._pool.zk, AUDIT_TOPIC)
             except topics.UnknownTopic:

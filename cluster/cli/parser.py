@@ -488,6 +488,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="log more")
     drill.set_defaults(func=drills.command, prepare=None)
 
+    from cluster.cli import audit_commands
+    audit = command(commands, "audit", audit_commands.audit, "the audit trail: per topic and "
+                    "window, messages produced (acknowledged, sent without ack), stored and "
+                    "consumed by each group, and what was lost where")
+    audit.epilog = (f"exit status: 0 when no judged window shows loss, "
+                    f"{audit_commands.AUDIT_FOUND_LOSS} when a window that closed more than "
+                    f"--grace ago lost acknowledged or stored messages, 1 on an error")
+    audit.add_argument("--topic", type=_topic, help="only this topic (default: every audited "
+                       "topic)")
+    audit.add_argument("--group", type=_group, help="only this group's consumption (default: "
+                       "every group that published counts)")
+    audit.add_argument("--since", metavar="TIME", help="only windows ending after TIME: a span "
+                       "back from now (90s, 15m, 2h, 1d) or ISO 8601 (default: everything in "
+                       "__audit)")
+    audit.add_argument("--grace", type=float, default=audit_commands.DEFAULT_GRACE_S,
+                       metavar="S", help="judge a window once it closed this many seconds ago "
+                       "(default %(default)s)")
+    json_flag(audit, "every window's counts and verdict")
+
     scrub = command(commands, "scrub", segment_commands.scrub, "CRC-check the segments in the "
                     "local cluster's broker dirs and report each bad message by offset (reads "
                     "files only: safe beside a running broker)")
