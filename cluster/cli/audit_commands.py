@@ -44,7 +44,7 @@ def audit(args) -> int:
     if args.grace < 0:
         raise InvalidArgument("--grace must not be negative")
     now_ms = int(time.time() * 1000)
-    since_ms = None if args.since is None else parse_since(args.since, now_ms)
+    since_ms = args.since
     pool = BrokerPool(args.zookeeper, args.data_dir, request_timeout_ms=5000)
     try:
         with err.status("reading __audit and the logs"):

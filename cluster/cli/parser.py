@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from clients.config import ConsumerConfig, ProducerConfig
 from cluster.cli import exits
@@ -56,6 +57,15 @@ def _datetime(text: str) -> int:
     from cluster.cli.offset_reset import parse_datetime
     try:
         return parse_datetime(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _since(text: str) -> int:
+    """``audit --since``: a span back from now or ISO 8601, as ms since the epoch."""
+    from cluster.cli.audit_commands import parse_since
+    try:
+        return parse_since(text, int(time.time() * 1000))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -499,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "topic)")
     audit.add_argument("--group", type=_group, help="only this group's consumption (default: "
                        "every group that published counts)")
-    audit.add_argument("--since", metavar="TIME", help="only windows ending after TIME: a span "
+    audit.add_argument("--since", type=_since, metavar="TIME", help="only windows ending after TIME: a span "
                        "back from now (90s, 15m, 2h, 1d) or ISO 8601 (default: everything in "
                        "__audit)")
     audit.add_argument("--grace", type=float, default=audit_commands.DEFAULT_GRACE_S,
