@@ -66,10 +66,12 @@ class Latencies:
 def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, acks: int = 0,
             linger_ms: float = 5, partition: int | None = None, zookeeper: str | None = None,
             data_dir=None, on_progress: Progress | None = None,
-            max_in_flight: int | None = None) -> dict:
+            max_in_flight: int | None = None, audit: bool = False) -> dict:
     """Send ``messages`` values of ``size`` bytes; return the run's figures.
 
-    ``max_in_flight`` (acks=1: unanswered requests per producer) defaults to the Producer's.
+    ``max_in_flight`` (acks=1: unanswered requests per producer) defaults to the Producer's;
+    ``audit``: an audited producer (its count records published at the final flush, inside
+    the measured time).
     """
     from clients.brokers import BrokerPool
     from clients.producer import Producer
@@ -81,7 +83,7 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
     window = {} if max_in_flight is None else {"max_in_flight": max_in_flight}
     producer = Producer(zookeeper, batch_size=batch_size, linger_ms=linger_ms, acks=acks,
                         data_dir=data_dir, on_acknowledged=latencies.record if acks else None,
-                        **window)
+                        audit=audit, **window)
     try:
         before = stored_bytes(pool, topic)
         send = producer.send
