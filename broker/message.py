@@ -193,9 +193,27 @@ def _headers(payload, pos: int, end: int) -> tuple:
 
 
 def _bad_record(mv, pos: int, nxt: int) -> bool:
-    """Whether the magic 2 entry at ``pos`` (CRC already good) has lengths that do not fit."""
+    """Whether the magic 2 entry at ``pos`` (CRC already good) has lengths that do not fit.
+    The usual record, without headers, is checked from its two lengths alone (no slice, no
+    decode: this runs per message on the broker's produce path); headers are walked.
+
+    >>> m = encode_record(b"v", b"k", 1)
+    >>> long_key = m[:18] + bytes([0, 0, 0, 99]) + m[22:]     # a key length past the end
+    >>> _bad_record(m, 0, len(m)), _bad_record(long_key, 0, len(m))
+    (False, True)
+    """
     if nxt - pos < SIZE_FIELD + RECORD_MIN_SIZE:
         return True
+    keylen = _unpack_size(mv, pos + HEADER_SIZE + 9)[0]
+    headers_at = pos + HEADER_SIZE + RECORD_HEADER.size + (0 if keylen == NULL_LENGTH
+                                                           else keylen)
+    if headers_at + 4 > nxt:
+        return True
+    hlen = _unpack_size(mv, headers_at)[0]
+    if headers_at + 4 + hlen > nxt:
+        return True
+    if not hlen:
+        return False
     try:
         record_fields(mv[pos + HEADER_SIZE:nxt])
     except (ValueError, struct.error, UnicodeDecodeError):

@@ -22,6 +22,9 @@ start, visible end), so they agree with ``sluice groups describe``, except:
   the messages after the committed offset (one fetch, remembered while the offset stays);
 - retention_seconds_left: see ``cluster.observe.retention_left``.
 
+The audit trail's totals (``snapshot["audit"]``) are ``cluster.observe.audit_counts``'s: the
+count records of ``__audit`` summed as they come.
+
 History: a ring buffer of ``history_s / interval_s`` compact points (the plotted figures), plus
 the latest full snapshot. ``state(since)`` is what the web page polls: the snapshot and the
 points after ``since``.
@@ -44,6 +47,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from broker import protocol
 from clients.brokers import BrokerPool
 from cluster.observe import lag, retention_left
+from cluster.observe.audit_counts import AuditTail
 from cluster.observe.brokers import BrokerStats
 from cluster.observe.processes import ProcessRef, ProcessStats
 from cluster.observe.rebalance_tracker import RebalanceTracker
@@ -203,6 +207,7 @@ class Sampler:
         self._procs = ProcessStats()
         self._brokers = BrokerStats()
         self._groups = _Groups(window_s, interval_s)
+        self._audit = AuditTail()
         self.cpu_seconds = 0.0
         self.ticks = 0
         self._last_zk_error = ""
@@ -223,6 +228,7 @@ class Sampler:
             self.close()
 
     def close(self) -> None:
+        self._audit.close()
         self._brokers.close()
         if self._pool is not None:
             self._pool.close()
@@ -255,7 +261,8 @@ class Sampler:
         errors: list[str] = []
         snapshot = {"time": wall, "interval_s": self.interval_s, "zookeeper": self.zookeeper,
                     "processes": self._procs.sample(list(self.processes()), now),
-                    "brokers": [], "partitions": [], "groups": [], "errors": errors}
+                    "brokers": [], "partitions": [], "groups": [], "audit": None,
+                    "errors": errors}
         pool = self._connect(errors)
         if pool is not None:
             try:
@@ -264,6 +271,12 @@ class Sampler:
                                                          self.broker_disks, now, wall)
             except ZK_ERRORS as exc:
                 errors.append(f"ZooKeeper: {exc!r}")
+            try:
+                snapshot["audit"] = self._audit.sample(pool)
+            except ZK_ERRORS as exc:
+                errors.append(f"ZooKeeper: {exc!r}")
+            except protocol.SluiceError as exc:
+                errors.append(f"audit: {exc}")
             self._brokers.forget(
                 {("broker", b["broker"]) for b in snapshot["brokers"]}
                 | {("partition", p["broker"], p["topic"], p["partition"])

@@ -85,6 +85,8 @@ AUDIT_FIGURES = [
     ("producer_acks1_batch50_audit_msgs_per_s", "producer, batch 50, acks=1, audited (msg/s)",
      None, True),
     ("audit_vs_plain_acks1", "audited / plain acks=1 batch 50 (same run)", 0.95, True),
+    ("audit_cpu_vs_plain_acks1", "audited / plain: producer + broker CPU per message", 1.05,
+     False),
 ]
 
 # (result key, label, target, higher is better): the replication rows, 3 brokers, batch 50
@@ -294,12 +296,14 @@ def _one_run(zookeeper: str, data_dir: Path, index: int, messages: int, size: in
         produced = {}
         rows = [("batch1", 1, 0, False), ("batch50", 50, 0, False),
                 ("acks1_batch50", 50, 1, False)]
-        if audit:
-            rows.append(("acks1_batch50_audit", 50, 1, True))
+        if audit:       # the pair in turns, so a drift of the machine's load favours neither
+            rows.insert(2 + index % 2, ("acks1_batch50_audit", 50, 1, True))
         for key, batch, acks, audited in rows:
             topic = produced[key] = fresh_topic(key.replace("_", "-"))
+            broker_cpu = _cpu_seconds(rss.process)
             result = perf.produce(topic, messages, size, batch, acks, linger_ms=5, partition=0,
                                   zookeeper=zookeeper, audit=audited)
+            result["broker_cpu_seconds"] = round(_cpu_seconds(rss.process) - broker_cpu, 3)
             sample[f"producer_{key}"] = result
             say(f"run {index + 1}: producer batch {batch} acks={acks}"
                 f"{', audited' if audited else ''}: "
@@ -368,15 +372,26 @@ def _kafka_medians(samples: list[dict], result: dict) -> dict:
     return out
 
 
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 def _audit_medians(samples: list[dict]) -> dict:
-    """The audited row's median, and the median over runs of each run's own ratio (the pair
-    ran back to back, so the machine's load moves both alike)."""
+    """The audited row's median, and the medians over runs of each run's own ratios (the pair
+    ran back to back, in turns): throughput, and CPU per message of the producer and the
+    broker together, which a loaded machine moves less than wall time."""
+    def cpu(row):
+        return row["cpu_seconds"] + row["broker_cpu_seconds"]
     return {
         "producer_acks1_batch50_audit_msgs_per_s": round(statistics.median(
             s["producer_acks1_batch50_audit"]["records_per_s"] for s in samples), 1),
         "audit_vs_plain_acks1": round(statistics.median(
             s["producer_acks1_batch50_audit"]["records_per_s"]
-            / s["producer_acks1_batch50"]["records_per_s"] for s in samples), 3)}
+            / s["producer_acks1_batch50"]["records_per_s"] for s in samples), 3),
+        "audit_cpu_vs_plain_acks1": round(statistics.median(
+            cpu(s["producer_acks1_batch50_audit"]) / max(cpu(s["producer_acks1_batch50"]), 1e-9)
+            for s in samples), 3)}
 
 
 def _medians(samples: list[dict], messages: int, size: int, runs: int) -> dict:

@@ -88,6 +88,7 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
         before = stored_bytes(pool, topic)
         send = producer.send
         done = 0
+        cpu = time.process_time()
         started = time.perf_counter()
         while done < messages:
             n = min(CHUNK, messages - done)
@@ -100,6 +101,7 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
         if acks == 0:
             _wait_stored(pool, topic, before + messages * (HEADER_SIZE + size))
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         dropped, acked = producer.dropped, producer.acked
     finally:
         producer.close()
@@ -107,7 +109,8 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
     return _figures("produce", topic, messages, size, elapsed, batch_size=batch_size, acks=acks,
                     linger_ms=linger_ms, max_in_flight=producer.max_in_flight if acks else None,
                     acked=acked if acks else None, dropped=dropped,
-                    latency_ms=latencies.percentiles(50, 99) if acks else None)
+                    latency_ms=latencies.percentiles(50, 99) if acks else None,
+                    cpu_seconds=round(cpu, 3))
 
 
 def consume(topic: str, partition: int = 0, messages: int = 1_000_000,

@@ -1,5 +1,7 @@
 """The audit trail's counting: pure parts, and audited producers and group consumers against a
 real broker, their records read back from ``__audit``."""
+import zlib
+
 import pytest
 
 from broker import message
@@ -49,6 +51,15 @@ def test_stamped_messages_decode_with_their_timestamp():
     got = [(m.key, m.value, m.timestamp) for m in message.decode_set(data, "t", 0, 0)]
     assert got == [(None, b"v", 1234), (b"k", b"w", 5)]
     assert message.validate_set(data) == 2
+    one = message.encode_stamped(b"v", b"k", 5)
+    long_key = one[:18] + bytes([0, 0, 0, 99]) + one[22:]
+    long_headers = one[:23] + bytes([0, 0, 0, 99]) + one[27:]
+    for bad in (long_key, long_headers):          # lengths past the end, CRC made right again
+        bad = bad[:5] + zlib.crc32(bad[9:]).to_bytes(4, "big") + bad[9:]
+        with pytest.raises(message.InvalidMessage):
+            message.validate_set(bad)
+    headed = message.encode_record(b"v", None, 5, [("h", b"x")])
+    assert message.validate_set(headed + one) == 2
 
 
 @pytest.fixture
