@@ -60,9 +60,11 @@ _pack_header = HEADER.pack
 _unpack_header = HEADER.unpack_from
 _RECORD_HEADER_PACK = RECORD_HEADER.pack
 _NO_HEADERS = b"\0\0\0\0"
-_RECORD_PREFIX_PACK = struct.Struct(">BqII").pack      # attributes, timestamp, key and headers lengths
+# an unkeyed, headerless record's prefix: attributes, timestamp, key length, headers length
+_RECORD_PREFIX_PACK = struct.Struct(">BqII").pack
 _NULL_KEY_NO_HEADERS = struct.Struct(">II").unpack_from
 _PLAIN_RECORD = (NULL_LENGTH, 0)     # a magic 2 record with a null key and no headers
+STAMPED_PREFIX_SIZE = 17             # its payload before the value (stamped_prefix)
 _new_tuple = tuple.__new__
 _unpack_size = struct.Struct(">I").unpack_from
 

@@ -4,10 +4,12 @@ produced beside what was stored and what each group consumed.
 
 A window is ``window_ms`` long (default one minute) and starts at a multiple of it since the
 epoch; a message belongs to the window of its timestamp. An audited producer writes magic 2
-messages stamped with their send time (``time.time()`` at ``send()``), so every reader, the
-consumer of any group and ``sluice audit`` scanning the log, puts a message in the window its
-producer counted it in. Messages without a timestamp (magic 0/1, from producers that do not
-audit) are not counted by consumers.
+messages stamped with their send time: the time their batch opened (its first ``send()``; at
+most ``linger_ms`` before the message's own with the linger timer on), so a batch is one window
+and is counted as a whole when acknowledged; every reader, the consumer of any group and
+``sluice audit`` scanning the log, then puts a message in the window its producer counted it
+in. Messages without a timestamp (magic 0/1, from producers that do not audit) are not counted
+by consumers.
 
 A count record is a delta: what its source counted for one (topic, window) since its previous
 record. A window usually gets one record per source (when it closes, or when the source flushes

@@ -86,7 +86,7 @@ class ProducerConfig(_Settings):
     ``idempotent`` (acks 1 and "all"; the default) numbers each partition's requests
     so that the brokers write none twice and none out of order (clients/producer.py);
     False sends them unsequenced (producer id 0), as the paper's producer did.
-    ``audit`` stamps each message with its send time (magic 2) and counts, per topic and
+    ``audit`` stamps each message with its batch's send time (magic 2) and counts, per topic and
     ``audit_window_ms`` window, what was acknowledged and what was sent with acks=0, for the
     ``__audit`` topic (clients/audit.py).
     """

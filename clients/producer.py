@@ -39,6 +39,10 @@ struct pack, one CRC), pick the partition (partition counts are cached per topic
 it to its batch. Routing, joining and sending happen once per batch, under the producer's
 lock: an acks=0 batch is two plain socket sends (header, MessageSet) on a PUSH socket and
 header cached per partition, and the caches are dropped whenever the cluster view changes.
+An audited producer (``audit=True``, clients/audit.py) frames magic 2 messages stamped with
+their batch's opening time, reusing the batch's framing prefix and its CRC (no clock read per
+message), and counts a batch's messages once, when it is acknowledged (acks=0: when handed to
+ZeroMQ), under the lock it already holds then.
 
 The append itself takes no lock (a lock per message costs a quarter of send()), so a batch
 can be taken for sending (full, lingered, flushed) by one thread while another is appending
@@ -61,6 +65,7 @@ import logging
 import secrets
 import threading
 import time
+import zlib
 from collections import Counter, deque
 
 import zmq
@@ -77,7 +82,13 @@ from coordinator.settings import callable_or_none
 
 _encode = message.encode
 _encode_stamped = message.encode_stamped
-_encode_prefixed = message.encode_prefixed
+# an audited producer's unkeyed message, framed in send() itself (message.encode_prefixed's
+# work without its call): the header, then the batch's stamped prefix and CRC, then the value
+_join = b"".join
+_pack_header = message.HEADER.pack
+_crc32 = zlib.crc32
+_MAGIC_RECORD = message.MAGIC_RECORD
+_STAMPED_SIZE = message.MIN_SIZE + message.STAMPED_PREFIX_SIZE
 _monotonic = time.monotonic
 _time = time.time
 log = logging.getLogger(__name__)
@@ -290,17 +301,23 @@ class Producer:
         if self._error is not None:
             with self._lock:
                 self._raise_pending()
-        if self._tally is not None:
-            self._send_audited(tp, value, key, chosen)
+        if self._tally is None:
+            encoded = _encode(value, key)
+            if self.batch_size == 1:
+                with self._lock:
+                    if chosen and self._batch_sent is not None:
+                        self._batch_sent(topic, partition)
+                    self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0, None)
+                return
+            batch = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+        elif self.batch_size == 1:
+            self._send_audited_alone(tp, value, key, chosen)
             return
-        encoded = _encode(value, key)
-        if self.batch_size == 1:
-            with self._lock:
-                if chosen and self._batch_sent is not None:
-                    self._batch_sent(topic, partition)
-                self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0, None)
-            return
-        batch = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+        else:       # audited: stamped with the batch's time, the batch's prefix reused (inline)
+            batch = self._batches.get(tp) or self._batches.setdefault(tp, self._stamped_batch())
+            encoded = (_join((_pack_header(_STAMPED_SIZE + len(value), _MAGIC_RECORD,
+                                           _crc32(value, batch.prefix_crc)), batch.prefix, value))
+                       if key is None else _encode_stamped(value, key, batch.stamp))
         messages = batch.messages
         messages.append(encoded)
         if batch.taken is not None or len(messages) >= self.batch_size:
@@ -322,29 +339,15 @@ class Producer:
                                                  else self._stamped_batch(batch))
                 fresh.messages.append(encoded)
 
-    def _send_audited(self, tp: tuple[str, int], value, key, chosen: bool) -> None:
-        """send() of an audited producer: the message is a magic 2 one stamped with its
-        batch's time (when the batch's first message came; a lone message's own), so a batch
-        is one audit window, counted once when it is acknowledged. An unkeyed message reuses
-        its batch's framing prefix and its CRC: no clock read, no pack per message."""
-        if self.batch_size == 1:
-            stamp = int(_time() * 1000)
-            encoded = _encode_stamped(value, key, stamp)
-            with self._lock:
-                if chosen and self._batch_sent is not None:
-                    self._batch_sent(*tp)
-                self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0,
-                               stamp - stamp % self._window_ms)
-            return
-        batch = self._batches.get(tp) or self._batches.setdefault(tp, self._stamped_batch())
-        if key is None:
-            encoded = _encode_prefixed(value, batch.prefix, batch.prefix_crc)
-        else:
-            encoded = _encode_stamped(value, key, batch.stamp)
-        messages = batch.messages
-        messages.append(encoded)
-        if batch.taken is not None or len(messages) >= self.batch_size:
-            self._appended_to_full_or_taken(tp, batch, encoded)
+    def _send_audited_alone(self, tp: tuple[str, int], value, key, chosen: bool) -> None:
+        """send() of an audited producer with batch_size 1: stamped with its own time."""
+        stamp = int(_time() * 1000)
+        encoded = _encode_stamped(value, key, stamp)
+        with self._lock:
+            if chosen and self._batch_sent is not None:
+                self._batch_sent(*tp)
+            self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0,
+                           stamp - stamp % self._window_ms)
 
     def _stamped_batch(self, like: _Batch | None = None) -> _Batch:
         """A new audited batch stamped now (or with ``like``'s stamp: a message that missed

@@ -322,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--audit", action="store_true",
                          help="stamp messages with their send time and publish per-window "
                          "counts (acknowledged, sent without ack) to __audit (default: off)")
+    produce.add_argument("--audit-window-ms", type=_positive_int,
+                         default=PRODUCER.audit_window_ms, metavar="MS",
+                         help="with --audit: the length of a count window (default %(default)s; "
+                         "at least 1000)")
     json_flag(produce, "the summary (messages, acked, skipped, ...)")
 
     consume = command(commands, "consume", message_commands.consume,

@@ -1,13 +1,15 @@
 """The audit drill: lose messages on purpose at each stage and check that ``sluice audit``
 names exactly that many, in the right window and stage.
 
-| stage    | window | what is done                                                   | audit must say            |
-| -------- | ------ | -------------------------------------------------------------- | ------------------------- |
-| broker   | A      | acks=1 into small segments of partition 0; its first (sealed)  | lost acked = the messages |
-|          |        | segment deleted by hand, its broker killed (restarted without) | of the deleted segment    |
-| producer | B      | acks=0 into partition 1 while its broker is SIGKILLed          | lost no ack = sent - what |
-|          |        |                                                                | the log holds of them     |
-| consumer | C      | acks=1; an auditing group consumer skips one message of C      | lost by the group = 1     |
+| stage    | window | what is done                                  | audit must say          |
+| -------- | ------ | --------------------------------------------- | ----------------------- |
+| broker   | A      | acks=1 into small segments of partition 0;    | lost acked = the        |
+|          |        | its first (sealed) segment deleted by hand,   | messages of the deleted |
+|          |        | its broker killed (restarted without it)      | segment                 |
+| producer | B      | acks=0 into partition 1 while its broker is   | lost no ack = sent -    |
+|          |        | SIGKILLed                                     | what the log holds      |
+| consumer | C      | acks=1; an auditing group consumer skips one  | lost by the group = 1   |
+|          |        | message of C                                  |                         |
 
 Each stage starts just after a window boundary (windows of ``WINDOW_MS``) and ends within its
 window. The truth the audit is checked against is the drill's own: how many it sent and which
