@@ -37,7 +37,7 @@ import time
 
 from kazoo.exceptions import KazooException
 
-from coordinator.errors import InvalidArgument, SluiceError
+from coordinator.errors import InvalidArgument, RequestTimedOut, SluiceError
 
 AUDIT_TOPIC = "__audit"
 AUDIT_PARTITIONS = 4
@@ -45,6 +45,8 @@ DEFAULT_WINDOW_MS = 60_000
 PRODUCER = "producer"
 CONSUMER = "consumer"
 PUBLISH_RETRIES = 50        # 200 ms apart: a record rides out a broker restart of ~10 s
+PUBLISH_WAIT_S = 2.0        # a publish waits this long for its acknowledgements, then goes on
+CLOSE_WAIT_S = 10.0         # closing waits this long for what is still unacknowledged
 log = logging.getLogger(__name__)
 
 
@@ -159,15 +161,28 @@ class Publisher:
         self.published = 0
 
     def publish(self, counts: dict[tuple[str, int], list[int]]) -> None:
-        """Send one record per (topic, window) and wait for the acknowledgements; raises the
-        producer's error when they could not all be acknowledged."""
+        """Send one record per (topic, window) and wait up to PUBLISH_WAIT_S for the
+        acknowledgements. Raises only when nothing was sent (no __audit, no broker to send
+        to): the caller keeps the counts. Records sent but not yet acknowledged stay with the
+        producer, which sends them again on its next flush (never twice: it is idempotent);
+        records it gives up on are logged as lost (their windows may show a loss that was
+        not one, never hide one)."""
         if not counts:
             return
         with self._lock:
             producer = self._open()
-            for record in encode_records(self.source, counts, self.window_ms):
-                producer.send(AUDIT_TOPIC, record, key=self.key)
-            producer.flush()
+            records = encode_records(self.source, counts, self.window_ms)
+            producer.send(AUDIT_TOPIC, records[0], key=self.key)
+            try:
+                for record in records[1:]:
+                    producer.send(AUDIT_TOPIC, record, key=self.key)
+                producer.flush(timeout_s=PUBLISH_WAIT_S)
+            except RequestTimedOut:
+                log.warning("audit records for %d window(s) not acknowledged yet; they go with "
+                            "the next publish", len(counts))
+            except SluiceError as exc:
+                log.error("audit records given up (%s): windows they counted may show a loss "
+                          "that was not one", exc)
             self.published += len(counts)
 
     def _open(self):
@@ -191,8 +206,13 @@ class Publisher:
     def close(self) -> None:
         with self._lock:
             if self._producer is not None:
-                self._producer.close()
-                self._producer = None
+                try:
+                    self._producer.close(timeout_s=CLOSE_WAIT_S)
+                except SluiceError as exc:
+                    log.error("audit records still unacknowledged at close are lost (%s): "
+                              "windows they counted may show a loss that was not one", exc)
+                finally:
+                    self._producer = None
 
 
 def publish_or_keep(publisher: Publisher, tally: Tally, counts, lock) -> bool:

@@ -382,11 +382,13 @@ class Producer:
                     self._collect(50)
             self._raise_pending()
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush (waiting at most ``timeout_s`` for acknowledgements; None: until each is
+        answered or given up) and let go of every connection."""
         if self._closed:
             return
         try:
-            self.flush()
+            self.flush(timeout_s)
         finally:
             self._closed = True
             self._stop.set()
