@@ -23,7 +23,8 @@ start, visible end), so they agree with ``sluice groups describe``, except:
 - retention_seconds_left: see ``cluster.observe.retention_left``.
 
 The audit trail's totals (``snapshot["audit"]``) are ``cluster.observe.audit_counts``'s: the
-count records of ``__audit`` summed as they come.
+count records of ``__audit`` summed as they come; the same module publishes the Kafka
+listeners' counts (brokers with ``kafka_audit``) into ``__audit``.
 
 History: a ring buffer of ``history_s / interval_s`` compact points (the plotted figures), plus
 the latest full snapshot. ``state(since)`` is what the web page polls: the snapshot and the
@@ -47,7 +48,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from broker import protocol
 from clients.brokers import BrokerPool
 from cluster.observe import lag, retention_left
-from cluster.observe.audit_counts import AuditTail
+from cluster.observe.audit_counts import AuditTail, KafkaRelay
 from cluster.observe.brokers import BrokerStats
 from cluster.observe.processes import ProcessRef, ProcessStats
 from cluster.observe.rebalance_tracker import RebalanceTracker
@@ -208,6 +209,8 @@ class Sampler:
         self._brokers = BrokerStats()
         self._groups = _Groups(window_s, interval_s)
         self._audit = AuditTail()
+        self._kafka_relay = KafkaRelay(zookeeper, data_dir,
+                                       admin_credentials(data_dir) if data_dir else None)
         self.cpu_seconds = 0.0
         self.ticks = 0
         self._last_zk_error = ""
@@ -229,6 +232,7 @@ class Sampler:
 
     def close(self) -> None:
         self._audit.close()
+        self._kafka_relay.close()
         self._brokers.close()
         if self._pool is not None:
             self._pool.close()
@@ -273,6 +277,9 @@ class Sampler:
                 errors.append(f"ZooKeeper: {exc!r}")
             try:
                 snapshot["audit"] = self._audit.sample(pool)
+                self._kafka_relay.sample(snapshot["brokers"], int(wall * 1000))
+                for row in snapshot["brokers"]:
+                    row.pop("kafka_audit", None)    # published; not part of the snapshot
             except ZK_ERRORS as exc:
                 errors.append(f"ZooKeeper: {exc!r}")
             except protocol.SluiceError as exc:
