@@ -141,6 +141,8 @@ class BrokerConfig:
     ``group_min_session_timeout_ms`` .. ``group_max_session_timeout_ms`` (Kafka's defaults),
     and an empty group's first rebalance waits ``group_initial_rebalance_delay_ms`` for more
     members (Kafka's default is 3000; 0 here: a lone consumer starts at once).
+    ``kafka_audit`` counts Kafka clients' produces per topic and ``audit_window_ms`` window of
+    the records' timestamps for the audit trail (broker/kafka/audit_tally.py).
     """
 
     broker_id: int
@@ -170,6 +172,8 @@ class BrokerConfig:
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1_800_000
     group_initial_rebalance_delay_ms: int = 0
+    kafka_audit: bool = False
+    audit_window_ms: int = 60_000
     security: SecurityConfig | None = None
     kafka_tls: KafkaTlsConfig | None = None
     kafka_sasl: bool = False
@@ -192,6 +196,8 @@ class BrokerConfig:
                   "replica_fetch_wait_max_ms", "replica_fetch_max_bytes",
                   "replica_fetch_min_bytes", "replica_fetch_linger_ms", "ack_timeout_ms",
                   "leader_imbalance_check_ms", "group_min_session_timeout_ms")
+        if self.audit_window_ms < 1000:
+            raise InvalidArgument("audit_window_ms must be at least 1000")
         if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms:
             raise InvalidArgument("group_max_session_timeout_ms must be at least "
                                   "group_min_session_timeout_ms")

@@ -82,6 +82,7 @@ class RequestHandlers:
         self.other_acks: list = []     # more AckPurgatories (the Kafka listener's) followers serve
         self._visible_at_once = not config.log.visible_after_flush
         self.authorization = None   # the server's RequestAuthorizer: what METADATA may show
+        self.kafka_audit = None     # broker/kafka/audit_tally.AuditTally with kafka_audit on
         self._replica_linger_s = config.replica_fetch_linger_ms / 1000
         replicas.on_high_watermark = self.high_watermark_moved
         replicas.on_lost_leadership = self.leadership_lost
@@ -288,8 +289,11 @@ class RequestHandlers:
             replica = self.replicas.get(row["topic"], row["partition"])
             if replica is not None:
                 row.update(replica.describe())
-        return {**self.endpoints, "partitions": rows,
-                "errors": self.errors.snapshot(), "stats": dict(self.logs.stats)}
+        document = {**self.endpoints, "partitions": rows,
+                    "errors": self.errors.snapshot(), "stats": dict(self.logs.stats)}
+        if self.kafka_audit is not None:
+            document["kafka_audit"] = self.kafka_audit.describe()
+        return document
 
     # --- produce: the writes at the end of a turn ------------------------------------------
 

@@ -163,6 +163,9 @@ class Broker:
                                                       "produce_endpoint": self.produce_endpoint},
                                         self.replicas, self.replica_waiters, AckPurgatory())
         self.handlers.authorization = self.authorization
+        if config.kafka_audit and config.kafka_port is not None:
+            from broker.kafka.audit_tally import AuditTally
+            self.handlers.kafka_audit = AuditTally(config.audit_window_ms)
         self._kafka_deadline: float | None = None
         if self.kafka is not None:
             self.kafka_ctx = KafkaContext(self.logs, self.handlers, self.replicas, config,

@@ -29,6 +29,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
+from clients.audit import DEFAULT_WINDOW_MS, check_window_ms
 from clients.resume import ON_CORRUPT
 from coordinator import paths, settings, zk
 from coordinator.errors import InvalidArgument
@@ -85,6 +86,9 @@ class ProducerConfig(_Settings):
     ``idempotent`` (acks 1 and "all"; the default) numbers each partition's requests
     so that the brokers write none twice and none out of order (clients/producer.py);
     False sends them unsequenced (producer id 0), as the paper's producer did.
+    ``audit`` stamps each message with its batch's send time (magic 2) and counts, per topic and
+    ``audit_window_ms`` window, what was acknowledged and what was sent with acks=0, for the
+    ``__audit`` topic (clients/audit.py).
     """
 
     batch_size: int = 50
@@ -98,9 +102,12 @@ class ProducerConfig(_Settings):
     max_request_bytes: int = MIB
     credentials: str | None = None
     idempotent: bool = True
+    audit: bool = False
+    audit_window_ms: int = DEFAULT_WINDOW_MS
 
     def __post_init__(self):
         _path_or_none("credentials", self.credentials)
+        _audit_settings(self)
         if type(self.acks) is int and self.acks == -1:
             object.__setattr__(self, "acks", "all")
         if not any(self.acks == a and type(self.acks) is type(a) for a in ACKS):
@@ -129,7 +136,9 @@ class ConsumerConfig(_Settings):
     ``max_wait_ms``; ``on_corrupt`` skips or raises at a corrupt message; ``credentials`` as
     for the Producer. ``offset_store`` is where a *new* group's offsets go ("log", the default,
     or the paper's "zookeeper"); a group that exists keeps the store it recorded
-    (coordinator/offset_store_choice.py).
+    (coordinator/offset_store_choice.py); ``audit`` counts what is committed per topic and
+    ``audit_window_ms`` window of the messages' timestamps, for the ``__audit`` topic
+    (clients/audit.py).
     """
 
     auto_commit_ms: float | None = 1000
@@ -148,10 +157,13 @@ class ConsumerConfig(_Settings):
     on_corrupt: str = "skip"
     credentials: str | None = None
     offset_store: str = "log"
+    audit: bool = False
+    audit_window_ms: int = DEFAULT_WINDOW_MS
 
     def __post_init__(self):
         _path_or_none("credentials", self.credentials)
         settings.one_of("offset_store", self.offset_store, ("log", "zookeeper"))
+        _audit_settings(self)
         if self.auto_commit_ms is not None and (
                 isinstance(self.auto_commit_ms, bool)
                 or not isinstance(self.auto_commit_ms, (int, float)) or self.auto_commit_ms <= 0):
@@ -196,3 +208,9 @@ def check_subscription(topics: Any, group: Any) -> list[str]:
 def _path_or_none(name: str, value) -> None:
     if value is not None and (not isinstance(value, str) or not value):
         raise InvalidArgument(f"{name} must be the path of a key file or None, not {value!r}")
+
+
+def _audit_settings(config) -> None:
+    if type(config.audit) is not bool:
+        raise InvalidArgument(f"audit must be true or false, not {config.audit!r}")
+    check_window_ms(config.audit_window_ms)

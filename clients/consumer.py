@@ -79,6 +79,7 @@ from kazoo.exceptions import KazooException
 
 from broker import protocol
 from broker.message import Message
+from clients import audit as audits
 from clients import resume
 from clients.brokers import BrokerPool
 from clients.config import ConsumerConfig, check_subscription
@@ -104,7 +105,8 @@ class _Partition:
     ``position``: after the last message returned to the application. ``processed``: the commit
     mark. ``jumps``: skipped ranges (offset -> resume), so that a mark reaching a skipped range
     moves past it. ``losses``: data-loss events waiting for the next reply, whose messages give
-    the size estimate.
+    the size estimate. ``handed`` (audit only): (next offset, audit window) of each timestamped
+    message handed out and not yet committed, oldest first: a commit counts those it covers.
     """
 
     fetch_offset: int | None = None
@@ -117,11 +119,15 @@ class _Partition:
     seen_bytes: int = 0
     seen_messages: int = 0
     revoking: bool = False
+    handed: collections.deque = field(default_factory=collections.deque)
 
     def move(self, offset: int) -> None:
         self.fetch_offset = self.position = offset
         self.buffer.clear()
         self.error = None
+        handed = self.handed
+        while handed and handed[-1][0] > offset:
+            handed.pop()        # handed out again after the seek: counted when committed then
 
     def mark(self, offset: int) -> None:
         while offset in self.jumps:
@@ -185,6 +191,9 @@ class Consumer:
         self._wakeup = False
         self._next_commit = time.monotonic() + (self.auto_commit_s or 0)
         self._closed = False
+        self._tally = audits.Tally() if config.audit else None
+        self._audit_window_ms = config.audit_window_ms
+        self._publisher: audits.Publisher | None = None
         poll_interval_ms = config.max_poll_interval_ms
         self.member = GroupMember(
             self._pool.zk, group, self.topics, config.consumer_id, config.retry,
@@ -196,6 +205,11 @@ class Consumer:
         except Exception:
             self._pool.close()
             raise
+        if config.audit:
+            self._publisher = audits.Publisher(
+                zookeeper, data_dir, config.credentials,
+                audits.source_fields(audits.CONSUMER, group=group, consumer_id=self.consumer_id),
+                config.audit_window_ms)
 
     # --- public ----------------------------------------------------------------------------
 
@@ -272,6 +286,9 @@ class Consumer:
                     st.mark(m.next_offset)
                 m = st.buffer.popleft()
                 st.position = m.next_offset
+                if self._tally is not None and m.timestamp is not None:
+                    st.handed.append((m.next_offset,
+                                      m.timestamp - m.timestamp % self._audit_window_ms))
                 self._unmarked = [m]
                 self._taken_since_fetch += 1
                 self.messages += 1
@@ -316,7 +333,16 @@ class Consumer:
 
     def note_skipped(self, m: Message, error: BaseException) -> None:
         """The application skipped ``m`` (its handler failed and its policy is to go on): a
-        data-loss note of kind "skipped", with the error, beside the others."""
+        data-loss note of kind "skipped", with the error, beside the others; an auditing
+        consumer does not count it as consumed."""
+        if self._tally is not None:
+            with self._lock:
+                st = self._parts.get((m.topic, m.partition))
+                handed = st.handed if st is not None else ()
+                for i in range(len(handed) - 1, -1, -1):
+                    if handed[i][0] == m.next_offset:
+                        del handed[i]
+                        break
         self._record_loss((m.topic, m.partition), {
             "kind": "skipped", "offset": m.offset, "resume": m.next_offset,
             "bytes": m.next_offset - m.offset, "messages": 1, "at": time.time(),
@@ -369,6 +395,12 @@ class Consumer:
         try:
             self.member.stop(leave=leave_group)
         finally:
+            if self._publisher is not None:
+                self._publisher.close()
+                if self._tally.counts:
+                    log.error("group %s: audit counts of %d window(s) could not be published "
+                              "and are lost: %s", self.group, len(self._tally.counts),
+                              self._tally.counts)
             self._pool.close(keep_session=not leave_group)
 
     def __enter__(self) -> "Consumer":
@@ -439,6 +471,12 @@ class Consumer:
         self._unmarked = batch
         self._in_hand = {(m.topic, m.partition) for m in batch}
         self.messages += len(batch)
+        if self._tally is not None:
+            window_ms = self._audit_window_ms
+            for m in batch:
+                if m.timestamp is not None:
+                    self._parts[(m.topic, m.partition)].handed.append(
+                        (m.next_offset, m.timestamp - m.timestamp % window_ms))
 
     def _commit_targets(self, offsets) -> dict[TP, int]:
         """The offsets a commit(...) argument asks for, each checked (the lock is held)."""
@@ -486,7 +524,22 @@ class Consumer:
             return 0
         if self.before_commit is not None:
             self.before_commit()
+        if self._tally is not None:
+            self._count_committed(moved)
         return self._write_offsets(moved)
+
+    def _count_committed(self, offsets: dict[TP, int]) -> None:
+        """Count the handed-out messages these offsets commit, per topic and window, and
+        publish the counts before the offsets are written: a process that dies between the
+        two replays messages already counted (counted twice, as delivered twice), never the
+        reverse. Counts that cannot be published now go with the next commit."""
+        tally = self._tally
+        for tp, offset in offsets.items():
+            handed = self._parts[tp].handed
+            while handed and handed[0][0] <= offset:
+                tally.add(tp[0], handed.popleft()[1], 1)
+        if self._publisher is not None and tally.counts:
+            audits.publish_or_keep(self._publisher, tally, tally.pop_all(), self._lock)
 
     def _write_offsets(self, offsets: dict[TP, int]) -> int:
         """A commit the store cannot take now (ZooKeeper: connection lost, session expired;

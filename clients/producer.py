@@ -39,6 +39,10 @@ struct pack, one CRC), pick the partition (partition counts are cached per topic
 it to its batch. Routing, joining and sending happen once per batch, under the producer's
 lock: an acks=0 batch is two plain socket sends (header, MessageSet) on a PUSH socket and
 header cached per partition, and the caches are dropped whenever the cluster view changes.
+An audited producer (``audit=True``, clients/audit.py) frames magic 2 messages stamped with
+their batch's opening time, reusing the batch's framing prefix and its CRC (no clock read per
+message), and counts a batch's messages once, when it is acknowledged (acks=0: when handed to
+ZeroMQ), under the lock it already holds then.
 
 The append itself takes no lock (a lock per message costs a quarter of send()), so a batch
 can be taken for sending (full, lingered, flushed) by one thread while another is appending
@@ -57,14 +61,17 @@ same critical section), and the per-message and per-batch paths are tuned by ins
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
+import zlib
 from collections import Counter, deque
 
 import zmq
 
 from broker import message, protocol
+from clients import audit as audits
 from clients import partitioner as partitioners
 from clients.brokers import BrokerPool
 from clients.config import ProducerConfig
@@ -74,7 +81,17 @@ from coordinator.errors import InvalidArgument
 from coordinator.settings import callable_or_none
 
 _encode = message.encode
+_encode_stamped = message.encode_stamped
+# an audited producer's unkeyed message, framed in send() itself (message.encode_prefixed's
+# work without its call): the header, then the batch's stamped prefix and CRC, then the value
+_join = b"".join
+_pack_header = message.HEADER.pack
+_crc32 = zlib.crc32
+_MAGIC_RECORD = message.MAGIC_RECORD
+_STAMPED_SIZE = message.MIN_SIZE + message.STAMPED_PREFIX_SIZE
 _monotonic = time.monotonic
+_time = time.time
+log = logging.getLogger(__name__)
 
 SEQUENCE_LIMIT = 1 << 32        # sequences are u32: a partition that reaches this renumbers
 # A partition's acks=1 header is cached without its correlation id and sequence fields, the
@@ -113,11 +130,13 @@ class _Request:
     """One acks=1 MessageSet, from the moment it has its sequence until it is answered or
     given up on. ``key`` is (endpoint, correlation id) while a send of it is in flight."""
 
-    __slots__ = ("tp", "payload", "count", "sequence", "queued_at", "sent_at", "retries", "key")
+    __slots__ = ("tp", "payload", "count", "sequence", "queued_at", "sent_at", "retries", "key",
+                 "window")
 
     def __init__(self, tp: tuple[str, int], payload: bytes, count: int, sequence: int,
-                 queued_at: float):
+                 queued_at: float, window: int | None):
         self.tp = tp
+        self.window = window
         self.payload = payload
         self.count = count
         self.sequence = sequence
@@ -149,14 +168,18 @@ class _Partition:
 
 class _Batch:
     """The framed messages waiting for one partition, when the first of them came, and, once
-    taken for sending, how many of them were taken (None while open)."""
+    taken for sending, how many of them were taken (None while open). An audited producer's
+    batch is stamped when it opens (``stamp``, ms, and the framing ``prefix`` of its unkeyed
+    messages); its messages carry that time, so the batch is one audit window (``window``;
+    None: not audited), counted once, as a whole, when it is acknowledged."""
 
-    __slots__ = ("messages", "started", "taken")
+    __slots__ = ("messages", "started", "taken", "window", "stamp", "prefix", "prefix_crc")
 
     def __init__(self, started: float):
         self.messages: list[bytes] = []
         self.started = started
         self.taken: int | None = None
+        self.window: int | None = None
 
 
 class Producer:
@@ -229,6 +252,18 @@ class Producer:
         self._stop = threading.Event()
         self._pool.view.add_listener(self._forget_routes)
         self._timer = None
+        self._tally: audits.Tally | None = None
+        self._audit_thread = None
+        if config.audit:
+            self._tally = audits.Tally()
+            self._window_ms = config.audit_window_ms
+            self._publisher = audits.Publisher(
+                zookeeper, data_dir, config.credentials, audits.source_fields(
+                    audits.PRODUCER, producer_id=f"{self.producer_id or new_producer_id():016x}"),
+                self._window_ms)
+            self._audit_thread = threading.Thread(target=self._audit_loop, name="producer-audit",
+                                                  daemon=True)
+            self._audit_thread.start()
         if config.linger_ms > 0:
             self._timer = threading.Thread(target=self._linger_loop, name="producer-linger",
                                            daemon=True)
@@ -262,18 +297,27 @@ class Producer:
                 partition = self._partitioner(topic, key, partitions)
         elif type(partition) is not int or not 0 <= partition < partitions:
             raise topics.partition_error(topic, partitions, partition)
-        encoded = _encode(value, key)
         tp = (topic, partition)
         if self._error is not None:
             with self._lock:
                 self._raise_pending()
-        if self.batch_size == 1:
-            with self._lock:
-                if chosen and self._batch_sent is not None:
-                    self._batch_sent(topic, partition)
-                self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0)
+        if self._tally is None:
+            encoded = _encode(value, key)
+            if self.batch_size == 1:
+                with self._lock:
+                    if chosen and self._batch_sent is not None:
+                        self._batch_sent(topic, partition)
+                    self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0, None)
+                return
+            batch = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+        elif self.batch_size == 1:
+            self._send_audited_alone(tp, value, key, chosen)
             return
-        batch = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+        else:       # audited: stamped with the batch's time, the batch's prefix reused (inline)
+            batch = self._batches.get(tp) or self._batches.setdefault(tp, self._stamped_batch())
+            encoded = (_join((_pack_header(_STAMPED_SIZE + len(value), _MAGIC_RECORD,
+                                           _crc32(value, batch.prefix_crc)), batch.prefix, value))
+                       if key is None else _encode_stamped(value, key, batch.stamp))
         messages = batch.messages
         messages.append(encoded)
         if batch.taken is not None or len(messages) >= self.batch_size:
@@ -287,11 +331,44 @@ class Producer:
                 self._take_and_send(tp, batch)
                 return
             if any(m is encoded for m in batch.messages[batch.taken:]):
-                fresh = self._batches.get(tp) or self._batches.setdefault(tp, _Batch(_monotonic()))
+                fresh = self._batches.get(tp)
+                if fresh is None or fresh.window != batch.window:
+                    if fresh is not None:
+                        self._take_and_send(tp, fresh)
+                    fresh = self._batches[tp] = (_Batch(_monotonic()) if batch.window is None
+                                                 else self._stamped_batch(batch))
                 fresh.messages.append(encoded)
 
+    def _send_audited_alone(self, tp: tuple[str, int], value, key, chosen: bool) -> None:
+        """send() of an audited producer with batch_size 1: stamped with its own time."""
+        stamp = int(_time() * 1000)
+        encoded = _encode_stamped(value, key, stamp)
+        with self._lock:
+            if chosen and self._batch_sent is not None:
+                self._batch_sent(*tp)
+            self._send_set(tp, encoded, 1, _monotonic() if self.acks else 0.0,
+                           stamp - stamp % self._window_ms)
+
+    def _stamped_batch(self, like: _Batch | None = None) -> _Batch:
+        """A new audited batch stamped now (or with ``like``'s stamp: a message that missed
+        its batch keeps the time it was framed with)."""
+        batch = _Batch(_monotonic())
+        stamp = int(_time() * 1000) if like is None else like.stamp
+        batch.stamp = stamp
+        batch.window = stamp - stamp % self._window_ms
+        batch.prefix, batch.prefix_crc = message.stamped_prefix(stamp)
+        return batch
+
     def flush(self, timeout_s: float | None = None) -> None:
-        """Send every queued batch and, for acks=1, wait until each is answered or given up."""
+        """Send every queued batch and, for acks=1, wait until each is answered or given up;
+        an audited producer then publishes its counts, the open windows' too."""
+        try:
+            self._flush(timeout_s)
+        finally:
+            if self._tally is not None:
+                self._publish_audit(closed_only=False)
+
+    def _flush(self, timeout_s: float | None) -> None:
         with self._lock:
             for tp, batch in list(self._batches.items()):
                 self._take_and_send(tp, batch)
@@ -305,16 +382,24 @@ class Producer:
                     self._collect(50)
             self._raise_pending()
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush (waiting at most ``timeout_s`` for acknowledgements; None: until each is
+        answered or given up) and let go of every connection."""
         if self._closed:
             return
         try:
-            self.flush()
+            self.flush(timeout_s)
         finally:
             self._closed = True
             self._stop.set()
             if self._timer is not None:
                 self._timer.join(timeout=1)
+            if self._audit_thread is not None:
+                self._audit_thread.join(timeout=5)
+                self._publisher.close()
+                if self._tally.counts:
+                    log.error("audit counts of %d window(s) could not be published and are "
+                              "lost: %s", len(self._tally.counts), self._tally.counts)
             self._pool.close()
 
     def __enter__(self) -> "Producer":
@@ -341,18 +426,21 @@ class Producer:
             self._batch_sent(*tp)
         payload = messages[0] if count == 1 else b"".join(messages[:count])
         if len(payload) <= self.max_request_bytes or count == 1:
-            self._send_set(tp, payload, count, batch.started)
+            self._send_set(tp, payload, count, batch.started, batch.window)
             return
         for run, n in split_set(messages[:count], self.max_request_bytes):
-            self._send_set(tp, run, n, batch.started)
+            self._send_set(tp, run, n, batch.started, batch.window)
 
-    def _send_set(self, tp: tuple[str, int], payload: bytes, count: int, queued_at: float) -> None:
+    def _send_set(self, tp: tuple[str, int], payload: bytes, count: int, queued_at: float,
+                  window: int | None) -> None:
         """Send one MessageSet. acks=0: two plain sends on the partition's PUSH socket (pyzmq's
         send_multipart and its Python-level send wrapper cost more than the set's own work for
         small batches; ZeroMQ takes a multipart message whole or not at all). acks=1: once the
         partition and its broker have room in their windows, the partition's next sequence."""
         self.sent += count
         if self.acks == 0:
+            if window is not None:
+                self._tally.add(tp[0], window, 0, count)
             try:
                 route = self._push_routes.get(tp)
                 if route is None:
@@ -376,7 +464,7 @@ class Producer:
             self._collect(self.request_timeout_s * 1000)
         if state.next_sequence == SEQUENCE_LIMIT:
             self._renumber(state)
-        request = _Request(tp, payload, count, state.next_sequence, queued_at)
+        request = _Request(tp, payload, count, state.next_sequence, queued_at, window)
         state.next_sequence += 1
         state.unanswered[request.sequence] = request
         state.unsent.append(request)
@@ -500,6 +588,8 @@ class Producer:
                 self._error = error
             return
         self.acked += request.count
+        if request.window is not None:
+            self._tally.add(topic, request.window, request.count)
         if self.on_acknowledged is not None:
             self.on_acknowledged(request.count, _monotonic() - request.queued_at)
         if self.on_delivery is not None:
@@ -591,6 +681,22 @@ class Producer:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+
+    def _audit_loop(self) -> None:
+        """Publish each window's counts soon after it closes (late acknowledgements of a
+        closed window follow in another record)."""
+        tick = min(1.0, self._window_ms / 4000)
+        while not self._stop.wait(tick):
+            self._publish_audit(closed_only=True)
+
+    def _publish_audit(self, closed_only: bool) -> None:
+        """Take the counts (of the closed windows, or all) under the lock and publish them
+        outside it; what could not be published is kept for the next time."""
+        with self._lock:
+            counts = (self._tally.pop_closed(audits.now_ms(), self._window_ms) if closed_only
+                      else self._tally.pop_all())
+        if counts:
+            audits.publish_or_keep(self._publisher, self._tally, counts, self._lock)
 
     def _linger_loop(self) -> None:
         tick = max(self.linger_s / 2, 0.001)

@@ -17,7 +17,7 @@ from kafka.protocol.producer import InitProducerIdResponse, ProduceResponse
 from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError
 
 from broker.delayed_produce import AckPurgatory, AckWaiter
-from broker.kafka import access, errors, idempotence, records
+from broker.kafka import access, audit_tally, errors, idempotence, records
 from broker.kafka.access import TOPIC, Operation
 from broker.kafka.request import CLOSE, DEFERRED, KafkaContext, KafkaRequest
 from broker.log_manager import Route
@@ -195,18 +195,22 @@ class _PendingProduce:
     """An acks=all request whose partitions wait for their high watermarks: it is answered
     when the last of them is let go (each a waiter of the AckPurgatory)."""
 
-    __slots__ = ("ctx", "req", "answers", "left")
+    __slots__ = ("ctx", "req", "answers", "left", "audited")
 
-    def __init__(self, ctx: KafkaContext, req: KafkaRequest, answers: dict, left: int):
+    def __init__(self, ctx: KafkaContext, req: KafkaRequest, answers: dict, left: int,
+                 audited: dict):
         self.ctx = ctx
         self.req = req
         self.answers = answers      # (topic, partition) -> [error_code, base_offset, start]
         self.left = left
+        self.audited = audited      # (topic, partition) -> its records per audit window
 
     def done(self, key, code: int) -> None:
         if code != errors.NONE:
             self.answers[key][0] = code
             self.answers[key][1] = -1
+        elif key in self.audited:
+            self.ctx.handlers.kafka_audit.add(key[0], self.audited[key], acknowledged=True)
         self.left -= 1
         if self.left == 0 and not self.req.conn.closed:
             self.ctx.reply(self.req, _produce_response(self.req, self.answers))
@@ -233,6 +237,7 @@ def produce(req: KafkaRequest, ctx: KafkaContext):
                 answers[(topic.name, part.index)] = [errors.INVALID_REQUIRED_ACKS, -1, -1]
         return _produce_response(req, answers)
     written = []
+    audited = {} if ctx.handlers.kafka_audit is not None else None
     for topic in body.topic_data:
         denied = access.refusal(ctx, req.conn, Operation.PRODUCE, TOPIC, topic.name)
         for part in topic.partition_data:
@@ -242,7 +247,7 @@ def produce(req: KafkaRequest, ctx: KafkaContext):
                 continue
             try:
                 answers[key] = _produce_partition(ctx, state, key, part.records, acks, waits,
-                                                  written)
+                                                  written, audited)
             except SluiceError as exc:
                 ctx.handlers.errors.request_failed(exc, acks=1 if acks else 0)
                 answers[key] = [errors.kafka_code(exc), -1, -1]
@@ -252,12 +257,16 @@ def produce(req: KafkaRequest, ctx: KafkaContext):
     else:
         waits = [(key, nxt) for key, nxt in waits if answers[key][0] == errors.NONE]
         result = _produce_response(req, answers) if not waits else DEFERRED
-        if waits:
-            pending = _PendingProduce(ctx, req, answers, len(waits))
-            deadline = ctx.now() + ctx.config.ack_timeout_ms / 1000
-            for key, nxt in waits:
-                state.acks.park(AckWaiter(pending, key, key, answers[key][1], nxt, deadline))
-                state.ack_keys.add(key)
+    if audited:
+        _count_for_audit(ctx, acks, answers, audited, {key for key, _ in waits})
+    if waits:
+        pending = _PendingProduce(ctx, req, answers, len(waits),
+                                  {key: audited[key] for key, _ in waits
+                                   if audited and key in audited})
+        deadline = ctx.now() + ctx.config.ack_timeout_ms / 1000
+        for key, nxt in waits:
+            state.acks.park(AckWaiter(pending, key, key, answers[key][1], nxt, deadline))
+            state.ack_keys.add(key)
     # only now, with this request's acks=all waiters parked: a follower's fetch parked on
     # one of these logs is then answered at once instead of after its linger
     for log in written:
@@ -265,8 +274,19 @@ def produce(req: KafkaRequest, ctx: KafkaContext):
     return result
 
 
+def _count_for_audit(ctx: KafkaContext, acks: int, answers: dict, audited: dict,
+                     waiting: set) -> None:
+    """The audit's counts of a produce request's fresh writes: acks=0 as sent without ack,
+    acks 1 and all as acknowledged once answered without error (an acks=all write still
+    waiting for its high watermark is counted by ``_PendingProduce.done``)."""
+    tally = ctx.handlers.kafka_audit
+    for key, counts in audited.items():
+        if answers[key][0] == errors.NONE and key not in waiting:
+            tally.add(key[0], counts, acknowledged=acks != 0)
+
+
 def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, acks: int,
-                       waits: list, written: list) -> list:
+                       waits: list, written: list, audited: dict | None = None) -> list:
     """Write one partition's records; ``[error_code, base_offset, log_start]``. An acks=all
     write the high watermark has not passed yet goes to ``waits``, and so does the duplicate
     of one (a retry is acknowledged no sooner than its original: both wait on the same next
@@ -307,6 +327,8 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
     if count == 0:
         return [errors.NONE, log.end_offset, log.start_offset]
     base, nxt = ctx.logs.append(route, [message_set], count, expose=acks != 0)
+    if audited is not None:
+        audited[key] = audit_tally.window_counts(message_set, ctx.handlers.kafka_audit.window_ms)
     if sequenced:
         state.sequences.commit(key, first.producer_id, first.producer_epoch,
                                first.base_sequence, total, base, nxt)

@@ -32,7 +32,8 @@ def produce(args) -> int:
     count = 0
     skipped: list[int] = []
     with Producer(args.zookeeper, batch_size=args.batch_size, linger_ms=args.linger_ms,
-                  acks=args.acks, data_dir=args.data_dir,
+                  acks=args.acks, data_dir=args.data_dir, audit=args.audit,
+                  audit_window_ms=args.audit_window_ms,
                   max_message_bytes=limit) as producer:
         for number, line in enumerate(sys.stdin.buffer, 1):
             line = line.rstrip(b"\r\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from clients.config import ConsumerConfig, ProducerConfig
 from cluster.cli import exits
@@ -56,6 +57,15 @@ def _datetime(text: str) -> int:
     from cluster.cli.offset_reset import parse_datetime
     try:
         return parse_datetime(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _since(text: str) -> int:
+    """``audit --since``: a span back from now or ISO 8601, as ms since the epoch."""
+    from cluster.cli.audit_commands import parse_since
+    try:
+        return parse_since(text, int(time.time() * 1000))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -335,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--skip-bad-lines", action="store_true",
                          help="skip a line without the key separator or over the brokers' "
                          "max_message_bytes, and count it (default: stop at it)")
+    produce.add_argument("--audit", action="store_true",
+                         help="stamp messages with their send time and publish per-window "
+                         "counts (acknowledged, sent without ack) to __audit (default: off)")
+    produce.add_argument("--audit-window-ms", type=_positive_int,
+                         default=PRODUCER.audit_window_ms, metavar="MS",
+                         help="with --audit: the length of a count window (default %(default)s; "
+                         "at least 1000)")
     json_flag(produce, "the summary (messages, acked, skipped, ...)")
 
     consume = command(commands, "consume", message_commands.consume,
@@ -543,6 +560,25 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                        help="log more")
     drill.set_defaults(func=drills.command, prepare=None)
+
+    from cluster.cli import audit_commands
+    audit = command(commands, "audit", audit_commands.audit, "the audit trail: per topic and "
+                    "window, messages produced (acknowledged, sent without ack), stored and "
+                    "consumed by each group, and what was lost where")
+    audit.epilog = (f"exit status: 0 when no judged window shows loss, "
+                    f"{audit_commands.AUDIT_FOUND_LOSS} when a window that closed more than "
+                    f"--grace ago lost acknowledged or stored messages, 1 on an error")
+    audit.add_argument("--topic", type=_topic, help="only this topic (default: every audited "
+                       "topic)")
+    audit.add_argument("--group", type=_group, help="only this group's consumption (default: "
+                       "every group that published counts)")
+    audit.add_argument("--since", type=_since, metavar="TIME", help="only windows ending after TIME: a span "
+                       "back from now (90s, 15m, 2h, 1d) or ISO 8601 (default: everything in "
+                       "__audit)")
+    audit.add_argument("--grace", type=float, default=audit_commands.DEFAULT_GRACE_S,
+                       metavar="S", help="judge a window once it closed this many seconds ago "
+                       "(default %(default)s)")
+    json_flag(audit, "every window's counts and verdict")
 
     scrub = command(commands, "scrub", segment_commands.scrub, "CRC-check the segments in the "
                     "local cluster's broker dirs and report each bad message by offset (reads "

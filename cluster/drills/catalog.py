@@ -19,6 +19,7 @@ broker_faults, worker_faults (and rolling), zookeeper_faults, storage_faults.
 | disk-full          | fill the tmpfs under broker 0's data dir, then free it   | 5  |
 | acks0-kill-broker  | kill-broker with an acks=0 producer                     | 5  |
 | rolling-restart    | SIGTERM every worker in turn (not in ``all``; rolling.py) | = workers |
+| audit-loss         | a segment deleted by hand, acks=0 to a killed broker, a consumer that skips one (audit_loss.py) | 1 |
 
 The replication drills (replication_faults.py) run 3 brokers, a topic with R = 3 and min ISR 2,
 and an acks=all producer:
@@ -37,8 +38,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from cluster.drills import (broker_faults, network_faults as nf, replication_faults as rf,
-                            rolling, storage_faults, worker_faults, zookeeper_faults)
+from cluster.drills import (audit_loss, broker_faults, network_faults as nf,
+                            replication_faults as rf, rolling, storage_faults, worker_faults,
+                            zookeeper_faults)
 from cluster.drills.context import Check, Context
 
 
@@ -102,6 +104,11 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
     Drill("acks0-kill-broker", "SIGKILL a random broker under an acks=0 producer",
           "the loss the paper accepts is measured and reported", 5, broker_faults.kill_broker,
           broker_faults.acks0_checks, acks=0),
+    Drill("audit-loss", "lose messages on purpose at each stage: a sealed segment deleted by "
+          "hand, acks=0 sent to a killed broker, a group consumer that skips one",
+          "sluice audit names exactly that many lost, in each stage's window and stage", 1,
+          audit_loss.inject, audit_loss.checks, defaults=dict(brokers=2, partitions=2,
+                                                                workers=1)),
     Drill("rolling-restart", "SIGTERM each group worker in turn; the supervisor replaces it",
           "skipped = 0; ownership exclusive; cooperative: no group blackout, no partition gap "
           "longer than a restart + 1 s; static: untouched workers keep their partitions",

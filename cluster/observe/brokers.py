@@ -89,7 +89,7 @@ class BrokerStats:
     def _broker_row(self, broker_id: int, endpoint: str, reply: dict, now: float) -> dict:
         stats = reply.get("stats", {})
         row = {"broker": broker_id, "endpoint": endpoint, "up": True, "error": None,
-               "errors": dict(reply.get("errors", {}))}
+               "errors": dict(reply.get("errors", {})), "kafka_audit": reply.get("kafka_audit")}
         row.update(self._with_rates(("broker", broker_id), stats, now))
         return row
 

@@ -50,6 +50,9 @@ than reported as 0.
 | sluice_process_disk_write_bytes_total    | counter | role, id                        |
 | sluice_process_context_switches_total    | counter | role, id                        |
 | sluice_process_restarts_total            | counter | role, id                        |
+| sluice_audit_acknowledged_total          | counter | topic (audited producers, __audit) |
+| sluice_audit_unacknowledged_total        | counter | topic (sent with acks=0)        |
+| sluice_audit_consumed_total              | counter | group, topic (committed)        |
 | sluice_sampler_cpu_seconds_total         | counter | (the sampler thread's own CPU)  |
 | sluice_sampler_tick_seconds              | gauge   | (how long the last sample took) |
 """
@@ -117,6 +120,7 @@ class SnapshotCollector:
         yield from _brokers(snapshot)
         yield from _groups(snapshot)
         yield from _processes(snapshot)
+        yield from _audit(snapshot)
         sampler = snapshot.get("sampler", {})
         cpu = CounterMetricFamily("sluice_sampler_cpu_seconds",
                                   "CPU time of the dashboard sampler thread")
@@ -230,6 +234,25 @@ def _processes(snapshot: dict) -> Iterator[Metric]:
     yield up
     for family, _ in families:
         yield family
+
+
+def _audit(snapshot: dict) -> Iterator[Metric]:
+    """The audit trail's totals; nothing before the sampler has read ``__audit``."""
+    audit = snapshot.get("audit")
+    if not audit:
+        return
+    acked = CounterMetricFamily("sluice_audit_acknowledged", "Messages audited producers had "
+                                "acknowledged (their count records in __audit)", labels=["topic"])
+    unacked = CounterMetricFamily("sluice_audit_unacknowledged", "Messages audited producers "
+                                  "sent with acks=0", labels=["topic"])
+    consumed = CounterMetricFamily("sluice_audit_consumed", "Messages auditing group consumers "
+                                   "committed", labels=["group", "topic"])
+    for row in audit["produced"]:
+        acked.add_metric([row["topic"]], row["acknowledged"])
+        unacked.add_metric([row["topic"]], row["unacknowledged"])
+    for row in audit["consumed"]:
+        consumed.add_metric([row["group"], row["topic"]], row["consumed"])
+    yield from (acked, unacked, consumed)
 
 
 def render(latest: Callable[[], dict | None]) -> bytes:

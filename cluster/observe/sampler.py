@@ -29,6 +29,10 @@ Secured (issue 14): given the cluster's ``data_dir`` the sampler reads ZooKeeper
 digest and the brokers with the operator's key (``keys/admin.key``); a cluster it cannot
 authenticate to is one warning line (and the snapshot's ``errors``), not a traceback a tick.
 
+The audit trail's totals (``snapshot["audit"]``) are ``cluster.observe.audit_counts``'s: the
+count records of ``__audit`` summed as they come; the same module publishes the Kafka
+listeners' counts (brokers with ``kafka_audit``) into ``__audit``.
+
 History: a ring buffer of ``history_s / interval_s`` compact points (the plotted figures), plus
 the latest full snapshot. ``state(since)`` is what the web page polls: the snapshot and the
 points after ``since``.
@@ -51,6 +55,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from broker import protocol
 from clients.brokers import BrokerPool
 from cluster.observe import lag, retention_left
+from cluster.observe.audit_counts import AuditTail, KafkaRelay
 from cluster.observe.brokers import BrokerStats
 from cluster.observe.processes import ProcessRef, ProcessStats
 from cluster.observe.rebalance_tracker import RebalanceTracker
@@ -220,6 +225,9 @@ class Sampler:
         self._procs = ProcessStats()
         self._brokers = BrokerStats()
         self._groups = _Groups(window_s, interval_s)
+        self._audit = AuditTail()
+        self._kafka_relay = KafkaRelay(zookeeper, data_dir,
+                                       admin_credentials(data_dir) if data_dir else None)
         self.cpu_seconds = 0.0
         self.ticks = 0
         self._last_zk_error = ""
@@ -240,6 +248,8 @@ class Sampler:
             self.close()
 
     def close(self) -> None:
+        self._audit.close()
+        self._kafka_relay.close()
         self._brokers.close()
         if self._pool is not None:
             self._pool.close()
@@ -272,7 +282,8 @@ class Sampler:
         errors: list[str] = []
         snapshot = {"time": wall, "interval_s": self.interval_s, "zookeeper": self.zookeeper,
                     "processes": self._procs.sample(list(self.processes()), now),
-                    "brokers": [], "partitions": [], "groups": [], "errors": errors}
+                    "brokers": [], "partitions": [], "groups": [], "audit": None,
+                    "errors": errors}
         pool = self._connect(errors)
         if pool is not None:
             try:
@@ -281,6 +292,15 @@ class Sampler:
                                                          self.broker_disks, now, wall)
             except ZK_ERRORS as exc:
                 errors.append(f"ZooKeeper: {exc!r}")
+            try:
+                snapshot["audit"] = self._audit.sample(pool)
+                self._kafka_relay.sample(snapshot["brokers"], int(wall * 1000))
+                for row in snapshot["brokers"]:
+                    row.pop("kafka_audit", None)    # published; not part of the snapshot
+            except ZK_ERRORS as exc:
+                errors.append(f"ZooKeeper: {exc!r}")
+            except protocol.SluiceError as exc:
+                errors.append(f"audit: {exc}")
             self._brokers.forget(
                 {("broker", b["broker"]) for b in snapshot["brokers"]}
                 | {("partition", p["broker"], p["topic"], p["partition"])

@@ -198,6 +198,8 @@ def render(latest: dict | None, points: list[dict], source: str, keys_hint: str 
         ("msgs/s, last minute ", "dim"), (sparkline(msgs, SPARK_POINTS), "cyan"))
     parts = [header, _processes(latest, points), _partitions(latest)]
     parts += [_group(group) for group in latest["groups"]]
+    if latest.get("audit") and latest["audit"]["records"]:
+        parts.append(_audit(latest["audit"]))
     errors = list(latest.get("errors", []))
     for b in latest["brokers"]:
         if b.get("error"):
@@ -272,6 +274,17 @@ def _group(group: dict) -> Table:
                       human(r.get("consume_msgs_per_s")),
                       duration(r.get("retention_seconds_left")),
                       _state(r, len(group["members"])))
+    return table
+
+
+def _audit(audit: dict) -> Table:
+    table = _table("audit trail (totals of __audit; per-window verdicts: sluice audit)",
+                   ["topic", "counted by", "acknowledged", "sent no ack", "consumed"])
+    for r in audit["produced"]:
+        table.add_row(r["topic"], "audited producers", str(r["acknowledged"]),
+                      str(r["unacknowledged"]), "")
+    for r in audit["consumed"]:
+        table.add_row(r["topic"], f"group {r['group']}", "", "", str(r["consumed"]))
     return table
 
 

@@ -9,6 +9,9 @@ consumer, every process on this host. Each run, on fresh single-partition topics
     producer  batch 1,  acks=0        the paper's "batch 1"
     producer  batch 50, acks=0        the paper's "batch 50"
     producer  batch 50, acks=1        windowed (the Producer's 32 requests in flight), latency
+    producer  batch 50, acks=1, audit the same, audited (clients/audit.py), right after it: the
+                                      ratio to the row before is the audit's cost (target
+                                      >= 0.95); ``--no-audit`` leaves it out
     consumer  ~200 KB per fetch       the paper's 1000 messages per pull, over the batch-50 topic
     consumer  sluice's default fetch  (1 MiB, SimpleConsumer's default)
 
@@ -88,6 +91,15 @@ FIGURES = [
     ("broker_peak_rss_mb", "broker peak RSS (MB)", None, "", 150, False),
 ]
 
+# (result key, label, target, higher is better): the audit's cost, batch 50, acks=1
+AUDIT_FIGURES = [
+    ("producer_acks1_batch50_audit_msgs_per_s", "producer, batch 50, acks=1, audited (msg/s)",
+     None, True),
+    ("audit_vs_plain_acks1", "audited / plain acks=1 batch 50 (same run)", 0.95, True),
+    ("audit_cpu_vs_plain_acks1", "audited / plain: producer + broker CPU per message", 1.05,
+     False),
+]
+
 # (result key, label, target, higher is better): the replication rows, 3 brokers, batch 50
 REPLICATION_FIGURES = [
     ("producer_r3_acks_all_batch50_msgs_per_s", "producer, R=3 min ISR 2, acks=all (msg/s)",
@@ -162,7 +174,8 @@ class RssSampler(threading.Thread):
 
 def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
         say=lambda line: None, replication: bool = True,
-        kafka: bool = True, secure: bool = True) -> tuple[dict, list[dict]]:
+        kafka: bool = True, secure: bool = True,
+        audit: bool = True) -> tuple[dict, list[dict]]:
     """Run the benchmark on a fresh cluster; return (medians in the issue's shape, every run)."""
     if messages < 1 or runs < 1:
         raise InvalidArgument("messages and runs must be >= 1")
@@ -182,7 +195,7 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
         try:
             for index in range(runs):
                 samples.append(_one_run(zookeeper, data_dir, index, messages, size, rss, say,
-                                        bootstrap))
+                                        bootstrap, audit))
         finally:
             peak = rss.stop()
     finally:
@@ -194,6 +207,8 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
     result["broker_peak_rss_mb"] = round(peak / 1e6, 1)
     if kafka:
         result.update(_kafka_medians(samples, result))
+    if audit:
+        result.update(_audit_medians(samples))
     if secure:
         for sample, more in zip(samples, _secure(messages, size, runs, say)):
             sample.update(more)
@@ -350,7 +365,7 @@ def _replication_medians(samples: list[dict], result: dict) -> dict:
 
 
 def _one_run(zookeeper: str, data_dir: Path, index: int, messages: int, size: int,
-             rss: RssSampler, say, bootstrap: str | None = None) -> dict:
+             rss: RssSampler, say, bootstrap: str | None = None, audit: bool = False) -> dict:
     client = zkconnect.connect(zookeeper)
     try:
         def fresh_topic(name: str) -> str:
@@ -362,12 +377,19 @@ def _one_run(zookeeper: str, data_dir: Path, index: int, messages: int, size: in
 
         sample: dict = {"run": index + 1}
         produced = {}
-        for key, batch, acks in (("batch1", 1, 0), ("batch50", 50, 0), ("acks1_batch50", 50, 1)):
+        rows = [("batch1", 1, 0, False), ("batch50", 50, 0, False),
+                ("acks1_batch50", 50, 1, False)]
+        if audit:       # the pair in turns, so a drift of the machine's load favours neither
+            rows.insert(2 + index % 2, ("acks1_batch50_audit", 50, 1, True))
+        for key, batch, acks, audited in rows:
             topic = produced[key] = fresh_topic(key.replace("_", "-"))
+            broker_cpu = _cpu_seconds(rss.process)
             result = perf.produce(topic, messages, size, batch, acks, linger_ms=5, partition=0,
-                                  zookeeper=zookeeper)
+                                  zookeeper=zookeeper, audit=audited)
+            result["broker_cpu_seconds"] = round(_cpu_seconds(rss.process) - broker_cpu, 3)
             sample[f"producer_{key}"] = result
-            say(f"run {index + 1}: producer batch {batch} acks={acks}: "
+            say(f"run {index + 1}: producer batch {batch} acks={acks}"
+                f"{', audited' if audited else ''}: "
                 f"{perf.summary_line(result)} (broker RSS {rss.sample() / 1e6:.0f} MB)")
         topic = produced["batch50"]
         _wait_flushed(zookeeper, topic)
@@ -434,6 +456,28 @@ def _kafka_medians(samples: list[dict], result: dict) -> dict:
     return out
 
 
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def _audit_medians(samples: list[dict]) -> dict:
+    """The audited row's median, and the medians over runs of each run's own ratios (the pair
+    ran back to back, in turns): throughput, and CPU per message of the producer and the
+    broker together, which a loaded machine moves less than wall time."""
+    def cpu(row):
+        return row["cpu_seconds"] + row["broker_cpu_seconds"]
+    return {
+        "producer_acks1_batch50_audit_msgs_per_s": round(statistics.median(
+            s["producer_acks1_batch50_audit"]["records_per_s"] for s in samples), 1),
+        "audit_vs_plain_acks1": round(statistics.median(
+            s["producer_acks1_batch50_audit"]["records_per_s"]
+            / s["producer_acks1_batch50"]["records_per_s"] for s in samples), 3),
+        "audit_cpu_vs_plain_acks1": round(statistics.median(
+            cpu(s["producer_acks1_batch50_audit"]) / max(cpu(s["producer_acks1_batch50"]), 1e-9)
+            for s in samples), 3)}
+
+
 def _medians(samples: list[dict], messages: int, size: int, runs: int) -> dict:
     def median(get):
         return round(statistics.median(get(s) for s in samples), 1)
@@ -475,7 +519,8 @@ def table(result: dict):
     caption = [f"acks=1 latency: p50 {result['acks1_latency_ms']['p50']:.2f} ms, p99 "
                f"{result['acks1_latency_ms']['p99']:.2f} ms (send() of a batch's first message "
                "to its acknowledgement)"]
-    for marker, figures in (("acks_all_vs_single_replica_acks1", REPLICATION_FIGURES),
+    for marker, figures in (("audit_vs_plain_acks1", AUDIT_FIGURES),
+                            ("acks_all_vs_single_replica_acks1", REPLICATION_FIGURES),
                             ("kafka_confluent_vs_native_acks1", KAFKA_FIGURES),
                             ("secure_vs_plain_producer_acks1", SECURE_FIGURES)):
         for key, label, target, higher in figures if marker in result else ():
@@ -518,13 +563,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out the --secure rows (CurveZMQ beside plaintext)")
     parser.add_argument("--no-offsets", dest="offsets", action="store_false",
                         help="leave out the offset stores' rows (cluster/tools/offsets_bench.py)")
+    parser.add_argument("--no-audit", dest="audit", action="store_false",
+                        help="leave out the audited producer row")
     args = parser.parse_args(argv)
     from rich.console import Console
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         result, samples = run(args.messages, args.runs, args.size, say=err.print,
                               replication=args.replication, kafka=args.kafka,
-                              secure=args.secure)
+                              secure=args.secure, audit=args.audit)
         if args.offsets:
             result["offset_stores"] = offsets_bench.run(say=err.print)
     except SluiceError as exc:

@@ -66,11 +66,14 @@ class Latencies:
 def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, acks: int = 0,
             linger_ms: float = 5, partition: int | None = None, zookeeper: str | None = None,
             data_dir=None, on_progress: Progress | None = None,
-            max_in_flight: int | None = None, credentials: str | None = None) -> dict:
+            max_in_flight: int | None = None, credentials: str | None = None,
+            audit: bool = False) -> dict:
     """Send ``messages`` values of ``size`` bytes; return the run's figures.
 
     ``max_in_flight`` (acks=1: unanswered requests per producer) defaults to the Producer's;
-    ``credentials``: a key file for a secured cluster (else ``$SLUICE_CREDENTIALS``).
+    ``credentials``: a key file for a secured cluster (else ``$SLUICE_CREDENTIALS``);
+    ``audit``: an audited producer (its count records published at the final flush, inside
+    the measured time).
     """
     from clients.brokers import BrokerPool
     from clients.producer import Producer
@@ -82,11 +85,12 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
     window = {} if max_in_flight is None else {"max_in_flight": max_in_flight}
     producer = Producer(zookeeper, batch_size=batch_size, linger_ms=linger_ms, acks=acks,
                         data_dir=data_dir, on_acknowledged=latencies.record if acks else None,
-                        credentials=credentials, **window)
+                        credentials=credentials, audit=audit, **window)
     try:
         before = stored_bytes(pool, topic)
         send = producer.send
         done = 0
+        cpu = time.process_time()
         started = time.perf_counter()
         while done < messages:
             n = min(CHUNK, messages - done)
@@ -99,6 +103,7 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
         if acks == 0:
             _wait_stored(pool, topic, before + messages * (HEADER_SIZE + size))
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         dropped, acked = producer.dropped, producer.acked
     finally:
         producer.close()
@@ -106,7 +111,8 @@ def produce(topic: str, messages: int, size: int = 200, batch_size: int = 50, ac
     return _figures("produce", topic, messages, size, elapsed, batch_size=batch_size, acks=acks,
                     linger_ms=linger_ms, max_in_flight=producer.max_in_flight if acks else None,
                     acked=acked if acks else None, dropped=dropped,
-                    latency_ms=latencies.percentiles(50, 99) if acks else None)
+                    latency_ms=latencies.percentiles(50, 99) if acks else None,
+                    cpu_seconds=round(cpu, 3))
 
 
 def consume(topic: str, partition: int = 0, messages: int = 1_000_000,

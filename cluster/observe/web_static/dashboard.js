@@ -303,6 +303,20 @@ function drawTables() {
     ["flushes", (p) => plain(p.flushes)],
     ["flush time", (p) => (p.flush_seconds === undefined ? "–" : p.flush_seconds.toFixed(2) + " s")],
   ], latest.partitions);
+  const audit = latest.audit;
+  const auditRows = [];
+  if (audit) {
+    for (const r of audit.produced) auditRows.push({ topic: r.topic, who: "audited producers", acked: r.acknowledged, unacked: r.unacknowledged, consumed: null });
+    for (const r of audit.consumed) auditRows.push({ topic: r.topic, who: "group " + r.group, acked: null, unacked: null, consumed: r.consumed });
+  }
+  document.getElementById("audit-box").hidden = auditRows.length === 0;
+  fillTable("audit", [
+    ["topic", (r) => r.topic, "text"],
+    ["counted by", (r) => r.who, "text"],
+    ["acknowledged", (r) => plain(r.acked)],
+    ["sent without ack", (r) => plain(r.unacked)],
+    ["consumed", (r) => plain(r.consumed)],
+  ], auditRows);
   const errors = [...latest.errors];
   for (const b of latest.brokers) {
     if (b.error) errors.push("broker " + b.broker + ": " + b.error);

@@ -44,7 +44,7 @@ def judge(result: dict) -> None:
 
 
 MARKED = ("pause-broker", "kill-worker", "kill-worker-after-revoke", "torn-segment", "disk-full",
-          "acks0-kill-broker")
+          "acks0-kill-broker", "audit-loss")
 
 
 @pytest.mark.parametrize("name", ["kill-broker",

@@ -28,6 +28,21 @@ def test_terminal_view_renders_a_snapshot():
     assert "answered 2 request(s) with offset_out_of_range" in text
 
 
+def test_terminal_view_shows_the_audit_totals():
+    latest = dict(snapshot(), audit={
+        "produced": [{"topic": "clicks", "acknowledged": 1200, "unacknowledged": 30}],
+        "consumed": [{"group": "loaders", "topic": "clicks", "consumed": 1199}],
+        "records": 3, "bad_records": 0})
+    console = Console(width=160, record=True)
+    console.print(dashboard.render(latest, [point(latest)], "test"))
+    text = console.export_text()
+    assert "audit trail" in text and "1200" in text and "group loaders" in text
+    assert "1199" in text
+    console = Console(width=160, record=True)
+    console.print(dashboard.render(snapshot(), [point(snapshot())], "test"))
+    assert "audit trail" not in console.export_text()
+
+
 def test_sparkline_scales_to_the_maximum():
     assert dashboard.sparkline([0, 1, 2, None, 4]) == "▁▃▅ █"
     assert dashboard.sparkline([]) == ""

@@ -12,7 +12,8 @@ def test_bench_result_has_the_issue_shape():
         "messages", "message_bytes", "runs", "producer_batch1_msgs_per_s",
         "producer_batch50_msgs_per_s", "producer_acks1_batch50_msgs_per_s", "acks1_latency_ms",
         "consumer_200kb_msgs_per_s", "consumer_msgs_per_s", "storage_overhead_bytes_per_msg",
-        "broker_peak_rss_mb", "machine"}
+        "broker_peak_rss_mb", "machine", "producer_acks1_batch50_audit_msgs_per_s",
+        "audit_vs_plain_acks1", "audit_cpu_vs_plain_acks1"}
     assert (result["messages"], result["message_bytes"], result["runs"]) == (2000, 200, 1)
     for key in ("producer_batch1_msgs_per_s", "producer_batch50_msgs_per_s",
                 "producer_acks1_batch50_msgs_per_s", "consumer_200kb_msgs_per_s",
@@ -24,6 +25,9 @@ def test_bench_result_has_the_issue_shape():
     assert 10 < result["broker_peak_rss_mb"] < 1000
     assert set(result["machine"]) == {"cpus", "python"}
     assert len(samples) == 1 and samples[0]["consumer_200kb"]["messages"] == 2000
+    assert samples[0]["producer_acks1_batch50_audit"]["acked"] == 2000
+    assert result["audit_vs_plain_acks1"] > 0 and result["audit_cpu_vs_plain_acks1"] > 0
+    bench.table(result)
     json.dumps(result)
 
 
