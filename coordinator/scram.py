@@ -49,7 +49,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Callable
 
-from coordinator.errors import InvalidArgument
+from coordinator.errors import AuthenticationFailed, InvalidArgument
 
 SCRAM_SHA_256 = "SCRAM-SHA-256"
 PLAIN = "PLAIN"
@@ -62,9 +62,9 @@ _FAKE_SALT_KEY = secrets.token_bytes(32)   # salts told for unknown users; PLAIN
 _REMEMBERED = 4096                         # PLAIN logins remembered (emptied when full)
 
 
-class SaslRefused(Exception):
+class SaslRefused(AuthenticationFailed):
     """The client failed to authenticate: the line for the broker's log and the client's
-    error message (never a password or a key)."""
+    error message (never a password or a key). Not retriable, as any refused credential."""
 
 
 def _hmac(key: bytes, message: bytes) -> bytes:
