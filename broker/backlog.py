@@ -1,8 +1,9 @@
 """Backlog at risk: how long until retention deletes a group's oldest unconsumed message. Pure.
 
 The pull model's silent loss (the paper gives producers no back-pressure): a slow group's
-committed offset sits in a segment that retention (broker/retention.py) is about to delete. Retention deletes whole segments from the front,
-never the active (last) one, so the segment ``k`` holding the committed offset goes
+committed offset sits in a segment that retention (broker/retention.py) is about to delete.
+Retention deletes whole segments from the front, never the active (last) one, so the segment
+``k`` holding the committed offset goes
 
 - by time once it and every segment before it are older than the retention (a younger one
   stops the cut): ``max(mtime of segments 0..k) + retention - now`` seconds from now, the
