@@ -10,6 +10,9 @@ WORKERS ?= 0
 TOPIC   ?=
 GROUP   ?=
 DASHBOARD_PORT ?= 8080
+# pytest-xdist workers: two per core, since the tests mostly wait on broker processes and
+# ZooKeeper rather than compute (a 2-core run used about one core with one worker per core)
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 CONFIG  ?=
 ZK_JAR  := /usr/share/java/zookeeper.jar
 
@@ -80,7 +83,7 @@ test: venv
 	@$(MAKE) --no-print-directory chromium
 	@$(MAKE) --no-print-directory kcat
 	@$(MAKE) --no-print-directory kafkajs
-	$(PY) -m pytest -n auto -q -m "not drill" tests
+	$(PY) -m pytest -n $(TEST_WORKERS) -q -m "not drill" tests
 
 # The fault drills (cluster/drills/), each on a fresh local cluster in a temp dir with its own
 # embedded ZooKeeper; prints their table (docs/drills.md) and writes every result to
@@ -96,7 +99,7 @@ drill: venv
 # catalog beyond one per family, with two faults each), under pytest-xdist like `make test`.
 drill-short: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
-	$(PY) -m pytest -n auto -q -m drill tests
+	$(PY) -m pytest -n $(TEST_WORKERS) -q -m drill tests
 
 # The rolling-restart drill (docs/rolling-restart.md): eager, cooperative and cooperative+static
 # one after the other, each on a fresh 1-broker cluster with 12 workers and 24 partitions;
