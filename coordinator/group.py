@@ -45,7 +45,7 @@ import uuid
 from typing import Callable
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import ConnectionClosedError, NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch
 
 from coordinator import consumer_registry, paths, rebalance_protocols
@@ -224,6 +224,13 @@ class GroupMember:
             except FencedInstance as exc:
                 log.error("%s", exc)
                 self.state = State.FAILED
+            except ConnectionClosedError:
+                # the ZooKeeper client was stopped under a member nobody stopped: it can never
+                # serve this member again (its ephemeral nodes went with its session)
+                log.warning("consumer %s of group %s: its ZooKeeper client was closed; its "
+                            "rebalance thread stops", self.consumer_id, self.group)
+                self.state = State.FAILED
+                return
             except Exception:
                 log.exception("rebalance of group %s failed unexpectedly; will retry",
                               self.group)
