@@ -26,6 +26,7 @@ from typing import Callable
 import zmq
 
 from broker import protocol
+from broker.kafka.peer_sockets import PeerSockets
 from coordinator.errors import InvalidOffset, OffsetOutOfRange, RequestTimedOut, SluiceError
 
 logger = logging.getLogger(__name__)
@@ -65,10 +66,8 @@ class RemoteBoundaries:
     """Boundary lookups on other brokers, one DEALER per leader endpoint."""
 
     def __init__(self, context: zmq.Context | None = None):
-        self.context = context or zmq.Context.instance()
-        self._sockets: dict[str, zmq.Socket] = {}
+        self.peers = PeerSockets(context)
         self._pending: dict[tuple[str, int], _Lookup] = {}
-        self._corr = 0
 
     def waiting(self) -> bool:
         return bool(self._pending)
@@ -81,13 +80,8 @@ class RemoteBoundaries:
 
     def poll(self, now: float) -> float | None:
         """Take every answer that arrived; time out lookups past their deadline."""
-        for endpoint, sock in list(self._sockets.items()):
-            while True:
-                try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self._answered(endpoint, frames)
+        for endpoint, frames in self.peers.answers():
+            self._answered(endpoint, frames)
         for key, lookup in list(self._pending.items()):
             if lookup.deadline <= now:
                 del self._pending[key]
@@ -98,21 +92,13 @@ class RemoteBoundaries:
         return now + POLL_EVERY_S if self._pending else None
 
     def close(self) -> None:
-        for sock in self._sockets.values():
-            sock.close(0)
-        self._sockets.clear()
+        self.peers.close()
 
     def _send(self, lookup: _Lookup) -> None:
-        sock = self._sockets.get(lookup.endpoint)
-        if sock is None:
-            sock = self._sockets[lookup.endpoint] = self.context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(lookup.endpoint)
-        self._corr = (self._corr + 1) & 0xFFFFFFFF
         at = lookup.offset - 1 if lookup.probing_before else lookup.offset
-        sock.send_multipart([protocol.encode_fetch(self._corr, lookup.topic, lookup.partition,
-                                                   at, _PROBE_BYTES)])
-        self._pending[(lookup.endpoint, self._corr)] = lookup
+        corr = self.peers.send(lookup.endpoint, lambda corr: protocol.encode_fetch(
+            corr, lookup.topic, lookup.partition, at, _PROBE_BYTES))
+        self._pending[(lookup.endpoint, corr)] = lookup
 
     def _answered(self, endpoint: str, frames: list) -> None:
         try:
@@ -141,9 +127,7 @@ class RemoteBoundaries:
 
     def _drop(self, endpoint: str) -> None:
         """Forget a silent broker's socket (its late answers must not match a new lookup)."""
-        sock = self._sockets.pop(endpoint, None)
-        if sock is not None:
-            sock.close(0)
+        self.peers.drop(endpoint)
         for key in [k for k in self._pending if k[0] == endpoint]:
             lookup = self._pending.pop(key)
             self._send(lookup)

@@ -17,6 +17,7 @@ from typing import Callable
 import zmq
 
 from broker import protocol
+from broker.kafka.peer_sockets import PeerSockets
 from coordinator.errors import RequestTimedOut, SluiceError
 
 logger = logging.getLogger(__name__)
@@ -51,11 +52,9 @@ class RemoteOffsets:
         """``leader_of(group)``: the native endpoint of the group's offsets leader (raises
         the typed error when there is none)."""
         self.leader_of = leader_of
-        self.context = context or zmq.Context.instance()
-        self._sockets: dict[str, zmq.Socket] = {}
+        self.peers = PeerSockets(context)
         self._out: dict[tuple[str, int], tuple[str, Call]] = {}
         self._waiting: list[tuple[str, Call]] = []      # to send (again) at retry_at
-        self._corr = 0
 
     def waiting(self) -> bool:
         return bool(self._out or self._waiting)
@@ -73,13 +72,8 @@ class RemoteOffsets:
         return call
 
     def poll(self, now: float) -> None:
-        for endpoint, sock in list(self._sockets.items()):
-            while True:
-                try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self._answered(endpoint, frames, now)
+        for endpoint, frames in self.peers.answers():
+            self._answered(endpoint, frames, now)
         for key, (group, call) in list(self._out.items()):
             if now - call.sent_at >= ATTEMPT_S:
                 del self._out[key]
@@ -93,9 +87,7 @@ class RemoteOffsets:
                 self._waiting.append((group, call))
 
     def close(self) -> None:
-        for sock in self._sockets.values():
-            sock.close(0)
-        self._sockets.clear()
+        self.peers.close()
 
     def _send(self, group: str, call: Call, now: float) -> None:
         try:
@@ -103,15 +95,9 @@ class RemoteOffsets:
         except SluiceError as exc:
             self._again(group, call, exc, now)
             return
-        sock = self._sockets.get(endpoint)
-        if sock is None:
-            sock = self._sockets[endpoint] = self.context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(endpoint)
-        self._corr = (self._corr + 1) & 0xFFFFFFFF
-        sock.send_multipart([call.header_for(self._corr)])
+        corr = self.peers.send(endpoint, call.header_for)
         call.sent_at = now
-        self._out[(endpoint, self._corr)] = (group, call)
+        self._out[(endpoint, corr)] = (group, call)
 
     def _answered(self, endpoint: str, frames: list, now: float) -> None:
         if len(frames[0]) < protocol.RESPONSE.size:

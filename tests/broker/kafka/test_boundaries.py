@@ -78,9 +78,9 @@ def test_an_empty_answer_past_the_high_watermark_is_no_boundary():
     for name, offset in (("past", 531), ("at_hw", hw)):
         remote.ask("tcp://127.0.0.1:9", "t", 0, offset,
                    lambda b, e, name=name: answers.__setitem__(name, (b, e)), time.monotonic())
-        reply = protocol.encode_response(remote._corr, protocol.FETCH_REPLY.pack(hw, 0))
+        reply = protocol.encode_response(remote.peers.last_corr, protocol.FETCH_REPLY.pack(hw, 0))
         remote._answered("tcp://127.0.0.1:9", [reply, b""])        # x - 1: nothing there
-        reply = protocol.encode_response(remote._corr, protocol.FETCH_REPLY.pack(hw, 0))
+        reply = protocol.encode_response(remote.peers.last_corr, protocol.FETCH_REPLY.pack(hw, 0))
         remote._answered("tcp://127.0.0.1:9", [reply, b""])        # x: nothing there either
     remote.close()
     assert answers["at_hw"] == (hw, None)
