@@ -15,7 +15,9 @@ built from them about each request (broker/authorization.py).
 
 ``admin`` does not imply produce or consume: who creates topics need not read them. The
 principal ``*`` in a rule means every authenticated principal; the empty principal (a client
-that did not authenticate) is allowed nothing. The brokers' own keys
+that did not authenticate) is allowed nothing. ``ANONYMOUS`` (Kafka's name) is a Kafka client
+on a listener without SASL (``cluster up --secure --kafka-plaintext``): it has only the rules
+that name it, not those of ``*``, since nobody proved who it is. The brokers' own keys
 (principals ``broker-<id>``, coordinator/credentials.py), the operator's key that ``--secure``
 makes for the CLI and the dashboard (``admin``, as Kafka's ``super.users``) and any ``supers``
 given may do everything. Nothing else is allowed: with security on, the default is deny.
@@ -46,6 +48,7 @@ from coordinator import credentials, paths
 from coordinator.errors import AuthorizationFailed, InvalidArgument
 
 ANYONE = "*"
+ANONYMOUS = credentials.ANONYMOUS   # a Kafka client on a listener without SASL
 BROKER_PRINCIPAL = re.compile(r"broker-[0-9]+")   # a broker's own key: replication, everything
 _CACHE_LIMIT = 4096   # decisions remembered per Authorizer (emptied when full)
 
@@ -164,17 +167,38 @@ class Authorizer:
         self._anyone = self.rules.get(ANYONE, ())
         self._decided: dict[tuple, bool] = {}
 
+    def _rules_of(self, principal: str) -> tuple[Rule, ...]:
+        mine = self.rules.get(principal, ())
+        return mine if principal == ANONYMOUS else mine + self._anyone
+
     def allows(self, principal: str, operation: Operation, kind: str, name: str) -> bool:
         key = (principal, operation, kind, name)
         decided = self._decided.get(key)
         if decided is None:
             decided = bool(principal) and (is_super(principal, self.supers) or any(
-                rule.grants(operation, kind, name)
-                for rule in self.rules.get(principal, ()) + self._anyone))
+                rule.grants(operation, kind, name) for rule in self._rules_of(principal)))
             if len(self._decided) >= _CACHE_LIMIT:
                 self._decided.clear()
             self._decided[key] = decided
         return decided
+
+    def may_produce_somewhere(self, principal: str) -> bool:
+        """Whether ``principal`` may produce to some topic: what Kafka asks of an idempotent
+        producer's InitProducerId since KIP-679 (Write on any topic; sluice has no cluster
+        IdempotentWrite right, a super principal stands for it).
+
+        >>> rules = {"alice": [Rule("produce", "topic-prefix", "logs.")],
+        ...          "bob": [Rule("consume", "topic", "t")], "*": [Rule("describe", "topic", "t")]}
+        >>> a = Authorizer(rules)
+        >>> [a.may_produce_somewhere(p) for p in ("alice", "bob", "broker-1", "", ANONYMOUS)]
+        [True, False, True, False, False]
+        >>> Authorizer({"*": [Rule("produce", "topic", "t")]}).may_produce_somewhere("bob")
+        True
+        """
+        if not principal:
+            return False
+        return is_super(principal, self.supers) or any(
+            rule.operation is Operation.PRODUCE for rule in self._rules_of(principal))
 
     def refusal(self, principal: str, operation: Operation, kind: str, name: str) -> str | None:
         """None when allowed; else the line that says what was refused to whom."""

@@ -34,6 +34,7 @@ DIGEST_FILE = "zookeeper.digest"
 KEYS_DIR = "keys"
 DIGEST_USER = "sluice"
 OPERATOR = "admin"      # the key --secure makes for the CLI and dashboard: a super principal
+ANONYMOUS = "ANONYMOUS"   # a Kafka client on a listener without SASL (Kafka's User:ANONYMOUS)
 _Z85_KEY = 40
 
 
@@ -93,7 +94,11 @@ def check_digest(digest) -> str:
 
 
 def create(name: str) -> KeyPair:
-    """A fresh CURVE key pair for ``name``."""
+    """A fresh CURVE key pair for ``name`` (not ``ANONYMOUS``: that principal is whoever
+    reaches a Kafka listener without SASL, and a key must not take its rules)."""
+    if name == ANONYMOUS:
+        raise InvalidArgument(f"{ANONYMOUS!r} is the principal of Kafka clients on a listener "
+                              f"without SASL: choose another key name")
     public, secret = zmq.curve_keypair()
     return KeyPair(check_name(name), public.decode("ascii"), secret.decode("ascii"))
 

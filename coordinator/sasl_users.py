@@ -25,7 +25,7 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 from kazoo.recipe.watchers import DataWatch
 
 from coordinator import paths
-from coordinator.authorizer import is_super
+from coordinator.authorizer import ANONYMOUS, is_super
 from coordinator.errors import InvalidArgument, SluiceError
 from coordinator.scram import ScramCredential
 
@@ -37,6 +37,9 @@ _ATTEMPTS = 20
 def check_user(name: str) -> str:
     """A user name: a ZooKeeper node name, and not one of the cluster's own principals."""
     paths.check_name("user", name)
+    if name == ANONYMOUS:
+        raise InvalidArgument(f"{name!r} is the principal of Kafka clients on a listener "
+                              f"without SASL: choose another")
     if is_super(name):
         raise InvalidArgument(f"{name!r} is a name of the cluster's own principals "
                               f"(broker-<id>, admin), which may do everything: choose another")

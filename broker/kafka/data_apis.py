@@ -506,9 +506,12 @@ def list_offsets(req: KafkaRequest, ctx: KafkaContext):
 def init_producer_id(req: KafkaRequest, ctx: KafkaContext):
     """A producer id unique in the cluster (blocks of ``PRODUCER_ID_BLOCK`` taken from a
     ZooKeeper counter, as Kafka's ProducerIdManager), epoch 0. Transactions are not served:
-    a transactional id is refused with INVALID_REQUEST."""
+    a transactional id is refused with INVALID_REQUEST. A principal that may produce to no
+    topic gets CLUSTER_AUTHORIZATION_FAILED (broker/kafka/access.py)."""
     if req.body.transactional_id is not None:
         return _init_producer_id_response(req, errors.INVALID_REQUEST, -1)
+    if access.producer_id_refusal(ctx, req.conn) is not None:
+        return _init_producer_id_response(req, errors.CLUSTER_AUTHORIZATION_FAILED, -1)
     state: DataState = ctx.state["data_apis"]
     if state.next_producer_id >= state.producer_id_end:
         try:

@@ -40,6 +40,7 @@ import zmq
 
 from broker.kafka import wire
 from broker.kafka.request import CLOSE, DEFERRED, CloseAfter, KafkaContext, KafkaRequest
+from coordinator.authorizer import ANONYMOUS
 from coordinator.errors import AuthenticationFailed
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class _Slot:
 class Connection:
     """One client connection: its socket, read buffer, response slots and write queue; its TLS
     handshake's state, and its SASL state (``sasl``: None when the listener asks for none,
-    else broker/kafka/sasl.py's per-connection state; ``principal`` once authenticated)."""
+    else broker/kafka/sasl.py's per-connection state; ``principal`` once authenticated, and
+    ``ANONYMOUS`` on a listener without SASL)."""
 
     __slots__ = ("sock", "fd", "peer", "inbuf", "slots", "out", "closed", "writing",
                  "handshaking", "events", "closing", "sasl", "principal", "linger_until")
@@ -222,6 +224,8 @@ class KafkaListener:
             conn = Connection(sock, peer)
             if self.sasl_state is not None:
                 conn.sasl = self.sasl_state()
+            else:
+                conn.principal = ANONYMOUS      # as Kafka's: nobody proved who it is
             if self.tls is not None or conn.sasl is not None:
                 self.unproven[conn] = self.ctx.now() + _PROVE_S
             self.conns[conn.fd] = conn

@@ -108,3 +108,36 @@ def test_the_zookeeper_side_checks_doctests():
     import doctest
     from coordinator import access
     assert doctest.testmod(access).failed == 0
+
+
+def test_the_authorizer_doctests():
+    """may_produce_somewhere (an idempotent producer's InitProducerId) and Rule.grants."""
+    import doctest
+    from coordinator import authorizer
+    assert doctest.testmod(authorizer).failed == 0
+
+
+def test_an_idempotent_producer_id_needs_a_produce_rule_somewhere():
+    assert EXAMPLE.may_produce_somewhere("alice")          # produce on orders
+    assert not EXAMPLE.may_produce_somewhere("bob")        # consume and * describe only
+    assert Authorizer({"*": [Rule("produce", "topic-prefix", "")]}).may_produce_somewhere("x")
+    assert Authorizer({}, supers=frozenset({"ops"})).may_produce_somewhere("ops")
+
+
+def test_anonymous_has_only_the_rules_that_name_it():
+    """A Kafka client on a listener without SASL is ANONYMOUS: ``*`` (every authenticated
+    principal) does not cover it; a rule naming ANONYMOUS does."""
+    from coordinator.authorizer import ANONYMOUS
+    rules = Authorizer({"*": [Rule("produce", "topic", "t")],
+                        ANONYMOUS: [Rule("consume", "topic", "open")]})
+    assert rules.allows("alice", P, TOPIC, "t")
+    assert not rules.allows(ANONYMOUS, P, TOPIC, "t")
+    assert not rules.may_produce_somewhere(ANONYMOUS)
+    assert rules.allows(ANONYMOUS, C, TOPIC, "open")
+    assert not rules.allows(ANONYMOUS, C, TOPIC, "t")
+
+
+def test_no_key_may_take_the_anonymous_principal():
+    from coordinator import credentials
+    with pytest.raises(InvalidArgument):
+        credentials.create(credentials.ANONYMOUS)

@@ -66,7 +66,7 @@ def test_a_watch_sees_every_change(secured):
     assert seen[0] == []
 
 
-@pytest.mark.parametrize("name", ["admin", "broker-0", "", "a/b"])
+@pytest.mark.parametrize("name", ["admin", "broker-0", "ANONYMOUS", "", "a/b"])
 def test_the_clusters_own_principals_and_bad_names_are_refused(secured, name):
     with pytest.raises(InvalidArgument):
         SaslUsers(secured).put(name, ScramCredential.from_password("pw"))

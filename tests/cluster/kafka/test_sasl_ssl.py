@@ -2,7 +2,8 @@
 secured broker: kafka-python and confluent-kafka produce and consume with SCRAM-SHA-256 and
 PLAIN over TLS; a wrong password is refused with an authentication error (not a timeout) while
 the broker keeps serving the good client; a plaintext client on the TLS port and a request
-before authentication are refused and counted; the ACLs apply to the SASL user."""
+before authentication are refused and counted; the ACLs apply to the SASL user, InitProducerId
+included (an idempotent producer needs produce on some topic, as Kafka's Write on any topic)."""
 import json
 import shutil
 import logging
@@ -14,12 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition as CTopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition as CTopicPartition
 from confluent_kafka import OFFSET_BEGINNING
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+import kafka.errors
 from kafka.errors import (GroupAuthorizationFailedError, KafkaTimeoutError,
                           TopicAuthorizationFailedError)
+from kafka.net.compat import KafkaNetClient
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest
+from kafka.protocol.producer import InitProducerIdRequest
 
 from broker import protocol
 from clients.brokers import BrokerPool
@@ -41,13 +45,16 @@ PASSWORD = "alice's long secret"
 def sasl_broker(zk, zk_client, tmp_path, kafka_broker):
     """One secured broker whose Kafka listener speaks SASL_SSL with the cluster's own
     certificate; user alice may produce and consume ``clicks`` and consume group ``readers``;
-    nobody may touch ``payroll``. Yields (bootstrap, CA file, admin key file)."""
+    user reader may only consume ``clicks``; nobody may touch ``payroll``. Yields (bootstrap,
+    CA file, admin key file)."""
     configs = security.prepare(tmp_path, zk_client, [0], None)
     tls = certificates.ensure(tmp_path)
     SaslUsers(zk_client).put("alice", ScramCredential.from_password(PASSWORD))
+    SaslUsers(zk_client).put("reader", ScramCredential.from_password(PASSWORD))
     AclStore(zk_client).add("alice", [Rule("produce", "topic", TOPIC),
                                       Rule("consume", "topic", TOPIC),
                                       Rule("consume", "group", "readers")])
+    AclStore(zk_client).add("reader", [Rule("consume", "topic", TOPIC)])
     proc = kafka_broker(security=vars(configs[0]), kafka_tls=vars(tls), kafka_sasl=True,
                         log={"visible_after_flush": False})
     create_topic(zk, TOPIC, 1, [proc])
@@ -55,15 +62,16 @@ def sasl_broker(zk, zk_client, tmp_path, kafka_broker):
     return proc.info["kafka_endpoint"], tls.ca_certificate, security.admin_credentials(tmp_path)
 
 
-def kp_settings(bootstrap, ca, mechanism="SCRAM-SHA-256", password=PASSWORD):
+def kp_settings(bootstrap, ca, mechanism="SCRAM-SHA-256", password=PASSWORD, user="alice"):
     return dict(bootstrap_servers=bootstrap, security_protocol="SASL_SSL",
-                sasl_mechanism=mechanism, sasl_plain_username="alice",
+                sasl_mechanism=mechanism, sasl_plain_username=user,
                 sasl_plain_password=password, ssl_cafile=ca)
 
 
-def ck_settings(bootstrap, ca, mechanism="SCRAM-SHA-256", password=PASSWORD, **more):
+def ck_settings(bootstrap, ca, mechanism="SCRAM-SHA-256", password=PASSWORD, user="alice",
+                **more):
     return {"bootstrap.servers": bootstrap, "security.protocol": "SASL_SSL",
-            "ssl.ca.location": ca, "sasl.mechanisms": mechanism, "sasl.username": "alice",
+            "ssl.ca.location": ca, "sasl.mechanisms": mechanism, "sasl.username": user,
             "sasl.password": password, **more}
 
 
@@ -239,6 +247,61 @@ def test_the_acls_apply_to_the_sasl_user(sasl_broker):
                              **kp_settings(bootstrap, ca))
     with pytest.raises(GroupAuthorizationFailedError):
         next(iter(consumer))
+    consumer.close()
+
+
+def init_producer_id_code(bootstrap, ca, user) -> int:
+    """The error code of a bare InitProducerId (no transactional id) sent as ``user``."""
+    client = KafkaNetClient(request_timeout_ms=10_000, **kp_settings(bootstrap, ca, user=user))
+    try:
+        client._manager.bootstrap(timeout_ms=10_000)
+        return client.send_and_receive(0, InitProducerIdRequest(
+            version=1, transactional_id=None, transaction_timeout_ms=60_000)).error_code
+    finally:
+        client.close()
+
+
+def test_an_idempotent_producer_needs_produce_on_some_topic(zk, sasl_broker):
+    """Kafka (since KIP-679) gives an idempotent producer its id when its principal may
+    IdempotentWrite the cluster or Write any topic, else CLUSTER_AUTHORIZATION_FAILED (31). Here:
+    alice (produce on clicks) gets one and her idempotent producers deliver; reader (consume
+    only) is refused with 31 at InitProducerId, which both clients report as fatal, and nothing
+    of hers reaches the log."""
+    bootstrap, ca, admin = sasl_broker
+    assert init_producer_id_code(bootstrap, ca, "alice") == 0
+    assert init_producer_id_code(bootstrap, ca, "reader") == 31
+    reports = []
+    alice = Producer(ck_settings(bootstrap, ca, acks="all", **{"enable.idempotence": True}))
+    for i in range(20):
+        alice.produce(TOPIC, value=b"idem-%d" % i, partition=0,
+                      on_delivery=lambda err, msg: reports.append(err))
+    assert alice.flush(20) == 0
+    assert reports == [None] * 20
+    fatal = []
+    reader = Producer(ck_settings(bootstrap, ca, user="reader", acks="all", **{
+        "enable.idempotence": True, "error_cb": lambda err: fatal.append(err)}))
+    reader.produce(TOPIC, value=b"never", partition=0)
+
+    def refused():
+        try:
+            reader.poll(0.2)
+        except KafkaException as exc:      # confluent-kafka raises a fatal error from poll
+            fatal.append(exc.args[0])
+        return any(err.fatal() for err in fatal)
+    wait_for(refused, 20, what="confluent-kafka's fatal error")
+    assert {err.code() for err in fatal if err.fatal()} == {
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED}, fatal
+    reader.purge()
+    del reader, alice
+    kp = KafkaProducer(enable_idempotence=True, acks="all", max_block_ms=10_000,
+                       **kp_settings(bootstrap, ca, user="reader"))
+    with pytest.raises(kafka.errors.KafkaError, match="ClusterAuthorizationFailedError"):
+        kp.send(TOPIC, value=b"never", partition=0).get(20)     # kafka-python wraps it
+    kp.close()
+    consumer = KafkaConsumer(auto_offset_reset="earliest", consumer_timeout_ms=5000,
+                             **kp_settings(bootstrap, ca))
+    consumer.assign([TopicPartition(TOPIC, 0)])
+    assert [r.value for r in consumer] == [b"idem-%d" % i for i in range(20)]
     consumer.close()
 
 
