@@ -136,6 +136,9 @@ class BrokerConfig:
     listener speaks TLS (KafkaTlsConfig); ``kafka_sasl``: every connection authenticates with
     SASL (PLAIN or SCRAM-SHA-256, users in ZooKeeper: coordinator/sasl_users.py) before any
     request but ApiVersions; it needs ``kafka_tls`` (SASL_SSL: no password in the clear).
+    ``connections_max_reauth_ms`` (Kafka's connections.max.reauth.ms; 0, the default, off):
+    a SASL session lasts that long, the client is told so and must re-authenticate on its
+    connection before then, or the connection is closed (KIP-368, broker/kafka/sasl.py).
     Kafka clients' groups
     (broker/kafka/group_coordinator.py) take session timeouts within
     ``group_min_session_timeout_ms`` .. ``group_max_session_timeout_ms`` (Kafka's defaults),
@@ -177,6 +180,7 @@ class BrokerConfig:
     security: SecurityConfig | None = None
     kafka_tls: KafkaTlsConfig | None = None
     kafka_sasl: bool = False
+    connections_max_reauth_ms: int = 0
 
     def __post_init__(self):
         _check_types(self)
@@ -185,6 +189,9 @@ class BrokerConfig:
                                   "passwords (PLAIN) and sessions in the clear")
         if self.broker_id < 0:
             raise InvalidArgument("broker_id must be >= 0")
+        if self.connections_max_reauth_ms < 0:
+            raise InvalidArgument("connections_max_reauth_ms must be >= 0 (0: sessions do not "
+                                  "expire)")
         if not 0 <= self.port <= 65535:
             raise InvalidArgument("port must be 0..65535")
         if self.kafka_port is not None and not 0 <= self.kafka_port <= 65535:

@@ -63,8 +63,11 @@ def setup(ctx: KafkaContext) -> None:
 def dispatch(frame: bytes, conn, ctx: KafkaContext) -> tuple[KafkaRequest | None, object]:
     """Decode one request frame and run its handler: ``(request, result)``. On a SASL
     listener, a request other than ApiVersions and SASL's own before the connection
-    authenticated is refused (broker/kafka/sasl.py) and its connection closed."""
+    authenticated is refused (broker/kafka/sasl.py) and its connection closed, and so is a
+    connection whose SASL session ended."""
     api_key, version, correlation_id = wire.peek(frame)
+    if conn.sasl is not None and sasl.expired(conn, ctx):
+        return None, CloseAfter(None)
     if not sasl.gate(conn, api_key):
         return None, _before_authentication(conn, ctx, api_key, version, correlation_id)
     entry = HANDLERS.get(api_key)

@@ -124,6 +124,7 @@ class KafkaListener:
         self.dispatch = dispatch
         ctx.endpoint = self.endpoint
         ctx.reply = self.reply
+        ctx.close = lambda conn: self._close(conn, None)
 
     def register(self, poller: zmq.Poller) -> None:
         self.poller = poller

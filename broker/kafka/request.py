@@ -77,7 +77,8 @@ class KafkaContext:
     ``logs`` the LogManager, ``handlers`` the native RequestHandlers (their purgatories and
     counters), ``replicas`` the ReplicaManager, ``config`` the BrokerConfig, ``zk`` the broker's
     kazoo client, ``endpoint`` this broker's Kafka ``host:port``. ``reply`` is set by the
-    listener. Modules keep their per-broker state in ``state`` under their own name.
+    listener, and so is ``close`` (close a connection now, unanswered: a SASL session that
+    ended). Modules keep their per-broker state in ``state`` under their own name.
     """
 
     logs: Any
@@ -88,6 +89,7 @@ class KafkaContext:
     broker_id: int
     endpoint: str = ""
     reply: Callable[[KafkaRequest, object], None] = lambda req, response: None
+    close: Callable[[Any], None] = lambda conn: None
     versions: dict = field(default_factory=dict)    # api key -> (min, max) advertised
     state: dict = field(default_factory=dict)
     tickers: list = field(default_factory=list)

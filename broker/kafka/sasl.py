@@ -19,15 +19,34 @@ list. Each refusal is counted as ``authentication_failed`` and logged at most on
 SASL bytes then sent unframed, without SaslAuthenticate) is advertised but refused with
 ILLEGAL_SASL_STATE: librdkafka (before 2.x, e.g. Debian's kcat) enables SASL PLAIN only when
 the advertised range includes v0, while kafka-python and librdkafka send v1 whenever
-ApiVersions lists SaslAuthenticate. Sessions do not expire (SessionLifetimeMs 0: no
-KIP-368 re-authentication).
+ApiVersions lists SaslAuthenticate.
+
+Re-authentication (KIP-368), with the broker setting ``connections_max_reauth_ms`` (Kafka's
+connections.max.reauth.ms; 0, the default, turns it off as in Kafka). Each authentication's
+SaslAuthenticate answer (v1+) carries SessionLifetimeMs = that setting, and the session ends
+that long after it: a client re-authenticates on its connection before then (kafka-python
+and librdkafka at 85-95% and 90% of the lifetime) with a new SaslHandshake and
+SaslAuthenticate, which renew it::
+
+    done --SaslHandshake, same mechanism, lifetime on--> handshaken (re-authenticating)
+    ... --SaslAuthenticate, same user--> done, the session renewed
+
+A connection whose session ends without a renewal is closed (``Sessions.tick`` at the
+deadline, or a request that comes after it), counted as ``kafka_sessions_expired`` in the
+broker's stats; a renewal is counted as ``kafka_sasl_reauthentications``. A re-authentication
+must finish within ``_REAUTH_S`` of its handshake, use the same mechanism and prove the same
+user; otherwise it is refused (58 or 34) and the connection closed. Without the setting a
+second SaslHandshake is ILLEGAL_SASL_STATE, as before.
 
 The users (coordinator/sasl_users.py) are read from ZooKeeper and watched, so ``sluice users
-add|remove`` applies to the next authentication. A connection that authenticated stays so
-after its user is removed until it closes (as Kafka's without re-authentication).
+add|remove`` applies to the next authentication, re-authentications included: with a lifetime,
+a removed user loses its open connections within one lifetime; without one, a connection that
+authenticated stays so until it closes (as Kafka's).
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import secrets
 
@@ -50,21 +69,75 @@ ILLEGAL_SASL_STATE = 34
 SASL_AUTHENTICATION_FAILED = 58
 
 START, HANDSHAKEN, SCRAM, DONE = "start", "handshaken", "scram", "done"
+_REAUTH_S = 10.0      # a re-authentication's time from its SaslHandshake to its end
 
 
 class SaslState:
-    """One connection's place in the SASL exchange."""
+    """One connection's place in the SASL exchange; once authenticated, its ``user`` and,
+    with a session lifetime, when the session ends (``expires_at``, the loop's clock)."""
 
-    __slots__ = ("step", "mechanism", "exchange")
+    __slots__ = ("step", "mechanism", "exchange", "user", "expires_at")
 
     def __init__(self):
         self.step = START
         self.mechanism: str | None = None
         self.exchange: scram.ScramExchange | None = None
+        self.user: str | None = None
+        self.expires_at: float | None = None
 
     @property
     def done(self) -> bool:
         return self.step == DONE
+
+    @property
+    def reauthenticating(self) -> bool:
+        return self.user is not None and self.step != DONE
+
+
+class Sessions:
+    """The sessions with a lifetime (KIP-368), by deadline: a heap of (deadline, n, conn);
+    an entry whose connection's ``expires_at`` moved on since (renewed) is stale, skipped.
+
+    >>> sessions, closed = Sessions(2000, stats={}), []
+    >>> class Conn: closed = False; sasl = SaslState()
+    >>> sessions.started(Conn, now=10.0)
+    >>> Conn.sasl.expires_at, sessions.tick(11.0, closed.append)
+    (12.0, 12.0)
+    >>> sessions.started(Conn, now=11.5)          # renewed before the deadline
+    >>> sessions.tick(12.0, closed.append), closed
+    (13.5, [])
+    >>> sessions.tick(13.5, closed.append) is None, closed == [Conn], sessions.stats
+    (True, True, {'kafka_sessions_expired': 1})
+    """
+
+    def __init__(self, lifetime_ms: int, stats):
+        self.lifetime_ms = lifetime_ms
+        self.stats = stats        # the broker's stats counter (METADATA's "stats")
+        self._heap: list = []
+        self._n = itertools.count()
+
+    def started(self, conn, now: float, seconds: float | None = None) -> None:
+        """The connection's session (or its re-authentication, given ``seconds``) runs from
+        ``now``."""
+        state = conn.sasl
+        state.expires_at = now + (self.lifetime_ms / 1000 if seconds is None else seconds)
+        heapq.heappush(self._heap, (state.expires_at, next(self._n), conn))
+
+    def tick(self, now: float, close) -> float | None:
+        """Close (``close(conn)``) the connections whose session ended; the next deadline."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, conn = heapq.heappop(heap)
+            if conn.closed or conn.sasl.expires_at != deadline:
+                continue
+            self.expired(conn)
+            close(conn)
+        return heap[0][0] if heap else None
+
+    def expired(self, conn) -> None:
+        self.stats["kafka_sessions_expired"] = self.stats.get("kafka_sessions_expired", 0) + 1
+        logger.info("kafka client %s: the SASL session of %s ended without a "
+                    "re-authentication; closing", _peer(conn), conn.sasl.user)
 
 
 class Users:
@@ -83,10 +156,26 @@ class Users:
 
 
 def setup(ctx: KafkaContext) -> None:
-    """Watch the users when the listener asks for SASL."""
+    """Watch the users when the listener asks for SASL; keep the sessions' deadlines when
+    they have a lifetime."""
     users = ctx.state["sasl"] = Users()
+    lifetime = ctx.config.connections_max_reauth_ms if ctx.config.kafka_sasl else 0
+    ctx.state["sasl_sessions"] = sessions = Sessions(lifetime, ctx.logs.stats) if lifetime \
+        else None
     if ctx.config.kafka_sasl:
         SaslUsers(ctx.zk).watch(users.changed)
+    if sessions is not None:
+        ctx.add_ticker(lambda now: sessions.tick(now, ctx.close))
+
+
+def expired(conn, ctx: KafkaContext) -> bool:
+    """Whether ``conn``'s session ended (a request that comes after: the connection is closed
+    unanswered, as Kafka's broker does), counted."""
+    state = conn.sasl
+    if state is None or state.expires_at is None or ctx.now() < state.expires_at:
+        return False
+    ctx.state["sasl_sessions"].expired(conn)
+    return True
 
 
 def gate(conn, api_key: int) -> bool:
@@ -129,6 +218,18 @@ def handshake(req: KafkaRequest, ctx: KafkaContext):
         _refuse(ctx, req, "SaslHandshake v0 (unframed SASL) is not served; use v1")
         return CloseAfter(SaslHandshakeResponse(version=0, error_code=ILLEGAL_SASL_STATE,
                                                 mechanisms=list(scram.MECHANISMS)))
+    sessions: Sessions | None = ctx.state.get("sasl_sessions")
+    if state.step == DONE and sessions is not None:
+        if mechanism != state.mechanism:
+            _refuse(ctx, req, f"a re-authentication with {mechanism!r} after "
+                              f"{state.mechanism!r}")
+            return CloseAfter(SaslHandshakeResponse(version=req.api_version,
+                                                    error_code=ILLEGAL_SASL_STATE,
+                                                    mechanisms=[state.mechanism]))
+        state.step = HANDSHAKEN
+        sessions.started(req.conn, ctx.now(), seconds=_REAUTH_S)
+        return SaslHandshakeResponse(version=req.api_version, error_code=0,
+                                     mechanisms=list(scram.MECHANISMS))
     if state.step != START:
         _refuse(ctx, req, "a second SaslHandshake")
         return CloseAfter(SaslHandshakeResponse(version=req.api_version,
@@ -168,17 +269,29 @@ def authenticate(req: KafkaRequest, ctx: KafkaContext):
     except scram.SaslRefused as exc:
         _refuse(ctx, req, str(exc))
         return CloseAfter(_auth_response(req, SASL_AUTHENTICATION_FAILED, str(exc)))
-    state.step, state.exchange = DONE, None
+    if state.reauthenticating and user != state.user:
+        why = f"re-authentication as {user!r} on a session of {state.user!r}"
+        _refuse(ctx, req, why)
+        return CloseAfter(_auth_response(req, SASL_AUTHENTICATION_FAILED, why))
+    sessions: Sessions | None = ctx.state.get("sasl_sessions")
+    if state.reauthenticating:
+        ctx.logs.stats["kafka_sasl_reauthentications"] += 1
+        logger.debug("kafka client %s re-authenticated as %s", _peer(req.conn), user)
+    else:
+        logger.info("kafka client %s authenticated as %s (%s)", _peer(req.conn), user,
+                    state.mechanism)
+    state.step, state.exchange, state.user = DONE, None, user
     req.conn.principal = user
-    logger.info("kafka client %s authenticated as %s (%s)", _peer(req.conn), user,
-                state.mechanism)
-    return _auth_response(req, 0, None, reply)
+    if sessions is not None:
+        sessions.started(req.conn, ctx.now())
+    return _auth_response(req, 0, None, reply, sessions.lifetime_ms if sessions else 0)
 
 
-def _auth_response(req: KafkaRequest, code: int, message: str | None, data: bytes = b""):
+def _auth_response(req: KafkaRequest, code: int, message: str | None, data: bytes = b"",
+                   lifetime_ms: int = 0):
     return SaslAuthenticateResponse(version=req.api_version, error_code=code,
                                     error_message=message, auth_bytes=data,
-                                    session_lifetime_ms=0)
+                                    session_lifetime_ms=lifetime_ms)
 
 
 SASL_HANDLERS = {SASL_HANDSHAKE_KEY: handshake, SASL_AUTHENTICATE_KEY: authenticate}

@@ -39,6 +39,7 @@ def test_a_config_round_trips_through_plain_values():
      "group_max_session_timeout_ms must be at least group_min_session_timeout_ms"),
     ({**BASE, "group_initial_rebalance_delay_ms": -1},
      "group_initial_rebalance_delay_ms must not be negative"),
+    ({**BASE, "connections_max_reauth_ms": -1}, "connections_max_reauth_ms must be >= 0"),
 ])
 def test_a_refused_setting_is_an_invalid_argument_that_says_why(values, words):
     with pytest.raises(InvalidArgument) as refused:
