@@ -43,7 +43,10 @@ operator's key, same messages, one partition per topic:
 ``--no-secure`` leaves them out. Group offsets (issue 15), on a fresh one-broker cluster
 (cluster/tools/offsets_bench.py): commits per second of each offset store from 100 groups x 10
 partitions committing as fast as they can, with ZooKeeper's CPU and request latency meanwhile;
-``--no-offsets`` leaves them out. The figures are medians over the
+``--no-offsets`` leaves them out. The Kafka listener's TLS pair (issue 14,
+cluster/tools/kafka_tls_bench.py: confluent-kafka producer and consumer on a plaintext and a
+SASL_SSL one-broker cluster, runs alternating; targets SASL_SSL >= 70% of plaintext);
+``--no-kafka-tls`` (or ``--no-kafka``) leaves it out. The figures are medians over the
 runs; the table sets them beside the paper's and the targets, and ``.bench/results.json`` gets
 them in the shape the issue gave (``--samples`` adds every run's raw figures in another file).
 """
@@ -66,7 +69,7 @@ import psutil
 from broker.message import HEADER_SIZE
 from cluster.errors import ClusterError
 from cluster.supervision import ClusterConfig, down, up
-from cluster.tools import kafka_perf, offsets_bench, perf
+from cluster.tools import kafka_perf, kafka_tls_bench, offsets_bench, perf
 from coordinator import paths, topics
 from coordinator import zk as zkconnect
 from coordinator.errors import InvalidArgument, SluiceError
@@ -565,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out the offset stores' rows (cluster/tools/offsets_bench.py)")
     parser.add_argument("--no-audit", dest="audit", action="store_false",
                         help="leave out the audited producer row")
+    parser.add_argument("--no-kafka-tls", dest="kafka_tls", action="store_false",
+                        help="leave out the Kafka listener's SASL_SSL / plaintext pair "
+                             "(cluster/tools/kafka_tls_bench.py)")
     args = parser.parse_args(argv)
     from rich.console import Console
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -574,6 +580,9 @@ def main(argv: list[str] | None = None) -> int:
                               secure=args.secure, audit=args.audit)
         if args.offsets:
             result["offset_stores"] = offsets_bench.run(say=err.print)
+        if args.kafka and args.kafka_tls:
+            result["kafka_tls"] = kafka_tls_bench.run(args.messages, args.runs, args.size,
+                                                      say=err.print)
     except SluiceError as exc:
         if not exc.user_error:
             raise
@@ -588,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table(result))
     if result.get("offset_stores"):
         console.print(offsets_bench.table(result["offset_stores"]))
+    if result.get("kafka_tls"):
+        console.print(kafka_tls_bench.table(result["kafka_tls"]))
     err.print(f"wrote {output}")
     return 0
 

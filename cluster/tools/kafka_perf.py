@@ -18,6 +18,7 @@ from coordinator.errors import InvalidArgument
 
 CLIENTS = ("confluent-kafka", "kafka-python")
 LINGER_MS = 5
+CONFLUENT_GROUP = "sluice-bench"   # confluent-kafka needs a group.id, though it only assigns
 
 
 def produce(client: str, bootstrap: str, topic: str, messages: int, size: int = 200,
@@ -100,7 +101,7 @@ def _kafka_python_produce(bootstrap: str, topic: str, messages: int, value: byte
 def _confluent_consume(bootstrap: str, topic: str, messages: int, timeout_s: float,
                        settings: dict):
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "sluice-bench",
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": CONFLUENT_GROUP,
                          "enable.auto.commit": False, "enable.partition.eof": False,
                          **settings})
     count = nbytes = 0

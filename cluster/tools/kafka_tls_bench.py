@@ -8,7 +8,9 @@ SASL_SSL, plaintext, ...) so that the machine's load falls on both alike. Each r
 ``messages`` values of ``size`` bytes to a fresh one-partition topic with acks=1 (the
 cluster/tools/kafka_perf.py rows), then reads them back from the beginning; the brokers make
 appends visible before their flush (``visible_after_flush`` false), so the reads never wait
-for the flusher. Printed: the median of each row and the ratio SASL_SSL / plaintext.
+for the flusher. Printed: the median of each row and the ratio SASL_SSL / plaintext (target
+>= 0.7 for both, issue 14). ``make bench`` runs it too, after its own rows (``--no-kafka-tls``
+or ``--no-kafka`` there leave it out), and shows ``table``.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from coordinator.authorizer import Rule
 from coordinator.sasl_users import SaslUsers
 from coordinator.scram import ScramCredential
 
+TARGET = 0.7          # SASL_SSL / plaintext, producer and consumer (issue 14)
 CLIENT = "confluent-kafka"
 USER = "bench"
 PREFIX = "tls-bench-"
@@ -43,7 +46,8 @@ def _prepare(status: dict, data_dir: Path, secure: bool) -> dict:
     try:
         SaslUsers(client).put(USER, ScramCredential.from_password(password))
         AclStore(client).add(USER, [Rule("produce", "topic-prefix", PREFIX),
-                                    Rule("consume", "topic-prefix", PREFIX)])
+                                    Rule("consume", "topic-prefix", PREFIX),
+                                    Rule("consume", "group", kafka_perf.CONFLUENT_GROUP)])
     finally:
         client.stop()
         client.close()
@@ -104,6 +108,24 @@ def run(messages: int, runs: int, size: int, say=print) -> dict:
                                          / medians[f"plaintext_{mode}"], 3)
     return {"client": CLIENT, "messages": messages, "size": size, "runs": runs,
             "records_per_s_median": medians}
+
+
+def table(result: dict):
+    """The pair's medians and ratios as a rich Table (``make bench`` prints it)."""
+    from rich.table import Table
+    medians = result["records_per_s_median"]
+    out = Table(title=f"Kafka listener, SASL_SSL against plaintext ({result['client']}, "
+                      f"acks=1, {result['messages']:,} x {result['size']} B, median of "
+                      f"{result['runs']} alternating run(s))", title_justify="left")
+    for name in ("rows", "plaintext (records/s)", "SASL_SSL (records/s)", "ratio", "target",
+                 "met"):
+        out.add_column(name, justify="left" if name == "rows" else "right")
+    for mode in ("producer", "consumer"):
+        ratio = medians[f"{mode}_ratio"]
+        out.add_row(mode, f"{medians[f'plaintext_{mode}']:,.0f}",
+                    f"{medians[f'sasl_ssl_{mode}']:,.0f}", f"{ratio:g}", f"≥ {TARGET:g}",
+                    "yes" if ratio >= TARGET else "NO")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,3 +86,21 @@ def test_bench_secure_rows():
     assert samples[0]["producer_secure_acks1_batch50"]["acked"] == 2000
     assert samples[0]["consumer_secure"]["messages"] == 2000
     json.dumps(result)
+
+
+def test_bench_kafka_tls_rows():
+    """The Kafka listener's SASL_SSL / plaintext pair that make bench runs after its rows:
+    every record produced is read back on both clusters, the ratios are of the medians, and
+    the table renders with the 70% target."""
+    from rich.console import Console
+    from cluster.tools import kafka_tls_bench
+    result = kafka_tls_bench.run(2000, 1, 200, say=lambda line: None)
+    medians = result["records_per_s_median"]
+    for mode in ("producer", "consumer"):
+        assert medians[f"{mode}_ratio"] == round(
+            medians[f"sasl_ssl_{mode}"] / medians[f"plaintext_{mode}"], 3)
+    console = Console(record=True, width=130, file=open("/dev/null", "w"))
+    console.print(kafka_tls_bench.table(result))
+    text = console.export_text()
+    assert "producer" in text and "consumer" in text and "≥ 0.7" in text
+    json.dumps(result)
