@@ -34,7 +34,8 @@ one-partition topics, same messages, acks=1 (cluster/tools/kafka_perf.py):
 
 ``--no-kafka`` leaves them out (and the listener off). Security (issue 14), on a third fresh
 1-broker cluster made with ``--secure`` (CurveZMQ on every socket, ZooKeeper digest ACLs), the
-operator's key, same messages, one partition per topic:
+operator's key, same messages, one partition per topic, up beside the plaintext one, its runs
+taking turns with the plaintext runs (plaintext run 1, secure run 1, plaintext run 2, ...):
 
     producer  batch 50, acks=1, secure    ratio to the plaintext acks=1 batch 50 row (>= 70%),
                                           p50 / p99 acknowledgement latency beside the plaintext's
@@ -53,6 +54,7 @@ them in the shape the issue gave (``--samples`` adds every run's raw figures in 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -196,9 +198,13 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
         say(f"cluster up in {data_dir} (broker pid {broker_pid}, RSS {rss.sample() / 1e6:.0f} MB)")
         samples = []
         try:
-            for index in range(runs):
-                samples.append(_one_run(zookeeper, data_dir, index, messages, size, rss, say,
-                                        bootstrap, audit))
+            with contextlib.ExitStack() as stack:
+                secure_run = stack.enter_context(_secure_cluster(say)) if secure else None
+                for index in range(runs):      # plaintext then secure, run by run: A B A B
+                    samples.append(_one_run(zookeeper, data_dir, index, messages, size, rss,
+                                            say, bootstrap, audit))
+                    if secure_run is not None:
+                        samples[-1].update(secure_run(index, messages, size))
         finally:
             peak = rss.stop()
     finally:
@@ -213,8 +219,6 @@ def run(messages: int = 1_000_000, runs: int = 3, size: int = 200,
     if audit:
         result.update(_audit_medians(samples))
     if secure:
-        for sample, more in zip(samples, _secure(messages, size, runs, say)):
-            sample.update(more)
         result.update(_secure_medians(samples, result))
     if replication:
         replicated = _replication(messages, size, runs, say)
@@ -228,8 +232,20 @@ HOSTED_WAIT_S = 30.0
 
 
 def _secure(messages: int, size: int, runs: int, say) -> list[dict]:
-    """The security rows, each run on fresh topics of a fresh secured 1-broker cluster, as its
-    operator (the admin key: CURVE costs the same for every key, and no rule is looked up twice)."""
+    """The security rows of ``runs`` runs on one fresh secured cluster (run() takes them in
+    turns with the plaintext runs instead, through ``_secure_cluster``)."""
+    with _secure_cluster(say) as one_run:
+        return [one_run(index, messages, size) for index in range(runs)]
+
+
+@contextlib.contextmanager
+def _secure_cluster(say):
+    """A fresh secured 1-broker cluster, up while the plaintext one is, so that its runs
+    alternate with the plaintext runs and a drift of the machine's load favours neither (the
+    consumer's ratio was 0.64-0.67 on one loaded run and 1.15 on another when all secure runs
+    came after all plaintext ones). Yields ``one_run(index, messages, size) -> sample``, each
+    on fresh topics, as the cluster's operator (the admin key: CURVE costs the same for every
+    key, and no rule is looked up twice)."""
     from cluster.supervision.security import admin_credentials
     data_dir = Path(tempfile.mkdtemp(prefix="sluice-bench-secure-"))
     try:
@@ -237,8 +253,8 @@ def _secure(messages: int, size: int, runs: int, say) -> list[dict]:
                     detach=True)
         zookeeper, key = status["zookeeper"], admin_credentials(data_dir)
         say(f"security: a --secure broker up in {data_dir}")
-        samples = []
-        for index in range(runs):
+
+        def one_run(index: int, messages: int, size: int) -> dict:
             client = zkconnect.connect(zookeeper, data_dir)
             try:
                 topic = f"bench-secure-{index}"
@@ -258,9 +274,8 @@ def _secure(messages: int, size: int, runs: int, say) -> list[dict]:
             if "error" in consumed:
                 raise ClusterError(consumed["error"])
             say(f"run {index + 1}: secure consumer: {perf.summary_line(consumed)}")
-            samples.append({"producer_secure_acks1_batch50": produced,
-                            "consumer_secure": consumed})
-        return samples
+            return {"producer_secure_acks1_batch50": produced, "consumer_secure": consumed}
+        yield one_run
     finally:
         try:
             down(data_dir)
