@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition as CTopicPartition
-from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition as CTopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 import kafka.errors
 from kafka.errors import (GroupAuthorizationFailedError, KafkaTimeoutError,
@@ -292,7 +292,6 @@ def test_an_idempotent_producer_needs_produce_on_some_topic(zk, sasl_broker):
     assert {err.code() for err in fatal if err.fatal()} == {
         KafkaError.CLUSTER_AUTHORIZATION_FAILED}, fatal
     reader.purge()
-    del reader, alice
     kp = KafkaProducer(enable_idempotence=True, acks="all", max_block_ms=10_000,
                        **kp_settings(bootstrap, ca, user="reader"))
     with pytest.raises(kafka.errors.KafkaError, match="ClusterAuthorizationFailedError"):
