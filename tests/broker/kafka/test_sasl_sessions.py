@@ -36,3 +36,22 @@ def test_a_closed_connection_is_not_closed_again():
     conn.closed = True
     assert sessions.tick(5.0, closed.append) is None and closed == []
     assert sessions.stats == {}
+
+
+def test_a_request_after_the_session_ended_closes_the_connection_unanswered():
+    """The dispatcher's side of the deadline: a Metadata request that comes after the
+    session's end (before the ticker closed it) is not served, and is counted once."""
+    from kafka.protocol.metadata import MetadataRequest
+
+    from broker.kafka import apis
+    from broker.kafka.request import CloseAfter, KafkaContext
+    ctx = KafkaContext(logs=None, handlers=None, replicas=None, config=None, zk=None,
+                       broker_id=0)
+    ctx.state["sasl_sessions"] = sessions = Sessions(1000, stats={})
+    conn = Conn()
+    sessions.started(conn, now=ctx.now() - 2.0)          # ended a second ago
+    request = MetadataRequest(version=9, topics=None, allow_auto_topic_creation=False)
+    request.with_header(correlation_id=7, client_id="late")
+    req, result = apis.dispatch(bytes(request.encode(header=True)), conn, ctx)
+    assert req is None and result == CloseAfter(None)
+    assert sessions.stats == {"kafka_sessions_expired": 1}
