@@ -14,7 +14,10 @@ one log:
 3. make the first segment's gap index sidecar pending (broker/gap_index.py), fsynced;
 4. rename the cleaned file over the first segment (``Log.replace_segments``, under the log's
    lock): the commit. The log reads the new file from then on; then the group's other files
-   are deleted and the complete sidecar written.
+   are deleted and the complete sidecar written;
+5. record where the clean ended (and the oldest tombstone it kept) in the cleaner checkpoint
+   (broker/cleaner_checkpoint.py), from which a restarted broker goes on: what is clean is
+   not read again until the dirty part is due.
 
 A crash before 4 leaves the old segments and a ``.cleaned`` file that the next open deletes;
 after 4, the new segment (a pending sidecar is rebuilt by a walk of the file), and any of the
@@ -37,6 +40,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from broker import compaction, gap_index
+from broker.cleaner_checkpoint import CleanerCheckpoint, clean_start
 from broker.log import Log
 from broker.message import GAP_SIZE, HEADER, MAGIC_GAP, SIZE_FIELD, encode_gap, entry_key, gap_resume
 from broker.recovery import CLEANED_SUFFIX
@@ -53,7 +57,9 @@ _POSITION = (1 << _FILE_SHIFT) - 1
 
 @dataclass
 class CleanState:
-    """What the cleaner knows of one log between cleans (in memory: a restart cleans again)."""
+    """What the cleaner knows of one log between cleans (``clean_end`` and the tombstone's
+    time also in the cleaner checkpoint, so a restart goes on from them); the counts are this
+    process's."""
 
     clean_end: int = 0
     oldest_tombstone_ms: float | None = None     # mtime of the oldest segment keeping one
@@ -61,39 +67,77 @@ class CleanState:
     cleans: int = 0
     removed_messages: int = 0
     removed_bytes: int = 0
+    checks: int = 0              # due checks made (tests wait on them)
+    read_bytes: int = 0          # bytes the cleans read from the log
+    rewritten_segments: int = 0  # segment files the cleans replaced
 
 
 class _Stopped(Exception):
     """Raised inside a clean when the broker stops."""
 
 
+_WRITE_CHECKPOINT = object()     # a queue entry: write the checkpoint (a log was forgotten)
+
+
+def log_key(log: Log) -> tuple[str, int] | None:
+    """The partition a log holds, from its folder (``<data dir>/<topic>/<partition>``); None
+    for a folder not so named (a log opened by a tool), which has no checkpoint entry."""
+    name = log.directory.name
+    return (log.directory.parent.name, int(name)) if name.isdigit() else None
+
+
 class LogCleaner(threading.Thread):
     """Cleans the logs submitted to it, one at a time, throttled."""
 
-    def __init__(self, bytes_per_second: int, on_error: Callable[[str, Exception], None]):
+    def __init__(self, bytes_per_second: int, on_error: Callable[[str, Exception], None],
+                 checkpoint: CleanerCheckpoint | None = None):
         super().__init__(name="log-cleaner", daemon=True)
         self.bytes_per_second = bytes_per_second
         self.on_error = on_error
         self.pending: queue.Queue = queue.Queue()
         self.states: dict[int, CleanState] = {}
+        self.checkpoint = checkpoint
+        self._checkpointed: dict[tuple[str, int], tuple[int, float | None]] = {}
+        if checkpoint is not None:
+            try:
+                self._checkpointed = checkpoint.read()
+            except StorageError as exc:
+                on_error("cleaner_checkpoint", exc)     # every compacted log counts as dirty
+        self._keys: dict[int, tuple[str, int]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._began = time.monotonic()
         self._done = 0
+        self._read = 0
 
     def state(self, log: Log) -> CleanState:
+        """The log's state; the first time, from its checkpoint entry (``clean_start``)."""
         with self._lock:
-            return self.states.setdefault(id(log), CleanState(log.start_offset))
+            state = self.states.get(id(log))
+            if state is None:
+                key = self._keys[id(log)] = log_key(log)
+                end, oldest = self._checkpointed.get(key, (None, None)) if key else (None, None)
+                start = clean_start(end, log.start_offset, log.end_offset)
+                state = self.states[id(log)] = CleanState(
+                    start, oldest if end is not None and start == end else None)
+            return state
 
     def forget(self, log: Log) -> None:
+        """The log is gone (its topic deleted, its replica moved): its entry leaves the
+        checkpoint, written by the cleaner's thread."""
         with self._lock:
             self.states.pop(id(log), None)
+            key = self._keys.pop(id(log), None)
+            if key is None or self._checkpointed.pop(key, None) is None:
+                return
+        self.pending.put(_WRITE_CHECKPOINT)
 
     def submit_if_due(self, log: Log, now_ms: float) -> bool:
         """The loop's check: queue ``log`` when ``compaction.due`` says so (not twice)."""
         state = self.state(log)
         if state.queued:
             return False
+        state.checks += 1
         oldest = state.oldest_tombstone_ms
         tombstones_due = None if oldest is None else oldest + log.config.delete_retention_ms
         if not compaction.due(log.sealed_sizes, state.clean_end,
@@ -109,6 +153,9 @@ class LogCleaner(threading.Thread):
 
     def run(self) -> None:
         while (log := self.pending.get()) is not None and not self._stopping.is_set():
+            if log is _WRITE_CHECKPOINT:
+                self.write_checkpoint()
+                continue
             state = self.state(log)
             try:
                 self.clean(log, state)
@@ -116,12 +163,28 @@ class LogCleaner(threading.Thread):
                 return
             except (SluiceError, OSError) as exc:
                 self.on_error("clean", exc)
+            else:
+                self.write_checkpoint(log, state)
             finally:
                 state.queued = False
 
+    def write_checkpoint(self, log: Log | None = None, state: CleanState | None = None) -> None:
+        """Record ``log``'s clean end (and drop forgotten logs) in the checkpoint file."""
+        if self.checkpoint is None:
+            return
+        with self._lock:
+            key = self._keys.get(id(log)) if log is not None else None
+            if key is not None and id(log) in self.states:
+                self._checkpointed[key] = (state.clean_end, state.oldest_tombstone_ms)
+            entries = dict(self._checkpointed)
+        try:
+            self.checkpoint.write(entries)
+        except StorageError as exc:
+            self.on_error("cleaner_checkpoint", exc)
+
     def clean(self, log: Log, state: CleanState) -> None:
         """One clean of ``log`` (the module docstring's steps)."""
-        self._began, self._done = time.monotonic(), 0
+        self._began, self._done, self._read = time.monotonic(), 0, 0
         sealed, cuts = log.sealed_for_cleaning()
         try:
             if not sealed:
@@ -159,6 +222,7 @@ class LogCleaner(threading.Thread):
                         for offset, pos, length in member[2]]
                 pieces = compaction.layout(kept, members[0][0].start, members[-1][0].end)
                 if self._rewrite(log, [(m[0], m[1]) for m in members], cuts, pieces):
+                    state.rewritten_segments += len(members)
                     removed = sum(m[3] for m in members)
                     removed_bytes = sum(m[4] for m in members)
                     state.removed_messages += removed
@@ -171,6 +235,7 @@ class LogCleaner(threading.Thread):
             state.oldest_tombstone_ms = oldest
             state.cleans += 1
         finally:
+            state.read_bytes += self._read
             for _, fd in sealed:
                 os.close(fd)
 
@@ -197,6 +262,7 @@ class LogCleaner(threading.Thread):
                 done = 0
                 while done < length:
                     data = read_at(fd, pos + done, min(CHUNK, length - done))
+                    self._read += len(data)
                     if not data:
                         raise StorageError(f"{segment.path} ended while cleaning it")
                     _write_all(out, data)
@@ -230,6 +296,7 @@ class LogCleaner(threading.Thread):
             if self._stopping.is_set():
                 raise _Stopped()
             buf = read_at(fd, pos, min(CHUNK, size - pos))
+            self._read += len(buf)
             self._throttle(len(buf))
             at = 0
             while len(buf) - at >= HEADER.size:
@@ -252,6 +319,7 @@ class LogCleaner(threading.Thread):
                 if length < HEADER.size or pos + length > size:
                     return
                 buf = read_at(fd, pos, length)
+                self._read += len(buf)
                 key, tombstone = entry_key(buf, 0)
                 yield base + pos, pos, length, key, tombstone
                 at = length

@@ -255,3 +255,28 @@ def test_a_follower_rebuilt_from_a_compacted_leader_holds_the_same_offsets(zk, t
         for proc in procs.values():
             if proc.alive():
                 proc.stop()
+
+
+def test_a_restarted_broker_goes_on_from_the_cleaner_checkpoint(zk, broker):
+    """What was clean before the restart is not read again: the broker reads its clean end
+    from ``cleaner-offset-checkpoint``, so the log is not due and the cleaner reads nothing;
+    new dirty bytes are cleaned from there on."""
+    proc = broker()
+    create_topic(zk, TOPIC, 1, [proc])
+    produce(zk, [(f"user-{i % 7}".encode(), f"v{i}".encode() * 5) for i in range(400)])
+    first = compact_and_wait(zk, proc)
+    assert first["clean_read_bytes"] > 0
+    checkpoint = proc.data_dir / f"broker-{proc.broker_id}" / "cleaner-offset-checkpoint"
+    assert f"{TOPIC} 0 {first['clean_end']} -1" in checkpoint.read_text().splitlines()
+    assert proc.stop() == 0
+    restarted = broker()
+    restarted.wait_hosting(TOPIC, 1)
+    assert active_start(restarted) == first["clean_end"]     # nothing new is sealed
+    again = wait_for(lambda: (r := row(restarted)) and r.get("clean_checks", 0) >= 5 and r,
+                     what="five due checks of the restarted broker's cleaner")
+    assert again["clean_end"] == first["clean_end"]
+    assert (again["cleans"], again["clean_read_bytes"], again["cleaned_segments"]) == (0, 0, 0)
+    produce(zk, [(f"user-{i % 7}".encode(), f"w{i}".encode() * 5) for i in range(400)])
+    active = active_start(restarted)
+    wait_for(lambda: (r := row(restarted)) and r["cleans"] >= 1 and r["clean_end"] == active,
+             timeout=30, what="a clean of the new dirty bytes")
