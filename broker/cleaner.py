@@ -36,13 +36,15 @@ import os
 import queue
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from broker import compaction, gap_index
 from broker.cleaner_checkpoint import CleanerCheckpoint, clean_start
 from broker.log import Log
-from broker.message import GAP_SIZE, HEADER, MAGIC_GAP, SIZE_FIELD, encode_gap, entry_key, gap_resume
+from broker.message import (GAP_ENTRY, HEADER, MAGIC_GAP, SIZE_FIELD, encode_gap, entry_key,
+                            gap_resume)
 from broker.recovery import CLEANED_SUFFIX
 from broker.segment import Segment, read_at
 from coordinator.errors import SluiceError, StorageError
@@ -53,6 +55,7 @@ CHUNK = 1 << 14           # a read between GIL releases: the request loop never 
 CRASH_ENV = "SLUICE_CLEANER_CRASH_AT"
 _FILE_SHIFT = 48        # a kept entry's place in a group: file number << 48 | file position
 _POSITION = (1 << _FILE_SHIFT) - 1
+_crc32 = zlib.crc32
 
 
 @dataclass
@@ -70,6 +73,14 @@ class CleanState:
     checks: int = 0              # due checks made (tests wait on them)
     read_bytes: int = 0          # bytes the cleans read from the log
     rewritten_segments: int = 0  # segment files the cleans replaced
+    uncleanable: str | None = None   # why the log is not cleaned again (UncleanableSegment)
+
+
+class UncleanableSegment(StorageError):
+    """A sealed segment of a compacted log holds an entry that fails its check: the clean
+    stops before it changed anything, and the log is not cleaned again until a restart
+    (Kafka's uncleanable partitions); it is still served, and the scrubber and the consumers'
+    CRC checks deal with the bad bytes as in any log."""
 
 
 class _Stopped(Exception):
@@ -90,10 +101,12 @@ class LogCleaner(threading.Thread):
     """Cleans the logs submitted to it, one at a time, throttled."""
 
     def __init__(self, bytes_per_second: int, on_error: Callable[[str, Exception], None],
-                 checkpoint: CleanerCheckpoint | None = None):
+                 checkpoint: CleanerCheckpoint | None = None,
+                 on_gave_up: Callable[[str, str, Exception], None] | None = None):
         super().__init__(name="log-cleaner", daemon=True)
         self.bytes_per_second = bytes_per_second
         self.on_error = on_error
+        self.on_gave_up = on_gave_up or _log_gave_up
         self.pending: queue.Queue = queue.Queue()
         self.states: dict[int, CleanState] = {}
         self.checkpoint = checkpoint
@@ -135,7 +148,7 @@ class LogCleaner(threading.Thread):
     def submit_if_due(self, log: Log, now_ms: float) -> bool:
         """The loop's check: queue ``log`` when ``compaction.due`` says so (not twice)."""
         state = self.state(log)
-        if state.queued:
+        if state.queued or state.uncleanable:
             return False
         state.checks += 1
         oldest = state.oldest_tombstone_ms
@@ -161,6 +174,9 @@ class LogCleaner(threading.Thread):
                 self.clean(log, state)
             except _Stopped:
                 return
+            except UncleanableSegment as exc:
+                state.uncleanable = str(exc)
+                self.on_gave_up("uncleanable_log", str(log.directory), exc)
             except (SluiceError, OSError) as exc:
                 self.on_error("clean", exc)
             else:
@@ -288,7 +304,10 @@ class LogCleaner(threading.Thread):
                  complete: list | None = None) -> Iterator[tuple]:
         """``(offset, position, length, key, tombstone)`` of every message of a sealed
         segment, read a chunk at a time (throttled); gap markers move the offsets on. A walk
-        that meets an entry that does not fit stops there, and ``complete`` stays false."""
+        that meets an entry that does not fit stops there, and ``complete`` stays false. Each
+        entry's CRC is checked: a corrupt one raises UncleanableSegment, since copying it
+        would pass it on as good, and its key (if that is what is damaged) could make the
+        clean drop a good message it seems to supersede."""
         size = os.fstat(fd).st_size
         base = segment.start
         pos = 0
@@ -299,14 +318,18 @@ class LogCleaner(threading.Thread):
             self._read += len(buf)
             self._throttle(len(buf))
             at = 0
+            view = memoryview(buf)
             while len(buf) - at >= HEADER.size:
-                length, magic, _ = HEADER.unpack_from(buf, at)
+                length, magic, crc = HEADER.unpack_from(buf, at)
                 length += SIZE_FIELD
                 if length < HEADER.size:
                     return
                 if at + length > len(buf):
                     break
-                if magic == MAGIC_GAP and length == SIZE_FIELD + GAP_SIZE:
+                if magic > MAGIC_GAP or (magic == MAGIC_GAP and length != GAP_ENTRY) \
+                        or _crc32(view[at + HEADER.size:at + length]) != crc:
+                    raise _corrupt(segment, pos + at, base + pos + at, magic)
+                if magic == MAGIC_GAP:
                     base = gap_resume(buf, at) - (pos + at + length)
                 else:
                     key, tombstone = entry_key(buf, at)
@@ -320,6 +343,9 @@ class LogCleaner(threading.Thread):
                     return
                 buf = read_at(fd, pos, length)
                 self._read += len(buf)
+                magic, crc = HEADER.unpack_from(buf)[1:]
+                if magic >= MAGIC_GAP or _crc32(memoryview(buf)[HEADER.size:]) != crc:
+                    raise _corrupt(segment, pos, base + pos, magic)
                 key, tombstone = entry_key(buf, 0)
                 yield base + pos, pos, length, key, tombstone
                 at = length
@@ -333,6 +359,16 @@ class LogCleaner(threading.Thread):
                                           self.bytes_per_second)
         if delay > 0 and self._stopping.wait(delay):
             raise _Stopped()
+
+
+def _corrupt(segment: Segment, position: int, offset: int, magic: int) -> UncleanableSegment:
+    what = f"unknown magic {magic}" if magic > MAGIC_GAP else "a CRC mismatch"
+    return UncleanableSegment(f"{segment.path.name} has {what} at byte {position} (offset "
+                              f"{offset}); its log is left as it is")
+
+
+def _log_gave_up(name: str, what: str, exc: Exception) -> None:
+    logger.error("%s: %s: %s", name.replace("_", " "), what, exc)
 
 
 def _write_all(fd: int, data: bytes) -> None:

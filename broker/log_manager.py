@@ -93,7 +93,7 @@ class LogManager:
         self.flusher = flusher
         self.scrubber = Scrubber(errors.task_failed)
         self.cleaner = LogCleaner(config.cleaner_bytes_per_second, errors.task_failed,
-                                  CleanerCheckpoint(self.data_dir))
+                                  CleanerCheckpoint(self.data_dir), errors.gave_up)
         self.logs: dict[tuple[str, int], Log] = {}
         self.producers = ProducerTable()
         self.kafka_sequences = idempotence.SequenceTable()
@@ -337,7 +337,7 @@ class LogManager:
                 "cleaned_messages": state.removed_messages,
                 "cleaned_bytes": state.removed_bytes, "clean_end": state.clean_end,
                 "clean_checks": state.checks, "clean_read_bytes": state.read_bytes,
-                "cleaned_segments": state.rewritten_segments}
+                "cleaned_segments": state.rewritten_segments, "uncleanable": state.uncleanable}
 
     # --- work between requests -------------------------------------------------------------
 

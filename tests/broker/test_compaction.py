@@ -325,3 +325,39 @@ def test_a_checkpoint_outside_the_log_and_a_forgotten_log_are_not_kept(tmp_path)
         cleaner.join(10)
     assert CleanerCheckpoint(tmp_path).read() == {("gone", 3): (40, None)}
     log.close()
+
+
+def test_a_corrupt_message_makes_the_log_uncleanable_and_leaves_it_as_it_is(tmp_path):
+    """A byte of a sealed segment's message is flipped: the clean stops before it changed
+    anything (no message dropped, none copied as if good), says so once, and the log is not
+    submitted again."""
+    log = Log(tmp_path / "t" / "0", CONFIG)
+    written = fill(log, 120, keys=5)
+    log.flush()
+    offsets = sorted(written)
+    victim = offsets[3]                           # in the first segment, which starts at 0
+    length = offsets[4] - victim
+    path = log.directory / f"{0:020d}.log"
+    with open(path, "r+b") as f:
+        f.seek(victim + length - 1)
+        byte = f.read(1)
+        f.seek(victim + length - 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    files = {p.name: p.read_bytes() for p in log.directory.iterdir()}
+    gave_up = []
+    cleaner = LogCleaner(1 << 30, lambda task, exc: pytest.fail(f"{task}: {exc}"),
+                         on_gave_up=lambda name, what, exc: gave_up.append((name, str(exc))))
+    cleaner.start()
+    try:
+        assert cleaner.submit_if_due(log, time.time() * 1000)
+        state = wait_for(lambda: (s := cleaner.state(log)).uncleanable and not s.queued and s,
+                         what="the clean to give up")
+    finally:
+        cleaner.stop()
+        cleaner.join(10)
+    assert gave_up == [("uncleanable_log", state.uncleanable)]
+    assert f"CRC mismatch at byte {victim} (offset {victim})" in state.uncleanable
+    assert {p.name: p.read_bytes() for p in log.directory.iterdir()} == files
+    assert (state.cleans, state.rewritten_segments) == (0, 0)
+    assert not cleaner.submit_if_due(log, time.time() * 1000)
+    log.close()

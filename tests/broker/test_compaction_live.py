@@ -280,3 +280,32 @@ def test_a_restarted_broker_goes_on_from_the_cleaner_checkpoint(zk, broker):
     active = active_start(restarted)
     wait_for(lambda: (r := row(restarted)) and r["cleans"] >= 1 and r["clean_end"] == active,
              timeout=30, what="a clean of the new dirty bytes")
+
+
+def test_a_corrupt_message_in_a_compacted_topic_leaves_its_log_uncleaned_and_served(zk, broker):
+    proc = broker()
+    create_topic(zk, TOPIC, 1, [proc])
+    produce(zk, [(f"k{i % 5}".encode(), f"value-{i:04d}".encode()) for i in range(300)])
+    before = read_native(zk)
+    victim, _, value = before[10]
+    first = partition_dir(proc) / f"{0:020d}.log"
+    assert victim + len(value) < active_start(proc)
+    with open(first, "r+b") as f:            # the last byte of the victim's value
+        f.seek(before[11][0] - 1)
+        f.write(b"\xff")
+    files = {p.name: p.read_bytes() for p in partition_dir(proc).iterdir()}
+    set_policy(zk, **{"cleanup.policy": "compact"})
+    gave_up = wait_for(lambda: (r := row(proc)) and r.get("uncleanable") and r, timeout=30,
+                       what="the cleaner to give the log up")
+    assert f"(offset {victim})" in gave_up["uncleanable"]
+    assert gave_up["cleans"] == 0 and gave_up["cleaned_segments"] == 0
+    assert {p.name: p.read_bytes() for p in partition_dir(proc).iterdir()} == files
+    assert read_native(zk) == [r for r in before if r[0] != victim]    # served, all but it
+    raw = RawClient(proc.endpoint)
+    try:
+        meta = json.loads(protocol.decode_metadata_response(
+            raw.request(protocol.encode_metadata(2))[0])[1])
+    finally:
+        raw.close()
+    assert meta["errors"].get("uncleanable_log") == 1
+    assert proc.log_text().count("uncleanable log") == 1
