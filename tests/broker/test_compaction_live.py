@@ -15,6 +15,7 @@ from broker.cleaner import CRASH_ENV
 from broker.segment import parse_segment_name
 from clients import Consumer, Producer, SimpleConsumer
 from coordinator import topics, zk as zkmod
+from coordinator.errors import InvalidArgument
 from tests.helpers import BrokerProcess, RawClient, create_topic, wait_for
 
 kafka = pytest.importorskip("kafka")
@@ -309,3 +310,22 @@ def test_a_corrupt_message_in_a_compacted_topic_leaves_its_log_uncleaned_and_ser
         raw.close()
     assert meta["errors"].get("uncleanable_log") == 1
     assert proc.log_text().count("uncleanable log") == 1
+
+
+def test_a_topics_min_cleanable_dirty_ratio_overrides_the_brokers(zk, broker):
+    """The broker's ratio is 1: after the first clean (all of it dirty) nothing is due again
+    however much is written; the topic's 0.01 makes the new dirty bytes due at once."""
+    proc = broker(log={**SETTINGS["log"], "min_cleanable_dirty_ratio": 1.0})
+    create_topic(zk, TOPIC, 1, [proc])
+    produce(zk, [(f"k{i % 5}".encode(), f"value-{i}".encode()) for i in range(200)])
+    compact_and_wait(zk, proc)
+    produce(zk, [(f"k{i % 5}".encode(), f"again-{i}".encode()) for i in range(200)])
+    checks = row(proc)["clean_checks"]
+    waited = wait_for(lambda: (r := row(proc)) and r["clean_checks"] >= checks + 5 and r,
+                      what="five more due checks")
+    assert waited["cleans"] == 1 and waited["clean_end"] < active_start(proc)
+    set_policy(zk, **{"min.cleanable.dirty.ratio": 0.01})
+    wait_for(lambda: (r := row(proc)) and r["cleans"] == 2, timeout=30,
+             what="the clean the topic's ratio makes due")
+    with pytest.raises(InvalidArgument, match="must be a number 0..1, not 1.5"):
+        set_policy(zk, **{"min.cleanable.dirty.ratio": 1.5})
