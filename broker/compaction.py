@@ -31,6 +31,9 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from broker.message import first_unkeyed
+from coordinator.errors import InvalidRecord
+
 
 def keep(offset: int, key: bytes | None, tombstone: bool, latest: Mapping[bytes, int],
          age_ms: float, delete_retention_ms: int) -> bool:
@@ -46,6 +49,30 @@ def keep(offset: int, key: bytes | None, tombstone: bool, latest: Mapping[bytes,
     if latest.get(key, offset) != offset:
         return False
     return not (tombstone and age_ms >= delete_retention_ms)
+
+
+def refuse_unkeyed(topic: str, config, message_set) -> None:
+    """Raise InvalidRecord when ``config`` (a LogConfig) compacts and a message of the
+    validated ``message_set`` has no key, as Kafka refuses it: a clean could never remove it,
+    and a key-less "latest value" means nothing. Produce paths call it per set; a topic that
+    does not compact pays one attribute test.
+
+    >>> from broker.config import LogConfig
+    >>> from broker.message import encode
+    >>> refuse_unkeyed("t", LogConfig(cleanup_policy="delete"), encode(b"v"))
+    >>> refuse_unkeyed("t", LogConfig(cleanup_policy="compact"), encode(b"v", b"k") + encode(b"v"))
+    Traceback (most recent call last):
+      ...
+    coordinator.errors.InvalidRecord: t is compacted (cleanup.policy=compact): every message needs a key, and message 1 of the set (byte 16) has none; the set was not written
+    """
+    if not config.compact:
+        return
+    found = first_unkeyed(message_set)
+    if found is not None:
+        raise InvalidRecord(
+            f"{topic} is compacted (cleanup.policy={config.cleanup_policy}): every message "
+            f"needs a key, and message {found[0]} of the set (byte {found[1]}) has none; the "
+            f"set was not written")
 
 
 def layout(kept: Sequence[tuple[int, int, int]], start: int, end: int) -> list[tuple]:

@@ -6,7 +6,8 @@ Two kinds of error are counted by name:
   An acks=0 request has nobody to answer, so the count and the log line are all it leaves;
 - an error outside any request, by its task (``placement_refresh_failed``, ``retention_failed``,
   ``flush_failed``, ``open_log_failed``, ``scrub_failed``, ...). The task is retried; it never
-  ends the broker's loop or thread.
+  ends the broker's loop or thread. Work given up on until a restart (``uncleanable_log``: the
+  log cleaner met a corrupt message) is counted too and logged each time (once per log).
 
 Each name is logged at most once every ``interval_s`` (5 s), with its count so far, so that a
 flood of bad requests or a failing disk cannot flood the log. Safe from any thread: the flusher
@@ -66,6 +67,14 @@ class ErrorCounts:
             retry = f"; retrying in {retry_s:.1f} s" if retry_s is not None else "; will retry"
             logger.warning("%s failed (%s: %s)%s [%d so far]", task.replace("_", " "),
                            type(exc).__name__, exc, retry, count)
+
+    def gave_up(self, name: str, what: str, exc: BaseException) -> None:
+        """Work outside any request failed and is not tried again before a restart (a log the
+        cleaner cannot trust): counted under ``name``, and logged every time at error level,
+        since it happens once for each ``what``."""
+        count, _ = self._count(name)
+        logger.error("%s: %s (%s: %s); not tried again until the broker restarts "
+                     "[%d so far]", name.replace("_", " "), what, type(exc).__name__, exc, count)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

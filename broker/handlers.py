@@ -43,7 +43,7 @@ import time
 
 import zmq
 
-from broker import committed_offsets, message, protocol, time_lookup
+from broker import committed_offsets, compaction, message, protocol, time_lookup
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
 from broker.log import Log
@@ -55,7 +55,7 @@ from coordinator import paths
 from coordinator.offset_store_choice import OFFSETS_TOPIC, offsets_partition
 from broker.replica_manager import Replica, ReplicaManager
 from coordinator.errors import (CorruptMessage, FencedLeaderEpoch, InvalidArgument, InvalidOffset,
-                                MalformedRequest, MessageTooLarge, NotCoordinator,
+                                InvalidRecord, MalformedRequest, MessageTooLarge, NotCoordinator,
                                 NotEnoughReplicas, NotLeader, OffsetOutOfRange, RequestTimedOut,
                                 SluiceError, UnknownTopicOrPartition)
 
@@ -298,11 +298,14 @@ class RequestHandlers:
     # --- produce: the writes at the end of a turn ------------------------------------------
 
     def validate(self, route: Route, message_set) -> int:
-        """The number of messages in a produce request's set; the typed error when it is bad."""
+        """The number of messages in a produce request's set; the typed error when it is bad
+        (a message without a key, on a compacted topic, among them)."""
         try:
-            return message.validate_set(message_set, self.config.log.max_message_bytes)
+            count = message.validate_set(message_set, self.config.log.max_message_bytes)
         except message.InvalidMessage as bad:
             raise rejection(route, bad) from None
+        compaction.refuse_unkeyed(route.topic, route.log.config, message_set)
+        return count
 
     def write_produced(self, turn: dict[Route, list]) -> None:
         """Write the ROUTER's produce requests of a turn, one write per log, and answer each
@@ -354,7 +357,8 @@ class RequestHandlers:
         data = sets[0] if len(sets) == 1 else b"".join(sets)
         try:
             count = message.validate_set(data, self.config.log.max_message_bytes)
-        except message.InvalidMessage:
+            compaction.refuse_unkeyed(route.topic, route.log.config, data)
+        except (message.InvalidMessage, InvalidRecord):
             good, count, data = [], 0, None
             for one in sets:
                 try:

@@ -47,6 +47,7 @@ from kazoo.exceptions import KazooException
 
 from broker.backlog_guard import BacklogGuard
 from broker.cleaner import LogCleaner
+from broker.cleaner_checkpoint import CleanerCheckpoint
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
 from broker.flusher import Flusher
@@ -91,7 +92,8 @@ class LogManager:
         self.errors = errors
         self.flusher = flusher
         self.scrubber = Scrubber(errors.task_failed)
-        self.cleaner = LogCleaner(config.cleaner_bytes_per_second, errors.task_failed)
+        self.cleaner = LogCleaner(config.cleaner_bytes_per_second, errors.task_failed,
+                                  CleanerCheckpoint(self.data_dir), errors.gave_up)
         self.logs: dict[tuple[str, int], Log] = {}
         self.producers = ProducerTable()
         self.kafka_sequences = idempotence.SequenceTable()
@@ -333,7 +335,9 @@ class LogManager:
         state = self.cleaner.state(log)
         return {"cleanup_policy": log.config.cleanup_policy, "cleans": state.cleans,
                 "cleaned_messages": state.removed_messages,
-                "cleaned_bytes": state.removed_bytes, "clean_end": state.clean_end}
+                "cleaned_bytes": state.removed_bytes, "clean_end": state.clean_end,
+                "clean_checks": state.checks, "clean_read_bytes": state.read_bytes,
+                "cleaned_segments": state.rewritten_segments, "uncleanable": state.uncleanable}
 
     # --- work between requests -------------------------------------------------------------
 

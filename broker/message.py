@@ -316,6 +316,29 @@ def entry_key(buf, pos: int) -> tuple[bytes | None, bool]:
     return None, False
 
 
+def first_unkeyed(buf) -> tuple[int, int] | None:
+    """``(index, position)`` of the first message of a validated set that has no key (magic 0,
+    or magic 2 with a null key), None when every one has a key: a compacted log refuses such a
+    set (nothing could ever supersede the message; Kafka refuses it as INVALID_RECORD). One
+    unpack per message, so the broker calls it for compacted topics only.
+
+    >>> first_unkeyed(encode(b"v", b"k") + encode_record(b"v", b"", 0))      # b"" is a key
+    >>> first_unkeyed(encode(b"v", b"k") + encode_record(b"v", None, 0))
+    (1, 16)
+    """
+    pos, index, end = 0, 0, len(buf)
+    unpack = _unpack_header
+    unpack_size = _unpack_size
+    while pos < end:
+        size, magic, _ = unpack(buf, pos)
+        if magic == MAGIC_VALUE or (magic == MAGIC_RECORD
+                                    and unpack_size(buf, pos + 18)[0] == NULL_LENGTH):
+            return index, pos
+        pos += SIZE_FIELD + size
+        index += 1
+    return None
+
+
 def validate_set(buf, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  markers: list | None = None) -> int:
     """Check that ``buf`` is a run of whole valid messages; return how many there are.

@@ -88,7 +88,7 @@ from dataclasses import dataclass
 
 # The errors that travel on the wire live in the one taxonomy; re-exported for the wire's users.
 from coordinator.errors import (  # noqa: F401
-    AuthenticationFailed, AuthorizationFailed, BacklogQuotaExceeded, BrokerUnavailable, CorruptMessage, ErrorCode, InvalidArgument, InvalidOffset,
+    AuthenticationFailed, AuthorizationFailed, BacklogQuotaExceeded, BrokerUnavailable, CorruptMessage, ErrorCode, InvalidArgument, InvalidOffset, InvalidRecord,
     FencedLeaderEpoch, MalformedRequest, MessageTooLarge, NotEnoughReplicas, NotLeader,
     OffsetGap, OffsetOutOfRange, OutOfOrderSequence, RequestTimedOut, SluiceError, StorageError, UnknownTopicOrPartition,
     error_for)

@@ -17,9 +17,9 @@ the local cluster's ``.sluice/zookeeper`` file) to find the brokers.
 | connection      | one request socket to one broker, with correlation ids                   |
 """
 from broker.message import Message
-from broker.protocol import (BrokerUnavailable, CorruptMessage, InvalidOffset, MessageTooLarge,
-                             OffsetOutOfRange, RequestTimedOut, SluiceError, StorageError,
-                             UnknownTopicOrPartition)
+from broker.protocol import (BrokerUnavailable, CorruptMessage, InvalidOffset, InvalidRecord,
+                             MessageTooLarge, OffsetOutOfRange, RequestTimedOut, SluiceError,
+                             StorageError, UnknownTopicOrPartition)
 from clients.config import ConsumerConfig, ProducerConfig
 from clients.consumer import Consumer
 from clients.producer import Producer
@@ -28,5 +28,5 @@ from coordinator.errors import InvalidArgument
 
 __all__ = ["Producer", "SimpleConsumer", "Consumer", "ProducerConfig", "ConsumerConfig", "Message",
            "SluiceError", "InvalidArgument", "BrokerUnavailable", "CorruptMessage", "InvalidOffset",
-           "MessageTooLarge", "OffsetOutOfRange", "RequestTimedOut", "StorageError",
-           "UnknownTopicOrPartition"]
+           "InvalidRecord", "MessageTooLarge", "OffsetOutOfRange", "RequestTimedOut",
+           "StorageError", "UnknownTopicOrPartition"]

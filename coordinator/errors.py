@@ -45,6 +45,7 @@ class ErrorCode(enum.IntEnum):
     AUTHENTICATION_FAILED = 16
     AUTHORIZATION_FAILED = 17
     BACKLOG_QUOTA_EXCEEDED = 18
+    INVALID_RECORD = 19
     NOT_COORDINATOR = 30
 
 
@@ -83,6 +84,13 @@ class CorruptMessage(SluiceError):
     readable offset after the corrupt bytes."""
 
     code = ErrorCode.CORRUPT_MESSAGE
+
+
+class InvalidRecord(SluiceError):
+    """A well-formed message set the partition refuses as it is, e.g. a message without a key
+    for a compacted topic (Kafka's INVALID_RECORD): sending it again fails the same way."""
+
+    code = ErrorCode.INVALID_RECORD
 
 
 class MessageTooLarge(SluiceError):
@@ -189,7 +197,8 @@ _BY_CODE = {cls.code: cls for cls in (
     MalformedRequest, UnknownTopicOrPartition, CorruptMessage, MessageTooLarge,
     OffsetOutOfRange, InvalidOffset, OffsetGap, StorageError, NotLeader, BrokerUnavailable,
     RequestTimedOut, OutOfOrderSequence, NotEnoughReplicas, FencedLeaderEpoch,
-    AuthenticationFailed, AuthorizationFailed, BacklogQuotaExceeded, NotCoordinator)}
+    AuthenticationFailed, AuthorizationFailed, BacklogQuotaExceeded, NotCoordinator,
+    InvalidRecord)}
 
 
 def error_for(code: int, message: str, resume_offset: int | None = None) -> SluiceError:

@@ -6,30 +6,33 @@ broker hosting the topic applies it to the topic's logs without a restart (it wa
 A setting not overridden is the broker's (``BrokerConfig.log``). Pure: parsing and checking,
 no ZooKeeper.
 
-| name                | LogConfig field  | value                                   |
-| ------------------- | ---------------- | --------------------------------------- |
-| retention.ms        | retention_ms     | an integer >= 1                         |
-| retention.bytes     | retention_bytes  | an integer >= 1                         |
-| segment.bytes       | segment_bytes    | an integer >= 1                         |
-| flush.messages      | flush_messages   | an integer >= 1                         |
-| flush.ms            | flush_ms         | an integer >= 1                         |
-| cleanup.policy      | cleanup_policy   | delete, compact or compact,delete       |
-| delete.retention.ms | delete_retention_ms | an integer >= 1                      |
-| min.insync.replicas | (the placement)  | an integer 1..R                         |
+| name                      | LogConfig field           | value                             |
+| ------------------------- | ------------------------- | --------------------------------- |
+| retention.ms              | retention_ms              | an integer >= 1                   |
+| retention.bytes           | retention_bytes           | an integer >= 1                   |
+| segment.bytes             | segment_bytes             | an integer >= 1                   |
+| flush.messages            | flush_messages            | an integer >= 1                   |
+| flush.ms                  | flush_ms                  | an integer >= 1                   |
+| cleanup.policy            | cleanup_policy            | delete, compact or compact,delete |
+| delete.retention.ms       | delete_retention_ms       | an integer >= 1                   |
+| min.cleanable.dirty.ratio | min_cleanable_dirty_ratio | a number 0..1                     |
+| min.insync.replicas       | (the placement)           | an integer 1..R                   |
 
 ``cleanup.policy`` chooses retention (``delete``), the compacting log cleaner (``compact``,
 broker/cleaner.py) or both; ``delete.retention.ms`` is how long a compacted log keeps a
-tombstone.
+tombstone; ``min.cleanable.dirty.ratio`` the share of a compacted log's sealed bytes that must
+be dirty (not cleaned yet) before it is cleaned again (0: at every check, 1: only once all is).
 ``min.insync.replicas`` is the placement's own field (coordinator/topics.py), checked against R.
 
->>> parse_assignments(["retention.ms=60000", "cleanup.policy=compact,delete"])
-{'retention.ms': 60000, 'cleanup.policy': 'compact,delete'}
+>>> parse_assignments(["retention.ms=60000", "cleanup.policy=compact,delete",
+...                    "min.cleanable.dirty.ratio=0.25"])
+{'retention.ms': 60000, 'cleanup.policy': 'compact,delete', 'min.cleanable.dirty.ratio': 0.25}
 >>> log_overrides({"retention.ms": 60000, "cleanup.policy": "compact"})
 {'retention_ms': 60000, 'cleanup_policy': 'compact'}
 >>> parse_assignments(["retention.hours=1"])
 Traceback (most recent call last):
   ...
-coordinator.errors.InvalidArgument: unknown topic setting 'retention.hours': use cleanup.policy, delete.retention.ms, flush.messages, flush.ms, min.insync.replicas, retention.bytes, retention.ms, segment.bytes
+coordinator.errors.InvalidArgument: unknown topic setting 'retention.hours': use cleanup.policy, delete.retention.ms, flush.messages, flush.ms, min.cleanable.dirty.ratio, min.insync.replicas, retention.bytes, retention.ms, segment.bytes
 """
 from __future__ import annotations
 
@@ -40,10 +43,12 @@ from coordinator.errors import InvalidArgument
 LOG_FIELDS = {"retention.ms": "retention_ms", "retention.bytes": "retention_bytes",
               "segment.bytes": "segment_bytes", "flush.messages": "flush_messages",
               "flush.ms": "flush_ms", "cleanup.policy": "cleanup_policy",
-              "delete.retention.ms": "delete_retention_ms"}
+              "delete.retention.ms": "delete_retention_ms",
+              "min.cleanable.dirty.ratio": "min_cleanable_dirty_ratio"}
 CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
 CLEANUP_POLICY = "cleanup.policy"
 MIN_INSYNC = "min.insync.replicas"
+DIRTY_RATIO = "min.cleanable.dirty.ratio"
 NAMES = tuple(sorted([*LOG_FIELDS, MIN_INSYNC]))
 
 
@@ -57,6 +62,8 @@ def check(name: str, value) -> int | str:
             raise InvalidArgument(f"{name} must be one of {', '.join(CLEANUP_POLICIES)}, "
                                   f"not {value!r}")
         return text
+    if name == DIRTY_RATIO:
+        return _ratio(name, value)
     if isinstance(value, bool):
         raise InvalidArgument(f"{name} must be an integer >= 1, not {value!r}")
     try:
@@ -65,6 +72,25 @@ def check(name: str, value) -> int | str:
         raise InvalidArgument(f"{name} must be an integer >= 1, not {value!r}") from None
     if number < 1 or (isinstance(value, float) and value != number):
         raise InvalidArgument(f"{name} must be an integer >= 1, not {value!r}")
+    return number
+
+
+def _ratio(name: str, value) -> float:
+    """A number 0..1 (text from a command line converted), as Kafka checks the setting.
+
+    >>> _ratio(DIRTY_RATIO, "0.1"), _ratio(DIRTY_RATIO, 1)
+    (0.1, 1.0)
+    >>> _ratio(DIRTY_RATIO, "1.5")
+    Traceback (most recent call last):
+      ...
+    coordinator.errors.InvalidArgument: min.cleanable.dirty.ratio must be a number 0..1, not '1.5'
+    """
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not 0 <= number <= 1:     # NaN fails the comparison too
+        raise InvalidArgument(f"{name} must be a number 0..1, not {value!r}")
     return number
 
 

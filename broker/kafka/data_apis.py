@@ -16,6 +16,7 @@ from kafka.protocol.metadata import ApiVersionsResponse, MetadataResponse
 from kafka.protocol.producer import InitProducerIdResponse, ProduceResponse
 from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError
 
+from broker import compaction
 from broker.delayed_produce import AckPurgatory, AckWaiter
 from broker.kafka import access, audit_tally, errors, idempotence, records
 from broker.kafka.access import TOPIC, Operation
@@ -250,9 +251,9 @@ def produce(req: KafkaRequest, ctx: KafkaContext):
                                                   written, audited)
             except SluiceError as exc:
                 ctx.handlers.errors.request_failed(exc, acks=1 if acks else 0)
-                answers[key] = [errors.kafka_code(exc), -1, -1]
+                answers[key] = [errors.kafka_code(exc), -1, -1, str(exc)]
     if acks == 0:
-        failed = any(code != errors.NONE for code, _, _ in answers.values())
+        failed = any(answer[0] != errors.NONE for answer in answers.values())
         result = CLOSE if failed else None
     else:
         waits = [(key, nxt) for key, nxt in waits if answers[key][0] == errors.NONE]
@@ -307,6 +308,7 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
     message_set, count, batches = records.to_message_set(
         data, max_message_bytes=ctx.config.log.max_message_bytes)
     log = route.log
+    compaction.refuse_unkeyed(topic, log.config, message_set)
     sequenced = [b for b in batches if b.producer_id >= 0]
     if sequenced:
         first = sequenced[0]
@@ -343,11 +345,18 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
 
 
 def _produce_response(req: KafkaRequest, answers: dict):
+    """The response of ``answers`` (``[code, base, log start]``, and the error's text when the
+    request failed: Produce v8+ carries it as ``error_message``). INVALID_RECORD, which
+    clients before v8 (KIP-467) do not know, is CORRUPT_MESSAGE to them, as Kafka answered."""
     by_topic: dict[str, list] = {}
-    for (topic, partition), (code, base, start) in answers.items():
+    old = req.api_version < 8
+    for (topic, partition), (code, base, start, *text) in answers.items():
+        if old and code == errors.INVALID_RECORD:
+            code = errors.CORRUPT_MESSAGE
         by_topic.setdefault(topic, []).append(_PartitionProduce(
             index=partition, error_code=code, base_offset=base, log_append_time_ms=-1,
-            log_start_offset=start, record_errors=[], error_message=None))
+            log_start_offset=start, record_errors=[],
+            error_message=text[0] if text and not old else None))
     return ProduceResponse(version=req.api_version, throttle_time_ms=0, responses=[
         _TopicProduce(name=topic, partition_responses=parts)
         for topic, parts in by_topic.items()])

@@ -21,9 +21,10 @@ LeaveGroup, OffsetCommit, OffsetFetch, and for admin clients DescribeGroups and 
   the same for Kafka clients and native members: a group recorded ``log`` is committed and
   fetched with native OFFSET_COMMIT / OFFSET_FETCH to the leader of its ``__consumer_offsets``
   partition (broker/kafka/offset_log.py), asynchronously like the ZooKeeper writes. A group
-  without a record that Kafka clients make is recorded ``zookeeper`` (the store Kafka groups
-  had before the choice; ``sluice groups migrate-offsets`` moves it). The record is read once
-  per group (one synchronous exchange, as a ZooKeeper OffsetFetch is) and then watched.
+  without a record that Kafka clients make gets what a native one gets (``settle``): ``log``
+  when it is new, ``zookeeper`` when it has offset nodes from before the choice; a recorded
+  group keeps its record (``sluice groups migrate-offsets`` moves it). The record is read
+  once per group (one synchronous exchange, as a ZooKeeper OffsetFetch is) and then watched.
 - Once a generation is STABLE its members and their partitions are published for ``sluice
   groups``: /consumers/<group>/kafka_members/<member> and the owner nodes native groups use,
   ephemeral nodes of this broker's session (so they vanish with it).
@@ -115,13 +116,13 @@ class KafkaGroups:
         return self.coordinator_for(group_id)[0] == self.ctx.broker_id
 
     def store_of(self, group_id: str) -> str:
-        """The group's offset store; a group without a record gets one (``zookeeper``, or
-        what ``choose`` says), read once and then kept current by a watch on the record.
+        """The group's offset store; a group without a record gets one (what ``choose`` says:
+        the log for a new group), read once and then kept current by a watch on the record.
         Raises KazooException when ZooKeeper cannot answer."""
         store = self._stores.get(group_id)
         if store is not None:
             return store
-        store = offset_store_choice.settle(self.ctx.zk, group_id, offset_store_choice.ZOOKEEPER)
+        store = offset_store_choice.settle(self.ctx.zk, group_id)
         if store == offset_store_choice.LOG:
             offset_store_choice.ensure_offsets_topic(self.ctx.zk)
         self._stores[group_id] = store

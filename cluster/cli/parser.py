@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     tconfig = command(topic_actions, "config", topic_commands.topics_config,
                       "show or change a topic's own settings (retention.ms, retention.bytes, "
                       "segment.bytes, flush.messages, flush.ms, cleanup.policy, "
-                      "min.insync.replicas); brokers apply them without a restart")
+                      "delete.retention.ms, min.cleanable.dirty.ratio, min.insync.replicas); "
+                      "brokers apply them without a restart")
     tconfig.add_argument("topic", type=_topic, help="the topic")
     tconfig.add_argument("--set", action="append", metavar="NAME=VALUE",
                          help="override a setting (repeatable)")

@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import doctest
 import os
+import time
 
 import pytest
 
-from broker import cleaner as cleaner_module, compaction, gap_index, message
+from broker import cleaner as cleaner_module, cleaner_checkpoint, compaction, gap_index, message
 from broker.cleaner import LogCleaner
+from broker.cleaner_checkpoint import CleanerCheckpoint
 from broker.config import LogConfig
 from broker.log import Log
 from broker.recovery import CLEANED_SUFFIX
+from tests.helpers import wait_for
 
 CONFIG = LogConfig(segment_bytes=400, visible_after_flush=False, cleanup_policy="compact",
                    delete_retention_ms=3_600_000)
 
 
 def test_the_pure_modules_worked_examples_hold():
-    for module in (compaction, gap_index):
+    for module in (compaction, gap_index, cleaner_checkpoint):
         assert doctest.testmod(module).failed == 0
 
 
@@ -78,8 +81,9 @@ def last_per_key_in_sealed(written: dict, sealed_end: int) -> dict[bytes, int]:
     return latest
 
 
-def clean(log: Log) -> LogCleaner:
-    cleaner = LogCleaner(1 << 30, on_error=lambda task, exc: pytest.fail(f"{task}: {exc}"))
+def clean(log: Log, checkpoint: CleanerCheckpoint | None = None) -> LogCleaner:
+    cleaner = LogCleaner(1 << 30, on_error=lambda task, exc: pytest.fail(f"{task}: {exc}"),
+                         checkpoint=checkpoint)
     cleaner.clean(log, cleaner.state(log))
     return cleaner
 
@@ -277,3 +281,83 @@ def test_dump_log_shows_a_cleaned_segments_gaps_and_kept_offsets(tmp_path):
     assert [e["offset"] for e in entries if "gap_to" not in e] == kept
     second = sorted(tmp_path.glob("*.log"))[1]
     assert entries[-1]["next_offset"] == int(second.stem)     # the gap runs to the next segment
+
+
+def test_the_cleaner_checkpoint_carries_a_clean_end_to_the_next_cleaner(tmp_path):
+    log = Log(tmp_path / "t" / "0", CONFIG)
+    fill(log, 120, keys=5)
+    first = clean(log, CleanerCheckpoint(tmp_path))
+    first.write_checkpoint(log, first.state(log))
+    end = first.state(log).clean_end
+    assert end == log.segment_starts[-1]
+    assert CleanerCheckpoint(tmp_path).read() == {("t", 0): (end, None)}
+    now_ms = time.time() * 1000
+    errors = []
+    restarted = LogCleaner(1 << 30, lambda task, exc: errors.append(task),
+                           CleanerCheckpoint(tmp_path))
+    assert restarted.state(log).clean_end == end
+    assert not restarted.submit_if_due(log, now_ms)          # clean: not due, nothing read
+    blind = LogCleaner(1 << 30, lambda task, exc: errors.append(task))
+    assert blind.submit_if_due(log, now_ms)                  # without it: all of it dirty
+    (tmp_path / "cleaner-offset-checkpoint").write_text("0\n3\nt 0 12\n")
+    damaged = LogCleaner(1 << 30, lambda task, exc: errors.append(task),
+                         CleanerCheckpoint(tmp_path))
+    assert damaged.state(log).clean_end == log.start_offset and errors == ["cleaner_checkpoint"]
+    log.close()
+
+
+def test_a_checkpoint_outside_the_log_and_a_forgotten_log_are_not_kept(tmp_path):
+    log = Log(tmp_path / "t" / "0", CONFIG)
+    fill(log, 60, keys=5)
+    CleanerCheckpoint(tmp_path).write({("t", 0): (log.end_offset + 100, 5),
+                                       ("gone", 3): (40, None)})
+    cleaner = LogCleaner(1 << 30, lambda task, exc: pytest.fail(f"{task}: {exc}"),
+                         CleanerCheckpoint(tmp_path))
+    assert cleaner.state(log).clean_end == log.start_offset     # e.g. a topic made again
+    assert cleaner.state(log).oldest_tombstone_ms is None
+    cleaner.start()
+    try:
+        cleaner.forget(log)
+        wait_for(lambda: ("t", 0) not in CleanerCheckpoint(tmp_path).read(),
+                 what="the forgotten log's entry to leave the file")
+    finally:
+        cleaner.stop()
+        cleaner.join(10)
+    assert CleanerCheckpoint(tmp_path).read() == {("gone", 3): (40, None)}
+    log.close()
+
+
+def test_a_corrupt_message_makes_the_log_uncleanable_and_leaves_it_as_it_is(tmp_path):
+    """A byte of a sealed segment's message is flipped: the clean stops before it changed
+    anything (no message dropped, none copied as if good), says so once, and the log is not
+    submitted again."""
+    log = Log(tmp_path / "t" / "0", CONFIG)
+    written = fill(log, 120, keys=5)
+    log.flush()
+    offsets = sorted(written)
+    victim = offsets[3]                           # in the first segment, which starts at 0
+    length = offsets[4] - victim
+    path = log.directory / f"{0:020d}.log"
+    with open(path, "r+b") as f:
+        f.seek(victim + length - 1)
+        byte = f.read(1)
+        f.seek(victim + length - 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    files = {p.name: p.read_bytes() for p in log.directory.iterdir()}
+    gave_up = []
+    cleaner = LogCleaner(1 << 30, lambda task, exc: pytest.fail(f"{task}: {exc}"),
+                         on_gave_up=lambda name, what, exc: gave_up.append((name, str(exc))))
+    cleaner.start()
+    try:
+        assert cleaner.submit_if_due(log, time.time() * 1000)
+        state = wait_for(lambda: (s := cleaner.state(log)).uncleanable and not s.queued and s,
+                         what="the clean to give up")
+    finally:
+        cleaner.stop()
+        cleaner.join(10)
+    assert gave_up == [("uncleanable_log", state.uncleanable)]
+    assert f"CRC mismatch at byte {victim} (offset {victim})" in state.uncleanable
+    assert {p.name: p.read_bytes() for p in log.directory.iterdir()} == files
+    assert (state.cleans, state.rewritten_segments) == (0, 0)
+    assert not cleaner.submit_if_due(log, time.time() * 1000)
+    log.close()

@@ -15,6 +15,7 @@ from broker.cleaner import CRASH_ENV
 from broker.segment import parse_segment_name
 from clients import Consumer, Producer, SimpleConsumer
 from coordinator import topics, zk as zkmod
+from coordinator.errors import InvalidArgument
 from tests.helpers import BrokerProcess, RawClient, create_topic, wait_for
 
 kafka = pytest.importorskip("kafka")
@@ -255,3 +256,76 @@ def test_a_follower_rebuilt_from_a_compacted_leader_holds_the_same_offsets(zk, t
         for proc in procs.values():
             if proc.alive():
                 proc.stop()
+
+
+def test_a_restarted_broker_goes_on_from_the_cleaner_checkpoint(zk, broker):
+    """What was clean before the restart is not read again: the broker reads its clean end
+    from ``cleaner-offset-checkpoint``, so the log is not due and the cleaner reads nothing;
+    new dirty bytes are cleaned from there on."""
+    proc = broker()
+    create_topic(zk, TOPIC, 1, [proc])
+    produce(zk, [(f"user-{i % 7}".encode(), f"v{i}".encode() * 5) for i in range(400)])
+    first = compact_and_wait(zk, proc)
+    assert first["clean_read_bytes"] > 0
+    checkpoint = proc.data_dir / f"broker-{proc.broker_id}" / "cleaner-offset-checkpoint"
+    assert f"{TOPIC} 0 {first['clean_end']} -1" in checkpoint.read_text().splitlines()
+    assert proc.stop() == 0
+    restarted = broker()
+    restarted.wait_hosting(TOPIC, 1)
+    assert active_start(restarted) == first["clean_end"]     # nothing new is sealed
+    again = wait_for(lambda: (r := row(restarted)) and r.get("clean_checks", 0) >= 5 and r,
+                     what="five due checks of the restarted broker's cleaner")
+    assert again["clean_end"] == first["clean_end"]
+    assert (again["cleans"], again["clean_read_bytes"], again["cleaned_segments"]) == (0, 0, 0)
+    produce(zk, [(f"user-{i % 7}".encode(), f"w{i}".encode() * 5) for i in range(400)])
+    active = active_start(restarted)
+    wait_for(lambda: (r := row(restarted)) and r["cleans"] >= 1 and r["clean_end"] == active,
+             timeout=30, what="a clean of the new dirty bytes")
+
+
+def test_a_corrupt_message_in_a_compacted_topic_leaves_its_log_uncleaned_and_served(zk, broker):
+    proc = broker()
+    create_topic(zk, TOPIC, 1, [proc])
+    produce(zk, [(f"k{i % 5}".encode(), f"value-{i:04d}".encode()) for i in range(300)])
+    before = read_native(zk)
+    victim, _, value = before[10]
+    first = partition_dir(proc) / f"{0:020d}.log"
+    assert victim + len(value) < active_start(proc)
+    with open(first, "r+b") as f:            # the last byte of the victim's value
+        f.seek(before[11][0] - 1)
+        f.write(b"\xff")
+    files = {p.name: p.read_bytes() for p in partition_dir(proc).iterdir()}
+    set_policy(zk, **{"cleanup.policy": "compact"})
+    gave_up = wait_for(lambda: (r := row(proc)) and r.get("uncleanable") and r, timeout=30,
+                       what="the cleaner to give the log up")
+    assert f"(offset {victim})" in gave_up["uncleanable"]
+    assert gave_up["cleans"] == 0 and gave_up["cleaned_segments"] == 0
+    assert {p.name: p.read_bytes() for p in partition_dir(proc).iterdir()} == files
+    assert read_native(zk) == [r for r in before if r[0] != victim]    # served, all but it
+    raw = RawClient(proc.endpoint)
+    try:
+        meta = json.loads(protocol.decode_metadata_response(
+            raw.request(protocol.encode_metadata(2))[0])[1])
+    finally:
+        raw.close()
+    assert meta["errors"].get("uncleanable_log") == 1
+    assert proc.log_text().count("uncleanable log") == 1
+
+
+def test_a_topics_min_cleanable_dirty_ratio_overrides_the_brokers(zk, broker):
+    """The broker's ratio is 1: after the first clean (all of it dirty) nothing is due again
+    however much is written; the topic's 0.01 makes the new dirty bytes due at once."""
+    proc = broker(log={**SETTINGS["log"], "min_cleanable_dirty_ratio": 1.0})
+    create_topic(zk, TOPIC, 1, [proc])
+    produce(zk, [(f"k{i % 5}".encode(), f"value-{i}".encode()) for i in range(200)])
+    compact_and_wait(zk, proc)
+    produce(zk, [(f"k{i % 5}".encode(), f"again-{i}".encode()) for i in range(200)])
+    checks = row(proc)["clean_checks"]
+    waited = wait_for(lambda: (r := row(proc)) and r["clean_checks"] >= checks + 5 and r,
+                      what="five more due checks")
+    assert waited["cleans"] == 1 and waited["clean_end"] < active_start(proc)
+    set_policy(zk, **{"min.cleanable.dirty.ratio": 0.01})
+    wait_for(lambda: (r := row(proc)) and r["cleans"] == 2, timeout=30,
+             what="the clean the topic's ratio makes due")
+    with pytest.raises(InvalidArgument, match="must be a number 0..1, not 1.5"):
+        set_policy(zk, **{"min.cleanable.dirty.ratio": 1.5})

@@ -39,11 +39,18 @@ def test_topic_settings_are_checked_by_name():
                        ("retention.ms=soon", "retention.ms must be"),
                        ("cleanup.policy=keep", "cleanup.policy must be one of"),
                        ("segment_bytes=10", "unknown topic setting 'segment_bytes'"),
-                       ("retention.ms", "expected name=value")]:
+                       ("retention.ms", "expected name=value"),
+                       ("min.cleanable.dirty.ratio=1.5", "must be a number 0..1, not '1.5'"),
+                       ("min.cleanable.dirty.ratio=-0.1", "must be a number 0..1"),
+                       ("min.cleanable.dirty.ratio=nan", "must be a number 0..1"),
+                       ("min.cleanable.dirty.ratio=half", "must be a number 0..1")]:
         with pytest.raises(InvalidArgument, match=words):
             topic_config.parse_assignments([bad])
-    assert topic_config.log_overrides({"flush.messages": 7, "cleanup.policy": "compact"}) == {
-        "flush_messages": 7, "cleanup_policy": "compact"}
+    assert topic_config.log_overrides({"flush.messages": 7, "cleanup.policy": "compact",
+                                       "min.cleanable.dirty.ratio": 0.2}) == {
+        "flush_messages": 7, "cleanup_policy": "compact", "min_cleanable_dirty_ratio": 0.2}
+    assert topic_config.parse_assignments(["min.cleanable.dirty.ratio=0"]) == {
+        "min.cleanable.dirty.ratio": 0.0}
 
 
 def test_add_partitions_writes_the_count_and_the_state_nodes_together(zk_client):

@@ -26,21 +26,27 @@ def test_config_alter_and_delete_a_topic_on_running_brokers(cluster_factory):
 
     # config: stored, shown, refused in one line, applied by the running brokers
     out = sluice("topics", "config", "t", "--set", "segment.bytes=300", "--set",
-                 "cleanup.policy=compact", "--set", "min.insync.replicas=2", "--json", *zk)
+                 "cleanup.policy=compact", "--set", "min.insync.replicas=2", "--set",
+                 "min.cleanable.dirty.ratio=0.2", "--json", *zk)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["config"] == {"segment.bytes": 300, "cleanup.policy": "compact",
-                                                "min.insync.replicas": 2}
+                                                "min.insync.replicas": 2,
+                                                "min.cleanable.dirty.ratio": 0.2}
     described = json.loads(sluice("topics", "describe", "t", "--json", *zk).stdout)
     assert described["config"]["segment.bytes"] == 300 and described["min_insync_replicas"] == 2
     one_line_error(sluice("topics", "config", "t", "--set", "retention.hours=1", *zk), 1,
                    "unknown topic setting 'retention.hours'")
+    one_line_error(sluice("topics", "config", "t", "--set", "min.cleanable.dirty.ratio=2", *zk),
+                   1, "min.cleanable.dirty.ratio must be a number 0..1, not '2'")
     one_line_error(sluice("topics", "config", "t", "--set", "min.insync.replicas=3", *zk), 1,
                    "min.insync.replicas must be 1..2")
     one_line_error(sluice("topics", "config", "nope", "--set", "flush.ms=5", *zk), 1,
                    "unknown topic nope")
-    lines = "".join(f"message-{i:04d}-{'x' * 40}\n" for i in range(40))
+    one_line_error(sluice("produce", "t", "--partition", "0", *zk, stdin="no key\n"), 1,
+                   "t is compacted", "every message needs a key")
+    lines = "".join(f"k{i % 3}:message-{i:04d}-{'x' * 40}\n" for i in range(40))
     assert sluice("produce", "t", "--partition", "0", "--acks", "all", "--batch-size", "1",
-                  *zk, stdin=lines).returncode == 0
+                  "--key-separator", ":", *zk, stdin=lines).returncode == 0
     wait_for(lambda: _segments(cluster, "t", 0) >= 2 * 3, 30,
              what="both replicas to roll segments of 300 bytes")
 
@@ -63,7 +69,7 @@ def test_config_alter_and_delete_a_topic_on_running_brokers(cluster_factory):
 
         def sent():
             try:
-                producer.send("t", b"on-a-new-partition", partition=3)
+                producer.send("t", b"on-a-new-partition", key=b"k", partition=3)
             except Exception as exc:
                 return None if "partitions 0..1" in str(exc) else exc
             return True
@@ -76,7 +82,8 @@ def test_config_alter_and_delete_a_topic_on_running_brokers(cluster_factory):
         consumer.commit()
 
     # delete: refused while produced to, --force deletes; brokers drop the logs; offsets go
-    assert sluice("produce", "t", "--partition", "1", *zk, stdin="late\n").returncode == 0
+    assert sluice("produce", "t", "--partition", "1", "--key-separator", ":", *zk,
+                  stdin="k:late\n").returncode == 0
     one_line_error(sluice("topics", "delete", "t", *zk), 1, "not deleting topic t",
                    "producers are connected", "--force")
     client = zkconnect.connect(cluster.zookeeper)

@@ -14,9 +14,8 @@ import pytest
 from clients.producer import Producer
 from clients.simple_consumer import SimpleConsumer
 from coordinator import consumer_registry
-from coordinator.offsets import OffsetStore
 from tests.cluster.kafka.kafka_clients import KAFKAJS_HOME, KAFKAJS_SCRIPT, needs_kafkajs, needs_kcat
-from tests.helpers import wait_for
+from tests.helpers import GroupOffsets, wait_for
 
 # Messages in the topic: half before the kill, half from a producer running across it.
 GROUP_MESSAGES = int(os.environ.get("SLUICE_MATRIX_GROUP_MESSAGES", "6000"))
@@ -106,7 +105,7 @@ def test_a_group_of_three_with_one_killed_replays_from_its_last_commit(
     bootstrap = proc.info["kafka_endpoint"]
     group = f"matrix-{client}"
     members = [Member(client, bootstrap, group, tmp_path / f"member-{i}.txt") for i in range(3)]
-    store = OffsetStore(zk_client, group)
+    store = GroupOffsets(zk, group)          # a new Kafka group's store: the log
     try:
         # one partition each, from their start, before any message
         def settled():

@@ -4,6 +4,8 @@ import time
 
 import pytest
 
+from tests.helpers import GroupOffsets
+
 TOPIC = "clicks"
 GROUP_MESSAGES = 100_000     # the issue's count for the group of three with one killed
 
@@ -98,13 +100,15 @@ def produce_native(zk, partition, count):
 
 def test_commits_are_message_boundaries_in_the_native_offset_nodes(kafka_broker, zk, zk_client):
     """confluent-kafka commits "last consumed + 1" and a plain boundary; ZooKeeper holds the
-    boundaries, OffsetFetch answers them, and a commit inside a message is refused."""
+    boundaries (the group is recorded ``zookeeper``, as one from before the log store is, and
+    keeps that record), OffsetFetch answers them, and a commit inside a message is refused."""
     import json
     import subprocess
     import sys
     from confluent_kafka import TopicPartition as TP
-    from coordinator import paths
+    from coordinator import offset_store_choice, paths
     from coordinator.offsets import OffsetStore
+    offset_store_choice.flip(zk_client, "gc", offset_store_choice.ZOOKEEPER)
     proc = kafka_broker(TOPIC, 2)
     p0, p1 = produce_native(zk, 0, 10), produce_native(zk, 1, 5)
     member = Member(proc.info["kafka_endpoint"], "gc", "range")
@@ -192,7 +196,6 @@ def test_a_group_across_brokers_commits_boundaries_of_partitions_led_elsewhere(
     """Three brokers, each leading one partition: the coordinator resolves the commits of the
     partitions other brokers lead by asking them."""
     from confluent_kafka import TopicPartition as TP
-    from coordinator.offsets import OffsetStore
     procs = three_brokers(kafka_broker, zk)
     sent = {p: produce_native(zk, p, 6) for p in range(3)}
     members = [Member(procs[i].info["kafka_endpoint"], "g3", "cooperative-sticky")
@@ -205,7 +208,7 @@ def test_a_group_across_brokers_commits_boundaries_of_partitions_led_elsewhere(
             done = m.consumer.commit(offsets=[TP(TOPIC, p, sent[p][p + 1].offset + 1)
                                               for p in sorted(m.owned)], asynchronous=False)
             assert all(tp.error is None for tp in done)
-        store = OffsetStore(zk_client, "g3")
+        store = GroupOffsets(zk, "g3")         # the log store: a new group's
         assert {p: store.fetch(TOPIC, p) for p in range(3)} == {
             p: sent[p][p + 1].next_offset for p in range(3)}
     finally:
@@ -264,7 +267,6 @@ def test_a_group_of_three_consumes_everything_with_one_killed_mid_stream(
     after its session times out the others take its partitions from its last commit. Every
     message is consumed (a few twice: the killed member's uncommitted tail), in order per
     partition and member, and at the end the committed offsets are the log ends."""
-    from coordinator.offsets import OffsetStore
     proc = kafka_broker(TOPIC, 3)
     bootstrap = proc.info["kafka_endpoint"]
     sent = produce_keyed(zk, GROUP_MESSAGES)
@@ -281,7 +283,7 @@ def test_a_group_of_three_consumes_everything_with_one_killed_mid_stream(
         def consumed():
             return {(p, o) for m in members for p, o, _ in m.records()}
         wait_for(lambda: consumed() >= expected, timeout=120, what="every message consumed")
-        store = OffsetStore(zk_client, "g-kill")
+        store = GroupOffsets(zk, "g-kill")
         ends = {p: msgs[-1].next_offset for p, msgs in sent.items()}
         wait_for(lambda: {p: store.fetch(TOPIC, p) for p in range(3)} == ends, timeout=30,
                  what="commits at the log ends")
@@ -482,7 +484,6 @@ def test_kcat_balanced_consumer_commits_and_resumes(kafka_broker, zk, zk_client)
     run of the same group reads only what came after."""
     import shutil
     import subprocess
-    from coordinator.offsets import OffsetStore
     if shutil.which("kcat") is None:
         pytest.skip("Debian's kcat is not installed (make test installs it)")
     proc = kafka_broker(TOPIC, 3)
@@ -497,7 +498,7 @@ def test_kcat_balanced_consumer_commits_and_resumes(kafka_broker, zk, zk_client)
     sent = produce_keyed(zk, 30)
     assert sorted(v for _, _, v in kcat()) == sorted(m.value.decode()
                                                      for msgs in sent.values() for m in msgs)
-    store = OffsetStore(zk_client, "g-kcat")
+    store = GroupOffsets(zk, "g-kcat")
     assert {p: store.fetch(TOPIC, p) for p in range(3)} == {
         p: msgs[-1].next_offset for p, msgs in sent.items()}
     after = produce_keyed(zk, 10, 30)
@@ -515,7 +516,6 @@ def test_kafkajs_group_of_two_splits_the_partitions_and_commits(kafka_broker, zk
     import json
     import shutil
     import subprocess
-    from coordinator.offsets import OffsetStore
     if shutil.which("node") is None or not (JS_DIR / "node_modules" / "kafkajs").is_dir():
         pytest.skip("kafkajs is not installed (make test installs it with npm where node exists)")
     proc = kafka_broker(TOPIC, 4)
@@ -534,7 +534,7 @@ def test_kafkajs_group_of_two_splits_the_partitions_and_commits(kafka_broker, zk
             assert v == value and i > last.get(p, -1)           # unchanged, in order
             last[p] = i
     assert {(p, o) for rows in seen.values() for p, o, _ in rows} == set(index)
-    store = OffsetStore(zk_client, "g-js")
+    store = GroupOffsets(zk, "g-js")
     assert {p: store.fetch(TOPIC, p) for p in range(4)} == {
         p: msgs[-1].next_offset for p, msgs in sent.items()}
 
