@@ -78,8 +78,8 @@ class System:
     def consume(self, stream: str, messages: int) -> float:
         from cluster.tools.bench import _wait_flushed
         _wait_flushed(self.zookeeper, stream)
-        result = perf.consume(stream, 0, messages, harness.PULL_MESSAGES * (HEADER_SIZE + self._size),
-                              zookeeper=self.zookeeper)
+        fetch_bytes = harness.PULL_MESSAGES * (HEADER_SIZE + self._size)
+        result = perf.consume(stream, 0, messages, fetch_bytes, zookeeper=self.zookeeper)
         if "error" in result:
             raise harness.PeerError(f"sluice: {result['error']}")
         return result["seconds"]
