@@ -5,7 +5,10 @@ Rows: batch 1 without acknowledgement is ``CLIENT REPLY OFF`` then one XADD per 
 acknowledged is the same writes with replies on, read once 32 batches are unanswered (a
 pipeline with the sluice Producer's window). The unacknowledged clocks stop when XLEN, polled
 on a second connection, reaches N. The consumer reads with XRANGE COUNT 1000 from the last id
-seen. Disk: the growth of the append-only files while the batch-50 stream was written.
+seen. Disk: the growth of the append-only file while the batch-50 stream was written, with
+the automatic AOF rewrite off so a rewrite cannot shrink the file mid-row (a rewrite would store
+the streams as listpacks, LZF-compressing the one value sent again and again, which says
+nothing about a log of distinct messages).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ class System:
         self.process = subprocess.Popen(
             [SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+             "--auto-aof-rewrite-percentage", "0",
              "--daemonize", "no", "--logfile", str(self.workdir / "redis.log")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         harness.wait_port(self.port, self.process, SERVER)
