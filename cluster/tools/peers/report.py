@@ -182,7 +182,8 @@ def table(doc: dict):
     names = [SLUICE] + [n for n in doc["systems"] if n != SLUICE]
     m = doc["machine"]
     grid = Table(title=f"sluice and its peers, {doc['date']}: {m.get('cores')} cores "
-                       f"({m.get('cpu_model')}), load {m.get('load_average')}; "
+                       f"({m.get('cpu_model')}), load {m.get('load_average')} at the start, "
+                       f"{m.get('load_average_end', '-')} at the end; "
                        f"{doc['message_bytes']}-byte messages, median of {doc['runs']}",
                  title_justify="left")
     grid.add_column("row")

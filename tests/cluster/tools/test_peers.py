@@ -149,3 +149,17 @@ def test_the_sluice_side_of_the_harness_on_a_real_cluster(cluster_factory, tmp_p
     assert all(figures[row.key] > 0 for row in report.ROWS[:4])
     assert len(lines) == len(harness.PRODUCE_ROWS) + 1
     assert cluster.process.poll() is None, "a cluster it was handed is left up"
+
+
+def test_the_runner_writes_peers_json_with_date_machine_and_command(tmp_path, capsys):
+    """Only the ceilings (no system named): the document's frame as the runner writes it."""
+    output = tmp_path / "peers.json"
+    assert run.main(["--messages", "2000", "--runs", "1", "--systems", "", "--output",
+                     str(output), "--json"]) == 0
+    doc = json.loads(output.read_text())
+    assert json.loads(capsys.readouterr().out) == doc
+    assert set(doc["machine"]) >= {"cores", "cpu_model", "ram_gb", "kernel", "load_average",
+                                   "load_average_end"}
+    assert doc["date"] and "--systems" in doc["command"]
+    assert doc["systems"] == {} and doc["ceilings"]["consumer_decode_msgs_per_s"] > 0
+    assert all(row["met"] is None for row in doc["rows"])
