@@ -29,9 +29,11 @@ FETCH_BYTES = 1 << 20
 
 def pipeline_batch1(messages: int, size: int = 200, workdir: Path | None = None) -> float:
     """Messages per second through encode, coalesced send, receive, CRC check and write."""
+    import shutil
     import tempfile
 
     import zmq
+    made = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="peers-ceiling-"))
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
@@ -86,10 +88,13 @@ def pipeline_batch1(messages: int, size: int = 200, workdir: Path | None = None)
             receiver.kill()
         push.close()
         context.term()
-        try:
-            os.unlink(workdir / "ceiling.log")
-        except FileNotFoundError:
-            pass
+        if made:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            try:
+                os.unlink(workdir / "ceiling.log")
+            except FileNotFoundError:
+                pass
     return messages / elapsed
 
 

@@ -23,12 +23,17 @@ if [ -n "$missing" ]; then
     echo "could not install$missing: install them by hand (apt-get install$missing); make bench-peers leaves out the missing ones"
   fi
 fi
-# stop the packaged services wherever something started them (systemd, or sysv init)
-for s in redis-server nats-server rabbitmq-server epmd; do
+# stop the packaged services if something started them (systemd, or sysv init), asking only
+# when one runs: the sysv scripts' stop and status run rabbitmqctl, which starts an epmd
+for s in redis-server nats-server rabbitmq-server; do
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    $SUDO systemctl stop "$s" epmd.socket >/dev/null 2>&1 || true
-    $SUDO systemctl disable "$s" >/dev/null 2>&1 || true
+    if systemctl is-active --quiet "$s"; then
+      $SUDO systemctl stop "$s" >/dev/null 2>&1 || true
+      $SUDO systemctl disable "$s" >/dev/null 2>&1 || true
+    fi
   elif [ -x "/etc/init.d/$s" ]; then
-    $SUDO "/etc/init.d/$s" stop >/dev/null 2>&1 || true
+    case $s in rabbitmq-server) running=$(pgrep -u rabbitmq -x beam.smp || true) ;;
+               *) running=$(pgrep -x "$s" || true) ;; esac
+    if [ -n "$running" ]; then $SUDO "/etc/init.d/$s" stop >/dev/null 2>&1 || true; fi
   fi
 done
