@@ -193,6 +193,8 @@ def table(doc: dict):
         grid.add_column(column, justify="left" if column == "best peer" else "right")
     for row in doc["rows"]:
         target = f"≥ {row['target']:g}× {'NATS' if row['target_against'] == NATS else 'best'}"
+        if row["target_against"] not in ("best peer", row["best_peer"]) and row["target_ratio"]:
+            target += f" (at {row['target_ratio']:.2f}×)"
         met = "-" if row["met"] is None else ("yes" if row["met"] else "NO")
         grid.add_row(row["label"], *(number(row["figures"].get(n)) for n in names),
                      row["best_peer"] or "-", "-" if row["ratio"] is None

@@ -3,9 +3,11 @@ then the ceilings; print the table, write ``.bench/peers.json``.
 
     python -m cluster.tools.peers --messages 1000000 --peer-messages 200000 --runs 3
 
-Each system starts once on free ports with its data in its own temp dir, runs ``--runs`` runs
-of every row (each on fresh streams), and is stopped (and its dir removed) before the next
-starts, so no two servers share the cores. A system whose server is not installed is left out
+Each run starts every system in turn on free ports with its data in a fresh temp dir, runs
+every row on fresh streams, and stops it (and removes its dir) before the next starts, so no
+two servers share the cores; then the ceilings. Systems take turns run by run (sluice, Redis,
+NATS, RabbitMQ, ceilings, then again), so a drift of the machine's load favours none; the
+figures are the medians over the runs. A system whose server is not installed is left out
 and named in the table. Progress goes to stderr; ``--json`` prints the document on stdout in
 place of the table.
 """
@@ -37,11 +39,11 @@ def system_class(module: str):
     return importlib.import_module(f"cluster.tools.peers.{module}").System
 
 
-def measure(system, messages: int, size: int, runs: int, say) -> list[dict]:
-    """Every run's figures for one started system."""
+def measure(system, messages: int, size: int, runs: int, say, first: int = 0) -> list[dict]:
+    """Every run's figures for one started system (runs numbered from ``first``)."""
     value = os.urandom(size)
     samples = []
-    for index in range(runs):
+    for index in range(first, first + runs):
         seconds = {}
         for row, batch, acknowledged in harness.PRODUCE_ROWS:
             stream = f"peers-{row.replace('_', '-')}-{index}"
@@ -55,8 +57,8 @@ def measure(system, messages: int, size: int, runs: int, say) -> list[dict]:
     return samples
 
 
-def run_system(module: str, messages: int, size: int, runs: int, say) -> tuple[dict, str]:
-    """(medians, client) of one system on its own fresh server."""
+def run_system(module: str, messages: int, size: int, index: int, say) -> tuple[dict, str]:
+    """(one run's figures, client) of one system on its own fresh server, stopped after."""
     cls = system_class(module)
     workdir = Path(tempfile.mkdtemp(prefix=f"peers-{module}-"))
     system = cls(workdir)
@@ -64,25 +66,22 @@ def run_system(module: str, messages: int, size: int, runs: int, say) -> tuple[d
         started = time.monotonic()
         system.start()
         say(f"{system.name} up in {workdir} ({time.monotonic() - started:.1f} s)")
-        figures = report.medians(measure(system, messages, size, runs, say))
+        sample = measure(system, messages, size, 1, say, first=index)[0]
     finally:
         try:
             system.stop()
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-    return figures, system.client
+    return sample, system.client
 
 
-def run_ceilings(messages: int, size: int, runs: int, say) -> dict:
-    samples = []
-    for index in range(runs):
-        sample = {"pipeline_batch1_msgs_per_s": round(ceilings.pipeline_batch1(messages, size), 1),
-                  "consumer_decode_msgs_per_s": round(ceilings.consumer_decode(messages, size), 1)}
-        say(f"ceilings run {index + 1}: pipeline batch 1 "
-            f"{sample['pipeline_batch1_msgs_per_s']:,.0f} msg/s, consumer decode "
-            f"{sample['consumer_decode_msgs_per_s']:,.0f} msg/s")
-        samples.append(sample)
-    return report.medians(samples)
+def run_ceilings(messages: int, size: int, index: int, say) -> dict:
+    sample = {"pipeline_batch1_msgs_per_s": round(ceilings.pipeline_batch1(messages, size), 1),
+              "consumer_decode_msgs_per_s": round(ceilings.consumer_decode(messages, size), 1)}
+    say(f"ceilings run {index + 1}: pipeline batch 1 "
+        f"{sample['pipeline_batch1_msgs_per_s']:,.0f} msg/s, consumer decode "
+        f"{sample['consumer_decode_msgs_per_s']:,.0f} msg/s")
+    return sample
 
 
 def machine() -> dict:
@@ -108,22 +107,31 @@ def run(messages: int, peer_messages: int, size: int = 200, runs: int = 3,
         raise harness.PeerError("messages, peer messages and runs must be >= 1")
     started = time.monotonic()
     at_start = machine()
-    figures, clients, skipped = {}, {}, {}
+    samples: dict[str, list[dict]] = {}
+    clients, skipped, limits = {}, {}, []
+    present = []
     for module in systems:
         cls = system_class(module)
         reason = cls.missing()
         if reason:
             skipped[cls.name] = reason
             say(f"{cls.name}: skipped, {reason}")
-            continue
-        n = messages if module == "sluice" else peer_messages
-        figures[cls.name], clients[cls.name] = run_system(module, n, size, runs, say)
-    limits = run_ceilings(messages, size, runs, say)
+        else:
+            present.append(module)
+    for index in range(runs):     # in turns, so a drift of the machine's load favours none
+        for module in present:
+            n = messages if module == "sluice" else peer_messages
+            sample, client = run_system(module, n, size, index, say)
+            name = system_class(module).name
+            samples.setdefault(name, []).append(sample)
+            clients[name] = client
+        limits.append(run_ceilings(messages, size, index, say))
+    figures = {name: report.medians(runs_of) for name, runs_of in samples.items()}
     at_end = machine()
     at_start["load_average_end"] = at_end["load_average"]
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return report.document(
-        figures, limits, date=datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"), machine=at_start, command=command,
+        figures, report.medians(limits), date=date, machine=at_start, command=command,
         messages={"sluice": messages, "peers": peer_messages}, size=size, runs=runs,
         skipped=skipped, clients=clients, seconds=time.monotonic() - started)
 
