@@ -30,6 +30,10 @@ class System(Protocol):
     name: str           # the table's column, e.g. "NATS JetStream"
     client: str         # the client library and how it is used, for the report
 
+    @staticmethod
+    def missing() -> str | None:
+        """Why this system cannot run here (its server is not installed), or None."""
+
     def start(self) -> None: ...
 
     def produce(self, stream: str, messages: int, value: bytes, batch: int,

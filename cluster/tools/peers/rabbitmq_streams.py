@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -102,14 +101,17 @@ class System:
         confirmed = [0]
         window = asyncio.Semaphore(harness.WINDOW_BATCHES)
 
+        refused = []        # a callback's exception would stay inside rstream: say it here
+
         def last_confirmed(status) -> None:
             if not status.is_confirmed:
-                raise harness.PeerError(f"rabbitmq refused a message to {stream}")
+                refused.append(status)
             done.set()
 
         def batch_confirmed(status) -> None:
             if not status.is_confirmed:
-                raise harness.PeerError(f"rabbitmq refused a message to {stream}")
+                refused.append(status)
+                done.set()
             confirmed[0] += 1
             if confirmed[0] % batch == 0 or confirmed[0] == messages:
                 window.release()
@@ -142,6 +144,8 @@ class System:
             raise harness.PeerError(f"rabbitmq did not confirm {stream}'s last message within "
                                     f"{harness.STORED_TIMEOUT_S:g} s") from None
         elapsed = time.perf_counter() - started
+        if refused:
+            raise harness.PeerError(f"rabbitmq refused {len(refused)} publish(es) to {stream}")
         self._disk[stream] = harness.settled_bytes(data) - before
         return elapsed
 
