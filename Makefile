@@ -20,7 +20,7 @@ ZK_FLAG     = $(if $(ZK),--zookeeper $(ZK),)
 CONFIG_FLAG = $(if $(CONFIG),--config $(CONFIG),)
 WORKER_FLAG = $(if $(filter-out 0,$(WORKERS)),--workers $(WORKERS) --topic $(TOPIC) --group $(GROUP),)
 
-.PHONY: cluster-up cluster-down test bench bench-compaction drill drill-short drill-rolling venv zookeeper chromium kcat kafkajs clean
+.PHONY: cluster-up cluster-down test bench bench-peers bench-compaction drill drill-short drill-rolling venv zookeeper chromium kcat kafkajs clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -116,6 +116,20 @@ bench: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
 	$(PY) -m cluster.tools.bench --messages $(MESSAGES) --runs $(RUNS) --output .bench/results.json \
 	  --samples .bench/runs.json
+
+# sluice beside Redis Streams, NATS JetStream and RabbitMQ streams through one harness
+# (cluster/tools/peers/, docs/benchmark.md): installs the peers' Debian packages when missing
+# (their packaged services stopped) and the peers extra's clients, runs each system on its own,
+# then the bare-Python ceilings; prints one table, writes .bench/peers.json (make bench shows it).
+# PEERS_FLAGS passes options (--json, --systems sluice,nats_jetstream, ...).
+PEER_MESSAGES ?= 200000
+PEERS_FLAGS   ?=
+bench-peers: venv
+	@$(MAKE) --no-print-directory zookeeper ZK=
+	@sh cluster/tools/peers/install-peers.sh
+	@$(PY) -c "import redis, hiredis, nats, rstream" 2>/dev/null || $(PY) -m pip install --quiet -e '.[peers]'
+	$(PY) -m cluster.tools.peers --messages $(MESSAGES) --peer-messages $(PEER_MESSAGES) --runs $(RUNS) \
+	  --output .bench/peers.json $(PEERS_FLAGS)
 
 # Produce latency with and without the log cleaner at work (cluster/tools/compaction_bench.py).
 bench-compaction: venv

@@ -79,22 +79,25 @@ from coordinator.errors import InvalidArgument, SluiceError
 DEFAULT_FETCH_BYTES = 1 << 20
 PAPER_FETCH_MESSAGES = 1000
 
-# (result key, label, paper's Kafka, best peer measured here, target, higher is better)
+# (result key, label, paper's Kafka, best peer here, target, higher is better): the best peer
+# is the row of that key in the last `make bench-peers` result (.bench/peers.json), measured on
+# this machine; None: no peer row
 FIGURES = [
     ("producer_batch1_msgs_per_s", "producer, batch 1, acks=0 (msg/s)", 50_000,
-     "384,000 (NATS JetStream)", 400_000, True),
+     "producer_batch1_msgs_per_s", 400_000, True),
     ("producer_batch50_msgs_per_s", "producer, batch 50, acks=0 (msg/s)", 400_000,
-     "118,000 (Redis Streams)", 1_000_000, True),
+     "producer_batch50_msgs_per_s", 1_000_000, True),
     ("producer_acks1_batch50_msgs_per_s", "producer, batch 50, acks=1 (msg/s)", None,
-     "27,600 (Redis Streams)", 700_000, True),
+     "producer_acks1_batch50_msgs_per_s", 700_000, True),
     ("consumer_200kb_msgs_per_s", "consumer, ~200 KB per fetch (msg/s)", 22_000,
-     "194,000 (Redis Streams)", 1_000_000, True),
+     "consumer_200kb_msgs_per_s", 1_000_000, True),
     ("consumer_msgs_per_s", "consumer, default fetch size (msg/s)", 22_000,
-     "194,000 (Redis Streams)", 1_000_000, True),
+     None, 1_000_000, True),
     ("storage_overhead_bytes_per_msg", "storage overhead (bytes/msg)", 9,
-     "35 (NATS JetStream)", 9, False),
-    ("broker_peak_rss_mb", "broker peak RSS (MB)", None, "", 150, False),
+     "storage_overhead_bytes_per_msg", 9, False),
+    ("broker_peak_rss_mb", "broker peak RSS (MB)", None, None, 150, False),
 ]
+PEERS_FILE = Path(".bench/peers.json")
 
 # (result key, label, target, higher is better): the audit's cost, batch 50, acks=1
 AUDIT_FIGURES = [
@@ -519,9 +522,31 @@ def _medians(samples: list[dict], messages: int, size: int, runs: int) -> dict:
     }
 
 
-def table(result: dict):
-    """The figures beside the paper's Kafka and the targets, as a rich Table."""
+def last_peers(path: Path = PEERS_FILE) -> dict | None:
+    """The last ``make bench-peers`` document, or None when there is none (or it is unreadable:
+    the table then says to run it)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _peers_caption(peers: dict | None) -> str:
+    if peers is None:
+        return ("best peer here: not measured on this machine yet; run `make bench-peers` "
+                "(Redis Streams, NATS JetStream, RabbitMQ streams side by side)")
+    machine = peers.get("machine") if isinstance(peers.get("machine"), dict) else {}
+    return (f"best peer here: `make bench-peers` of {peers.get('date', '?')} on "
+            f"{machine.get('cores', '?')} cores ({machine.get('cpu_model', '?')}), load "
+            f"{machine.get('load_average', '?')}: {PEERS_FILE}")
+
+
+def table(result: dict, peers: dict | None = None):
+    """The figures beside the paper's Kafka, the last measured peers and the targets, as a
+    rich Table."""
     from rich.table import Table
+    from cluster.tools.peers.report import best_peer_line
     grid = Table(title=f"sluice vs the paper: {result['messages']:,} messages of "
                        f"{result['message_bytes']} bytes, median of {result['runs']} run(s), "
                        f"{result['machine']['cpus']} CPUs, Python {result['machine']['python']}",
@@ -529,14 +554,15 @@ def table(result: dict):
     for column in ("figure", "paper's Kafka", "best peer here", "target", "sluice", "met"):
         grid.add_column(column, justify="left" if column in ("figure", "best peer here")
                         else "right")
-    for key, label, paper, peer, target, higher in FIGURES:
+    for key, label, paper, peer_key, target, higher in FIGURES:
         value = result[key]
         met = value >= target if higher else value <= target
+        peer = (best_peer_line(peers, peer_key) if peers and peer_key else None) or ""
         grid.add_row(label, _number(paper), peer, ("≥ " if higher else "≤ ") + _number(target),
                      _number(value), "yes" if met else "NO")
     caption = [f"acks=1 latency: p50 {result['acks1_latency_ms']['p50']:.2f} ms, p99 "
                f"{result['acks1_latency_ms']['p99']:.2f} ms (send() of a batch's first message "
-               "to its acknowledgement)"]
+               "to its acknowledgement)", _peers_caption(peers)]
     for marker, figures in (("audit_vs_plain_acks1", AUDIT_FIGURES),
                             ("acks_all_vs_single_replica_acks1", REPLICATION_FIGURES),
                             ("kafka_confluent_vs_native_acks1", KAFKA_FIGURES),
@@ -609,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples:
         Path(args.samples).write_text(json.dumps(samples, indent=2) + "\n")
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
-    console.print(table(result))
+    console.print(table(result, last_peers()))
     if result.get("offset_stores"):
         console.print(offsets_bench.table(result["offset_stores"]))
     if result.get("kafka_tls"):

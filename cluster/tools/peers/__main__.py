@@ -1,0 +1,5 @@
+import sys
+
+from cluster.tools.peers.run import main
+
+sys.exit(main())
