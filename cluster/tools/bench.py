@@ -43,7 +43,10 @@ operator's key, same messages, one partition per topic:
 ``--no-secure`` leaves them out. Group offsets (issue 15), on a fresh one-broker cluster
 (cluster/tools/offsets_bench.py): commits per second of each offset store from 100 groups x 10
 partitions committing as fast as they can, with ZooKeeper's CPU and request latency meanwhile;
-``--no-offsets`` leaves them out. The figures are medians over the
+``--no-offsets`` leaves them out. How cost grows (issue 16, cluster/tools/scale_bench.py): on
+fresh clusters, 10 x ``--messages`` on one partition and ``--messages`` over 64 partitions of 3
+brokers, each row's ratio to the same row here (target >= 0.85) and every broker's RSS through
+them; ``--no-scale`` leaves them out. The figures are medians over the
 runs; the table sets them beside the paper's and the targets, and ``.bench/results.json`` gets
 them in the shape the issue gave (``--samples`` adds every run's raw figures in another file).
 """
@@ -66,7 +69,7 @@ import psutil
 from broker.message import HEADER_SIZE
 from cluster.errors import ClusterError
 from cluster.supervision import ClusterConfig, down, up
-from cluster.tools import kafka_perf, offsets_bench, perf
+from cluster.tools import kafka_perf, offsets_bench, perf, scale_bench
 from coordinator import paths, topics
 from coordinator import zk as zkconnect
 from coordinator.errors import InvalidArgument, SluiceError
@@ -565,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out the offset stores' rows (cluster/tools/offsets_bench.py)")
     parser.add_argument("--no-audit", dest="audit", action="store_false",
                         help="leave out the audited producer row")
+    parser.add_argument("--no-scale", dest="scale", action="store_false",
+                        help="leave out how cost grows: 10x the messages, 64 partitions")
     args = parser.parse_args(argv)
     from rich.console import Console
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -574,6 +579,9 @@ def main(argv: list[str] | None = None) -> int:
                               secure=args.secure, audit=args.audit)
         if args.offsets:
             result["offset_stores"] = offsets_bench.run(say=err.print)
+        if args.scale:
+            result["scale"] = scale_bench.run(args.messages, args.size, say=err.print,
+                                              baseline=result)
     except SluiceError as exc:
         if not exc.user_error:
             raise
@@ -588,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table(result))
     if result.get("offset_stores"):
         console.print(offsets_bench.table(result["offset_stores"]))
+    if result.get("scale"):
+        console.print(scale_bench.table(result["scale"]))
     err.print(f"wrote {output}")
     return 0
 
