@@ -213,8 +213,9 @@ def _part(part: str, rows: list[Row], brokers: int, partitions: int, size: int,
         needed = disk_needed(rows, part, size) * FREE_MARGIN
         free = shutil.disk_usage(data_dir).free
         if free < needed:
-            raise ClusterError(f"the {part} rows need {needed / 1e9:.1f} GB free in {data_dir.parent}, "
-                               f"there are {free / 1e9:.1f} GB (--no-scale leaves them out)")
+            raise ClusterError(f"the {part} rows need {needed / 1e9:.1f} GB free in "
+                               f"{data_dir.parent}, there are {free / 1e9:.1f} GB "
+                               "(--no-scale leaves them out)")
         status = up(ClusterConfig(data_dir, brokers=brokers, dashboard_port=None,
                                   kafka_port=None), detach=True)
         zookeeper = status["zookeeper"]
@@ -366,7 +367,8 @@ def _consume(topic: str, ends: dict[int, int], size: int, zookeeper: str, progre
     if count != expected:
         raise ClusterError(f"read {count} of the {expected} messages of {topic}")
     return perf._figures("consume", topic, count, nbytes / count, elapsed,
-                         partitions=len(ends), partitions_read=sum(1 for end in ends.values() if end),
+                         partitions=len(ends),
+                         partitions_read=sum(1 for end in ends.values() if end),
                          fetch_bytes=DEFAULT_FETCH_BYTES)
 
 
@@ -392,8 +394,9 @@ def table(result: dict):
                      f"{growth:+.1%} ({'flat' if figures['rss_flat'] else 'NOT flat'})")
     lines = []
     for part, figures in result["rss"].items():
-        lines.append(f"{part} ({figures['seconds']:g} s) broker RSS MB start/peak/end: " + "; ".join(
-            f"{b['start_mb']:g}/{b['peak_mb']:g}/{b['end_mb']:g}" for b in figures["brokers"]))
+        brokers = "; ".join(f"{b['start_mb']:g}/{b['peak_mb']:g}/{b['end_mb']:g}"
+                            for b in figures["brokers"])
+        lines.append(f"{part} ({figures['seconds']:g} s) broker RSS MB start/peak/end: {brokers}")
     grid.caption = "\n".join(lines)
     return grid
 
