@@ -184,14 +184,22 @@ def _mb(value: int) -> float:
     return round(value / 1e6, 1)
 
 
+PARTS = {"tenfold": (1, 1), "spread": (BROKERS, PARTITIONS)}   # part: brokers, partitions
+
+
 def run(messages: int = 1_000_000, size: int = 200, say=lambda line: None,
-        batch1: bool = True, baseline: dict | None = None) -> dict:
-    """Both parts on their own fresh clusters; ``baseline``: the 1-partition run's medians
-    (bench.run's result) to set each row beside."""
-    rows = plan(messages, batch1)
+        batch1: bool = True, baseline: dict | None = None,
+        parts: tuple[str, ...] = tuple(PARTS)) -> dict:
+    """The parts on their own fresh clusters, one after the other; ``baseline``: the
+    1-partition run's medians (bench.run's result) to set each row beside."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise InvalidArgument(f"no such part: {', '.join(sorted(unknown))}")
+    rows = [row for row in plan(messages, batch1) if row.part in parts]
     result: dict = {"messages": messages, "factor": FACTOR, "partitions": PARTITIONS,
                     "brokers": BROKERS, "rows": {}, "rss": {}}
-    for part, brokers, partitions in (("tenfold", 1, 1), ("spread", BROKERS, PARTITIONS)):
+    for part in parts:
+        brokers, partitions = PARTS[part]
         started = time.monotonic()
         measured, rss = _part(part, [r for r in rows if r.part == part], brokers, partitions,
                               size, say)

@@ -55,22 +55,30 @@ def test_disk_needed_counts_each_produced_topic_framed():
     assert scale_bench.disk_needed(rows, "spread", 200) == 3 * 100 * 209
 
 
-def test_a_short_run_of_both_parts():
-    """Every row measured on its cluster, the 64-partition consumer reading every message the
-    producer spread, each ratio against the baseline given, every broker's RSS followed."""
-    rows = scale_bench.plan(300, batch1=False)
+def test_a_short_run_of_the_64_partitions():
+    """On 3 fresh brokers: every row measured, the consumer reading every message the
+    producer spread over the 64 partitions, each ratio against the baseline given, every
+    broker's RSS followed (the tenfold part is the 1-partition rows' perf.py calls, which
+    test_bench.py runs)."""
+    rows = [r for r in scale_bench.plan(300, batch1=False) if r.part == "spread"]
     baseline = {row.baseline: 1000.0 for row in rows}
-    result = scale_bench.run(300, baseline=baseline, batch1=False)
+    result = scale_bench.run(300, baseline=baseline, batch1=False, parts=("spread",))
     assert set(result["rows"]) == {r.key for r in rows}
     for row in rows:
         figures = result["rows"][row.key]
-        assert figures["messages"] == row.messages, row.key
+        assert figures["messages"] == 300, row.key
         assert figures["ratio"] == round(figures["records_per_s"] / 1000.0, 3), row.key
         assert figures["met"] == (figures["ratio"] >= scale_bench.TARGET)
-    assert result["rows"]["spread_consumer"]["partitions"] == scale_bench.PARTITIONS
-    assert [len(result["rss"][part]["brokers"]) for part in ("tenfold", "spread")] == [1, 3]
-    for part in result["rss"].values():
-        for broker in part["brokers"]:
-            assert 0 < broker["start_mb"] <= broker["peak_mb"]
+    consumed = result["rows"]["spread_consumer"]
+    assert consumed["partitions"] == scale_bench.PARTITIONS
+    assert 1 < consumed["partitions_read"] <= scale_bench.PARTITIONS, "spread, a batch at a time"
+    brokers = result["rss"]["spread"]["brokers"]
+    assert len(brokers) == scale_bench.BROKERS
+    assert all(0 < b["start_mb"] <= b["peak_mb"] for b in brokers)
     scale_bench.table(result)
     json.dumps(result)
+
+
+def test_an_unknown_part_is_refused():
+    with pytest.raises(InvalidArgument, match="no such part: sideways"):
+        scale_bench.run(10, parts=("sideways",))
