@@ -30,6 +30,7 @@ class RandomPartitioner:
 
     def __init__(self, rng: random.Random | None = None):
         self._rng = rng or random.Random()
+        self._uniform = self._rng.random      # C: choice() and randrange() are two Python calls
         self._sticky: dict[str, tuple[int, tuple[int, ...] | None]] = {}
 
     def __call__(self, topic: str, key: bytes | None, partitions: int,
@@ -41,8 +42,9 @@ class RandomPartitioner:
         if sticky is not None and sticky[1] is available and sticky[0] < partitions:
             return sticky[0]
         if sticky is None or sticky[0] >= partitions or (available and sticky[0] not in available):
-            partition = (self._rng.choice(available) if available
-                         else self._rng.randrange(partitions))
+            # a batch-1 producer picks per message; int(random() * n) is biased by < n / 2**53
+            partition = (available[int(self._uniform() * len(available))] if available
+                         else int(self._uniform() * partitions))
         else:
             partition = sticky[0]
         self._sticky[topic] = (partition, available)

@@ -64,3 +64,19 @@ def test_a_sticky_choice_moves_when_its_partition_is_no_longer_available():
     assert choose("t", None, 2, tuple(range(2))) in (0, 1)     # the topic shrank from view
     choose.batch_sent("t", choose("t", None, 8))
     assert choose("t", None, 8) in range(8)
+
+
+def test_one_message_batches_spread_over_every_available_partition():
+    choose = RandomPartitioner(random.Random(5))
+    available = (1, 3, 4, 6)
+    picks = []
+    for _ in range(2000):
+        picks.append(choose("t", None, 8, available))
+        choose.batch_sent("t", picks[-1])
+    assert set(picks) == set(available)
+    assert min(picks.count(p) for p in available) > 400        # 500 each on average
+    unrestricted = []
+    for _ in range(800):
+        unrestricted.append(choose("u", None, 8))
+        choose.batch_sent("u", unrestricted[-1])
+    assert set(unrestricted) == set(range(8))
