@@ -110,12 +110,15 @@ drill-rolling: venv
 
 # The paper's benchmark (cluster/tools/bench.py, docs/benchmark.md) on a fresh 1-broker cluster
 # in a temp dir: a table beside the paper's figures, medians written to .bench/results.json.
+# Then how cost grows (cluster/tools/scale_bench.py): 10 x MESSAGES on one partition and MESSAGES
+# over 64 partitions of 3 brokers; BENCH_FLAGS=--no-scale leaves them out.
 MESSAGES ?= 1000000
 RUNS     ?= 3
+BENCH_FLAGS ?=
 bench: venv
 	@$(MAKE) --no-print-directory zookeeper ZK=
 	$(PY) -m cluster.tools.bench --messages $(MESSAGES) --runs $(RUNS) --output .bench/results.json \
-	  --samples .bench/runs.json
+	  --samples .bench/runs.json $(BENCH_FLAGS)
 
 # sluice beside Redis Streams, NATS JetStream and RabbitMQ streams through one harness
 # (cluster/tools/peers/, docs/benchmark.md): installs the peers' Debian packages when missing

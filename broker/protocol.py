@@ -31,7 +31,8 @@ resume_offset u64 after its text)::
               next_offset u64, the offset just past frame 1 (gap markers in it make the
               offsets jump: broker/message.py); absent, it is the fetch offset + frame 1's size
     OFFSETS   offset u64
-    METADATA  json str                                      (broker id, endpoint, partitions)
+    METADATA  json text: u32 length and UTF-8             (broker id, endpoint, partitions;
+              a u16 str would cut it: it grows some 400 bytes per hosted partition)
     OFFSET_FOR_EPOCH leader_epoch i32, end_offset u64
     OFFSET_FOR_TIME offset i64, timestamp i64                 (-1, -1: no message that late)
     OFFSET_COMMIT base_offset u64, next_offset u64     (where the commit lies in the offsets log)
@@ -112,6 +113,7 @@ COMMIT_ENTRY = struct.Struct(">Iq")          # partition, offset (after the topi
 COMMITTED_ENTRY = struct.Struct(">Iqq")      # partition, offset, commit_time_ms
 EPOCH_ENTRY = struct.Struct(">iQ")       # leader_epoch, start_offset (OFFSET_FOR_EPOCH: end_offset)
 _STR_LEN = struct.Struct(">H")
+_TEXT_LEN = struct.Struct(">I")
 
 LATEST = -1
 EARLIEST = -2
@@ -391,9 +393,18 @@ def fetch_next_offset(header, offset: int, nbytes: int) -> int:
 
 def decode_metadata_response(header) -> tuple[int, str]:
     corr, _ = decode_response(header)
-    text, _ = unpack_str(header, RESPONSE.size)
-    return corr, text
+    pos = RESPONSE.size + _TEXT_LEN.size
+    if len(header) < pos:
+        raise MalformedRequest("metadata text length cut short")
+    end = pos + _TEXT_LEN.unpack_from(header, RESPONSE.size)[0]
+    if end > len(header):
+        raise MalformedRequest("metadata text cut short")
+    try:
+        return corr, bytes(header[pos:end]).decode()
+    except UnicodeDecodeError:
+        raise MalformedRequest("metadata text is not UTF-8") from None
 
 
 def encode_metadata_response(correlation_id: int, text: str) -> bytes:
-    return RESPONSE.pack(correlation_id, ErrorCode.NONE) + pack_str(text)
+    data = text.encode()
+    return RESPONSE.pack(correlation_id, ErrorCode.NONE) + _TEXT_LEN.pack(len(data)) + data

@@ -22,25 +22,37 @@ def hash_partition(key: bytes, partitions: int) -> int:
 
 
 class RandomPartitioner:
-    """Random partition per batch (sticky); a keyed message goes by its key's hash."""
+    """Random partition per batch (sticky); a keyed message goes by its key's hash.
+
+    The sticky choice is kept with the ``available`` tuple it was checked against, and checked
+    again only when another tuple comes (the producer keeps one per topic until the cluster
+    view changes): a membership test per message costs as much as the partition count."""
 
     def __init__(self, rng: random.Random | None = None):
         self._rng = rng or random.Random()
-        self._sticky: dict[str, int] = {}
+        self._uniform = self._rng.random      # C: choice() and randrange() are two Python calls
+        self._sticky: dict[str, tuple[int, tuple[int, ...] | None]] = {}
 
     def __call__(self, topic: str, key: bytes | None, partitions: int,
                  available: tuple[int, ...] | None = None) -> int:
         """``available``: the partitions with a live broker (None or empty: all of them)."""
         if key is not None:
             return hash_partition(key, partitions)
-        partition = self._sticky.get(topic)
-        if partition is None or partition >= partitions or (available and partition not in available):
-            partition = self._sticky[topic] = (self._rng.choice(available) if available
-                                               else self._rng.randrange(partitions))
+        sticky = self._sticky.get(topic)
+        if sticky is not None and sticky[1] is available and sticky[0] < partitions:
+            return sticky[0]
+        if sticky is None or sticky[0] >= partitions or (available and sticky[0] not in available):
+            # a batch-1 producer picks per message; int(random() * n) is biased by < n / 2**53
+            partition = (available[int(self._uniform() * len(available))] if available
+                         else int(self._uniform() * partitions))
+        else:
+            partition = sticky[0]
+        self._sticky[topic] = (partition, available)
         return partition
 
     def batch_sent(self, topic: str, partition: int) -> None:
-        if self._sticky.get(topic) == partition:
+        sticky = self._sticky.get(topic)
+        if sticky is not None and sticky[0] == partition:
             del self._sticky[topic]
 
 

@@ -47,7 +47,10 @@ partitions committing as fast as they can, with ZooKeeper's CPU and request late
 ``--no-offsets`` leaves them out. The Kafka listener's TLS pair (issue 14,
 cluster/tools/kafka_tls_bench.py: confluent-kafka producer and consumer on a plaintext and a
 SASL_SSL one-broker cluster, runs alternating; targets SASL_SSL >= 70% of plaintext);
-``--no-kafka-tls`` (or ``--no-kafka``) leaves it out. The figures are medians over the
+``--no-kafka-tls`` (or ``--no-kafka``) leaves it out. How cost grows (issue 16,
+cluster/tools/scale_bench.py): on fresh clusters, 10 x ``--messages`` on one partition and ``--messages`` over 64 partitions of 3
+brokers, each row's ratio to the same row here (target >= 0.85) and every broker's RSS through
+them; ``--no-scale`` leaves them out. The figures are medians over the
 runs; the table sets them beside the paper's and the targets, and ``.bench/results.json`` gets
 them in the shape the issue gave (``--samples`` adds every run's raw figures in another file).
 """
@@ -71,7 +74,7 @@ import psutil
 from broker.message import HEADER_SIZE
 from cluster.errors import ClusterError
 from cluster.supervision import ClusterConfig, down, up
-from cluster.tools import kafka_perf, kafka_tls_bench, offsets_bench, perf
+from cluster.tools import kafka_perf, kafka_tls_bench, offsets_bench, perf, scale_bench
 from coordinator import paths, topics
 from coordinator import zk as zkconnect
 from coordinator.errors import InvalidArgument, SluiceError
@@ -612,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-kafka-tls", dest="kafka_tls", action="store_false",
                         help="leave out the Kafka listener's SASL_SSL / plaintext pair "
                              "(cluster/tools/kafka_tls_bench.py)")
+    parser.add_argument("--no-scale", dest="scale", action="store_false",
+                        help="leave out how cost grows: 10x the messages, 64 partitions")
     args = parser.parse_args(argv)
     from rich.console import Console
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -624,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.kafka and args.kafka_tls:
             result["kafka_tls"] = kafka_tls_bench.run(args.messages, args.runs, args.size,
                                                       say=err.print)
+        if args.scale:
+            result["scale"] = scale_bench.run(args.messages, args.size, say=err.print,
+                                              baseline=result)
     except SluiceError as exc:
         if not exc.user_error:
             raise
@@ -640,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(offsets_bench.table(result["offset_stores"]))
     if result.get("kafka_tls"):
         console.print(kafka_tls_bench.table(result["kafka_tls"]))
+    if result.get("scale"):
+        console.print(scale_bench.table(result["scale"]))
     err.print(f"wrote {output}")
     return 0
 

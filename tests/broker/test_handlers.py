@@ -52,6 +52,22 @@ def test_a_bad_set_among_many_acks0_requests_is_dropped_alone(hosting_broker):
         assert proc.stop() == 0, proc.log_text()[-2000:]
 
 
+def test_metadata_of_a_broker_hosting_many_partitions_is_whole(hosting_broker):
+    """200 partitions make a METADATA document of more than 64 KiB; it comes whole."""
+    proc = hosting_broker("wide", 200)
+    raw = RawClient(proc.endpoint)
+    try:
+        def all_open():
+            frame = raw.request(protocol.encode_metadata(3))[0]
+            rows = json.loads(protocol.decode_metadata_response(frame)[1])["partitions"]
+            return (len(frame), rows) if len(rows) == 200 else None
+        size, rows = wait_for(all_open, what="the 200 partitions in METADATA")
+        assert size > 0xFFFF
+        assert sorted(row["partition"] for row in rows) == list(range(200))
+    finally:
+        raw.close()
+
+
 def test_offset_for_epoch_answers_where_the_asked_epoch_ends(hosting_broker, tmp_path):
     """The partition's log and its epochs are written on the broker's data dir before it
     starts (what a broker that led epochs 0, 2 and 5 leaves behind)."""

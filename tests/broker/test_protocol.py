@@ -1,4 +1,6 @@
 """Request and response frames round-trip, and malformed ones raise typed errors."""
+import json
+
 import pytest
 
 from broker import protocol
@@ -77,6 +79,16 @@ def test_ok_response_round_trip():
     assert protocol.decode_response(frame, protocol.PRODUCE_REPLY) == (6, (100, 300))
     corr, text = protocol.decode_metadata_response(protocol.encode_metadata_response(4, '{"a": 1}'))
     assert (corr, text) == (4, '{"a": 1}')
+
+
+def test_a_metadata_document_past_64_kib_comes_whole():
+    """A broker's METADATA document grows with the partitions it hosts (some 400 bytes each):
+    a u16-length string cut it at 65,535 bytes, past about 150 partitions."""
+    text = json.dumps({"partitions": [{"topic": "wide", "partition": p, "note": "é" * 300}
+                                      for p in range(300)]})
+    assert len(text.encode()) > 0xFFFF
+    assert protocol.decode_metadata_response(protocol.encode_metadata_response(4, text)) == (
+        4, text)
 
 
 def test_unknown_error_code_still_gives_a_readable_error():
