@@ -18,13 +18,16 @@ the one ``sleep(0)`` on waking it: measured here, a lone message from a caller s
 Python reached the socket after 0.15 ms at the median (5.3 ms without it), though the OS may
 still not run the woken thread in time, and then the switch interval is the bound. Messages
 queued while the sender was sending (or waiting for the GIL) go in its next request: the
-busier the caller, the more each request holds (about 550 to 1,100 messages in a tight loop).
+busier the caller, the more each request holds (in a tight loop every request is full: about 75 messages of 200 bytes).
 
 Bounds: a partition's queue holds at most ``QUEUE_BOUND`` messages (the old per-message
 send's ZeroMQ high-water mark); ``put()`` on a full queue waits up to the request timeout for
 the sender to take it, then drops the message and counts it (``dropped``). The sender's PUSH
 sockets keep at most ``PUSH_HWM`` requests each, about 8 MiB, instead of 10,000 one-message
-ones; a send that stays blocked for the request timeout drops its request, counted. A partition
+ones; a send that stays blocked for the request timeout drops its request, counted. Requests
+are small (``FRAME_BYTES``) because the broker's PULL queue is bounded in requests, not bytes:
+1000 of them are at most 16 MiB there (measured: 256 KiB requests raised the broker's peak
+RSS in the batch-1 row from 55 to 100-125 MB on a loaded machine, 16 KiB ones to about 75 MB). A partition
 with no broker to go to, or a socket error, drops what was taken (counted); an error that does
 not pass goes to ``on_error`` (the producer raises it from its next call).
 
@@ -46,8 +49,9 @@ from clients.connection import zmq_send
 
 log = logging.getLogger(__name__)
 
-FRAME_BYTES = 256 << 10      # a PRODUCE_SETS request's bytes at most (or max_request_bytes)
-PUSH_HWM = 32                # requests a sender's PUSH socket queues (32 x 256 KiB = 8 MiB)
+FRAME_BYTES = 16 << 10       # a PRODUCE_SETS request's bytes at most (or max_request_bytes):
+                             # the broker's PULL queue holds 1000 requests, so at most 16 MiB
+PUSH_HWM = 512               # requests a sender's PUSH socket queues (512 x 16 KiB = 8 MiB)
 QUEUE_BOUND = 10_000         # messages queued per partition before put() waits
 
 _repeat = itertools.repeat
