@@ -36,8 +36,10 @@ one step under one lock in either thread, so a partition's messages leave in ``p
 """
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
+import operator
 import threading
 import time
 from collections import deque
@@ -183,12 +185,9 @@ class Coalescer:
                 self.sent += 1
                 self.requests += 1
                 return
-            sizes = [len(m) for m in messages]
+            sizes = list(map(len, messages))
             room = self._frame_bytes - len(several)
-            if sum(sizes) + 4 * n <= room:
-                runs = [(0, n)]
-            else:
-                runs = _runs(sizes, room)
+            runs = [(0, n)] if sum(sizes) + 4 * n <= room else _runs(sizes, room)
             for start, end in runs:
                 if end - start == 1:
                     zmq_send(sock, one, zmq.SNDMORE)
@@ -211,17 +210,18 @@ class Coalescer:
 
 def _runs(sizes: list[int], room: int) -> list[tuple[int, int]]:
     """Cut messages of ``sizes`` into runs whose request (the sets plus 4 bytes of size
-    each) fits in ``room`` bytes, a bigger message alone: (start, end) each, in order.
+    each) fits in ``room`` bytes, a bigger message alone: (start, end) each, in order. One
+    running sum and a bisection per run, no Python work per message.
 
     >>> _runs([10, 10, 10, 30, 5], 30)
     [(0, 2), (2, 3), (3, 4), (4, 5)]
     """
+    ends = list(itertools.accumulate(map(operator.add, sizes, _repeat(4))))   # request bytes
     runs = []
-    start = used = 0
-    for i, size in enumerate(sizes):
-        if used and used + size + 4 > room:
-            runs.append((start, i))
-            start, used = i, 0
-        used += size + 4
-    runs.append((start, len(sizes)))
+    start, used, n = 0, 0, len(sizes)
+    while start < n:
+        end = max(bisect.bisect_right(ends, used + room, start), start + 1)
+        runs.append((start, end))
+        used = ends[end - 1]
+        start = end
     return runs
