@@ -344,10 +344,11 @@ class Broker:
         Frame 0 comes as a zmq Frame for its ``more`` flag (a one-frame request is malformed);
         frame 1 as plain bytes. A PRODUCE_SETS request (several sets of one partition, a
         batch-1 producer's, broker/protocol.py) has a third frame, its sets, after their sizes;
-        it is one entry of the turn, its sets judged alone by ``write_unacked``. Extra frames of a bad request are then read as requests of
-        their own and rejected in turn: a pair never straddles two ZeroMQ messages, so one bad
-        client cannot shift the framing of another's requests. Nobody waits for an answer:
-        errors are counted and logged, a refused principal's too (its sets reach no log).
+        it is one entry of the turn, its sets judged alone by ``write_unacked``. Extra frames
+        of a bad request are then read as requests of their own and rejected in turn: a pair
+        never straddles two ZeroMQ messages, so one bad client cannot shift the framing of
+        another's requests. Nobody waits for an answer: errors are counted and logged, a
+        refused principal's too (its sets reach no log).
         """
         recv = self.pull.recv
         authorization = self.authorization

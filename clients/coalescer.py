@@ -18,7 +18,8 @@ the one ``sleep(0)`` on waking it: measured here, a lone message from a caller s
 Python reached the socket after 0.15 ms at the median (5.3 ms without it), though the OS may
 still not run the woken thread in time, and then the switch interval is the bound. Messages
 queued while the sender was sending (or waiting for the GIL) go in its next request: the
-busier the caller, the more each request holds (in a tight loop every request is full: about 75 messages of 200 bytes).
+busier the caller, the more each request holds (in a tight loop every request is full: about
+75 messages of 200 bytes).
 
 Bounds: a partition's queue holds at most ``QUEUE_BOUND`` messages (the old per-message
 send's ZeroMQ high-water mark); ``put()`` on a full queue waits up to the request timeout for
@@ -27,9 +28,9 @@ sockets keep at most ``PUSH_HWM`` requests each, about 8 MiB, instead of 10,000 
 ones; a send that stays blocked for the request timeout drops its request, counted. Requests
 are small (``FRAME_BYTES``) because the broker's PULL queue is bounded in requests, not bytes:
 1000 of them are at most 16 MiB there (measured: 256 KiB requests raised the broker's peak
-RSS in the batch-1 row from 55 to 100-125 MB on a loaded machine, 16 KiB ones to about 75 MB). A partition
-with no broker to go to, or a socket error, drops what was taken (counted); an error that does
-not pass goes to ``on_error`` (the producer raises it from its next call).
+RSS in the batch-1 row from 55 to 100-125 MB on a loaded machine, 16 KiB ones to about 75 MB).
+A partition with no broker to go to, or a socket error, drops what was taken (counted); an
+error that does not pass goes to ``on_error`` (the producer raises it from its next call).
 
 ``flush()`` takes and sends, in the caller's thread, whatever is queued; taking and sending are
 one step under one lock in either thread, so a partition's messages leave in ``put()`` order.

@@ -32,8 +32,9 @@ A batch leaves when it holds ``batch_size`` messages, when its first message has
 ``linger_ms`` (a background timer), or on ``flush()``/``close()``; ``linger_ms=0`` turns the
 timer off. With ``batch_size=1`` and acks=0 (not audited) there is no batch and no timer: each
 message goes to a sender thread (clients/coalescer.py) that sends, at once, whatever is queued
-when it runs, several one-message sets as one PRODUCE_SETS request. What it holds goes out as sets of at most ``max_request_bytes`` (a message bigger
-than that goes alone; one bigger than ``max_message_bytes`` is refused by send()). Errors of
+when it runs, several one-message sets as one PRODUCE_SETS request. What a batch holds goes
+out as sets of at most ``max_request_bytes`` (a message bigger than that goes alone; one
+bigger than ``max_message_bytes`` is refused by send()). Errors of
 acks=1 batches are raised by the next ``send()``, ``flush()`` or ``close()``.
 
 ``send()`` is the per-message path and does only per-message work: frame the message (one
