@@ -80,7 +80,9 @@ one walk of frame 2 (``message.validate_sets``) and appends them with one write 
 good, which leaves the log as appending them one by one would; a bad set is refused (counted)
 and its good neighbours are stored. Sizes that are not a whole number of u32, none at all, a
 zero or a total other than frame 2's length make the request malformed (refused whole: the
-sets cannot be told apart).
+sets cannot be told apart). The broker's error counts count a refusal of the whole request
+(malformed, too large, authentication, authorization) once, and a set refused on its own
+(invalid, backlog quota) once per set.
 
 Sequenced produce (acks=1 with a producer_id other than 0) keeps a partition's order across
 retries and broker restarts: the producer numbers its requests per partition (``sequence``,
