@@ -4,7 +4,8 @@ Each request type needs one operation on one resource (coordinator/authorizer.py
 
 | request                       | needs                                                        |
 | ----------------------------- | ------------------------------------------------------------ |
-| PRODUCE (acks 0, 1, all)      | produce on its topic                                         |
+| PRODUCE (acks 0, 1, all),     | produce on its topic                                         |
+| PRODUCE_SETS                  |                                                              |
 | FETCH by a consumer           | consume on its topic                                         |
 | OFFSETS, OFFSET_FOR_TIME      | describe on its topic                                        |
 | OFFSET_COMMIT                 | consume on its group (Kafka's Read on the group)             |
@@ -33,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 REPLICATION = "replication"   # what followers' requests need: a super principal
 
-_NEEDS = {Api.PRODUCE: Operation.PRODUCE, Api.OFFSETS: Operation.DESCRIBE,
+_NEEDS = {Api.PRODUCE: Operation.PRODUCE, Api.PRODUCE_SETS: Operation.PRODUCE,
+          Api.OFFSETS: Operation.DESCRIBE,
           Api.OFFSET_FOR_TIME: Operation.DESCRIBE}
 
 

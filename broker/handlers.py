@@ -333,7 +333,7 @@ class RequestHandlers:
         """Where an acks=0 request with this header, sent by ``principal``, goes; raises when
         the header is bad."""
         request = protocol.decode_request(header, principal)
-        if request.api is not Api.PRODUCE:
+        if request.api is not Api.PRODUCE and request.api is not Api.PRODUCE_SETS:
             raise MalformedRequest("only produce requests go to the produce socket")
         route = self.logs.route(request.topic, request.partition)
         self.replicas.leader_of(request.topic, request.partition)
@@ -342,8 +342,10 @@ class RequestHandlers:
     def write_unacked(self, route: Route, sets: list) -> None:
         """Validate and append the acks=0 MessageSets of one log with one walk and one write.
 
-        Should the joined walk hit a bad entry, each set is judged alone so that only the bad
-        requests are dropped (and counted), and the good ones still go in with one write.
+        An entry of ``sets`` is one set's bytes (PRODUCE) or ``(sets, sizes)`` of a
+        PRODUCE_SETS request (``_write_packed``). Should the joined walk hit a bad entry, each
+        set is judged alone so that only the bad requests are dropped (and counted), and the
+        good ones still go in with one write.
         """
         replica = self.replicas.by_log[route.log]
         if not replica.is_leader:
@@ -351,8 +353,12 @@ class RequestHandlers:
             return
         refusal = self.logs.backlog.refusal(route.topic, route.partition)
         if refusal is not None:
-            for _ in sets:
-                self.errors.request_failed(refusal, acks=0)
+            for one in sets:
+                for _ in range(1 if type(one) is bytes else len(one[1])):
+                    self.errors.request_failed(refusal, acks=0)
+            return
+        if not all(type(one) is bytes for one in sets):
+            self._write_packed(route, replica, sets)
             return
         data = sets[0] if len(sets) == 1 else b"".join(sets)
         try:
@@ -369,8 +375,49 @@ class RequestHandlers:
             if not good:
                 return
             sets = good
+        self._append_unacked(route, replica, sets, count, data)
+
+    def _write_packed(self, route: Route, replica: Replica, entries: list) -> None:
+        """A turn of one log that holds PRODUCE_SETS requests: every set judged alone (one walk
+        of each request's sets, ``message.validate_sets``), the bad ones counted, the good ones
+        appended in arrival order with one write and their sizes, so that segment rolls fall
+        where appending them one by one would put them."""
+        limit = self.config.log.max_message_bytes
+        parts, sizes, count = [], [], 0
+        for one in entries:
+            if type(one) is bytes:
+                try:
+                    count += self.validate(route, one)
+                except SluiceError as exc:
+                    self.errors.request_failed(exc, acks=0)
+                    continue
+                parts.append(one)
+                sizes.append(len(one))
+                continue
+            body, body_sizes = one
+            good, bad = message.validate_sets(body, body_sizes, limit)
+            count += good
+            if not bad:
+                parts.append(body)
+                sizes.extend(body_sizes)
+                continue
+            refused = dict(bad)
+            view, pos = memoryview(body), 0
+            for index, size in enumerate(body_sizes):
+                if index in refused:
+                    self.errors.request_failed(rejection(route, refused[index]), acks=0)
+                else:
+                    parts.append(view[pos:pos + size])
+                    sizes.append(size)
+                pos += size
+        if parts:
+            self._append_unacked(route, replica, parts, count,
+                                 parts[0] if len(parts) == 1 else b"".join(parts), sizes)
+
+    def _append_unacked(self, route: Route, replica: Replica, sets: list, count: int, data,
+                        sizes: list[int] | None = None) -> None:
         try:
-            self.logs.append(route, sets, count, data)
+            self.logs.append(route, sets, count, data, set_sizes=sizes)
         except SluiceError as exc:
             self.errors.request_failed(exc, acks=0)
             return

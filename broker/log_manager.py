@@ -174,18 +174,20 @@ class LogManager:
         return route
 
     def append(self, route: Route, sets: list, count: int, joined: bytes | None = None,
-               expose: bool = False, markers: list[int] | None = None) -> tuple[int, int]:
+               expose: bool = False, markers: list[int] | None = None,
+               set_sizes: list[int] | None = None) -> tuple[int, int]:
         """Append validated MessageSets (``count`` messages) with one write per segment, then
         count them and hand the log to the flusher when its policy is due. ``joined``: the
         sets already joined by the caller. ``expose``: acks=1 replies will tell the offsets
         (the log records that first). ``markers``: a follower's one set holds the gap markers
-        of a compacted stretch of its leader's log at these positions."""
+        of a compacted stretch of its leader's log at these positions. ``set_sizes``: the
+        sizes of the sets when an entry of ``sets`` holds several (PRODUCE_SETS)."""
         log = route.log
-        if len(sets) == 1:
+        if len(sets) == 1 and set_sizes is None:
             base, nxt = log.append(sets[0], count, expose=expose, markers=markers)
         else:
-            base, nxt = log.append(joined or b"".join(sets), count, [len(one) for one in sets],
-                                   expose=expose)
+            base, nxt = log.append(joined or b"".join(sets), count,
+                                   set_sizes or [len(one) for one in sets], expose=expose)
         stats, mine = self.stats, route.stats
         stats["messages_in"] += count
         stats["bytes_in"] += nxt - base

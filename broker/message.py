@@ -386,6 +386,64 @@ def validate_set(buf, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     return count
 
 
+def validate_sets(buf, sizes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+                  ) -> tuple[int, list[tuple[int, InvalidMessage]]]:
+    """Judge ``buf``, MessageSets of ``sizes`` bytes back to back (an acks=0 PRODUCE_SETS
+    request, broker/protocol.py), each set alone, in one walk: return the number of messages in
+    the good sets and ``(index, InvalidMessage)`` for each bad one, its position inside its set.
+
+    The verdict on each set is validate_set's on that set by itself: a message that runs past
+    its set's end is truncated there (and the next set starts inside it, so is bad too), and an
+    empty set is bad. The loop is validate_set's with the set's end as its bound, so when every
+    set is good it costs what validate_set on the whole buffer does.
+
+    >>> one, two = encode(b"a"), encode(b"bc")
+    >>> validate_sets(one + two, [len(one), len(two)])
+    (2, [])
+    >>> count, bad = validate_sets(one + b"junk" + two, [len(one), 4, len(two)])
+    >>> count, [(index, error.reason) for index, error in bad]
+    (2, [(1, 'truncated')])
+    """
+    mv = buf if type(buf) is bytes else memoryview(buf)
+    unpack = _unpack_header
+    unpack_size = _unpack_size
+    crc32 = _crc32
+    plain_record = _NULL_KEY_NO_HEADERS
+    limit = max_message_bytes + MIN_SIZE + KEY_HEADER.size
+    pos = count = 0
+    bad = []
+    for index, set_size in enumerate(sizes):
+        start = pos
+        end = pos + set_size
+        last_header = end - HEADER_SIZE
+        n = 0
+        while pos < end:
+            if pos > last_header:
+                break
+            size, magic, crc = unpack(mv, pos)
+            nxt = pos + 4 + size
+            if not (5 <= size <= limit and nxt <= end and magic <= 2) \
+                    or crc32(mv[pos + 9:nxt]) != crc \
+                    or magic == 1 and (size < 10 or 14 + unpack_size(mv, pos + 10)[0] > nxt - pos) \
+                    or magic == 2 and (size < RECORD_MIN_SIZE or plain_record(mv, pos + 18)
+                                       != _PLAIN_RECORD) and _bad_record(mv, pos, nxt):
+                break
+            pos = nxt
+            n += 1
+        else:
+            if n:
+                count += n
+                continue
+        one = memoryview(mv)[start:end]
+        if n == 0 and pos == end:
+            error = InvalidMessage("truncated", 0, "empty message set")
+        else:
+            error = _bad_entry(one, pos - start, n, limit, max_message_bytes)
+        bad.append((index, error))
+        pos = end
+    return count, bad
+
+
 def _bad_entry(mv, pos: int, count: int, limit: int, max_message_bytes: int) -> InvalidMessage:
     """The InvalidMessage for the entry at ``pos``, which validate_set found wrong."""
     end = len(mv)

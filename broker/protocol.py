@@ -18,6 +18,8 @@ Requests (frame 0 starts with api u8, correlation id u32)::
     OFFSET_COMMIT group str, count u32, count x (topic str, partition u32, offset i64)
                                                           (offset -1: delete the commit)
     OFFSET_FETCH group str, count u32, count x (topic str, partition u32)   (0: all of the group's)
+    PRODUCE_SETS topic str, partition u32                 (the acks=0 produce socket only)
+              + frame 1: set sizes, u32 each + frame 2: those MessageSets back to back
 
 Responses (frame 0 starts with correlation id u32, error u16, then the api's fields, then the
 error message str; fields of a failed response are zero; an error that knows where readable data
@@ -70,6 +72,18 @@ OFFSET_COMMIT and OFFSET_FETCH (issue 15) are a group's offsets in the log store
 every in-sync replica has them) and answers fetches from its memory of the partition
 (broker/committed_offsets.py). Another broker answers NOT_COORDINATOR (retriable: look the leader
 up again). Offsets are taken as given: callers commit message boundaries.
+
+PRODUCE_SETS (issue 16) carries several acks=0 MessageSets of one partition in one ZeroMQ
+message: a batch-1 producer's one-message sets that were already waiting when its sender took
+them (clients/coalescer.py), so that each costs neither its own two sends nor its own two
+receives. Each set is still judged and stored as one: the broker validates every set alone in
+one walk of frame 2 (``message.validate_sets``) and appends them with one write when all are
+good, which leaves the log as appending them one by one would; a bad set is refused (counted)
+and its good neighbours are stored. Sizes that are not a whole number of u32, none at all, a
+zero or a total other than frame 2's length make the request malformed (refused whole: the
+sets cannot be told apart). The broker's error counts count a refusal of the whole request
+(malformed, too large, authentication, authorization) once, and a set refused on its own
+(invalid, backlog quota) once per set.
 
 Sequenced produce (acks=1 with a producer_id other than 0) keeps a partition's order across
 retries and broker restarts: the producer numbers its requests per partition (``sequence``,
@@ -131,6 +145,7 @@ class Api(enum.IntEnum):
     OFFSET_FOR_TIME = 6
     OFFSET_COMMIT = 7
     OFFSET_FETCH = 8
+    PRODUCE_SETS = 9
 
 
 def pack_str(text: str) -> bytes:
@@ -192,6 +207,43 @@ def encode_produce(correlation_id: int, topic: str, partition: int, acks: int,
     if acks:
         header += SEQUENCE_FIELDS.pack(producer_id, sequence, first_unacked)
     return header
+
+
+def encode_produce_sets(correlation_id: int, topic: str, partition: int) -> bytes:
+    """Frame 0 of a PRODUCE_SETS request (acks=0, the produce socket only)."""
+    return API.pack(Api.PRODUCE_SETS, correlation_id) + pack_str(topic) + PARTITION.pack(partition)
+
+
+def encode_set_sizes(sizes) -> bytes:
+    """Frame 1 of a PRODUCE_SETS request: the size of each set of frame 2, in order.
+
+    >>> decode_set_sizes(encode_set_sizes([221, 9]), 230)
+    (221, 9)
+    """
+    return struct.pack(f">{len(sizes)}I", *sizes)
+
+
+def decode_set_sizes(frame, body_bytes: int) -> tuple[int, ...]:
+    """The set sizes of a PRODUCE_SETS request whose frame 2 is ``body_bytes`` long; raises
+    MalformedRequest when they cannot cut it into non-empty sets.
+
+    >>> decode_set_sizes(encode_set_sizes([221, 9]), 231)
+    Traceback (most recent call last):
+    ...
+    coordinator.errors.MalformedRequest: set sizes add up to 230 bytes, the sets are 231
+    """
+    n, rest = divmod(len(frame), COUNT.size)
+    if rest:
+        raise MalformedRequest(f"set sizes of {len(frame)} bytes: not a whole number of u32")
+    if not n:
+        raise MalformedRequest("a PRODUCE_SETS request names no set")
+    sizes = struct.unpack(f">{n}I", frame)
+    if min(sizes) == 0:
+        raise MalformedRequest(f"set {sizes.index(0)} of {n} is empty")
+    total = sum(sizes)
+    if total != body_bytes:
+        raise MalformedRequest(f"set sizes add up to {total} bytes, the sets are {body_bytes}")
+    return sizes
 
 
 def encode_fetch(correlation_id: int, topic: str, partition: int, offset: int, max_bytes: int,
@@ -314,6 +366,10 @@ def decode_request(header, principal: str = "") -> Request:
                                        f"own sequence {sequence}")
         request = Request(api, corr, topic, partition, acks=acks, producer_id=producer_id,
                           sequence=sequence, first_unacked=first_unacked)
+    elif api is Api.PRODUCE_SETS:
+        topic, pos = unpack_str(header, pos)
+        (partition,), pos = _unpack(PARTITION, header, pos)
+        request = Request(api, corr, topic, partition)
     elif api is Api.FETCH:
         topic, pos = unpack_str(header, pos)
         (partition,), pos = _unpack(PARTITION, header, pos)

@@ -93,6 +93,9 @@ _REQUEST_DRAIN = 1000            # ROUTER requests taken per turn
 _PRODUCE_DRAIN = 4096            # acks=0 requests taken per turn before the ROUTER's turn,
 _PRODUCE_DRAIN_BYTES = 1 << 20   # or this many bytes of them (one buffer and one write per log)
 _ROUTE_CACHE = 1024              # parsed acks=0 headers kept
+_PRODUCE_SETS = bytes([protocol.Api.PRODUCE_SETS])   # a header's first byte (its api)
+_ONLY_UNACKED = {Api.PRODUCE_SETS: " on its request socket: PRODUCE_SETS is acks=0, for the "
+                                   "produce socket"}
 
 
 class Broker:
@@ -325,8 +328,8 @@ class Broker:
             request = protocol.decode_request(header, principal)
             handler = HANDLERS.get(request.api)
             if handler is None:
-                raise SluiceError(f"this broker does not serve {request.api.name}",
-                                  ErrorCode.UNKNOWN_API)
+                raise SluiceError(f"this broker does not serve {request.api.name}"
+                                  + _ONLY_UNACKED.get(request.api, ""), ErrorCode.UNKNOWN_API)
             self.authorization.check(request.principal, request)
             handler(self.handlers, identity, request, frames, turn)
         except SluiceError as exc:
@@ -339,10 +342,13 @@ class Broker:
 
         Per request this receives its two frames and looks its header up in the route cache.
         Frame 0 comes as a zmq Frame for its ``more`` flag (a one-frame request is malformed);
-        frame 1 as plain bytes. Extra frames of a bad request are then read as requests of
-        their own and rejected in turn: a pair never straddles two ZeroMQ messages, so one bad
-        client cannot shift the framing of another's requests. Nobody waits for an answer:
-        errors are counted and logged, a refused principal's too (its sets reach no log).
+        frame 1 as plain bytes. A PRODUCE_SETS request (several sets of one partition, a
+        batch-1 producer's, broker/protocol.py) has a third frame, its sets, after their sizes;
+        it is one entry of the turn, its sets judged alone by ``write_unacked``. Extra frames
+        of a bad request are then read as requests of their own and rejected in turn: a pair
+        never straddles two ZeroMQ messages, so one bad client cannot shift the framing of
+        another's requests. Nobody waits for an answer: errors are counted and logged, a
+        refused principal's too (its sets reach no log).
         """
         recv = self.pull.recv
         authorization = self.authorization
@@ -363,13 +369,20 @@ class Broker:
                 self.errors.request_failed(MalformedRequest(
                     "a produce request is 2 frames (header, message set), got 1"), acks=0)
                 continue
-            body = recv(zmq.NOBLOCK)
-            size = len(body) + len(header)
+            key = header.bytes
+            if key[:1] == _PRODUCE_SETS:
+                entry = self._recv_sets(recv, header)
+                if entry is None:
+                    continue
+                body = entry[0]
+                size = len(body) + len(header) + 4 * len(entry[1])
+            else:
+                entry = body = recv(zmq.NOBLOCK)
+                size = len(body) + len(header)
             room -= size
             if size > max_bytes:
                 self.errors.request_failed(self._too_large(size), acks=0)
                 continue
-            key = header.bytes
             principal = ""
             if allow is not None:
                 principal = header.get("User-Id")
@@ -389,12 +402,27 @@ class Broker:
                     continue
             sets = pending.get(route)
             if sets is None:
-                pending[route] = [body]
+                pending[route] = [entry]
             else:
-                sets.append(body)
+                sets.append(entry)
         write = self.handlers.write_unacked
         for route, sets in pending.items():
             write(route, sets)
+
+    def _recv_sets(self, recv, header) -> tuple[bytes, tuple[int, ...]] | None:
+        """The rest of a PRODUCE_SETS request, (its sets, their sizes); None (counted) when it
+        is malformed. Its three frames come whole or not at all, as every ZeroMQ message does."""
+        sizes = recv(zmq.NOBLOCK, copy=False)
+        if not sizes.more:
+            self.errors.request_failed(MalformedRequest(
+                "a PRODUCE_SETS request is 3 frames (header, set sizes, sets), got 2"), acks=0)
+            return None
+        body = recv(zmq.NOBLOCK)
+        try:
+            return body, protocol.decode_set_sizes(sizes.buffer, len(body))
+        except MalformedRequest as exc:
+            self.errors.request_failed(exc, acks=0)
+            return None
 
     def _unacked_route(self, key, principal: str = "") -> Route | None:
         """Parse an acks=0 header not seen before and remember where it goes; None (and the

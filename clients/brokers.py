@@ -62,7 +62,8 @@ class BrokerPool:
     def __init__(self, zookeeper: str | None = None, data_dir=None,
                  request_timeout_ms: float = REQUEST_TIMEOUT_MS,
                  session_timeout_ms: float = zk.DEFAULT_SESSION_TIMEOUT_MS,
-                 credentials: str | None = None):
+                 credentials: str | None = None, push_hwm: int = 10_000):
+        """``push_hwm``: requests each PUSH socket (``push``) queues before a send blocks."""
         keys = keyfiles.resolve(credentials)
         self.zk = zk.connect(zookeeper, data_dir, session_timeout=session_timeout_ms / 1000,
                              keys=keys)
@@ -86,6 +87,7 @@ class BrokerPool:
         self._connections: dict[str, Connection] = {}
         self._controls: dict[str, tuple[Connection, threading.Lock]] = {}
         self._pushes: dict[str, zmq.Socket] = {}
+        self._push_hwm = push_hwm
         self._lock = threading.Lock()
 
     def partitions(self, topic: str) -> int:
@@ -154,7 +156,7 @@ class BrokerPool:
             if sock is None:
                 sock = self.context.socket(zmq.PUSH)
                 sock.setsockopt(zmq.LINGER, 2000)
-                sock.setsockopt(zmq.SNDHWM, 10_000)
+                sock.setsockopt(zmq.SNDHWM, self._push_hwm)
                 sock.setsockopt(zmq.SNDTIMEO, self.request_timeout_ms)
                 for option, value in self._curve.items():
                     sock.setsockopt(option, value)

@@ -30,8 +30,11 @@ random ``producer_id``; a partition that used up its 2**32 sequences goes on und
 
 A batch leaves when it holds ``batch_size`` messages, when its first message has waited
 ``linger_ms`` (a background timer), or on ``flush()``/``close()``; ``linger_ms=0`` turns the
-timer off. What it holds goes out as sets of at most ``max_request_bytes`` (a message bigger
-than that goes alone; one bigger than ``max_message_bytes`` is refused by send()). Errors of
+timer off. With ``batch_size=1`` and acks=0 (not audited) there is no batch and no timer: each
+message goes to a sender thread (clients/coalescer.py) that sends, at once, whatever is queued
+when it runs, several one-message sets as one PRODUCE_SETS request. What a batch holds goes
+out as sets of at most ``max_request_bytes`` (a message bigger than that goes alone; one
+bigger than ``max_message_bytes`` is refused by send()). Errors of
 acks=1 batches are raised by the next ``send()``, ``flush()`` or ``close()``.
 
 ``send()`` is the per-message path and does only per-message work: frame the message (one
@@ -72,6 +75,7 @@ import zmq
 
 from broker import message, protocol
 from clients import audit as audits
+from clients import coalescer as coalescers
 from clients import partitioner as partitioners
 from clients.brokers import BrokerPool
 from clients.config import ProducerConfig
@@ -230,8 +234,10 @@ class Producer:
         self.producer_id = new_producer_id() if config.idempotent else 0
         self._partitioner = partitioners.make(partitioner)
         self._batch_sent = getattr(self._partitioner, "batch_sent", None)
+        coalescing = config.batch_size == 1 and config.acks == 0 and not config.audit
         self._pool = BrokerPool(zookeeper, data_dir, config.request_timeout_ms,
-                                credentials=config.credentials)
+                                credentials=config.credentials,
+                                **({"push_hwm": coalescers.PUSH_HWM} if coalescing else {}))
         self._lock = threading.RLock()
         self._batches: dict[tuple[str, int], _Batch] = {}
         self._partition_counts: dict[str, int] = {}
@@ -245,11 +251,17 @@ class Producer:
         self._waiting: dict[tuple[str, int], _Partition] = {}
         self._error: Exception | None = None
         self._closed = False
-        self.sent = 0
+        self._sent = 0
         self.acked = 0
-        self.dropped = 0
+        self._dropped = 0
         self.retried = 0
         self._stop = threading.Event()
+        self._coalescer: coalescers.Coalescer | None = None
+        self._put = None
+        if coalescing:
+            self._coalescer = coalescers.Coalescer(self._pool.push, self.request_timeout_s,
+                                                   config.max_request_bytes, self._sender_failed)
+            self._put = self._coalescer.put
         self._pool.view.add_listener(self._forget_routes)
         self._timer = None
         self._tally: audits.Tally | None = None
@@ -264,12 +276,23 @@ class Producer:
             self._audit_thread = threading.Thread(target=self._audit_loop, name="producer-audit",
                                                   daemon=True)
             self._audit_thread.start()
-        if config.linger_ms > 0:
+        if config.linger_ms > 0 and not (config.batch_size == 1 and config.acks == 0):
             self._timer = threading.Thread(target=self._linger_loop, name="producer-linger",
                                            daemon=True)
             self._timer.start()
 
     # --- public ----------------------------------------------------------------------------
+
+    @property
+    def sent(self) -> int:
+        """Messages handed to sending (acks=0 batch 1: taken by the sender thread)."""
+        return self._sent + (self._coalescer.sent + self._coalescer.dropped
+                             if self._coalescer is not None else 0)
+
+    @property
+    def dropped(self) -> int:
+        """acks=0 messages that could not even be handed to ZeroMQ."""
+        return self._dropped + (self._coalescer.dropped if self._coalescer is not None else 0)
 
     def send(self, topic: str, value: bytes, key: bytes | None = None,
              partition: int | None = None) -> None:
@@ -303,6 +326,12 @@ class Producer:
                 self._raise_pending()
         if self._tally is None:
             encoded = _encode(value, key)
+            if self._put is not None:       # acks=0 batch 1: the sender thread sends it
+                if chosen and self._batch_sent is not None:
+                    with self._lock:
+                        self._batch_sent(topic, partition)
+                self._put(tp, encoded)
+                return
             if self.batch_size == 1:
                 with self._lock:
                     if chosen and self._batch_sent is not None:
@@ -369,6 +398,8 @@ class Producer:
                 self._publish_audit(closed_only=False)
 
     def _flush(self, timeout_s: float | None) -> None:
+        if self._coalescer is not None:
+            self._coalescer.flush()
         with self._lock:
             for tp, batch in list(self._batches.items()):
                 self._take_and_send(tp, batch)
@@ -392,6 +423,8 @@ class Producer:
         finally:
             self._closed = True
             self._stop.set()
+            if self._coalescer is not None:
+                self._coalescer.close()
             if self._timer is not None:
                 self._timer.join(timeout=1)
             if self._audit_thread is not None:
@@ -437,7 +470,7 @@ class Producer:
         send_multipart and its Python-level send wrapper cost more than the set's own work for
         small batches; ZeroMQ takes a multipart message whole or not at all). acks=1: once the
         partition and its broker have room in their windows, the partition's next sequence."""
-        self.sent += count
+        self._sent += count
         if self.acks == 0:
             if window is not None:
                 self._tally.add(tp[0], window, 0, count)
@@ -450,11 +483,11 @@ class Producer:
                 zmq_send(sock, header, zmq.SNDMORE)
                 zmq_send(sock, payload)
             except zmq.Again:
-                self.dropped += count
+                self._dropped += count
             except protocol.SluiceError as exc:
                 if not exc.retriable:
                     raise
-                self.dropped += count
+                self._dropped += count
             return
         state = self._partitions.get(tp) or self._partitions.setdefault(
             tp, _Partition(tp, self.producer_id))
@@ -491,6 +524,8 @@ class Producer:
 
     def _forget_routes(self) -> None:
         """The cluster view changed (a broker moved, a topic came or went): look routes up anew."""
+        if self._coalescer is not None:
+            self._coalescer.forget_routes()
         self._push_routes.clear()
         self._request_routes.clear()
         self._partition_counts.clear()
@@ -676,6 +711,12 @@ class Producer:
                        for (at, _), request in self._in_flight.items() if at == endpoint}
             for state in stalled.values():
                 self._rewind(state, error, next(iter(state.unanswered)))
+
+    def _sender_failed(self, error: protocol.SluiceError) -> None:
+        """The acks=0 sender thread met an error that does not pass: the next send(), flush()
+        or close() raises it."""
+        if self._error is None:
+            self._error = error
 
     def _raise_pending(self) -> None:
         if self._error is not None:

@@ -137,3 +137,24 @@ def test_check_crc_and_key_value_for_dump_log():
     broken = bytearray(data)
     broken[-1] ^= 1
     assert not message.check_crc(broken, second)
+
+
+def test_validate_sets_judges_each_set_alone_in_one_walk():
+    sets = [message.encode(b"a"), message.encode_set([(None, b"b"), (b"k", b"c")]),
+            message.encode(b"d")]
+    body = b"".join(sets)
+    assert message.validate_sets(body, [len(s) for s in sets]) == (4, [])
+    assert message.validate_sets(body, [len(body)]) == (message.validate_set(body), [])
+    bad = bytearray(sets[1])
+    bad[-1] ^= 1
+    count, refused = message.validate_sets(sets[0] + bytes(bad) + sets[2],
+                                           [len(s) for s in sets])
+    assert count == 2 and [(i, e.reason, e.position, e.valid_count) for i, e in refused] == [
+        (1, "crc", len(message.encode(b"b")), 1)]
+
+
+def test_validate_sets_refuses_an_empty_set_and_one_over_the_message_limit():
+    one = message.encode(b"x" * 100)
+    count, refused = message.validate_sets(one + one, [0, len(one), len(one)], 50)
+    assert count == 0 and [(i, e.reason) for i, e in refused] == [
+        (0, "truncated"), (1, "too_large"), (2, "too_large")]

@@ -123,3 +123,23 @@ def test_sequenced_produce_header_round_trips():
     with pytest.raises(protocol.MalformedRequest):
         protocol.decode_request(protocol.encode_produce(5, "t", 2, 1, producer_id=9, sequence=1,
                                                         first_unacked=2))
+
+
+def test_produce_sets_round_trips():
+    req = protocol.decode_request(protocol.encode_produce_sets(0, "clicks", 3))
+    assert (req.api, req.topic, req.partition, req.acks) == (Api.PRODUCE_SETS, "clicks", 3, 0)
+    assert protocol.decode_set_sizes(protocol.encode_set_sizes([221, 9, 4096]), 4326) == (
+        221, 9, 4096)
+
+
+@pytest.mark.parametrize("frame, body_bytes, reason", [
+    (b"\x00\x00\x00\xdd\x00", 221, "not a whole number of u32"),
+    (b"", 0, "names no set"),
+    (protocol.encode_set_sizes([221, 0, 9]), 230, "set 1 of 3 is empty"),
+    (protocol.encode_set_sizes([221, 9]), 231, "add up to 230 bytes, the sets are 231"),
+    (protocol.encode_set_sizes([0xFFFFFFFF, 0xFFFFFFFF]), 2, "add up to 8589934590 bytes"),
+])
+def test_malformed_set_sizes_raise_a_clear_error(frame, body_bytes, reason):
+    with pytest.raises(protocol.MalformedRequest, match=reason) as caught:
+        protocol.decode_set_sizes(frame, body_bytes)
+    assert caught.value.code == ErrorCode.MALFORMED_REQUEST

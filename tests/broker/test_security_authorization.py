@@ -164,3 +164,27 @@ def _produced(raw, data):
         if exc.retriable:
             return None
         raise
+
+
+def test_coalesced_acks0_sets_go_over_curve_and_a_refused_principals_reach_no_log(zk, secured):
+    """A batch-1 acks=0 producer's PRODUCE_SETS request on the secured produce socket: the
+    operator's sets are stored; bob's (no rule) are refused, one count per request, none
+    stored."""
+    from broker.message import HEADER_SIZE
+    from clients import Producer
+    broker, bob, _, admin = secured
+    end, before = admin_view(zk, admin)
+    for key in (bob, admin):
+        with Producer(zk, batch_size=1, acks=0, credentials=key) as producer:
+            producer.send(TOPIC, b"alone", partition=0)
+            wait_for(lambda: producer._coalescer.requests == 1, what="the lone message sent")
+            with producer._coalescer._sending:      # the sender is busy: these wait together
+                for i in range(50):
+                    producer.send(TOPIC, b"%02d" % i, partition=0)
+        assert producer._coalescer.requests == 2 and producer.dropped == 0
+    stored = end + 5 + HEADER_SIZE + 50 * (2 + HEADER_SIZE)
+    wait_for(lambda: admin_view(zk, admin)[0] == stored, what="the operator's 51 messages")
+    errors = wait_for(lambda: (e := admin_view(zk, admin)[1]).get("authorization_failed", 0)
+                      == before.get("authorization_failed", 0) + 2 and e,
+                      what="bob's 2 requests to be refused")
+    assert admin_view(zk, admin)[0] == stored and "corrupt_message" not in errors

@@ -131,7 +131,9 @@ def test_unknown_topic_and_partition(raw):
 
 @pytest.mark.parametrize("frames,code", [
     ([b"\x00"], ErrorCode.MALFORMED_REQUEST),
-    ([b"\x09\x00\x00\x00\x01"], ErrorCode.UNKNOWN_API),
+    ([b"\x7f\x00\x00\x00\x01"], ErrorCode.UNKNOWN_API),
+    ([protocol.encode_produce_sets(1, TOPIC, 0), b"\x00\x00\x00\x01", b"x"],
+     ErrorCode.UNKNOWN_API),
     ([protocol.encode_fetch(1, TOPIC, 0, 0, 100)[:-3]], ErrorCode.MALFORMED_REQUEST),
     ([protocol.encode_produce(1, TOPIC, 0, 1)], ErrorCode.MALFORMED_REQUEST),
     ([protocol.encode_fetch(1, TOPIC, 0, 0, 100), b"extra"], ErrorCode.MALFORMED_REQUEST),
