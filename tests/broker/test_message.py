@@ -161,7 +161,8 @@ def test_a_bad_entry_inside_an_audited_run_is_found_with_its_position(where):
         data[bad_at + len(one) - 1] ^= 0x01
     elif where == "size":       # a key length past the end, its CRC made to match
         data[bad_at + 18:bad_at + 22] = struct.pack(">I", 99)
-        data[bad_at + 5:bad_at + 9] = struct.pack(">I", zlib.crc32(data[bad_at + 9:bad_at + len(one)]))
+        crc = zlib.crc32(data[bad_at + 9:bad_at + len(one)])
+        data[bad_at + 5:bad_at + 9] = struct.pack(">I", crc)
     else:
         data = data[:bad_at + len(one) - 1]
     with pytest.raises(InvalidMessage) as info:
