@@ -78,6 +78,9 @@ STAMPED_PREFIX_SIZE = 17             # its payload before the value (stamped_pre
 _new_tuple = tuple.__new__
 _unpack_size = struct.Struct(">I").unpack_from
 _U64 = struct.Struct(">Q")
+# a plain record's framing through its headers length in one unpack: size, magic, crc, (the
+# attributes and timestamp skipped), key length signed (-1: null, a cached int), headers length
+_PLAIN_RECORD_HEAD = struct.Struct(">IBI9xiI")
 
 
 class InvalidMessage(SluiceError, ValueError):
@@ -357,13 +360,15 @@ def validate_set(buf, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     end = len(mv)
     if end == 0:
         raise InvalidMessage("truncated", 0, "empty message set")
-    pos = 0
-    count = 0
+    limit = max_message_bytes + MIN_SIZE + KEY_HEADER.size
+    if end >= _PLAIN_RECORD_HEAD.size and mv[SIZE_FIELD] == MAGIC_RECORD:
+        pos, count = _plain_records(mv, end, limit)
+    else:
+        pos = count = 0
     unpack = _unpack_header
     unpack_size = _unpack_size
     crc32 = _crc32
     plain_record = _NULL_KEY_NO_HEADERS
-    limit = max_message_bytes + MIN_SIZE + KEY_HEADER.size
     last_header = end - HEADER_SIZE
     while pos < end:
         if pos > last_header:
@@ -442,6 +447,33 @@ def validate_sets(buf, sizes, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
         bad.append((index, error))
         pos = end
     return count, bad
+def _plain_records(mv, end: int, limit: int) -> tuple[int, int]:
+    """(bytes, messages) of the run of valid plain records (magic 2, null key, no headers: an
+    audited producer's messages) at the start of ``mv``; validate_set goes on after it.
+
+    One unpack per message reads its size, magic, CRC and both lengths, where the general
+    loop needs a second unpack (and a tuple compare) for a record's lengths: a third of the
+    instructions of validating an audited set. The first entry that is anything else, valid
+    or not, ends the run, and the general loop judges it.
+
+    >>> stamped = encode_prefixed(b"v", *stamped_prefix(7))
+    >>> data = stamped * 2 + encode(b"x") + stamped
+    >>> _plain_records(data, len(data), 1 << 20)
+    (54, 2)
+    """
+    unpack = _PLAIN_RECORD_HEAD.unpack_from
+    crc32 = _crc32
+    last = end - _PLAIN_RECORD_HEAD.size
+    pos = count = 0
+    while pos <= last:
+        size, magic, crc, keylen, hlen = unpack(mv, pos)
+        nxt = pos + 4 + size
+        if not (RECORD_MIN_SIZE <= size <= limit and nxt <= end and magic == MAGIC_RECORD
+                and keylen == -1 and hlen == 0) or crc32(mv[pos + 9:nxt]) != crc:
+            break
+        pos = nxt
+        count += 1
+    return pos, count
 
 
 def _bad_entry(mv, pos: int, count: int, limit: int, max_message_bytes: int) -> InvalidMessage:

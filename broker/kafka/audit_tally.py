@@ -26,10 +26,42 @@ _TIMESTAMP_AT = 10          # size 4, magic 1, crc 4, attributes 1, then the tim
 KEEP_WINDOWS = 120          # per topic: older windows are dropped (long since published)
 
 
-def window_counts(message_set: bytes, window_ms: int) -> dict[int, int]:
-    """Messages of a MessageSet of magic 2 messages (the listener's) per window start."""
+def window_counts(message_set: bytes, window_ms: int, batches=None) -> dict[int, int]:
+    """Messages of a MessageSet of magic 2 messages (the listener's) per window start.
+
+    ``batches``: the record batches the set was made from (records.ProducedBatch, with their
+    sizes), in order: a batch whose lowest and highest timestamp share a window is counted
+    whole from its record count; only a batch across a window edge is walked message by
+    message. Without them every message is read.
+
+    >>> from broker.kafka.records import ProducedBatch
+    >>> from broker.message import encode_record
+    >>> stamps = (1500, 1999, 1999, 2000)
+    >>> s = b"".join(encode_record(b"v", None, t) for t in stamps)
+    >>> one = len(s) // 4
+    >>> whole = ProducedBatch(-1, -1, -1, 2, 1500, 1999, 2 * one)
+    >>> across = ProducedBatch(-1, -1, -1, 2, 1999, 2000, 2 * one)
+    >>> window_counts(s, 1000, [whole, across]) == window_counts(s, 1000) == {1000: 3, 2000: 1}
+    True
+    """
+    if batches is None:
+        return _walk(message_set, 0, len(message_set), window_ms, {})
     counts: dict[int, int] = {}
-    pos, end = 0, len(message_set)
+    pos = 0
+    for batch in batches:
+        if batch.count:
+            window = batch.lowest - batch.lowest % window_ms
+            if batch.highest < window + window_ms:
+                counts[window] = counts.get(window, 0) + batch.count
+            else:
+                _walk(message_set, pos, pos + batch.size, window_ms, counts)
+        pos += batch.size
+    return counts
+
+
+def _walk(message_set: bytes, pos: int, end: int, window_ms: int,
+          counts: dict[int, int]) -> dict[int, int]:
+    """Add the messages from ``pos`` to ``end`` to ``counts`` by their own timestamps."""
     while pos < end:
         stamp = _TIMESTAMP(message_set, pos + _TIMESTAMP_AT)[0]
         window = stamp - stamp % window_ms

@@ -306,7 +306,7 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
     if data is None:
         raise CorruptMessage("a produce request without records")
     message_set, count, batches = records.to_message_set(
-        data, max_message_bytes=ctx.config.log.max_message_bytes)
+        data, max_message_bytes=ctx.config.log.max_message_bytes, spans=audited is not None)
     log = route.log
     compaction.refuse_unkeyed(topic, log.config, message_set)
     sequenced = [b for b in batches if b.producer_id >= 0]
@@ -330,7 +330,8 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
         return [errors.NONE, log.end_offset, log.start_offset]
     base, nxt = ctx.logs.append(route, [message_set], count, expose=acks != 0)
     if audited is not None:
-        audited[key] = audit_tally.window_counts(message_set, ctx.handlers.kafka_audit.window_ms)
+        audited[key] = audit_tally.window_counts(message_set, ctx.handlers.kafka_audit.window_ms,
+                                                 batches)
     if sequenced:
         state.sequences.commit(key, first.producer_id, first.producer_epoch,
                                first.base_sequence, total, base, nxt)

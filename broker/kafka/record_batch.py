@@ -123,13 +123,18 @@ def read_varint(buf, pos: int) -> tuple[int, int]:
             raise BatchError("a varint longer than 10 bytes")
 
 
-def decode(batch, now_ms: int, max_message_bytes: int, out: list) -> tuple[int, int, int, int]:
+def decode(batch, now_ms: int, max_message_bytes: int, out: list
+           ) -> tuple[int, int, int, int, int, int]:
     """Append to ``out`` the magic 2 messages of one whole record batch v2 (``batch`` its
     bytes, CRC and all) as pieces to join; return ``(producer_id, producer_epoch,
-    base_sequence, records)``.
+    base_sequence, records, lowest, highest)``: the last two bound the timestamps the
+    messages got (the audit counts a batch whose bounds share a window whole).
 
     A record's timestamp is the batch's max timestamp under log-append time, else the first
-    timestamp plus its delta, and ``now_ms`` when that is negative (no timestamp). Raises
+    timestamp plus its delta, and ``now_ms`` when that is negative (no timestamp). The header's
+    first and max timestamps do not bound the records: CreateTime need not rise within a batch
+    (a delta may be negative) and nothing checks the max a client wrote, so the bounds come from
+    the deltas, taken where the loop already reads them. Raises
     BatchError for a batch that does not decode or whose CRC fails (RecordTooLarge for a
     record past ``max_message_bytes``), having appended nothing the caller keeps: the caller
     refuses the whole request.
@@ -139,7 +144,7 @@ def decode(batch, now_ms: int, max_message_bytes: int, out: list) -> tuple[int, 
     >>> _ = b.append(0, 1000, None, b"v", []); _ = b.append(1, 1001, b"k", None, [("h", b"")])
     >>> out = []
     >>> decode(bytes(b.build()), 0, 1 << 20, out)
-    (7, 0, 0, 2)
+    (7, 0, 0, 2, 1000, 1001)
     >>> [(m.key, m.value, m.timestamp, m.headers)
     ...  for m in message.decode_set(b"".join(out), "t", 0, 0)]
     [(None, b'v', 1000, ()), (b'k', None, 1001, (('h', b''),))]
@@ -172,20 +177,22 @@ def decode(batch, now_ms: int, max_message_bytes: int, out: list) -> tuple[int, 
     if count < 0:
         raise BatchError(f"a negative record count {count}")
     try:
-        pos = _records(buf, count, first_ts, max_ts if attributes & LOG_APPEND_TIME else None,
-                       now_ms, max_message_bytes + message.MIN_SIZE + message.KEY_HEADER.size,
-                       out)
+        pos, lowest, highest = _records(
+            buf, count, first_ts, max_ts if attributes & LOG_APPEND_TIME else None, now_ms,
+            max_message_bytes + message.MIN_SIZE + message.KEY_HEADER.size, out)
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise BatchError(f"a record runs past its batch: {type(exc).__name__}") from None
     if pos != len(buf):
         raise BatchError(f"{len(buf) - pos} bytes after the batch's {count} records")
-    return producer_id, producer_epoch, base_sequence, count
+    return producer_id, producer_epoch, base_sequence, count, lowest, highest
 
 
 def _records(buf: bytes, count: int, first_ts: int, append_time: int | None, now_ms: int,
-             limit: int, out: list) -> int:
+             limit: int, out: list) -> tuple[int, int, int]:
     """The per-record loop of ``decode``: ``count`` records from ``buf`` as messages onto
-    ``out``; returns where they end. Raises IndexError (or BatchError) for what runs past."""
+    ``out``; returns where they end and the lowest and highest timestamp given (an unkeyed
+    run of one timestamp compares once, where its prefix is made). Raises IndexError (or
+    BatchError) for what runs past."""
     append = out.append
     header = _MESSAGE_HEADER
     unkeyed = _UNKEYED_RECORD
@@ -196,6 +203,7 @@ def _records(buf: bytes, count: int, first_ts: int, append_time: int | None, now
     extend = out.extend
     prefix = b""
     prefix_crc = prefix_delta = prefix_attributes = None
+    lowest, highest = 1 << 63, -1
     for _ in range(count):
         b = buf[pos]                                    # length: 1 or 2 bytes, or more
         if b < 0x80:
@@ -270,7 +278,13 @@ def _records(buf: bytes, count: int, first_ts: int, append_time: int | None, now
             pos += 1
             if delta != prefix_delta or attributes != prefix_attributes:
                 ts = first_ts + delta if append_time is None else append_time
-                prefix = unkeyed(attributes, ts if ts >= 0 else now_ms, _NULL, 0)
+                if ts < 0:
+                    ts = now_ms
+                if ts < lowest:
+                    lowest = ts
+                if ts > highest:
+                    highest = ts
+                prefix = unkeyed(attributes, ts, _NULL, 0)
                 prefix_crc = crc32(prefix)              # shared by a run of one timestamp
                 prefix_delta, prefix_attributes = delta, attributes
             size = 22 + len(value)
@@ -281,6 +295,10 @@ def _records(buf: bytes, count: int, first_ts: int, append_time: int | None, now
         ts = first_ts + delta if append_time is None else append_time
         if ts < 0:
             ts = now_ms
+        if ts < lowest:
+            lowest = ts
+        if ts > highest:
+            highest = ts
         if buf[pos] == 0:
             pos += 1
             payload = b"".join((keyed(attributes, ts, keylen), key, _NO_HEADERS, value))
@@ -293,7 +311,7 @@ def _records(buf: bytes, count: int, first_ts: int, append_time: int | None, now
             _refuse(length, pos - end, size, limit)
         append(header(size, _MAGIC_RECORD, crc32(payload)))
         append(payload)
-    return pos
+    return pos, lowest, highest
 
 
 def _refuse(length: int, over: int, size: int, limit: int):

@@ -33,27 +33,36 @@ _BATCH_PREFIX_AT = 8                    # has them, after the base offset
 
 class ProducedBatch:
     """What one produced record batch said about its producer (idempotence): producer id,
-    epoch, base sequence and record count (-1s when the batch is not sequenced)."""
+    epoch, base sequence and record count (-1s when the batch is not sequenced); the lowest
+    and highest timestamp its messages got, and, when asked for (``spans``), how many bytes of
+    the MessageSet they are (else None): the audit's window counts (broker/kafka/audit_tally.py)
+    count a batch within one window whole and walk only the others."""
 
-    __slots__ = ("producer_id", "producer_epoch", "base_sequence", "count")
+    __slots__ = ("producer_id", "producer_epoch", "base_sequence", "count", "lowest",
+                 "highest", "size")
 
-    def __init__(self, producer_id: int, producer_epoch: int, base_sequence: int, count: int):
+    def __init__(self, producer_id: int, producer_epoch: int, base_sequence: int, count: int,
+                 lowest: int = 0, highest: int = 0, size: int | None = None):
         self.producer_id = producer_id
         self.producer_epoch = producer_epoch
         self.base_sequence = base_sequence
         self.count = count
+        self.lowest = lowest
+        self.highest = highest
+        self.size = size
 
 
 def to_message_set(records, now_ms: int | None = None,
-                   max_message_bytes: int = message.DEFAULT_MAX_MESSAGE_BYTES
-                   ) -> tuple[bytes, int, list[ProducedBatch]]:
+                   max_message_bytes: int = message.DEFAULT_MAX_MESSAGE_BYTES,
+                   spans: bool = False) -> tuple[bytes, int, list[ProducedBatch]]:
     """A produce request's record data (record batches v2, or message sets v0/v1; any codec
     kafka-python decodes) as one sluice MessageSet of magic 2 messages: ``(set, count,
     batches)``. Batches v2 go through broker/kafka/record_batch.py in one pass each; a legacy
     message set through kafka-python's classes. A record without a timestamp gets ``now_ms``.
     Raises CorruptMessage for data that does not decode or whose CRC fails, MessageTooLarge
     for a record over ``max_message_bytes``: the whole request is refused, none of it
-    written. The set is built here, so it needs no validation after."""
+    written. The set is built here, so it needs no validation after. ``spans``: give each
+    batch its ``size`` in the set (summed from its pieces, only for the audit)."""
     if now_ms is None:
         now_ms = int(time.time() * 1000)
     data = records if type(records) is bytes else bytes(records)
@@ -69,13 +78,15 @@ def to_message_set(records, now_ms: int | None = None,
             nxt = pos + record_batch.LOG_OVERHEAD + length
             if length < 0 or nxt > end:
                 raise CorruptMessage(f"a record batch of {length} bytes runs past the request")
+            pieces = len(out)
             if magic == record_batch.MAGIC:
-                producer_id, epoch, sequence, count = record_batch.decode(
-                    view[pos:nxt], now_ms, max_message_bytes, out)
-                batches.append(ProducedBatch(producer_id, epoch, sequence, count))
+                batch = ProducedBatch(*record_batch.decode(view[pos:nxt], now_ms,
+                                                           max_message_bytes, out))
             else:
-                count = _legacy(data[pos:nxt], now_ms, out)
-                batches.append(ProducedBatch(-1, -1, -1, count))
+                batch = ProducedBatch(-1, -1, -1, *_legacy(data[pos:nxt], now_ms, out))
+            if spans:
+                batch.size = sum(map(len, out[pieces:]))
+            batches.append(batch)
             pos = nxt
     except record_batch.RecordTooLarge as exc:
         raise MessageTooLarge(str(exc)) from None
@@ -84,26 +95,29 @@ def to_message_set(records, now_ms: int | None = None,
     return b"".join(out), sum(b.count for b in batches), batches
 
 
-def _legacy(data: bytes, now_ms: int, out: list) -> int:
+def _legacy(data: bytes, now_ms: int, out: list) -> tuple[int, int, int]:
     """A message set v0/v1 (kafka-python's reader) onto ``out`` as magic 2 messages; the
-    number of records."""
+    number of records and their lowest and highest timestamp."""
     count = 0
+    lowest, highest = 1 << 63, -1
     try:
         for batch in MemoryRecords(data):
             if not batch.validate_crc():
                 raise CorruptMessage("a produced message set failed its CRC check")
             for record in batch:
                 timestamp = record.timestamp
-                framed = message.encode_record(
-                    record.value, record.key,
-                    now_ms if timestamp is None or timestamp < 0 else timestamp, record.headers)
+                if timestamp is None or timestamp < 0:
+                    timestamp = now_ms
+                lowest, highest = min(lowest, timestamp), max(highest, timestamp)
+                framed = message.encode_record(record.value, record.key, timestamp,
+                                               record.headers)
                 out.append(framed)
                 count += 1
     except (CorruptRecordError, UnsupportedCodecError, ValueError, struct.error,
             AssertionError) as exc:
         raise CorruptMessage(f"produced records do not decode: {type(exc).__name__}: {exc}") \
             from None
-    return count
+    return count, lowest, highest
 
 
 def to_record_batch(data, base: int, leader_epoch: int = -1) -> tuple[bytes, int]:

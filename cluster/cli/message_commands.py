@@ -113,6 +113,8 @@ def consume(args) -> int:
         raise InvalidArgument("give either --partition (with --offset) or --group")
     if args.group is not None:
         return _consume_group(args)
+    if args.audit:
+        raise InvalidArgument("--audit counts what a group commits: give --group")
     from clients.simple_consumer import SimpleConsumer
     consumer = SimpleConsumer(args.topic, args.partition, args.offset, args.zookeeper,
                               max_bytes=args.max_bytes, timeout_ms=args.timeout_ms,
@@ -128,10 +130,13 @@ def consume(args) -> int:
 def _consume_group(args) -> int:
     """Print the group's messages and commit exactly what was printed: a message counts once
     its line is flushed to stdout (every second and at the end, also on Ctrl-C or a closed
-    pipe), never the rest of a polled batch."""
+    pipe), never the rest of a polled batch. With ``--audit`` the consumer counts what those
+    commits cover (clients/audit.py) and publishes the counts when it closes, or as windows
+    close."""
     from clients.consumer import Consumer
     consumer = Consumer([args.topic], args.group, args.zookeeper, max_bytes=args.max_bytes,
-                        data_dir=args.data_dir, auto_commit_ms=None)
+                        data_dir=args.data_dir, auto_commit_ms=None, audit=args.audit,
+                        audit_window_ms=args.audit_window_ms)
     printed = _Printed(consumer)
     try:
         _print_messages(_until_idle(consumer, args.timeout_ms), args, printed.note)
@@ -144,24 +149,33 @@ def _consume_group(args) -> int:
 
 
 class _Printed:
-    """The last message printed, committed once stdout has it."""
+    """Per partition, the end of the last message printed, committed once stdout has it: every
+    partition's, not only the partition of the last line (whose commit would leave the others'
+    printed lines to be printed again by the group's next run)."""
 
     def __init__(self, consumer, every_s: float = 1.0):
         self.consumer = consumer
         self.every_s = every_s
-        self.last = None
+        self.ends: dict[tuple[str, int], int] = {}
         self.next_commit = time.monotonic() + every_s
 
     def note(self, m) -> None:
-        self.last = m
+        self.ends[(m.topic, m.partition)] = m.next_offset
         if time.monotonic() >= self.next_commit:
             self.commit()
 
     def commit(self) -> None:
+        """Commit what was printed of the partitions the consumer still owns; a partition
+        revoked since the last commit is left out (commit refuses it), and its next owner
+        prints its lines since then again: at least once, as before."""
         self.next_commit = time.monotonic() + self.every_s
-        if self.last is not None:
+        if self.ends:
             sys.stdout.flush()
-            self.consumer.commit(self.last)
+            owned = set(self.consumer.assignment())
+            ends, self.ends = self.ends, {}
+            mine = {tp: end for tp, end in ends.items() if tp in owned}
+            if mine:
+                self.consumer.commit(mine)
 
 
 def _until_idle(consumer, timeout_ms):

@@ -373,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "Ctrl-C)")
     consume.add_argument("--max-bytes", type=_positive_int, default=CONSUMER.max_bytes,
                          help="most bytes per fetch (default %(default)s)")
+    consume.add_argument("--audit", action="store_true",
+                         help="with --group: count what each commit covers per window of the "
+                         "messages' timestamps and publish the counts to __audit (default: off)")
+    consume.add_argument("--audit-window-ms", type=_positive_int,
+                         default=CONSUMER.audit_window_ms, metavar="MS",
+                         help="with --audit: the length of a count window, the producers' "
+                         "(default %(default)s; at least 1000)")
     json_flag(consume, "one object per message (topic, partition, offset, next_offset, key, "
               "value; key_b64, value_b64 when not UTF-8)")
 

@@ -158,3 +158,32 @@ def test_validate_sets_refuses_an_empty_set_and_one_over_the_message_limit():
     count, refused = message.validate_sets(one + one, [0, len(one), len(one)], 50)
     assert count == 0 and [(i, e.reason) for i, e in refused] == [
         (0, "truncated"), (1, "too_large"), (2, "too_large")]
+def _stamped(value: bytes, stamp: int = 1_700_000_000_000) -> bytes:
+    return message.encode_prefixed(value, *message.stamped_prefix(stamp))
+
+
+def test_an_audited_set_is_counted_whole_and_a_mixed_one_past_its_plain_run():
+    run = [_stamped(b"v%d" % i) for i in range(5)]
+    assert message.validate_set(b"".join(run)) == 5
+    mixed = b"".join(run + [message.encode(b"plain"), message.encode_record(b"v", b"k", 1),
+                            message.encode_record(b"h", None, 2, [("n", b"x")]), run[0]])
+    assert message.validate_set(mixed) == 9
+    assert message.validate_set(memoryview(mixed)) == 9
+
+
+@pytest.mark.parametrize("where", ["crc", "size", "truncated"])
+def test_a_bad_entry_inside_an_audited_run_is_found_with_its_position(where):
+    one = _stamped(b"abcdef")
+    data = bytearray(one * 4)
+    bad_at = 2 * len(one)
+    if where == "crc":
+        data[bad_at + len(one) - 1] ^= 0x01
+    elif where == "size":       # a key length past the end, its CRC made to match
+        data[bad_at + 18:bad_at + 22] = struct.pack(">I", 99)
+        crc = zlib.crc32(data[bad_at + 9:bad_at + len(one)])
+        data[bad_at + 5:bad_at + 9] = struct.pack(">I", crc)
+    else:
+        data = data[:bad_at + len(one) - 1]
+    with pytest.raises(InvalidMessage) as info:
+        message.validate_set(data)
+    assert (info.value.reason, info.value.position, info.value.valid_count) == (where, bad_at, 2)

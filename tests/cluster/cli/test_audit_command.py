@@ -75,3 +75,51 @@ def test_audit_reports_a_skipped_message_in_its_window(zk, tmp_path):
         assert table.returncode == 3 and "LOSS" in table.stdout, table.stdout + table.stderr
     finally:
         broker.stop()
+
+
+def test_consume_group_audit_counts_what_its_commits_cover(zk, tmp_path):
+    """``sluice consume --group G --audit`` counts as Consumer(audit=True) does: a run that
+    stops after 40 of 60 messages publishes 40 for G, the next run the other 20, and the
+    windows then show no loss."""
+    broker = BrokerProcess(zk, tmp_path, 0, log={"flush_ms": 20}).start()
+    try:
+        create_topic(zk, "t", 2, [broker])
+        zk_args = ["--zookeeper", zk]
+        window = ["--audit-window-ms", str(WINDOW_MS)]
+        lines = "".join("m%03d\n" % i for i in range(60))
+        out = subprocess.run([sys.executable, "-m", "cluster.cli", "produce", "t", "--audit",
+                              *window, *zk_args], cwd=ROOT, input=lines, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+
+        def consumed_by_g():
+            pool = BrokerPool(zk)
+            try:
+                records, _ = read_records(pool)
+            finally:
+                pool.close()
+            return sum(r.get("consumed", 0) for r in records if r.get("group") == "g")
+
+        first = sluice("consume", "t", "--group", "g", "--audit", *window,
+                       "--max-messages", "40", *zk_args)
+        assert first.returncode == 0, first.stderr
+        assert len(first.stdout.splitlines()) == 40
+        wait_for(lambda: consumed_by_g() == 40, what="the first run's 40 counted")
+        rest = sluice("consume", "t", "--group", "g", "--audit", *window,
+                      "--timeout-ms", "3000", *zk_args)
+        assert rest.returncode == 0, rest.stderr
+        assert sorted(first.stdout.splitlines() + rest.stdout.splitlines()) == lines.split()
+        wait_for(lambda: consumed_by_g() == 60, what="both runs' 60 counted")
+        assert consumed_by_g() == 60
+        # the second run idled 3 s before it stopped: every 1 s window of the produce closed
+        out = sluice("audit", "--topic", "t", "--group", "g", "--grace", "0", "--json", *zk_args)
+        assert out.returncode == 0, out.stdout + out.stderr
+        windows = json.loads(out.stdout)["windows"]
+        assert sum(w["consumed"].get("g", 0) for w in windows) == 60
+        assert not any(w["loss"] for w in windows)
+        alone = sluice("consume", "t", "--partition", "0", "--audit", "--timeout-ms", "500",
+                       *zk_args)
+        assert alone.returncode != 0 and "--group" in alone.stderr
+        assert len(alone.stderr.strip().splitlines()) == 1, alone.stderr
+    finally:
+        broker.stop()

@@ -54,3 +54,43 @@ def test_kafka_produces_are_counted_and_published_once(kafka_broker, zk):
     finally:
         sampler.close()
         pool.close()
+
+
+def test_kafka_batches_across_a_window_edge_are_counted_exactly(kafka_broker, zk):
+    """kafka-python batches of chosen CreateTimes, one flush each: within one window, across
+    an edge, and falling back within a batch (its header's first and max timestamps are one
+    window; its second record is in the window before)."""
+    proc = kafka_broker("edge", 1, kafka_audit=True, audit_window_ms=WINDOW_MS,
+                        log={"flush_ms": 20})
+    base = (int(time.time() * 1000) - 30_000) // WINDOW_MS * WINDOW_MS   # closed windows
+    batches = [[base + 100, base + 200, base + 900],
+               [base + 998, base + 999, base + 1000, base + 1001],
+               [base + 2500, base + 1500]]
+    producer = KafkaProducer(bootstrap_servers=proc.info["kafka_endpoint"], acks=1,
+                             linger_ms=60_000, batch_size=1 << 20, enable_idempotence=False)
+    try:
+        for stamps in batches:
+            futures = [producer.send("edge", b"v", partition=0, timestamp_ms=ts) for ts in stamps]
+            producer.flush(10)
+            assert len({f.get(10).offset for f in futures}) == len(stamps)
+    finally:
+        producer.close(10)
+    expected = {base: 5, base + 1000: 3, base + 2000: 1}
+    sampler = Sampler(zk)
+    pool = BrokerPool(zk)
+
+    def published():
+        sampler.sample_once()
+        got: dict[int, int] = {}
+        for r in read_records(pool)[0]:
+            if r["topic"] == "edge":
+                got[r["window_start"]] = got.get(r["window_start"], 0) + r["acknowledged"]
+        return got if sum(got.values()) == 9 else None
+
+    try:
+        assert wait_for(published, 60, interval=0.3, what="the edge batches' counts") == expected
+        stored = stored_counts(pool, "edge", WINDOW_MS)
+        assert dict(stored) == {("edge", w): n for w, n in expected.items()}
+    finally:
+        sampler.close()
+        pool.close()
