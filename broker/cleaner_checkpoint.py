@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from broker.segment import describe, replace_file
+from broker.segment import describe, read_replaced, replace_file
 from coordinator.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -46,12 +46,9 @@ class CleanerCheckpoint:
         """``(topic, partition) -> (clean end, oldest tombstone ms or None)``; {} when there is
         no file. A file that is not a checkpoint raises StorageError (the caller starts with
         none: every compacted log is then dirty, cleaned again, and nothing is lost)."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = read_replaced(self.path)
+        if text is None:
             return {}
-        except (OSError, UnicodeDecodeError) as err:
-            raise StorageError(f"cannot read {self.path}: {err}") from err
         return parse(text, self.path)
 
     def write(self, entries: dict[Key, Entry]) -> None:

@@ -29,7 +29,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from broker.segment import describe, replace_file
+from broker.segment import describe, read_replaced, replace_file
 from coordinator.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -57,12 +57,9 @@ class HighWatermarkCheckpoint:
         that is not a checkpoint raises StorageError, never guessed at: a wrong high watermark
         could show consumers what is not committed (the caller then starts from 0, which
         hides for a while but shows nothing uncommitted)."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = read_replaced(self.path)
+        if text is None:
             return {}
-        except (OSError, UnicodeDecodeError) as err:
-            raise StorageError(f"cannot read {self.path}: {err}") from err
         entries = _parse(text, self.path)
         self._written = dict(entries)
         return entries

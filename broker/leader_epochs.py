@@ -30,7 +30,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from broker.segment import describe, replace_file
+from broker.segment import describe, read_replaced, replace_file
 from coordinator.errors import InvalidArgument, StorageError
 
 logger = logging.getLogger(__name__)
@@ -56,14 +56,10 @@ class LeaderEpochs:
         self.directory = Path(directory)
         self.path = self.directory / FILE_NAME
         self._entries: list[tuple[int, int]] = []
-        try:
-            text = self.path.read_text(encoding="ascii")
-        except FileNotFoundError:
-            self.exists = False
+        text = read_replaced(self.path, "ascii")
+        self.exists = text is not None
+        if text is None:
             return
-        except (OSError, UnicodeDecodeError) as err:
-            raise StorageError(f"cannot read {self.path}: {err}") from err
-        self.exists = True
         self._entries = _parse(text, self.path)
 
     def __repr__(self) -> str:

@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from coordinator.errors import StorageError
+
 SUFFIX = ".log"
 NAME_DIGITS = 20
 OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
@@ -123,6 +125,17 @@ def replace_file(path: Path, data: bytes, sync: bool = True) -> None:
     os.replace(temp, path)
     if sync:
         sync_directory(path.parent)
+
+
+def read_replaced(path: Path, encoding: str = "utf-8") -> str | None:
+    """The text of a file that replace_file writes (a checkpoint), None when there is none;
+    one it cannot read raises StorageError, for its owner to say what it then assumes."""
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise StorageError(f"cannot read {path}: {err}") from err
 
 
 def read_at(fd: int, pos: int, n: int) -> bytes:
