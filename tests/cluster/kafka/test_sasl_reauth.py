@@ -9,7 +9,6 @@ Judged by the broker's counts (``kafka_sasl_reauthentications``, ``kafka_session
 import json
 import socket
 import ssl
-import struct
 
 import pytest
 from confluent_kafka import Producer
@@ -25,6 +24,7 @@ from coordinator.acl_store import AclStore
 from coordinator.authorizer import Rule
 from coordinator.sasl_users import SaslUsers
 from coordinator.scram import ScramCredential
+from tests.cluster.kafka.raw_frames import frame, read_frame
 from tests.helpers import create_topic, wait_for
 
 TOPIC = "clicks"
@@ -98,28 +98,6 @@ def test_confluent_kafka_keeps_producing_across_several_session_lifetimes(reauth
     assert read_back(bootstrap, ca) == sent
 
 
-def _frame(request, correlation_id: int) -> bytes:
-    request.with_header(correlation_id=correlation_id, client_id="raw")
-    return bytes(request.encode(header=True, framed=True))
-
-
-def _read_frame(sock) -> bytes | None:
-    head = b""
-    while len(head) < 4:
-        chunk = sock.recv(4 - len(head))
-        if not chunk:
-            return None
-        head += chunk
-    (size,) = struct.unpack(">i", head)
-    body = b""
-    while len(body) < size:
-        chunk = sock.recv(size - len(body))
-        if not chunk:
-            return None
-        body += chunk
-    return body
-
-
 def test_a_client_that_does_not_reauthenticate_is_closed_when_its_session_ends(reauth_broker):
     """A raw SASL PLAIN client is told the lifetime, then sends nothing: the broker closes
     the connection (the read ends) and counts the expired session."""
@@ -129,13 +107,13 @@ def test_a_client_that_does_not_reauthenticate_is_closed_when_its_session_ends(r
     context = ssl.create_default_context(cafile=ca)
     with socket.create_connection((host, int(port)), timeout=30) as raw, \
             context.wrap_socket(raw, server_hostname=host) as sock:
-        sock.sendall(_frame(SaslHandshakeRequest(version=1, mechanism="PLAIN"), 1))
-        assert _read_frame(sock) is not None
-        sock.sendall(_frame(SaslAuthenticateRequest(
+        sock.sendall(frame(SaslHandshakeRequest(version=1, mechanism="PLAIN"), 1))
+        assert read_frame(sock) is not None
+        sock.sendall(frame(SaslAuthenticateRequest(
             version=1, auth_bytes=b"\x00alice\x00" + PASSWORD.encode()), 2))
-        answer = SaslAuthenticateResponse.decode(_read_frame(sock), version=1, header=True)
+        answer = SaslAuthenticateResponse.decode(read_frame(sock), version=1, header=True)
         assert (answer.error_code, answer.session_lifetime_ms) == (0, LIFETIME_MS)
-        assert _read_frame(sock) is None          # closed by the broker, nothing sent
+        assert read_frame(sock) is None          # closed by the broker, nothing sent
     assert stats()["kafka_sessions_expired"] == before + 1
 
 

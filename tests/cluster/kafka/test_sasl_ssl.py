@@ -9,7 +9,6 @@ import shutil
 import logging
 import socket
 import ssl
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ from coordinator.acl_store import AclStore
 from coordinator.authorizer import Rule
 from coordinator.sasl_users import SaslUsers
 from coordinator.scram import ScramCredential
+from tests.cluster.kafka.raw_frames import frame, read_frame
 from tests.helpers import create_topic, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
@@ -178,34 +178,12 @@ def confluent_errors(bootstrap, ca, password) -> list:
     return errors
 
 
-def _frame(request, correlation_id: int) -> bytes:
-    request.with_header(correlation_id=correlation_id, client_id="raw")
-    return bytes(request.encode(header=True, framed=True))
-
-
-def _read_frame(sock) -> bytes | None:
-    head = b""
-    while len(head) < 4:
-        chunk = sock.recv(4 - len(head))
-        if not chunk:
-            return None
-        head += chunk
-    (size,) = struct.unpack(">i", head)
-    body = b""
-    while len(body) < size:
-        chunk = sock.recv(size - len(body))
-        if not chunk:
-            return None
-        body += chunk
-    return body
-
-
 def test_a_plaintext_client_on_the_tls_port_is_closed_and_counted(zk, sasl_broker):
     bootstrap, ca, admin = sasl_broker
     before = broker_errors(zk, admin).get("authentication_failed", 0)
     host, port = bootstrap.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(_frame(ApiVersionsRequest(version=0), 1))
+        sock.sendall(frame(ApiVersionsRequest(version=0), 1))
         received = b""
         try:
             while chunk := sock.recv(4096):     # at most a TLS alert, then the close
@@ -226,14 +204,14 @@ def test_before_authentication_only_api_versions_and_sasl_are_served(zk, sasl_br
     context = ssl.create_default_context(cafile=ca)
     with socket.create_connection((host, int(port)), timeout=10) as raw, \
             context.wrap_socket(raw, server_hostname=host) as sock:
-        sock.sendall(_frame(ApiVersionsRequest(version=3, client_software_name="raw",
+        sock.sendall(frame(ApiVersionsRequest(version=3, client_software_name="raw",
                                                client_software_version="1"), 1))
-        answer = ApiVersionsResponse.decode(_read_frame(sock), version=3, header=True)
+        answer = ApiVersionsResponse.decode(read_frame(sock), version=3, header=True)
         versions = {k.api_key: (k.min_version, k.max_version) for k in answer.api_keys}
         assert versions[17] == (0, 1) and versions[36][0] == 0
-        sock.sendall(_frame(MetadataRequest(version=9, topics=None,
+        sock.sendall(frame(MetadataRequest(version=9, topics=None,
                                             allow_auto_topic_creation=False), 2))
-        assert _read_frame(sock) is None          # no answer to Metadata: the connection closed
+        assert read_frame(sock) is None          # no answer to Metadata: the connection closed
     assert broker_errors(zk, admin)["authentication_failed"] >= 1
 
 
