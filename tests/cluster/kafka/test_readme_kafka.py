@@ -18,7 +18,6 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 from broker.kafka.apis import VERSIONS
 from cluster.supervision.config import ClusterConfig
