@@ -16,7 +16,6 @@ sequence table kept each batch's end offset, the retry was answered at once."""
 import os
 import signal
 
-import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.net.compat import KafkaNetClient
 from kafka.protocol.producer import InitProducerIdRequest, ProduceRequest
