@@ -95,6 +95,7 @@ def test_confluent_kafka_keeps_producing_across_several_session_lifetimes(reauth
              what="three re-authentications of the producer")
     assert producer.flush(20) == 0
     assert reports == [None] * len(sent)
+    producer.close()
     assert read_back(bootstrap, ca) == sent
 
 

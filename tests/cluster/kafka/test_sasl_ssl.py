@@ -117,6 +117,7 @@ def test_confluent_kafka_produces_and_consumes_over_sasl_ssl(sasl_broker, mechan
                          on_delivery=lambda err, msg: reports.append(err))
     assert producer.flush(20) == 0
     assert reports == [None] * len(sent)
+    producer.close()
     consumer = Consumer(ck_settings(bootstrap, ca, mechanism, **{
         "group.id": "readers", "enable.auto.commit": False}))
     consumer.assign([CTopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
@@ -175,6 +176,7 @@ def confluent_errors(bootstrap, ca, password) -> list:
     wait_for(refused, 20, what="confluent-kafka's authentication error")
     producer.purge()
     producer.flush(1)
+    producer.close()
     return errors
 
 
@@ -255,6 +257,8 @@ def test_an_idempotent_producer_needs_produce_on_some_topic(zk, sasl_broker):
                       on_delivery=lambda err, msg: reports.append(err))
     assert alice.flush(20) == 0
     assert reports == [None] * 20
+    alice.close()          # closed, not left to the garbage collector: its threads would
+                           # go on reconnecting to this broker after the test
     fatal = []
     reader = Producer(ck_settings(bootstrap, ca, user="reader", acks="all", **{
         "enable.idempotence": True, "error_cb": lambda err: fatal.append(err)}))
@@ -270,6 +274,7 @@ def test_an_idempotent_producer_needs_produce_on_some_topic(zk, sasl_broker):
     assert {err.code() for err in fatal if err.fatal()} == {
         KafkaError.CLUSTER_AUTHORIZATION_FAILED}, fatal
     reader.purge()
+    reader.close()
     kp = KafkaProducer(enable_idempotence=True, acks="all", max_block_ms=10_000,
                        **kp_settings(bootstrap, ca, user="reader"))
     with pytest.raises(kafka.errors.KafkaError, match="ClusterAuthorizationFailedError"):
