@@ -383,33 +383,37 @@ class RequestHandlers:
         appended in arrival order with one write and their sizes, so that segment rolls fall
         where appending them one by one would put them."""
         limit = self.config.log.max_message_bytes
+        compact = route.log.config.compact
         parts, sizes, count = [], [], 0
         for one in entries:
             if type(one) is bytes:
+                singles = (one,)
+            elif compact:        # each set through validate, so that its keys are checked too
+                singles = _split(*one)
+            else:
+                body, body_sizes = one
+                good, bad = message.validate_sets(body, body_sizes, limit)
+                count += good
+                if not bad:
+                    parts.append(body)
+                    sizes.extend(body_sizes)
+                    continue
+                refused = dict(bad)
+                for index, single in enumerate(_split(body, body_sizes)):
+                    if index in refused:
+                        self.errors.request_failed(rejection(route, refused[index]), acks=0)
+                    else:
+                        parts.append(single)
+                        sizes.append(len(single))
+                continue
+            for single in singles:
                 try:
-                    count += self.validate(route, one)
+                    count += self.validate(route, single)
                 except SluiceError as exc:
                     self.errors.request_failed(exc, acks=0)
                     continue
-                parts.append(one)
-                sizes.append(len(one))
-                continue
-            body, body_sizes = one
-            good, bad = message.validate_sets(body, body_sizes, limit)
-            count += good
-            if not bad:
-                parts.append(body)
-                sizes.extend(body_sizes)
-                continue
-            refused = dict(bad)
-            view, pos = memoryview(body), 0
-            for index, size in enumerate(body_sizes):
-                if index in refused:
-                    self.errors.request_failed(rejection(route, refused[index]), acks=0)
-                else:
-                    parts.append(view[pos:pos + size])
-                    sizes.append(size)
-                pos += size
+                parts.append(single)
+                sizes.append(len(single))
         if parts:
             self._append_unacked(route, replica, parts, count,
                                  parts[0] if len(parts) == 1 else b"".join(parts), sizes)
@@ -547,6 +551,15 @@ class RequestHandlers:
         self.errors.request_failed(exc, acks=1)
         self.router.send_multipart([identity, protocol.encode_response(corr, error=exc,
                                                                        fill=fill)])
+
+
+def _split(body: bytes, sizes) -> list:
+    """The sets of a PRODUCE_SETS body, as views of it, one per size."""
+    view, pos, sets = memoryview(body), 0, []
+    for size in sizes:
+        sets.append(view[pos:pos + size])
+        pos += size
+    return sets
 
 
 def rejection(route: Route, bad: message.InvalidMessage) -> SluiceError:

@@ -111,3 +111,16 @@ def test_kafka_clients_get_invalid_record_and_do_not_retry(zk, proc):
     assert stored(zk) == [(b"k1", b"from kafka-python"), (b"k2", b"from librdkafka")]
     errors = metadata(proc)["errors"]
     assert errors == {"invalid_record": 2}, errors
+
+
+def test_a_produce_sets_request_refuses_its_unkeyed_set_alone(zk, proc):
+    """A batch-1 producer's PRODUCE_SETS request (several one-message sets in one frame) to a
+    compacted topic: the unkeyed set among them is refused and counted, its keyed neighbours
+    are written, as if each had come alone."""
+    sets = [message.encode(b"first", b"a"), message.encode(b"no key"),
+            message.encode(b"last", b"c")]
+    push(proc.produce_endpoint, protocol.encode_produce_sets(0, TOPIC, 0),
+         protocol.encode_set_sizes([len(s) for s in sets]), b"".join(sets))
+    wait_for(lambda: metadata(proc)["errors"].get("invalid_record"), what="the refusal counted")
+    assert stored(zk) == [(b"a", b"first"), (b"c", b"last")]
+    assert metadata(proc)["errors"] == {"invalid_record": 1}
