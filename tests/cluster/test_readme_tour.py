@@ -32,6 +32,18 @@ def sluice_on_path(bin_dir: Path) -> None:
     script.chmod(0o755)
 
 
+def readers_folder(cluster, here: Path) -> dict:
+    """A folder as a reader of the README has it after `make cluster-up` (the cluster's data
+    dir as ``.sluice``, ``sluice`` on the PATH): its environment for the README's commands."""
+    (here / "bin").mkdir(parents=True)
+    (here / ".sluice").symlink_to(cluster.data_dir)
+    sluice_on_path(here / "bin")
+    env = {**os.environ, "PATH": f"{here / 'bin'}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT)}
+    env.pop("SLUICE_ZK", None)
+    return env
+
+
 def test_the_tour_is_marked_in_the_readme():
     languages = [language for language, _ in tour_blocks()]
     assert languages == ["sh", "python"]
@@ -40,12 +52,7 @@ def test_the_tour_is_marked_in_the_readme():
 def test_every_step_of_the_tour_shows_data(cluster_factory, tmp_path):
     cluster = cluster_factory(brokers=3)
     here = tmp_path / "tour"
-    (here / "bin").mkdir(parents=True)
-    (here / ".sluice").symlink_to(cluster.data_dir)
-    sluice_on_path(here / "bin")
-    env = {**os.environ, "PATH": f"{here / 'bin'}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT)}
-    env.pop("SLUICE_ZK", None)
+    env = readers_folder(cluster, here)
     (shell, commands), (_, python) = tour_blocks()
     outputs = {}
     for line in commands.splitlines():

@@ -13,7 +13,6 @@ cluster's data dir, with ``sluice`` on PATH running this checkout, as in test_re
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -21,7 +20,7 @@ import sys
 
 from broker.kafka.apis import VERSIONS
 from cluster.supervision.config import ClusterConfig
-from tests.cluster.test_readme_tour import sluice_on_path
+from tests.cluster.test_readme_tour import readers_folder
 from tests.helpers import ROOT
 
 MARK = "<!-- kafka-example -->"
@@ -102,12 +101,7 @@ def test_every_kafka_example_prints_what_the_readme_says(cluster_factory, tmp_pa
     base = consecutive_free_ports(brokers)
     cluster = cluster_factory(kafka_port=base)
     here = tmp_path / "kafka"
-    (here / "bin").mkdir(parents=True)
-    (here / ".sluice").symlink_to(cluster.data_dir)
-    sluice_on_path(here / "bin")
-    env = {**os.environ, "PATH": f"{here / 'bin'}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT)}
-    env.pop("SLUICE_ZK", None)
+    env = readers_folder(cluster, here)
     bootstrap = f"127.0.0.1:{base}"
 
     def run(argv: list[str]) -> str:
