@@ -32,13 +32,14 @@ after its usual back-off, and is routed to whoever leads by then.
 from __future__ import annotations
 
 import threading
+import weakref
 
 import zmq
 from kazoo.exceptions import NoAuthError
 
 from broker import protocol
 from clients.config import REQUEST_TIMEOUT_MS
-from clients.connection import Connection, Handshake
+from clients.connection import ClientContext, Connection, Handshake
 from coordinator import allow_list, credentials as keyfiles, topics, zk
 from coordinator.errors import AuthenticationFailed, ErrorCode, InvalidArgument, SluiceError
 from coordinator.registry import BrokerInfo, ClusterView
@@ -82,7 +83,11 @@ class BrokerPool:
         self.secured = server_key is not None
         self._curve = ({} if keys is None or server_key is None
                        else keyfiles.curve_client_options(keys, server_key))
-        self.context = zmq.Context()
+        self.context = ClientContext()
+        # a pool dropped without close() closes its sockets when it is collected; not at exit,
+        # when threads of its own may still be using them (and exit needs no term())
+        self._release = weakref.finalize(self, self.context.release)
+        self._release.atexit = False
         self.request_timeout_ms = request_timeout_ms
         self._connections: dict[str, Connection] = {}
         self._controls: dict[str, tuple[Connection, threading.Lock]] = {}
@@ -235,7 +240,7 @@ class BrokerPool:
             self._connections.clear()
             self._controls.clear()
             self._pushes.clear()
-        self.context.term()
+        self._release()
         if not keep_session:
             self.zk.stop()
             self.zk.close()

@@ -134,10 +134,6 @@ def test_a_group_resumes_from_its_log_commits_after_a_member_died(zk, zk_client,
         assert sorted({m.value for m in done} | {m.value for m in rest}) == \
             [b"%04d" % i for i in range(200)]
     assert _zookeeper_offsets(zk_client, "loaders") == 0, "a log-store group writes no offset node"
-    # the dead member's sockets are closed here, without a commit: left to the garbage
-    # collector, its context's term() hung a later test of the same worker for its whole
-    # timeout (pyzmq's Context.__del__ found no socket to close, libzmq still had some)
-    first._pool.context.destroy(linger=0)
     broker.stop()
 
 
