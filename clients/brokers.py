@@ -39,7 +39,8 @@ from kazoo.exceptions import NoAuthError
 
 from broker import protocol
 from clients.config import REQUEST_TIMEOUT_MS
-from clients.connection import ClientContext, Connection, Handshake
+from clients.connection import Connection, Handshake
+from clients.context import ClientContext
 from coordinator import allow_list, credentials as keyfiles, topics, zk
 from coordinator.errors import AuthenticationFailed, ErrorCode, InvalidArgument, SluiceError
 from coordinator.registry import BrokerInfo, ClusterView

@@ -13,14 +13,12 @@ until the handshake succeeds, fails or the connection attempt fails, at most the
 timeout) and raises AuthenticationFailed when it was refused; a call that later times out asks
 the monitor again (the broker may have restarted and refused the key on reconnecting).
 
-Every socket is made in a ClientContext, which holds it until it is closed, so that a client
-dropped without close() and freed by the cycle collector closes its sockets before its context
-terminates (see ClientContext).
+The context passed in is the pool's ClientContext (clients/context.py), which holds every
+socket made in it until the socket is closed.
 """
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 
 import zmq
@@ -36,44 +34,6 @@ ZERO_COPY_BYTES = 1 << 16
 _REFUSED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 _OUTCOME = _REFUSED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED
-
-
-class ClientContext(zmq.Context):
-    """A client's ZeroMQ context, which holds every socket it made until the socket is closed.
-
-    pyzmq's Context keeps its sockets only weakly. When a client dropped without close() sits in
-    a reference cycle, the cycle collector clears those weak references before it runs any
-    finalizer, so the Context's own ``__del__`` finds no socket to close and its ``term()``
-    waits forever for the sockets libzmq still has (their ``__del__`` would come later, in the
-    same collection). Held here, the sockets stay outside the collected cycle, and ``release``,
-    the owner's finalizer (BrokerPool), closes them with linger 0 and only then terminates.
-    """
-
-    held: set
-    _held_lock: threading.Lock
-
-    def __init__(self):
-        super().__init__()
-        self.held = set()
-        self._held_lock = threading.Lock()
-
-    def socket(self, socket_type, *args, **kwargs):
-        sock = super().socket(socket_type, *args, **kwargs)
-        with self._held_lock:
-            self.held.difference_update([s for s in self.held if s.closed])
-            self.held.add(sock)
-        return sock
-
-    def release(self) -> None:
-        """Close the sockets still open, with linger 0 (nothing waits for a peer), then
-        terminate: returns at once, whatever libzmq had queued."""
-        with self._held_lock:
-            held = list(self.held)
-            self.held.clear()
-        for sock in held:
-            if not sock.closed:
-                sock.close(linger=0)
-        self.term()
 
 
 class Handshake:

@@ -1,4 +1,4 @@
-"""ClientContext (clients/connection.py): it holds every socket it made until the socket is
+"""ClientContext (clients/context.py): it holds every socket it made until the socket is
 closed, and ``release`` closes what is left with linger 0 before terminating, so that an owner
 freed in a reference cycle never leaves ``term()`` waiting. No broker is needed: a DEALER
 connected to a port nobody listens on keeps its queued request forever, which is what made
@@ -12,7 +12,7 @@ import weakref
 
 import zmq
 
-from clients.connection import ClientContext
+from clients.context import ClientContext
 from cluster.supervision.zookeeper import free_ports
 
 FAILED_AFTER_S = 30
