@@ -63,6 +63,19 @@ dropped = weakref.ref(app.consumer)
 del app
 """
 
+# A producer without threads of its own (acks=1, no linger), dropped with its ZooKeeper client
+# stopped: its view's listener and its pool make a cycle.
+DEAD_PRODUCER = HEAD + r"""
+from clients import Producer
+p = Producer(zk, acks=1, linger_ms=0)
+for i in range(50):
+    p.send("clicks", b"x", partition=0)
+p.flush()
+p._pool.zk.stop()
+dropped = weakref.ref(p)
+del p
+"""
+
 # Clients that stay reachable when dropped with their ZooKeeper client running (its watches
 # and their own threads hold them): never collected, they must still not keep the process
 # from exiting.
@@ -106,6 +119,7 @@ print("collected", flush=True)
 """
 
 CASES = {"dead-member": DEAD_MEMBER + COLLECTED, "simple-in-a-cycle": SIMPLE_IN_A_CYCLE + COLLECTED,
+         "dead-producer": DEAD_PRODUCER + COLLECTED,
          "live-producer": LIVE_PRODUCER + EXITS,
          "live-coalescing-producer": LIVE_COALESCING_PRODUCER + EXITS,
          "live-member": LIVE_MEMBER + EXITS}
