@@ -11,6 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 
+from broker import netns
 from broker.message import ENTRY_OVERHEAD
 from coordinator import settings, zk
 from coordinator.errors import InvalidArgument
@@ -130,6 +131,9 @@ class BrokerConfig:
     inter.broker.listener.name, one ROUTER still): None, the client ``endpoint``; otherwise a
     ``tcp://host:port`` registered as the broker's replica endpoint, which may be a proxy in
     front of the ROUTER, so replica traffic can be cut while clients still get through.
+    ``network_namespace`` (None: the host's): the broker joins that named network namespace
+    (``ip netns add``, root only) before it opens a socket, so it has an address and routes of
+    its own (broker/netns.py; the partition-leader drill).
 
     ``kafka_port``: the TCP port of the Kafka protocol listener (broker/kafka/), 0 a free
     one, None (the default for a broker started alone) no listener. ``kafka_tls``: the
@@ -171,6 +175,7 @@ class BrokerConfig:
     unclean_leader_election: bool = False
     leader_imbalance_check_ms: int = 30_000
     replica_advertised_endpoint: str | None = None
+    network_namespace: str | None = None
     kafka_port: int | None = None
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1_800_000
@@ -212,6 +217,8 @@ class BrokerConfig:
             raise InvalidArgument("group_initial_rebalance_delay_ms must not be negative")
         if self.replica_advertised_endpoint is not None:
             _check_tcp_endpoint("replica_advertised_endpoint", self.replica_advertised_endpoint)
+        if self.network_namespace is not None:
+            netns.check_name(self.network_namespace)
         smallest = self.log.max_message_bytes + ENTRY_OVERHEAD
         if self.max_request_bytes < smallest:
             raise InvalidArgument(f"max_request_bytes ({self.max_request_bytes}) must hold one "

@@ -51,7 +51,7 @@ import time
 
 import zmq
 
-from broker import authenticator, protocol
+from broker import authenticator, netns, protocol
 from broker import authorization as authz
 from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
@@ -470,6 +470,8 @@ def run(config: BrokerConfig) -> None:
     """Run a broker until SIGTERM or SIGINT; the supervisor's and ``python -m broker``'s entry."""
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s broker-{config.broker_id} %(levelname)s %(message)s")
+    if config.network_namespace is not None:
+        netns.enter(config.network_namespace)
     broker = Broker(config)
     signal.signal(signal.SIGTERM, lambda *_: broker.stop())
     signal.signal(signal.SIGINT, lambda *_: broker.stop())

@@ -10,6 +10,8 @@ stream is broken), so the client reconnects, as it would after a real partition 
     client = KazooClient(hosts=proxy.address)
     proxy.cut(); ...; proxy.restore(); proxy.stop()
 
+``listen`` is the address it listens on (loopback unless told: the namespaced
+partition-leader drill forwards ZooKeeper to its brokers' bridge with one, never cut).
 The server's address may be given as a callable returning ``(host, port)``, asked at every
 connection: the partition-leader drill (cluster/drills/network_faults.py) starts its proxies
 before the cluster's embedded ZooKeeper has an address.
@@ -44,11 +46,13 @@ class _Pipe:
 
 
 class BlackholeProxy:
-    def __init__(self, host: str | Callable[[], tuple[str, int]], port: int | None = None):
+    def __init__(self, host: str | Callable[[], tuple[str, int]], port: int | None = None,
+                 listen: str = "127.0.0.1"):
         self.upstream = host if callable(host) else (host, port)
+        self.listen = listen
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
+        self._listener.bind((listen, 0))
         self._listener.listen(16)
         self.port = self._listener.getsockname()[1]
         self._cut = threading.Event()
@@ -60,7 +64,7 @@ class BlackholeProxy:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.listen}:{self.port}"
 
     @property
     def is_cut(self) -> bool:

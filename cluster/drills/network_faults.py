@@ -4,24 +4,27 @@ shrinks the ISR to itself and goes on acknowledging loses what it acknowledged).
 
 | drill            | fault                                           | must hold                      |
 | ---------------- | ----------------------------------------------- | ------------------------------ |
-| partition-leader | black-hole the leader's ZooKeeper connection    | lost = 0; a new leader elected |
-|                  | and its replica endpoint past the session       | by the others; the cut leader  |
+| partition-leader | black-hole the leader's paths to ZooKeeper      | lost = 0; a new leader elected |
+|                  | and its followers past the session              | by the others; the cut leader  |
 |                  | timeout; its client endpoint stays reachable;   | acknowledges no acks=all write |
 |                  | then heal                                       | after the election; it rejoins |
 |                  |                                                 | as a follower, its cut counted |
 
-How the cut is made: a blocking proxy on loopback (cluster/drills/netproxy.py) per broker in
-front of its ZooKeeper server (the broker's own ``zookeeper`` connect string, a
+How the cut is made, as root (cluster/drills/namespaces.py): every broker runs in a network
+namespace of its own, with its own address on a bridge; the cut is blackhole routes in the
+leader's namespace to ZooKeeper's address and to every other broker, so the kernel drops all
+it sends there (its fetches as a follower too), while the host's address, where producers,
+consumers and the drill are, stays routed.
+
+Without root, a blocking proxy on loopback (cluster/drills/netproxy.py) per broker in front of
+its ZooKeeper server (the broker's own ``zookeeper`` connect string, a
 ``ClusterConfig.broker_overrides`` entry) and one in front of its ROUTER, registered as its
 ``replica_advertised_endpoint``: followers fetch from a leader through that proxy, while
 producers, consumers and the drill use the ``endpoint`` the broker binds. Cutting both proxies
 of a leader leaves it serving its producers, unable to hear ZooKeeper or to be fetched from.
-The cut is one way for replica traffic: the cut leader's own fetches (as a follower of other
+That cut is one way for replica traffic: the cut leader's own fetches (as a follower of other
 partitions) go through the other brokers' proxies, which stay open; it cannot change the
 property judged, since only fetches from the leader move its high watermark.
-
-Network namespaces (a broker per namespace, its own address) would cut every path, but they
-need the supervisor to start a broker inside a namespace; the proxy is the issue's fallback.
 
 The "nothing acknowledged after the election" check is a probe, as pause-leader's: acks=all
 writes sent straight to the cut leader's client endpoint once the others elected a new leader,
@@ -42,13 +45,15 @@ from cluster.drills import leadership as lead
 from cluster.drills import replication_faults as rf
 from cluster.drills.context import Check, Context
 from cluster.drills.faults import FaultError, wait_broker_back
+from cluster.drills.namespaces import BrokerNetwork, Unavailable
 from cluster.drills.netproxy import BlackholeProxy
 from cluster.drills.verdict import lost_is_zero, restarts
 from coordinator import zk as zkconnect
 
 log = logging.getLogger(__name__)
 
-PROXIES = "_proxies"            # ctx.notes key: {broker id: BrokerProxies}
+CUTS = "_cuts"                  # ctx.notes key: {broker id: BrokerProxies or NamespaceCut}
+NETWORK = "_network"            # ctx.notes key: the BrokerNetwork, when namespaces are used
 
 
 class BrokerProxies:
@@ -59,9 +64,15 @@ class BrokerProxies:
         self.replica = replica
         self.port = port
 
+    way = "blocking proxies"
+
     def cut(self) -> None:
         self.zookeeper.cut()
         self.replica.cut()
+
+    def evidence(self) -> dict[str, int]:
+        return {"zk_dropped_bytes": self.zookeeper.dropped_bytes,
+                "replica_dropped_bytes": self.replica.dropped_bytes}
 
     def restore(self) -> None:
         self.zookeeper.restore()
@@ -70,6 +81,28 @@ class BrokerProxies:
     def stop(self) -> None:
         self.zookeeper.stop()
         self.replica.stop()
+
+
+class NamespaceCut:
+    """One broker of a BrokerNetwork: the cut is its namespace's blackhole routes."""
+
+    way = "network namespaces"
+
+    def __init__(self, network: BrokerNetwork, broker: int):
+        self.network = network
+        self.broker = broker
+
+    def cut(self) -> None:
+        self.network.cut(self.broker)
+
+    def restore(self) -> None:
+        self.network.restore(self.broker)
+
+    def evidence(self) -> dict[str, int]:
+        return {"dropped_packets": self.network.dropped_packets(self.broker)}
+
+    def stop(self) -> None:
+        """The network is torn down whole by ``cleanup``."""
 
 
 def _free_port() -> int:
@@ -89,12 +122,32 @@ def _first_server(ctx: Context, zookeeper: str | None):
 
 
 def broker_overrides(ctx: Context, zookeeper: str | None) -> dict:
+    """A namespace per broker where that can be made (root), else the proxies."""
+    try:
+        return namespace_overrides(ctx, zookeeper)
+    except Unavailable as exc:
+        log.info("partition-leader: no network namespaces (%s); blocking proxies instead", exc)
+        return proxy_overrides(ctx, zookeeper)
+
+
+def namespace_overrides(ctx: Context, zookeeper: str | None) -> dict:
+    """Make the drill's network (cluster/drills/namespaces.py); every broker in its own."""
+    if ctx.drill.zk_ensemble != 1:
+        raise FaultError("partition-leader forwards one ZooKeeper server; it runs with one")
+    chroot = zkconnect.split_chroot(zookeeper)[1] if zookeeper else ""
+    network = BrokerNetwork(ctx.settings.brokers, _first_server(ctx, zookeeper)).setup()
+    ctx.notes[NETWORK] = network
+    ctx.notes[CUTS] = {b: NamespaceCut(network, b) for b in range(ctx.settings.brokers)}
+    return network.broker_overrides(chroot)
+
+
+def proxy_overrides(ctx: Context, zookeeper: str | None) -> dict:
     """Start every broker's two proxies; each broker gets a fixed port (the replica proxy's
     server), the proxy as its ZooKeeper (same chroot) and as its replica endpoint."""
     if ctx.drill.zk_ensemble != 1:
         raise FaultError("partition-leader proxies one ZooKeeper server; it runs with one")
     chroot = zkconnect.split_chroot(zookeeper)[1] if zookeeper else ""
-    proxies = ctx.notes.setdefault(PROXIES, {})
+    proxies = ctx.notes.setdefault(CUTS, {})
     overrides = {}
     for broker in range(ctx.settings.brokers):
         port = _free_port()
@@ -107,8 +160,11 @@ def broker_overrides(ctx: Context, zookeeper: str | None) -> dict:
 
 
 def cleanup(ctx: Context) -> None:
-    for pair in ctx.notes.pop(PROXIES, {}).values():
+    for pair in ctx.notes.pop(CUTS, {}).values():
         pair.stop()
+    network = ctx.notes.pop(NETWORK, None)
+    if network is not None:
+        network.teardown()
 
 
 def _truncated(ctx: Context, broker: int) -> int | None:
@@ -124,12 +180,13 @@ def partition_leader(ctx: Context, record: dict) -> None:
     partition = ctx.rng.randrange(ctx.settings.partitions)
     before = lead.leadership(ctx.zk(), ctx.topic, partition)
     broker = before.state.leader
-    pair = ctx.notes[PROXIES][broker]
+    pair = ctx.notes[CUTS][broker]
     pid = ctx.procs.pid("broker", str(broker))
     hosted = ctx.placement().hosted_by(broker)
     truncated_before = _truncated(ctx, broker)
     probe = rf._Probe(ctx, broker, partition)        # the client endpoint, read while registered
-    dropped_before = (pair.zookeeper.dropped_bytes, pair.replica.dropped_bytes)
+    evidence_before = pair.evidence()
+    record["cut_by"] = pair.way
     try:
         pair.cut()
         fault_t = time.monotonic()
@@ -160,8 +217,7 @@ def partition_leader(ctx: Context, record: dict) -> None:
             record.update(probe_sent=len(probe.sent), probe_answers=dict(probe.answers),
                           probe_acked=len(probe.acked))
         finally:
-            record.update(zk_dropped_bytes=pair.zookeeper.dropped_bytes - dropped_before[0],
-                          replica_dropped_bytes=pair.replica.dropped_bytes - dropped_before[1])
+            record.update({k: v - evidence_before[k] for k, v in pair.evidence().items()})
             pair.restore()
     finally:
         probe.close()
@@ -188,11 +244,10 @@ def partition_leader_checks(ctx: Context, result: dict, report) -> list[Check]:
     bound = ctx.session_timeout_s + rf.ELECTION_SLACK_S
     return [
         lost_is_zero(report),
-        Check("the cut really cut: both proxies of the leader dropped bytes each time",
-              bool(faults) and all(f.get("zk_dropped_bytes", 0) > 0
-                                   and f.get("replica_dropped_bytes", 0) > 0 for f in faults),
-              "; ".join(f"ZooKeeper {f.get('zk_dropped_bytes')} B, replica "
-                        f"{f.get('replica_dropped_bytes')} B" for f in faults)),
+        Check("the cut really cut: the leader's traffic was dropped each time (by both of its "
+              "proxies, or by its namespace's blackhole routes)",
+              bool(faults) and all(_dropped(f) for f in faults),
+              "; ".join(_dropped_text(f) for f in faults)),
         Check(f"the others elected a new leader within {bound:g} s every time",
               bool(faults) and all(f.get("election_s") is not None and f["election_s"] <= bound
                                    and f.get("new_leader") != int(f["target"].split()[-1])
@@ -215,3 +270,16 @@ def partition_leader_checks(ctx: Context, result: dict, report) -> list[Check]:
                   for f in faults)),
         rf._replicas_agree(ctx),
     ]
+
+
+def _dropped(fault: dict) -> bool:
+    if fault.get("cut_by") == NamespaceCut.way:
+        return fault.get("dropped_packets", 0) > 0
+    return fault.get("zk_dropped_bytes", 0) > 0 and fault.get("replica_dropped_bytes", 0) > 0
+
+
+def _dropped_text(fault: dict) -> str:
+    if fault.get("cut_by") == NamespaceCut.way:
+        return f"{fault.get('dropped_packets')} packets dropped in its namespace"
+    return (f"ZooKeeper {fault.get('zk_dropped_bytes')} B, replica "
+            f"{fault.get('replica_dropped_bytes')} B")

@@ -141,7 +141,7 @@ def measure(ctx: Context, report=None) -> dict:
         values.sort()
     lags = []
     for look in looks:
-        if any(look.log_end.get(p) is None for p in range(s.partitions)):
+        if look.lag is None:        # a log end or the committed offsets unread
             continue
         lags.append(sum(bisect.bisect_left(offsets[p], look.log_end[p])
                         - bisect.bisect_left(offsets[p], look.committed.get(p, 0))

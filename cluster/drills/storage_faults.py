@@ -20,7 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker import message
+import zmq
+
+from broker import message, protocol
+from cluster.drills import leadership as lead
 from cluster.drills.context import Check, Context, Unsupported
 from cluster.drills.faults import FaultError, wait_broker_back
 from cluster.drills.ledger import parse_id
@@ -29,6 +32,7 @@ from cluster.drills.verdict import consumed_ids, lost_is_zero
 TMPFS_BYTES = 4 << 20
 FILLER = ".drill-filler"
 DISK_BROKER = 0
+MOVED_GRACE_S = 0.2     # a stopped broker's answers already written reach the drill by then
 
 
 @dataclass
@@ -73,17 +77,25 @@ def torn_segment(ctx: Context, record: dict) -> None:
     partitions = ctx.placement().hosted_by(broker)
     broker_dir = ctx.files.broker_dir(broker) / ctx.topic
     choice = None
+    raced = 0
     for _ in range(50):
-        visible = {p: ctx.log_end(p) for p in partitions}
-        pid = ctx.procs.pause("broker", target)
-        fault_t = time.monotonic()
-        choice = _choose_damage(broker_dir, visible)
+        watch = VisibleWatch(lead.endpoint(ctx.zk(), broker), ctx.topic, partitions)
+        try:
+            visible = watch.park()
+            pid = ctx.procs.pause("broker", target)
+            fault_t = time.monotonic()
+            moved = watch.moved(MOVED_GRACE_S)
+        finally:
+            watch.close()
+        choice = None if moved else _choose_damage(broker_dir, visible)
         if choice is not None:
             break
+        raced += moved
         ctx.procs.resume(pid)
         time.sleep(0.2)
     if choice is None:
         raise FaultError(f"broker {broker} never had two unflushed messages to damage")
+    record["visible_moved_before_pause"] = raced
     partition, path, flip, torn = choice
     tag = ctx.ledger.tag.encode()
     torn_ids = [s for s in (parse_id(tag, e.value) for e in (flip, torn)) if s is not None]
@@ -113,6 +125,75 @@ def torn_segment(ctx: Context, record: dict) -> None:
     match = re.search(r"recovery cut (\d+) bytes", cut[-1]) if cut else None
     record["recovery_cut_bytes"] = int(match.group(1)) if match else None
     ctx.recover(record, fault_t, back_t)
+
+
+class VisibleWatch:
+    """Whether a broker's visible ends moved between the drill's look and its SIGSTOP.
+
+    Asking the visible end and then pausing leaves a window in which a flush can make the
+    "unflushed" tail visible and a consumer read it (seen in a full ``make drill`` under a load
+    of 13: two torn messages consumed before the cut). So the look is a fetch parked at each
+    partition's visible end (``min_bytes`` 1, the longest wait) on one socket, followed by an
+    offsets request for that end: the broker handles a socket's requests in order, so its
+    answer means the fetches are parked, and the ends it gives are the ones they wait at. A
+    flush that makes anything more visible answers a parked fetch; ``moved`` reads the socket
+    after the SIGSTOP: an answer there (or an end that changed) means the look is stale and the
+    drill must look again. What remains is a flush finishing between the broker answering a
+    consumer's parked fetch and the drill's, within one pass over its parked fetches."""
+
+    def __init__(self, endpoint: str, topic: str, partitions, wait_ms: int = 30_000):
+        self.topic = topic
+        self.partitions = sorted(partitions)
+        self.wait_ms = wait_ms
+        self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+        self._offsets: dict[int, int] = {}      # correlation id -> partition
+        self._fetches: set[int] = set()
+        self.early = False                      # the ends moved before the pause
+
+    def park(self, timeout_s: float = 5.0) -> dict[int, int]:
+        """The visible end of each partition, with a fetch parked at it."""
+        corr = 0
+        for p in self.partitions:
+            corr += 1
+            self._offsets[corr] = p
+            self.socket.send(protocol.encode_offsets(corr, self.topic, p, protocol.LATEST))
+        ends = self._answers(timeout_s)
+        for p in self.partitions:
+            corr += 1
+            self._fetches.add(corr)
+            self.socket.send(protocol.encode_fetch(corr, self.topic, p, ends[p], 1 << 16,
+                                                   min_bytes=1, max_wait_ms=self.wait_ms))
+        for p in self.partitions:
+            corr += 1
+            self._offsets[corr] = p
+            self.socket.send(protocol.encode_offsets(corr, self.topic, p, protocol.LATEST))
+        if self._answers(timeout_s) != ends:
+            self.early = True
+        return ends
+
+    def _answers(self, timeout_s: float) -> dict[int, int]:
+        ends: dict[int, int] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(ends) < len(self.partitions):
+            if not self.socket.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                raise FaultError(f"no answer to the drill's offsets requests in {timeout_s} s")
+            frames = self.socket.recv_multipart()
+            corr = protocol.RESPONSE.unpack_from(frames[0])[0]
+            if corr in self._fetches:
+                self.early = True        # a parked fetch answered already: the end moved
+                continue
+            ends[self._offsets.pop(corr)] = protocol.decode_response(
+                frames[0], protocol.OFFSETS_REPLY)[1][0]
+        return ends
+
+    def moved(self, grace_s: float) -> bool:
+        """After the SIGSTOP: did anything become visible since ``park``'s look?"""
+        return self.early or bool(self.socket.poll(int(grace_s * 1000)))
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
 
 
 def _choose_damage(broker_dir: Path, visible: dict[int, int]):

@@ -200,7 +200,7 @@ class Look:
     owners: dict[int, str] = field(default_factory=dict)
     owner_zxids: dict[int, int] = field(default_factory=dict)
     owners_read: tuple[float, float] = (0.0, 0.0)                # monotonic, before and after
-    committed: dict[int, int] = field(default_factory=dict)
+    committed: dict[int, int] = field(default_factory=dict)     # empty when unreadable
     log_end: dict[int, int | None] = field(default_factory=dict)
     states: dict[int, PartitionState] = field(default_factory=dict)   # partition -> its state
     lag: int | None = None
@@ -289,15 +289,21 @@ class GroupWatch(threading.Thread):
         except NoNodeError:
             return []
 
-    def _committed(self) -> dict[int, int]:
-        """The group's committed offsets of the topic, from whichever store it uses (a broker
-        error drops the look, as a ZooKeeper one does)."""
+    def _committed(self) -> dict[int, int] | None:
+        """The group's committed offsets of the topic, from whichever store it uses; None when
+        the offsets log's broker does not answer (paused, killed, without a leader): the look
+        goes on without them (no lag), so the registry is still watched while the broker that
+        holds the group's offsets is the one at fault. A ZooKeeper error drops the look."""
         if self._store is None:
             if offset_store_choice.recorded(self.client, self.group) is None and \
                     not offset_store_choice.has_zookeeper_offsets(self.client, self.group):
                 return {}
             self._store = open_store(self.pool, self.group, record=False, retry_s=0)
-        return self._store.committed(self.topic)
+        try:
+            return self._store.committed(self.topic)
+        except (protocol.SluiceError, TimeoutError) as exc:
+            self.errors[f"committed: {type(exc).__name__}"] += 1
+            return None
 
     def _get(self, path: str):
         try:
@@ -331,14 +337,15 @@ class GroupWatch(threading.Thread):
                 look.owners[int(child)] = got[0].decode()
                 look.owner_zxids[int(child)] = got[1].czxid
         look.owners_read = (before, time.monotonic())
-        look.committed.update(self._committed())
+        committed = self._committed()
+        look.committed.update(committed or {})
         for partition in range(self.partitions):
             got = self._get(paths.partition_state(self.topic, partition))
             look.states[partition] = (PartitionState.from_json(got[0]) if got is not None else
                                       PartitionState.initial(self.placement.replicas[partition]))
         for partition in range(self.partitions):
             look.log_end[partition] = self._log_end(partition, look)
-        if all(v is not None for v in look.log_end.values()):
+        if committed is not None and all(v is not None for v in look.log_end.values()):
             look.lag = sum(max(0, end - look.committed.get(p, 0))
                            for p, end in look.log_end.items())
         look.settled = (set(look.owners) == look.hosted

@@ -27,6 +27,7 @@ def test_a_config_round_trips_through_plain_values():
     ({**BASE, "log": {"retention_bytes": 0}}, "retention_bytes must be positive"),
     ({**BASE, "log": [1]}, "LogConfig settings must be an object"),
     ({**BASE, "port": 70000}, "port must be 0..65535"),
+    ({**BASE, "network_namespace": "../netns"}, "network_namespace must be a name as ip netns takes it"),
     ({**BASE, "max_fetch_bytes": 0}, "max_fetch_bytes must be positive"),
     ({**BASE, "max_request_bytes": 100}, "must hold one message"),
     ({**BASE, "replica_advertised_endpoint": "127.0.0.1:9093"},
