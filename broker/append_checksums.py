@@ -80,6 +80,20 @@ class AppendChecksums:
             pos = stop
         return out
 
+    def next_start(self, offset: int, end: int) -> int | None:
+        """The first recorded append start past ``offset`` and before ``end`` (None if none):
+        a fetch inside an append (a roll split it over two segments) is answered up to there,
+        so that the next one starts where the checksums apply again.
+
+        >>> sums = AppendChecksums()
+        >>> sums.record(0, 100, 2, 7); sums.record(100, 250, 3, 8)
+        >>> sums.next_start(40, 250), sums.next_start(100, 250), sums.next_start(40, 100)
+        (100, None, None)
+        """
+        starts = self._starts
+        i = bisect_left(starts, offset + 1)
+        return starts[i] if i < len(starts) and starts[i] < end else None
+
     def cut(self, offset: int) -> None:
         """The log was truncated at ``offset``: forget the appends past it."""
         i = bisect_left(self._starts, offset)

@@ -542,6 +542,10 @@ class RequestHandlers:
             covered = sum(length for length, _, _ in sums)
             if sums and covered < len(data):     # whole appends only: the follower walks none
                 data, data_end = memoryview(data)[:covered], request.offset + covered
+            elif not sums and len(data):         # inside an append: walked up to the next one
+                nxt = self.logs.next_append_start(replica.key, request.offset, data_end)
+                if nxt is not None:
+                    data, data_end = memoryview(data)[:nxt - request.offset], nxt
         self.logs.fetched(request.topic, request.partition, len(data))
         header = protocol.encode_response(corr, protocol.FETCH_REPLY.pack(hw, log.start_offset))
         if gapped:

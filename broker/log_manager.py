@@ -264,6 +264,11 @@ class LogManager:
         sums = self.checksums.get(log_key)
         return sums.tiling(low, high) if sums is not None else []
 
+    def next_append_start(self, log_key: tuple[str, int], low: int, high: int) -> int | None:
+        """The first append start past ``low`` and before ``high`` (AppendChecksums)."""
+        sums = self.checksums.get(log_key)
+        return sums.next_start(low, high) if sums is not None else None
+
     def sets_between(self, log_key: tuple[str, int], low: int, high: int) -> list[tuple]:
         """The sequenced sets ending in a replica fetch answer's bytes (its frame 3)."""
         sets = self.sets.get(log_key)
