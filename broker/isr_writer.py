@@ -89,9 +89,12 @@ class IsrWriter:
             self.in_flight.discard(outcome.write.key)
             done.append(outcome)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop after the write in hand. A write stuck on a silent ZooKeeper is not waited
+        for past ``timeout``: its outcome no longer matters, and the broker's close stops the
+        client next, which fails the call and ends the (daemon) thread."""
         self._writes.put(None)
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
         while True:
