@@ -510,8 +510,10 @@ class RequestHandlers:
 
     def answer_fetch(self, waiter: Waiter) -> None:
         """A consumer gets whole messages below the high watermark and the visible end; a
-        follower gets them up to the log end, the leader's epoch entries as frame 2 and, when
-        there are some, the sequenced sets that end in those bytes as frame 3."""
+        follower gets them up to the log end, the leader's epoch entries as frame 2, the
+        sequenced sets that end in those bytes as frame 3 (when there are some, or a frame 4)
+        and, when appends recorded here tile the bytes from the fetch offset, their checksums
+        as frame 4, the bytes cut at the last whole one (broker/append_checksums.py)."""
         request, log = waiter.request, waiter.log
         corr = request.correlation_id
         replica_fetch = request.replica_id != CONSUMER
@@ -534,6 +536,16 @@ class RequestHandlers:
             self.router.send_multipart([waiter.identity, protocol.encode_response(
                 corr, error=exc, fill=protocol.FETCH_REPLY), b""])
             return
+        sums = ()
+        if replica_fetch and not gapped:
+            sums = self.logs.checksums_between(replica.key, request.offset, data_end)
+            covered = sum(length for length, _, _ in sums)
+            if sums and covered < len(data):     # whole appends only: the follower walks none
+                data, data_end = memoryview(data)[:covered], request.offset + covered
+            elif not sums and len(data):         # inside an append: walked up to the next one
+                nxt = self.logs.next_append_start(replica.key, request.offset, data_end)
+                if nxt is not None:
+                    data, data_end = memoryview(data)[:nxt - request.offset], nxt
         self.logs.fetched(request.topic, request.partition, len(data))
         header = protocol.encode_response(corr, protocol.FETCH_REPLY.pack(hw, log.start_offset))
         if gapped:
@@ -542,8 +554,10 @@ class RequestHandlers:
         if replica_fetch:
             frames.append(epoch_entries(log))
             sets = self.logs.sets_between(replica.key, request.offset, data_end)
-            if sets:
-                frames.append(protocol.encode_sets(sets))   # the producers' sets (frame 3)
+            if sets or sums:                # the producers' sets (frame 3)
+                frames.append(protocol.encode_sets(sets))
+            if sums:                        # the append checksums (frame 4)
+                frames.append(protocol.encode_checksums(sums))
         self.router.send_multipart(frames, copy=len(data) < _COPY_BELOW)
 
     def answer_error(self, identity: bytes, corr: int, exc: SluiceError, fill) -> None:

@@ -114,3 +114,21 @@ def to_expand(isr, replicas, leader: int, followers: dict[int, Follower], hw: in
     """
     return [b for b in replicas if b != leader and b not in isr and b in followers
             and followers[b].log_end >= max(hw, epoch_start)]
+
+
+def outcome_applies(sent_epoch: int, sent_version: int, epoch: int, version: int,
+                    leading: bool) -> bool:
+    """Whether the result of an ISR write decided at (``sent_epoch``, ``sent_version``) may be
+    applied to a replica now at (``epoch``, ``version``): only if it still leads in the same
+    epoch on the same state version. Anything else means the loop took a newer state while
+    the write was in flight, and that state wins (the write, if it landed, made the node move,
+    so its watch brings the truth again).
+
+    >>> outcome_applies(3, 10, epoch=3, version=10, leading=True)
+    True
+    >>> outcome_applies(3, 10, epoch=3, version=11, leading=True)   # another ISR was read
+    False
+    >>> outcome_applies(3, 10, epoch=4, version=10, leading=False)  # a new leader was elected
+    False
+    """
+    return leading and sent_epoch == epoch and sent_version == version

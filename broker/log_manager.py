@@ -45,6 +45,7 @@ from pathlib import Path
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 
+from broker.append_checksums import AppendChecksums, crc_of
 from broker.backlog_guard import BacklogGuard
 from broker.cleaner import LogCleaner
 from broker.cleaner_checkpoint import CleanerCheckpoint
@@ -98,6 +99,7 @@ class LogManager:
         self.producers = ProducerTable()
         self.kafka_sequences = idempotence.SequenceTable()
         self.sets: dict[tuple[str, int], SequencedSets] = {}
+        self.checksums: dict[tuple[str, int], AppendChecksums] = {}   # replicated logs only
         self._next_snapshot = 0.0
         self.stats: Counter = Counter()
         self.partition_stats: dict[tuple[str, int], Counter] = defaultdict(Counter)
@@ -175,19 +177,30 @@ class LogManager:
 
     def append(self, route: Route, sets: list, count: int, joined: bytes | None = None,
                expose: bool = False, markers: list[int] | None = None,
-               set_sizes: list[int] | None = None) -> tuple[int, int]:
+               set_sizes: list[int] | None = None,
+               checksums: list[tuple[int, int, int, int]] | None = None) -> tuple[int, int]:
         """Append validated MessageSets (``count`` messages) with one write per segment, then
         count them and hand the log to the flusher when its policy is due. ``joined``: the
         sets already joined by the caller. ``expose``: acks=1 replies will tell the offsets
         (the log records that first). ``markers``: a follower's one set holds the gap markers
         of a compacted stretch of its leader's log at these positions. ``set_sizes``: the
-        sizes of the sets when an entry of ``sets`` holds several (PRODUCE_SETS)."""
+        sizes of the sets when an entry of ``sets`` holds several (PRODUCE_SETS).
+        ``checksums``: a follower's append checksums of its one set, ``(start, end, count,
+        crc)`` relative to it (broker/append_checksums.py); else a replicated log records the
+        CRC of what it appends here, one C call over validated bytes."""
         log = route.log
         if len(sets) == 1 and set_sizes is None:
             base, nxt = log.append(sets[0], count, expose=expose, markers=markers)
         else:
             base, nxt = log.append(joined or b"".join(sets), count,
                                    set_sizes or [len(one) for one in sets], expose=expose)
+        sums = self.checksums.get((route.topic, route.partition))
+        if sums is not None:
+            if checksums is None:
+                sums.record(base, nxt, count, crc_of(sets))
+            else:
+                for start, end, n, crc in checksums:
+                    sums.record(base + start, base + end, n, crc)
         stats, mine = self.stats, route.stats
         stats["messages_in"] += count
         stats["bytes_in"] += nxt - base
@@ -245,6 +258,17 @@ class LogManager:
         ``append_sequenced``)."""
         self.sets[(route.topic, route.partition)].extend([entry])
 
+    def checksums_between(self, log_key: tuple[str, int], low: int,
+                          high: int) -> list[tuple[int, int, int]]:
+        """The append checksums tiling a replica fetch answer's bytes from ``low`` (frame 4)."""
+        sums = self.checksums.get(log_key)
+        return sums.tiling(low, high) if sums is not None else []
+
+    def next_append_start(self, log_key: tuple[str, int], low: int, high: int) -> int | None:
+        """The first append start past ``low`` and before ``high`` (AppendChecksums)."""
+        sums = self.checksums.get(log_key)
+        return sums.next_start(low, high) if sums is not None else None
+
     def sets_between(self, log_key: tuple[str, int], low: int, high: int) -> list[tuple]:
         """The sequenced sets ending in a replica fetch answer's bytes (its frame 3)."""
         sets = self.sets.get(log_key)
@@ -262,6 +286,11 @@ class LogManager:
     def truncated(self, topic: str, partition: int, offset: int, reset: bool = False) -> None:
         """The log was cut at ``offset`` (``reset``: restarted empty there): its sets past
         the cut go, and its producers are judged from what is left."""
+        sums = self.checksums.get((topic, partition))
+        if sums is not None and reset:
+            sums.clear()
+        elif sums is not None:
+            sums.cut(offset)
         sets = self.sets[(topic, partition)]
         if reset:
             sets.clear()
@@ -408,6 +437,8 @@ class LogManager:
                     continue
                 self.logs[(topic, partition)] = log
                 self._open_sets(topic, partition, log)
+                if len(placement.replicas[partition]) > 1:
+                    self.checksums[(topic, partition)] = AppendChecksums()
                 self.on_open(topic, partition, placement.replicas[partition],
                              placement.min_insync_replicas, log)
                 if log.scrub_state == "pending":
@@ -442,6 +473,7 @@ class LogManager:
             self._routes.pop(key, None)
             self.partition_stats.pop(key, None)
             self.sets.pop(key, None)        # no snapshot for a log that is gone
+            self.checksums.pop(key, None)
             self.producers.forget_partition(*key)
             self.kafka_sequences.forget(key)
             self.on_remove(key[0], key[1], log)

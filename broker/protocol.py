@@ -286,6 +286,22 @@ def decode_sets(frame) -> list[tuple[int, int, int, int, int, int]]:
     return list(SEQUENCED_SET.iter_unpack(frame))
 
 
+APPEND_CHECKSUM = struct.Struct(">III")      # length, message count, CRC32
+
+
+def encode_checksums(entries) -> bytes:
+    """Frame 4 of a replica fetch's answer: the leader's append checksums that tile the
+    answer's bytes from its start, ``(length, count, crc)`` each (broker/append_checksums.py).
+    Frame 3 is then present, empty when there are no sequenced sets."""
+    return b"".join(APPEND_CHECKSUM.pack(*entry) for entry in entries)
+
+
+def decode_checksums(frame) -> list[tuple[int, int, int]]:
+    if len(frame) % APPEND_CHECKSUM.size:
+        raise MalformedRequest("append checksum entries cut short")
+    return list(APPEND_CHECKSUM.iter_unpack(frame))
+
+
 def encode_offsets(correlation_id: int, topic: str, partition: int, time: int) -> bytes:
     return (API.pack(Api.OFFSETS, correlation_id) + pack_str(topic) + PARTITION.pack(partition)
             + OFFSETS_FIELDS.pack(time))

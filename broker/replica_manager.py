@@ -32,23 +32,17 @@ watermark use the new ISR: a leader cut off from ZooKeeper cannot shrink its ISR
 go on acknowledging acks=all writes (Jepsen's 2013 Kafka case). A write that finds the node
 changed (``StaleState``) re-reads the state and obeys it: another leader was elected.
 
-ZooKeeper on the loop, the known risk: the state reads in ``maintain``, the registration read
-before them and before each ISR write, and the ISR write itself are kazoo's synchronous calls
-on the request loop's thread, made only while ``zk.connected``. kazoo waits for their answer
-without a timeout of its own; a connection that stops answering (ZooKeeper stalled on its
-disk, a half-open TCP connection) is declared dropped only after two thirds of the negotiated
-session timeout (4 s at the default 6 s), and the pending call then fails with ConnectionLoss
-(retried after a back-off; ``zk.connected`` turns false, so the calls after it are skipped).
-So one maintain or one ISR write can hold the loop that long: no produce, fetch or replica
-fetch is answered meanwhile, acks=all requests wait, and the followers of this broker's
-partitions get no data. Correctness holds (a write is still conditional, and nothing is
-acknowledged during the stall), but a stall past ``replica_lag_time_max_ms`` minus the
-followers' last catch-up can make the next ISR check shrink followers that only waited for
-this leader, and consumers see a pause. With a healthy connection each call is one round
-trip (about a millisecond on loopback), a state read per changed partition and an ISR write
-per change, not per request. Moving them off the loop means kazoo's ``*_async`` calls with
-callbacks that queue their results for ``maintain``, keeping one write in flight per
-partition.
+ZooKeeper and the loop: an ISR write (a registration check and the conditional write, two
+round trips that kazoo waits on without a timeout of its own, up to two thirds of the session
+timeout when a connection stops answering) is made by a thread of its own
+(broker/isr_writer.py), one write in flight per partition; ``maintain`` applies its outcome
+only if the replica is still at the epoch and version the write was decided on. So a stalled
+ZooKeeper no longer holds produce, fetch and replica fetch while the ISR changes. The known
+risk left: the state reads in ``maintain`` and the registration read before them are still
+synchronous on the loop, made only while ``zk.connected``, one round trip per changed
+partition (a leader change, an ISR write seen by its watch), not per request; they can hold
+the loop for as long as a write could (their move would be the same: ``*_async`` reads whose
+results ``maintain`` applies).
 """
 from __future__ import annotations
 
@@ -66,10 +60,11 @@ from broker.config import BrokerConfig
 from broker.error_counts import ErrorCounts
 from broker.hw_checkpoint import CHECKPOINT_INTERVAL_S, HighWatermarkCheckpoint, safe_start
 from broker.isr import Follower
+from broker.isr_writer import FAILED, REREGISTERED, STALE, IsrWriter, Write
 from broker.log import Log
 from coordinator import partition_state, paths
 from coordinator.errors import NotLeader, SluiceError
-from coordinator.partition_state import NO_LEADER, NOT_WRITTEN, PartitionState, StaleState
+from coordinator.partition_state import NO_LEADER, NOT_WRITTEN, PartitionState
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +154,7 @@ class ReplicaManager:
             self._checkpointed = {}
         self._next_checkpoint = 0.0
         self.on_checkpoint: Callable[[HighWatermarkCheckpoint], None] = lambda c: c.flush()
+        self.writer = IsrWriter(zk, self.broker_id, self._outside_errors)
         self._registration_watch = DataWatch(zk, paths.broker(self.broker_id),
                                              self._on_registration)
 
@@ -251,6 +247,7 @@ class ReplicaManager:
     def maintain(self, now: float) -> None:
         """Apply the queued state changes (each read now), then, every half lag time, shrink
         the ISRs of led partitions whose followers fell behind."""
+        self._apply_outcomes(now)
         pending = set()
         while not self._changes.empty():
             pending.add(self._changes.get_nowait())
@@ -442,38 +439,53 @@ class ReplicaManager:
             self.on_high_watermark(replica)
 
     def _write_isr(self, replica: Replica, isr: list[int], now: float) -> None:
-        """Write a new ISR on the version held; used only once written."""
-        if replica.key in self._retry:
+        """Hand a new ISR, on the version held, to the writer thread (broker/isr_writer.py);
+        it is used only once ``maintain`` applies the written outcome."""
+        if replica.key in self._retry or replica.key in self.writer.in_flight:
             return
         if not self.zk.connected:
             self._retry_later(replica.key, now, "isr_update",
                               SluiceError("not connected to ZooKeeper"))
             return
-        state = replica.state.with_isr(isr)
-        try:
-            registration = self.zk.exists(paths.broker(self.broker_id))
-            if (registration is not None and replica.written is not None
-                    and registration.czxid > replica.written):
+        self.writer.submit(Write(replica.key, replica.state.with_isr(isr), replica.version,
+                                 replica.epoch, replica.written))
+
+    @property
+    def writing(self) -> bool:
+        """An ISR write is in flight (the loop then polls more often for its outcome)."""
+        return bool(self.writer.in_flight)
+
+    def _apply_outcomes(self, now: float) -> None:
+        """The writer thread's outcomes, each applied only to a replica still at the epoch and
+        version its write was decided on (``isr.outcome_applies``); others are dropped."""
+        for outcome in self.writer.collect():
+            write = outcome.write
+            replica = self.partitions.get(write.key)
+            if replica is None or not rules.outcome_applies(
+                    write.epoch, write.version, replica.epoch, replica.version,
+                    replica.role == LEADER):
+                logger.info("%s/%d: dropped the outcome (%s) of an ISR write decided in epoch "
+                            "%d on version %d: the replica moved on since", *write.key,
+                            outcome.kind, write.epoch, write.version)
+                self._changes.put(write.key)
+                continue
+            if outcome.kind == REREGISTERED:
                 logger.warning("%s/%d: this broker registered again since its leadership was "
-                               "written; no ISR write, reading the state again", replica.topic,
-                               replica.partition)
-                self._registered = registration.czxid
-                self._changes.put(replica.key)
-                return
-            version = partition_state.write(self.zk, replica.topic, replica.partition, state,
-                                            replica.version)
-        except StaleState:
-            logger.info("%s/%d: the state changed under the ISR write; reading it again",
-                        replica.topic, replica.partition)
-            self._changes.put(replica.key)
-            return
-        except self._outside_errors as exc:
-            self._retry_later(replica.key, now, "isr_update", exc)
-            return
-        logger.info("%s/%d: ISR %s -> %s (epoch %d)", replica.topic, replica.partition,
-                    list(replica.isr), list(state.isr), replica.epoch)
-        replica.state, replica.version, replica.written = state, version, None
-        self._advance(replica)
+                               "written; no ISR write, reading the state again", *write.key)
+                self._registered = outcome.registered
+                self._changes.put(write.key)
+            elif outcome.kind == STALE:
+                logger.info("%s/%d: the state changed under the ISR write; reading it again",
+                            *write.key)
+                self._changes.put(write.key)
+            elif outcome.kind == FAILED:
+                self._retry_later(write.key, now, "isr_update", outcome.error)
+            else:
+                logger.info("%s/%d: ISR %s -> %s (epoch %d)", *write.key, list(replica.isr),
+                            list(write.state.isr), replica.epoch)
+                replica.state, replica.version, replica.written = (write.state, outcome.version,
+                                                                   None)
+                self._advance(replica)
 
     def _retry_later(self, key, now: float, task: str, exc: Exception) -> None:
         self._backoff = min(RETRY_MAX_S, 2 * self._backoff or RETRY_FIRST_S)
@@ -491,10 +503,15 @@ class ReplicaManager:
         return {key: (replica.hw, replica.log.epochs.latest_epoch)
                 for key, replica in self.partitions.items() if len(replica.replicas) > 1}
 
-    def close(self) -> None:
-        """Stop the watches; write the high watermarks a last time, here (the flusher may be
-        gone)."""
+    def stop_watching(self) -> None:
+        """End the state and registration watches (each ends at its next event)."""
         self._closed = True
+
+    def close(self) -> None:
+        """Stop the watches and the ISR writer; write the high watermarks a last time, here
+        (the flusher may be gone)."""
+        self.stop_watching()
+        self.writer.close()
         try:
             self.checkpoint.offer(self._high_watermarks())
             self.checkpoint.flush()

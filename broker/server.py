@@ -89,6 +89,7 @@ HANDLERS = {
 }
 
 _TICK_S = 0.25
+_ISR_WRITE_TICK_S = 0.01   # while an ISR write is in flight: its outcome is applied soon
 _REQUEST_DRAIN = 1000            # ROUTER requests taken per turn
 _PRODUCE_DRAIN = 4096            # acks=0 requests taken per turn before the ROUTER's turn,
 _PRODUCE_DRAIN_BYTES = 1 << 20   # or this many bytes of them (one buffer and one write per log)
@@ -281,9 +282,10 @@ class Broker:
         deadlines = [d for d in (self.handlers.next_deadline(), self._kafka_deadline)
                      if d is not None]
         deadline = min(deadlines) if deadlines else None
+        tick = _ISR_WRITE_TICK_S if self.replicas.writing else _TICK_S
         if deadline is None:
-            return _TICK_S
-        return min(_TICK_S, max(0.0, deadline - time.monotonic()))
+            return tick
+        return min(tick, max(0.0, deadline - time.monotonic()))
 
     def _drain_requests(self, limit: int = _REQUEST_DRAIN) -> None:
         """Take up to ``limit`` queued ROUTER requests in one go (fewer polls per request),

@@ -10,7 +10,9 @@ from broker.error_counts import ErrorCounts
 from broker.log import Log
 from broker.message import encode_set
 from broker.replica_manager import ReplicaManager
+from cluster.drills.netproxy import BlackholeProxy
 from coordinator import partition_state, paths
+from coordinator import zk as zkconnect
 from coordinator.errors import NotLeader
 from coordinator.partition_state import NOT_WRITTEN, PartitionState
 from tests.helpers import wait_for
@@ -138,7 +140,7 @@ def test_a_stale_isr_write_rereads_the_state_and_obeys_it(manager_of, zk_client,
     manager.add(TOPIC, 0, (0, 1), 1, log)
     replica = manager.get(TOPIC, 0)
     settle(manager, lambda: replica.role == "leader", "the leadership")
-    manager.close()                  # no more watch events: only the failed write tells
+    manager.stop_watching()          # no more watch events: only the failed write tells
     state, version = partition_state.read(zk_client, TOPIC, 0)
     partition_state.write(zk_client, TOPIC, 0, state.elected(1, (1,), 1), version)
     log.append(encode_set([(None, b"m")]), 1)
@@ -163,9 +165,11 @@ def test_an_isr_member_fetching_below_the_end_it_reached_leaves_the_isr_at_once(
     manager.follower_fetched(replica, 2, end, end)
     assert replica.hw == end
     manager.follower_fetched(replica, 1, 0, end)      # 1 lost its disk and came back at once
+    settle(manager, lambda: replica.isr == (0, 2), "the shrink's outcome")
     assert partition_state.read(zk_client, TOPIC, 0)[0].isr == (0, 2), "one write, at once"
-    assert replica.isr == (0, 2) and replica.hw == end, "the high watermark never goes back"
+    assert replica.hw == end, "the high watermark never goes back"
     manager.follower_fetched(replica, 1, end, end)    # rebuilt: it rejoins the normal way
+    settle(manager, lambda: replica.isr == (0, 2, 1), "the expansion's outcome")
     assert partition_state.read(zk_client, TOPIC, 0)[0].isr == (0, 2, 1)
 
 
@@ -254,3 +258,71 @@ def test_a_checkpoint_that_is_not_one_starts_at_zero_and_is_counted(manager_of, 
     manager.add(TOPIC, 0, (0, 1), 1, log)
     assert manager.get(TOPIC, 0).hw == 0
     assert manager.errors.snapshot()["hw_checkpoint_failed"] == 1
+
+
+def test_an_isr_write_to_a_silent_zookeeper_does_not_hold_the_loop(zk, zk_server, zk_client,
+                                                                    tmp_path):
+    """The shrink's write waits on a ZooKeeper that stopped answering (a black-holed
+    connection with a 20 s session, so kazoo gives up only after about 13 s), while the loop
+    goes on: ``maintain`` returns with the write still pending (nothing failed, nothing
+    written), and a replica fetch is served meanwhile on the ISR held. With the write on the
+    loop, ``maintain`` returned only once kazoo gave up, with the failure counted."""
+    proxy = BlackholeProxy("127.0.0.1", zk_server.client_port).start()
+    client = zkconnect.connect(zk.replace(zk_server.connect_string, proxy.address),
+                               session_timeout=20.0)
+    errors = ErrorCounts()
+    manager = ReplicaManager(BrokerConfig(0, str(tmp_path / "b0"), zk,
+                                          replica_lag_time_max_ms=1), client, errors)
+    log = open_log(tmp_path)
+    try:
+        partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
+        manager.add(TOPIC, 0, (0, 1), 1, log)
+        replica = manager.get(TOPIC, 0)
+        settle(manager, lambda: replica.role == "leader", "the leadership")
+        log.append(encode_set([(None, b"m")]), 1)
+        manager.appended(replica)
+        proxy.cut()
+        try:
+            manager.maintain(time.monotonic() + 1)        # past the 1 ms lag: shrink 1 out
+            assert "isr_update_failed" not in errors.snapshot(), "the loop waited on the write"
+            assert manager.writing and replica.isr == (0, 1), "the write is still in flight"
+            end = log.end_offset
+            manager.follower_fetched(replica, 1, end, end)      # the loop serves meanwhile
+            assert replica.hw == end, "follower 1 is in the ISR held until a write lands"
+            assert partition_state.read(zk_client, TOPIC, 0)[0].isr == (0, 1)
+        finally:
+            proxy.restore()
+        settle(manager, lambda: not manager.writing and replica.isr == (0,),
+               "the shrink, written once ZooKeeper answers again")
+        assert partition_state.read(zk_client, TOPIC, 0)[0].isr == (0,)
+    finally:
+        manager.close()
+        log.close()
+        client.stop()
+        client.close()
+        proxy.stop()
+
+
+def test_the_outcome_of_an_isr_write_is_dropped_if_a_newer_state_was_taken_meanwhile(
+        manager_of, zk_client, tmp_path):
+    """The shrink lands in ZooKeeper, then the controller elects broker 1 on top of it and
+    the loop takes that state before it collects the write's outcome: the outcome (epoch 0,
+    the version the write was decided on) must not bring back the old leadership."""
+    manager, calls = manager_of(broker_id=0, lag_ms=1)
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0, 1), 1, log)
+    replica = manager.get(TOPIC, 0)
+    settle(manager, lambda: replica.role == "leader", "the leadership")
+    manager.stop_watching()
+    manager.maintain(time.monotonic() + 1)                # the shrink goes to the writer
+    wait_for(lambda: partition_state.read(zk_client, TOPIC, 0)[0].isr == (0,),
+             what="the shrink in ZooKeeper")
+    state, version = partition_state.read(zk_client, TOPIC, 0)
+    elected = state.elected(1, (1,), 1)
+    newer = partition_state.write(zk_client, TOPIC, 0, elected, version)
+    manager.apply(replica, elected, newer)                # as a read in maintain would
+    assert replica.role == "follower"
+    settle(manager, lambda: not manager.writing, "the write's outcome collected")
+    assert (replica.role, replica.leader, replica.epoch, replica.isr) == ("follower", 1, 1, (1,))
+    assert replica.version == newer and calls.lost == [1]

@@ -142,6 +142,26 @@ def test_acks_all_copies_the_leader_byte_for_byte_and_only_the_leader_serves(clu
     assert c.log_bytes(followers[0]) == body, "a refused produce wrote nothing"
 
 
+def test_followers_check_the_leaders_append_checksums_not_every_message(cluster_of):
+    """The leader's replica fetch answers carry the CRC of each append it validated
+    (broker/append_checksums.py): a follower copying them walks no message in Python, and
+    its log is still the leader's byte for byte."""
+    c = cluster_of(lag_ms=30_000)
+    leader, *followers = c.replicas
+    total = 0
+    for i in range(20):
+        values = [b"c%03d-%d" % (i, k) for k in range(i % 5 + 1)]
+        offsets(c.produce(leader, values))
+        total += len(values)
+    body = c.wait_copied(leader)
+    for b in followers:
+        assert c.log_bytes(b) == body
+        stats = json.loads(protocol.decode_metadata_response(
+            c.raw(b).request(protocol.encode_metadata(997))[0])[1])["stats"]
+        assert (stats.get("replica_checksummed_messages", 0),
+                stats.get("replica_walked_messages", 0)) == (total, 0), f"broker {b}"
+
+
 def test_consumers_see_only_below_the_high_watermark(cluster_of):
     c = cluster_of(lag_ms=60_000, session_timeout_ms=20_000)   # the stopped one stays in the ISR
     leader, stopped, live = c.replicas
