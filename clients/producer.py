@@ -161,10 +161,12 @@ class _Partition:
     it is not empty no newer request goes ahead of it.
     """
 
-    __slots__ = ("tp", "producer_id", "next_sequence", "unanswered", "unsent", "resume_at")
+    __slots__ = ("tp", "producer_id", "next_sequence", "unanswered", "unsent", "resume_at",
+                 "requests")
 
     def __init__(self, tp: tuple[str, int], producer_id: int):
         self.tp = tp
+        self.requests = 0           # requests of the partition in flight
         self.producer_id = producer_id
         self.next_sequence = 0
         self.unanswered: dict[int, _Request] = {}
@@ -251,6 +253,7 @@ class Producer:
         self._in_flight: dict[tuple[str, int], list[_Request]] = {}
         self._sets_per_request = (SETS_PER_REQUEST if self._wire_acks == 1 and config.linger_ms > 0
                                   else 1)
+        self._partition_requests = max(1, config.max_in_flight // self._sets_per_request)
         self.requests = 0           # acks=1 requests sent (each of one or more sets)
         self._load: Counter[str] = Counter()
         self._waiting: dict[tuple[str, int], _Partition] = {}
@@ -497,11 +500,11 @@ class Producer:
         state = self._partitions.get(tp) or self._partitions.setdefault(
             tp, _Partition(tp, self.producer_id))
         endpoint = self._endpoint_of(tp)
-        per_request = self._sets_per_request
-        while len(state.unanswered) >= self.max_in_flight * per_request or (
-                endpoint is not None and self._load[endpoint] >= self.max_in_flight
-                and len(state.unsent) >= per_request):
+        while len(state.unanswered) >= self.max_in_flight or (
+                endpoint is not None and self._load[endpoint] >= self.max_in_flight):
             self._collect(self.request_timeout_s * 1000)
+        if state.requests >= self._partition_requests:
+            self._collect(0)        # the set waits only if no answer is in yet
         if state.next_sequence == SEQUENCE_LIMIT:
             self._renumber(state)
         request = _Request(tp, payload, count, state.next_sequence, queued_at, window)
@@ -564,7 +567,8 @@ class Producer:
                     0, *tp, self._wire_acks)[protocol.API.size:_PRODUCE_PREFIX_END])
             conn, fields = route
             endpoint = conn.endpoint
-            if self._load[endpoint] >= self.max_in_flight:
+            if (self._load[endpoint] >= self.max_in_flight
+                    or state.requests >= self._partition_requests):
                 self._waiting[tp] = state
                 return
             group = self._take_group(unsent)
@@ -576,6 +580,7 @@ class Producer:
                 request.sent_at = now
             self._in_flight[key] = group
             self._load[endpoint] += 1
+            state.requests += 1
             self.requests += 1
             sequence = protocol.SEQUENCE_FIELDS.pack(state.producer_id, group[0].sequence,
                                                      next(iter(state.unanswered)))
@@ -621,6 +626,7 @@ class Producer:
             if key is not None and request.sequence >= since:
                 if self._in_flight.pop(key, None) is not None:
                     self._load[key[0]] -= 1
+                    state.requests -= 1
                 request.key = None
         for request in list(state.unanswered.values()):
             if request.sequence < since:
@@ -718,6 +724,7 @@ class Producer:
             request.key = None
         request = group[0]
         state = self._partitions[request.tp]
+        state.requests -= 1
         try:
             if len(group) == 1:
                 _, (base, nxt) = protocol.decode_response(frames[0], protocol.PRODUCE_REPLY)

@@ -23,7 +23,7 @@ def send_sets(producer, first: int, sets: int) -> None:
 
 def test_sets_waiting_behind_a_full_window_leave_in_one_request(zk, broker):
     deliveries = Deliveries()
-    with Producer(zk, acks=1, batch_size=BATCH, linger_ms=5, max_in_flight=1,
+    with Producer(zk, acks=1, batch_size=BATCH, linger_ms=5, max_in_flight=8,
                   request_timeout_ms=30_000, on_delivery=deliveries) as producer:
         send_sets(producer, 0, 1)
         producer.flush()                        # connected: one request, one set
@@ -45,7 +45,7 @@ def test_sets_waiting_behind_a_full_window_leave_in_one_request(zk, broker):
 
 def test_a_request_of_several_sets_sent_again_after_a_lost_answer_is_stored_once(zk, broker):
     deliveries = Deliveries()
-    with Producer(zk, acks=1, batch_size=BATCH, linger_ms=5, max_in_flight=1,
+    with Producer(zk, acks=1, batch_size=BATCH, linger_ms=5, max_in_flight=8,
                   request_timeout_ms=1000, retry_backoff_ms=20, retries=100,
                   on_delivery=deliveries) as producer:
         send_sets(producer, 0, 1)
