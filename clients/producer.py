@@ -13,6 +13,17 @@ sequencing and retries, and NOT_ENOUGH_REPLICAS (the ISR is below the topic's
 min_insync_replicas) is one more error that passes; once ``retries`` are spent the batch fails
 with it as its reason. Below, "acks=1" stands for both.
 
+acks=1 (not "all") with ``linger_ms`` > 0: a partition has at most ``max_in_flight`` // 8
+requests in flight (still at most ``max_in_flight`` sets unanswered), and the sets that wait
+behind them leave together, up to ``SETS_PER_REQUEST`` consecutive ones and
+``max_request_bytes``, in one PRODUCE_SETS_ACKED request (broker/protocol.py): each set keeps
+its own sequence and gets its own answer (offsets or error) in the request's one reply, so a
+bad set fails alone and a resent request is answered as duplicates. Only sets already waiting
+go together: a set leaves at once when the window has room (a set that finds it full first
+takes the answers already in), and waiting sets leave when an answer is taken, by the next
+send that needs room or the linger timer's next tick. This cuts the requests, and so the
+broker's and the producer's work per request, when the window is the limit.
+
 A partition's leader is looked up in the cluster view for each request that has no route yet;
 a route is dropped when the view changes or the broker says it does not lead
 (``BrokerPool.leader_failed``), so resent batches go, in order, to the new leader, which knows
