@@ -109,3 +109,20 @@ def test_acks_other_than_1_are_refused(raw):
     with pytest.raises(protocol.MalformedRequest, match="acks=1 only"):
         protocol.decode_sets_reply(reply[0])
     assert stored(raw) == []
+
+
+def test_the_header_and_the_answer_round_trip():
+    request = protocol.decode_request(protocol.encode_produce_sets_acked(7, TOPIC, 2, PRODUCER, 40, 38))
+    assert (request.api, request.correlation_id, request.topic, request.partition, request.acks,
+            request.producer_id, request.sequence, request.first_unacked) == (
+        protocol.Api.PRODUCE_SETS_ACKED, 7, TOPIC, 2, 1, PRODUCER, 40, 38)
+    with pytest.raises(protocol.MalformedRequest, match="first_unacked 41 is after"):
+        protocol.decode_request(protocol.encode_produce_sets_acked(7, TOPIC, 2, PRODUCER, 40, 41))
+    outcomes = protocol.decode_sets_reply(protocol.encode_sets_reply(7, [
+        (0, 10), protocol.OutOfOrderSequence("send again from 3"), (10, 10)]))
+    assert outcomes[0] == (0, 10) and outcomes[2] == (10, 10)
+    assert type(outcomes[1]) is protocol.OutOfOrderSequence
+    assert str(outcomes[1]) == "send again from 3" and outcomes[1].retriable
+    refused = protocol.encode_response(7, error=protocol.NotLeader("not here"), fill=protocol.COUNT)
+    with pytest.raises(protocol.NotLeader):
+        protocol.decode_sets_reply(refused)
