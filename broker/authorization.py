@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 REPLICATION = "replication"   # what followers' requests need: a super principal
 
 _NEEDS = {Api.PRODUCE: Operation.PRODUCE, Api.PRODUCE_SETS: Operation.PRODUCE,
+          Api.PRODUCE_SETS_ACKED: Operation.PRODUCE,
           Api.OFFSETS: Operation.DESCRIBE,
           Api.OFFSET_FOR_TIME: Operation.DESCRIBE}
 

@@ -9,6 +9,7 @@ the ROUTER; a SluiceError it raises is answered by the server with the error's c
 | -------- | -------- | ---------------------------------------- | --------------------------------- |
 | PRODUCE  | produce  | LogManager.route (the set validated now) | at the end of the turn (acks=all: |
 |          |          |                                          | once the high watermark passed it) |
+| PRODUCE_SETS_ACKED | produce_sets_acked | as PRODUCE, per set | one answer, once every set is |
 | FETCH    | fetch    | LogManager.log, else Purgatory.park      | now, or when the purgatory lets go |
 | OFFSETS  | offsets  | Log.offset_before                        | now                               |
 | METADATA | metadata | LogManager.metadata_rows (secured: the   | now                               |
@@ -38,6 +39,7 @@ PULL socket (nobody waits for an answer there: errors are counted and logged).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -107,6 +109,35 @@ class RequestHandlers:
         count = self.validate(route, frames[2])
         turn.setdefault(route, []).append(
             (identity, request.correlation_id, request, frames[2], count))
+
+    def produce_sets_acked(self, identity: bytes, request: Request, frames: list,
+                           turn: dict) -> None:
+        """Several acks=1 sets of one partition (broker/protocol.py): each validated now and
+        put in the turn as the PRODUCE of its own sequence it stands for; a bad one is refused
+        alone. ``SetsAnswer`` gathers the outcomes into the request's one answer."""
+        if len(frames) != 4:
+            raise MalformedRequest("PRODUCE_SETS_ACKED needs a header, set sizes and sets")
+        sizes = protocol.decode_set_sizes(frames[2], len(frames[3]))
+        if request.sequence + len(sizes) > 1 << 32:
+            raise MalformedRequest(f"{len(sizes)} sets from sequence {request.sequence} run "
+                                   f"past the last sequence (2**32 - 1)")
+        route = self.logs.route(request.topic, request.partition)
+        self.replicas.leader_of(request.topic, request.partition)
+        refusal = self.logs.backlog.refusal(request.topic, request.partition)
+        if refusal is not None:
+            raise refusal
+        answer = SetsAnswer(self, identity, request.correlation_id, len(sizes))
+        entries = turn.setdefault(route, [])
+        for index, one in enumerate(_split(frames[3], sizes)):
+            try:
+                count = self.validate(route, one)
+            except SluiceError as exc:
+                answer.settle(index, exc)
+                continue
+            entries.append((answer, index, dataclasses.replace(
+                request, api=Api.PRODUCE, sequence=request.sequence + index), one, count))
+        if not entries:
+            del turn[route]
 
     def fetch(self, identity: bytes, request: Request, frames: list, turn: dict) -> None:
         """Answer now when enough is visible or the fetch may not wait; else park it."""
@@ -317,7 +348,9 @@ class RequestHandlers:
             self.replicas.appended(replica)
             deadline = None
             for identity, corr, acks, outcome in answers:
-                if type(outcome) is not tuple:
+                if type(identity) is SetsAnswer:
+                    identity.settle(corr, outcome)
+                elif type(outcome) is not tuple:
                     self.answer_error(identity, corr, outcome, protocol.PRODUCE_REPLY)
                 elif acks == ACKS_ALL and outcome[1] > replica.hw:
                     if deadline is None:
@@ -565,6 +598,32 @@ class RequestHandlers:
         self.errors.request_failed(exc, acks=1)
         self.router.send_multipart([identity, protocol.encode_response(corr, error=exc,
                                                                        fill=fill)])
+
+
+class SetsAnswer:
+    """The one answer of a PRODUCE_SETS_ACKED request: stands in the turn for the identity of
+    each of its sets (their correlation id slot holds the set's index) and is sent once every
+    set has its outcome, ``(base, next)`` or the error (counted like a PRODUCE's)."""
+
+    __slots__ = ("handlers", "identity", "correlation_id", "outcomes", "missing")
+
+    def __init__(self, handlers: RequestHandlers, identity: bytes, correlation_id: int,
+                 count: int):
+        self.handlers = handlers
+        self.identity = identity
+        self.correlation_id = correlation_id
+        self.outcomes: list = [None] * count
+        self.missing = count
+
+    def settle(self, index: int, outcome) -> None:
+        if type(outcome) is not tuple:
+            self.handlers.errors.request_failed(outcome, acks=1)
+        self.outcomes[index] = outcome
+        self.missing -= 1
+        if not self.missing:
+            router = self.handlers.router
+            _zmq_send(router, self.identity, zmq.SNDMORE)
+            _zmq_send(router, protocol.encode_sets_reply(self.correlation_id, self.outcomes))
 
 
 def _split(body: bytes, sizes) -> list:

@@ -20,6 +20,8 @@ Requests (frame 0 starts with api u8, correlation id u32)::
     OFFSET_FETCH group str, count u32, count x (topic str, partition u32)   (0: all of the group's)
     PRODUCE_SETS topic str, partition u32                 (the acks=0 produce socket only)
               + frame 1: set sizes, u32 each + frame 2: those MessageSets back to back
+    PRODUCE_SETS_ACKED acks u8 (1 only), topic str, partition u32, producer_id u64,
+              first_sequence u32, first_unacked u32  + frames 1 and 2 as PRODUCE_SETS
 
 Responses (frame 0 starts with correlation id u32, error u16, then the api's fields, then the
 error message str; fields of a failed response are zero; an error that knows where readable data
@@ -27,6 +29,8 @@ resumes, OFFSET_OUT_OF_RANGE below the log start, OFFSET_GAP and CORRUPT_MESSAGE
 resume_offset u64 after its text)::
 
     PRODUCE   base_offset u64, next_offset u64              (only when acks is 1 or all)
+    PRODUCE_SETS_ACKED count u32, count x (error u16, base_offset u64, next_offset u64);
+              after the error text, the text (str) of each set whose error is not 0, in order
     FETCH     high_watermark u64, log_start u64             + frame 1: whole messages
                                          replica fetches only: + frame 2: leader epoch entries
               after the (empty) error text, only when frame 1 comes from a compacted segment:
@@ -85,6 +89,14 @@ sets cannot be told apart). The broker's error counts count a refusal of the who
 (malformed, too large, authentication, authorization) once, and a set refused on its own
 (invalid, backlog quota) once per set.
 
+PRODUCE_SETS_ACKED (issue 16) is PRODUCE_SETS for acks=1, on the request socket: the acks=1
+producer's sets of one partition that waited behind a full window (clients/producer.py) leave
+in one request. Set i has sequence ``first_sequence + i``; each is judged, sequenced and stored
+exactly as a PRODUCE of its own with that sequence and the request's ``first_unacked`` would be
+(an older sequence a duplicate, a bad set refused alone), and the one answer carries each set's
+offsets or error, in the order of the sets. A request-wide error (malformed, not the leader,
+backlog quota) is the answer's own error, with count 0: no set was written.
+
 Sequenced produce (acks=1 with a producer_id other than 0) keeps a partition's order across
 retries and broker restarts: the producer numbers its requests per partition (``sequence``,
 from 0) and says which is the oldest it has no answer for yet (``first_unacked``). The broker
@@ -111,6 +123,7 @@ from coordinator.errors import (  # noqa: F401
 API = struct.Struct(">BI")
 PRODUCE_FIELDS = struct.Struct(">B")
 SEQUENCE_FIELDS = struct.Struct(">QII")   # producer_id, sequence, first_unacked (acks 1, all)
+SET_OUTCOME = struct.Struct(">HQQ")       # PRODUCE_SETS_ACKED answer: error, base, next per set
 PARTITION = struct.Struct(">I")
 FETCH_FIELDS = struct.Struct(">QIIIii")
 OFFSETS_FIELDS = struct.Struct(">q")
@@ -146,6 +159,7 @@ class Api(enum.IntEnum):
     OFFSET_COMMIT = 7
     OFFSET_FETCH = 8
     PRODUCE_SETS = 9
+    PRODUCE_SETS_ACKED = 10
 
 
 def pack_str(text: str) -> bytes:
@@ -212,6 +226,53 @@ def encode_produce(correlation_id: int, topic: str, partition: int, acks: int,
 def encode_produce_sets(correlation_id: int, topic: str, partition: int) -> bytes:
     """Frame 0 of a PRODUCE_SETS request (acks=0, the produce socket only)."""
     return API.pack(Api.PRODUCE_SETS, correlation_id) + pack_str(topic) + PARTITION.pack(partition)
+
+
+def encode_produce_sets_acked(correlation_id: int, topic: str, partition: int,
+                              producer_id: int = 0, first_sequence: int = 0,
+                              first_unacked: int = 0) -> bytes:
+    """Frame 0 of a PRODUCE_SETS_ACKED request (acks=1, the request socket)."""
+    return (API.pack(Api.PRODUCE_SETS_ACKED, correlation_id) + PRODUCE_FIELDS.pack(1)
+            + pack_str(topic) + PARTITION.pack(partition)
+            + SEQUENCE_FIELDS.pack(producer_id, first_sequence, first_unacked))
+
+
+def encode_sets_reply(correlation_id: int, outcomes) -> bytes:
+    """Frame 0 of a PRODUCE_SETS_ACKED answer: ``outcomes`` holds, per set in order, its
+    ``(base, next)`` or its SluiceError.
+
+    >>> decode_sets_reply(encode_sets_reply(3, [(0, 9), MessageTooLarge("too big")]))
+    [(0, 9), MessageTooLarge('too big')]
+    """
+    parts = [RESPONSE.pack(correlation_id, ErrorCode.NONE), COUNT.pack(len(outcomes))]
+    texts = []
+    for outcome in outcomes:
+        if type(outcome) is tuple:
+            parts.append(SET_OUTCOME.pack(ErrorCode.NONE, *outcome))
+        else:
+            parts.append(SET_OUTCOME.pack(outcome.code, 0, 0))
+            texts.append(pack_str(str(outcome)))
+    parts.append(pack_str(""))
+    return b"".join(parts + texts)
+
+
+def decode_sets_reply(header) -> list:
+    """The outcomes of a PRODUCE_SETS_ACKED answer, per set: ``(base, next)`` or the typed
+    error (not raised); raises the answer's own error, when it has one."""
+    _, (count,) = decode_response(header, COUNT)
+    pos = RESPONSE.size + COUNT.size
+    if len(header) < pos + count * SET_OUTCOME.size:
+        raise MalformedRequest("set outcomes cut short")
+    rows = [SET_OUTCOME.unpack_from(header, pos + i * SET_OUTCOME.size) for i in range(count)]
+    _, pos = unpack_str(header, pos + count * SET_OUTCOME.size)
+    outcomes = []
+    for code, base, nxt in rows:
+        if code == ErrorCode.NONE:
+            outcomes.append((base, nxt))
+        else:
+            text, pos = unpack_str(header, pos)
+            outcomes.append(error_for(code, text, None))
+    return outcomes
 
 
 def encode_set_sizes(sizes) -> bytes:
@@ -380,6 +441,18 @@ def decode_request(header, principal: str = "") -> Request:
             if producer_id and first_unacked > sequence:
                 raise MalformedRequest(f"first_unacked {first_unacked} is after the request's "
                                        f"own sequence {sequence}")
+        request = Request(api, corr, topic, partition, acks=acks, producer_id=producer_id,
+                          sequence=sequence, first_unacked=first_unacked)
+    elif api is Api.PRODUCE_SETS_ACKED:
+        (acks,), pos = _unpack(PRODUCE_FIELDS, header, pos)
+        if acks != 1:
+            raise MalformedRequest(f"PRODUCE_SETS_ACKED is acks=1 only, not acks {acks}")
+        topic, pos = unpack_str(header, pos)
+        (partition,), pos = _unpack(PARTITION, header, pos)
+        (producer_id, sequence, first_unacked), pos = _unpack(SEQUENCE_FIELDS, header, pos)
+        if producer_id and first_unacked > sequence:
+            raise MalformedRequest(f"first_unacked {first_unacked} is after the request's "
+                                   f"first sequence {sequence}")
         request = Request(api, corr, topic, partition, acks=acks, producer_id=producer_id,
                           sequence=sequence, first_unacked=first_unacked)
     elif api is Api.PRODUCE_SETS:

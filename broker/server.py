@@ -86,6 +86,7 @@ HANDLERS = {
     Api.OFFSET_FOR_TIME: RequestHandlers.offset_for_time,
     Api.OFFSET_COMMIT: RequestHandlers.offset_commit,
     Api.OFFSET_FETCH: RequestHandlers.offset_fetch,
+    Api.PRODUCE_SETS_ACKED: RequestHandlers.produce_sets_acked,
 }
 
 _TICK_S = 0.25
@@ -465,7 +466,8 @@ def _fill(header):
             Api.OFFSETS: protocol.OFFSETS_REPLY,
             Api.OFFSET_FOR_EPOCH: protocol.EPOCH_ENTRY,
             Api.OFFSET_FOR_TIME: protocol.OFFSET_FOR_TIME_REPLY,
-            Api.OFFSET_COMMIT: protocol.PRODUCE_REPLY}.get(api)
+            Api.OFFSET_COMMIT: protocol.PRODUCE_REPLY,
+            Api.PRODUCE_SETS_ACKED: protocol.COUNT}.get(api)
 
 
 def run(config: BrokerConfig) -> None:

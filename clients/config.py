@@ -79,7 +79,9 @@ class ProducerConfig(_Settings):
     NOT_ENOUGH_REPLICAS is one more error that passes); an acknowledged request failing in
     passing is sent again up to ``retries`` times, ``retry_backoff_ms`` apart, and counts as
     failed once ``request_timeout_ms`` passed without an answer; up to ``max_in_flight``
-    requests wait for answers per broker and per partition; a message's key and value may hold
+    requests wait for answers per broker, and as many sets per partition (acks=1 with
+    ``linger_ms`` > 0: in at most ``max_in_flight`` // 8 requests, the waiting sets sent
+    together, clients/producer.py); a message's key and value may hold
     ``max_message_bytes``, and one request's set ``max_request_bytes`` (a bigger message goes
     alone). ``credentials`` is the path of a key file (``sluice keys create``) for a secured
     cluster, else ``$SLUICE_CREDENTIALS``; None and no variable: no key.

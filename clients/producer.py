@@ -13,6 +13,17 @@ sequencing and retries, and NOT_ENOUGH_REPLICAS (the ISR is below the topic's
 min_insync_replicas) is one more error that passes; once ``retries`` are spent the batch fails
 with it as its reason. Below, "acks=1" stands for both.
 
+acks=1 (not "all") with ``linger_ms`` > 0: a partition has at most ``max_in_flight`` // 8
+requests in flight (still at most ``max_in_flight`` sets unanswered), and the sets that wait
+behind them leave together, up to ``SETS_PER_REQUEST`` consecutive ones and
+``max_request_bytes``, in one PRODUCE_SETS_ACKED request (broker/protocol.py): each set keeps
+its own sequence and gets its own answer (offsets or error) in the request's one reply, so a
+bad set fails alone and a resent request is answered as duplicates. Only sets already waiting
+go together: a set leaves at once when the window has room (a set that finds it full first
+takes the answers already in), and waiting sets leave when an answer is taken, by the next
+send that needs room or the linger timer's next tick. This cuts the requests, and so the
+broker's and the producer's work per request, when the window is the limit.
+
 A partition's leader is looked up in the cluster view for each request that has no route yet;
 a route is dropped when the view changes or the broker says it does not lead
 (``BrokerPool.leader_failed``), so resent batches go, in order, to the new leader, which knows
@@ -98,6 +109,8 @@ _time = time.time
 log = logging.getLogger(__name__)
 
 SEQUENCE_LIMIT = 1 << 32        # sequences are u32: a partition that reaches this renumbers
+SETS_PER_REQUEST = 8            # acks=1: waiting sets of a partition that leave in one request
+_SETS_HEADROOM = 1024           # bytes of a PRODUCE_SETS_ACKED request that are not its sets
 # A partition's acks=1 header is cached without its correlation id and sequence fields, the
 # parts that change per request: encode_produce(...)[API.size:_PRODUCE_PREFIX_END].
 _PRODUCE_PREFIX_END = -protocol.SEQUENCE_FIELDS.size
@@ -159,10 +172,12 @@ class _Partition:
     it is not empty no newer request goes ahead of it.
     """
 
-    __slots__ = ("tp", "producer_id", "next_sequence", "unanswered", "unsent", "resume_at")
+    __slots__ = ("tp", "producer_id", "next_sequence", "unanswered", "unsent", "resume_at",
+                 "requests")
 
     def __init__(self, tp: tuple[str, int], producer_id: int):
         self.tp = tp
+        self.requests = 0           # requests of the partition in flight
         self.producer_id = producer_id
         self.next_sequence = 0
         self.unanswered: dict[int, _Request] = {}
@@ -246,7 +261,11 @@ class Producer:
         self._push_routes: dict[tuple[str, int], tuple[zmq.Socket, bytes]] = {}
         self._request_routes: dict[tuple[str, int], tuple[Connection, bytes]] = {}
         self._partitions: dict[tuple[str, int], _Partition] = {}
-        self._in_flight: dict[tuple[str, int], _Request] = {}
+        self._in_flight: dict[tuple[str, int], list[_Request]] = {}
+        self._sets_per_request = (SETS_PER_REQUEST if self._wire_acks == 1 and config.linger_ms > 0
+                                  else 1)
+        self._partition_requests = max(1, config.max_in_flight // self._sets_per_request)
+        self.requests = 0           # acks=1 requests sent (each of one or more sets)
         self._load: Counter[str] = Counter()
         self._waiting: dict[tuple[str, int], _Partition] = {}
         self._error: Exception | None = None
@@ -495,6 +514,8 @@ class Producer:
         while len(state.unanswered) >= self.max_in_flight or (
                 endpoint is not None and self._load[endpoint] >= self.max_in_flight):
             self._collect(self.request_timeout_s * 1000)
+        if state.requests >= self._partition_requests:
+            self._collect(0)        # the set waits only if no answer is in yet
         if state.next_sequence == SEQUENCE_LIMIT:
             self._renumber(state)
         request = _Request(tp, payload, count, state.next_sequence, queued_at, window)
@@ -557,20 +578,52 @@ class Producer:
                     0, *tp, self._wire_acks)[protocol.API.size:_PRODUCE_PREFIX_END])
             conn, fields = route
             endpoint = conn.endpoint
-            if self._load[endpoint] >= self.max_in_flight:
+            if (self._load[endpoint] >= self.max_in_flight
+                    or state.requests >= self._partition_requests):
                 self._waiting[tp] = state
                 return
-            request = unsent.popleft()
+            group = self._take_group(unsent)
             corr = conn.next_id()
-            request.key = (endpoint, corr)
-            request.sent_at = _monotonic()
-            self._in_flight[request.key] = request
+            key = (endpoint, corr)
+            now = _monotonic()
+            for request in group:
+                request.key = key
+                request.sent_at = now
+            self._in_flight[key] = group
             self._load[endpoint] += 1
-            conn.send([protocol.API.pack(protocol.Api.PRODUCE, corr) + fields
-                       + protocol.SEQUENCE_FIELDS.pack(state.producer_id, request.sequence,
-                                                       next(iter(state.unanswered))),
-                       request.payload])
+            state.requests += 1
+            self.requests += 1
+            sequence = protocol.SEQUENCE_FIELDS.pack(state.producer_id, group[0].sequence,
+                                                     next(iter(state.unanswered)))
+            if len(group) == 1:
+                conn.send([protocol.API.pack(protocol.Api.PRODUCE, corr) + fields + sequence,
+                           group[0].payload])
+            else:
+                payloads = [request.payload for request in group]
+                conn.send([protocol.API.pack(protocol.Api.PRODUCE_SETS_ACKED, corr) + fields
+                           + sequence, protocol.encode_set_sizes(list(map(len, payloads))),
+                           b"".join(payloads)])
         self._waiting.pop(tp, None)
+
+    def _take_group(self, unsent: deque) -> list[_Request]:
+        """The requests that leave in the next request: the oldest waiting set and the ones
+        that waited behind it with the sequences that follow (acks=1: up to
+        ``SETS_PER_REQUEST`` of them and ``max_request_bytes``). Only sets that are already
+        waiting go together: none is held back for others to come."""
+        first = unsent.popleft()
+        group = [first]
+        if not unsent or self._sets_per_request == 1:
+            return group
+        room = self.max_request_bytes - _SETS_HEADROOM - len(first.payload) - 4
+        sequence = first.sequence
+        while unsent and len(group) < self._sets_per_request:
+            nxt = unsent[0]
+            sequence += 1
+            if nxt.sequence != sequence or len(nxt.payload) + 4 > room:
+                break
+            room -= len(nxt.payload) + 4
+            group.append(unsent.popleft())
+        return group
 
     def _rewind(self, state: _Partition, error: protocol.SluiceError, since: int) -> None:
         """A request of the partition failed in passing: send its unanswered requests from
@@ -582,8 +635,9 @@ class Producer:
         for request in state.unanswered.values():
             key = request.key
             if key is not None and request.sequence >= since:
-                del self._in_flight[key]
-                self._load[key[0]] -= 1
+                if self._in_flight.pop(key, None) is not None:
+                    self._load[key[0]] -= 1
+                    state.requests -= 1
                 request.key = None
         for request in list(state.unanswered.values()):
             if request.sequence < since:
@@ -673,23 +727,37 @@ class Producer:
 
     def _on_reply(self, endpoint: str, frames: list[bytes]) -> None:
         corr = protocol.RESPONSE.unpack_from(frames[0])[0]
-        request = self._in_flight.pop((endpoint, corr), None)
-        if request is None:
+        group = self._in_flight.pop((endpoint, corr), None)
+        if group is None:
             return          # a reply to a send that was since made again, or given up on
         self._load[endpoint] -= 1
-        request.key = None
+        for request in group:
+            request.key = None
+        request = group[0]
         state = self._partitions[request.tp]
+        state.requests -= 1
         try:
-            _, (base, nxt) = protocol.decode_response(frames[0], protocol.PRODUCE_REPLY)
-        except protocol.SluiceError as exc:
-            if exc.retriable:
-                if self._pool.leader_failed(*request.tp, endpoint, exc):
-                    self._request_routes.pop(request.tp, None)
-                self._rewind(state, exc, request.sequence)
+            if len(group) == 1:
+                _, (base, nxt) = protocol.decode_response(frames[0], protocol.PRODUCE_REPLY)
+                outcomes = [(base, nxt)]
             else:
-                self._finish(state, request, None, exc)
-            return
-        self._finish(state, request, base if nxt > base else None, None)
+                outcomes = protocol.decode_sets_reply(frames[0])
+                if len(outcomes) != len(group):
+                    raise protocol.MalformedRequest(
+                        f"an answer of {len(outcomes)} outcome(s) to {len(group)} sets")
+        except protocol.SluiceError as exc:
+            outcomes = [exc] * len(group)
+        for request, outcome in zip(group, outcomes):
+            if type(outcome) is tuple:
+                base, nxt = outcome
+                self._finish(state, request, base if nxt > base else None, None)
+            elif outcome.retriable:     # this set and every later one of the partition again
+                if self._pool.leader_failed(*request.tp, endpoint, outcome):
+                    self._request_routes.pop(request.tp, None)
+                self._rewind(state, outcome, request.sequence)
+                return
+            else:
+                self._finish(state, request, None, outcome)
 
     def _expire(self, now: float) -> None:
         """A request not answered within ``request_timeout_ms``: its broker's connection is
@@ -697,7 +765,7 @@ class Producer:
         in flight there sends again. ``_in_flight`` is in the order the requests went out, so
         only the oldest needs a look."""
         while self._in_flight:
-            (endpoint, _), oldest = next(iter(self._in_flight.items()))
+            (endpoint, _), (oldest, *_) = next(iter(self._in_flight.items()))
             if now - oldest.sent_at <= self.request_timeout_s:
                 return
             conn = self._pool.existing(endpoint)
@@ -707,8 +775,8 @@ class Producer:
             error = protocol.RequestTimedOut(
                 f"no acknowledgement for {oldest.tp[0]}/{oldest.tp[1]} from {endpoint} within "
                 f"{self.request_timeout_s * 1000:.0f} ms")
-            stalled = {request.tp: self._partitions[request.tp]
-                       for (at, _), request in self._in_flight.items() if at == endpoint}
+            stalled = {group[0].tp: self._partitions[group[0].tp]
+                       for (at, _), group in self._in_flight.items() if at == endpoint}
             for state in stalled.values():
                 self._rewind(state, error, next(iter(state.unanswered)))
 

@@ -10,6 +10,7 @@ from coordinator.errors import AuthorizationFailed
 
 PRODUCE = Request(Api.PRODUCE, 1, "orders", 0, acks=1)
 PRODUCE_SETS = Request(Api.PRODUCE_SETS, 1, "orders", 0)
+PRODUCE_SETS_ACKED = Request(Api.PRODUCE_SETS_ACKED, 1, "orders", 0, acks=1)
 FETCH = Request(Api.FETCH, 1, "orders", 0)
 REPLICA_FETCH = Request(Api.FETCH, 1, "orders", 0, replica_id=1)
 OFFSETS = Request(Api.OFFSETS, 1, "orders", 0)
@@ -23,6 +24,7 @@ COMMITTED = Request(Api.OFFSET_FETCH, 1, group="g", entries=(("orders", 0),))
 def test_each_request_type_needs_its_operation():
     assert needs(PRODUCE) == (Operation.PRODUCE, "topic", "orders")
     assert needs(PRODUCE_SETS) == (Operation.PRODUCE, "topic", "orders")
+    assert needs(PRODUCE_SETS_ACKED) == (Operation.PRODUCE, "topic", "orders")
     assert needs(FETCH) == (Operation.CONSUME, "topic", "orders")
     assert needs(OFFSETS) == (Operation.DESCRIBE, "topic", "orders")
     assert needs(BY_TIME) == (Operation.DESCRIBE, "topic", "orders")
@@ -31,8 +33,9 @@ def test_each_request_type_needs_its_operation():
     assert needs(METADATA) is None
     assert needs(COMMIT) == (Operation.CONSUME, "group", "g")
     assert needs(COMMITTED) == (Operation.DESCRIBE, "group", "g")
-    assert {api for api in Api} == {r.api for r in (PRODUCE, PRODUCE_SETS, FETCH, OFFSETS,
-                                                METADATA, EPOCH, BY_TIME, COMMIT, COMMITTED)}
+    assert {api for api in Api} == {r.api for r in (PRODUCE, PRODUCE_SETS, PRODUCE_SETS_ACKED,
+                                                FETCH, OFFSETS, METADATA, EPOCH, BY_TIME,
+                                                COMMIT, COMMITTED)}
 
 
 def test_group_offsets_need_the_groups_rules():
