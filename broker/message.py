@@ -552,24 +552,75 @@ def check_entry(buf, max_message_bytes: int = 1 << 31) -> int:
 
 def decode_set(buf, topic: str, partition: int, base_offset: int,
                end_out: list | None = None) -> Iterator[Message]:
-    """Yield the messages of a fetched MessageSet, checking each CRC.
+    """Yield the messages of a fetched MessageSet, checking each CRC, one at a time.
 
     ``base_offset`` is the partition offset of ``buf[0]``. A trailing partial entry is ignored
     (it cannot occur from a sluice broker, which only returns whole messages). A gap marker
     (a compacted log) is not yielded: the entries after it are at its resume offset on.
     ``end_out``: the offset just past the set is appended to it once the walk is done.
 
-    This is the consumer's per-message loop: the set is made ``bytes`` once (one copy of the
-    whole fetch), so a value is one slice of it, CRC-checked where it lies; the Message is
-    built with ``tuple.__new__``, skipping NamedTuple's Python-level ``__new__``.
+    The set is made ``bytes`` once (one copy of the whole fetch), so a value is one slice of
+    it, CRC-checked where it lies; each Message is dropped as soon as its reader does, so a
+    long set costs no more memory than one message. A reader that wants the whole set in a
+    list calls ``decode_into``.
     """
     data = buf if type(buf) is bytes else bytes(buf)
-    end = len(data)
-    pos = 0
+    return _entries(data, 0, topic, partition, base_offset, end_out)
+
+
+def decode_into(out: list, buf, topic: str, partition: int, base_offset: int,
+                end_out: list | None = None) -> None:
+    """Append the messages of a fetched MessageSet to ``out``: ``out.extend(decode_set(...))``
+    for the consumer, which wants every set whole, with the usual run of unkeyed messages
+    walked by ``_plain_run`` (no generator switch per message, the fewest steps each). A bad
+    entry raises InvalidMessage with every good message before it already in ``out``.
+
+    >>> out = []
+    >>> decode_into(out, encode(b"a") + encode(b"v", b"k") + encode(b"b"), "t", 0, 100)
+    >>> [(m.offset, m.next_offset, m.key, m.value) for m in out]
+    [(100, 110, None, b'a'), (110, 126, b'k', b'v'), (126, 136, None, b'b')]
+    """
+    data = buf if type(buf) is bytes else bytes(buf)
+    pos = _plain_run(out, data, topic, partition, base_offset)
+    if pos < len(data) or end_out is not None:
+        out.extend(_entries(data, pos, topic, partition, base_offset, end_out))
+
+
+def _plain_run(out: list, data: bytes, topic: str, partition: int, base: int) -> int:
+    """Append the run of valid magic 0 messages at the start of ``data`` to ``out``; return
+    where it ends. The first entry that is anything else, valid or not, ends the run (and
+    ``_entries`` judges it). A Message is built with ``tuple.__new__``, skipping NamedTuple's
+    Python-level ``__new__``.
+
+    >>> out = []
+    >>> _plain_run(out, encode(b"a") * 2 + encode(b"v", b"k"), "t", 0, 0), len(out)
+    (20, 2)
+    """
+    add = out.append
     unpack = _unpack_header
     crc32 = _crc32
     new = _new_tuple
-    base = base_offset
+    end = len(data)
+    last = end - HEADER_SIZE
+    pos = 0
+    while pos <= last:
+        size, magic, crc = unpack(data, pos)
+        nxt = pos + SIZE_FIELD + size
+        value = data[pos + HEADER_SIZE:nxt]
+        if magic or size < MIN_SIZE or nxt > end or crc32(value) != crc:
+            break
+        add(new(Message, (topic, partition, base + pos, base + nxt, None, value, None, ())))
+        pos = nxt
+    return pos
+
+
+def _entries(data: bytes, pos: int, topic: str, partition: int, base: int,
+             end_out: list | None) -> Iterator[Message]:
+    """The messages of ``data`` from ``pos`` on, every kind, one entry at a time."""
+    end = len(data)
+    unpack = _unpack_header
+    crc32 = _crc32
+    new = _new_tuple
     while end - pos >= HEADER_SIZE:
         size, magic, crc = unpack(data, pos)
         nxt = pos + SIZE_FIELD + size
@@ -582,7 +633,9 @@ def decode_set(buf, topic: str, partition: int, base_offset: int,
             yield new(Message, (topic, partition, base + pos, base + nxt, None,
                                 payload, None, ()))
         elif magic == MAGIC_KEYED:
-            keylen = _unpack_size(payload, 1)[0]
+            keylen = _unpack_size(payload, 1)[0] if size >= MIN_SIZE + KEY_HEADER.size else -1
+            if not 0 <= keylen <= size - MIN_SIZE - KEY_HEADER.size:
+                raise InvalidMessage("size", base + pos, "key length runs past the message")
             yield new(Message, (topic, partition, base + pos, base + nxt,
                                 payload[5:5 + keylen], payload[5 + keylen:], None, ()))
         elif magic == MAGIC_RECORD:

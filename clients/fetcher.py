@@ -177,7 +177,7 @@ class Fetcher:
         next_offset = None
         if len(frames) > 1 and len(frames[1]):
             try:
-                got.extend(message.decode_set(frames[1].buffer, tp[0], tp[1], offset))
+                message.decode_into(got, frames[1].buffer, tp[0], tp[1], offset)
                 next_offset = protocol.fetch_next_offset(frames[0].buffer, offset,
                                                          len(frames[1]))
             except message.InvalidMessage as bad:

@@ -33,6 +33,8 @@ Progress = Callable[[int], None]
 #: How many messages the produce loop sends between progress updates.
 CHUNK = 8192
 STORED_WAIT_S = 30.0
+#: How many messages the consume loop reads between progress updates.
+PROGRESS_EVERY = 16384
 
 
 class Latencies:
@@ -129,15 +131,19 @@ def consume(topic: str, partition: int = 0, messages: int = 1_000_000,
     count = nbytes = 0
     try:
         started = time.perf_counter()
-        for count, m in enumerate(itertools.islice(consumer, messages), 1):
-            nbytes += len(m.value)
-            if not count & 0x3FFF and on_progress is not None:
+        stream = iter(consumer)
+        while count < messages:     # progress between chunks: the loop per message stays bare
+            before = count
+            for m in itertools.islice(stream, min(PROGRESS_EVERY, messages - count)):
+                nbytes += len(m.value)
+                count += 1
+            if count == before:
+                break
+            if on_progress is not None:
                 on_progress(count)
         elapsed = time.perf_counter() - started
     finally:
         consumer.close()
-    if on_progress is not None:
-        on_progress(count)
     result = _figures("consume", topic, count, nbytes / count if count else 0, elapsed,
                       partition=partition, fetch_bytes=fetch_bytes)
     if count < messages:
