@@ -5,7 +5,7 @@ import zlib
 import psutil
 import pytest
 
-from broker import message
+from broker import message, protocol
 from clients import Consumer, Producer, SimpleConsumer
 from clients.audit import AUDIT_TOPIC, Tally, decode_record, encode_records, window_of
 from clients.brokers import BrokerPool
@@ -168,3 +168,17 @@ def test_an_audited_producer_sets_its_publisher_up_at_start_on_its_own_session(
         ids = f"{producer.producer_id:016x}"
     wait_for(lambda: sum(r["acknowledged"] for r in _records(zk, producer_id=ids)) == 30,
              what="the producer's records to be visible")
+
+
+def test_a_pool_on_another_pools_session_has_sockets_of_its_own_and_leaves_the_session(
+        zk, broker):
+    create_topic(zk, "clicks", 1, [broker])
+    pool = BrokerPool(zk)
+    try:
+        sibling = BrokerPool(session_of=pool)
+        assert sibling.zk is pool.zk and sibling.partitions("clicks") == 1
+        assert sibling.connection("clicks", 0) is not pool.connection("clicks", 0)
+        sibling.close()
+        assert pool.zk.connected and pool.offset("clicks", 0, protocol.LATEST) == 0
+    finally:
+        pool.close()
