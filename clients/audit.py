@@ -37,6 +37,7 @@ import time
 
 from kazoo.exceptions import KazooException
 
+from clients.partitioner import hash_partition
 from coordinator.errors import InvalidArgument, RequestTimedOut, SluiceError
 
 AUDIT_TOPIC = "__audit"
@@ -153,7 +154,8 @@ class Publisher:
 
     ``session_of``: the client's BrokerPool, whose ZooKeeper session and cluster view that
     producer uses (sockets of its own): a second session costs a client a connect and a watch
-    on every topic's config node, which on a cluster of a few dozen topics is tens of ms."""
+    on every topic's config node, which on a cluster of a few dozen topics is tens of ms.
+    ``ready``: whether that producer and its connection are made."""
 
     def __init__(self, zookeeper, data_dir, credentials, source: dict, window_ms: int,
                  session_of=None):
@@ -173,7 +175,6 @@ class Publisher:
         thread), so that a publish, the one at the final flush too, is a send and its round
         trip. Whether that worked; when not, the first publish tries again and keeps the
         counts if it cannot."""
-        from clients.partitioner import hash_partition
         try:
             with self._lock:
                 producer = self._open()
