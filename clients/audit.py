@@ -37,6 +37,7 @@ import time
 
 from kazoo.exceptions import KazooException
 
+from clients.partitioner import hash_partition
 from coordinator.errors import InvalidArgument, RequestTimedOut, SluiceError
 
 AUDIT_TOPIC = "__audit"
@@ -149,16 +150,43 @@ def decode_record(value: bytes) -> dict:
 
 class Publisher:
     """Sends count records to ``__audit`` through a producer of its own (acks=1, not audited),
-    made on first use; creates the topic when it is missing."""
+    made by ``prepare()`` or on first use; creates the topic when it is missing.
 
-    def __init__(self, zookeeper, data_dir, credentials, source: dict, window_ms: int):
+    ``session_of``: the client's BrokerPool, whose ZooKeeper session and cluster view that
+    producer uses (sockets of its own): a second session costs a client a connect and a watch
+    on every topic's config node, which on a cluster of a few dozen topics is tens of ms.
+    ``ready``: whether that producer and its connection are made."""
+
+    def __init__(self, zookeeper, data_dir, credentials, source: dict, window_ms: int,
+                 session_of=None):
         self._where = (zookeeper, data_dir, credentials)
+        self._session_of = session_of
         self.source = source
         self.window_ms = window_ms
         self.key = "-".join(str(v) for k, v in source.items() if k != "source").encode()
         self._producer = None
         self._lock = threading.Lock()
         self.published = 0
+        self.ready = False
+
+    def prepare(self) -> bool:
+        """Make the producer, ``__audit`` and the connection to the leader of this source's
+        partition of it now (an audited producer does this as it starts, on its audit
+        thread), so that a publish, the one at the final flush too, is a send and its round
+        trip. Whether that worked; when not, the first publish tries again and keeps the
+        counts if it cannot."""
+        try:
+            with self._lock:
+                producer = self._open()
+                pool = producer._pool
+                pool.connection(AUDIT_TOPIC, hash_partition(self.key,
+                                                            pool.partitions(AUDIT_TOPIC)))
+                self.ready = True
+                return True
+        except (SluiceError, KazooException) as exc:
+            log.warning("audit publisher not set up yet (%s: %s); the first publish tries "
+                        "again", type(exc).__name__, exc)
+            return False
 
     def publish(self, counts: dict[tuple[str, int], list[int]]) -> None:
         """Send one record per (topic, window) and wait up to PUBLISH_WAIT_S for the
@@ -191,7 +219,8 @@ class Publisher:
             from coordinator import topics
             zookeeper, data_dir, credentials = self._where
             producer = Producer(zookeeper, data_dir=data_dir, credentials=credentials, acks=1,
-                                linger_ms=0, batch_size=64, retries=PUBLISH_RETRIES)
+                                linger_ms=0, batch_size=64, retries=PUBLISH_RETRIES,
+                                session_of=self._session_of)
             try:
                 topics.get(producer._pool.zk, AUDIT_TOPIC)
             except topics.UnknownTopic:
@@ -213,6 +242,7 @@ class Publisher:
                               "windows they counted may show a loss that was not one", exc)
                 finally:
                     self._producer = None
+                    self.ready = False
 
 
 def publish_or_keep(publisher: Publisher, tally: Tally, counts, lock) -> bool:

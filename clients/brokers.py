@@ -64,26 +64,36 @@ class BrokerPool:
     def __init__(self, zookeeper: str | None = None, data_dir=None,
                  request_timeout_ms: float = REQUEST_TIMEOUT_MS,
                  session_timeout_ms: float = zk.DEFAULT_SESSION_TIMEOUT_MS,
-                 credentials: str | None = None, push_hwm: int = 10_000):
-        """``push_hwm``: requests each PUSH socket (``push``) queues before a send blocks."""
-        keys = keyfiles.resolve(credentials)
-        self.zk = zk.connect(zookeeper, data_dir, session_timeout=session_timeout_ms / 1000,
-                             keys=keys)
-        try:
-            server_key = allow_list.server_key(self.zk)
-            self.view = ClusterView(self.zk)
-        except NoAuthError:
-            self.zk.stop()
-            self.zk.close()
-            raise AuthenticationFailed(
-                "ZooKeeper refused to show the cluster: it is secured and this client has no "
-                "digest (the local cluster's data dir, $SLUICE_ZK_DIGEST or the credentials' "
-                "zookeeper_digest)") from None
-        self.principal = keys.name if keys is not None and server_key else ""
-        self.keys = keys
-        self.secured = server_key is not None
-        self._curve = ({} if keys is None or server_key is None
-                       else keyfiles.curve_client_options(keys, server_key))
+                 credentials: str | None = None, push_hwm: int = 10_000,
+                 session_of: "BrokerPool | None" = None):
+        """``push_hwm``: requests each PUSH socket (``push``) queues before a send blocks.
+        ``session_of``: another pool whose ZooKeeper session, cluster view and keys this one
+        uses, with sockets of its own (a client's audit publisher: a session of its own would
+        watch every topic's config node again); closing this pool leaves them to that one."""
+        self._owns_session = session_of is None
+        if session_of is None:
+            keys = keyfiles.resolve(credentials)
+            self.zk = zk.connect(zookeeper, data_dir, session_timeout=session_timeout_ms / 1000,
+                                 keys=keys)
+            try:
+                server_key = allow_list.server_key(self.zk)
+                self.view = ClusterView(self.zk)
+            except NoAuthError:
+                self.zk.stop()
+                self.zk.close()
+                raise AuthenticationFailed(
+                    "ZooKeeper refused to show the cluster: it is secured and this client has "
+                    "no digest (the local cluster's data dir, $SLUICE_ZK_DIGEST or the "
+                    "credentials' zookeeper_digest)") from None
+            self.principal = keys.name if keys is not None and server_key else ""
+            self.keys = keys
+            self.secured = server_key is not None
+            self._curve = ({} if keys is None or server_key is None
+                           else keyfiles.curve_client_options(keys, server_key))
+        else:
+            self.zk, self.view = session_of.zk, session_of.view
+            self.principal, self.keys = session_of.principal, session_of.keys
+            self.secured, self._curve = session_of.secured, session_of._curve
         self.context = ClientContext()
         # a pool dropped without close() closes its sockets when it is collected; not at exit,
         # when threads of its own may still be using them (and exit needs no term())
@@ -229,8 +239,9 @@ class BrokerPool:
         return sum(conn.discarded for conn in conns)
 
     def close(self, keep_session: bool = False) -> None:
-        """Close every socket; ``keep_session`` leaves the ZooKeeper session to expire on its
-        own when the process exits (a static member's ephemeral nodes outlive it that long)."""
+        """Close every socket and the ZooKeeper session, unless it is another pool's
+        (``session_of``) or ``keep_session`` leaves it to expire on its own when the process
+        exits (a static member's ephemeral nodes outlive it that long)."""
         with self._lock:
             for conn in self._connections.values():
                 conn.close()
@@ -242,6 +253,6 @@ class BrokerPool:
             self._controls.clear()
             self._pushes.clear()
         self._release()
-        if not keep_session:
+        if self._owns_session and not keep_session:
             self.zk.stop()
             self.zk.close()

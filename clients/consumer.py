@@ -209,7 +209,7 @@ class Consumer:
             self._publisher = audits.Publisher(
                 zookeeper, data_dir, config.credentials,
                 audits.source_fields(audits.CONSUMER, group=group, consumer_id=self.consumer_id),
-                config.audit_window_ms)
+                config.audit_window_ms, session_of=self._pool)
 
     # --- public ----------------------------------------------------------------------------
 

@@ -219,7 +219,7 @@ class Producer:
 
     def __init__(self, zookeeper: str | None = None, *, config: ProducerConfig | None = None,
                  partitioner="random", on_delivery=None, on_acknowledged=None, data_dir=None,
-                 **settings):
+                 session_of: BrokerPool | None = None, **settings):
         """``settings`` are ProducerConfig's (clients/config.py), over ``config`` if given.
 
         ``partitioner``: "random" (keyed messages go by their key's hash) or a callable
@@ -228,7 +228,8 @@ class Producer:
         (``base_offset`` None without an error: a duplicate the broker knew it had stored, but
         no longer where); ``on_acknowledged(count, seconds)`` for each acknowledged batch, with
         the seconds since its first message was queued (what ``sluice perf`` turns into latency
-        percentiles)."""
+        percentiles). ``session_of``: a BrokerPool whose ZooKeeper session and view to use
+        (an audit publisher's producer: clients/audit.py)."""
         config = ProducerConfig.build(config, **settings)
         callable_or_none("on_delivery", on_delivery)
         callable_or_none("on_acknowledged", on_acknowledged)
@@ -251,7 +252,7 @@ class Producer:
         self._batch_sent = getattr(self._partitioner, "batch_sent", None)
         coalescing = config.batch_size == 1 and config.acks == 0 and not config.audit
         self._pool = BrokerPool(zookeeper, data_dir, config.request_timeout_ms,
-                                credentials=config.credentials,
+                                credentials=config.credentials, session_of=session_of,
                                 **({"push_hwm": coalescers.PUSH_HWM} if coalescing else {}))
         self._lock = threading.RLock()
         self._batches: dict[tuple[str, int], _Batch] = {}
@@ -291,7 +292,7 @@ class Producer:
             self._publisher = audits.Publisher(
                 zookeeper, data_dir, config.credentials, audits.source_fields(
                     audits.PRODUCER, producer_id=f"{self.producer_id or new_producer_id():016x}"),
-                self._window_ms)
+                self._window_ms, session_of=self._pool)
             self._audit_thread = threading.Thread(target=self._audit_loop, name="producer-audit",
                                                   daemon=True)
             self._audit_thread.start()
@@ -793,7 +794,9 @@ class Producer:
 
     def _audit_loop(self) -> None:
         """Publish each window's counts soon after it closes (late acknowledgements of a
-        closed window follow in another record)."""
+        closed window follow in another record). The publisher is set up first, so that the
+        final flush does not pay for it."""
+        self._publisher.prepare()
         tick = min(1.0, self._window_ms / 4000)
         while not self._stop.wait(tick):
             self._publish_audit(closed_only=True)

@@ -2,14 +2,16 @@
 real broker, their records read back from ``__audit``."""
 import zlib
 
+import psutil
 import pytest
 
-from broker import message
+from broker import message, protocol
 from clients import Consumer, Producer, SimpleConsumer
 from clients.audit import AUDIT_TOPIC, Tally, decode_record, encode_records, window_of
 from clients.brokers import BrokerPool
 from clients.config import ConsumerConfig, ProducerConfig
 from cluster.observe.audit_trail import read_records, stored_counts
+from coordinator import paths
 from coordinator.errors import InvalidArgument
 from tests.helpers import BrokerProcess, create_topic, wait_for
 
@@ -140,3 +142,43 @@ def test_group_consumer_counts_what_it_committed_by_the_messages_windows(zk, bro
     assert seen == 400
     wait_for(lambda: _sums(_records(zk, source="consumer", group="readers"), "consumed")
              == produced, what="the group's records to match the producer's")
+
+
+def _zookeeper_ports(connect: str) -> set[int]:
+    """The local ports of this process's connections to the ZooKeeper server of ``connect``."""
+    port = int(connect.split("/", 1)[0].rsplit(":", 1)[1])
+    return {c.laddr.port for c in psutil.Process().net_connections("tcp")
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED}
+
+
+def test_an_audited_producer_sets_its_publisher_up_at_start_on_its_own_session(
+        zk, zk_client, broker):
+    """The publisher shares the producer's ZooKeeper session and cluster view (a session of its
+    own would watch every topic's config node again), and makes __audit, its route and its
+    connection while the producer starts: a flush's publish is then one round trip."""
+    create_topic(zk, "clicks", 1, [broker])
+    before = _zookeeper_ports(zk)
+    with Producer(zk, acks=1, audit=True, audit_window_ms=1000) as producer:
+        wait_for(lambda: producer._publisher.ready, what="the audit publisher to be set up")
+        assert zk_client.exists(paths.topic_config(AUDIT_TOPIC)) is not None
+        for i in range(30):
+            producer.send("clicks", b"%d" % i)
+        producer.flush()
+        assert len(_zookeeper_ports(zk) - before) == 1
+        ids = f"{producer.producer_id:016x}"
+    wait_for(lambda: sum(r["acknowledged"] for r in _records(zk, producer_id=ids)) == 30,
+             what="the producer's records to be visible")
+
+
+def test_a_pool_on_another_pools_session_has_sockets_of_its_own_and_leaves_the_session(
+        zk, broker):
+    create_topic(zk, "clicks", 1, [broker])
+    pool = BrokerPool(zk)
+    try:
+        sibling = BrokerPool(session_of=pool)
+        assert sibling.zk is pool.zk and sibling.partitions("clicks") == 1
+        assert sibling.connection("clicks", 0) is not pool.connection("clicks", 0)
+        sibling.close()
+        assert pool.zk.connected and pool.offset("clicks", 0, protocol.LATEST) == 0
+    finally:
+        pool.close()
