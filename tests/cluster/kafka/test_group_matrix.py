@@ -15,6 +15,7 @@ from clients.producer import Producer
 from clients.simple_consumer import SimpleConsumer
 from coordinator import consumer_registry
 from tests.cluster.kafka.kafka_clients import KAFKAJS_HOME, KAFKAJS_SCRIPT, needs_kafkajs, needs_kcat
+from tests.cluster.kafka.member_output import MemberOutput
 from tests.helpers import GroupOffsets, wait_for
 
 # Messages in the topic: half before the kill, half from a producer running across it.
@@ -44,6 +45,7 @@ class Member:
     def __init__(self, client: str, bootstrap: str, group: str, out: Path):
         self.out = out
         out.touch()
+        self.output = MemberOutput(out)
         env = dict(os.environ, KAFKAJS_HOME=str(KAFKAJS_HOME))
         stdout = open(out, "ab") if client == "kcat" else subprocess.DEVNULL
         stderr = open(f"{out}.err", "ab")
@@ -54,12 +56,7 @@ class Member:
             stdout.close()
 
     def records(self) -> list[tuple[int, int, str]]:
-        rows = []
-        for line in self.out.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 3 and line.endswith(parts[2]):   # a whole line
-                rows.append((int(parts[0]), int(parts[1]), parts[2]))
-        return rows
+        return self.output.records()
 
     def stop(self) -> int:
         self.proc.terminate()

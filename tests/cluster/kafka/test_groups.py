@@ -4,13 +4,14 @@ import time
 
 import pytest
 
+from tests.cluster.kafka.member_output import MemberOutput
 from tests.helpers import GroupOffsets
 
 TOPIC = "clicks"
 GROUP_MESSAGES = 100_000     # the count for the group of three with one killed
 
 
-def wait_for(condition, timeout=60.0, step=None, what="condition"):
+def wait_for(condition, timeout=60.0, step=None, what="condition", interval=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if step is not None:
@@ -19,7 +20,7 @@ def wait_for(condition, timeout=60.0, step=None, what="condition"):
         if value:
             return value
         if step is None:
-            time.sleep(0.05)
+            time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -245,13 +246,13 @@ class MemberProcess:
         from pathlib import Path
         self.out = Path(out)
         self.out.touch()
+        self.output = MemberOutput(self.out)
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.cluster.kafka.group_member",
                                       client, bootstrap, group, TOPIC, str(out), strategy],
                                      cwd=Path(__file__).parents[3])
 
     def records(self):
-        rows = [line.split() for line in self.out.read_text().splitlines() if line.strip()]
-        return [(int(p), int(o), v) for p, o, v in rows if len((p, o, v)) == 3]
+        return self.output.records()
 
     def stop(self):
         self.proc.terminate()
@@ -282,7 +283,9 @@ def test_a_group_of_three_consumes_everything_with_one_killed_mid_stream(
 
         def consumed():
             return {(p, o) for m in members for p, o, _ in m.records()}
-        wait_for(lambda: consumed() >= expected, timeout=120, what="every message consumed")
+        # a look builds a set of 100,000 pairs: twice a second, not twenty times
+        wait_for(lambda: consumed() >= expected, timeout=120, interval=0.5,
+                 what="every message consumed")
         store = GroupOffsets(zk, "g-kill")
         ends = {p: msgs[-1].next_offset for p, msgs in sent.items()}
         wait_for(lambda: {p: store.fetch(TOPIC, p) for p in range(3)} == ends, timeout=30,

@@ -4,31 +4,26 @@ and all, then reads them back with its own consumer by partition from the earlie
 from a timestamp (its own ListOffsets call). None lost, none changed, order kept per partition;
 the judge is what each client delivers, never sluice's own encoder.
 
+One broker per client serves all of its cases: the three acks modes' producers (and the four
+codecs' ones) run at once into one topic, each value tagged with its producer, and one read
+from the earliest offset and one from a timestamp judge them all, each producer's records
+checked on their own. A case per broker and per read cost more than the messages did (start-up
+and shut-down of a broker, a consumer's start and its group join for kafkajs).
+
 kcat and kafkajs run as subprocesses (kafkajs: tests/cluster/kafka/js/kafkajs_client.js
 with the kafkajs that ``make kafkajs`` installs there)."""
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.cluster.kafka.kafka_clients import CLIENTS, check_per_partition, sent_rows
 
-# The issue asks for 100,000 keyed messages per client with acks 0, 1 and all. Measured with
-# `SLUICE_MATRIX_MESSAGES=N pytest -n 2 tests/cluster/kafka/test_matrix.py -k
-# test_client_produces` on the 2-core machine, runs of the sizes alternated, load 2.3-8.3
-# (session wall / summed test time of the 12 cases, medians):
-#     5,000 per acks                                              35 s /  43 s   (6 runs)
-#    33,334 per acks (100,000 per client split over the 3 acks)  57 s /  85 s   (5 runs)
-#   100,000 per acks                                              58 s /  95 s   (3 runs)
-# and 302 s / 500 s for 100,000 at load 4-10. Where it goes (py-spy at 100,000): kafka-python's
-# cases are its own per-record Python (send, record decode: 60-70 %); in the confluent-kafka,
-# kcat and kafkajs cases the broker's conversion (fetch about twice produce, since the records
-# are read twice) and the client share it; the test's own checks are under 10 %. In `make test`
-# (both workers busy) the added test time is half as much wall: +21 s for the split, +26 s for
-# 100,000, and `make test` is at its 10-minute budget, so the default stays 5,000;
-# SLUICE_MATRIX_MESSAGES=100000 runs the issue's size.
-MESSAGES = int(os.environ.get("SLUICE_MATRIX_MESSAGES", "5000"))
+# The issue asks for 100,000 keyed messages per client with each of acks 0, 1 and all.
+MESSAGES = int(os.environ.get("SLUICE_MATRIX_MESSAGES", "100000"))
+ACKS = (0, 1, "all")
 
 TOPIC = "matrix"
 PARTITIONS = 3
@@ -46,24 +41,64 @@ def expected_from(by_partition: dict, timestamp: int) -> list:
     return expected
 
 
-@pytest.mark.parametrize("acks", [0, 1, "all"], ids=["acks0", "acks1", "acksall"])
+def late_timestamp(by_tag: dict) -> int:
+    """The earliest of the producers' nine-tenths timestamps: a read from it gets at least
+    the last tenth of every producer's records, whether the producers overlapped in time or
+    one finished before another started, without reading the whole topic again."""
+    stamps = [sorted(r[4] for records in by_partition.values() for r in records)
+              for by_partition in by_tag.values()]
+    return min(s[len(s) * 9 // 10] for s in stamps)
+
+
+def tag_of(record) -> str:
+    return record[3].rsplit("-", 1)[0]
+
+
+def produce_at_once(client, bootstrap: str, cases: dict) -> None:
+    """Every ``tag: (rows, acks, compression)`` produced by its own producer, all at once;
+    a producer's failure fails the test."""
+    with ThreadPoolExecutor(len(cases)) as pool:
+        running = [pool.submit(client.produce, bootstrap, TOPIC, rows, acks, compression=codec)
+                   for rows, acks, codec in cases.values()]
+        for future in running:
+            future.result()
+
+
+def check_tagged(cases: dict, got: list) -> dict:
+    """``check_per_partition`` for each producer's rows among the records read (producers
+    running at once interleave their records, so the order per key is each producer's), and
+    offsets rising over all of a partition's records (no offset given to two records).
+    Returns each tag's records by partition."""
+    assert len(got) == sum(len(rows) for rows, _, _ in cases.values()), len(got)
+    tagged: dict[str, list] = {tag: [] for tag in cases}
+    partitions: dict[int, list] = {}
+    for record in got:
+        assert tag_of(record) in tagged, f"a record no producer sent: {record}"
+        tagged[tag_of(record)].append(record)
+        partitions.setdefault(record[0], []).append(record[1])
+    for offsets in partitions.values():
+        assert offsets == sorted(set(offsets)), "offsets not rising within a partition"
+    return {tag: check_per_partition(cases[tag][0], records) for tag, records in tagged.items()}
+
+
 @pytest.mark.parametrize("client", CLIENTS)
-def test_client_produces_keyed_messages_and_reads_them_back(kafka_broker, client, acks):
+def test_client_produces_keyed_messages_with_each_acks_and_reads_them_back(kafka_broker, client):
     proc = kafka_broker(TOPIC, PARTITIONS, **SETTINGS)
     bootstrap = proc.info["kafka_endpoint"]
-    rows = sent_rows(MESSAGES, f"{client.name}-acks{acks}")
-    client.produce(bootstrap, TOPIC, rows, acks)
-    got = client.read(bootstrap, TOPIC, PARTITIONS, len(rows))
-    by_partition = check_per_partition(rows, got)
-    assert set(by_partition) == set(range(PARTITIONS)), "17 keys left a partition empty"
-    # from a timestamp: the middle record of partition 0's
-    part0 = sorted(by_partition[0], key=lambda r: r[1])
-    timestamp = part0[len(part0) // 2][4]
-    expected = expected_from(by_partition, timestamp)
-    assert expected, "no record at or after the chosen timestamp"
+    cases = {f"{client.name}-acks{acks}": (sent_rows(MESSAGES, f"{client.name}-acks{acks}"),
+                                           acks, None) for acks in ACKS}
+    produce_at_once(client, bootstrap, cases)
+    got = client.read(bootstrap, TOPIC, PARTITIONS, len(ACKS) * MESSAGES)
+    by_tag = check_tagged(cases, got)
+    for tag, by_partition in by_tag.items():
+        assert set(by_partition) == set(range(PARTITIONS)), f"17 keys left a partition of {tag} empty"
+    # from a timestamp late in every producer's records
+    timestamp = late_timestamp(by_tag)
+    expected = expected_from({p: [r for r in got if r[0] == p] for p in range(PARTITIONS)},
+                             timestamp)
     from_time = client.read(bootstrap, TOPIC, PARTITIONS, len(expected), timestamp)
     assert sorted(from_time) == sorted(expected)
-    for p in by_partition:
+    for p in range(PARTITIONS):
         mine = [r[1] for r in from_time if r[0] == p]
         assert mine == sorted(mine)
 
@@ -72,12 +107,11 @@ CODECS = ("gzip", "snappy", "lz4", "zstd")
 COMPRESSED_MESSAGES = 2000
 
 
-@pytest.mark.parametrize("client,codec", [
-    pytest.param(c.values[0], codec, marks=c.marks, id=f"{c.id}-{codec}")
-    for c in CLIENTS for codec in CODECS if codec in c.values[0].codecs])
-def test_client_compressed_batches_are_read_back_unchanged(kafka_broker, client, codec):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_client_compressed_batches_are_read_back_unchanged(kafka_broker, client):
     proc = kafka_broker(TOPIC, PARTITIONS, **SETTINGS)
     bootstrap = proc.info["kafka_endpoint"]
-    rows = sent_rows(COMPRESSED_MESSAGES, f"{client.name}-{codec}")
-    client.produce(bootstrap, TOPIC, rows, 1, compression=codec)
-    check_per_partition(rows, client.read(bootstrap, TOPIC, PARTITIONS, len(rows)))
+    cases = {f"{client.name}-{codec}": (sent_rows(COMPRESSED_MESSAGES, f"{client.name}-{codec}"),
+                                        1, codec) for codec in CODECS if codec in client.codecs}
+    produce_at_once(client, bootstrap, cases)
+    check_tagged(cases, client.read(bootstrap, TOPIC, PARTITIONS, len(cases) * COMPRESSED_MESSAGES))

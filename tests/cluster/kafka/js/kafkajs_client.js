@@ -40,7 +40,10 @@ async function produce(acks, count, tag, codec) {
 }
 
 async function consume(group, count, timestamp) {
-  const consumer = kafka.consumer({ groupId: group, sessionTimeout: 10000,
+  // kafkajs reads through a group (it has no assign) and commits nothing here, so a rejoin in
+  // the middle re-reads from the start: once in a 300,000-record read at load 25-30 with a 10 s
+  // session, 307,465 records came (a rejoin is the likely cause, not proven); 30 s leaves room
+  const consumer = kafka.consumer({ groupId: group, sessionTimeout: 30000, rebalanceTimeout: 30000,
                                     heartbeatInterval: 500, maxWaitTimeInMs: 200 });
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
