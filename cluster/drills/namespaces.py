@@ -23,6 +23,7 @@ import subprocess
 from typing import Callable
 
 from cluster.drills.netproxy import BlackholeProxy
+from cluster.errors import ClusterError
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,9 @@ BROKER_PORT = 9092              # every broker has an address of its own
 _HOST, _ZOOKEEPER, _FIRST_BROKER = 1, 2, 10
 
 
-class Unavailable(Exception):
-    """Namespaces cannot be made here (not root, no ``ip``, a kernel without them)."""
+class Unavailable(ClusterError):
+    """Namespaces cannot be made here (not root, no ``ip``, a kernel without them): the drill
+    falls back to blocking proxies."""
 
 
 def _ip(*args: str) -> str:
