@@ -37,8 +37,11 @@ one step under one lock in either thread, so a partition's messages leave in ``p
 
 Taking a partition's queue is what "the batch is sent" means for the sticky partitioner
 (clients/partitioner.py): ``taken(topic, partition)`` is told then, once per queue taken, so
-unkeyed messages keep going to one partition until its queue leaves, and a request carries
-many sets rather than one per partition touched (64 partitions: about one set a request).
+unkeyed messages keep going to one partition until its queue leaves. Told per message
+instead, a producer over 64 partitions scattered its messages over every queue: requests were
+still full, but each take was of all 64 queues, so takes were few and long and the queues grew
+(measured, 300,000 messages: 3 to 16 takes of 16,000 to 143,000 messages, 1.4 to 1.8 s of
+producer CPU; sticky per take: 258 to 669 takes of 300 to 1,400 messages, 1.0 s).
 """
 from __future__ import annotations
 
