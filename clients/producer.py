@@ -279,8 +279,9 @@ class Producer:
         self._coalescer: coalescers.Coalescer | None = None
         self._put = None
         if coalescing:
-            self._coalescer = coalescers.Coalescer(self._pool.push, self.request_timeout_s,
-                                                   config.max_request_bytes, self._sender_failed)
+            self._coalescer = coalescers.Coalescer(
+                self._pool.push, self.request_timeout_s, config.max_request_bytes,
+                self._sender_failed, self._queue_taken if self._batch_sent is not None else None)
             self._put = self._coalescer.put
         self._pool.view.add_listener(self._forget_routes)
         self._timer = None
@@ -346,10 +347,7 @@ class Producer:
                 self._raise_pending()
         if self._tally is None:
             encoded = _encode(value, key)
-            if self._put is not None:       # acks=0 batch 1: the sender thread sends it
-                if chosen and self._batch_sent is not None:
-                    with self._lock:
-                        self._batch_sent(topic, partition)
+            if self._put is not None:       # acks=0 batch 1: the sender's take ends the batch
                 self._put(tp, encoded)
                 return
             if self.batch_size == 1:
@@ -780,6 +778,12 @@ class Producer:
                        for (at, _), group in self._in_flight.items() if at == endpoint}
             for state in stalled.values():
                 self._rewind(state, error, next(iter(state.unanswered)))
+
+    def _queue_taken(self, topic: str, partition: int) -> None:
+        """The acks=0 sender took a partition's queue: that is its batch sent, so the sticky
+        partitioner picks anew (under the lock, as every caller of batch_sent)."""
+        with self._lock:
+            self._batch_sent(topic, partition)
 
     def _sender_failed(self, error: protocol.SluiceError) -> None:
         """The acks=0 sender thread met an error that does not pass: the next send(), flush()

@@ -2,6 +2,7 @@
 partitions over 3 brokers, each beside the same row of the 1-partition run, or alone:
 
     python -m cluster.tools.scale_bench --messages 1000000     # 10M, and 64 partitions x 1M
+    python -m cluster.tools.scale_bench --messages 300000 --part spread   # the 64 only
 
 Two fresh clusters in temp dirs, one after the other, each removed when its rows are done:
 
@@ -383,10 +384,11 @@ def _consume(topic: str, ends: dict[int, int], size: int, zookeeper: str, progre
 def table(result: dict):
     """Each row beside its 1-partition row, then every broker's RSS per part."""
     from rich.table import Table
-    grid = Table(title=f"how cost grows: {FACTOR}x the messages ({result['messages'] * FACTOR:,},"
-                       f" 1 broker) and {PARTITIONS} partitions over {BROKERS} brokers "
-                       f"({result['messages']:,}), beside the 1-partition run",
-                 title_justify="left")
+    parts = {"tenfold": f"{FACTOR}x the messages ({result['messages'] * FACTOR:,}, 1 broker)",
+             "spread": f"{PARTITIONS} partitions over {BROKERS} brokers "
+                       f"({result['messages']:,})"}
+    grid = Table(title="how cost grows: " + " and ".join(parts[p] for p in result["rss"])
+                 + ", beside the 1-partition run", title_justify="left")
     for column in ("row", "msg/s", "1-partition run", "ratio", "target", "met", "RSS growth"):
         grid.add_column(column, justify="left" if column == "row" else "right")
     for key, figures in result["rows"].items():
@@ -418,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", help="a results.json of bench.py to set the rows beside")
     parser.add_argument("--no-batch1", dest="batch1", action="store_false",
                         help="leave out the batch-1 rows")
+    parser.add_argument("--part", dest="parts", action="append", choices=list(PARTS),
+                        help="run only this part (again for more; default: every part)")
     parser.add_argument("--output", default=".bench/scale.json")
     args = parser.parse_args(argv)
     from rich.console import Console
@@ -425,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
     try:
         result = run(args.messages, args.size, say=err.print, batch1=args.batch1,
-                     baseline=baseline)
+                     baseline=baseline, parts=tuple(args.parts or PARTS))
     except SluiceError as exc:
         if not exc.user_error:
             raise

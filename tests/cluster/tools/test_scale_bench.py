@@ -82,3 +82,10 @@ def test_a_short_run_of_the_64_partitions():
 def test_an_unknown_part_is_refused():
     with pytest.raises(InvalidArgument, match="no such part: sideways"):
         scale_bench.run(10, parts=("sideways",))
+
+
+def test_the_command_line_refuses_an_unknown_part_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        scale_bench.main(["--part", "sideways"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'sideways' (choose from 'tenfold', 'spread')" in capsys.readouterr().err
