@@ -11,8 +11,11 @@ TOPIC   ?=
 GROUP   ?=
 DASHBOARD_PORT ?= 8080
 # pytest-xdist workers: two per core, since the tests mostly wait on broker processes and
-# ZooKeeper rather than compute (a 2-core run used about one core with one worker per core)
+# ZooKeeper rather than compute (a 2-core run used about one core with one worker per core);
+# worksteal: an idle worker takes tests queued on a busy one, so the suite's long tests
+# (100,000-message matrices, drills) do not leave one worker finishing alone at the end
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
+TEST_DIST ?= worksteal
 CONFIG  ?=
 ZK_JAR  := /usr/share/java/zookeeper.jar
 
@@ -83,7 +86,7 @@ test: venv
 	@$(MAKE) --no-print-directory chromium
 	@$(MAKE) --no-print-directory kcat
 	@$(MAKE) --no-print-directory kafkajs
-	$(PY) -m pytest -n $(TEST_WORKERS) -q -m "not drill" tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist $(TEST_DIST) -q -m "not drill" tests
 
 # The fault drills (cluster/drills/), each on a fresh local cluster in a temp dir with its own
 # embedded ZooKeeper; prints their table (docs/drills.md) and writes every result to
