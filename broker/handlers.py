@@ -98,10 +98,11 @@ class RequestHandlers:
             raise MalformedRequest("produce needs a header and a message set")
         route = self.logs.route(request.topic, request.partition)
         replica = self.replicas.leader_of(request.topic, request.partition)
-        if request.acks == ACKS_ALL and len(replica.isr) < replica.min_insync_replicas:
+        if request.acks == ACKS_ALL and len(
+                isr := self.replicas.in_sync_for_acks(replica)) < replica.min_insync_replicas:
             raise NotEnoughReplicas(
-                f"{request.topic}/{request.partition} has {len(replica.isr)} in-sync "
-                f"replica(s) {list(replica.isr)}, fewer than its min_insync_replicas="
+                f"{request.topic}/{request.partition} has {len(isr)} in-sync "
+                f"replica(s) {list(isr)}, fewer than its min_insync_replicas="
                 f"{replica.min_insync_replicas}; the set was not written")
         refusal = self.logs.backlog.refusal(request.topic, request.partition)
         if refusal is not None:

@@ -65,7 +65,8 @@ class IsrWriter:
         self._outside_errors = outside_errors
         self._writes: queue.Queue = queue.Queue()
         self._outcomes: queue.Queue = queue.Queue()
-        self.in_flight: set[tuple[str, int]] = set()
+        # partition -> the ISR its write in flight proposes (the loop's thread only)
+        self.in_flight: dict[tuple[str, int], tuple[int, ...]] = {}
         self._thread = threading.Thread(target=self._run, name=f"isr-writer-{broker_id}",
                                         daemon=True)
         self._thread.start()
@@ -74,7 +75,7 @@ class IsrWriter:
         """Queue ``write`` unless its partition has one in flight already (False then)."""
         if write.key in self.in_flight:
             return False
-        self.in_flight.add(write.key)
+        self.in_flight[write.key] = tuple(write.state.isr)
         self._writes.put(write)
         return True
 
@@ -86,7 +87,7 @@ class IsrWriter:
                 outcome = self._outcomes.get_nowait()
             except queue.Empty:
                 return done
-            self.in_flight.discard(outcome.write.key)
+            self.in_flight.pop(outcome.write.key, None)
             done.append(outcome)
 
     def close(self, timeout: float = 1.0) -> None:

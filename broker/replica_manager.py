@@ -450,6 +450,15 @@ class ReplicaManager:
         self.writer.submit(Write(replica.key, replica.state.with_isr(isr), replica.version,
                                  replica.epoch, replica.written))
 
+    def in_sync_for_acks(self, replica: Replica) -> tuple[int, ...]:
+        """The ISR an acks=all produce is judged by against ``min_insync_replicas``: the
+        replica's, or the smaller one a write in flight proposes. A shrink is decided before
+        ZooKeeper has it; until ``maintain`` applies the written outcome the old ISR still
+        holds the high watermark back, and a produce judged by it meanwhile would be
+        accepted, then acknowledged once the shrink lands, by fewer replicas than promised."""
+        proposed = self.writer.in_flight.get(replica.key)
+        return proposed if proposed is not None and len(proposed) < len(replica.isr) else replica.isr
+
     @property
     def writing(self) -> bool:
         """An ISR write is in flight (the loop then polls more often for its outcome)."""

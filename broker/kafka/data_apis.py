@@ -296,8 +296,9 @@ def _produce_partition(ctx: KafkaContext, state: DataState, key: tuple, data, ac
     topic, partition = key
     route: Route = ctx.logs.route(topic, partition)
     replica = ctx.replicas.leader_of(topic, partition)
-    if acks == -1 and len(replica.isr) < replica.min_insync_replicas:
-        raise NotEnoughReplicas(f"{topic}/{partition} has {len(replica.isr)} in-sync "
+    if acks == -1 and len(
+            isr := ctx.replicas.in_sync_for_acks(replica)) < replica.min_insync_replicas:
+        raise NotEnoughReplicas(f"{topic}/{partition} has {len(isr)} in-sync "
                                 f"replica(s), fewer than its min_insync_replicas="
                                 f"{replica.min_insync_replicas}; the records were not written")
     refusal = ctx.logs.backlog.refusal(topic, partition)

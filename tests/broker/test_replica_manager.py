@@ -133,6 +133,25 @@ def test_the_hw_uses_a_shrunk_isr_only_once_it_is_written(manager_of, zk_client,
     assert replica.hw == log.end_offset and calls.hw[-1] == log.end_offset
 
 
+def test_acks_all_is_judged_by_a_shrink_in_flight_before_it_is_applied(manager_of, zk_client,
+                                                                       tmp_path):
+    """The shrink reaches ZooKeeper before ``maintain`` applies it; a produce judged by the old
+    ISR in between was accepted, then acknowledged by the leader alone once the shrink landed
+    (test_replication's stopped-follower test caught it in a full run)."""
+    manager, _ = manager_of(broker_id=0, lag_ms=1)
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0, 1), 2, log)
+    replica = manager.get(TOPIC, 0)
+    settle(manager, lambda: replica.role == "leader", "the leadership")
+    assert manager.in_sync_for_acks(replica) == (0, 1)
+    manager.maintain(time.monotonic() + 1)      # past the lag time: the shrink is handed over
+    assert replica.isr == (0, 1), "not applied before a later maintain collects its outcome"
+    assert manager.in_sync_for_acks(replica) == (0,), "acks=all sees the shrink at once"
+    settle(manager, lambda: replica.isr == (0,), "the shrink applied")
+    assert manager.in_sync_for_acks(replica) == (0,)
+
+
 def test_a_stale_isr_write_rereads_the_state_and_obeys_it(manager_of, zk_client, tmp_path):
     manager, calls = manager_of(broker_id=0, lag_ms=1)
     partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
