@@ -429,30 +429,20 @@ def decode_request(header, principal: str = "") -> Request:
         raise SluiceError(f"unknown api {api}", ErrorCode.UNKNOWN_API) from None
     if api is Api.METADATA:
         request = Request(api, corr)
-    elif api is Api.PRODUCE:
+    elif api is Api.PRODUCE or api is Api.PRODUCE_SETS_ACKED:
         (acks,), pos = _unpack(PRODUCE_FIELDS, header, pos)
+        if api is Api.PRODUCE_SETS_ACKED and acks != 1:
+            raise MalformedRequest(f"PRODUCE_SETS_ACKED is acks=1 only, not acks {acks}")
         if acks not in (0, 1, ACKS_ALL):
             raise MalformedRequest(f"acks must be 0, 1 or {ACKS_ALL} (all), not {acks}")
         topic, pos = unpack_str(header, pos)
         (partition,), pos = _unpack(PARTITION, header, pos)
         producer_id = sequence = first_unacked = 0
-        if acks:
+        if acks:        # PRODUCE_SETS_ACKED: the first set's sequence
             (producer_id, sequence, first_unacked), pos = _unpack(SEQUENCE_FIELDS, header, pos)
             if producer_id and first_unacked > sequence:
                 raise MalformedRequest(f"first_unacked {first_unacked} is after the request's "
                                        f"own sequence {sequence}")
-        request = Request(api, corr, topic, partition, acks=acks, producer_id=producer_id,
-                          sequence=sequence, first_unacked=first_unacked)
-    elif api is Api.PRODUCE_SETS_ACKED:
-        (acks,), pos = _unpack(PRODUCE_FIELDS, header, pos)
-        if acks != 1:
-            raise MalformedRequest(f"PRODUCE_SETS_ACKED is acks=1 only, not acks {acks}")
-        topic, pos = unpack_str(header, pos)
-        (partition,), pos = _unpack(PARTITION, header, pos)
-        (producer_id, sequence, first_unacked), pos = _unpack(SEQUENCE_FIELDS, header, pos)
-        if producer_id and first_unacked > sequence:
-            raise MalformedRequest(f"first_unacked {first_unacked} is after the request's "
-                                   f"first sequence {sequence}")
         request = Request(api, corr, topic, partition, acks=acks, producer_id=producer_id,
                           sequence=sequence, first_unacked=first_unacked)
     elif api is Api.PRODUCE_SETS:
