@@ -57,6 +57,17 @@ def settle(manager, until, what):
     return wait_for(lambda: manager.maintain(time.monotonic()) or until(), what=what)
 
 
+def lead(manager, zk_client, tmp_path, min_insync=1):
+    """Partition 0 of TOPIC on replicas (0, 1), written with 0 as leader in epoch 0, added to
+    ``manager`` (broker 0) and settled into its leadership: the log and the replica."""
+    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
+    log = open_log(tmp_path)
+    manager.add(TOPIC, 0, (0, 1), min_insync, log)
+    replica = manager.get(TOPIC, 0)
+    settle(manager, lambda: replica.role == "leader", "the leadership")
+    return log, replica
+
+
 def test_a_single_replica_partition_is_led_at_once_and_its_hw_is_the_log_end(manager_of,
                                                                              tmp_path):
     manager, calls = manager_of()
@@ -114,11 +125,7 @@ def test_roles_follow_the_state_node_and_never_go_back_an_epoch(manager_of, zk_c
 
 def test_the_hw_uses_a_shrunk_isr_only_once_it_is_written(manager_of, zk_client, tmp_path):
     manager, calls = manager_of(broker_id=0, lag_ms=1)
-    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
-    log = open_log(tmp_path)
-    manager.add(TOPIC, 0, (0, 1), 1, log)
-    replica = manager.get(TOPIC, 0)
-    settle(manager, lambda: replica.role == "leader", "the leadership")
+    log, replica = lead(manager, zk_client, tmp_path, min_insync=1)
     log.append(encode_set([(None, b"m")]), 1)
     manager.appended(replica)
     assert replica.hw == 0, "follower 1 has not fetched it"
@@ -139,11 +146,7 @@ def test_acks_all_is_judged_by_a_shrink_in_flight_before_it_is_applied(manager_o
     ISR in between was accepted, then acknowledged by the leader alone once the shrink landed
     (test_replication's stopped-follower test caught it in a full run)."""
     manager, _ = manager_of(broker_id=0, lag_ms=1)
-    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
-    log = open_log(tmp_path)
-    manager.add(TOPIC, 0, (0, 1), 2, log)
-    replica = manager.get(TOPIC, 0)
-    settle(manager, lambda: replica.role == "leader", "the leadership")
+    log, replica = lead(manager, zk_client, tmp_path, min_insync=2)
     assert manager.in_sync_for_acks(replica) == (0, 1)
     manager.maintain(time.monotonic() + 1)      # past the lag time: the shrink is handed over
     assert replica.isr == (0, 1), "not applied before a later maintain collects its outcome"
@@ -154,11 +157,7 @@ def test_acks_all_is_judged_by_a_shrink_in_flight_before_it_is_applied(manager_o
 
 def test_a_stale_isr_write_rereads_the_state_and_obeys_it(manager_of, zk_client, tmp_path):
     manager, calls = manager_of(broker_id=0, lag_ms=1)
-    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
-    log = open_log(tmp_path)
-    manager.add(TOPIC, 0, (0, 1), 1, log)
-    replica = manager.get(TOPIC, 0)
-    settle(manager, lambda: replica.role == "leader", "the leadership")
+    log, replica = lead(manager, zk_client, tmp_path, min_insync=1)
     manager.stop_watching()          # no more watch events: only the failed write tells
     state, version = partition_state.read(zk_client, TOPIC, 0)
     partition_state.write(zk_client, TOPIC, 0, state.elected(1, (1,), 1), version)
@@ -243,11 +242,7 @@ def test_a_restarted_leader_starts_at_its_checkpointed_high_watermark(manager_of
     """Every replica restarted and this one leads again at once: consumers see what was
     committed before (not 0 until every follower fetched), and nothing more."""
     manager, _ = manager_of(broker_id=0)
-    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
-    log = open_log(tmp_path)
-    manager.add(TOPIC, 0, (0, 1), 1, log)
-    replica = manager.get(TOPIC, 0)
-    settle(manager, lambda: replica.role == "leader", "the leadership")
+    log, replica = lead(manager, zk_client, tmp_path, min_insync=1)
     log.append(encode_set([(None, b"a"), (None, b"b")]), 2)
     committed = log.end_offset
     manager.follower_fetched(replica, 1, committed, committed)
@@ -328,11 +323,7 @@ def test_the_outcome_of_an_isr_write_is_dropped_if_a_newer_state_was_taken_meanw
     the loop takes that state before it collects the write's outcome: the outcome (epoch 0,
     the version the write was decided on) must not bring back the old leadership."""
     manager, calls = manager_of(broker_id=0, lag_ms=1)
-    partition_state.write(zk_client, TOPIC, 0, PartitionState(0, 0, (0, 1)), NOT_WRITTEN)
-    log = open_log(tmp_path)
-    manager.add(TOPIC, 0, (0, 1), 1, log)
-    replica = manager.get(TOPIC, 0)
-    settle(manager, lambda: replica.role == "leader", "the leadership")
+    log, replica = lead(manager, zk_client, tmp_path, min_insync=1)
     manager.stop_watching()
     manager.maintain(time.monotonic() + 1)                # the shrink goes to the writer
     wait_for(lambda: partition_state.read(zk_client, TOPIC, 0)[0].isr == (0,),
