@@ -1,7 +1,7 @@
 """Fixtures of the broker's tests (the ZooKeeper ones are in tests/conftest.py)."""
 import pytest
 
-from tests.helpers import BrokerProcess, create_topic
+from tests.helpers import BrokerProcess, RawClient, create_topic
 
 
 @pytest.fixture
@@ -24,3 +24,11 @@ def hosting_broker(zk, tmp_path):
     yield start
     for proc in started:
         assert proc.stop() == 0, proc.log_text()[-3000:]
+
+
+@pytest.fixture
+def raw(broker):
+    """A raw request socket to the module's ``broker`` fixture."""
+    client = RawClient(broker.endpoint)
+    yield client
+    client.close()

@@ -6,7 +6,7 @@ import pytest
 import zmq
 
 from broker import message, protocol
-from tests.helpers import RawClient, wait_for
+from tests.helpers import wait_for
 
 TOPIC = "sets"
 
@@ -14,13 +14,6 @@ TOPIC = "sets"
 @pytest.fixture
 def broker(hosting_broker):
     return hosting_broker(TOPIC, 2, log={"segment_bytes": 1024, "visible_after_flush": False})
-
-
-@pytest.fixture
-def raw(broker):
-    client = RawClient(broker.endpoint)
-    yield client
-    client.close()
 
 
 def push(broker, *requests):

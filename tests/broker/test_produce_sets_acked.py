@@ -6,7 +6,6 @@ import json
 import pytest
 
 from broker import message, protocol
-from tests.helpers import RawClient
 
 TOPIC = "acked-sets"
 PRODUCER = 0x5E75
@@ -15,13 +14,6 @@ PRODUCER = 0x5E75
 @pytest.fixture
 def broker(hosting_broker):
     return hosting_broker(TOPIC, 1, log={"visible_after_flush": False})
-
-
-@pytest.fixture
-def raw(broker):
-    client = RawClient(broker.endpoint)
-    yield client
-    client.close()
 
 
 def send_sets(raw, sets, corr=1, producer_id=PRODUCER, first_sequence=0, first_unacked=0):

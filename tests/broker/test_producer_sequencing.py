@@ -24,13 +24,6 @@ def broker(hosting_broker):
     return hosting_broker(TOPIC, 2, log={"visible_after_flush": False})
 
 
-@pytest.fixture
-def raw(broker):
-    client = RawClient(broker.endpoint)
-    yield client
-    client.close()
-
-
 def produce_frames(value: bytes, sequence: int, first_unacked: int, producer_id=PRODUCER,
                    partition=0, corr=1) -> list[bytes]:
     return [protocol.encode_produce(corr, TOPIC, partition, 1, producer_id, sequence,

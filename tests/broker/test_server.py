@@ -23,13 +23,6 @@ def broker(hosting_broker):
                                          "max_message_bytes": 10_000})
 
 
-@pytest.fixture
-def raw(broker):
-    client = RawClient(broker.endpoint)
-    yield client
-    client.close()
-
-
 def zk_connect(connect):
     return zk.connect(connect)
 
